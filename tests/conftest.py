@@ -1,0 +1,30 @@
+"""Shared fixtures: one small fitted model per session (fit once, ~15 s)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from vi_stream import synthetic  # noqa: E402
+from vi_stream.model import AnomalyModel, ModelConfig, save  # noqa: E402
+
+SMALL_SHAPE = (512, 512)
+SMALL_CONFIG = ModelConfig(bank_size=40_000, cells=256)
+
+
+@pytest.fixture(scope="session")
+def good_images() -> list[np.ndarray]:
+    return [synthetic.module_image(SMALL_SHAPE, seed=1000 + i).image for i in range(15)]
+
+
+@pytest.fixture(scope="session")
+def model(good_images) -> AnomalyModel:
+    return AnomalyModel.fit(good_images, SMALL_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def model_path(model, tmp_path_factory) -> str:
+    return save(model, str(tmp_path_factory.mktemp("model") / "model.npz"))

@@ -1,0 +1,114 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from vi_stream import synthetic
+from vi_stream.cli import main
+from vi_stream.io.files import write_image
+
+from .conftest import SMALL_SHAPE
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    test = root / "test"
+    masks = root / "masks"
+    test.mkdir()
+    masks.mkdir()
+    for name, seed, defects in [("good_a", 8001, ()), ("dust_a", 8002, ("dust",)), ("scratch_a", 8003, ("scratch",))]:
+        s = synthetic.module_image(SMALL_SHAPE, seed=seed, defects=defects)
+        write_image(str(test / f"{name}.png"), s.image)
+        if s.mask.any():
+            write_image(str(masks / f"{name}_mask.png"), s.mask * 255)
+    return root
+
+
+def _run(*args):
+    """The installed console script in a subprocess: what a user sees."""
+    p = subprocess.run([sys.executable, "-m", "vi_stream.cli", *args], capture_output=True, text=True, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_train_writes_a_model(tmp_path):
+    good = tmp_path / "good"
+    for i in range(5):
+        write_image(str(good / f"g{i}.png"), synthetic.module_image((192, 192), seed=i).image)
+    out = tmp_path / "m.npz"
+    rc = main(["train", "--images", str(good), "--out", str(out), "--tile", "128", "--overlap", "32",
+               "--bank-size", "2000", "--cells", "16", "--no-progress"])
+    assert rc == 0 and out.is_file()
+
+
+def test_score_writes_heatmaps_masks_overlays_and_csv(model_path, sets, tmp_path):
+    out = tmp_path / "scored"
+    assert main(["score", "--model", model_path, "--images", str(sets / "test"), "--out", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "scores.csv")))
+    assert [r["file"] for r in rows] == ["dust_a.png", "good_a.png", "scratch_a.png"]
+    verdict = {r["file"]: r["is_anomalous"] for r in rows}
+    assert verdict == {"dust_a.png": "1", "good_a.png": "0", "scratch_a.png": "1"}
+    heat = cv2.imread(str(out / "dust_a_heatmap.tiff"), cv2.IMREAD_UNCHANGED)
+    assert heat.dtype == np.float32 and heat.shape == SMALL_SHAPE
+    mask = cv2.imread(str(out / "dust_a_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    overlay = cv2.imread(str(out / "dust_a_overlay.png"))
+    assert overlay.shape == SMALL_SHAPE + (3,)
+    assert float(rows[0]["score"]) == pytest.approx(float(heat.max()), rel=1e-5)
+
+
+def test_evaluate_prints_and_writes_json(model_path, sets, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--model", model_path, "--images", str(sets / "test"), "--masks", str(sets / "masks"),
+                 "--out", str(out), "--no-progress"]) == 0
+    report = json.loads(out.read_text())
+    assert report["images"] == 3 and report["anomalous_images"] == 2
+    assert report["image_auroc"] == 1.0 and report["pixel_auroc"] > 0.9
+    assert 0 < report["pixel_f1"] <= 1 and report["image_f1"] == 1.0
+    assert json.loads(capsys.readouterr().out)["image_auroc"] == 1.0
+
+
+def test_bad_inputs_give_one_line_errors_and_nonzero_exit(model_path, sets, tmp_path):
+    bad_model = tmp_path / "bad.npz"
+    bad_model.write_bytes(b"not a model")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"\x89PNG garbage")
+    cases = [
+        ("score", "--model", str(bad_model), "--images", str(sets / "test"), "--out", str(tmp_path / "o")),
+        ("score", "--model", str(tmp_path / "missing.npz"), "--images", str(sets / "test"), "--out", str(tmp_path / "o")),
+        ("score", "--model", model_path, "--images", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")),
+        ("score", "--model", model_path, "--images", str(broken), "--out", str(tmp_path / "o")),
+        ("train", "--images", str(sets / "test"), "--out", str(tmp_path / "m.npz"), "--tile", "100"),
+        ("train", "--images", str(sets / "test"), "--out", str(tmp_path / "m.npz")),  # 3 images: too few
+        ("evaluate", "--model", model_path, "--images", str(sets / "test"), "--masks", str(tmp_path / "nomasks")),
+    ]
+    for args in cases:
+        rc, out, err = _run(*args)
+        assert rc == 2, (args, rc, err)
+        lines = [ln for ln in err.strip().splitlines() if "Warning" not in ln and "@numba" not in ln]
+        assert len(lines) == 1 and lines[0].startswith("vi_stream: error: "), (args, err)
+        assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2_without_traceback():
+    rc, out, err = _run("score", "--model")
+    assert rc == 2 and "usage:" in err and "Traceback" not in err
+    rc, out, err = _run("--version")
+    assert rc == 0 and out.startswith("vi_stream ")
+
+
+def test_score_reports_unreadable_images_but_writes_the_rest(model_path, sets, tmp_path):
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for f in os.listdir(sets / "test"):
+        (mixed / f).write_bytes((sets / "test" / f).read_bytes())
+    (mixed / "zzz_broken.png").write_bytes(b"nope")
+    rc, out, err = _run("score", "--model", model_path, "--images", str(mixed), "--out", str(tmp_path / "o"))
+    assert rc == 2 and "zzz_broken.png" in err and "1 of 4" in err
+    assert len(list(csv.DictReader(open(tmp_path / "o" / "scores.csv")))) == 3

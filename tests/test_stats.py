@@ -1,0 +1,64 @@
+import numpy as np
+
+from vi_stream.model import stats
+from vi_stream.model.index import PatchIndex
+
+
+def test_streaming_moments_equal_batch_moments():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5000, 6)) * [1, 2, 3, 4, 5, 6] + 100
+    m = stats.Moments(6)
+    for chunk in np.array_split(x, 17):
+        m.update(chunk)
+    assert np.allclose(m.mean, x.mean(0))
+    assert np.allclose(m.covariance(), np.cov(x.T), rtol=1e-9)
+
+
+def test_reservoir_is_bounded_and_uniform():
+    r = stats.Reservoir(1000, 1, seed=1)
+    for start in range(0, 100_000, 777):
+        r.update(np.arange(start, min(start + 777, 100_000), dtype=np.float32)[:, None])
+    assert r.seen == 100_000 and r.filled.shape == (1000, 1)
+    vals = r.filled[:, 0]
+    assert len(np.unique(vals)) == 1000
+    # uniform over the stream: each decile holds ~10% (binomial sd ~ 9.5)
+    counts = np.histogram(vals, bins=10, range=(0, 100_000))[0]
+    assert counts.min() > 60 and counts.max() < 140
+
+
+def test_index_equals_exact_search_when_it_refines_everything():
+    rng = np.random.default_rng(2)
+    bank = rng.standard_normal((3000, 8)).astype(np.float32)
+    q = rng.standard_normal((500, 8)).astype(np.float32) * 1.5
+    idx = PatchIndex.build(bank, cells=16, nprobe=16)
+    exact = stats.exact_nn_distance(q, bank)
+    assert np.allclose(idx.distance(q, gate=0.0), exact, atol=1e-4)
+
+
+def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
+    rng = np.random.default_rng(3)
+    bank = rng.standard_normal((4000, 8)).astype(np.float32)
+    q = rng.standard_normal((800, 8)).astype(np.float32)
+    idx = PatchIndex.build(bank, cells=32, nprobe=4)
+    exact = stats.exact_nn_distance(q, bank)
+    counts = {}
+    coarse = idx.distance(q, gate=1e9, stats_out=counts)  # nothing refined: the medoid bound
+    assert counts["refined"] == 0
+    assert np.all(coarse >= exact - 1e-4)
+    gate = float(np.median(coarse))
+    counts = {}
+    d = idx.distance(q, gate=gate, stats_out=counts)
+    assert 0 < counts["refined"] < len(q)
+    assert np.all(d >= exact - 1e-4)
+    assert np.all(d[coarse > gate] <= coarse[coarse > gate] + 1e-6)
+    assert np.array_equal(d[coarse <= gate], coarse[coarse <= gate])
+
+
+def test_kmeans_separates_clear_clusters():
+    rng = np.random.default_rng(4)
+    centres = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    x = np.concatenate([c + rng.standard_normal((200, 2)).astype(np.float32) * 0.3 for c in centres])
+    c, a = stats.kmeans(x, 3)
+    assert len(np.unique(a)) == 3
+    found = sorted(map(tuple, np.round(c).astype(int)))
+    assert found == [(0, 0), (0, 10), (10, 0)]

@@ -1,0 +1,75 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vi_stream.errors import ConfigError
+from vi_stream.tiling import make_grid, tile, untile
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), t=st.integers(1, 40), data=st.data(),
+       dtype=st.sampled_from([np.uint8, np.uint16, np.float32]))
+def test_untile_of_tile_is_exact_for_any_size_tile_and_overlap(h, w, t, data, dtype):
+    ov = data.draw(st.integers(0, t - 1))
+    rng = np.random.default_rng(h * 1000 + w)
+    if dtype == np.float32:
+        x = rng.standard_normal((h, w)).astype(np.float32) * 1e3
+    else:
+        x = rng.integers(0, np.iinfo(dtype).max, (h, w), endpoint=True).astype(dtype)
+    tiles, grid = tile(x, t, ov)
+    assert tiles.shape == (grid.count, t, t)
+    back = untile(tiles, grid)
+    assert back.dtype == np.float32 and back.shape == (h, w)
+    assert np.array_equal(back, x.astype(np.float32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(20, 120), w=st.integers(20, 120), t=st.integers(8, 40), data=st.data(),
+       c=st.floats(-1e4, 1e4, allow_nan=False, width=32))
+def test_constant_maps_blend_without_seams(h, w, t, data, c):
+    ov = data.draw(st.integers(0, t - 1))
+    grid = make_grid(h, w, t, ov)
+    out = untile(np.full((grid.count, t, t), c, np.float32), grid)
+    assert np.all(out == np.float32(c))
+
+
+def test_smooth_map_stays_smooth_across_tile_boundaries():
+    # Each tile sees the same global ramp; blending must not create steps.
+    h, w, t, ov = 100, 100, 32, 12
+    grid = make_grid(h, w, t, ov)
+    ys, xs = np.mgrid[0:grid.padded_shape[0], 0:grid.padded_shape[1]].astype(np.float32)
+    ramp = 0.5 * xs + 0.25 * ys
+    maps = np.stack([ramp[y:y + t, x:x + t] for y, x in grid.origins()])
+    out = untile(maps, grid)
+    assert np.allclose(out, ramp[:h, :w], atol=1e-4)
+
+
+def test_tiles_carry_fused_normalisation_and_colour():
+    x = np.arange(40 * 30 * 3, dtype=np.uint16).reshape(40, 30, 3)
+    tiles, grid = tile(x, 16, 4, lo=10.0, scale=0.5)
+    assert tiles.shape == (grid.count, 16, 16, 3)
+    assert tiles[0, 0, 0, 2] == (x[0, 0, 2] - 10.0) * 0.5
+    # edge padding replicates the last row/column
+    last = tiles[-1]
+    assert np.all(last[-1, -1] == (x[-1, -1].astype(np.float32) - 10) * 0.5)
+
+
+@pytest.mark.parametrize("t,ov", [(0, 0), (8, 8), (8, -1), (8, 9)])
+def test_bad_tiling_is_a_clear_error(t, ov):
+    with pytest.raises(ConfigError):
+        tile(np.zeros((10, 10), np.uint8), t, ov)
+
+
+def test_untile_rejects_maps_of_the_wrong_shape():
+    _tiles, grid = tile(np.zeros((50, 50), np.uint8), 16, 4)
+    with pytest.raises(ConfigError, match="expected maps of shape"):
+        untile(np.zeros((grid.count + 1, 16, 16), np.float32), grid)
+
+
+def test_scaled_grid_matches_feature_resolution():
+    grid = make_grid(768, 768, 320, 64)
+    f = grid.scaled(8)
+    assert (f.tile, f.overlap, f.ny, f.nx) == (40, 8, 3, 3)
+    with pytest.raises(ConfigError):
+        make_grid(100, 100, 36, 4).scaled(8)

@@ -1,0 +1,150 @@
+"""Command line: ``vi_stream {train,score,evaluate,synth,demo} ...``.
+
+Thin: parse, build, hand in, report. Every expected failure is one line on
+stderr and a non-zero exit (2 for usage/input/model errors); ``--debug``
+shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from typing import Callable, Sequence
+
+from ._version import __version__
+from .errors import ViStreamError
+
+
+def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], None]] | None:
+    if not enabled:
+        return None
+
+    def make(total: int, desc: str):
+        from tqdm import tqdm
+        bar = tqdm(total=total, desc=desc, unit="img", file=sys.stderr, leave=False)
+        return bar.update
+
+    return make
+
+
+def _model_config(args: argparse.Namespace):
+    from .model import ModelConfig
+    cfg = ModelConfig()
+    over = {k: getattr(args, k) for k in ("tile", "overlap", "bank_size", "dim", "cells", "batch_size", "seed")
+            if getattr(args, k, None) is not None}
+    return replace(cfg, **over).validate()
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--tile", type=int, help="tile size in px (multiple of 16; default 320)")
+    g.add_argument("--overlap", type=int, help="tile overlap in px (multiple of 8; default 64)")
+    g.add_argument("--bank-size", dest="bank_size", type=int, help="normal patches kept (default 120000)")
+    g.add_argument("--dim", type=int, help="feature dimensions after PCA (default 32)")
+    g.add_argument("--cells", type=int, help="index cells (default 1024)")
+    g.add_argument("--batch-size", dest="batch_size", type=int, help="tiles per backbone call (default 16)")
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vi_stream", description="Visual-inspection anomaly detection for ITk modules.")
+    p.add_argument("--version", action="version", version=f"vi_stream {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser("train", help="fit a model on a folder of good images")
+    t.add_argument("--images", required=True, help="folder of good images")
+    t.add_argument("--out", required=True, help="model file to write (.npz)")
+    t.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 ...")
+    t.add_argument("--no-progress", action="store_true")
+    _add_model_options(t)
+
+    s = sub.add_parser("score", help="score a folder of images")
+    s.add_argument("--model", required=True)
+    s.add_argument("--images", required=True)
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--threshold", type=float, help="override the model's threshold (no refit)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="image/pixel AUROC and F1 against ground-truth masks")
+    e.add_argument("--model", required=True)
+    e.add_argument("--images", required=True)
+    e.add_argument("--masks", required=True, help="folder with <stem>_mask.png (images without one are good)")
+    e.add_argument("--out", help="JSON report (default: <images>/../evaluation.json)")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--no-progress", action="store_true")
+
+    y = sub.add_parser("synth", help="write a synthetic set of module images (images/ + masks/)")
+    y.add_argument("--out", required=True)
+    y.add_argument("--good", type=int, default=10)
+    y.add_argument("--per-defect", type=int, default=2)
+    y.add_argument("--size", type=int, nargs=2, default=(768, 768), metavar=("H", "W"))
+    y.add_argument("--kind", default="grey8", choices=("grey8", "grey16", "rgb"))
+    y.add_argument("--seed", type=int, default=0)
+
+    d = sub.add_parser("demo", help="train on synthetic good modules, score synthetic test modules, write pictures")
+    d.add_argument("--out", default="demo-output", help="folder for pictures and reports (default demo-output)")
+    d.add_argument("--good", type=int, default=30, help="good training images (default 30)")
+    d.add_argument("--per-defect", type=int, default=2, help="test images per defect type (default 2)")
+    d.add_argument("--device", default="cpu")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ViStreamError as err:
+        if args.debug:
+            raise
+        print(f"vi_stream: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if args.debug:
+            raise
+        print(f"vi_stream: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vi_stream: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import offline
+    progress = _progress_factory(not getattr(args, "no_progress", True) and sys.stderr.isatty())
+    if args.command == "train":
+        model = offline.train(args.images, args.out, _model_config(args), args.device, progress)
+        m = model.meta
+        print(f"model {model.model_id}: {m['training_images']} training + {m['calibration_images']} calibration images, "
+              f"{m['bank_patches']} of {m['training_patches']} patches kept, threshold {model.threshold:.4g}, "
+              f"fit in {m['fit_seconds']:.1f} s -> {args.out}")
+        return 0
+    if args.command == "score":
+        results = offline.score(args.model, args.images, args.out, args.threshold, args.device, progress)
+        n_bad = sum(r.is_anomalous for r in results)
+        print(f"{len(results)} images scored, {n_bad} anomalous -> {os.path.join(args.out, 'scores.csv')}")
+        return 0
+    if args.command == "evaluate":
+        out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.images)), "evaluation.json")
+        report = offline.evaluate(args.model, args.images, args.masks, out, args.device, progress)
+        print(json.dumps(report, indent=2))
+        print(f"-> {out}", file=sys.stderr)
+        return 0
+    if args.command == "synth":
+        img_dir, mask_dir = offline.write_synthetic(args.out, args.good, args.per_defect, tuple(args.size),
+                                                    args.kind, args.seed)
+        print(f"images -> {img_dir}, masks -> {mask_dir}")
+        return 0
+    if args.command == "demo":
+        from .demo import run_offline_demo
+        return run_offline_demo(args.out, args.good, args.per_defect, args.device)
+    raise AssertionError(args.command)  # pragma: no cover - argparse guarantees a command
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""The anomaly model: fitted on good images only, scores any image.
+
+    >>> from vi_stream.synthetic import module_image
+    >>> goods = [module_image(seed=i).image for i in range(6)]
+    >>> model = AnomalyModel.fit(goods, ModelConfig(bank_size=20000))   # doctest: +SKIP
+    >>> r = model.score(module_image(seed=99, defects=("dust",)).image)  # doctest: +SKIP
+    >>> r.is_anomalous, r.defects[0]["bbox"]                              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .. import postprocess
+from ..errors import ConfigError, InputError, ModelError
+from ..tiling import check_tiling, make_grid, tile, untile
+from .features import FEATURE_STRIDE, PatchFeatures, flatten
+from .index import PatchIndex
+from .stats import Moments, Reservoir
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "efficientnet-lite0"
+    taps: tuple[int, ...] = (2, 4, 7)
+    tile: int = 320
+    overlap: int = 64
+    dim: int = 32               # PCA dimensions kept
+    bank_size: int = 120_000    # reservoir of normal patches (bounds fit memory)
+    cells: int = 1024           # k-means cells of the index
+    nprobe: int = 4             # cells searched per refined patch
+    gate_fraction: float = 0.5  # refine patches above this fraction of the threshold
+    smooth_sigma: float = 4.0   # px, Gaussian smoothing of the map
+    min_defect_area: int = 16   # px
+    batch_size: int = 16        # tiles per backbone call
+    calibration_every: int = 5  # every n-th good image is held out to set the threshold
+    max_calibration: int = 16
+    seed: int = 0
+
+    def validate(self) -> "ModelConfig":
+        check_tiling(self.tile, self.overlap)
+        if self.tile % (2 * FEATURE_STRIDE) or self.overlap % FEATURE_STRIDE:
+            raise ConfigError(f"tile must be a multiple of {2 * FEATURE_STRIDE} and overlap of {FEATURE_STRIDE}, "
+                              f"got tile={self.tile} overlap={self.overlap}")
+        if self.tile < 32:
+            raise ConfigError(f"tile must be at least 32 px, got {self.tile}")
+        for name, lo in (("dim", 1), ("bank_size", 100), ("cells", 1), ("nprobe", 1), ("batch_size", 1),
+                         ("calibration_every", 2), ("max_calibration", 1), ("min_defect_area", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < lo:
+                raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if not 0.0 <= self.gate_fraction <= 1.0:
+            raise ConfigError(f"gate_fraction must be in [0, 1], got {self.gate_fraction}")
+        if not self.smooth_sigma >= 0:
+            raise ConfigError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
+        return self
+
+
+@dataclass
+class ScoreResult:
+    heatmap: np.ndarray          # float32 (H, W), anomaly distance per pixel
+    mask: np.ndarray             # uint8 (H, W), 1 where heatmap > threshold
+    score: float                 # image score: max of the heatmap
+    threshold: float
+    defects: list[dict]
+    timings: dict = field(default_factory=dict)  # seconds: backbone, features, search, post
+
+    @property
+    def is_anomalous(self) -> bool:
+        return self.score > self.threshold
+
+
+@dataclass
+class Intensity:
+    """Maps raw pixel values to [0, 1]: (v - lo) / (hi - lo)."""
+
+    lo: float
+    hi: float
+
+    @classmethod
+    def for_image(cls, image: np.ndarray) -> "Intensity":
+        if image.dtype == np.uint8:
+            return cls(0.0, 255.0)
+        if image.dtype == np.uint16:
+            bits = max(8, int(math.ceil(math.log2(int(image.max()) + 1))))
+            return cls(0.0, float(2 ** bits - 1))
+        if np.issubdtype(image.dtype, np.floating):
+            return cls(0.0, 1.0)
+        raise InputError(f"unsupported image type {image.dtype}; use uint8, uint16 or float")
+
+
+def check_image(image: np.ndarray, channels: int | None = None) -> np.ndarray:
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise InputError(f"image must be HxW (grey) or HxWx3 (colour), got shape {image.shape}")
+    if image.shape[0] < 16 or image.shape[1] < 16:
+        raise InputError(f"image is too small: {image.shape[1]}x{image.shape[0]} (need at least 16x16)")
+    if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
+        raise InputError(f"unsupported image type {image.dtype}; use uint8, uint16 or float")
+    c = 1 if image.ndim == 2 else 3
+    if channels is not None and c != channels:
+        raise InputError(f"model expects {'grey' if channels == 1 else 'colour'} images, got "
+                         f"{'grey' if c == 1 else 'colour'} {image.shape}")
+    return image
+
+
+class AnomalyModel:
+    FORMAT_VERSION = 1
+
+    def __init__(self, config: ModelConfig, channels: int, intensity: Intensity, mean: np.ndarray,
+                 components: np.ndarray, index: PatchIndex, threshold: float, meta: dict,
+                 device: str | None = None):
+        self.config = config.validate()
+        self.channels = channels
+        self.intensity = intensity
+        self.mean = mean
+        self.components = components
+        self.index = index
+        self.threshold = float(threshold)
+        self.meta = meta
+        self.features = PatchFeatures(config.backbone, config.taps, channels, device)
+        self.features.set_projection(mean, components)
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def model_id(self) -> str:
+        return self.meta.get("model_id", "unfitted")
+
+    def info(self) -> dict:
+        return {**self.meta, "threshold": self.threshold, "device": str(self.features.device)}
+
+    # ------------------------------------------------------------------ fitting
+    @classmethod
+    def fit(cls, images: Iterable[np.ndarray], config: ModelConfig = ModelConfig(), device: str | None = None,
+            progress: Callable[[int], None] | None = None) -> "AnomalyModel":
+        """Fit on good images (an iterable, consumed once; memory bounded by ``bank_size``)."""
+        config = config.validate()
+        started = time.perf_counter()
+        digest = hashlib.sha256()
+        feats: PatchFeatures | None = None
+        moments: Moments | None = None
+        reservoir: Reservoir | None = None
+        calib: list[tuple[tuple[int, int], np.ndarray, int]] = []  # (shape, raw features, grid ny*nx)
+        channels = intensity = None
+        n_images = n_tiles = 0
+        for i, image in enumerate(images):
+            image = check_image(image, channels)
+            if channels is None:
+                channels = 1 if image.ndim == 2 else 3
+                intensity = Intensity.for_image(image)
+                feats = PatchFeatures(config.backbone, config.taps, channels, device)
+                moments = Moments(feats.raw_dim)
+                reservoir = Reservoir(config.bank_size, feats.raw_dim, config.seed)
+            digest.update(f"{image.shape}{image.dtype}".encode())
+            digest.update(np.ascontiguousarray(image).tobytes())
+            held_out = (i % config.calibration_every == config.calibration_every - 1
+                        and len(calib) < config.max_calibration)
+            raw = _raw_features(feats, image, config, intensity)
+            n_tiles += raw.shape[0]
+            if held_out:
+                calib.append((image.shape[:2], raw))
+            else:
+                flat = raw.reshape(-1, raw.shape[-1])
+                moments.update(flat)
+                reservoir.update(flat)
+            n_images += 1
+            if progress:
+                progress(1)
+        if n_images < config.calibration_every:
+            raise InputError(f"need at least {config.calibration_every} good images to fit "
+                             f"(one in {config.calibration_every} is held out to set the threshold), got {n_images}")
+        # PCA from the streamed covariance.
+        cov = moments.covariance()
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1][: min(config.dim, feats.raw_dim)]
+        components = np.ascontiguousarray(evecs[:, order], np.float32)
+        mean = moments.mean.astype(np.float32)
+        bank = (reservoir.filled - mean) @ components
+        index = PatchIndex.build(bank, config.cells, config.nprobe, config.seed)
+        # Threshold from held-out good images, searched exhaustively within the probed cells.
+        scores = []
+        for shape, raw in calib:
+            q = (raw.reshape(-1, raw.shape[-1]) - mean) @ components
+            dist = index.distance(q, gate=0.0)
+            heat = _to_heatmap(dist, raw.shape[:3], shape, config)
+            scores.append(float(heat.max()))
+        s = np.array(scores)
+        threshold = float(max(s.max() * 1.05, s.mean() + 4.0 * s.std()))
+        index.gate = float(config.gate_fraction * threshold)
+        meta = {
+            "format_version": cls.FORMAT_VERSION,
+            "backbone": config.backbone,
+            "layers": [f"_blocks.{t}" for t in config.taps],
+            "tile": config.tile,
+            "overlap": config.overlap,
+            "channels": channels,
+            "intensity": [intensity.lo, intensity.hi],
+            "config": _jsonable(asdict(config)),
+            "training_images": n_images - len(calib),
+            "calibration_images": len(calib),
+            "training_tiles": int(n_tiles),
+            "training_patches": int(reservoir.seen),
+            "bank_patches": int(len(bank)),
+            "training_digest": digest.hexdigest(),
+            "calibration_scores": [round(v, 6) for v in scores],
+            "fit_seconds": round(time.perf_counter() - started, 3),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "vi_stream_version": _version(),
+        }
+        meta["model_id"] = f"{config.backbone}-{digest.hexdigest()[:12]}"
+        return cls(config, channels, intensity, mean, components, index, threshold, meta, device)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, image: np.ndarray, threshold: float | None = None) -> ScoreResult:
+        """Heatmap, mask, score and defects for one image (grey or colour, any size >= 16 px)."""
+        image = check_image(image, self.channels)
+        thr = self.threshold if threshold is None else float(threshold)
+        if not thr > 0 or not math.isfinite(thr):
+            raise ConfigError(f"threshold must be a positive number, got {threshold!r}")
+        cfg = self.config
+        t0 = time.perf_counter()
+        tiles, grid = tile(image, cfg.tile, cfg.overlap, self.intensity.lo,
+                           1.0 / (self.intensity.hi - self.intensity.lo))
+        timings = {"tiling": time.perf_counter() - t0, "backbone": 0.0, "features": 0.0, "search": 0.0}
+        fgrid = grid.scaled(FEATURE_STRIDE)
+        per_tile = []
+        for b in range(0, grid.count, cfg.batch_size):
+            t1 = time.perf_counter()
+            x = self.features.to_tensor(tiles[b:b + cfg.batch_size])
+            taps = self.features.trunk_forward(x)
+            t2 = time.perf_counter()
+            f = self.features.head(taps)
+            t3 = time.perf_counter()
+            if self.features.device.type == "cpu":
+                d = self.index.distance(flatten(f))
+            else:
+                d = self.index.distance_torch(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])).cpu().numpy()
+            per_tile.append(d.reshape(f.shape[0], f.shape[2], f.shape[3]))
+            t4 = time.perf_counter()
+            timings["backbone"] += t2 - t1
+            timings["features"] += t3 - t2
+            timings["search"] += t4 - t3
+        t5 = time.perf_counter()
+        coarse = untile(np.concatenate(per_tile), fgrid)
+        heat = postprocess.upsample(coarse, FEATURE_STRIDE, image.shape[0], image.shape[1], cfg.smooth_sigma)
+        mask, defects = postprocess.defects_from(heat, thr, cfg.min_defect_area)
+        timings["post"] = time.perf_counter() - t5
+        return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings)
+
+
+def _raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
+    """(tiles, h, w, raw_dim) unprojected features of one image."""
+    tiles, _grid = tile(image, config.tile, config.overlap, intensity.lo, 1.0 / (intensity.hi - intensity.lo))
+    out = []
+    for b in range(0, len(tiles), config.batch_size):
+        f = feats.raw_head(feats.trunk_forward(feats.to_tensor(tiles[b:b + config.batch_size])))
+        out.append(f.permute(0, 2, 3, 1).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def _to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
+                ) -> np.ndarray:
+    grid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+    coarse = untile(dist.reshape(tshape).astype(np.float32), grid)
+    return postprocess.upsample(coarse, FEATURE_STRIDE, shape[0], shape[1], config.smooth_sigma)
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _version() -> str:
+    from .._version import __version__
+    return __version__
+
+
+def config_from_meta(meta: dict) -> ModelConfig:
+    try:
+        c = dict(meta["config"])
+        c["taps"] = tuple(c["taps"])
+        return replace(ModelConfig(), **c).validate()
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"model metadata has a bad config: {err}") from err

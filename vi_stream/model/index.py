@@ -1,0 +1,78 @@
+"""The patch index: a bank of normal patch features and its two-stage search.
+
+See :mod:`vi_stream.model.stats` for the algorithm. On CUDA the search is an
+exhaustive ``torch.cdist`` over the bank in chunks (exact, and fast there).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import stats
+
+
+@dataclass
+class PatchIndex:
+    bank: np.ndarray        # (M, D) float32, rows grouped by cell
+    centres: np.ndarray     # (K, D) float32 k-means centres (pick the lists to search)
+    medoids: np.ndarray     # (K, D) float32 bank rows nearest to each centre (the upper bound)
+    list_start: np.ndarray  # (K,) int64
+    list_end: np.ndarray    # (K,) int64
+    nprobe: int = 4
+    gate: float = 0.0       # refine patches whose bound exceeds this (0 = refine all)
+
+    @classmethod
+    def build(cls, bank: np.ndarray, cells: int, nprobe: int, seed: int = 0) -> "PatchIndex":
+        bank = np.ascontiguousarray(bank, np.float32)
+        centres, assign = stats.kmeans(bank, cells, seed=seed)
+        order = np.argsort(assign, kind="stable")
+        bank = np.ascontiguousarray(bank[order])
+        assign = assign[order]
+        k = len(centres)
+        counts = np.bincount(assign, minlength=k)
+        list_end = np.cumsum(counts).astype(np.int64)
+        list_start = (list_end - counts).astype(np.int64)
+        medoids = np.empty_like(centres)
+        for j in range(k):
+            if counts[j] == 0:
+                medoids[j] = bank[stats.nearest_centre(centres[j:j + 1], bank, (bank * bank).sum(1))[0][0]]
+                continue
+            members = bank[list_start[j]:list_end[j]]
+            idx, _ = stats.nearest_centre(centres[j:j + 1], members, (members * members).sum(1))
+            medoids[j] = members[idx[0]]
+        return cls(bank, centres, medoids, list_start, list_end, min(nprobe, k))
+
+    def __post_init__(self) -> None:
+        self._m_sq = np.einsum("ij,ij->i", self.medoids, self.medoids).astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.bank.shape[1])
+
+    def distance(self, q: np.ndarray, gate: float | None = None, stats_out: dict | None = None) -> np.ndarray:
+        """Nearest-neighbour distance of each row of ``q`` (refined above ``gate``)."""
+        q = np.ascontiguousarray(q, np.float32)
+        g = self.gate if gate is None else gate
+        # Dense dot products are BLAS's job; selection and refinement are numba's.
+        cand, d_sq = stats.nearest_cells(q @ self.medoids.T, np.einsum("ij,ij->i", q, q), self._m_sq, self.nprobe)
+        every = np.arange(len(q), dtype=np.int64)
+        stats.refine(q, every, cand[:, :1], self.bank, self.list_start, self.list_end, d_sq)
+        rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else every[:0]
+        if len(rows):
+            stats.refine(q, rows, np.ascontiguousarray(cand[rows, 1:]), self.bank, self.list_start,
+                         self.list_end, d_sq)
+        if stats_out is not None:
+            stats_out["refined"] = stats_out.get("refined", 0) + len(rows)
+            stats_out["patches"] = stats_out.get("patches", 0) + len(q)
+        return np.sqrt(d_sq)
+
+    def distance_torch(self, q: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Exhaustive search on a torch device (used on CUDA)."""
+        bank = getattr(self, "_bank_t", None)
+        if bank is None or bank.device != q.device:
+            bank = torch.from_numpy(self.bank).to(q.device)
+            self._bank_t = bank
+        out = [torch.cdist(q[i:i + chunk], bank).amin(dim=1) for i in range(0, len(q), chunk)]
+        return torch.cat(out) if out else q.new_zeros(0)

@@ -1,0 +1,130 @@
+"""Model files: a plain ``.npz`` (numpy arrays only, loaded with
+``allow_pickle=False``) plus a JSON metadata member, written atomically.
+
+Readable without vi_stream: ``json.loads(np.load(path)["meta"].tobytes())``.
+Anything that is not such a file — truncated, corrupt, another format
+version, a pickle — raises :class:`~vi_stream.errors.ModelError` with a
+one-line reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from ..errors import ModelError
+from .anomaly import AnomalyModel, Intensity, config_from_meta
+from .index import PatchIndex
+
+_ARRAYS = {"mean": 1, "components": 2, "bank": 2, "centres": 2, "medoids": 2, "list_start": 1, "list_end": 1}
+
+
+def save(model: AnomalyModel, path: str) -> str:
+    """Write ``model`` to ``path`` (temp file + rename, so a crash leaves the old file)."""
+    meta = dict(model.meta, threshold=model.threshold, gate=model.index.gate, nprobe=model.index.nprobe)
+    arrays = {
+        "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
+        "mean": model.mean, "components": model.components, "bank": model.index.bank,
+        "centres": model.index.centres, "medoids": model.index.medoids,
+        "list_start": model.index.list_start, "list_end": model.index.list_end,
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_meta(path: str) -> dict:
+    """Only the metadata (cheap: the bank is not read)."""
+    with _open(path) as z:
+        return _meta(z, path)
+
+
+def load(path: str, device: str | None = None) -> AnomalyModel:
+    with _open(path) as z:
+        meta = _meta(z, path)
+        arrays = {}
+        for name, ndim in _ARRAYS.items():
+            if name not in z.files:
+                raise ModelError(f"{path}: not a vi_stream model (missing '{name}')")
+            try:
+                a = z[name]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+                raise ModelError(f"{path}: corrupt model file ({name}: {err})") from err
+            if a.ndim != ndim:
+                raise ModelError(f"{path}: corrupt model file ('{name}' has {a.ndim} dimensions, expected {ndim})")
+            arrays[name] = a
+    config = config_from_meta(meta)
+    d = arrays["components"].shape[1]
+    k = arrays["centres"].shape[0]
+    if (arrays["bank"].shape[1] != d or arrays["centres"].shape[1] != d or arrays["medoids"].shape != (k, d)
+            or arrays["list_start"].shape != (k,) or arrays["list_end"].shape != (k,)
+            or arrays["mean"].shape[0] != arrays["components"].shape[0]
+            or (k and int(arrays["list_end"][-1]) != arrays["bank"].shape[0])):
+        raise ModelError(f"{path}: corrupt model file (array shapes disagree)")
+    try:
+        index = PatchIndex(arrays["bank"].astype(np.float32), arrays["centres"].astype(np.float32),
+                           arrays["medoids"].astype(np.float32), arrays["list_start"].astype(np.int64),
+                           arrays["list_end"].astype(np.int64), int(meta["nprobe"]), float(meta["gate"]))
+        lo, hi = meta["intensity"]
+        model = AnomalyModel(config, int(meta["channels"]), Intensity(float(lo), float(hi)),
+                             arrays["mean"].astype(np.float32), arrays["components"].astype(np.float32),
+                             index, float(meta["threshold"]), meta, device)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"{path}: bad model metadata ({err})") from err
+    return model
+
+
+class _open:
+    def __init__(self, path: str):
+        self.path = path
+        self.z = None
+
+    def __enter__(self):
+        path = self.path
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}")
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:1] == b"\x80":
+            raise ModelError(f"{path}: is a Python pickle; vi_stream never unpickles model files")
+        if head != b"PK\x03\x04":
+            raise ModelError(f"{path}: not a vi_stream model file (expected an .npz archive)")
+        try:
+            self.z = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+            raise ModelError(f"{path}: corrupt or truncated model file ({err})") from err
+        return self.z
+
+    def __exit__(self, *exc):
+        if self.z is not None:
+            self.z.close()
+
+
+def _meta(z, path: str) -> dict:
+    if "meta" not in z.files:
+        raise ModelError(f"{path}: not a vi_stream model (no metadata)")
+    try:
+        meta = json.loads(z["meta"].tobytes().decode())
+    except (ValueError, UnicodeDecodeError, OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ModelError(f"{path}: corrupt model metadata ({err})") from err
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: corrupt model metadata (not an object)")
+    version = meta.get("format_version")
+    if version != AnomalyModel.FORMAT_VERSION:
+        raise ModelError(f"{path}: model format version {version!r} is not supported "
+                         f"(this vi_stream reads version {AnomalyModel.FORMAT_VERSION}); refit or upgrade")
+    return meta

@@ -1,0 +1,222 @@
+"""Patch statistics and distances (numba on CPU).
+
+Fitting streams: a running mean/covariance (float64) and a fixed-size uniform
+reservoir of patch features (Vitter's algorithm R) are updated batch by batch,
+so memory is bounded by ``bank_size`` however many images are given.
+
+Scoring is a two-stage nearest-neighbour search over the reservoir bank,
+which is partitioned into K k-means cells (an inverted file):
+
+1. every patch: one GEMM against the K cell medoids picks its nearest cells;
+   the patch is compared with every member of its nearest cell. That distance
+   is to real bank members, so it is an upper bound of the true
+   nearest-neighbour distance (and usually equal to it).
+2. patches whose bound exceeds ``gate``: also every member of the next
+   ``nprobe - 1`` cells.
+
+Any patch whose true NN distance is above the gate is therefore refined; the
+gate is calibrated below the decision threshold, so masks and verdicts are
+those of the full search, at a few percent of the cost of exhaustive search.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+# ---------------------------------------------------------------- streaming fit
+class Moments:
+    """Streaming mean and covariance (float64, batch-merged, numerically stable)."""
+
+    def __init__(self, dim: int):
+        self.n = 0
+        self.mean = np.zeros(dim, np.float64)
+        self.m2 = np.zeros((dim, dim), np.float64)
+
+    def update(self, x: np.ndarray) -> None:
+        x = np.asarray(x, np.float64)
+        nb = x.shape[0]
+        if nb == 0:
+            return
+        mb = x.mean(axis=0)
+        xc = x - mb
+        m2b = xc.T @ xc
+        delta = mb - self.mean
+        n = self.n + nb
+        self.m2 += m2b + np.outer(delta, delta) * (self.n * nb / n)
+        self.mean += delta * (nb / n)
+        self.n = n
+
+    def covariance(self) -> np.ndarray:
+        return self.m2 / max(self.n - 1, 1)
+
+
+class Reservoir:
+    """Uniform sample of at most ``capacity`` rows from a stream (algorithm R)."""
+
+    def __init__(self, capacity: int, dim: int, seed: int = 0):
+        self.data = np.empty((capacity, dim), np.float32)
+        self.seen = 0
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def filled(self) -> np.ndarray:
+        return self.data[: min(self.seen, len(self.data))]
+
+    def update(self, x: np.ndarray) -> None:
+        cap = len(self.data)
+        nb = len(x)
+        start = self.seen
+        take = max(0, min(nb, cap - start))
+        if take:
+            self.data[start:start + take] = x[:take]
+        if nb > take:
+            idx = np.arange(start + take, start + nb)  # global index of each remaining row
+            j = (self.rng.random(len(idx)) * (idx + 1)).astype(np.int64)
+            keep = j < cap
+            # later rows overwrite earlier ones at the same slot, as in the sequential algorithm
+            self.data[j[keep]] = x[take:][keep]
+        self.seen += nb
+
+
+# ---------------------------------------------------------------- kernels
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def nearest_centre(x, c, c_sq):  # pragma: no cover - compiled
+    """Index and squared distance of the nearest row of ``c`` for every row of ``x``."""
+    n, d = x.shape
+    k = c.shape[0]
+    idx = np.empty(n, np.int64)
+    dist = np.empty(n, np.float32)
+    for i in numba.prange(n):
+        best = np.float32(np.inf)
+        bi = 0
+        for j in range(k):
+            dot = np.float32(0.0)
+            for t in range(d):
+                dot += x[i, t] * c[j, t]
+            v = c_sq[j] - 2 * dot
+            if v < best:
+                best = v
+                bi = j
+        xs = np.float32(0.0)
+        for t in range(d):
+            xs += x[i, t] * x[i, t]
+        idx[i] = bi
+        dist[i] = max(best + xs, np.float32(0.0))
+    return idx, dist
+
+
+@numba.njit(cache=True, parallel=True)
+def _centre_sums(x, assign, k, nthreads):  # pragma: no cover - compiled
+    n, d = x.shape
+    sums = np.zeros((nthreads, k, d), np.float64)
+    counts = np.zeros((nthreads, k), np.int64)
+    chunk = (n + nthreads - 1) // nthreads
+    for t in numba.prange(nthreads):
+        for i in range(t * chunk, min(n, (t + 1) * chunk)):
+            a = assign[i]
+            counts[t, a] += 1
+            for j in range(d):
+                sums[t, a, j] += x[i, j]
+    return sums.sum(axis=0), counts.sum(axis=0)
+
+
+def kmeans(x: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means (k-means++-lite init on a sample); returns (centres, assignment)."""
+    rng = np.random.default_rng(seed)
+    n = len(x)
+    k = min(k, n)
+    centres = x[rng.choice(n, k, replace=False)].astype(np.float32).copy()
+    assign = np.zeros(n, np.int64)
+    for _ in range(iterations):
+        assign, _d = nearest_centre(x, centres, (centres * centres).sum(1))
+        sums, counts = _centre_sums(x, assign, k, numba.get_num_threads())
+        empty = counts == 0
+        new = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        if empty.any():  # re-seed empty cells at the farthest points
+            _a, dist = nearest_centre(x, new, (new * new).sum(1))
+            far = np.argsort(dist)[::-1][: int(empty.sum())]
+            new[empty] = x[far]
+        moved = float(np.abs(new - centres).max())
+        centres = new
+        if moved < 1e-4:
+            break
+    assign, _d = nearest_centre(x, centres, (centres * centres).sum(1))
+    return centres, assign
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def refine(q, rows, cand, bank, list_start, list_end, out):  # pragma: no cover - compiled
+    """For query rows ``rows``: min squared distance over the bank lists ``cand[i]``."""
+    d = q.shape[1]
+    for r in numba.prange(rows.shape[0]):
+        i = rows[r]
+        best = out[i]
+        for p in range(cand.shape[1]):
+            lst = cand[r, p]
+            for m in range(list_start[lst], list_end[lst]):
+                s = np.float32(0.0)
+                for t in range(d):
+                    diff = q[i, t] - bank[m, t]
+                    s += diff * diff
+                if s < best:
+                    best = s
+        out[i] = best
+
+
+@numba.njit(cache=True, parallel=True)
+def nearest_cells(dots, q_sq, m_sq, nprobe):  # pragma: no cover - compiled
+    """From ``dots = q @ medoids.T``: the ``nprobe`` nearest cells of every row, nearest
+    first, and the squared distance to the nearest medoid (a bank member: an upper bound)."""
+    n, k = dots.shape
+    bd = np.empty((n, nprobe), np.float32)  # preallocated: no heap work inside the loop
+    bi = np.zeros((n, nprobe), np.int64)
+    for i in numba.prange(n):
+        for p in range(nprobe):
+            bd[i, p] = np.inf
+        worst = np.float32(np.inf)
+        for j in range(k):
+            v = m_sq[j] - np.float32(2.0) * dots[i, j]
+            if v < worst:
+                p = nprobe - 1
+                while p > 0 and bd[i, p - 1] > v:
+                    bd[i, p] = bd[i, p - 1]
+                    bi[i, p] = bi[i, p - 1]
+                    p -= 1
+                bd[i, p] = v
+                bi[i, p] = j
+                worst = bd[i, nprobe - 1]
+    first = np.empty(n, np.float32)
+    for i in numba.prange(n):
+        first[i] = max(bd[i, 0] + q_sq[i], np.float32(0.0))
+    return bi, first
+
+
+@numba.njit(cache=True)
+def rows_above(d_sq, gate_sq):  # pragma: no cover - compiled
+    count = 0
+    for i in range(d_sq.shape[0]):
+        if d_sq[i] > gate_sq:
+            count += 1
+    rows = np.empty(count, np.int64)
+    c = 0
+    for i in range(d_sq.shape[0]):
+        if d_sq[i] > gate_sq:
+            rows[c] = i
+            c += 1
+    return rows
+
+
+def exact_nn_distance(q: np.ndarray, bank: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Exhaustive nearest-neighbour distance: the reference our index is held to
+    (PatchCore without its coreset approximation). Brute force via BLAS."""
+    import torch
+
+    b = torch.from_numpy(np.ascontiguousarray(bank, np.float32))
+    b_sq = (b * b).sum(1)
+    out = []
+    for i in range(0, len(q), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(q[i:i + chunk], np.float32))
+        d = (x * x).sum(1, keepdim=True) - 2 * x @ b.T + b_sq
+        out.append(d.amin(1).clamp_min(0).sqrt())
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
