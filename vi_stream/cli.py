@@ -86,11 +86,47 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--kind", default="grey8", choices=("grey8", "grey16", "rgb"))
     y.add_argument("--seed", type=int, default=0)
 
-    d = sub.add_parser("demo", help="train on synthetic good modules, score synthetic test modules, write pictures")
+    r = sub.add_parser("run", help="run the daemon: bsread (or camera) in, scored stream out, REST control")
+    r.add_argument("input", nargs="?", help="bsread stream tcp://host:port (omit with --camera)")
+    r.add_argument("prefix", nargs="?", help="camera prefix; the image channel is PREFIX:FPICTURE")
+    r.add_argument("--config", help="YAML file of options (flags override it)")
+    r.add_argument("--mode", choices=("pull", "sub"), help="input socket type (default pull)")
+    r.add_argument("--camera", help="OpenCV capture instead of a stream: device index, video file, folder or glob")
+    r.add_argument("--camera-fps", dest="camera_fps", type=float, help="frame rate for folders/globs")
+    r.add_argument("--output-port", dest="output_port", type=int, help="output stream port (default 9100; 0 = any)")
+    r.add_argument("--output-host", dest="output_host", help="output bind address (default 127.0.0.1)")
+    r.add_argument("--output-mode", dest="output_mode", choices=("push", "pub"), help="output socket (default push)")
+    r.add_argument("--output-compression", dest="output_compression", choices=("none", "bitshuffle_lz4"))
+    r.add_argument("--block", action="store_const", const=True, default=None,
+                   help="wait for a slow consumer instead of dropping outputs")
+    r.add_argument("--model", help="model file (.npz) from `vi_stream train`")
+    r.add_argument("--device", help="torch device (default cpu)")
+    r.add_argument("--threshold", type=float, help="override the model's threshold")
+    r.add_argument("--roi", type=int, nargs=4, metavar=("OX", "SX", "OY", "SY"))
+    r.add_argument("--rest-port", dest="rest_port", type=int, help="REST port (default 11000)")
+    r.add_argument("--rest-host", dest="rest_host", help="REST bind address (default 127.0.0.1)")
+    r.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on mutating routes (or VI_STREAM_TOKEN)")
+    r.add_argument("--auto-start", dest="auto_start", action="store_const", const=True, default=None,
+                   help="start processing immediately")
+    r.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
+    r.add_argument("--queue-size", dest="queue_size", type=int, help="input queue length (default 4)")
+
+    m = sub.add_parser("simulate", help="a simulated camera publishing synthetic modules as a bsread stream")
+    m.add_argument("--port", type=int, required=True)
+    m.add_argument("--prefix", default="VI")
+    m.add_argument("--fps", type=float, default=2.0)
+    m.add_argument("--size", type=int, nargs=2, default=(768, 768), metavar=("H", "W"))
+    m.add_argument("--kind", default="grey8", choices=("grey8", "grey16", "rgb"))
+    m.add_argument("--count", type=int, help="stop after this many frames")
+    m.add_argument("--compression", choices=("none", "bitshuffle_lz4"))
+    m.add_argument("--host", default="127.0.0.1")
+
+    d = sub.add_parser("demo", help="simulated camera -> daemon -> consumer, with a summary and pictures")
     d.add_argument("--out", default="demo-output", help="folder for pictures and reports (default demo-output)")
-    d.add_argument("--good", type=int, default=30, help="good training images (default 30)")
-    d.add_argument("--per-defect", type=int, default=2, help="test images per defect type (default 2)")
+    d.add_argument("--frames", type=int, default=12, help="frames to process (default 12)")
+    d.add_argument("--good", type=int, default=30, help="good images to fit the cached model on (default 30)")
     d.add_argument("--device", default="cpu")
+    d.add_argument("--offline", action="store_true", help="folder-based demo instead (train/score/evaluate)")
     return p
 
 
@@ -112,6 +148,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vi_stream: interrupted", file=sys.stderr)
         return 130
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from . import config as config_mod
+    from .daemon import Daemon
+    from .service import setup_logging
+
+    flags = {k: getattr(args, k) for k in ("mode", "camera", "camera_fps", "output_port", "output_host",
+                                          "output_mode", "block", "model", "device", "threshold", "rest_port",
+                                          "rest_host", "token", "auto_start", "log_level", "queue_size")}
+    flags["input"] = args.input if args.input and args.input.startswith(("tcp://", "ipc://")) else None
+    prefix = args.prefix if flags["input"] else (args.prefix or args.input)
+    flags["prefix"] = prefix
+    flags["roi"] = tuple(args.roi) if args.roi else None
+    if args.output_compression:
+        flags["output_compression"] = None if args.output_compression == "none" else args.output_compression
+    cfg = config_mod.build(args.config, **flags)
+    setup_logging(cfg.log_level)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with Daemon(cfg) as daemon:
+        print(f"vi_stream: REST http://{cfg.rest_host}:{daemon.rest_port}, output tcp://{cfg.output_host}:"
+              f"{daemon.config.output_port}, state {daemon.processor.state}", file=sys.stderr)
+        stop.wait()
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -140,9 +205,24 @@ def _run(args: argparse.Namespace) -> int:
                                                     args.kind, args.seed)
         print(f"images -> {img_dir}, masks -> {mask_dir}")
         return 0
+    if args.command == "run":
+        return _run_daemon(args)
+    if args.command == "simulate":
+        from .simulate import Simulator
+        sim = Simulator(args.port, args.prefix, args.fps, tuple(args.size), args.kind,
+                        compression=None if args.compression in (None, "none") else args.compression, host=args.host)
+        port = sim.start()
+        print(f"simulated camera {args.prefix}:FPICTURE on tcp://{args.host}:{port} at {args.fps} fps", file=sys.stderr)
+        try:
+            sim.run(args.count)
+        finally:
+            sim.close()
+        return 0
     if args.command == "demo":
-        from .demo import run_offline_demo
-        return run_offline_demo(args.out, args.good, args.per_defect, args.device)
+        from . import demo
+        if args.offline:
+            return demo.run_offline_demo(args.out, args.good, 2, args.device)
+        return demo.run_stream_demo(args.out, args.frames, args.good, args.device)
     raise AssertionError(args.command)  # pragma: no cover - argparse guarantees a command
 
 

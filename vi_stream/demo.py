@@ -37,3 +37,99 @@ def run_offline_demo(out: str, n_good: int, per_defect: int, device: str = "cpu"
                                              "false_positive_images", "missed_images")}))
     print(f"overlays: {scored_dir}/*_overlay.png  ({time.perf_counter() - started:.0f} s)")
     return 0
+
+
+def _overlaps(a: list[int], b: list[int]) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:
+    """A model fitted on synthetic good modules, cached at ``path`` (refitted if unusable)."""
+    from . import synthetic
+    from .model import AnomalyModel, save
+    try:
+        meta = read_meta(path)
+        if meta.get("training_images", 0) + meta.get("calibration_images", 0) == n_good:
+            return path
+    except Exception:  # missing, corrupt or old: fit a new one
+        pass
+    print(f"fitting a model on {n_good} synthetic good modules (cached in {path}) ...", file=sys.stderr)
+    imgs = (synthetic.module_image((768, 768), seed=1 * 100_003 + i).image for i in range(n_good))
+    save(AnomalyModel.fit(imgs, ModelConfig(), device), path)
+    return path
+
+
+def run_stream_demo(out: str, frames: int, n_good: int, device: str = "cpu") -> int:
+    """Simulated camera -> daemon (bsread in/out, REST) -> consumer; summary + pictures."""
+    import numpy as np
+    import zmq
+
+    from . import config as config_mod
+    from . import postprocess
+    from .client import Client
+    from .daemon import Daemon
+    from .io import bsread_codec as codec
+    from .io.files import write_image
+    from .simulate import Simulator
+
+    started = time.perf_counter()
+    os.makedirs(out, exist_ok=True)
+    model_path = ensure_model(os.path.join(out, "model.npz"), n_good, device)
+    ctx = zmq.Context()
+    sim = Simulator(0, "DEMO", fps=50.0, pool=frames, defect_rate=0.6, seed=7, context=ctx)
+    sim_port = sim.start()
+    cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{sim_port}", prefix="DEMO", model=model_path,
+                           device=device, output_port=0, rest_port=0, auto_start=False)
+    pictures = os.path.join(out, "stream")
+    os.makedirs(pictures, exist_ok=True)
+    rows = []
+    with Daemon(cfg, context=ctx) as daemon:
+        client = Client(f"http://127.0.0.1:{daemon.rest_port}", timeout=10)
+        consumer = ctx.socket(zmq.PULL)
+        consumer.setsockopt(zmq.LINGER, 0)
+        consumer.connect(f"tcp://127.0.0.1:{daemon.config.output_port}")
+        client.start()
+        sim.run_in_thread(frames)
+        decoder = codec.Decoder()
+        deadline = time.monotonic() + 60 + 10 * frames
+        while len(rows) < frames and time.monotonic() < deadline:
+            if not consumer.poll(1000):
+                continue
+            msg = decoder.decode(consumer.recv_multipart())
+            v = {k: codec.value(c) for k, c in msg.channels.items()}
+            img, heat, mask = v["DEMO:FPICTURE"], v["DEMO:FPICTURE.anomaly_map"], v["DEMO:FPICTURE.mask"]
+            params = json.loads(v["DEMO:FPICTURE.processing_parameters"])
+            found = json.loads(v["DEMO:FPICTURE.defects"])
+            truth = json.loads(v["DEMO:TRUTH"])
+            write_image(os.path.join(pictures, f"pulse_{msg.pulse_id:04d}_overlay.png"),
+                        postprocess.overlay(img, heat, params["threshold"], mask))
+            rows.append((msg.pulse_id, v["DEMO:MODULE"], float(v["DEMO:FPICTURE.score"]),
+                         bool(v["DEMO:FPICTURE.is_anomalous"]), truth, found))
+        stats = client.get_statistics()
+        client.stop()
+        consumer.close(0)
+    sim.close()
+    ctx.term()
+    print(f"{'pulse':>5s} {'module':10s} {'score':>7s}  verdict    truth -> found")
+    hits = misses = false_alarms = 0
+    for pulse, module, score, bad, truth, found in rows:
+        names = ",".join(t["type"] for t in truth) or "good"
+        ok = [any(_overlaps(t["bbox"], f["bbox"]) for f in found) for t in truth]
+        hits += sum(ok)
+        misses += len(ok) - sum(ok)
+        false_alarms += int(bad and not truth)
+        print(f"{pulse:5d} {module:10s} {score:7.2f}  {'ANOMALOUS' if bad else 'ok':9s}  {names} -> "
+              f"{len(found)} region(s){'' if not truth else ' ' + ('found' if all(ok) else 'MISSED')}")
+    lat = stats["latency_ms"]
+    print(f"frames {len(rows)}/{frames} processed; defects found {hits}/{hits + misses}; "
+          f"false alarms on good frames {false_alarms}")
+    print(f"throughput {stats['frames_per_s']:.2f} frames/s, {stats['megapixels_per_s']:.2f} MP/s; "
+          f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms; rejected {stats['frames_rejected_total']}, "
+          f"output dropped {stats['output_dropped']}")
+    print(f"overlays: {pictures}/pulse_*_overlay.png  ({time.perf_counter() - started:.0f} s)")
+    if len(rows) < frames:
+        print(f"vi_stream: error: only {len(rows)} of {frames} frames came back", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,46 @@
+"""Peak memory of fitting on 1000 training tiles (run in a child process so the
+peak is the fit's own).
+
+    python bench/memory.py [--tiles 1000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import common
+
+CHILD = r"""
+import os, resource, sys, time, json
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from vi_stream import synthetic
+from vi_stream.model import AnomalyModel, ModelConfig
+n_images = int(sys.argv[1])
+cfg = ModelConfig()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t = time.perf_counter()
+imgs = (synthetic.module_image((768, 768), seed=i).image for i in range(n_images))
+m = AnomalyModel.fit(imgs, cfg)
+print(json.dumps({"rss_before_fit_mb": before / 1024, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "fit_seconds": time.perf_counter() - t, "training_tiles": m.meta["training_tiles"],
+                  "training_patches": m.meta["training_patches"], "bank": m.meta["bank_patches"]}))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tiles", type=int, default=1000)
+    a = ap.parse_args()
+    n_images = -(-a.tiles // 9)  # 768x768 -> 9 tiles of 320 px with 64 px overlap
+    p = subprocess.run([sys.executable, "-c", CHILD, str(n_images)], capture_output=True, text=True, check=True)
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    res = {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}
+    common.write("memory", {"images": n_images, **res})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Run every benchmark; results land in bench/results/*.json (README quotes them)."""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+for script in ("speed.py", "quality.py", "memory.py"):
+    print(f"== {script}", flush=True)
+    subprocess.run([sys.executable, os.path.join(HERE, script)], check=True)

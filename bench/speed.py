@@ -1,0 +1,60 @@
+"""Scoring speed and fit time.
+
+    python bench/speed.py [--repeats 5]
+
+Scoring: 768x768 and 2048x2048 grey images, median of `--repeats` calls
+after a warm-up, tiles/s and megapixels/s, with the time split into the
+backbone forward and everything else (tiling, feature head, search,
+post-processing). Fit: 40 good 768x768 images.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import common  # noqa: F401
+from vi_stream import synthetic
+from vi_stream.model import AnomalyModel, ModelConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--fit-images", type=int, default=40)
+    a = ap.parse_args()
+    train = [synthetic.module_image((768, 768), seed=i).image for i in range(a.fit_images)]
+    t0 = time.perf_counter()
+    model = AnomalyModel.fit(train, ModelConfig())
+    fit_s = time.perf_counter() - t0
+    out = {"fit": {"images": a.fit_images, "size": "768x768", "seconds": round(fit_s, 1),
+                   "training_patches": model.meta["training_patches"], "bank": model.meta["bank_patches"]}}
+    for size in (768, 2048):
+        img = synthetic.module_image((size, size), seed=4242, defects=("dust", "scratch")).image
+        model.score(img)  # warm-up: tracing, numba
+        totals, parts = [], []
+        for _ in range(a.repeats):
+            t = time.perf_counter()
+            r = model.score(img)
+            totals.append(time.perf_counter() - t)
+            parts.append(r.timings)
+        med = statistics.median(totals)
+        i = totals.index(med)
+        tm = parts[i]
+        backbone = tm["backbone"]
+        n_tiles = len(range(0, 1)) and (-(-(size - model.config.overlap) // (model.config.tile - model.config.overlap))) ** 2
+        out[f"score_{size}"] = {
+            "seconds_per_image": round(med, 4),
+            "megapixels_per_s": round(size * size / med / 1e6, 2),
+            "tiles_per_s": round(n_tiles / med, 1),
+            "tiles_per_image": n_tiles,
+            "backbone_seconds": round(backbone, 4),
+            "outside_backbone_fraction": round(1 - backbone / med, 3),
+            "split_seconds": {k: round(v, 4) for k, v in tm.items()},
+            "all_runs_seconds": [round(v, 4) for v in totals],
+        }
+    common.write("speed", out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Helpers for tests that run the daemon on ephemeral ports."""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import zmq
+
+from vi_stream import config as config_mod
+from vi_stream.daemon import Daemon
+
+
+@contextlib.contextmanager
+def running_daemon(model, input_port: int, prefix: str = "CAM", **over):
+    ctx = zmq.Context()
+    cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{input_port}", prefix=prefix, output_port=0,
+                           rest_port=0, **over)
+    d = Daemon(cfg, model=model, context=ctx)
+    d.start()
+    try:
+        yield d, ctx
+    finally:
+        d.close()
+        ctx.destroy(linger=0)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
+    """Poll until predicate() is truthy; return its value or fail after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = predicate()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def pull(ctx: zmq.Context, port: int) -> zmq.Socket:
+    s = ctx.socket(zmq.PULL)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(f"tcp://127.0.0.1:{port}")
+    return s
+
+
+def recv(sock: zmq.Socket, timeout_ms: int = 30000) -> list[bytes]:
+    assert sock.poll(timeout_ms), "no message within timeout"
+    return sock.recv_multipart(zmq.NOBLOCK)

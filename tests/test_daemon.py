@@ -1,0 +1,161 @@
+"""The daemon end to end: psi-bsread in and out, garbage, state machine, outputs."""
+import json
+
+import numpy as np
+import pytest
+import zmq
+from bsread import PULL, source
+
+from vi_stream import synthetic
+from vi_stream.io import bsread_codec as codec
+
+from .conftest import SMALL_SHAPE
+from .daemon_helpers import pull, recv, running_daemon, wait_for
+from .test_bsread import open_psi_sender
+
+
+@pytest.mark.parametrize("compression", [None, "bitshuffle_lz4"])
+def test_psi_sender_to_daemon_to_psi_source(model, compression):
+    sender, port = open_psi_sender(data_compression=compression)
+    imgs = [synthetic.module_image(SMALL_SHAPE, seed=9100).image,
+            synthetic.module_image(SMALL_SHAPE, seed=9101, defects=("dust",)).image,
+            synthetic.module_image((384, 448), seed=9102).image,                        # size change
+            (synthetic.module_image((384, 448), seed=9103).image.astype(np.uint16)),     # type change
+            ]
+    try:
+        with running_daemon(model, port, output_compression=compression) as (d, ctx):
+            d.processor.start()
+            with source(host="127.0.0.1", port=d.config.output_port, mode=PULL, receive_timeout=60000) as src:
+                for i, img in enumerate(imgs):
+                    sender.send(data={"CAM:FPICTURE": img, "CAM:MODULE": "M-1", "CAM:SIDE": "right", "extra": 7.5},
+                                pulse_id=100 + i)
+                got = [src.receive() for _ in imgs]
+            stats = d.processor.statistics()
+    finally:
+        sender.close()
+    assert [g.data.pulse_id for g in got] == [100, 101, 102, 103]
+    for img, g in zip(imgs, got):
+        v = {k: c.value for k, c in g.data.data.items()}
+        # input channels unchanged
+        assert np.array_equal(v["CAM:FPICTURE"], img) and v["CAM:FPICTURE"].dtype == img.dtype
+        assert v["CAM:MODULE"] == "M-1" and v["extra"] == 7.5
+        # result channels
+        assert v["CAM:FPICTURE.anomaly_map"].shape == img.shape and v["CAM:FPICTURE.anomaly_map"].dtype == np.float32
+        assert v["CAM:FPICTURE.mask"].shape == img.shape and v["CAM:FPICTURE.mask"].dtype == np.uint8
+        params = json.loads(v["CAM:FPICTURE.processing_parameters"])
+        assert params["model_id"] == model.model_id and params["roi"] == []
+        assert isinstance(json.loads(v["CAM:FPICTURE.defects"]), list)
+        assert float(v["CAM:FPICTURE.score"]) == pytest.approx(float(v["CAM:FPICTURE.anomaly_map"].max()), rel=1e-5)
+    good, bad = got[0].data.data, got[1].data.data
+    assert not bool(good["CAM:FPICTURE.is_anomalous"].value) and bool(bad["CAM:FPICTURE.is_anomalous"].value)
+    assert stats["frames_processed"] == 4 and stats["frames_rejected_total"] == 0 and stats["last_pulse_id"] == 103
+
+
+def _good(pulse, img):
+    m = codec.Message(pulse, 1, 2)
+    m.channels["CAM:FPICTURE"] = codec.channel_from_value("CAM:FPICTURE", img)
+    return codec.Encoder().encode(m)
+
+
+def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
+    ctx0 = zmq.Context()
+    push = ctx0.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    img = synthetic.module_image(SMALL_SHAPE, seed=9200).image
+    good = _good(1, img)
+    no_image = codec.Message(5, 1, 2)
+    no_image.channels["OTHER"] = codec.channel_from_value("OTHER", img)
+    wrong_type = codec.Message(7, 1, 2)
+    wrong_type.channels["CAM:FPICTURE"] = codec.channel_from_value("CAM:FPICTURE", img.astype(np.int32))
+    absurd = codec.Message(8, 1, 2)
+    absurd.channels["CAM:FPICTURE"] = codec.Channel("CAM:FPICTURE", {"name": "CAM:FPICTURE", "type": "uint8",
+                                                                      "shape": [200000, 200000]}, b"\x00" * 64)
+    short = codec.Encoder().encode(codec.Message(6, 1, 2, {"CAM:FPICTURE": codec.channel_from_value("CAM:FPICTURE", img)}))
+    short[2] = short[2][:-5]
+    garbage = [
+        [b"\xff\xfe not json"] + good[1:],                        # bad_json
+        [good[0], good[1].replace(b"uint8", b"uint16")] + good[2:],  # hash_mismatch
+        codec.Encoder().encode(no_image),                        # missing_image
+        short,                                                   # bad_size
+        codec.Encoder().encode(wrong_type),                      # unsupported_type
+        codec.Encoder().encode(absurd),                          # too_large
+        [b"x"],                                                  # bad_parts
+    ]
+    try:
+        with running_daemon(model, port) as (d, ctx):
+            out = pull(ctx, d.config.output_port)
+            d.processor.start()
+            push.send_multipart(_good(1, img))
+            for i, g in enumerate(garbage):
+                push.send_multipart(g)
+                push.send_multipart(_good(10 + i, img))
+            pulses = [codec.Decoder().decode(recv(out)).pulse_id for _ in range(1 + len(garbage))]
+            stats = wait_for(lambda: (s := d.processor.statistics())["frames_rejected_total"] == len(garbage) and s)
+    finally:
+        push.close(0)
+        ctx0.destroy(linger=0)
+    assert pulses == [1] + [10 + i for i in range(len(garbage))]
+    assert stats["frames_rejected"] == {"bad_json": 1, "hash_mismatch": 1, "missing_image": 1, "bad_size": 1,
+                                        "unsupported_type": 1, "too_large": 1, "bad_parts": 1}
+    assert stats["frames_processed"] == 1 + len(garbage)
+    assert stats["frames_received"] == stats["frames_processed"] + stats["frames_rejected_total"]
+
+
+def test_no_consumer_never_stalls_processing_and_drops_are_counted(model):
+    ctx0 = zmq.Context()
+    push = ctx0.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    img = synthetic.module_image((256, 256), seed=9300).image
+    try:
+        with running_daemon(model, port) as (d, ctx):
+            d.processor.start()
+            for i in range(6):
+                push.send_multipart(_good(i, img))
+            stats = wait_for(lambda: (s := d.processor.statistics())["frames_processed"] == 6 and s)
+    finally:
+        push.close(0)
+        ctx0.destroy(linger=0)
+    assert stats["output_dropped"] == 6 and stats["output_sent"] == 0
+
+
+def test_start_stop_idempotent_and_roi_applies_between_frames(model):
+    ctx0 = zmq.Context()
+    push = ctx0.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    img = synthetic.module_image(SMALL_SHAPE, seed=9400).image
+    try:
+        with running_daemon(model, port) as (d, ctx):
+            out = pull(ctx, d.config.output_port)
+            p = d.processor
+            p.start()
+            p.start()
+            assert p.state == "processing"
+            push.send_multipart(_good(1, img))
+            first = codec.Decoder().decode(recv(out))
+            p.set_roi([10, 200, 20, 160])
+            push.send_multipart(_good(2, img))
+            second = codec.Decoder().decode(recv(out))
+            p.stop()
+            p.stop()
+            assert p.state == "stopped"
+            p.start()
+            # A PUSH may still route a message into the old, just-closed connection (ZMQ
+            # tears pipes down asynchronously), so keep sending until the new one carries it.
+            third = None
+            for pulse in range(3, 13):
+                push.send_multipart(_good(pulse, img))
+                if out.poll(3000):
+                    third = codec.Decoder().decode(out.recv_multipart())
+                    break
+            stats = p.statistics()
+    finally:
+        push.close(0)
+        ctx0.destroy(linger=0)
+    assert codec.value(first.channels["CAM:FPICTURE.anomaly_map"]).shape == SMALL_SHAPE
+    assert codec.value(second.channels["CAM:FPICTURE.anomaly_map"]).shape == (160, 200)
+    assert json.loads(codec.value(second.channels["CAM:FPICTURE.processing_parameters"]))["roi"] == [10, 200, 20, 160]
+    assert third is not None and third.pulse_id >= 3 and stats["frames_processed"] >= 3
+    assert stats["latency_ms"]["p50"] is not None and stats["queues"]["input_size"] == 4

@@ -1,0 +1,195 @@
+"""REST control plane and the Python client, over real sockets."""
+import socket
+import threading
+import time
+
+import pytest
+import requests
+import zmq
+
+from vi_stream import Client, config as config_mod
+from vi_stream import synthetic
+from vi_stream.errors import ConfigError, ServiceError
+
+from .conftest import SMALL_SHAPE
+from .daemon_helpers import running_daemon, wait_for
+from .test_daemon import _good
+
+
+@pytest.fixture(scope="module")
+def daemon(model):
+    ctx0 = zmq.Context()
+    push = ctx0.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    with running_daemon(model, port) as (d, ctx):
+        d.push = push
+        yield d
+    push.close(0)
+    ctx0.destroy(linger=0)
+
+
+@pytest.fixture
+def client(daemon):
+    daemon.processor.stop()
+    daemon.processor.set_roi(None)
+    daemon.processor.set_threshold(None)
+    return Client(f"http://127.0.0.1:{daemon.rest_port}", timeout=10)
+
+
+def url(daemon, path):
+    return f"http://127.0.0.1:{daemon.rest_port}{path}"
+
+
+def test_start_stop_status_envelope(client, daemon):
+    assert client.get_status() == "stopped"
+    assert client.start() == "processing"
+    assert client.start() == "processing"  # idempotent
+    r = requests.get(url(daemon, "/status"), timeout=5).json()
+    assert r == {"state": "ok", "status": "processing"}
+    assert client.stop() == "stopped"
+    assert client.stop() == "stopped"
+
+
+def test_roi_roundtrip_and_validation(client, daemon):
+    assert client.get_roi() == []
+    assert client.set_roi([1, 100, 2, 50]) == [1, 100, 2, 50]
+    assert client.get_roi() == [1, 100, 2, 50]
+    for bad, words in [([-1, 10, 0, 10], "offsets"), ([0, 0, 0, 10], "sizes"), ([1, 2, 3], "offset_x"),
+                       (["a", 1, 2, 3], "integers")]:
+        r = requests.post(url(daemon, "/roi"), json={"roi": bad}, timeout=5)
+        assert r.status_code == 400 and words in r.json()["message"] and r.json()["state"] == "error"
+    r = requests.post(url(daemon, "/roi"), data=b"{oops", timeout=5)
+    assert r.status_code == 400 and "JSON" in r.json()["message"]
+    assert client.get_roi() == [1, 100, 2, 50]  # nothing changed by the bad requests
+    assert client.set_roi(None) == []
+
+
+def test_roi_outside_a_seen_image_is_refused(client, daemon):
+    client.start()
+    daemon.push.send_multipart(_good(1, synthetic.module_image(SMALL_SHAPE, seed=9500).image))
+    wait_for(lambda: daemon.processor.last_shape is not None)
+    with pytest.raises(ConfigError, match="outside the 512x512 image"):
+        client.set_roi([500, 100, 0, 10])
+
+
+def test_statistics_fields(client):
+    s = client.get_statistics()
+    for key in ("start_time", "frames_received", "frames_processed", "frames_rejected", "output_dropped",
+                "last_pulse_id", "last_frame_time", "frames_per_s", "megapixels_per_s", "latency_ms", "queues",
+                "model_id"):
+        assert key in s
+    assert set(s["latency_ms"]) >= {"p50", "p99"}
+
+
+def test_config_get_set_and_errors(client, daemon):
+    cfg = client.get_config()
+    assert cfg["prefix"] == "CAM" and cfg["threshold"] is None
+    assert client.set_config(threshold=12.5)["threshold"] == 12.5
+    assert daemon.processor.settings.threshold == 12.5
+    with pytest.raises(ConfigError, match="positive"):
+        client.set_config(threshold=-3)
+    with pytest.raises(ConfigError, match="unknown option"):
+        client.set_config(bogus=1)
+    with pytest.raises(ConfigError, match="cannot change at run time"):
+        client.set_config(rest_port=1234)
+    r = requests.post(url(daemon, "/config"), json=[1, 2], timeout=5)
+    assert r.status_code == 400
+    assert client.get_config()["threshold"] == 12.5
+    assert client.set_config(threshold=None)["threshold"] is None
+
+
+def test_model_info_and_reload_failure_keeps_the_running_model(client, daemon, tmp_path, model_path):
+    info = client.get_model()
+    assert info["model_id"] == daemon.model.model_id and info["backbone"] == "efficientnet-lite0"
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ConfigError, match="still running"):
+        client.reload_model(str(bad))
+    assert client.get_model()["model_id"] == info["model_id"]
+    assert client.reload_model(model_path)["path"] == model_path
+
+
+def test_unknown_route_and_method_are_json_errors(daemon):
+    r = requests.get(url(daemon, "/nope"), timeout=5)
+    assert r.status_code == 404 and r.json()["state"] == "error"
+    r = requests.get(url(daemon, "/start"), timeout=5)
+    assert r.status_code == 405 and r.json()["state"] == "error"
+
+
+def test_token_protects_mutating_routes(model):
+    ctx0 = zmq.Context()
+    push = ctx0.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with running_daemon(model, port, token="s3cret") as (d, _ctx):
+            anon = Client(f"http://127.0.0.1:{d.rest_port}", timeout=5)
+            assert anon.get_status() == "stopped"  # reads are open
+            with pytest.raises(ServiceError) as err:
+                anon.start()
+            assert err.value.status == 401 and d.processor.state == "stopped"
+            assert Client(f"http://127.0.0.1:{d.rest_port}", timeout=5, token="s3cret").start() == "processing"
+    finally:
+        push.close(0)
+        ctx0.destroy(linger=0)
+
+
+def test_a_slow_client_does_not_block_the_control_plane(daemon):
+    # A client that opens a connection and sends half a request, then stalls.
+    s = socket.create_connection(("127.0.0.1", daemon.rest_port))
+    s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+    try:
+        t = time.monotonic()
+        assert Client(f"http://127.0.0.1:{daemon.rest_port}", timeout=5).get_status() in ("stopped", "processing")
+        assert time.monotonic() - t < 5
+    finally:
+        s.close()
+
+
+def test_client_honours_its_timeout():
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    stop = threading.Event()
+
+    def accept_and_hang():
+        conn, _ = srv.accept()
+        stop.wait(10)
+        conn.close()
+
+    threading.Thread(target=accept_and_hang, daemon=True).start()
+    try:
+        t = time.monotonic()
+        with pytest.raises(ServiceError, match="no answer within 0.5 s"):
+            Client(f"http://127.0.0.1:{srv.getsockname()[1]}", timeout=0.5).get_status()
+        assert time.monotonic() - t < 3
+    finally:
+        stop.set()
+        srv.close()
+
+
+def test_client_maps_unreachable_server_to_service_error():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ServiceError, match="cannot reach"):
+        Client(f"http://127.0.0.1:{port}", timeout=2).get_status()
+
+
+def test_config_file_flags_and_env(tmp_path):
+    f = tmp_path / "vi.yaml"
+    f.write_text("prefix: FILECAM\nrest-port: 12000\nthreshold: 3.5\ninput: tcp://127.0.0.1:9999\n")
+    cfg = config_mod.build(str(f), env={"VI_STREAM_TOKEN": "tok"}, rest_port=13000)
+    assert (cfg.prefix, cfg.rest_port, cfg.threshold, cfg.token) == ("FILECAM", 13000, 3.5, "tok")
+    f.write_text("bogus: 1\n")
+    with pytest.raises(ConfigError, match="unknown option"):
+        config_mod.build(str(f), env={})
+    f.write_text("prefix: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config_mod.build(str(f), env={})
+    with pytest.raises(ConfigError, match="input stream"):
+        config_mod.build(None, env={})
+    with pytest.raises(ConfigError, match="port"):
+        config_mod.build(None, env={}, input="tcp://127.0.0.1:1", rest_port=70000)

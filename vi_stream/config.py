@@ -1,0 +1,104 @@
+"""One configuration for the daemon: defaults <- YAML file <- environment <- command-line flags."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    input: str | None = None           # tcp://host:port of a bsread sender
+    prefix: str = "VI"                 # camera prefix: image channel is <prefix>:FPICTURE
+    mode: str = "pull"                 # pull | sub
+    camera: str | None = None          # OpenCV camera spec instead of a stream
+    camera_fps: float | None = None
+    output_port: int = 9100            # 0 = pick a free port
+    output_host: str = "127.0.0.1"
+    output_mode: str = "push"          # push | pub
+    output_compression: str | None = None
+    block: bool = False                # block processing on a slow consumer instead of dropping
+    model: str | None = None
+    device: str = "cpu"
+    threshold: float | None = None     # override of the model's threshold
+    roi: tuple[int, ...] | None = None
+    rest_host: str = "127.0.0.1"
+    rest_port: int = 11000
+    token: str | None = None           # required on mutating REST routes when set
+    auto_start: bool = False
+    log_level: str = "INFO"
+    queue_size: int = 4
+    max_pixels: int = 64 * 1024 * 1024  # larger images are rejected before decoding
+
+    def validate(self) -> "DaemonConfig":
+        if self.mode not in ("pull", "sub"):
+            raise ConfigError(f"mode must be pull or sub, got {self.mode!r}")
+        if self.output_mode not in ("push", "pub"):
+            raise ConfigError(f"output_mode must be push or pub, got {self.output_mode!r}")
+        if self.output_compression not in (None, "none", "bitshuffle_lz4"):
+            raise ConfigError(f"output_compression must be none or bitshuffle_lz4, got {self.output_compression!r}")
+        for name in ("output_port", "rest_port"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v <= 65535:
+                raise ConfigError(f"{name} must be a port number 0-65535, got {v!r}")
+        if not isinstance(self.queue_size, int) or self.queue_size < 1:
+            raise ConfigError(f"queue_size must be >= 1, got {self.queue_size!r}")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        if not self.prefix or any(c.isspace() for c in self.prefix):
+            raise ConfigError(f"prefix must be a non-empty word, got {self.prefix!r}")
+        if self.input is None and self.camera is None:
+            raise ConfigError("give an input stream (tcp://host:port) or --camera SPEC")
+        if self.input is not None and self.camera is not None:
+            raise ConfigError("give either an input stream or --camera, not both")
+        if self.input is not None and not self.input.startswith(("tcp://", "ipc://")):
+            raise ConfigError(f"input must look like tcp://host:port, got {self.input!r}")
+        return self
+
+
+def load_yaml(path: str) -> dict[str, Any]:
+    import yaml
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of option: value")
+    known = {f.name for f in fields(DaemonConfig)}
+    clean = {}
+    for k, v in data.items():
+        key = str(k).replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"config file {path}: unknown option {k!r}")
+        clean[key] = v
+    return clean
+
+
+def build(file: str | None = None, env: dict[str, str] | None = None, **flags: Any) -> DaemonConfig:
+    """Flags that are not None override the file, which overrides defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if file:
+        values.update(load_yaml(file))
+    if env.get("VI_STREAM_TOKEN"):
+        values["token"] = env["VI_STREAM_TOKEN"]
+    values.update({k: v for k, v in flags.items() if v is not None})
+    if isinstance(values.get("roi"), list):
+        values["roi"] = tuple(values["roi"])
+    try:
+        cfg = replace(DaemonConfig(), **values)
+    except TypeError as err:
+        raise ConfigError(str(err)) from err
+    return cfg.validate()
+
+
+def as_dict(cfg: DaemonConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    if d.get("token"):
+        d["token"] = "***"
+    return d

@@ -1,0 +1,147 @@
+"""Wires configuration, model, adapters, processor and REST into the running service."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from typing import Any
+
+import zmq
+
+from . import config as config_mod
+from .errors import ConfigError, ModelError
+from .io.bsread_in import BsreadSource
+from .io.bsread_out import BsreadSink
+from .io.camera_in import CameraSource
+from .model import AnomalyModel, load
+from .pipeline import Pipeline, Settings
+from .processor import Processor
+from .rest import make_app, serve
+
+log = logging.getLogger("vi_stream.daemon")
+
+RUNTIME_KEYS = ("threshold", "roi", "block", "log_level")
+
+
+class Daemon:
+    def __init__(self, cfg: config_mod.DaemonConfig, model: AnomalyModel | None = None,
+                 context: zmq.Context | None = None, frame_limit: int | None = None):
+        self.config = cfg
+        self.context = context or zmq.Context.instance()
+        if model is None:
+            if not cfg.model:
+                raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
+            model = load(cfg.model, cfg.device)
+        self.model = model
+        self.model_path = cfg.model
+        self.sink = BsreadSink(cfg.output_port, f"{cfg.prefix}:FPICTURE", cfg.output_host, cfg.output_mode,
+                               cfg.block, cfg.output_compression, self.context)
+        self.outputs = [self.sink.send]
+        settings = Settings(list(cfg.roi) if cfg.roi else None, cfg.threshold)
+        self.processor = Processor(self._make_source, Pipeline(model), self.outputs, settings, cfg.queue_size,
+                                   block_output=cfg.block, frame_limit=frame_limit)
+        if cfg.roi:
+            self.processor.set_roi(list(cfg.roi))
+        self.server = None
+        self.rest_port: int | None = None
+        self._reload_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifetime
+    def _make_source(self):
+        c = self.config
+        if c.camera:
+            return CameraSource(c.camera, module=c.prefix, fps=c.camera_fps, loop=True)
+        return BsreadSource(c.input, c.prefix, c.mode, self.context, max_pixels=c.max_pixels)
+
+    def warm_up(self) -> None:
+        """Trace the backbone and compile numba kernels now, not on the first real frame."""
+        import numpy as np
+        shape = (self.model.config.tile, self.model.config.tile) + (() if self.model.channels == 1 else (3,))
+        self.model.score(np.zeros(shape, np.uint8))
+
+    def start(self) -> "Daemon":
+        self.warm_up()
+        port = self.sink.start()
+        self.config = replace(self.config, output_port=port)
+        self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host, self.config.rest_port)
+        self.rest_port = self.server.server_port
+        log.info("REST on http://%s:%d, output stream on tcp://%s:%d (%s), model %s", self.config.rest_host,
+                 self.rest_port, self.config.output_host, port, self.config.output_mode, self.model.model_id)
+        if self.config.auto_start:
+            self.processor.start()
+        return self
+
+    def close(self) -> None:
+        self.processor.stop()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        self.sink.close()
+
+    def __enter__(self) -> "Daemon":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ REST API
+    def model_info(self) -> dict:
+        return {**self.model.info(), "path": self.model_path}
+
+    def reload_model(self, path: str | None) -> dict:
+        path = path or self.model_path
+        if not path:
+            raise ConfigError("no model path to reload from")
+        with self._reload_lock:
+            try:
+                model = load(path, self.config.device)
+            except ModelError as err:
+                # The running model stays; the caller gets a clear 400.
+                raise ConfigError(f"model not reloaded, still running {self.model.model_id}: {err}") from err
+            if model.channels != self.model.channels:
+                raise ConfigError(f"model not reloaded: it expects {model.channels}-channel images, "
+                                  f"the running one {self.model.channels}")
+            self.model, self.model_path = model, path
+            self.processor.set_pipeline(Pipeline(model))
+        log.info("model reloaded: %s from %s", model.model_id, path)
+        return self.model_info()
+
+    def get_config(self) -> dict:
+        d = config_mod.as_dict(self.config)
+        d["roi"] = self.processor.settings.roi or []
+        d["threshold"] = self.processor.settings.threshold
+        return d
+
+    def set_config(self, changes: dict) -> dict:
+        unknown = [k for k in changes if k not in config_mod.DaemonConfig.__dataclass_fields__]
+        if unknown:
+            raise ConfigError(f"unknown option(s): {', '.join(map(str, unknown))}")
+        fixed = [k for k in changes if k not in RUNTIME_KEYS]
+        if fixed:
+            raise ConfigError(f"option(s) {', '.join(fixed)} cannot change at run time "
+                              f"(changeable: {', '.join(RUNTIME_KEYS)}); restart with new flags")
+        # Validate everything before applying anything.
+        if "log_level" in changes and (not isinstance(changes["log_level"], str)
+                                       or changes["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR")):
+            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {changes['log_level']!r}")
+        if "block" in changes and not isinstance(changes["block"], bool):
+            raise ConfigError(f"block must be true or false, got {changes['block']!r}")
+        if "roi" in changes:
+            from . import roi as roi_mod
+            roi_mod.validate(changes["roi"], self.processor.last_shape)
+        if "threshold" in changes:
+            t = changes["threshold"]
+            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0):
+                raise ConfigError(f"threshold must be a positive number or null, got {t!r}")
+        if "roi" in changes:
+            self.processor.set_roi(changes["roi"])
+        if "threshold" in changes:
+            self.processor.set_threshold(changes["threshold"])
+        if "block" in changes:
+            self.sink.block = self.processor.block_output = changes["block"]
+            self.config = replace(self.config, block=changes["block"])
+        if "log_level" in changes:
+            logging.getLogger("vi_stream").setLevel(changes["log_level"].upper())
+            self.config = replace(self.config, log_level=changes["log_level"].upper())
+        return self.get_config()

@@ -1,0 +1,274 @@
+"""bsread wire format (``bsr_m-1.1`` / ``bsr_d-1.1``), strict and bounded.
+
+A bsread message is one ZMQ multipart message::
+
+    [main header JSON] [data header JSON, maybe compressed] ([value] [timestamp 2 x int64])*
+
+The main header carries ``pulse_id``, ``global_timestamp {sec, ns}`` and
+``hash`` = md5 of the data-header bytes; the data header lists the channels
+(``name``, ``type``, ``shape`` fastest-dimension first, ``encoding``,
+``compression`` none|lz4|bitshuffle_lz4). We write our own codec rather than
+drive psi-bsread's mflow receive loop so that every malformed message is
+rejected with a *reason* (and the size of every array is checked before it
+is decompressed); tests prove it byte-compatible with psi-bsread in both
+directions. Compression uses the same bitshuffle/lz4 libraries.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+DTYPES = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
+          "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8", "bool": "?", "string": "u1"}
+COMPRESSIONS = (None, "none", "lz4", "bitshuffle_lz4")
+_TYPE_OF = {np.dtype(v).newbyteorder("<").str[1:]: k for k, v in DTYPES.items() if k != "string"}
+
+
+class DecodeError(InputError):
+    """A message that cannot be used; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class Channel:
+    name: str
+    meta: dict                 # the channel's data-header entry, as received/sent
+    data: bytes                # value bytes as on the wire (possibly compressed)
+    timestamp: bytes = b""     # 16 bytes or empty
+
+    @property
+    def type(self) -> str:
+        return str(self.meta.get("type", "float64")).lower()
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self.meta.get("shape", [1]))
+
+    @property
+    def compression(self) -> str | None:
+        c = self.meta.get("compression")
+        return None if c in (None, "none") else c
+
+    @property
+    def byteorder(self) -> str:
+        return ">" if self.meta.get("encoding") == "big" else "<"
+
+
+@dataclass
+class Message:
+    pulse_id: int
+    sec: int
+    ns: int
+    channels: dict[str, Channel] = field(default_factory=dict)  # insertion-ordered
+
+    @property
+    def timestamp(self) -> float:
+        return self.sec + self.ns * 1e-9
+
+
+# ------------------------------------------------------------------ decoding
+class Decoder:
+    """Decodes messages; caches the parsed data header by its hash, as bsread does."""
+
+    def __init__(self, max_bytes: int = 512 * 1024 * 1024):
+        self.max_bytes = max_bytes
+        self._hash: str | None = None
+        self._dh: bytes = b""
+        self._channels: list[dict] | None = None
+
+    def decode(self, parts: list[bytes]) -> Message:
+        if len(parts) < 2:
+            raise DecodeError("bad_parts", f"message has {len(parts)} part(s); a bsread message has at least 2")
+        try:
+            main = json.loads(bytes(parts[0]))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DecodeError("bad_json", f"main header is not JSON: {err}") from err
+        if not isinstance(main, dict) or not str(main.get("htype", "")).startswith("bsr_m"):
+            raise DecodeError("bad_header", "main header has no bsr_m htype")
+        try:
+            pulse_id = int(main["pulse_id"])
+            ts = main.get("global_timestamp") or {}
+            sec = int(ts.get("sec", ts.get("epoch", 0)))
+            ns = int(ts.get("ns", 0))
+            digest = str(main["hash"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise DecodeError("bad_header", f"main header field missing or wrong: {err}") from err
+        dh_bytes = bytes(parts[1])
+        # Reuse the parsed header only for the very same bytes under the same hash;
+        # anything else is verified against the hash first.
+        if digest != self._hash or dh_bytes != self._dh:
+            if hashlib.md5(dh_bytes).hexdigest() != digest:
+                raise DecodeError("hash_mismatch", "data header does not match the main header's hash")
+            self._channels = self._parse_data_header(dh_bytes, main.get("dh_compression"))
+            self._hash, self._dh = digest, dh_bytes
+        channels = self._channels
+        if len(parts) != 2 + 2 * len(channels):
+            raise DecodeError("bad_parts", f"{len(parts) - 2} value parts for {len(channels)} channels")
+        msg = Message(pulse_id, sec, ns)
+        for i, meta in enumerate(channels):
+            data = bytes(parts[2 + 2 * i])
+            stamp = bytes(parts[3 + 2 * i])
+            msg.channels[meta["name"]] = Channel(meta["name"], meta, data, stamp)
+        return msg
+
+    def _parse_data_header(self, raw: bytes, compression: str | None) -> list[dict]:
+        if compression not in COMPRESSIONS:
+            raise DecodeError("unsupported_compression", f"data header compression {compression!r} not supported")
+        try:
+            text = _decompress(raw, "u1", compression, self.max_bytes).tobytes() if compression not in (None, "none") else raw
+            header = json.loads(text)
+        except DecodeError:
+            raise
+        except (ValueError, UnicodeDecodeError) as err:
+            raise DecodeError("bad_json", f"data header is not JSON: {err}") from err
+        chans = header.get("channels") if isinstance(header, dict) else None
+        if not isinstance(chans, list):
+            raise DecodeError("bad_header", "data header has no channel list")
+        out = []
+        for c in chans:
+            if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                raise DecodeError("bad_header", f"bad channel entry {str(c)[:80]}")
+            shape = c.get("shape", [1])
+            if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s >= 0 for s in shape)):
+                raise DecodeError("bad_header", f"channel {c['name']}: bad shape {shape!r}")
+            out.append(c)
+        return out
+
+
+def value(ch: Channel, max_bytes: int = 512 * 1024 * 1024) -> Any:
+    """The channel's value: numpy array (numpy order: slowest dimension first), scalar, str or None."""
+    t = ch.type
+    if t not in DTYPES:
+        raise DecodeError("unsupported_type", f"channel {ch.name}: type {t!r} is not supported")
+    if not ch.data:
+        return None
+    dt = np.dtype(DTYPES[t]).newbyteorder(ch.byteorder)
+    if t == "string":
+        return _decompress(ch.data, dt, ch.compression, max_bytes).tobytes().decode("utf-8", errors="replace")
+    shape = ch.shape
+    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if n * dt.itemsize > max_bytes:
+        raise DecodeError("too_large", f"channel {ch.name}: shape {shape} of {t} exceeds {max_bytes} bytes")
+    arr = _decompress(ch.data, dt, ch.compression, max_bytes)
+    if arr.size != n:
+        raise DecodeError("bad_size", f"channel {ch.name}: {arr.size} values for shape {shape}")
+    if shape == [1]:
+        return arr[0]
+    return arr.reshape(shape[::-1])
+
+
+def _decompress(data: bytes, dt, compression: str | None, max_bytes: int) -> np.ndarray:
+    dt = np.dtype(dt)
+    if compression in (None, "none"):
+        if len(data) % dt.itemsize:
+            raise DecodeError("bad_size", f"{len(data)} bytes is not a whole number of {dt} values")
+        return np.frombuffer(data, dt)
+    if compression == "bitshuffle_lz4":
+        if len(data) < 12:
+            raise DecodeError("bad_size", "bitshuffle_lz4 value shorter than its 12-byte header")
+        n_bytes = struct.unpack(">q", data[:8])[0]
+        block = struct.unpack(">i", data[8:12])[0]
+        if n_bytes < 0 or n_bytes > max_bytes:
+            raise DecodeError("too_large", f"compressed value claims {n_bytes} bytes (limit {max_bytes})")
+        if n_bytes % dt.itemsize or block <= 0 or block % dt.itemsize:
+            raise DecodeError("bad_size", "bitshuffle_lz4 header does not fit the channel type")
+        import bitshuffle
+        try:
+            return bitshuffle.decompress_lz4(np.frombuffer(data[12:], np.uint8), (n_bytes // dt.itemsize,), dt,
+                                             block // dt.itemsize)
+        except (ValueError, RuntimeError) as err:
+            raise DecodeError("bad_compression", f"bitshuffle_lz4 data is corrupt: {err}") from err
+    if compression == "lz4":
+        if len(data) < 4:
+            raise DecodeError("bad_size", "lz4 value shorter than its 4-byte header")
+        n_bytes = struct.unpack("<I" if dt.byteorder != ">" else ">I", data[:4])[0]
+        if n_bytes > max_bytes:
+            raise DecodeError("too_large", f"compressed value claims {n_bytes} bytes (limit {max_bytes})")
+        import lz4.block
+        try:
+            raw = lz4.block.decompress(data[4:], uncompressed_size=n_bytes)
+        except Exception as err:  # lz4 raises LZ4BlockError, a bare Exception subclass
+            raise DecodeError("bad_compression", f"lz4 data is corrupt: {err}") from err
+        if len(raw) % dt.itemsize:
+            raise DecodeError("bad_size", "lz4 payload is not a whole number of values")
+        return np.frombuffer(raw, dt)
+    raise DecodeError("unsupported_compression", f"compression {compression!r} not supported")
+
+
+# ------------------------------------------------------------------ encoding
+def channel_from_value(name: str, v: Any, compression: str | None = None, timestamp: bytes = b"") -> Channel:
+    """Encode a Python/numpy value as a new channel (types as psi-bsread derives them)."""
+    if compression not in COMPRESSIONS:
+        raise ValueError(f"compression {compression!r} not supported")
+    if isinstance(v, str):
+        arr, t, shape = np.frombuffer(v.encode(), np.uint8), "string", [1]
+    elif isinstance(v, (bool, np.bool_)):
+        arr, t, shape = np.array([v], "?"), "bool", [1]
+    elif isinstance(v, int):
+        arr, t, shape = np.array([v], "<i8"), "int64", [1]
+    elif isinstance(v, float):
+        arr, t, shape = np.array([v], "<f8"), "float64", [1]
+    elif isinstance(v, np.generic):
+        arr = np.array([v])
+        t, shape = _TYPE_OF[arr.dtype.newbyteorder("<").str[1:]], [1]
+    elif isinstance(v, np.ndarray):
+        arr = np.ascontiguousarray(v)
+        t, shape = _TYPE_OF[arr.dtype.newbyteorder("<").str[1:]], list(arr.shape)[::-1]
+    else:
+        raise TypeError(f"cannot encode {type(v).__name__} as a bsread channel")
+    meta = {"name": name, "type": t, "shape": shape,
+            "encoding": "big" if arr.dtype.byteorder == ">" else "little"}
+    if compression not in (None, "none"):
+        meta["compression"] = compression
+    return Channel(name, meta, _compress(arr, compression), timestamp)
+
+
+def _compress(arr: np.ndarray, compression: str | None) -> bytes:
+    if compression in (None, "none"):
+        return arr.tobytes()
+    if compression == "bitshuffle_lz4":
+        import bitshuffle
+        item = arr.dtype.itemsize
+        block = max(128, int((8192 / item) // 8 * 8))
+        flat = arr.reshape(-1)
+        return struct.pack(">q", arr.nbytes) + struct.pack(">i", block * item) + \
+            bitshuffle.compress_lz4(flat, block).tobytes()
+    if compression == "lz4":
+        import lz4.block
+        raw = arr.tobytes()
+        return struct.pack("<I", len(raw)) + lz4.block.compress(raw, store_size=False)
+    raise ValueError(f"compression {compression!r} not supported")
+
+
+class Encoder:
+    """Builds multipart messages; re-serialises the data header only when channels change."""
+
+    def __init__(self):
+        self._key: tuple | None = None
+        self._dh: bytes = b""
+        self._hash = ""
+
+    def encode(self, msg: Message) -> list[bytes]:
+        key = tuple(json.dumps(c.meta, sort_keys=True) for c in msg.channels.values())
+        if key != self._key:
+            self._dh = json.dumps({"htype": "bsr_d-1.1", "channels": [c.meta for c in msg.channels.values()]}).encode()
+            self._hash = hashlib.md5(self._dh).hexdigest()
+            self._key = key
+        main = {"htype": "bsr_m-1.1", "pulse_id": int(msg.pulse_id),
+                "global_timestamp": {"sec": int(msg.sec), "ns": int(msg.ns)}, "hash": self._hash}
+        parts = [json.dumps(main).encode(), self._dh]
+        stamp_default = struct.pack("<qq", int(msg.sec), int(msg.ns))
+        for c in msg.channels.values():
+            parts.append(c.data)
+            parts.append(c.timestamp if c.timestamp or not c.data else stamp_default)
+        return parts

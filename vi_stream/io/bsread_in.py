@@ -1,0 +1,87 @@
+"""bsread input: a PULL (default) or SUB socket connected to a bsread sender."""
+from __future__ import annotations
+
+import numpy as np
+import zmq
+
+from ..errors import ConfigError, InputError
+from ..frame import Frame
+from . import bsread_codec as codec
+
+
+class BsreadSource:
+    """``receive(timeout_ms)`` -> Frame, None on timeout; DecodeError (with ``reason``) on a bad message."""
+
+    def __init__(self, address: str, prefix: str, mode: str = "pull", context: zmq.Context | None = None,
+                 max_bytes: int = 256 * 1024 * 1024, max_pixels: int = 64 * 1024 * 1024):
+        if mode not in ("pull", "sub"):
+            raise ConfigError(f"input mode must be 'pull' or 'sub', got {mode!r}")
+        if not address.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ConfigError(f"input must be a ZMQ address like tcp://host:port, got {address!r}")
+        self.address = address
+        self.mode = mode
+        self.image_channel = f"{prefix}:FPICTURE"
+        self.module_channel = f"{prefix}:MODULE"
+        self.side_channel = f"{prefix}:SIDE"
+        self.prefix = prefix
+        self.max_pixels = max_pixels
+        self._ctx = context or zmq.Context.instance()
+        self._decoder = codec.Decoder(max_bytes)
+        self._max_bytes = max_bytes
+        self._sock: zmq.Socket | None = None
+
+    def start(self) -> None:
+        s = self._ctx.socket(zmq.PULL if self.mode == "pull" else zmq.SUB)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.RCVHWM, 4)
+        s.setsockopt(zmq.MAXMSGSIZE, self._max_bytes + 1024 * 1024)  # libzmq drops a peer that sends more
+        if self.mode == "sub":
+            s.setsockopt(zmq.SUBSCRIBE, b"")
+        s.connect(self.address)
+        self._sock = s
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+
+    def receive(self, timeout_ms: int = 100) -> Frame | None:
+        if self._sock is None or not self._sock.poll(timeout_ms):
+            return None
+        parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=True)
+        msg = self._decoder.decode(parts)
+        return self.to_frame(msg)
+
+    def to_frame(self, msg: codec.Message) -> Frame:
+        ch = msg.channels.get(self.image_channel)
+        if ch is None:
+            raise codec.DecodeError("missing_image", f"pulse {msg.pulse_id}: no channel {self.image_channel}")
+        shape = ch.shape
+        if ch.type not in ("uint8", "uint16", "float32", "float64"):
+            raise codec.DecodeError("unsupported_type", f"pulse {msg.pulse_id}: image type {ch.type!r} "
+                                    "(need uint8, uint16 or float)")
+        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[0] != 3):
+            raise codec.DecodeError("bad_shape", f"pulse {msg.pulse_id}: image shape {shape} is not 2-D grey or 3xWxH colour")
+        if int(np.prod(shape[-2:], dtype=np.int64)) > self.max_pixels:
+            raise codec.DecodeError("too_large", f"pulse {msg.pulse_id}: image {shape} exceeds {self.max_pixels} pixels")
+        img = codec.value(ch, self._max_bytes)
+        if not isinstance(img, np.ndarray) or img.ndim not in (2, 3):
+            raise codec.DecodeError("bad_shape", f"pulse {msg.pulse_id}: image is empty or not an array")
+        if img.dtype.byteorder == ">":
+            img = img.astype(img.dtype.newbyteorder("<"))
+        module = self._string(msg, self.module_channel) or self.prefix
+        side = (self._string(msg, self.side_channel) or "left").lower()
+        if side not in ("left", "right"):
+            side = "left"
+        return Frame(img, msg.pulse_id, msg.sec, msg.ns, module, side, msg)
+
+    @staticmethod
+    def _string(msg: codec.Message, name: str) -> str | None:
+        ch = msg.channels.get(name)
+        if ch is None or ch.type != "string":
+            return None
+        try:
+            v = codec.value(ch, 4096)
+        except InputError:
+            return None
+        return v.strip() or None if isinstance(v, str) else None

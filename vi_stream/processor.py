@@ -1,0 +1,372 @@
+"""The processor: receiver thread -> bounded queue -> worker -> output thread.
+
+It owns the stopped/processing state machine and the statistics. Settings
+(ROI, threshold) are swapped atomically between frames: a worker reads the
+current :class:`~vi_stream.pipeline.Settings` once per frame.
+
+Frames are never silently lost: a frame taken from the input is processed,
+rejected (counted by reason) or, if it could not be finished before stop()'s
+deadline, counted as ``discarded_on_stop``.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Callable, Protocol
+
+from . import roi as roi_mod
+from .errors import ConfigError, InputError, StateError
+from .frame import Frame, Result
+from .pipeline import Pipeline, Settings
+
+log = logging.getLogger("vi_stream.processor")
+
+STOPPED = "stopped"
+PROCESSING = "processing"
+
+
+class Source(Protocol):
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    def receive(self, timeout_ms: int = 100) -> Frame | None: ...
+
+
+class RateLimitedLog:
+    """First occurrence of each key is logged; then at most one summary line per ``interval`` s."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def warning(self, key: str, msg: str) -> None:
+        now = self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.interval:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return
+            n = self._suppressed.pop(key, 0)
+            self._last[key] = now
+        self.logger.warning("%s%s", msg, f" ({n} more '{key}' suppressed)" if n else "")
+
+
+class Statistics:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = 10.0):
+        self.clock = clock
+        self.window = window
+        self.lock = threading.Lock()
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.received = self.processed = self.sent = self.dropped_output = self.discarded_on_stop = 0
+        self.rejected: dict[str, int] = {}
+        self.last_pulse_id: int | None = None
+        self.last_frame_time: float | None = None
+        self.last_score: float | None = None
+        self.anomalous = 0
+        self._done: deque[tuple[float, int]] = deque()
+        self._latency: deque[float] = deque(maxlen=2000)
+
+    def reject(self, reason: str) -> None:
+        with self.lock:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def done(self, r: Result, latency: float) -> None:
+        now = self.clock()
+        with self.lock:
+            self.processed += 1
+            self.anomalous += int(r.is_anomalous)
+            self.last_pulse_id = r.frame.pulse_id
+            self.last_frame_time = r.frame.timestamp
+            self.last_score = r.score
+            self._done.append((now, int(r.image.shape[0] * r.image.shape[1])))
+            self._latency.append(latency)
+            while self._done and now - self._done[0][0] > self.window:
+                self._done.popleft()
+
+    def snapshot(self) -> dict:
+        now = self.clock()
+        with self.lock:
+            while self._done and now - self._done[0][0] > self.window:
+                self._done.popleft()
+            span = (now - self._done[0][0]) if len(self._done) > 1 else 0.0
+            n = len(self._done) - 1 if len(self._done) > 1 else 0
+            px = sum(p for _t, p in list(self._done)[1:])
+            lat = sorted(self._latency)
+            return {
+                "start_time": self.started_at,
+                "frames_received": self.received,
+                "frames_processed": self.processed,
+                "frames_anomalous": self.anomalous,
+                "frames_rejected": dict(self.rejected),
+                "frames_rejected_total": sum(self.rejected.values()),
+                "frames_discarded_on_stop": self.discarded_on_stop,
+                "output_sent": self.sent,
+                "output_dropped": self.dropped_output,
+                "last_pulse_id": self.last_pulse_id,
+                "last_frame_time": self.last_frame_time,
+                "last_score": self.last_score,
+                "interval_s": round(span, 3),
+                "frames_per_s": round(n / span, 3) if span > 0 else 0.0,
+                "megapixels_per_s": round(px / span / 1e6, 3) if span > 0 else 0.0,
+                "latency_ms": {"p50": round(_pct(lat, 50) * 1e3, 2) if lat else None,
+                               "p99": round(_pct(lat, 99) * 1e3, 2) if lat else None,
+                               "samples": len(lat)},
+            }
+
+
+def _pct(sorted_vals: list[float], p: float) -> float:
+    k = min(len(sorted_vals) - 1, max(0, int(round(p / 100 * (len(sorted_vals) - 1)))))
+    return sorted_vals[k]
+
+
+Output = Callable[[Result], bool]  # returns False if the result was dropped
+
+
+class Processor:
+    def __init__(self, source_factory: Callable[[], Source], pipeline: Pipeline, outputs: list[Output],
+                 settings: Settings = Settings(), queue_size: int = 4, output_queue_size: int = 8,
+                 block_output: bool = False, clock: Callable[[], float] = time.monotonic,
+                 frame_limit: int | None = None):
+        self.source_factory = source_factory
+        self.pipeline = pipeline
+        self.outputs = outputs
+        self._settings = settings
+        self.queue_size = queue_size
+        self.output_queue_size = output_queue_size
+        self.block_output = block_output
+        self.frame_limit = frame_limit
+        self.stats = Statistics(clock)
+        self.rlog = RateLimitedLog(log)
+        self.state = STOPPED
+        self.last_shape: tuple[int, ...] | None = None
+        self._lock = threading.RLock()          # state transitions
+        self._settings_lock = threading.Lock()  # settings/pipeline swaps (never held while joining)
+        self._stop = threading.Event()
+        self._in: queue.Queue = queue.Queue(queue_size)
+        self._out: queue.Queue = queue.Queue(output_queue_size)
+        self._threads: list[threading.Thread] = []
+        self._source: Source | None = None
+        self._worker_done = threading.Event()
+        self.healthy_at = clock()   # last time the loops proved alive (watchdog)
+        self.clock = clock
+        self.listeners: list[Callable[[str], None]] = []
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def set_roi(self, roi) -> list[int] | None:
+        clean = roi_mod.validate(roi, self.last_shape)
+        with self._settings_lock:
+            self._settings = Settings(clean, self._settings.threshold)
+        log.info("ROI set to %s", clean or "whole image")
+        return clean
+
+    def set_threshold(self, threshold: float | None) -> None:
+        if threshold is not None:
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0 \
+                    or threshold != threshold or threshold == float("inf"):
+                raise ConfigError(f"threshold must be a positive number or null, got {threshold!r}")
+            threshold = float(threshold)
+        with self._settings_lock:
+            self._settings = Settings(self._settings.roi, threshold)
+        log.info("threshold set to %s", threshold if threshold is not None else "the model's")
+
+    def set_pipeline(self, pipeline: Pipeline) -> None:
+        """Swap the model between frames (the worker reads it once per frame)."""
+        with self._settings_lock:
+            self.pipeline = pipeline
+
+    # ------------------------------------------------------------------ state machine
+    def start(self) -> None:
+        with self._lock:
+            if self.state == PROCESSING:
+                return
+            source = self.source_factory()
+            source.start()
+            self._source = source
+            self._stop.clear()
+            self._worker_done.clear()
+            self._threads = [threading.Thread(target=self._receive_loop, name="vi-receive", daemon=True),
+                             threading.Thread(target=self._work_loop, name="vi-work", daemon=True),
+                             threading.Thread(target=self._output_loop, name="vi-output", daemon=True)]
+            for t in self._threads:
+                t.start()
+            self.state = PROCESSING
+            self.healthy_at = self.clock()
+        log.info("processing started")
+        self._notify()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading, finish frames already taken (within ``timeout``), then close the input."""
+        with self._lock:
+            if self.state == STOPPED:
+                return
+            self._stop.set()
+            deadline = time.monotonic() + timeout
+            for t in self._threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            # Anything still queued could not be finished in time: count it, never drop silently.
+            lost = 0
+            for q in (self._in, self._out):
+                while True:
+                    try:
+                        q.get_nowait()
+                        lost += 1
+                    except queue.Empty:
+                        break
+            if lost:
+                with self.stats.lock:
+                    self.stats.discarded_on_stop += lost
+                log.warning("%d frames could not be finished before the stop deadline", lost)
+            if self._source is not None:
+                self._source.close()
+                self._source = None
+            self._threads = []
+            self.state = STOPPED
+        log.info("processing stopped")
+        self._notify()
+
+    def join_idle(self, timeout: float) -> bool:
+        """Wait until the frame limit (if any) is reached; True if it was."""
+        return self._worker_done.wait(timeout)
+
+    def _notify(self) -> None:
+        for fn in self.listeners:
+            fn(self.state)
+
+    # ------------------------------------------------------------------ loops
+    def _receive_loop(self) -> None:
+        src = self._source
+        taken = 0
+        while not self._stop.is_set():
+            self.healthy_at = self.clock()
+            if self.frame_limit is not None and taken >= self.frame_limit:
+                time.sleep(0.05)
+                continue
+            try:
+                frame = src.receive(100)
+            except InputError as err:
+                reason = getattr(err, "reason", "bad_input")
+                with self.stats.lock:
+                    self.stats.received += 1
+                self.stats.reject(reason)
+                self.rlog.warning(reason, f"rejected frame: {err}")
+                continue
+            except Exception as err:  # a broken adapter must not kill the loop silently
+                self.stats.reject("receive_error")
+                self.rlog.warning("receive_error", f"input error: {err!r}")
+                time.sleep(0.1)
+                continue
+            if frame is None:
+                continue
+            with self.stats.lock:
+                self.stats.received += 1
+            taken += 1
+            # Backpressure: wait for room (the sender's HWM then holds further frames),
+            # but keep checking for stop.
+            while True:
+                try:
+                    self._in.put(frame, timeout=0.1)
+                    break
+                except queue.Full:
+                    self.healthy_at = self.clock()
+                    if self._stop.is_set():
+                        # Taken but never queued: count it.
+                        with self.stats.lock:
+                            self.stats.discarded_on_stop += 1
+                        return
+
+    def _work_loop(self) -> None:
+        while True:
+            try:
+                frame = self._in.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and not any(t.is_alive() for t in self._threads[:1]):
+                    return
+                self.healthy_at = self.clock()
+                continue
+            self.healthy_at = self.clock()
+            # One consistent view per frame: both are immutable references swapped atomically.
+            settings, pipeline = self._settings, self.pipeline
+            self.last_shape = frame.image.shape
+            try:
+                result = pipeline.process(frame, settings)
+            except ConfigError as err:  # e.g. ROI no longer inside a resized image
+                self.stats.reject("roi_outside_image")
+                self.rlog.warning("roi_outside_image", f"pulse {frame.pulse_id}: {err}")
+                continue
+            except InputError as err:
+                self.stats.reject("bad_image")
+                self.rlog.warning("bad_image", f"pulse {frame.pulse_id}: {err}")
+                continue
+            except Exception as err:
+                self.stats.reject("processing_error")
+                log.exception("pulse %s: processing failed: %r", frame.pulse_id, err)
+                continue
+            if self.block_output:
+                while True:
+                    try:
+                        self._out.put(result, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if self._stop.is_set() and not self._threads[2].is_alive():
+                            with self.stats.lock:
+                                self.stats.discarded_on_stop += 1
+                            break
+            else:
+                try:
+                    self._out.put_nowait(result)
+                except queue.Full:
+                    with self.stats.lock:
+                        self.stats.dropped_output += 1
+                    self.stats.done(result, time.monotonic() - frame.received_at)
+                    continue
+
+    def _output_loop(self) -> None:
+        while True:
+            try:
+                result = self._out.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set() and not self._threads[1].is_alive():
+                    return
+                continue
+            ok = True
+            for out in self.outputs:
+                try:
+                    ok = out(result) and ok
+                except Exception as err:
+                    ok = False
+                    self.rlog.warning("output_error", f"output failed: {err!r}")
+            with self.stats.lock:
+                if ok:
+                    self.stats.sent += 1
+                else:
+                    self.stats.dropped_output += 1
+            self.stats.done(result, time.monotonic() - result.frame.received_at)
+            if self.frame_limit is not None and self.stats.processed >= self.frame_limit:
+                self._worker_done.set()
+
+    # ------------------------------------------------------------------ reporting
+    def statistics(self) -> dict:
+        s = self.stats.snapshot()
+        s["state"] = self.state
+        s["queues"] = {"input": self._in.qsize(), "input_size": self.queue_size,
+                       "output": self._out.qsize(), "output_size": self.output_queue_size}
+        s["model_id"] = self.pipeline.model.model_id
+        s["roi"] = self._settings.roi or []
+        return s
+
+    def healthy(self, max_age: float = 5.0) -> bool:
+        """True while the loops are alive and turning (for the systemd watchdog)."""
+        if self.state != PROCESSING:
+            return True
+        return all(t.is_alive() for t in self._threads) and self.clock() - self.healthy_at < max_age

@@ -1,0 +1,169 @@
+"""REST control plane (bottle): routes only, delegating to the processor.
+
+Envelope as psen_processing: ``{"state": "ok"|"error", "status": "stopped"|"processing", ...}``,
+but errors use real HTTP codes (400 bad input, 401 bad token, 404 unknown, 409 wrong
+state, 500 server fault) with a ``message``. Served by a threaded WSGI server so a
+slow client cannot block the control plane.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import socketserver
+import threading
+from typing import Any, Callable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import bottle
+
+from .errors import ConfigError, ViStreamError
+
+log = logging.getLogger("vi_stream.rest")
+
+
+class Api:
+    """What the REST layer needs; the daemon implements it."""
+
+    processor: Any
+    config: Any
+
+    def model_info(self) -> dict: ...
+    def reload_model(self, path: str | None) -> dict: ...
+    def set_config(self, changes: dict) -> dict: ...
+    def get_config(self) -> dict: ...
+
+
+def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
+    app = bottle.Bottle()
+    app.config["autojson"] = False
+
+    def reply(status_code: int = 200, **fields: Any) -> str:
+        bottle.response.status = status_code
+        bottle.response.content_type = "application/json"
+        body = {"state": "ok" if status_code < 400 else "error", "status": api.processor.state, **fields}
+        return json.dumps(body, default=str)
+
+    def body() -> dict:
+        raw = bottle.request.body.read(1024 * 1024 + 1)
+        if len(raw) > 1024 * 1024:
+            raise ConfigError("request body too large")
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ConfigError(f"request body is not valid JSON: {err}") from err
+        return data
+
+    def guarded(mutating: bool) -> Callable:
+        def deco(fn: Callable) -> Callable:
+            def wrapper(*a: Any, **k: Any) -> str:
+                if mutating and token:
+                    got = bottle.request.get_header("Authorization", "")
+                    if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
+                        return reply(401, message="missing or wrong token (Authorization: Bearer <token>)")
+                try:
+                    return fn(*a, **k)
+                except ViStreamError as err:
+                    return reply(err.status, message=str(err))
+                except Exception as err:  # a bug, not user input: say so, keep serving
+                    log.exception("REST handler failed")
+                    return reply(500, message=f"internal error: {err!r}")
+            return wrapper
+        return deco
+
+    @app.post("/start")
+    @guarded(True)
+    def start():
+        api.processor.start()
+        return reply()
+
+    @app.post("/stop")
+    @guarded(True)
+    def stop():
+        api.processor.stop()
+        return reply()
+
+    @app.get("/status")
+    @guarded(False)
+    def status():
+        return reply()
+
+    @app.get("/roi")
+    @guarded(False)
+    def get_roi():
+        return reply(roi=api.processor.settings.roi or [])
+
+    @app.post("/roi")
+    @guarded(True)
+    def set_roi():
+        data = body()
+        roi = data.get("roi", data) if isinstance(data, dict) else data
+        if isinstance(roi, dict):
+            raise ConfigError("send the ROI as [offset_x, size_x, offset_y, size_y] or {\"roi\": [...]}")
+        return reply(roi=api.processor.set_roi(roi) or [])
+
+    @app.get("/statistics")
+    @guarded(False)
+    def statistics():
+        return reply(statistics=api.processor.statistics())
+
+    @app.get("/config")
+    @guarded(False)
+    def get_config():
+        return reply(config=api.get_config())
+
+    @app.post("/config")
+    @guarded(True)
+    def set_config():
+        data = body()
+        if not isinstance(data, dict):
+            raise ConfigError("config must be a JSON object of option: value")
+        return reply(config=api.set_config(data))
+
+    @app.get("/model")
+    @guarded(False)
+    def model():
+        return reply(model=api.model_info())
+
+    @app.post("/model/reload")
+    @guarded(True)
+    def reload_model():
+        data = body()
+        path = data.get("path") if isinstance(data, dict) else None
+        if path is not None and not isinstance(path, str):
+            raise ConfigError("path must be a string")
+        return reply(model=api.reload_model(path))
+
+    @app.error(404)
+    def not_found(_err):
+        bottle.response.content_type = "application/json"
+        return json.dumps({"state": "error", "status": api.processor.state,
+                           "message": f"no route {bottle.request.method} {bottle.request.path}"})
+
+    @app.error(405)
+    def bad_method(_err):
+        bottle.response.content_type = "application/json"
+        return json.dumps({"state": "error", "status": api.processor.state,
+                           "message": f"method {bottle.request.method} not allowed on {bottle.request.path}"})
+
+    return app
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, threading.Thread]:
+    """Start a threaded WSGI server; returns (server, thread). ``server.server_port`` is the port."""
+    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)
+    thread.start()
+    return server, thread
