@@ -1,12 +1,10 @@
 """Shared fixtures: one small fitted model per session (fit once, ~15 s)."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from vi_stream import synthetic  # noqa: E402
 from vi_stream.model import AnomalyModel, ModelConfig, save  # noqa: E402

@@ -156,7 +156,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
     from . import config as config_mod
     from .daemon import Daemon
-    from .service import setup_logging
+    import logging
+
+    from .service import Notifier, setup_logging, status_line, supervise, watchdog_interval
 
     flags = {k: getattr(args, k) for k in ("mode", "camera", "camera_fps", "output_port", "output_host",
                                           "output_mode", "block", "model", "device", "threshold", "rest_port",
@@ -169,13 +171,26 @@ def _run_daemon(args: argparse.Namespace) -> int:
         flags["output_compression"] = None if args.output_compression == "none" else args.output_compression
     cfg = config_mod.build(args.config, **flags)
     setup_logging(cfg.log_level)
+    notifier = Notifier()
     stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        notifier.notify(STOPPING="1", STATUS=f"stopping on signal {signum}: draining")
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    with Daemon(cfg) as daemon:
-        print(f"vi_stream: REST http://{cfg.rest_host}:{daemon.rest_port}, output tcp://{cfg.output_host}:"
-              f"{daemon.config.output_port}, state {daemon.processor.state}", file=sys.stderr)
-        stop.wait()
+        signal.signal(sig, on_signal)
+    daemon = Daemon(cfg)
+    try:
+        daemon.start()  # sockets bound, model loaded and warmed up
+        logging.getLogger("vi_stream").info(
+            "ready: REST http://%s:%d, output tcp://%s:%d, %s", cfg.rest_host, daemon.rest_port, cfg.output_host,
+            daemon.config.output_port, daemon.processor.state)
+        notifier.notify(READY="1", STATUS=status_line(daemon.processor.statistics()))
+        supervise(daemon.processor, notifier, stop, watchdog=watchdog_interval())
+    finally:
+        daemon.close()  # drains frames already taken from the input
+        notifier.close()
     return 0
 
 

@@ -24,3 +24,83 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
     root.addHandler(h)
     root.setLevel(level.upper())
     root.propagate = False
+
+
+class Notifier:
+    """sd_notify(3) over the AF_UNIX datagram socket named by ``NOTIFY_SOCKET``.
+
+    Without ``NOTIFY_SOCKET`` (not under systemd) every call is a no-op, so the
+    daemon runs the same way from a shell. Abstract sockets (``@name``) are
+    supported.
+    """
+
+    def __init__(self, address: str | None = None):
+        import os
+        import socket
+        self.address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
+        self._sock = None
+        if self.address:
+            addr = self.address
+            if addr.startswith("@"):
+                addr = "\0" + addr[1:]
+            self._target = addr
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, **fields: str) -> bool:
+        """Send ``KEY=value`` lines (e.g. ``notify(READY="1", STATUS="...")``); False if not sent."""
+        if self._sock is None:
+            return False
+        msg = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
+        try:
+            self._sock.sendto(msg, self._target)
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def watchdog_interval(env: dict | None = None) -> float | None:
+    """Half of systemd's WatchdogSec (from ``WATCHDOG_USEC``), if it is meant for this process."""
+    import os
+    env = os.environ if env is None else env
+    usec = env.get("WATCHDOG_USEC")
+    pid = env.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    try:
+        return max(0.05, int(usec) / 2e6)
+    except ValueError:
+        return None
+
+
+def status_line(stats: dict) -> str:
+    """One-line summary for systemd's STATUS= (shown by `systemctl status`)."""
+    lat = stats.get("latency_ms", {}).get("p50")
+    return (f"{stats.get('state', '?')}: {stats.get('frames_processed', 0)} frames, "
+            f"{stats.get('frames_per_s', 0.0):.2f} fps, {stats.get('megapixels_per_s', 0.0):.2f} MP/s, "
+            f"p50 {lat if lat is not None else '-'} ms, rejected {stats.get('frames_rejected_total', 0)}, "
+            f"dropped {stats.get('output_dropped', 0)}")
+
+
+def supervise(processor, notifier: "Notifier", stop_event, status_every: float = 5.0,
+              watchdog: float | None = None) -> None:
+    """The service's main loop: READY was sent by the caller; ping the watchdog only while the
+    processing loop is healthy, refresh STATUS=, return when ``stop_event`` is set."""
+    import time
+    tick = min(x for x in (status_every, watchdog or status_every, 1.0) if x)
+    next_status = 0.0
+    while not stop_event.wait(tick):
+        now = time.monotonic()
+        if watchdog and processor.healthy():
+            notifier.notify(WATCHDOG="1")
+        if now >= next_status:
+            notifier.notify(STATUS=status_line(processor.statistics()))
+            next_status = now + status_every

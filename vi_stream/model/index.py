@@ -46,6 +46,18 @@ class PatchIndex:
 
     def __post_init__(self) -> None:
         self._m_sq = np.einsum("ij,ij->i", self.medoids, self.medoids).astype(np.float32)
+        # Two-level tree over the medoids for the every-patch stage; deterministic, so it is
+        # rebuilt on load rather than stored.
+        k = len(self.medoids)
+        groups = max(1, int(round(np.sqrt(k))))
+        gc, gassign = stats.kmeans(np.ascontiguousarray(self.medoids), groups, iterations=30, seed=1)
+        order = np.argsort(gassign, kind="stable")
+        counts = np.bincount(gassign, minlength=len(gc))
+        self._g_end = np.cumsum(counts).astype(np.int64)
+        self._g_start = (self._g_end - counts).astype(np.int64)
+        self._g_cells = order.astype(np.int64)
+        self._gc = np.ascontiguousarray(gc, np.float32)
+        self._gc_sq = np.einsum("ij,ij->i", self._gc, self._gc).astype(np.float32)
 
     @property
     def dim(self) -> int:
@@ -55,14 +67,20 @@ class PatchIndex:
         """Nearest-neighbour distance of each row of ``q`` (refined above ``gate``)."""
         q = np.ascontiguousarray(q, np.float32)
         g = self.gate if gate is None else gate
-        # Dense dot products are BLAS's job; selection and refinement are numba's.
-        cand, d_sq = stats.nearest_cells(q @ self.medoids.T, np.einsum("ij,ij->i", q, q), self._m_sq, self.nprobe)
-        every = np.arange(len(q), dtype=np.int64)
-        stats.refine(q, every, cand[:, :1], self.bank, self.list_start, self.list_end, d_sq)
-        rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else every[:0]
+        n = len(q)
+        q_sq = np.einsum("ij,ij->i", q, q)
+        cell = np.empty(n, np.int64)
+        d_sq = np.empty(n, np.float32)
+        # Every patch: a near cell through the medoid tree, then all of that cell's members
+        # (an upper bound of the true NN distance, usually equal to it).
+        stats.nearest_cell_tree(q, q_sq, self._gc, self._gc_sq, self._g_start, self._g_end, self._g_cells,
+                                self.medoids, self._m_sq, 2, cell, d_sq)
+        stats.refine_one(q, cell, self.bank, self.list_start, self.list_end, d_sq)
+        rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
-            stats.refine(q, rows, np.ascontiguousarray(cand[rows, 1:]), self.bank, self.list_start,
-                         self.list_end, d_sq)
+            # Above the gate: the exact nprobe nearest cells (searching a cell twice is harmless).
+            cand = stats.nearest_k(q, rows, self.medoids, self._m_sq, self.nprobe)
+            stats.refine(q, rows, cand, self.bank, self.list_start, self.list_end, d_sq)
         if stats_out is not None:
             stats_out["refined"] = stats_out.get("refined", 0) + len(rows)
             stats_out["patches"] = stats_out.get("patches", 0) + len(q)

@@ -1,0 +1,181 @@
+"""Stream throughput: bsread in -> daemon -> bsread out, all on loopback.
+
+    python bench/stream.py [--frames 40] [--e2e-frames 12] [--size 2048]
+
+1. end to end with the model: frames/s, megapixels/s, latency p50/p99 (the
+   daemon's own statistics: receive -> handed to ZMQ) for 2048x2048 uint8.
+2. transport only (model off): the daemon with a pipeline that returns
+   zero maps of the image's shape (so the output carries the full result
+   channel set and byte volume), against
+   - a raw pyzmq relay moving the same bytes: PUSH -> (PULL, PUSH) -> PULL,
+     the output message as large as the daemon's;
+   - psi-bsread's own Sender -> Source for the same frames (one hop).
+"""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+import zmq
+
+import common
+from vi_stream import config as config_mod
+from vi_stream import synthetic
+from vi_stream.daemon import Daemon
+from vi_stream.frame import Result
+from vi_stream.io import bsread_codec as codec
+from vi_stream.model import AnomalyModel, ModelConfig
+
+
+class ZeroPipeline:
+    """Model off: a result with zero maps of the image's shape (measures transport only)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def process(self, frame, settings):
+        z = np.zeros(frame.image.shape[:2], np.float32)
+        return Result(frame, frame.image, z, z.astype(np.uint8), 0.0, False, [], {"model": "off"}, {})
+
+
+def _sender(ctx, image, n, stop):
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    push.setsockopt(zmq.SNDHWM, 4)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    enc = codec.Encoder()
+    chan = codec.channel_from_value("B:FPICTURE", image)
+
+    def run():
+        for i in range(n):
+            m = codec.Message(i, 1, 0, {"B:FPICTURE": chan})
+            while not stop.is_set():
+                if push.poll(100, zmq.POLLOUT):
+                    push.send_multipart(enc.encode(m), copy=False)
+                    break
+        stop.wait()
+        push.close(0)
+
+    t = threading.Thread(target=run, daemon=True)
+    return port, t
+
+
+def through_daemon(model, image, n, zero: bool) -> dict:
+    ctx = zmq.Context()
+    stop = threading.Event()
+    port, t = _sender(ctx, image, n, stop)
+    cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{port}", prefix="B", output_port=0, rest_port=0)
+    d = Daemon(cfg, model=model, context=ctx)
+    if zero:
+        d.processor.pipeline = ZeroPipeline(model)
+    d.start()
+    out = ctx.socket(zmq.PULL)
+    out.setsockopt(zmq.LINGER, 0)
+    out.setsockopt(zmq.RCVHWM, 4)
+    out.connect(f"tcp://127.0.0.1:{d.config.output_port}")
+    d.processor.start()
+    t.start()
+    got, nbytes, t0 = 0, 0, None
+    while got < n and out.poll(120_000):
+        parts = out.recv_multipart(copy=False)
+        if t0 is None:
+            t0 = time.perf_counter()  # time from the first output: excludes connection set-up
+        else:
+            got += 1
+        nbytes = sum(len(p) for p in parts)
+        if got == n - 1:
+            break
+    dt = time.perf_counter() - t0
+    stats = d.processor.statistics()
+    stop.set()
+    d.close()
+    ctx.destroy(linger=0)
+    mp = image.shape[0] * image.shape[1] / 1e6
+    return {"frames": got, "frames_per_s": round(got / dt, 2), "megapixels_per_s": round(got * mp / dt, 2),
+            "output_message_bytes": nbytes, "latency_ms": stats["latency_ms"],
+            "dropped_output": stats["output_dropped"], "rejected": stats["frames_rejected_total"]}
+
+
+def raw_relay(image, out_bytes: int, n: int) -> dict:
+    """PUSH -> relay(PULL->PUSH, output padded to the daemon's message size) -> PULL."""
+    ctx = zmq.Context()
+    a = ctx.socket(zmq.PUSH)
+    port_a = a.bind_to_random_port("tcp://127.0.0.1")
+    rin = ctx.socket(zmq.PULL)
+    rin.connect(f"tcp://127.0.0.1:{port_a}")
+    rout = ctx.socket(zmq.PUSH)
+    port_b = rout.bind_to_random_port("tcp://127.0.0.1")
+    c = ctx.socket(zmq.PULL)
+    c.connect(f"tcp://127.0.0.1:{port_b}")
+    for s in (a, rin, rout, c):
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 4)
+        s.setsockopt(zmq.RCVHWM, 4)
+    payload = image.tobytes()
+    extra = b"\x00" * max(0, out_bytes - len(payload))
+
+    def send():
+        for _ in range(n):
+            a.send_multipart([b"{}", payload])
+
+    def relay():
+        for _ in range(n):
+            parts = rin.recv_multipart(copy=False)
+            rout.send_multipart([*parts, extra], copy=False)
+
+    threading.Thread(target=send, daemon=True).start()
+    threading.Thread(target=relay, daemon=True).start()
+    c.recv_multipart()
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        c.recv_multipart(copy=False)
+    dt = time.perf_counter() - t0
+    ctx.destroy(linger=0)
+    return {"frames_per_s": round((n - 1) / dt, 2)}
+
+
+def psi_bsread(image, n: int) -> dict:
+    from bsread import PULL, Sender, source
+    s = Sender(port="*", address="tcp://127.0.0.1", queue_size=4)
+    s.open()
+    port = int(s.stream.socket.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+
+    def send():
+        for i in range(n):
+            s.send(data={"B:FPICTURE": image}, pulse_id=i)
+
+    threading.Thread(target=send, daemon=True).start()
+    with source(host="127.0.0.1", port=port, mode=PULL, receive_timeout=60000, queue_size=4) as src:
+        src.receive()
+        t0 = time.perf_counter()
+        for _ in range(n - 1):
+            src.receive()
+        dt = time.perf_counter() - t0
+    s.close()
+    return {"frames_per_s": round((n - 1) / dt, 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=40)
+    ap.add_argument("--e2e-frames", type=int, default=12)
+    ap.add_argument("--size", type=int, default=2048)
+    a = ap.parse_args()
+    image = synthetic.module_image((a.size, a.size), seed=5, defects=("dust",)).image
+    model = AnomalyModel.fit([synthetic.module_image((768, 768), seed=i).image for i in range(10)],
+                             ModelConfig(bank_size=60_000))
+    out = {"size": f"{a.size}x{a.size} uint8"}
+    out["end_to_end_with_model"] = through_daemon(model, image, a.e2e_frames, zero=False)
+    t = through_daemon(model, image, a.frames, zero=True)
+    out["transport_daemon_model_off"] = t
+    out["transport_raw_pyzmq_relay_same_bytes"] = raw_relay(image, t["output_message_bytes"], a.frames)
+    out["transport_psi_bsread_sender_to_source"] = psi_bsread(image, a.frames)
+    out["daemon_vs_raw"] = round(t["frames_per_s"] / out["transport_raw_pyzmq_relay_same_bytes"]["frames_per_s"], 3)
+    out["daemon_vs_psi_bsread"] = round(t["frames_per_s"] / out["transport_psi_bsread_sender_to_source"]["frames_per_s"], 3)
+    common.write("stream", out)
+
+
+if __name__ == "__main__":
+    main()

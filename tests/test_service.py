@@ -1,0 +1,162 @@
+"""Running as a systemd service: sd_notify on a real AF_UNIX socket, watchdog, journal lines, SIGTERM."""
+import io
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from vi_stream.service import JournalFormatter, Notifier, setup_logging, status_line, supervise, watchdog_interval
+from vi_stream.simulate import Simulator
+
+from .daemon_helpers import wait_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.2)
+    yield path, s
+    s.close()
+
+
+def _drain(s, seconds=0.0):
+    """Datagrams arriving within ``seconds`` (at least until the socket is quiet for 0.2 s)."""
+    msgs = []
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            msgs.append(s.recv(4096).decode())
+            if seconds and time.monotonic() >= end:
+                return msgs
+        except socket.timeout:
+            if time.monotonic() >= end:
+                return msgs
+
+
+def test_notifier_sends_datagrams_and_is_a_noop_without_systemd(notify_socket):
+    path, s = notify_socket
+    n = Notifier(path)
+    assert n.notify(READY="1", STATUS="hello")
+    assert _drain(s) == ["READY=1\nSTATUS=hello"]
+    assert not Notifier("").notify(READY="1")  # not under systemd: nothing, no error
+
+
+def test_abstract_notify_socket():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    name = f"vi_stream-test-{os.getpid()}"
+    s.bind("\0" + name)
+    s.settimeout(2)
+    try:
+        assert Notifier("@" + name).notify(WATCHDOG="1")
+        assert s.recv(100) == b"WATCHDOG=1"
+    finally:
+        s.close()
+
+
+def test_watchdog_interval_is_half_of_watchdog_sec_and_respects_pid():
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({}) is None
+
+
+class _Proc:
+    def __init__(self):
+        self.ok = True
+
+    def healthy(self):
+        return self.ok
+
+    def statistics(self):
+        return {"state": "processing", "frames_processed": 3, "frames_per_s": 1.5, "megapixels_per_s": 0.9,
+                "latency_ms": {"p50": 12.0}, "frames_rejected_total": 1, "output_dropped": 0}
+
+
+def test_watchdog_pings_only_while_healthy(notify_socket):
+    path, s = notify_socket
+    proc, stop = _Proc(), threading.Event()
+    t = threading.Thread(target=supervise, args=(proc, Notifier(path), stop),
+                         kwargs={"status_every": 0.1, "watchdog": 0.05})
+    t.start()
+    try:
+        healthy = _drain(s, 0.5)
+        proc.ok = False
+        _drain(s, 0.2)  # in flight
+        stuck = _drain(s, 0.5)
+    finally:
+        stop.set()
+        t.join()
+    assert any("WATCHDOG=1" in m for m in healthy)
+    assert any(m.startswith("STATUS=processing: 3 frames") for m in healthy)
+    assert not any("WATCHDOG=1" in m for m in stuck)
+    assert any(m.startswith("STATUS=") for m in stuck)
+
+
+def test_log_lines_carry_journal_priorities_and_no_timestamps():
+    buf = io.StringIO()
+    setup_logging("DEBUG", buf)
+    log = logging.getLogger("vi_stream.test")
+    log.error("bad thing\nsecond line")
+    log.warning("careful")
+    log.info("fine")
+    log.debug("detail")
+    setup_logging("INFO")
+    assert buf.getvalue().splitlines() == ["<3>vi_stream.test: bad thing | second line", "<4>vi_stream.test: careful",
+                                           "<6>vi_stream.test: fine", "<7>vi_stream.test: detail"]
+    assert isinstance(logging.getLogger("vi_stream").handlers[0].formatter, JournalFormatter)
+    assert "1.50 fps" in status_line(_Proc().statistics())
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (.ci/run installs it)")
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    unit = os.path.join(ROOT, "systemd", "vi_stream@.service")
+    inst = tmp_path / "vi_stream@EXAMPLE.service"
+    shutil.copy(unit, inst)
+    for path in (unit, str(inst)):
+        p = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
+    text = open(unit).read()
+    for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=", "NoNewPrivileges=yes",
+                "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes", "EnvironmentFile=/etc/vi_stream/%i.env"):
+        assert key in text
+
+
+def test_sigterm_under_load_drains_and_exits_0(notify_socket, model_path, tmp_path):
+    path, s = notify_socket
+    sim = Simulator(0, "SVC", fps=20, shape=(512, 512), pool=3)
+    port = sim.start()
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
+    p = subprocess.Popen([sys.executable, "-m", "vi_stream.cli", "run", f"tcp://127.0.0.1:{port}", "SVC",
+                          "--model", model_path, "--rest-port", "0", "--output-port", "0", "--auto-start"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sim.run_in_thread()
+    try:
+        msgs = []
+        wait_for(lambda: msgs.extend(_drain(s)) or any("READY=1" in m for m in msgs), timeout=120)
+        # load: wait until frames are flowing (STATUS lines report them), then SIGTERM
+        wait_for(lambda: msgs.extend(_drain(s)) or any("WATCHDOG=1" in m for m in msgs), timeout=30)
+        wait_for(lambda: msgs.extend(_drain(s)) or any(m.startswith("STATUS=processing:") and
+                                                        not m.startswith("STATUS=processing: 0 frames") for m in msgs),
+                 timeout=60)
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+        msgs.extend(_drain(s))
+    finally:
+        if p.poll() is None:
+            p.kill()
+        sim.close()
+    assert p.returncode == 0, err
+    assert any(m.startswith("STOPPING=1") for m in msgs)
+    assert "processing stopped" in err and "Traceback" not in err
+    assert "<6>vi_stream: ready: REST http://127.0.0.1:" in err
