@@ -160,3 +160,36 @@ def test_sigterm_under_load_drains_and_exits_0(notify_socket, model_path, tmp_pa
     assert any(m.startswith("STOPPING=1") for m in msgs)
     assert "processing stopped" in err and "Traceback" not in err
     assert "<6>vi_stream: ready: REST http://127.0.0.1:" in err
+
+
+def test_structured_journal_entries_over_the_native_protocol(tmp_path):
+    path = str(tmp_path / "journal.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(2)
+    try:
+        setup_logging("INFO", prefix="CAM1", journal_socket=path)
+        log = logging.getLogger("vi_stream.processor")
+        log.warning("rejected frame", extra={"pulse_id": 812, "module_name": "M-7"})
+        log.error("two\nlines")
+        first, second = s.recv(65536), s.recv(65536)
+    finally:
+        setup_logging("INFO")
+        s.close()
+    fields = dict(line.split(b"=", 1) for line in first.rstrip(b"\n").split(b"\n"))
+    assert fields == {b"SYSLOG_IDENTIFIER": b"vi_stream", b"VI_PREFIX": b"CAM1", b"MESSAGE": b"rejected frame",
+                      b"PRIORITY": b"4", b"LOGGER": b"vi_stream.processor", b"VI_MODULE": b"M-7",
+                      b"VI_PULSE_ID": b"812"}
+    # multi-line messages use the binary-safe form: KEY\n<u64 length><bytes>\n
+    import struct
+    i = second.index(b"MESSAGE\n") + len(b"MESSAGE\n")
+    n = struct.unpack("<Q", second[i:i + 8])[0]
+    assert second[i + 8:i + 8 + n] == b"two\nlines" and b"PRIORITY=3\n" in second
+
+
+def test_journal_is_used_only_when_stderr_is_the_journal():
+    from vi_stream.service import journal_connected
+    st = os.fstat(2)
+    assert journal_connected({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    assert not journal_connected({"JOURNAL_STREAM": "1:2"})
+    assert not journal_connected({})

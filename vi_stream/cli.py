@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--compression", choices=("none", "bitshuffle_lz4"))
     m.add_argument("--host", default="127.0.0.1")
 
+    f = sub.add_parser("fetch-model", help="fetch SFTP_PROJECT_PATH/models/NAME into the model cache (SFTP_* env)")
+    f.add_argument("name", help="model file name under <project>/models/")
+    f.add_argument("--cache", help="cache folder (default $VI_STREAM_STATE_DIR/models or ~/.cache/vi_stream/models)")
+    f.add_argument("--accept-unknown-host-key", action="store_true",
+                   help="trust a host key that is not in known_hosts (and remember it for this connection only)")
+
     d = sub.add_parser("demo", help="simulated camera -> daemon -> consumer, with a summary and pictures")
     d.add_argument("--out", default="demo-output", help="folder for pictures and reports (default demo-output)")
     d.add_argument("--frames", type=int, default=12, help="frames to process (default 12)")
@@ -150,6 +156,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def model_cache_dir() -> str:
+    state = os.environ.get("VI_STREAM_STATE_DIR")
+    return os.path.join(state, "models") if state else os.path.expanduser("~/.cache/vi_stream/models")
+
+
+def _model_from_sftp(cfg):
+    """With SFTP_HOST set and --model naming no local file: fetch it; on failure use the cached copy."""
+    import logging
+    from dataclasses import replace as _replace
+
+    from .errors import ViStreamError
+    from .io.sftp import SftpSettings, fetch_model
+    settings = SftpSettings.from_env()
+    if settings is None or not cfg.model or os.path.isfile(cfg.model):
+        return cfg
+    cached = os.path.join(model_cache_dir(), os.path.basename(cfg.model))
+    try:
+        path = fetch_model(settings, os.path.basename(cfg.model), model_cache_dir())
+    except ViStreamError as err:
+        if not os.path.isfile(cached):
+            raise
+        logging.getLogger("vi_stream").warning("model fetch failed (%s); using the cached %s", err, cached)
+        path = cached
+    return _replace(cfg, model=path)
+
+
 def _run_daemon(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -170,7 +202,8 @@ def _run_daemon(args: argparse.Namespace) -> int:
     if args.output_compression:
         flags["output_compression"] = None if args.output_compression == "none" else args.output_compression
     cfg = config_mod.build(args.config, **flags)
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, prefix=cfg.prefix)
+    cfg = _model_from_sftp(cfg)
     notifier = Notifier()
     stop = threading.Event()
 
@@ -232,6 +265,18 @@ def _run(args: argparse.Namespace) -> int:
             sim.run(args.count)
         finally:
             sim.close()
+        return 0
+    if args.command == "fetch-model":
+        from dataclasses import replace as _replace
+
+        from .io.sftp import SftpSettings, fetch_model
+        settings = SftpSettings.from_env()
+        if settings is None:
+            from .errors import ConfigError
+            raise ConfigError("set SFTP_HOST, SFTP_PROJECT_PATH, SFTP_USER and SFTP_PASSWORD or SFTP_KEY")
+        if args.accept_unknown_host_key:
+            settings = _replace(settings, accept_unknown_host_key=True)
+        print(fetch_model(settings, args.name, args.cache or model_cache_dir()))
         return 0
     if args.command == "demo":
         from . import demo

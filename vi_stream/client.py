@@ -79,5 +79,7 @@ class Client:
     def get_model(self) -> dict:
         return self._call("GET", "/model")["model"]
 
-    def reload_model(self, path: str | None = None) -> dict:
-        return self._call("POST", "/model/reload", {"path": path} if path else {})["model"]
+    def reload_model(self, path: str | None = None, name: str | None = None) -> dict:
+        """Reload from ``path``, or fetch ``name`` from SFTP first; the running model stays on failure."""
+        body = {k: v for k, v in (("path", path), ("name", name)) if v}
+        return self._call("POST", "/model/reload", body)["model"]

@@ -89,7 +89,15 @@ class Daemon:
     def model_info(self) -> dict:
         return {**self.model.info(), "path": self.model_path}
 
-    def reload_model(self, path: str | None) -> dict:
+    def reload_model(self, path: str | None, name: str | None = None) -> dict:
+        if name is not None:
+            # Fetch from the project's SFTP storage first; a failed fetch keeps everything as is.
+            from .cli import model_cache_dir
+            from .io.sftp import SftpSettings, fetch_model
+            settings = SftpSettings.from_env()
+            if settings is None:
+                raise ConfigError("reloading by name needs SFTP_HOST and SFTP_PROJECT_PATH")
+            path = fetch_model(settings, name, model_cache_dir())
         path = path or self.model_path
         if not path:
             raise ConfigError("no model path to reload from")

@@ -46,7 +46,7 @@ class RateLimitedLog:
         self._suppressed: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def warning(self, key: str, msg: str) -> None:
+    def warning(self, key: str, msg: str, pulse_id: int | None = None, module: str | None = None) -> None:
         now = self.clock()
         with self._lock:
             last = self._last.get(key)
@@ -55,7 +55,8 @@ class RateLimitedLog:
                 return
             n = self._suppressed.pop(key, 0)
             self._last[key] = now
-        self.logger.warning("%s%s", msg, f" ({n} more '{key}' suppressed)" if n else "")
+        self.logger.warning("%s%s", msg, f" ({n} more '{key}' suppressed)" if n else "",
+                            extra={"pulse_id": pulse_id, "module_name": module})
 
 
 class Statistics:
@@ -302,15 +303,16 @@ class Processor:
                 result = pipeline.process(frame, settings)
             except ConfigError as err:  # e.g. ROI no longer inside a resized image
                 self.stats.reject("roi_outside_image")
-                self.rlog.warning("roi_outside_image", f"pulse {frame.pulse_id}: {err}")
+                self.rlog.warning("roi_outside_image", f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
                 continue
             except InputError as err:
                 self.stats.reject("bad_image")
-                self.rlog.warning("bad_image", f"pulse {frame.pulse_id}: {err}")
+                self.rlog.warning("bad_image", f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
                 continue
             except Exception as err:
                 self.stats.reject("processing_error")
-                log.exception("pulse %s: processing failed: %r", frame.pulse_id, err)
+                log.exception("pulse %s: processing failed: %r", frame.pulse_id, err,
+                              extra={"pulse_id": frame.pulse_id, "module_name": frame.module})
                 continue
             if self.block_output:
                 while True:

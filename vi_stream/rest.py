@@ -132,9 +132,10 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
     def reload_model():
         data = body()
         path = data.get("path") if isinstance(data, dict) else None
-        if path is not None and not isinstance(path, str):
-            raise ConfigError("path must be a string")
-        return reply(model=api.reload_model(path))
+        name = data.get("name") if isinstance(data, dict) else None
+        if (path is not None and not isinstance(path, str)) or (name is not None and not isinstance(name, str)):
+            raise ConfigError("path and name must be strings")
+        return reply(model=api.reload_model(path, name))
 
     @app.error(404)
     def not_found(_err):

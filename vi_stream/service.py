@@ -15,12 +15,81 @@ class JournalFormatter(logging.Formatter):
         return f"<{_PRIORITY.get(record.levelno, 6)}>{record.name}: {msg}"
 
 
-def setup_logging(level: str = "INFO", stream=None) -> None:
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+class JournalHandler(logging.Handler):
+    """Structured entries over journald's native protocol (no library needed).
+
+    Fields: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, LOGGER, VI_PREFIX (static),
+    and VI_MODULE / VI_PULSE_ID when the log call passes ``extra={"module_name":
+    ..., "pulse_id": ...}``. Query with e.g. ``journalctl VI_PULSE_ID=812``.
+    """
+
+    def __init__(self, path: str = JOURNAL_SOCKET, identifier: str = "vi_stream", prefix: str | None = None):
+        import socket
+        super().__init__()
+        self.path = path
+        self.static = {"SYSLOG_IDENTIFIER": identifier}
+        if prefix:
+            self.static["VI_PREFIX"] = prefix
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    @staticmethod
+    def _field(key: str, value: str) -> bytes:
+        v = value.encode("utf-8", "replace")
+        if b"\n" in v:  # binary-safe form: KEY\n<64-bit LE length><value>\n
+            import struct
+            return key.encode() + b"\n" + struct.pack("<Q", len(v)) + v + b"\n"
+        return key.encode() + b"=" + v + b"\n"
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields = dict(self.static, MESSAGE=self.format(record), PRIORITY=str(_PRIORITY.get(record.levelno, 6)),
+                          LOGGER=record.name)
+            if getattr(record, "module_name", None):
+                fields["VI_MODULE"] = str(record.module_name)
+            if getattr(record, "pulse_id", None) is not None:
+                fields["VI_PULSE_ID"] = str(record.pulse_id)
+            self.sock.sendto(b"".join(self._field(k, v) for k, v in fields.items()), self.path)
+        except Exception:  # logging must never take the daemon down
+            self.handleError(record)
+
+    def close(self) -> None:
+        self.sock.close()
+        super().close()
+
+
+def journal_connected(env=None) -> bool:
+    """True when systemd connected our stderr to the journal (JOURNAL_STREAM = dev:inode of fd 2)."""
+    import os
+    env = os.environ if env is None else env
+    js = env.get("JOURNAL_STREAM")
+    if not js:
+        return False
+    try:
+        st = os.fstat(2)
+        dev, ino = js.split(":")
+        return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (OSError, ValueError):
+        return False
+
+
+def setup_logging(level: str = "INFO", stream=None, prefix: str | None = None,
+                  journal_socket: str | None = None) -> None:
+    """stderr lines with priority prefixes; structured journal entries when under systemd."""
+    import os
     root = logging.getLogger("vi_stream")
     for h in list(root.handlers):
         root.removeHandler(h)
-    h = logging.StreamHandler(stream or sys.stderr)
-    h.setFormatter(JournalFormatter())
+        h.close()
+    path = journal_socket or (JOURNAL_SOCKET if stream is None and journal_connected() else None)
+    if path and os.path.exists(path):
+        h: logging.Handler = JournalHandler(path, prefix=prefix)
+        h.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        h = logging.StreamHandler(stream or sys.stderr)
+        h.setFormatter(JournalFormatter())
     root.addHandler(h)
     root.setLevel(level.upper())
     root.propagate = False

@@ -1,0 +1,213 @@
+"""SFTP model distribution against a real OpenSSH sshd on 127.0.0.1 (started here)."""
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from vi_stream.errors import ModelError, NotFoundError, ServiceError
+from vi_stream.io.sftp import SftpSettings, fetch_model
+from vi_stream.model import load
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+pytestmark = pytest.mark.skipif(not os.path.exists(SSHD), reason="openssh-server not installed (.ci/run installs it)")
+
+
+def _free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory, model_path):
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    project = d / "project"
+    (project / "models").mkdir(parents=True)
+    shutil.copy(model_path, project / "models" / "good.npz")
+    (project / "models" / "garbage.npz").write_bytes(b"PK\x03\x04" + os.urandom(5000))
+    (project / "config.yaml").write_text("threshold: 0.5\n")
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = None
+    for _attempt in range(3):
+        port = _free_port()
+        (d / "sshd_config").write_text(
+            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
+            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin yes\nUsePAM no\n"
+            f"StrictModes no\nSubsystem sftp internal-sftp\nPidFile {d / 'sshd.pid'}\nLogLevel ERROR\n")
+        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
+                    if c.recv(4).startswith(b"SSH-"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        if proc.poll() is None:
+            break
+    assert proc is not None and proc.poll() is None, proc.stderr.read().decode() if proc else "no sshd"
+    host_pub = (d / "host_key.pub").read_text().split()
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    (d / "empty_known_hosts").write_text("")
+    base = SftpSettings("127.0.0.1", str(project), getpass.getuser(), key_file=str(d / "client_key"), port=port,
+                        known_hosts=str(d / "known_hosts"), timeout=10)
+    yield base, d
+    proc.terminate()
+    proc.wait(10)
+
+
+def _replace(s, **kw):
+    from dataclasses import replace
+    return replace(s, **kw)
+
+
+def test_fetch_model_and_config(sshd, tmp_path, model_path):
+    settings, _d = sshd
+    path = fetch_model(settings, "good.npz", str(tmp_path))
+    assert path == str(tmp_path / "good.npz")
+    assert open(path, "rb").read() == open(model_path, "rb").read()
+    assert load(path).model_id
+    assert (tmp_path / "config.yaml").read_text() == "threshold: 0.5\n"
+    assert sorted(os.listdir(tmp_path)) == ["config.yaml", "good.npz"]  # no temp files left
+
+
+def test_wrong_password_is_refused(sshd, tmp_path):
+    settings, _d = sshd
+    with pytest.raises(ServiceError, match="authentication failed"):
+        fetch_model(_replace(settings, key_file=None, password="wrong"), "good.npz", str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_host_key_is_refused_unless_opted_in(sshd, tmp_path):
+    settings, d = sshd
+    unknown = _replace(settings, known_hosts=str(d / "empty_known_hosts"))
+    with pytest.raises(ServiceError, match="host key not in"):
+        fetch_model(unknown, "good.npz", str(tmp_path))
+    assert os.listdir(tmp_path) == []
+    assert fetch_model(_replace(unknown, accept_unknown_host_key=True), "good.npz", str(tmp_path))
+
+
+def test_missing_file(sshd, tmp_path):
+    settings, _d = sshd
+    with pytest.raises(NotFoundError, match="no such file"):
+        fetch_model(settings, "nope.npz", str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bad_model_on_the_server_keeps_the_last_good_one(sshd, tmp_path, model_path):
+    settings, _d = sshd
+    good = tmp_path / "garbage.npz"
+    shutil.copy(model_path, good)  # the last good copy under the same name
+    with pytest.raises(ModelError, match="not a usable model"):
+        fetch_model(settings, "garbage.npz", str(tmp_path))
+    assert good.read_bytes() == open(model_path, "rb").read()
+    assert os.listdir(tmp_path) == ["garbage.npz"]
+
+
+class _CuttingProxy:
+    """TCP proxy that closes both sides after ``limit`` bytes from the server."""
+
+    def __init__(self, port, limit):
+        self.port, self.limit = port, limit
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.listen_port = self.srv.getsockname()[1]
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        conn, _ = self.srv.accept()
+        up = socket.create_connection(("127.0.0.1", self.port))
+        passed = [0]
+
+        def pipe(a, b, count):
+            try:
+                while True:
+                    data = a.recv(65536)
+                    if not data:
+                        break
+                    if count:
+                        passed[0] += len(data)
+                        if passed[0] > self.limit:
+                            break
+                    b.sendall(data)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+        threading.Thread(target=pipe, args=(conn, up, False), daemon=True).start()
+        pipe(up, conn, True)
+        self.srv.close()
+
+
+def test_connection_dropped_mid_transfer_keeps_the_last_good_model(sshd, tmp_path, model_path):
+    settings, _d = sshd
+    assert os.path.getsize(model_path) > 1_000_000
+    good = tmp_path / "good.npz"
+    good.write_bytes(b"previous good model")
+    proxy = _CuttingProxy(settings.port, limit=400_000)
+    cut = _replace(settings, port=proxy.listen_port,
+                   known_hosts=None, accept_unknown_host_key=True, timeout=5)
+    with pytest.raises(ServiceError):
+        fetch_model(cut, "good.npz", str(tmp_path))
+    assert good.read_bytes() == b"previous good model"
+    assert os.listdir(tmp_path) == ["good.npz"]
+
+
+def test_fetch_model_cli(sshd, tmp_path):
+    settings, d = sshd
+    env = dict(os.environ, SFTP_HOST="127.0.0.1", SFTP_PORT=str(settings.port), SFTP_USER=settings.user,
+               SFTP_KEY=settings.key_file, SFTP_PROJECT_PATH=settings.project_path,
+               SFTP_KNOWN_HOSTS=str(d / "known_hosts"))
+    p = subprocess.run([sys.executable, "-m", "vi_stream.cli", "fetch-model", "good.npz", "--cache", str(tmp_path)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == str(tmp_path / "good.npz")
+    env.pop("SFTP_KEY")
+    env["SFTP_PASSWORD"] = "wrong"
+    p = subprocess.run([sys.executable, "-m", "vi_stream.cli", "fetch-model", "good.npz", "--cache", str(tmp_path)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "authentication failed" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_rest_reload_by_name_fetches_and_a_failed_fetch_keeps_running(sshd, tmp_path, model, monkeypatch):
+    import zmq
+
+    from vi_stream import Client
+
+    from .daemon_helpers import running_daemon
+    settings, d = sshd
+    for k, v in dict(SFTP_HOST="127.0.0.1", SFTP_PORT=str(settings.port), SFTP_USER=settings.user,
+                     SFTP_KEY=settings.key_file, SFTP_PROJECT_PATH=settings.project_path,
+                     SFTP_KNOWN_HOSTS=str(d / "known_hosts"), VI_STREAM_STATE_DIR=str(tmp_path)).items():
+        monkeypatch.setenv(k, v)
+    ctx0 = zmq.Context()
+    push = ctx0.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        with running_daemon(model, port) as (dm, _ctx):
+            c = Client(f"http://127.0.0.1:{dm.rest_port}", timeout=60)
+            info = c.reload_model(name="good.npz")
+            assert info["path"] == str(tmp_path / "models" / "good.npz")
+            with pytest.raises(NotFoundError):
+                c.reload_model(name="nope.npz")
+            assert c.get_model()["path"] == info["path"]
+    finally:
+        push.close(0)
+        ctx0.destroy(linger=0)
