@@ -24,6 +24,20 @@ def running_daemon(model, input_port: int, prefix: str = "CAM", **over):
         ctx.destroy(linger=0)
 
 
+@contextlib.contextmanager
+def bound_push():
+    """A PUSH socket on an ephemeral 127.0.0.1 port, as a raw bsread sender: yields (socket, port)."""
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 0)
+    port = push.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        yield push, port
+    finally:
+        push.close(0)
+        ctx.destroy(linger=0)
+
+
 def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
     """Poll until predicate() is truthy; return its value or fail after ``timeout`` s."""
     end = time.monotonic() + timeout

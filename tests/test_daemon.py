@@ -3,14 +3,13 @@ import json
 
 import numpy as np
 import pytest
-import zmq
 from bsread import PULL, source
 
 from vi_stream import synthetic
 from vi_stream.io import bsread_codec as codec
 
 from .conftest import SMALL_SHAPE
-from .daemon_helpers import pull, recv, running_daemon, wait_for
+from .daemon_helpers import bound_push, pull, recv, running_daemon, wait_for
 from .test_bsread import open_psi_sender
 
 
@@ -58,10 +57,6 @@ def _good(pulse, img):
 
 
 def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
-    ctx0 = zmq.Context()
-    push = ctx0.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
     img = synthetic.module_image(SMALL_SHAPE, seed=9200).image
     good = _good(1, img)
     no_image = codec.Message(5, 1, 2)
@@ -82,19 +77,15 @@ def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
         codec.Encoder().encode(absurd),                          # too_large
         [b"x"],                                                  # bad_parts
     ]
-    try:
-        with running_daemon(model, port) as (d, ctx):
-            out = pull(ctx, d.config.output_port)
-            d.processor.start()
-            push.send_multipart(_good(1, img))
-            for i, g in enumerate(garbage):
-                push.send_multipart(g)
-                push.send_multipart(_good(10 + i, img))
-            pulses = [codec.Decoder().decode(recv(out)).pulse_id for _ in range(1 + len(garbage))]
-            stats = wait_for(lambda: (s := d.processor.statistics())["frames_rejected_total"] == len(garbage) and s)
-    finally:
-        push.close(0)
-        ctx0.destroy(linger=0)
+    with bound_push() as (push, port), running_daemon(model, port) as (d, ctx):
+        out = pull(ctx, d.config.output_port)
+        d.processor.start()
+        push.send_multipart(_good(1, img))
+        for i, g in enumerate(garbage):
+            push.send_multipart(g)
+            push.send_multipart(_good(10 + i, img))
+        pulses = [codec.Decoder().decode(recv(out)).pulse_id for _ in range(1 + len(garbage))]
+        stats = wait_for(lambda: (s := d.processor.statistics())["frames_rejected_total"] == len(garbage) and s)
     assert pulses == [1] + [10 + i for i in range(len(garbage))]
     assert stats["frames_rejected"] == {"bad_json": 1, "hash_mismatch": 1, "missing_image": 1, "bad_size": 1,
                                         "unsupported_type": 1, "too_large": 1, "bad_parts": 1}
@@ -103,57 +94,41 @@ def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
 
 
 def test_no_consumer_never_stalls_processing_and_drops_are_counted(model):
-    ctx0 = zmq.Context()
-    push = ctx0.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
     img = synthetic.module_image((256, 256), seed=9300).image
-    try:
-        with running_daemon(model, port) as (d, ctx):
-            d.processor.start()
-            for i in range(6):
-                push.send_multipart(_good(i, img))
-            stats = wait_for(lambda: (s := d.processor.statistics())["frames_processed"] == 6 and s)
-    finally:
-        push.close(0)
-        ctx0.destroy(linger=0)
+    with bound_push() as (push, port), running_daemon(model, port) as (d, ctx):
+        d.processor.start()
+        for i in range(6):
+            push.send_multipart(_good(i, img))
+        stats = wait_for(lambda: (s := d.processor.statistics())["frames_processed"] == 6 and s)
     assert stats["output_dropped"] == 6 and stats["output_sent"] == 0
 
 
 def test_start_stop_idempotent_and_roi_applies_between_frames(model):
-    ctx0 = zmq.Context()
-    push = ctx0.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
     img = synthetic.module_image(SMALL_SHAPE, seed=9400).image
-    try:
-        with running_daemon(model, port) as (d, ctx):
-            out = pull(ctx, d.config.output_port)
-            p = d.processor
-            p.start()
-            p.start()
-            assert p.state == "processing"
-            push.send_multipart(_good(1, img))
-            first = codec.Decoder().decode(recv(out))
-            p.set_roi([10, 200, 20, 160])
-            push.send_multipart(_good(2, img))
-            second = codec.Decoder().decode(recv(out))
-            p.stop()
-            p.stop()
-            assert p.state == "stopped"
-            p.start()
-            # A PUSH may still route a message into the old, just-closed connection (ZMQ
-            # tears pipes down asynchronously), so keep sending until the new one carries it.
-            third = None
-            for pulse in range(3, 13):
-                push.send_multipart(_good(pulse, img))
-                if out.poll(3000):
-                    third = codec.Decoder().decode(out.recv_multipart())
-                    break
-            stats = p.statistics()
-    finally:
-        push.close(0)
-        ctx0.destroy(linger=0)
+    with bound_push() as (push, port), running_daemon(model, port) as (d, ctx):
+        out = pull(ctx, d.config.output_port)
+        p = d.processor
+        p.start()
+        p.start()
+        assert p.state == "processing"
+        push.send_multipart(_good(1, img))
+        first = codec.Decoder().decode(recv(out))
+        p.set_roi([10, 200, 20, 160])
+        push.send_multipart(_good(2, img))
+        second = codec.Decoder().decode(recv(out))
+        p.stop()
+        p.stop()
+        assert p.state == "stopped"
+        p.start()
+        # A PUSH may still route a message into the old, just-closed connection (ZMQ
+        # tears pipes down asynchronously), so keep sending until the new one carries it.
+        third = None
+        for pulse in range(3, 13):
+            push.send_multipart(_good(pulse, img))
+            if out.poll(3000):
+                third = codec.Decoder().decode(out.recv_multipart())
+                break
+        stats = p.statistics()
     assert codec.value(first.channels["CAM:FPICTURE.anomaly_map"]).shape == SMALL_SHAPE
     assert codec.value(second.channels["CAM:FPICTURE.anomaly_map"]).shape == (160, 200)
     assert json.loads(codec.value(second.channels["CAM:FPICTURE.processing_parameters"]))["roi"] == [10, 200, 20, 160]

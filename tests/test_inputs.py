@@ -1,6 +1,5 @@
 """Camera input, rate-limited logging, SFTP start-up fallback."""
 import logging
-import os
 
 import numpy as np
 import pytest

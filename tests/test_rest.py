@@ -5,28 +5,21 @@ import time
 
 import pytest
 import requests
-import zmq
 
 from vi_stream import Client, config as config_mod
 from vi_stream import synthetic
 from vi_stream.errors import ConfigError, ServiceError
 
 from .conftest import SMALL_SHAPE
-from .daemon_helpers import running_daemon, wait_for
+from .daemon_helpers import bound_push, running_daemon, wait_for
 from .test_daemon import _good
 
 
 @pytest.fixture(scope="module")
 def daemon(model):
-    ctx0 = zmq.Context()
-    push = ctx0.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    with running_daemon(model, port) as (d, ctx):
+    with bound_push() as (push, port), running_daemon(model, port) as (d, ctx):
         d.push = push
         yield d
-    push.close(0)
-    ctx0.destroy(linger=0)
 
 
 @pytest.fixture
@@ -118,21 +111,13 @@ def test_unknown_route_and_method_are_json_errors(daemon):
 
 
 def test_token_protects_mutating_routes(model):
-    ctx0 = zmq.Context()
-    push = ctx0.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    try:
-        with running_daemon(model, port, token="s3cret") as (d, _ctx):
-            anon = Client(f"http://127.0.0.1:{d.rest_port}", timeout=5)
-            assert anon.get_status() == "stopped"  # reads are open
-            with pytest.raises(ServiceError) as err:
-                anon.start()
-            assert err.value.status == 401 and d.processor.state == "stopped"
-            assert Client(f"http://127.0.0.1:{d.rest_port}", timeout=5, token="s3cret").start() == "processing"
-    finally:
-        push.close(0)
-        ctx0.destroy(linger=0)
+    with bound_push() as (push, port), running_daemon(model, port, token="s3cret") as (d, _ctx):
+        anon = Client(f"http://127.0.0.1:{d.rest_port}", timeout=5)
+        assert anon.get_status() == "stopped"  # reads are open
+        with pytest.raises(ServiceError) as err:
+            anon.start()
+        assert err.value.status == 401 and d.processor.state == "stopped"
+        assert Client(f"http://127.0.0.1:{d.rest_port}", timeout=5, token="s3cret").start() == "processing"
 
 
 def test_a_slow_client_does_not_block_the_control_plane(daemon):

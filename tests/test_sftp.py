@@ -186,28 +186,19 @@ def test_fetch_model_cli(sshd, tmp_path):
 
 
 def test_rest_reload_by_name_fetches_and_a_failed_fetch_keeps_running(sshd, tmp_path, model, monkeypatch):
-    import zmq
 
     from vi_stream import Client
 
-    from .daemon_helpers import running_daemon
+    from .daemon_helpers import bound_push, running_daemon
     settings, d = sshd
     for k, v in dict(SFTP_HOST="127.0.0.1", SFTP_PORT=str(settings.port), SFTP_USER=settings.user,
                      SFTP_KEY=settings.key_file, SFTP_PROJECT_PATH=settings.project_path,
                      SFTP_KNOWN_HOSTS=str(d / "known_hosts"), VI_STREAM_STATE_DIR=str(tmp_path)).items():
         monkeypatch.setenv(k, v)
-    ctx0 = zmq.Context()
-    push = ctx0.socket(zmq.PUSH)
-    push.setsockopt(zmq.LINGER, 0)
-    port = push.bind_to_random_port("tcp://127.0.0.1")
-    try:
-        with running_daemon(model, port) as (dm, _ctx):
-            c = Client(f"http://127.0.0.1:{dm.rest_port}", timeout=60)
-            info = c.reload_model(name="good.npz")
-            assert info["path"] == str(tmp_path / "models" / "good.npz")
-            with pytest.raises(NotFoundError):
-                c.reload_model(name="nope.npz")
-            assert c.get_model()["path"] == info["path"]
-    finally:
-        push.close(0)
-        ctx0.destroy(linger=0)
+    with bound_push() as (push, port), running_daemon(model, port) as (dm, _ctx):
+        c = Client(f"http://127.0.0.1:{dm.rest_port}", timeout=60)
+        info = c.reload_model(name="good.npz")
+        assert info["path"] == str(tmp_path / "models" / "good.npz")
+        with pytest.raises(NotFoundError):
+            c.reload_model(name="nope.npz")
+        assert c.get_model()["path"] == info["path"]

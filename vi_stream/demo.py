@@ -63,7 +63,6 @@ def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:
 
 def run_stream_demo(out: str, frames: int, n_good: int, device: str = "cpu") -> int:
     """Simulated camera -> daemon (bsread in/out, REST) -> consumer; summary + pictures."""
-    import numpy as np
     import zmq
 
     from . import config as config_mod

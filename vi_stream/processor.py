@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Callable, Protocol
 
 from . import roi as roi_mod
-from .errors import ConfigError, InputError, StateError
+from .errors import ConfigError, InputError
 from .frame import Frame, Result
 from .pipeline import Pipeline, Settings
 

@@ -15,6 +15,7 @@ import zmq
 
 from . import synthetic
 from .io import bsread_codec as codec
+from .io.bsread_out import bind_sender
 
 
 class Simulator:
@@ -39,14 +40,7 @@ class Simulator:
         self._enc = codec.Encoder()
 
     def start(self) -> int:
-        s = self._ctx.socket(zmq.PUSH if self.mode == "push" else zmq.PUB)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, 4)
-        if self.port:
-            s.bind(f"tcp://{self.host}:{self.port}")
-        else:
-            self.port = s.bind_to_random_port(f"tcp://{self.host}")
-        self._sock = s
+        self._sock, self.port = bind_sender(self._ctx, self.mode, self.host, self.port, 4)
         return self.port
 
     def message(self, pulse_id: int) -> codec.Message:

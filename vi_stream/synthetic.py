@@ -211,7 +211,6 @@ def _add_defect(kind: str, rng: np.random.Generator, img: np.ndarray, pad_cov: n
         pads = [p for p in lay.pads() if p[:, 0].min() > margin and p[:, 0].max() < w - margin
                 and p[:, 1].min() > margin and p[:, 1].max() < h - margin]
         pad = pads[int(rng.integers(len(pads)))]
-        centre = pad.mean(axis=0)
         if kind == "missing_metal":
             # A band of the pad with no metallisation.
             f0 = rng.uniform(0.1, 0.45)
@@ -229,7 +228,6 @@ def _add_defect(kind: str, rng: np.random.Generator, img: np.ndarray, pad_cov: n
             ys, xs = _local(h, w, p[0], p[1], 2 * r + 2)
             cov = np.zeros((h, w), np.float32)
             cov[ys, xs] = _blob(rng, ys.stop - ys.start, xs.stop - xs.start, p[0] - xs.start, p[1] - ys.start, r, 0.6)
-            del centre
         cov = np.minimum(cov, pad_cov)
         exposed = (_SUBSTRATE * 0.8).astype(np.float32)
         img[:] = img * (1 - cov[..., None]) + exposed * cov[..., None]

@@ -12,6 +12,18 @@ from ..frame import Result
 from . import bsread_codec as codec
 
 
+def bind_sender(ctx: zmq.Context, mode: str, host: str, port: int, hwm: int) -> tuple[zmq.Socket, int]:
+    """A PUSH or PUB socket bound to ``host:port`` (port 0: an ephemeral port); returns (socket, port)."""
+    s = ctx.socket(zmq.PUSH if mode == "push" else zmq.PUB)
+    s.setsockopt(zmq.LINGER, 0)
+    s.setsockopt(zmq.SNDHWM, hwm)
+    if port:
+        s.bind(f"tcp://{host}:{port}")
+    else:
+        port = s.bind_to_random_port(f"tcp://{host}")
+    return s, port
+
+
 class BsreadSink:
     def __init__(self, port: int, image_channel: str, host: str = "127.0.0.1", mode: str = "push",
                  block: bool = False, compression: str | None = None, context: zmq.Context | None = None,
@@ -32,14 +44,7 @@ class BsreadSink:
         self._sock: zmq.Socket | None = None
 
     def start(self) -> int:
-        s = self._ctx.socket(zmq.PUSH if self.mode == "push" else zmq.PUB)
-        s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.SNDHWM, self.queue)
-        if self.port:
-            s.bind(f"tcp://{self.host}:{self.port}")
-        else:
-            self.port = s.bind_to_random_port(f"tcp://{self.host}")
-        self._sock = s
+        self._sock, self.port = bind_sender(self._ctx, self.mode, self.host, self.port, self.queue)
         return self.port
 
     def close(self) -> None:

@@ -164,54 +164,6 @@ def refine(q, rows, cand, bank, list_start, list_end, out):  # pragma: no cover 
         out[i] = best
 
 
-@numba.njit(cache=True, parallel=True)
-def nearest_cells(dots, q_sq, m_sq, nprobe):  # pragma: no cover - compiled
-    """From ``dots = q @ medoids.T``: the ``nprobe`` nearest cells of every row, nearest
-    first, and the squared distance to the nearest medoid (a bank member: an upper bound)."""
-    n, k = dots.shape
-    bd = np.empty((n, nprobe), np.float32)  # preallocated: no heap work inside the loop
-    bi = np.zeros((n, nprobe), np.int64)
-    for i in numba.prange(n):
-        for p in range(nprobe):
-            bd[i, p] = np.inf
-        worst = np.float32(np.inf)
-        for j in range(k):
-            v = m_sq[j] - np.float32(2.0) * dots[i, j]
-            if v < worst:
-                p = nprobe - 1
-                while p > 0 and bd[i, p - 1] > v:
-                    bd[i, p] = bd[i, p - 1]
-                    bi[i, p] = bi[i, p - 1]
-                    p -= 1
-                bd[i, p] = v
-                bi[i, p] = j
-                worst = bd[i, nprobe - 1]
-    first = np.empty(n, np.float32)
-    for i in numba.prange(n):
-        first[i] = max(bd[i, 0] + q_sq[i], np.float32(0.0))
-    return bi, first
-
-
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_cell_block(dots, q_sq, m_sq, best, d_sq):  # pragma: no cover - compiled
-    """Per row of ``dots = q @ medoids.T``: index of the nearest medoid and its squared distance.
-
-    Two passes (a vectorisable min, then the first index reaching it) beat one
-    branchy argmin pass by ~3x on AVX-512.
-    """
-    n, k = dots.shape
-    for i in numba.prange(n):
-        lo = np.float32(np.inf)
-        for j in range(k):
-            v = m_sq[j] - np.float32(2.0) * dots[i, j]
-            lo = min(lo, v)
-        j = 0
-        while j < k - 1 and m_sq[j] - np.float32(2.0) * dots[i, j] > lo:
-            j += 1
-        best[i] = j
-        d_sq[i] = max(lo + q_sq[i], np.float32(0.0))
-
-
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq, probe,
                       best, d_sq):  # pragma: no cover - compiled
