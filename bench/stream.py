@@ -10,7 +10,8 @@
    result arrays, so it relays the input bytes (two hops: sender -> daemon
    -> consumer), against
    - a raw pyzmq relay moving the same bytes: PUSH -> (PULL, PUSH) -> PULL;
-   - psi-bsread's own Sender -> Source for the same frames (one hop).
+   - psi-bsread's own Sender -> Source for the same frames (one hop), and
+     psi-bsread as a relay like the daemon (Sender -> Source -> Sender -> Source).
 """
 from __future__ import annotations
 
@@ -161,6 +162,41 @@ def psi_bsread(image, n: int) -> dict:
     return {"frames_per_s": round((n - 1) / dt, 2)}
 
 
+def psi_bsread_relay(image, n: int) -> dict:
+    """Like for like with the daemon: psi-bsread Sender -> (Source -> Sender) -> Source, two hops."""
+    from bsread import PULL, Sender, source
+
+    def open_sender():
+        snd = Sender(port="*", address="tcp://127.0.0.1", queue_size=4)
+        snd.open()
+        return snd, int(snd.stream.socket.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1])
+
+    first, port_a = open_sender()
+    second, port_b = open_sender()
+
+    def send():
+        for i in range(n):
+            first.send(data={"B:FPICTURE": image}, pulse_id=i)
+
+    def relay():
+        with source(host="127.0.0.1", port=port_a, mode=PULL, receive_timeout=60000, queue_size=4) as src:
+            for _ in range(n):
+                m = src.receive()
+                second.send(data={k: v.value for k, v in m.data.data.items()}, pulse_id=m.data.pulse_id)
+
+    threading.Thread(target=send, daemon=True).start()
+    threading.Thread(target=relay, daemon=True).start()
+    with source(host="127.0.0.1", port=port_b, mode=PULL, receive_timeout=60000, queue_size=4) as src:
+        src.receive()
+        t0 = time.perf_counter()
+        for _ in range(n - 1):
+            src.receive()
+        dt = time.perf_counter() - t0
+    first.close()
+    second.close()
+    return {"frames_per_s": round((n - 1) / dt, 2)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=40)
@@ -180,6 +216,8 @@ def main() -> None:
     out["transport_daemon_model_off"] = t
     out["transport_raw_pyzmq_relay_same_bytes"] = raw_relay(image, t["output_message_bytes"], a.frames)
     out["transport_psi_bsread_sender_to_source"] = psi_bsread(image, a.frames)
+    out["transport_psi_bsread_relay_two_hops"] = psi_bsread_relay(image, a.frames)
+    out["daemon_vs_psi_bsread_relay"] = round(t["frames_per_s"] / out["transport_psi_bsread_relay_two_hops"]["frames_per_s"], 3)
     out["daemon_vs_raw"] = round(t["frames_per_s"] / out["transport_raw_pyzmq_relay_same_bytes"]["frames_per_s"], 3)
     out["daemon_vs_psi_bsread"] = round(t["frames_per_s"] / out["transport_psi_bsread_sender_to_source"]["frames_per_s"], 3)
     common.write("stream", out)
