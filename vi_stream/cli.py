@@ -156,16 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def model_cache_dir() -> str:
-    state = os.environ.get("VI_STREAM_STATE_DIR")
-    return os.path.join(state, "models") if state else os.path.expanduser("~/.cache/vi_stream/models")
-
-
 def _model_from_sftp(cfg):
     """With SFTP_HOST set and --model naming no local file: fetch it; on failure use the cached copy."""
     import logging
     from dataclasses import replace as _replace
 
+    from .config import model_cache_dir
     from .errors import ViStreamError
     from .io.sftp import SftpSettings, fetch_model
     settings = SftpSettings.from_env()
@@ -269,6 +265,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "fetch-model":
         from dataclasses import replace as _replace
 
+        from .config import model_cache_dir
         from .io.sftp import SftpSettings, fetch_model
         settings = SftpSettings.from_env()
         if settings is None:

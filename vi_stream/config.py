@@ -58,6 +58,13 @@ class DaemonConfig:
         return self
 
 
+def model_cache_dir(env: dict[str, str] | None = None) -> str:
+    """Where fetched models live: $VI_STREAM_STATE_DIR/models (systemd's StateDirectory), else ~/.cache."""
+    env = os.environ if env is None else env
+    state = env.get("VI_STREAM_STATE_DIR")
+    return os.path.join(state, "models") if state else os.path.expanduser("~/.cache/vi_stream/models")
+
+
 def load_yaml(path: str) -> dict[str, Any]:
     import yaml
     try:

@@ -25,7 +25,7 @@ RUNTIME_KEYS = ("threshold", "roi", "block", "log_level")
 
 class Daemon:
     def __init__(self, cfg: config_mod.DaemonConfig, model: AnomalyModel | None = None,
-                 context: zmq.Context | None = None, frame_limit: int | None = None):
+                 context: zmq.Context | None = None):
         self.config = cfg
         self.context = context or zmq.Context.instance()
         if model is None:
@@ -39,7 +39,7 @@ class Daemon:
         self.outputs = [self.sink.send]
         settings = Settings(list(cfg.roi) if cfg.roi else None, cfg.threshold)
         self.processor = Processor(self._make_source, Pipeline(model), self.outputs, settings, cfg.queue_size,
-                                   block_output=cfg.block, frame_limit=frame_limit)
+                                   block_output=cfg.block)
         if cfg.roi:
             self.processor.set_roi(list(cfg.roi))
         self.server = None
@@ -92,12 +92,11 @@ class Daemon:
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         if name is not None:
             # Fetch from the project's SFTP storage first; a failed fetch keeps everything as is.
-            from .cli import model_cache_dir
             from .io.sftp import SftpSettings, fetch_model
             settings = SftpSettings.from_env()
             if settings is None:
                 raise ConfigError("reloading by name needs SFTP_HOST and SFTP_PROJECT_PATH")
-            path = fetch_model(settings, name, model_cache_dir())
+            path = fetch_model(settings, name, config_mod.model_cache_dir())
         path = path or self.model_path
         if not path:
             raise ConfigError("no model path to reload from")

@@ -133,8 +133,7 @@ Output = Callable[[Result], bool]  # returns False if the result was dropped
 class Processor:
     def __init__(self, source_factory: Callable[[], Source], pipeline: Pipeline, outputs: list[Output],
                  settings: Settings = Settings(), queue_size: int = 4, output_queue_size: int = 8,
-                 block_output: bool = False, clock: Callable[[], float] = time.monotonic,
-                 frame_limit: int | None = None):
+                 block_output: bool = False, clock: Callable[[], float] = time.monotonic):
         self.source_factory = source_factory
         self.pipeline = pipeline
         self.outputs = outputs
@@ -142,7 +141,6 @@ class Processor:
         self.queue_size = queue_size
         self.output_queue_size = output_queue_size
         self.block_output = block_output
-        self.frame_limit = frame_limit
         self.stats = Statistics(clock)
         self.rlog = RateLimitedLog(log)
         self.state = STOPPED
@@ -154,10 +152,8 @@ class Processor:
         self._out: queue.Queue = queue.Queue(output_queue_size)
         self._threads: list[threading.Thread] = []
         self._source: Source | None = None
-        self._worker_done = threading.Event()
         self.healthy_at = clock()   # last time the loops proved alive (watchdog)
         self.clock = clock
-        self.listeners: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------------ settings
     @property
@@ -195,7 +191,6 @@ class Processor:
             source.start()
             self._source = source
             self._stop.clear()
-            self._worker_done.clear()
             self._threads = [threading.Thread(target=self._receive_loop, name="vi-receive", daemon=True),
                              threading.Thread(target=self._work_loop, name="vi-work", daemon=True),
                              threading.Thread(target=self._output_loop, name="vi-output", daemon=True)]
@@ -204,7 +199,6 @@ class Processor:
             self.state = PROCESSING
             self.healthy_at = self.clock()
         log.info("processing started")
-        self._notify()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading, finish frames already taken (within ``timeout``), then close the input."""
@@ -234,25 +228,12 @@ class Processor:
             self._threads = []
             self.state = STOPPED
         log.info("processing stopped")
-        self._notify()
-
-    def join_idle(self, timeout: float) -> bool:
-        """Wait until the frame limit (if any) is reached; True if it was."""
-        return self._worker_done.wait(timeout)
-
-    def _notify(self) -> None:
-        for fn in self.listeners:
-            fn(self.state)
 
     # ------------------------------------------------------------------ loops
     def _receive_loop(self) -> None:
         src = self._source
-        taken = 0
         while not self._stop.is_set():
             self.healthy_at = self.clock()
-            if self.frame_limit is not None and taken >= self.frame_limit:
-                time.sleep(0.05)
-                continue
             try:
                 frame = src.receive(100)
             except InputError as err:
@@ -271,7 +252,6 @@ class Processor:
                 continue
             with self.stats.lock:
                 self.stats.received += 1
-            taken += 1
             # Backpressure: wait for room (the sender's HWM then holds further frames),
             # but keep checking for stop.
             while True:
@@ -354,8 +334,6 @@ class Processor:
                 else:
                     self.stats.dropped_output += 1
             self.stats.done(result, time.monotonic() - result.frame.received_at)
-            if self.frame_limit is not None and self.stats.processed >= self.frame_limit:
-                self._worker_done.set()
 
     # ------------------------------------------------------------------ reporting
     def statistics(self) -> dict:
