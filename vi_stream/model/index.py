@@ -74,8 +74,8 @@ class PatchIndex:
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
         stats.nearest_cell_tree(q, q_sq, self._gc, self._gc_sq, self._g_start, self._g_end, self._g_cells,
-                                self.medoids, self._m_sq, 2, cell, d_sq)
-        stats.refine_one(q, cell, self.bank, self.list_start, self.list_end, d_sq)
+                                self.medoids, self._m_sq, cell, d_sq)
+        stats.refine(q, np.arange(n, dtype=np.int64), cell[:, None], self.bank, self.list_start, self.list_end, d_sq)
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
             # Above the gate: the exact nprobe nearest cells (searching a cell twice is harmless).

@@ -122,7 +122,8 @@ def _centre_sums(x, assign, k, nthreads):  # pragma: no cover - compiled
 
 
 def kmeans(x: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means (k-means++-lite init on a sample); returns (centres, assignment)."""
+    """Lloyd's k-means from k distinct random rows (empty cells re-seeded at the farthest points);
+    returns (centres, assignment)."""
     rng = np.random.default_rng(seed)
     n = len(x)
     k = min(k, n)
@@ -165,9 +166,9 @@ def refine(q, rows, cand, bank, list_start, list_end, out):  # pragma: no cover 
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq, probe,
+def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq,
                       best, d_sq):  # pragma: no cover - compiled
-    """Nearest medoid through a two-level tree: the ``probe`` nearest groups, then their cells.
+    """Nearest medoid through a two-level tree: the 2 nearest groups, then all their cells.
 
     Approximate (a cell outside the probed groups can be nearer), but the
     result is always a real cell, so its members still bound the true NN
@@ -176,7 +177,7 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
     n, d = q.shape
     g = gc.shape[0]
     for i in numba.prange(n):
-        # nearest `probe` groups (probe is small: a linear insertion)
+        # the two nearest groups
         gd0 = np.float32(np.inf)
         gd1 = np.float32(np.inf)
         gi0 = 0
@@ -193,7 +194,7 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
                 gd1, gi1 = v, j
         lo = np.float32(np.inf)
         bc = 0
-        for r in range(probe):
+        for r in range(2):
             grp = gi0 if r == 0 else gi1
             if r == 1 and gd1 == np.float32(np.inf):
                 break
@@ -236,22 +237,6 @@ def nearest_k(q, rows, c, c_sq, k):  # pragma: no cover - compiled
                 out[r, p] = j
                 worst = bd[r, k - 1]
     return out
-
-
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def refine_one(q, cell, bank, list_start, list_end, out):  # pragma: no cover - compiled
-    """Min squared distance of every row of ``q`` over the members of its cell ``cell[i]``."""
-    d = q.shape[1]
-    for i in numba.prange(q.shape[0]):
-        best = out[i]
-        c = cell[i]
-        for m in range(list_start[c], list_end[c]):
-            s = np.float32(0.0)
-            for t in range(d):
-                diff = q[i, t] - bank[m, t]
-                s += diff * diff
-            best = min(best, s)
-        out[i] = best
 
 
 @numba.njit(cache=True)
