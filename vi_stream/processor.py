@@ -252,19 +252,23 @@ class Processor:
                 continue
             with self.stats.lock:
                 self.stats.received += 1
-            # Backpressure: wait for room (the sender's HWM then holds further frames),
-            # but keep checking for stop.
-            while True:
-                try:
-                    self._in.put(frame, timeout=0.1)
-                    break
-                except queue.Full:
-                    self.healthy_at = self.clock()
-                    if self._stop.is_set():
-                        # Taken but never queued: count it.
-                        with self.stats.lock:
-                            self.stats.discarded_on_stop += 1
-                        return
+            # Backpressure: wait for room (the sender's HWM then holds further frames).
+            if not self._put(self._in, frame, self._stop.is_set):
+                return
+
+    def _put(self, q: queue.Queue, item, give_up: Callable[[], bool]) -> bool:
+        """Wait for room in ``q``, staying responsive; on ``give_up()`` count the item as
+        discarded on stop (it was taken from the input, so it is never lost silently)."""
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                self.healthy_at = self.clock()
+                if give_up():
+                    with self.stats.lock:
+                        self.stats.discarded_on_stop += 1
+                    return False
 
     def _work_loop(self) -> None:
         while True:
@@ -295,15 +299,7 @@ class Processor:
                               extra={"pulse_id": frame.pulse_id, "module_name": frame.module})
                 continue
             if self.block_output:
-                while True:
-                    try:
-                        self._out.put(result, timeout=0.1)
-                        break
-                    except queue.Full:
-                        if self._stop.is_set() and not self._threads[2].is_alive():
-                            with self.stats.lock:
-                                self.stats.discarded_on_stop += 1
-                            break
+                self._put(self._out, result, lambda: self._stop.is_set() and not self._threads[2].is_alive())
             else:
                 try:
                     self._out.put_nowait(result)
