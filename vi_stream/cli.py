@@ -164,7 +164,7 @@ def _model_from_sftp(cfg):
     from .config import model_cache_dir
     from .errors import ViStreamError
     from .io.sftp import SftpSettings, fetch_model
-    settings = SftpSettings.from_env()
+    settings = SftpSettings.from_env()  # a misconfiguration fails here, before any fallback
     if settings is None or not cfg.model or os.path.isfile(cfg.model):
         return cfg
     cached = os.path.join(model_cache_dir(), os.path.basename(cfg.model))
@@ -182,21 +182,20 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from . import config as config_mod
-    from .daemon import Daemon
     import logging
 
+    from . import config as config_mod
+    from .daemon import Daemon
     from .service import Notifier, setup_logging, status_line, supervise, watchdog_interval
 
     flags = {k: getattr(args, k) for k in ("mode", "camera", "camera_fps", "output_port", "output_host",
                                           "output_mode", "block", "model", "device", "threshold", "rest_port",
-                                          "rest_host", "token", "auto_start", "log_level", "queue_size")}
+                                          "rest_host", "token", "auto_start", "log_level", "queue_size",
+                                          "output_compression")}
     flags["input"] = args.input if args.input and args.input.startswith(("tcp://", "ipc://")) else None
     prefix = args.prefix if flags["input"] else (args.prefix or args.input)
     flags["prefix"] = prefix
     flags["roi"] = tuple(args.roi) if args.roi else None
-    if args.output_compression:
-        flags["output_compression"] = None if args.output_compression == "none" else args.output_compression
     cfg = config_mod.build(args.config, **flags)
     setup_logging(cfg.log_level, prefix=cfg.prefix)
     cfg = _model_from_sftp(cfg)
@@ -263,17 +262,10 @@ def _run(args: argparse.Namespace) -> int:
             sim.close()
         return 0
     if args.command == "fetch-model":
-        from dataclasses import replace as _replace
-
         from .config import model_cache_dir
-        from .io.sftp import SftpSettings, fetch_model
-        settings = SftpSettings.from_env()
-        if settings is None:
-            from .errors import ConfigError
-            raise ConfigError("set SFTP_HOST, SFTP_PROJECT_PATH, SFTP_USER and SFTP_PASSWORD or SFTP_KEY")
-        if args.accept_unknown_host_key:
-            settings = _replace(settings, accept_unknown_host_key=True)
-        print(fetch_model(settings, args.name, args.cache or model_cache_dir()))
+        from .io.sftp import fetch_configured
+        print(fetch_configured(args.name, args.cache or model_cache_dir(),
+                               accept_unknown_host_key=args.accept_unknown_host_key))
         return 0
     if args.command == "demo":
         from . import demo

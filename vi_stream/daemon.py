@@ -92,11 +92,8 @@ class Daemon:
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         if name is not None:
             # Fetch from the project's SFTP storage first; a failed fetch keeps everything as is.
-            from .io.sftp import SftpSettings, fetch_model
-            settings = SftpSettings.from_env()
-            if settings is None:
-                raise ConfigError("reloading by name needs SFTP_HOST and SFTP_PROJECT_PATH")
-            path = fetch_model(settings, name, config_mod.model_cache_dir())
+            from .io.sftp import fetch_configured
+            path = fetch_configured(name, config_mod.model_cache_dir())
         path = path or self.model_path
         if not path:
             raise ConfigError("no model path to reload from")

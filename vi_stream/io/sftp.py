@@ -99,6 +99,20 @@ def _download(sftp: paramiko.SFTPClient, remote: str, local_dir: str, name: str)
         raise
 
 
+def fetch_configured(name: str, cache_dir: str, env: Mapping[str, str] | None = None,
+                     accept_unknown_host_key: bool = False) -> str:
+    """``fetch_model`` with the ``SFTP_*`` settings from the environment (ConfigError if unset)."""
+    from dataclasses import replace
+
+    settings = SftpSettings.from_env(env)
+    if settings is None:
+        raise ConfigError("fetching a model needs SFTP_HOST, SFTP_PROJECT_PATH, SFTP_USER and "
+                          "SFTP_PASSWORD or SFTP_KEY")
+    if accept_unknown_host_key:
+        settings = replace(settings, accept_unknown_host_key=True)
+    return fetch_model(settings, name, cache_dir)
+
+
 def fetch_model(settings: SftpSettings, name: str, cache_dir: str) -> str:
     """Fetch ``models/<name>`` (and ``config.yaml``) into ``cache_dir``; returns the model's path."""
     from ..model import read_meta
