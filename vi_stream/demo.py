@@ -7,6 +7,7 @@ import sys
 import time
 
 from . import offline
+from .errors import ModelError
 from .model import ModelConfig, read_meta
 
 
@@ -15,14 +16,7 @@ def run_offline_demo(out: str, n_good: int, per_defect: int, device: str = "cpu"
     train_dir, _ = offline.write_synthetic(os.path.join(out, "train"), n_good, 0, seed=1)
     test_dir, mask_dir = offline.write_synthetic(os.path.join(out, "test"), 4, per_defect, seed=2)
     model_path = os.path.join(out, "model.npz")
-    cached = os.path.isfile(model_path)
-    if cached:
-        try:
-            cached = read_meta(model_path).get("training_images", 0) + read_meta(model_path).get(
-                "calibration_images", 0) == n_good
-        except Exception:  # a broken cache is simply refitted
-            cached = False
-    if not cached:
+    if not _cache_usable(model_path, n_good):
         print(f"fitting on {n_good} synthetic good modules ...", file=sys.stderr)
         offline.train(train_dir, model_path, ModelConfig(), device)
     scored_dir = os.path.join(out, "scored")
@@ -45,18 +39,23 @@ def _overlaps(a: list[int], b: list[int]) -> bool:
     return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
-def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:
-    """A model fitted on synthetic good modules, cached at ``path`` (refitted if unusable)."""
-    from . import synthetic
-    from .model import AnomalyModel, save
+def _cache_usable(path: str, n_good: int) -> bool:
+    """A cached demo model fitted on ``n_good`` images; missing, corrupt or old ones are refitted."""
     try:
         meta = read_meta(path)
-        if meta.get("training_images", 0) + meta.get("calibration_images", 0) == n_good:
-            return path
-    except Exception:  # missing, corrupt or old: fit a new one
-        pass
+    except ModelError:
+        return False
+    return meta.get("training_images", 0) + meta.get("calibration_images", 0) == n_good
+
+
+def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:
+    """A model fitted on synthetic good modules (the offline demo's training set), cached at ``path``."""
+    from . import synthetic
+    from .model import AnomalyModel, save
+    if _cache_usable(path, n_good):
+        return path
     print(f"fitting a model on {n_good} synthetic good modules (cached in {path}) ...", file=sys.stderr)
-    imgs = (synthetic.module_image((768, 768), seed=1 * 100_003 + i).image for i in range(n_good))
+    imgs = (s.image for _name, s in synthetic.dataset(n_good, 0, seed=1))
     save(AnomalyModel.fit(imgs, ModelConfig(), device), path)
     return path
 
