@@ -72,7 +72,7 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0) -> dic
     stop = threading.Event()
     port, t = _sender(ctx, image, n, stop, period)
     cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{port}", prefix="B", output_port=0, rest_port=0,
-                           block=True)
+                           block=True, store="off")  # the store has its own benchmark (bench/store.py)
     d = Daemon(cfg, model=model, context=ctx)
     if model_off:
         d.processor.pipeline = ModelOff(model)

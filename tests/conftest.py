@@ -1,6 +1,7 @@
 """Shared fixtures: one small fitted model per session (fit once, ~15 s)."""
 from __future__ import annotations
 
+import os
 
 import numpy as np
 import pytest
@@ -11,6 +12,19 @@ from vi_stream.model import AnomalyModel, ModelConfig, save  # noqa: E402
 
 SMALL_SHAPE = (512, 512)
 SMALL_CONFIG = ModelConfig(bank_size=40_000, cells=256)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def state_dir(tmp_path_factory):
+    """Nothing a test starts (daemons, `vi_stream run` processes) writes into the real home's state."""
+    path = str(tmp_path_factory.mktemp("state"))
+    old = os.environ.get("VI_STREAM_STATE_DIR")
+    os.environ["VI_STREAM_STATE_DIR"] = path
+    yield path
+    if old is None:
+        os.environ.pop("VI_STREAM_STATE_DIR", None)
+    else:
+        os.environ["VI_STREAM_STATE_DIR"] = old
 
 
 @pytest.fixture(scope="session")

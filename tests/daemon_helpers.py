@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 import time
 
 import zmq
@@ -12,16 +13,19 @@ from vi_stream.daemon import Daemon
 
 @contextlib.contextmanager
 def running_daemon(model, input_port: int, prefix: str = "CAM", **over):
+    """A started daemon on ephemeral ports; its store and spool live in a fresh temporary state folder
+    unless ``store``/``spool`` are given."""
     ctx = zmq.Context()
-    cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{input_port}", prefix=prefix, output_port=0,
-                           rest_port=0, **over)
-    d = Daemon(cfg, model=model, context=ctx)
-    d.start()
-    try:
-        yield d, ctx
-    finally:
-        d.close()
-        ctx.destroy(linger=0)
+    with tempfile.TemporaryDirectory(prefix="vi-state-") as state:
+        cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": state}, input=f"tcp://127.0.0.1:{input_port}",
+                               prefix=prefix, output_port=0, rest_port=0, **over)
+        d = Daemon(cfg, model=model, context=ctx)
+        d.start()
+        try:
+            yield d, ctx
+        finally:
+            d.close()
+            ctx.destroy(linger=0)
 
 
 @contextlib.contextmanager

@@ -21,8 +21,8 @@ def test_camera_folder_feeds_the_daemon(model, tmp_path):
     for i in range(2):
         write_image(str(tmp_path / f"img{i}.png"), synthetic.module_image((384, 384), seed=9700 + i).image)
     ctx = zmq.Context()
-    cfg = config_mod.build(None, env={}, camera=str(tmp_path), prefix="CAMF", output_port=0, rest_port=0,
-                           camera_fps=20.0)
+    cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": str(tmp_path / "state")}, camera=str(tmp_path),
+                           prefix="CAMF", output_port=0, rest_port=0, camera_fps=20.0)
     d = Daemon(cfg, model=model, context=ctx)
     d.start()
     try:

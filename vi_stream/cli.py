@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start processing immediately")
     r.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
     r.add_argument("--queue-size", dest="queue_size", type=int, help="input queue length (default 4)")
+    r.add_argument("--store", help="mongodb://user:pw@host/db, a local store folder, or 'off' "
+                                   "(default: MONGO_HOST etc. if set, else $VI_STREAM_STATE_DIR/store)")
+    r.add_argument("--no-store-tiles", dest="store_tiles", action="store_const", const=False, default=None,
+                   help="store whole images only, not one image per tile (faster)")
+    r.add_argument("--store-tile", dest="store_tile", type=int, help="review tile size in px (default 512)")
+    r.add_argument("--spool", help="spool folder for results the store cannot take yet "
+                                   "(default $VI_STREAM_STATE_DIR/spool/PREFIX)")
 
     m = sub.add_parser("simulate", help="a simulated camera publishing synthetic modules as a bsread stream")
     m.add_argument("--port", type=int, required=True)
@@ -191,7 +198,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     flags = {k: getattr(args, k) for k in ("mode", "camera", "camera_fps", "output_port", "output_host",
                                           "output_mode", "block", "model", "device", "threshold", "rest_port",
                                           "rest_host", "token", "auto_start", "log_level", "queue_size",
-                                          "output_compression")}
+                                          "output_compression", "store", "store_tiles", "store_tile", "spool")}
     flags["input"] = args.input if args.input and args.input.startswith(("tcp://", "ipc://")) else None
     prefix = args.prefix if flags["input"] else (args.prefix or args.input)
     flags["prefix"] = prefix

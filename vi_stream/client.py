@@ -10,6 +10,7 @@ ServiceError too. The timeout is passed to every request.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -30,25 +31,36 @@ class Client:
         self.session = session or requests.Session()
         self.token = token
 
-    def _call(self, method: str, path: str, json_body: Any = None) -> dict:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+    def _request(self, method: str, path: str, json_body: Any = None, data: bytes | None = None,
+                 headers: dict | None = None, params: dict | None = None) -> requests.Response:
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         try:
-            r = self.session.request(method, self.address + path, json=json_body, timeout=self.timeout, headers=headers)
+            r = self.session.request(method, self.address + path, json=json_body, data=data, params=params,
+                                     timeout=self.timeout, headers=headers)
         except requests.Timeout as err:
             raise ServiceError(f"{method} {path}: no answer within {self.timeout} s") from err
         except requests.RequestException as err:
             raise ServiceError(f"{method} {path}: cannot reach {self.address}: {err}") from err
-        try:
-            data = r.json()
-        except ValueError as err:
-            raise ServiceError(f"{method} {path}: HTTP {r.status_code}, not JSON") from err
         if r.status_code >= 400:
-            msg = data.get("message", r.reason) if isinstance(data, dict) else r.reason
+            try:
+                body = r.json()
+            except ValueError:
+                body = None
+            msg = body.get("message", r.reason) if isinstance(body, dict) else r.reason
             cls = _BY_STATUS.get(r.status_code, AuthError if r.status_code == 401 else ServiceError)
             err: ViStreamError = cls(f"{method} {path}: {msg}")
             err.status = r.status_code
             raise err
-        return data
+        return r
+
+    def _call(self, method: str, path: str, json_body: Any = None, **kw: Any) -> dict:
+        r = self._request(method, path, json_body, **kw)
+        try:
+            return r.json()
+        except ValueError as err:
+            raise ServiceError(f"{method} {path}: HTTP {r.status_code}, not JSON") from err
 
     # psen_processing's methods
     def start(self) -> str:
@@ -83,3 +95,45 @@ class Client:
         """Reload from ``path``, or fetch ``name`` from SFTP first; the running model stays on failure."""
         body = {k: v for k, v in (("path", path), ("name", name)) if v}
         return self._call("POST", "/model/reload", body)["model"]
+
+    # results: read-back and review
+    def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:
+        """Newest first: name, times and per side score, verdict, tile_count, verified count, thumbnail id."""
+        return self._call("GET", "/api/modules", params={"limit": limit, "skip": skip})["modules"]
+
+    def get_module(self, name: str) -> dict:
+        """The whole module document (ATLAS schema; image ids as 24-hex strings)."""
+        return self._call("GET", f"/api/modules/{quote(name, safe='')}")["module"]
+
+    def get_image(self, image_id: str) -> bytes:
+        """PNG bytes of a stored image (``NotFoundError`` for an unknown id)."""
+        return self._request("GET", f"/api/images/{quote(image_id, safe='')}").content
+
+    def correct_mask(self, name: str, side: str, tile: int, mask: Any, result_id: str | None = None) -> dict:
+        """Upload tile ``tile``'s corrected mask (PNG bytes, or a uint8 array of 0/255) and mark it verified.
+
+        With ``result_id``, the daemon refuses (``StateError``) if the side shows a newer result by now.
+        """
+        png = mask if isinstance(mask, (bytes, bytearray)) else _png(mask)
+        params = {"result_id": result_id} if result_id else None
+        return self._call("POST", f"/api/modules/{quote(name, safe='')}/{side}/tiles/{int(tile)}/mask",
+                          data=bytes(png), headers={"Content-Type": "image/png"}, params=params)["side"]
+
+    def verify_tile(self, name: str, side: str, tile: int, verified: bool = True,
+                    result_id: str | None = None) -> dict:
+        """Mark a tile's corrected mask as checked by a person (or unmark it)."""
+        body: dict[str, Any] = {"verified": verified}
+        if result_id:
+            body["result_id"] = result_id
+        return self._call("POST", f"/api/modules/{quote(name, safe='')}/{side}/tiles/{int(tile)}/verify",
+                          body)["side"]
+
+
+def _png(mask: Any) -> bytes:
+    import cv2
+    import numpy as np
+    arr = np.asarray(mask)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise ConfigError(f"cannot encode a {arr.dtype} {arr.shape} array as PNG")
+    return buf.tobytes()

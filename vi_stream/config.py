@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from .errors import ConfigError
 
@@ -31,6 +32,12 @@ class DaemonConfig:
     log_level: str = "INFO"
     queue_size: int = 4
     max_pixels: int = 64 * 1024 * 1024  # larger images are rejected before decoding
+    store: str | None = None           # mongodb:// URI, a local store folder, or "off" (default: MONGO_* env,
+                                       # else <state dir>/store)
+    store_tiles: bool = True           # also write one image per tile (slower; needed for per-tile review)
+    store_tile: int = 512              # review tile size in px (tile_count, verified_masks)
+    store_queue: int = 8               # results waiting for the store writer before processing waits
+    spool: str | None = None           # spool folder (default <state dir>/spool/<prefix>)
 
     def validate(self) -> "DaemonConfig":
         if self.mode not in ("pull", "sub"):
@@ -49,6 +56,12 @@ class DaemonConfig:
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
         if not self.prefix or any(c.isspace() for c in self.prefix):
             raise ConfigError(f"prefix must be a non-empty word, got {self.prefix!r}")
+        if isinstance(self.store_tile, bool) or not isinstance(self.store_tile, int) or not 16 <= self.store_tile <= 8192:
+            raise ConfigError(f"store_tile must be 16-8192 px, got {self.store_tile!r}")
+        if isinstance(self.store_queue, bool) or not isinstance(self.store_queue, int) or self.store_queue < 1:
+            raise ConfigError(f"store_queue must be >= 1, got {self.store_queue!r}")
+        if not isinstance(self.store_tiles, bool):
+            raise ConfigError(f"store_tiles must be true or false, got {self.store_tiles!r}")
         if self.input is None and self.camera is None:
             raise ConfigError("give an input stream (tcp://host:port) or --camera SPEC")
         if self.input is not None and self.camera is not None:
@@ -63,6 +76,40 @@ def model_cache_dir(env: dict[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     state = env.get("VI_STREAM_STATE_DIR")
     return os.path.join(state, "models") if state else os.path.expanduser("~/.cache/vi_stream/models")
+
+
+def state_dir(env: dict[str, str] | None = None) -> str:
+    """$VI_STREAM_STATE_DIR (systemd's StateDirectory), else $XDG_STATE_HOME/vi_stream, else ~/.local/state/vi_stream."""
+    env = os.environ if env is None else env
+    if env.get("VI_STREAM_STATE_DIR"):
+        return env["VI_STREAM_STATE_DIR"]
+    base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(base, "vi_stream")
+
+
+def mongo_uri_from_env(env: dict[str, str]) -> str | None:
+    """The ATLAS app's variables: MONGO_HOST (host or host:port), MONGO_USER, MONGO_PASSWORD, MONGO_DATABASE."""
+    host = env.get("MONGO_HOST")
+    if not host:
+        return None
+    user, password = env.get("MONGO_USER"), env.get("MONGO_PASSWORD")
+    if bool(user) != bool(password):
+        raise ConfigError("set both MONGO_USER and MONGO_PASSWORD, or neither")
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if user else ""
+    db = env.get("MONGO_DATABASE") or "vi_stream"
+    query = f"?authSource={env.get('MONGO_AUTH_SOURCE', 'admin')}" if user else ""
+    return f"mongodb://{auth}{host}/{quote(db, safe='')}{query}"
+
+
+def redact(uri: str) -> str:
+    """A store spec fit for logs and /config: the password of a URI replaced by ***."""
+    if "://" not in uri:
+        return uri
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def load_yaml(path: str) -> dict[str, Any]:
@@ -97,6 +144,10 @@ def build(file: str | None = None, env: dict[str, str] | None = None, **flags: A
     values.update({k: v for k, v in flags.items() if v is not None})
     if isinstance(values.get("roi"), list):
         values["roi"] = tuple(values["roi"])
+    if not values.get("store"):
+        values["store"] = mongo_uri_from_env(env) or os.path.join(state_dir(env), "store")
+    if not values.get("spool"):
+        values["spool"] = os.path.join(state_dir(env), "spool", str(values.get("prefix", DaemonConfig.prefix)))
     try:
         cfg = replace(DaemonConfig(), **values)
     except TypeError as err:
@@ -108,4 +159,6 @@ def as_dict(cfg: DaemonConfig) -> dict[str, Any]:
     d = asdict(cfg)
     if d.get("token"):
         d["token"] = "***"
+    if d.get("store"):
+        d["store"] = redact(d["store"])
     return d

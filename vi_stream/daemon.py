@@ -9,14 +9,18 @@ from typing import Any
 import zmq
 
 from . import config as config_mod
-from .errors import ConfigError, ModelError
+from . import record
+from .errors import ConfigError, ModelError, StateError
 from .io.bsread_in import BsreadSource
 from .io.bsread_out import BsreadSink
 from .io.camera_in import CameraSource
+from .io.spool import Spool
 from .model import AnomalyModel, load
 from .pipeline import Pipeline, Settings
 from .processor import Processor
 from .rest import make_app, serve
+from .storage import Store, open_store
+from .writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")
 
@@ -25,7 +29,8 @@ RUNTIME_KEYS = ("threshold", "roi", "block", "log_level")
 
 class Daemon:
     def __init__(self, cfg: config_mod.DaemonConfig, model: AnomalyModel | None = None,
-                 context: zmq.Context | None = None):
+                 context: zmq.Context | None = None, store: Store | None = None):
+        """``model``/``store`` replace what ``cfg`` names (tests pass a fitted model, a mongomock store)."""
         self.config = cfg
         self.context = context or zmq.Context.instance()
         if model is None:
@@ -34,12 +39,18 @@ class Daemon:
             model = load(cfg.model, cfg.device)
         self.model = model
         self.model_path = cfg.model
+        self.store = store if store is not None else open_store(cfg.store)
+        self.writer: StoreWriter | None = None
+        if self.store is not None:
+            prefix, tile, tiles = cfg.prefix, cfg.store_tile, cfg.store_tiles
+            self.writer = StoreWriter(self.store, Spool(cfg.spool), lambda r: record.build(
+                r, prefix, tile, tiles, tag=r.frame.tag, uploaded_by=f"vi_stream:{prefix}"), cfg.store_queue)
         self.sink = BsreadSink(cfg.output_port, f"{cfg.prefix}:FPICTURE", cfg.output_host, cfg.output_mode,
                                cfg.block, cfg.output_compression, self.context)
         self.outputs = [self.sink.send]
         settings = Settings(list(cfg.roi) if cfg.roi else None, cfg.threshold)
         self.processor = Processor(self._make_source, Pipeline(model), self.outputs, settings, cfg.queue_size,
-                                   block_output=cfg.block)
+                                   block_output=cfg.block, store=self.writer)
         if cfg.roi:
             self.processor.set_roi(list(cfg.roi))
         self.server = None
@@ -61,23 +72,30 @@ class Daemon:
 
     def start(self) -> "Daemon":
         self.warm_up()
+        if self.writer is not None:
+            self.writer.start()  # replays what an earlier run left in the spool
         port = self.sink.start()
         self.config = replace(self.config, output_port=port)
         self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host, self.config.rest_port)
         self.rest_port = self.server.server_port
-        log.info("REST on http://%s:%d, output stream on tcp://%s:%d (%s), model %s", self.config.rest_host,
-                 self.rest_port, self.config.output_host, port, self.config.output_mode, self.model.model_id)
+        log.info("REST on http://%s:%d, output stream on tcp://%s:%d (%s), model %s, store %s",
+                 self.config.rest_host, self.rest_port, self.config.output_host, port, self.config.output_mode,
+                 self.model.model_id, self.store.description if self.store else "off")
         if self.config.auto_start:
             self.processor.start()
         return self
 
     def close(self) -> None:
         self.processor.stop()
+        if self.writer is not None:
+            self.writer.close()  # results already processed reach the store or the spool
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
         self.sink.close()
+        if self.store is not None:
+            self.store.close()
 
     def __enter__(self) -> "Daemon":
         return self.start()
@@ -86,6 +104,11 @@ class Daemon:
         self.close()
 
     # ------------------------------------------------------------------ REST API
+    def results_store(self) -> Store:
+        if self.store is None:
+            raise StateError("no store: the daemon runs with --store off")
+        return self.store
+
     def model_info(self) -> dict:
         return {**self.model.info(), "path": self.model_path}
 

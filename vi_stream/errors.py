@@ -7,6 +7,7 @@
     ├── NotFoundError        unknown id or route object (HTTP 404)
     ├── StateError           operation not allowed in the current state (HTTP 409)
     └── ServiceError         a remote/daemon side failure (HTTP 5xx, transport)
+        └── StoreUnavailable the store cannot be written now (server down, network, disk full): spool and retry
 
 Errors carry data (``status`` = the HTTP code REST maps them to) so the REST
 layer and the client can translate both ways without guessing.
@@ -40,3 +41,9 @@ class StateError(ViStreamError):
 
 class ServiceError(ViStreamError):
     status = 500
+
+
+class StoreUnavailable(ServiceError):
+    """Transient: the result is spooled and replayed later. Other store errors are not retried forever."""
+
+    status = 503

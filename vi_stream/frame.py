@@ -17,6 +17,7 @@ class Frame:
     module: str = "unknown"
     side: str = "left"
     passthrough: Any = None          # input channels to forward unchanged (codec Message) or None
+    tag: str = ""                    # free text for the store's side document (<PREFIX>:TAG)
     received_at: float = field(default_factory=time.monotonic)
 
     @property

@@ -16,12 +16,15 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from . import roi as roi_mod
 from .errors import ConfigError, InputError
 from .frame import Frame, Result
 from .pipeline import Pipeline, Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .writer import StoreWriter
 
 log = logging.getLogger("vi_stream.processor")
 
@@ -66,6 +69,7 @@ class Statistics:
         self.lock = threading.Lock()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.received = self.processed = self.sent = self.dropped_output = self.discarded_on_stop = 0
+        self.not_stored = 0
         self.rejected: dict[str, int] = {}
         self.last_pulse_id: int | None = None
         self.last_frame_time: float | None = None
@@ -110,6 +114,7 @@ class Statistics:
                 "frames_discarded_on_stop": self.discarded_on_stop,
                 "output_sent": self.sent,
                 "output_dropped": self.dropped_output,
+                "not_stored": self.not_stored,
                 "last_pulse_id": self.last_pulse_id,
                 "last_frame_time": self.last_frame_time,
                 "last_score": self.last_score,
@@ -133,10 +138,12 @@ Output = Callable[[Result], bool]  # returns False if the result was dropped
 class Processor:
     def __init__(self, source_factory: Callable[[], Source], pipeline: Pipeline, outputs: list[Output],
                  settings: Settings = Settings(), queue_size: int = 4, output_queue_size: int = 8,
-                 block_output: bool = False, clock: Callable[[], float] = time.monotonic):
+                 block_output: bool = False, clock: Callable[[], float] = time.monotonic,
+                 store: "StoreWriter | None" = None):
         self.source_factory = source_factory
         self.pipeline = pipeline
         self.outputs = outputs
+        self.store = store  # every processed result goes here, even when the stream output drops it
         self._settings = settings
         self.queue_size = queue_size
         self.output_queue_size = output_queue_size
@@ -148,6 +155,7 @@ class Processor:
         self._lock = threading.RLock()          # state transitions
         self._settings_lock = threading.Lock()  # settings/pipeline swaps (never held while joining)
         self._stop = threading.Event()
+        self._stop_deadline = float("inf")
         self._in: queue.Queue = queue.Queue(queue_size)
         self._out: queue.Queue = queue.Queue(output_queue_size)
         self._threads: list[threading.Thread] = []
@@ -191,6 +199,7 @@ class Processor:
             source.start()
             self._source = source
             self._stop.clear()
+            self._stop_deadline = float("inf")
             self._threads = [threading.Thread(target=self._receive_loop, name="vi-receive", daemon=True),
                              threading.Thread(target=self._work_loop, name="vi-work", daemon=True),
                              threading.Thread(target=self._output_loop, name="vi-output", daemon=True)]
@@ -205,8 +214,8 @@ class Processor:
         with self._lock:
             if self.state == STOPPED:
                 return
+            deadline = self._stop_deadline = time.monotonic() + timeout
             self._stop.set()
-            deadline = time.monotonic() + timeout
             for t in self._threads:
                 t.join(max(0.0, deadline - time.monotonic()))
             # Anything still queued could not be finished in time: count it, never drop silently.
@@ -298,6 +307,8 @@ class Processor:
                 log.exception("pulse %s: processing failed: %r", frame.pulse_id, err,
                               extra={"pulse_id": frame.pulse_id, "module_name": frame.module})
                 continue
+            if self.store is not None:
+                self._store(result)
             if self.block_output:
                 self._put(self._out, result, lambda: self._stop.is_set() and not self._threads[2].is_alive())
             else:
@@ -308,6 +319,22 @@ class Processor:
                         self.stats.dropped_output += 1
                     self.stats.done(result, time.monotonic() - frame.received_at)
                     continue
+
+    def _store(self, result: Result) -> None:
+        """Hand the result to the store writer, waiting for room (a result is never dropped for the store)."""
+        def keep_waiting() -> bool:
+            self.healthy_at = self.clock()   # waiting on the writer is not a hang
+            return not (self._stop.is_set() and time.monotonic() > self._stop_deadline)
+        try:
+            if not self.store.submit(result, keep_waiting):
+                with self.stats.lock:
+                    self.stats.not_stored += 1
+                log.error("pulse %s: not stored: the store queue stayed full past the stop deadline",
+                          result.frame.pulse_id)
+        except Exception as err:
+            with self.stats.lock:
+                self.stats.not_stored += 1
+            self.rlog.warning("store_error", f"pulse {result.frame.pulse_id}: not stored: {err}")
 
     def _output_loop(self) -> None:
         while True:
@@ -339,6 +366,8 @@ class Processor:
                        "output": self._out.qsize(), "output_size": self.output_queue_size}
         s["model_id"] = self.pipeline.model.model_id
         s["roi"] = self._settings.roi or []
+        if self.store is not None:
+            s["store"] = self.store.statistics()
         return s
 
     def healthy(self, max_age: float = 5.0) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import socketserver
 import threading
 from typing import Any, Callable
@@ -17,9 +18,13 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bottle
 
-from .errors import ConfigError, ViStreamError
+from .errors import ConfigError, InputError, ViStreamError
+from .storage import summary
 
 log = logging.getLogger("vi_stream.rest")
+
+_IMAGE_ID = re.compile(r"[0-9a-fA-F]{24}")
+MAX_MASK_BYTES = 64 * 1024 * 1024
 
 
 class Api:
@@ -32,6 +37,7 @@ class Api:
     def reload_model(self, path: str | None) -> dict: ...
     def set_config(self, changes: dict) -> dict: ...
     def get_config(self) -> dict: ...
+    def results_store(self) -> Any: ...
 
 
 def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
@@ -136,6 +142,63 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
         if (path is not None and not isinstance(path, str)) or (name is not None and not isinstance(name, str)):
             raise ConfigError("path and name must be strings")
         return reply(model=api.reload_model(path, name))
+
+    # ---------------------------------------------------------------- results: read-back and review
+    def query_int(name: str, default: int, lo: int, hi: int) -> int:
+        raw = bottle.request.query.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            v = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not lo <= v <= hi:
+            raise ConfigError(f"{name} must be {lo}-{hi}, got {v}")
+        return v
+
+    @app.get("/api/modules")
+    @guarded(False)
+    def list_modules():
+        limit, skip = query_int("limit", 100, 1, 1000), query_int("skip", 0, 0, 10**9)
+        mods = api.results_store().list_modules(limit, skip)
+        return reply(modules=[summary(m) for m in mods], limit=limit, skip=skip)
+
+    @app.get("/api/modules/<name>")
+    @guarded(False)
+    def get_module(name):
+        return reply(module=api.results_store().get_module(name))
+
+    @app.get("/api/images/<image_id>")
+    @guarded(False)
+    def get_image(image_id):
+        if not _IMAGE_ID.fullmatch(image_id):
+            raise ConfigError(f"an image id is 24 hex digits, got {image_id[:40]!r}")
+        data = api.results_store().get_image(image_id.lower())
+        bottle.response.content_type = "image/png"
+        bottle.response.set_header("Cache-Control", "public, max-age=31536000, immutable")  # content-addressed
+        bottle.response.set_header("ETag", f'"{image_id.lower()}"')
+        return data
+
+    @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/mask")
+    @guarded(True)
+    def correct_mask(name, side, tile):
+        ctype = (bottle.request.content_type or "").split(";")[0].strip().lower()
+        if ctype not in ("image/png", "application/octet-stream", ""):
+            raise InputError(f"send the corrected mask as image/png, not {ctype}")
+        png = bottle.request.body.read(MAX_MASK_BYTES + 1)
+        if len(png) > MAX_MASK_BYTES:
+            raise InputError(f"the corrected mask is larger than {MAX_MASK_BYTES // 2**20} MB")
+        side_doc = api.results_store().correct_mask(name, side, tile, png, bottle.request.query.get("result_id"))
+        return reply(side=side_doc)
+
+    @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/verify")
+    @guarded(True)
+    def verify(name, side, tile):
+        data = body()
+        if not isinstance(data, dict):
+            raise ConfigError('send {"verified": true|false}')
+        side_doc = api.results_store().verify(name, side, tile, data.get("verified", True), data.get("result_id"))
+        return reply(side=side_doc)
 
     @app.error(404)
     def not_found(_err):

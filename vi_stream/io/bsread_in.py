@@ -23,6 +23,7 @@ class BsreadSource:
         self.image_channel = f"{prefix}:FPICTURE"
         self.module_channel = f"{prefix}:MODULE"
         self.side_channel = f"{prefix}:SIDE"
+        self.tag_channel = f"{prefix}:TAG"
         self.prefix = prefix
         self.max_pixels = max_pixels
         self._ctx = context or zmq.Context.instance()
@@ -70,10 +71,14 @@ class BsreadSource:
         if img.dtype.byteorder == ">":
             img = img.astype(img.dtype.newbyteorder("<"))
         module = self._string(msg, self.module_channel) or self.prefix
-        side = (self._string(msg, self.side_channel) or "left").lower()
+        raw_side = self._string(msg, self.side_channel) or "left"
+        side = {"l": "left", "r": "right"}.get(raw_side.lower(), raw_side.lower())
         if side not in ("left", "right"):
-            side = "left"
-        return Frame(img, msg.pulse_id, msg.sec, msg.ns, module, side, msg)
+            # Guessing would file the image under the wrong side of the module in the store.
+            raise codec.DecodeError("bad_side", f"pulse {msg.pulse_id}: {self.side_channel} must be left or right, "
+                                    f"got {raw_side[:40]!r}")
+        tag = self._string(msg, self.tag_channel) or ""
+        return Frame(img, msg.pulse_id, msg.sec, msg.ns, module, side, msg, tag)
 
     @staticmethod
     def _string(msg: codec.Message, name: str) -> str | None:

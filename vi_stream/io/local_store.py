@@ -1,0 +1,215 @@
+"""The embedded default store: a SQLite catalogue plus PNG files, same logical schema as MongoDB.
+
+Layout under the store folder::
+
+    catalogue.sqlite        modules (one JSON document per module, left/right sides),
+                            results (every processed frame), images (id, length)
+    images/ab/<id>.png      content-addressed images (id = SHA-256 prefix of the bytes)
+
+Writes are atomic and durable in order: image files are written to a temp name,
+fsync'ed and renamed first, then one SQLite transaction (synchronous=FULL) adds the
+catalogue rows, so the catalogue never points at a file that is not complete on disk.
+A crash in between leaves at most unreferenced files, which the replay then reuses.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sqlite3
+import threading
+
+from .. import record as rec
+from ..errors import ConfigError, NotFoundError, StoreUnavailable
+from ..storage import Store
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (id TEXT PRIMARY KEY, module TEXT NOT NULL, side TEXT NOT NULL,
+                                    pulse_id INTEGER, processed_at TEXT, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, length INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS modules_updated ON modules (last_updated_at);
+CREATE INDEX IF NOT EXISTS results_module ON results (module, side, processed_at);
+CREATE INDEX IF NOT EXISTS results_pulse ON results (pulse_id);
+"""
+
+
+def _unavailable(err: Exception, what: str) -> StoreUnavailable:
+    reason = os.strerror(err.errno) if isinstance(err, OSError) and err.errno else str(err)
+    return StoreUnavailable(f"local store: cannot {what}: {reason}")
+
+
+class LocalStore(Store):
+    def __init__(self, folder: str):
+        self.folder = os.path.abspath(folder)
+        self.description = f"local:{self.folder}"
+        try:
+            os.makedirs(os.path.join(self.folder, "images"), exist_ok=True)
+            self._db = sqlite3.connect(os.path.join(self.folder, "catalogue.sqlite"), timeout=30,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+        except (OSError, sqlite3.Error) as err:
+            raise ConfigError(f"cannot open the local store in {self.folder}: {err}") from err
+        self._lock = threading.Lock()
+        self.ensure_indexes()
+
+    def ensure_indexes(self) -> None:
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ files
+    def _path(self, image_id: str) -> str:
+        return os.path.join(self.folder, "images", image_id[:2], image_id + ".png")
+
+    def _write_file(self, image_id: str, data: bytes) -> None:
+        path = self._path(image_id)
+        if os.path.exists(path) and os.path.getsize(path) == len(data):
+            return  # content-addressed: same id, same bytes
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _fsync_dirs(self, ids) -> None:
+        for d in {os.path.dirname(self._path(i)) for i in ids}:
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _known(self, ids: list[str]) -> set[str]:
+        known: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            q = f"SELECT id FROM images WHERE id IN ({','.join('?' * len(chunk))})"
+            known.update(r[0] for r in self._db.execute(q, chunk))
+        return known
+
+    def _put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
+        try:
+            with self._lock:
+                new = [i for i in images if i not in self._known(list(images))]
+                for i in new:
+                    self._write_file(i, images[i])
+                self._fsync_dirs(new)
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("INSERT OR IGNORE INTO images (id, length) VALUES (?, ?)",
+                                         [(i, len(images[i])) for i in new])
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except (OSError, sqlite3.OperationalError) as err:
+            raise _unavailable(err, "write images") from err
+
+    # ------------------------------------------------------------------ results
+    def write(self, records: list[rec.Record]) -> None:
+        images: dict[str, bytes] = {}
+        for r in records:
+            images.update(r.images)
+        self._put_images(images)
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for r in records:
+                        self._write_one(r)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except (OSError, sqlite3.OperationalError) as err:
+            raise _unavailable(err, "write results") from err
+
+    def _write_one(self, r: rec.Record) -> None:
+        side = r.side
+        self._db.execute("INSERT OR REPLACE INTO results (id, module, side, pulse_id, processed_at, doc) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (r.id, r.module, r.side_name, side["pulse_id"], side["processed_at"],
+                          json.dumps({"_id": r.id, "module": r.module, "side": r.side_name, **side})))
+        row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (r.module,)).fetchone()
+        now = rec.now_iso()
+        if row is None:
+            doc = {"name": r.module, "description": "", "uploaded_by": r.uploaded_by, "uploaded_at": now}
+        else:
+            doc = json.loads(row[0])
+            if (doc.get(r.side_name) or {}).get("result_id") == r.id:
+                return  # a replay: the side already shows this result (and maybe its review)
+        doc[r.side_name] = side
+        doc["last_updated_at"] = now
+        self._db.execute("INSERT OR REPLACE INTO modules (name, doc, last_updated_at) VALUES (?, ?, ?)",
+                         (r.module, json.dumps(doc), now))
+
+    def _set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (name,)).fetchone()
+                    doc = json.loads(row[0]) if row else {}
+                    if (doc.get(side_name) or {}).get("result_id") != expect_result_id:
+                        self._db.execute("ROLLBACK")
+                        return False
+                    doc[side_name] = side
+                    doc["last_updated_at"] = rec.now_iso()
+                    self._db.execute("UPDATE modules SET doc = ?, last_updated_at = ? WHERE name = ?",
+                                     (json.dumps(doc), doc["last_updated_at"], name))
+                    self._db.execute("COMMIT")
+                    return True
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        except (OSError, sqlite3.OperationalError) as err:
+            raise _unavailable(err, "update the module") from err
+
+    # ------------------------------------------------------------------ reading
+    def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT doc FROM modules ORDER BY last_updated_at DESC, name LIMIT ? OFFSET ?",
+                                    (limit, skip)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def get_module(self, name: str) -> dict:
+        with self._lock:
+            row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no module {name!r}")
+        return json.loads(row[0])
+
+    def get_image(self, image_id: str) -> bytes:
+        with self._lock:
+            row = self._db.execute("SELECT length FROM images WHERE id = ?", (image_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no image {image_id}")
+        try:
+            with open(self._path(image_id), "rb") as f:
+                data = f.read()
+        except FileNotFoundError as err:
+            raise NotFoundError(f"image {image_id} is catalogued but its file is missing") from err
+        except OSError as err:
+            if err.errno in (errno.EIO, errno.ENOSPC):
+                raise _unavailable(err, "read an image") from err
+            raise
+        return data
+
+    def count_results(self, module: str | None = None) -> int:
+        with self._lock:
+            if module is None:
+                return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM results WHERE module = ?", (module,)).fetchone()[0]

@@ -1,0 +1,210 @@
+"""MongoDB + GridFS store with the ATLAS ITk visual-inspection schema.
+
+``modules``: one document per module (``name``, ``description``, ``uploaded_by``,
+``uploaded_at``, ``last_updated_at``, ``left``, ``right``); each side holds ``tag``,
+``tile_count``, ``verified_masks`` and the image groups ``original``,
+``preprocessed``, ``anomaly_map``, ``mask``, ``corrected_mask``, each with
+``thumbnail``/``full`` -> ``src_id`` (ObjectId of the whole image in GridFS) and
+``tiled_id`` (ObjectIds of the tile images). Our additions sit beside them in the
+side (score, defects, model_id, processing_parameters, pulse_id, ...).
+``results``: every processed frame (the side as it was stored), ``_id`` = result id.
+
+Ids are deterministic (see :mod:`vi_stream.record`), so replays are upserts: an
+image that exists is not written again, a result is replaced by itself, and a side
+already showing the result is left alone (its review survives).
+"""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import record as rec
+from ..errors import ConfigError, NotFoundError, StoreUnavailable
+from ..config import redact
+from ..storage import Store
+
+_ID_KEYS = ("src_id", "result_id")
+
+
+def _oid(hex_id: str):
+    from bson import ObjectId
+    return ObjectId(hex_id)
+
+
+def to_mongo(doc: Any, key: str = "") -> Any:
+    """Image ids -> ObjectId, ``*_at`` ISO strings -> datetime (what the ATLAS tools expect)."""
+    if isinstance(doc, dict):
+        return {k: to_mongo(v, k) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [to_mongo(v, key) for v in doc]
+    if isinstance(doc, str) and (key in _ID_KEYS or key == "tiled_id"):
+        return _oid(doc)
+    if isinstance(doc, str) and key.endswith("_at"):
+        return datetime.fromisoformat(doc)
+    return doc
+
+
+def from_mongo(doc: Any) -> Any:
+    """The reverse, for JSON: ObjectId -> 24-hex string, datetime -> ISO-8601 (UTC)."""
+    from bson import ObjectId
+    if isinstance(doc, dict):
+        return {k: from_mongo(v) for k, v in doc.items() if k != "_id" or not isinstance(v, ObjectId)}
+    if isinstance(doc, list):
+        return [from_mongo(v) for v in doc]
+    if isinstance(doc, ObjectId):
+        return str(doc)
+    if isinstance(doc, datetime):
+        d = doc if doc.tzinfo else doc.replace(tzinfo=timezone.utc)  # pymongo returns naive UTC
+        return d.isoformat(timespec="milliseconds")
+    return doc
+
+
+def _transient(err: Exception) -> bool:
+    import pymongo.errors as pe
+    if isinstance(err, (pe.ConnectionFailure, pe.ServerSelectionTimeoutError, pe.NetworkTimeout,
+                        pe.WTimeoutError, pe.ExecutionTimeout)):
+        return True
+    if isinstance(err, pe.OperationFailure):
+        # NotWritablePrimary/PrimarySteppedDown (10107/189/11602), out of disk space (14031), quota (12501)
+        return err.code in (10107, 189, 11600, 11602, 13435, 13436, 91, 14031, 12501) or \
+            "NotPrimary" in str(err) or err.has_error_label("RetryableWriteError")
+    return isinstance(err, OSError)
+
+
+class MongoStore(Store):
+    """``uri`` names the database in its path (``mongodb://host/itk``; default ``vi_stream``).
+
+    ``client`` replaces the connection (tests pass a ``mongomock.MongoClient``).
+    """
+
+    def __init__(self, uri: str = "mongodb://127.0.0.1:27017/vi_stream", client: Any = None,
+                 database: str | None = None, timeout_ms: int = 5000):
+        import pymongo
+        from pymongo.uri_parser import parse_uri
+        self.description = redact(uri)
+        try:
+            parsed = parse_uri(uri) if client is None else {"database": None}
+        except (pymongo.errors.InvalidURI, pymongo.errors.ConfigurationError, ValueError) as err:
+            raise ConfigError(f"bad MongoDB URI {redact(uri)}: {err}") from err
+        name = database or parsed.get("database") or "vi_stream"
+        self._own_client = client is None
+        self.client = client or pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms,
+                                                    connectTimeoutMS=timeout_ms, socketTimeoutMS=4 * timeout_ms,
+                                                    retryWrites=True, tz_aware=True)
+        self.db = self.client[name]
+        self._lock = threading.Lock()
+        self._indexed = False
+        try:
+            self.ensure_indexes()
+        except StoreUnavailable:
+            pass  # the server may come later: the writer spools until it does and retries the indexes
+
+    def _call(self, what: str, fn, *a, **k):
+        try:
+            return fn(*a, **k)
+        except Exception as err:
+            if _transient(err):
+                raise StoreUnavailable(f"MongoDB {self.description}: cannot {what}: {err}") from err
+            raise
+
+    def ensure_indexes(self) -> None:
+        import pymongo
+
+        def make():
+            self.db.modules.create_index([("name", pymongo.ASCENDING)], unique=True, name="name_unique")
+            self.db.modules.create_index([("last_updated_at", pymongo.DESCENDING)], name="last_updated")
+            self.db.results.create_index([("module", 1), ("side", 1), ("processed_at", -1)], name="module_side")
+            self.db.results.create_index([("pulse_id", 1)], name="pulse_id")
+        self._call("create indexes", make)  # create_index is a no-op when the same index exists
+        self._indexed = True
+
+    def close(self) -> None:
+        if self._own_client:
+            self.client.close()
+
+    # ------------------------------------------------------------------ writing
+    def _fs(self):
+        import gridfs
+        return gridfs.GridFS(self.db)
+
+    def _put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
+        if not images:
+            return
+        import gridfs
+
+        def put():
+            fs = self._fs()
+            ids = [_oid(i) for i in images]
+            have = {d["_id"] for d in self.db.fs.files.find({"_id": {"$in": ids}}, {"_id": 1, "length": 1})}
+            for i, oid in zip(images, ids):
+                if oid in have:
+                    continue
+                meta = {"module": module, "side": side, "result_id": result_id}
+                try:
+                    fs.put(images[i], _id=oid, filename=f"{i}.png", contentType="image/png", metadata=meta)
+                except gridfs.errors.FileExists:
+                    if self.db.fs.files.count_documents({"_id": oid}, limit=1):
+                        continue  # written meanwhile by another writer: same id, same bytes
+                    # Chunks without a files document are what a write cut short leaves: clear, write again.
+                    self.db.fs.chunks.delete_many({"files_id": oid})
+                    fs.put(images[i], _id=oid, filename=f"{i}.png", contentType="image/png", metadata=meta)
+        self._call("write images", put)
+
+    def write(self, records: list[rec.Record]) -> None:
+        if not self._indexed:
+            self.ensure_indexes()
+        for r in records:
+            self._put_images(r.images, r.module, r.side_name, r.id)
+        for r in records:
+            self._call("write results", self._write_one, r)
+
+    def _write_one(self, r: rec.Record) -> None:
+        import pymongo.errors
+        side = to_mongo(r.side)
+        self.db.results.replace_one({"_id": _oid(r.id)},
+                                    {"_id": _oid(r.id), "module": r.module, "side": r.side_name, **side}, upsert=True)
+        current = self.db.modules.find_one({"name": r.module}, {f"{r.side_name}.result_id": 1})
+        if current and (current.get(r.side_name) or {}).get("result_id") == _oid(r.id):
+            return  # a replay: the side already shows this result (and maybe its review)
+        now = datetime.now(timezone.utc)
+        update = {"$set": {r.side_name: side, "last_updated_at": now},
+                  "$setOnInsert": {"description": "", "uploaded_by": r.uploaded_by, "uploaded_at": now}}
+        try:
+            self.db.modules.update_one({"name": r.module}, update, upsert=True)
+        except pymongo.errors.DuplicateKeyError:
+            # Another daemon (the other side's camera) inserted the module first: now it exists.
+            del update["$setOnInsert"]
+            self.db.modules.update_one({"name": r.module}, update)
+
+    def _set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
+        res = self._call("update the module", self.db.modules.update_one,
+                         {"name": name, f"{side_name}.result_id": _oid(expect_result_id)},
+                         {"$set": {side_name: to_mongo(side), "last_updated_at": datetime.now(timezone.utc)}})
+        return res.matched_count == 1
+
+    # ------------------------------------------------------------------ reading
+    def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:
+        cur = self._call("list modules", lambda: list(
+            self.db.modules.find({}).sort([("last_updated_at", -1), ("name", 1)]).skip(skip).limit(limit)))
+        return [from_mongo(d) for d in cur]
+
+    def get_module(self, name: str) -> dict:
+        doc = self._call("read a module", self.db.modules.find_one, {"name": name})
+        if doc is None:
+            raise NotFoundError(f"no module {name!r}")
+        return from_mongo(doc)
+
+    def get_image(self, image_id: str) -> bytes:
+        import gridfs
+
+        def get():
+            try:
+                return self._fs().get(_oid(image_id)).read()
+            except gridfs.errors.NoFile as err:
+                raise NotFoundError(f"no image {image_id}") from err
+        return self._call("read an image", get)
+
+    def count_results(self, module: str | None = None) -> int:
+        q = {} if module is None else {"module": module}
+        return self._call("count results", self.db.results.count_documents, q)
