@@ -4,6 +4,6 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for script in ("speed.py", "quality.py", "memory.py"):
+for script in ("speed.py", "quality.py", "memory.py", "stream.py", "store.py"):
     print(f"== {script}", flush=True)
     subprocess.run([sys.executable, os.path.join(HERE, script)], check=True)

@@ -66,13 +66,17 @@ def _sender(ctx, image, n, stop, period=0.0):
     return port, t
 
 
-def through_daemon(model, image, n, model_off: bool, period: float = 0.0) -> dict:
-    """Frames through the daemon, lossless (--block); throughput from the first output on."""
+def through_daemon(model, image, n, model_off: bool, period: float = 0.0, store: str = "off", **over) -> dict:
+    """Frames through the daemon, lossless (--block); throughput from the first output on.
+
+    The store is off unless given (bench/store.py measures it); with a store, the time until
+    every result is stored is reported too.
+    """
     ctx = zmq.Context()
     stop = threading.Event()
     port, t = _sender(ctx, image, n, stop, period)
     cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{port}", prefix="B", output_port=0, rest_port=0,
-                           block=True, store="off")  # the store has its own benchmark (bench/store.py)
+                           block=True, store=store, **over)
     d = Daemon(cfg, model=model, context=ctx)
     if model_off:
         d.processor.pipeline = ModelOff(model)
@@ -91,6 +95,11 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0) -> dic
         if t0 is None:
             t0 = t_last  # from the first output: excludes connection set-up and warm-up
         nbytes = sum(len(p) for p in parts)
+    stored_after = None
+    if store != "off":
+        while d.processor.statistics()["store"]["stored"] < got and time.perf_counter() - t_last < 300:
+            time.sleep(0.05)
+        stored_after = round(time.perf_counter() - t_last, 2)
     stats = d.processor.statistics()
     stop.set()
     d.close()
@@ -100,7 +109,9 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0) -> dic
     return {"frames_sent": n, "frames_out": got, "frames_per_s": round((got - 1) / dt, 2),
             "megapixels_per_s": round((got - 1) * mp / dt, 2), "output_message_bytes": nbytes,
             "latency_ms": stats["latency_ms"], "dropped_output": stats["output_dropped"],
-            "rejected": stats["frames_rejected_total"]}
+            "rejected": stats["frames_rejected_total"],
+            **({} if stored_after is None else {"stored": stats["store"]["stored"],
+                                                "store_done_s_after_last_output": stored_after})}
 
 
 def raw_relay(image, out_bytes: int, n: int) -> dict:

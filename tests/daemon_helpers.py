@@ -12,14 +12,14 @@ from vi_stream.daemon import Daemon
 
 
 @contextlib.contextmanager
-def running_daemon(model, input_port: int, prefix: str = "CAM", **over):
+def running_daemon(model, input_port: int, prefix: str = "CAM", backend=None, **over):
     """A started daemon on ephemeral ports; its store and spool live in a fresh temporary state folder
-    unless ``store``/``spool`` are given."""
+    unless ``store``/``spool`` are given (``backend``: a Store object to use instead)."""
     ctx = zmq.Context()
     with tempfile.TemporaryDirectory(prefix="vi-state-") as state:
         cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": state}, input=f"tcp://127.0.0.1:{input_port}",
                                prefix=prefix, output_port=0, rest_port=0, **over)
-        d = Daemon(cfg, model=model, context=ctx)
+        d = Daemon(cfg, model=model, context=ctx, store=backend)
         d.start()
         try:
             yield d, ctx

@@ -14,7 +14,7 @@ from vi_stream.io.spool import Spool
 from vi_stream.writer import StoreWriter
 
 from .daemon_helpers import wait_for
-from .store_helpers import FlakyStore, make_record, make_result, mongomock_store, render
+from .store_helpers import FlakyStore, make_record, make_result, mongomock_store, real_mongo_store, render
 
 
 def test_spool_keeps_order_across_reopen_and_cleans_partial_appends(tmp_path):
@@ -56,10 +56,12 @@ def _writer(store, folder, **kw):
     return StoreWriter(store, Spool(folder), render, queue_size=4, batch=3, retry=(0.05, 0.2), **kw)
 
 
-@pytest.mark.parametrize("backend", ["local", "mongomock"])
+@pytest.mark.parametrize("backend", ["local", "mongomock"]
+                         + (["mongodb"] if os.environ.get("VI_STREAM_TEST_MONGO_URI") else []))
 def test_outage_under_load_loses_nothing_and_duplicates_nothing(tmp_path, backend):
     import contextlib
-    cm = contextlib.nullcontext(LocalStore(str(tmp_path / "store"))) if backend == "local" else mongomock_store()
+    cm = {"local": lambda: contextlib.nullcontext(LocalStore(str(tmp_path / "store"))),
+          "mongomock": mongomock_store, "mongodb": real_mongo_store}[backend]()
     with cm as inner:
         store = FlakyStore(inner)
         w = _writer(store, str(tmp_path / "spool")).start()

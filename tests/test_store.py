@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vi_stream import record as rec
+from vi_stream import postprocess, record as rec
 from vi_stream.errors import ConfigError, InputError, NotFoundError, StateError, StoreUnavailable
 from vi_stream.io.local_store import LocalStore
 from vi_stream.storage import open_store, summary
@@ -75,8 +75,13 @@ def test_record_images_decode_to_what_was_processed():
     assert np.array_equal(tile, res.image[y:y + h, x:x + w])
     thumb = decode(r.images[side["mask"]["thumbnail"]["src_id"]])
     assert max(thumb.shape) == 256 and thumb.max() == 255  # a shrunk mask keeps its defect visible
-    colour = decode(r.images[side["anomaly_map"]["full"]["src_id"]])
-    assert colour.shape == res.image.shape + (3,)
+    colour = decode(r.images[side["anomaly_map"]["full"]["src_id"]])   # a palette PNG, decoded as colour
+    assert np.array_equal(cv2.cvtColor(colour, cv2.COLOR_BGR2RGB), postprocess.colourise(res.heatmap, 1.0))
+    import io
+
+    from PIL import Image  # a second, independent PNG decoder
+    pil = Image.open(io.BytesIO(r.images[side["anomaly_map"]["thumbnail"]["tiled_id"][0]]))
+    assert pil.mode == "P" and pil.size == (109, 109)  # 128 px tile x 256/300
 
 
 def test_record_of_uint16_frame_keeps_the_original_bits_and_without_tiles_has_no_tile_images():
@@ -251,6 +256,18 @@ def test_mongo_server_down_is_unavailable_not_a_crash():
             store.get_module("M-1")
     finally:
         store.close()
+
+
+def test_which_mongo_errors_mean_spool_and_retry():
+    import pymongo.errors as pe
+    from vi_stream.io.mongo_store import _transient
+    assert _transient(pe.AutoReconnect("primary gone"))
+    assert _transient(pe.ServerSelectionTimeoutError("no servers"))
+    assert _transient(pe.OperationFailure("disk", code=14031))            # out of disk space on the server
+    assert _transient(pe.NotPrimaryError("stepped down"))
+    assert not _transient(pe.DuplicateKeyError("E11000", code=11000))    # a real conflict: not retried forever
+    assert not _transient(pe.OperationFailure("bad", code=2))
+    assert not _transient(ValueError("a bug"))
 
 
 def test_local_store_disk_failure_is_unavailable(tmp_path, monkeypatch):

@@ -78,8 +78,10 @@ def run_stream_demo(out: str, frames: int, n_good: int, device: str = "cpu") -> 
     ctx = zmq.Context()
     sim = Simulator(0, "DEMO", fps=50.0, pool=frames, defect_rate=0.6, seed=7, context=ctx)
     sim_port = sim.start()
+    store_dir = os.path.join(out, "store")
     cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{sim_port}", prefix="DEMO", model=model_path,
-                           device=device, output_port=0, rest_port=0, auto_start=False)
+                           device=device, output_port=0, rest_port=0, auto_start=False, store=store_dir,
+                           spool=os.path.join(out, "spool"))
     pictures = os.path.join(out, "stream")
     os.makedirs(pictures, exist_ok=True)
     rows = []
@@ -105,7 +107,12 @@ def run_stream_demo(out: str, frames: int, n_good: int, device: str = "cpu") -> 
                         postprocess.overlay(img, heat, params["threshold"], mask))
             rows.append((msg.pulse_id, v["DEMO:MODULE"], float(v["DEMO:FPICTURE.score"]),
                          bool(v["DEMO:FPICTURE.is_anomalous"]), truth, found))
+        # Every result also goes to the store, off the processing path: wait for the writer to catch up.
+        end = time.monotonic() + 60
+        while client.get_statistics()["store"]["stored"] < len(rows) and time.monotonic() < end:
+            time.sleep(0.2)
         stats = client.get_statistics()
+        modules = client.list_modules(limit=1000)
         client.stop()
         consumer.close(0)
     sim.close()
@@ -126,7 +133,13 @@ def run_stream_demo(out: str, frames: int, n_good: int, device: str = "cpu") -> 
     print(f"throughput {stats['frames_per_s']:.2f} frames/s, {stats['megapixels_per_s']:.2f} MP/s; "
           f"latency p50 {lat['p50']} ms, p99 {lat['p99']} ms; rejected {stats['frames_rejected_total']}, "
           f"output dropped {stats['output_dropped']}")
+    st = stats["store"]
+    print(f"store {st['store']}: {st['stored']} results stored, {st['spooled']} spooled, {st['failed']} failed; "
+          f"{len(modules)} modules (the daemon serves them at /api/modules, images at /api/images/<id>)")
     print(f"overlays: {pictures}/pulse_*_overlay.png  ({time.perf_counter() - started:.0f} s)")
+    if st["stored"] < len(rows):
+        print(f"vi_stream: error: only {st['stored']} of {len(rows)} results reached the store", file=sys.stderr)
+        return 1
     if len(rows) < frames:
         print(f"vi_stream: error: only {len(rows)} of {frames} frames came back", file=sys.stderr)
         return 1

@@ -66,10 +66,21 @@ def to_display(image: np.ndarray) -> np.ndarray:
     return img
 
 
+def heat_levels(heat: np.ndarray, threshold: float) -> np.ndarray:
+    """Heatmap as 0-255 levels, scaled so the threshold sits at 50% (the index into the colour map)."""
+    v = np.clip(heat / max(2.0 * threshold, 1e-12), 0.0, 1.0)
+    return (v * 255).astype(np.uint8)
+
+
+def turbo_palette() -> np.ndarray:
+    """The 256 RGB colours of the turbo map, index = level."""
+    bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], cv2.COLORMAP_TURBO)[:, 0]
+    return np.ascontiguousarray(bgr[:, ::-1])
+
+
 def colourise(heat: np.ndarray, threshold: float) -> np.ndarray:
     """Heatmap as RGB uint8 (turbo colour map), scaled so the threshold sits at 50%."""
-    v = np.clip(heat / max(2.0 * threshold, 1e-12), 0.0, 1.0)
-    bgr = cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    bgr = cv2.applyColorMap(heat_levels(heat, threshold), cv2.COLORMAP_TURBO)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

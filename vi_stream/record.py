@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import struct
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -35,7 +36,9 @@ from .frame import Result
 GROUPS = ("original", "preprocessed", "anomaly_map", "mask", "corrected_mask")
 SIDES = ("left", "right")
 THUMBNAIL_SIDE = 256          # longest side of a thumbnail, px
-PNG_LEVEL = 1                 # zlib level: fast, about 90% of level 9's ratio on these images
+PNG_LEVEL = 1                 # zlib level 1 with the RLE strategy: measured on 2048x2048 modules, 15% faster
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL,  # and 16% smaller than level 1's default strategy
+              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
 def image_id(png: bytes) -> str:
@@ -50,10 +53,29 @@ def result_id(prefix: str, module: str, side: str, pulse_id: int, sec: int, ns: 
 def encode_png(image: np.ndarray) -> bytes:
     """Lossless PNG of a grey (uint8/uint16) or RGB uint8 array."""
     img = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), PNG_PARAMS)
     if not ok:  # pragma: no cover - cv2 encodes every array shape/type we pass
         raise InputError(f"cannot encode a {image.dtype} {image.shape} image as PNG")
     return buf.tobytes()
+
+
+def encode_indexed_png(levels: np.ndarray, palette: np.ndarray) -> bytes:
+    """A palette PNG (colour type 3): 8-bit ``levels`` indexing the (256, 3) RGB ``palette``.
+
+    Decoders show it as the colour image; it is exactly ``palette[levels]``. The
+    colourised anomaly map is such an image, and compressing one byte per pixel
+    instead of three is about 4x faster than cv2's RGB PNG (bench/store.py).
+    """
+    h, w = levels.shape
+    raw = np.zeros((h, w + 1), np.uint8)  # each scanline: filter type 0, then the indices
+    raw[:, 1:] = levels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
+            + chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), PNG_LEVEL)) + chunk(b"IEND", b""))
 
 
 def tile_boxes(height: int, width: int, tile: int) -> list[list[int]]:
@@ -114,10 +136,11 @@ class Record:
 
 
 def _group(images: dict[str, bytes], full: np.ndarray, boxes: list[list[int]], scale: float,
-           with_tiles: bool, is_mask: bool = False, whole: np.ndarray | None = None) -> dict:
+           with_tiles: bool, is_mask: bool = False, whole: np.ndarray | None = None,
+           encode: Callable[[np.ndarray], bytes] = encode_png) -> dict:
     """Encode one image group: ``{"thumbnail": {...}, "full": {...}}`` with src_id/tiled_id."""
     def put(img: np.ndarray) -> str:
-        png = encode_png(img)
+        png = encode(img)
         key = image_id(png)
         images.setdefault(key, png)
         return key
@@ -131,6 +154,10 @@ def _group(images: dict[str, bytes], full: np.ndarray, boxes: list[list[int]], s
             group["full"]["tiled_id"].append(put(t))
             group["thumbnail"]["tiled_id"].append(put(shrink(t, scale, is_mask)))
     return group
+
+
+def _copy(group: dict) -> dict:
+    return {k: {"src_id": v["src_id"], "tiled_id": list(v["tiled_id"])} for k, v in group.items()}
 
 
 def build(result: Result, prefix: str, tile: int = 512, with_tiles: bool = True, tag: str = "",
@@ -148,10 +175,16 @@ def build(result: Result, prefix: str, tile: int = 512, with_tiles: bool = True,
     mask255 = (result.mask > 0).astype(np.uint8) * 255
     side: dict[str, Any] = {"tag": tag, "tile_count": len(boxes), "verified_masks": [False] * len(boxes)}
     side["original"] = _group(images, original_roi, boxes, scale, with_tiles, whole=f.image)
-    side["preprocessed"] = _group(images, to_8bit(roi_img), boxes, scale, with_tiles)
-    side["anomaly_map"] = _group(images, postprocess.colourise(result.heatmap, threshold), boxes, scale, with_tiles)
+    pre = to_8bit(roi_img)
+    if pre is roi_img and roi_img is f.image:
+        side["preprocessed"] = _copy(side["original"])  # 8-bit, no ROI: the model saw the original (same files)
+    else:
+        side["preprocessed"] = _group(images, pre, boxes, scale, with_tiles)
+    palette = postprocess.turbo_palette()
+    side["anomaly_map"] = _group(images, postprocess.heat_levels(result.heatmap, threshold), boxes, scale, with_tiles,
+                                 encode=lambda levels: encode_indexed_png(levels, palette))
     side["mask"] = _group(images, mask255, boxes, scale, with_tiles, is_mask=True)
-    side["corrected_mask"] = json.loads(json.dumps(side["mask"]))  # starts as the model's mask (same files)
+    side["corrected_mask"] = _copy(side["mask"])  # starts as the model's mask (the same files)
     rid = result_id(prefix, f.module, f.side, f.pulse_id, f.sec, f.ns)
     side.update({
         # What we know beyond the ATLAS shape.
@@ -214,7 +247,7 @@ def correction(side: dict, tile: int, tile_mask: np.ndarray, full_corrected: np.
     full = full_corrected.copy()
     full[y:y + h, x:x + w] = tile_mask
     scale = thumbnail_scale(*full.shape[:2])
-    group = json.loads(json.dumps(side["corrected_mask"]))
+    group = _copy(side["corrected_mask"])
     group["full"]["src_id"] = put(full)
     group["thumbnail"]["src_id"] = put(shrink(full, scale, True))
     if group["full"]["tiled_id"]:
@@ -236,9 +269,3 @@ def check_tile(side: dict, tile: Any) -> int:
         raise InputError(f"tile must be an index 0-{n - 1}, got {tile!r}")
     return tile
 
-
-def tiles_shape(side: dict) -> tuple[int, int]:
-    """(rows, columns) of the side's tile grid."""
-    h, w = side["image_shape"]
-    t = side["tile_size"]
-    return math.ceil(h / t), math.ceil(w / t)

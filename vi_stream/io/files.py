@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from typing import Iterator
 
 import cv2
@@ -74,3 +75,30 @@ def write_text(path: str, text: str) -> str:
         f.write(text)
     os.replace(tmp, path)
     return path
+
+
+def write_durably(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that it is complete on disk or absent: temp file, fsync, rename.
+
+    The containing folder is not fsync'ed here (see :func:`fsync_dir`), so a caller writing many
+    files into one folder pays for that once.
+    """
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fsync_dir(folder: str) -> None:
+    """Make renames into ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

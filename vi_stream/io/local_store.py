@@ -13,15 +13,18 @@ A crash in between leaves at most unreferenced files, which the replay then reus
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import sqlite3
 import threading
+from typing import Iterator
 
 from .. import record as rec
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
 from ..storage import Store
+from .files import fsync_dir, write_durably
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);
@@ -70,26 +73,24 @@ class LocalStore(Store):
         path = self._path(image_id)
         if os.path.exists(path) and os.path.getsize(path) == len(data):
             return  # content-addressed: same id, same bytes
-        folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_durably(path, data)
 
-    def _fsync_dirs(self, ids) -> None:
-        for d in {os.path.dirname(self._path(i)) for i in ids}:
-            fd = os.open(d, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One SQLite write transaction under the lock; store-side failures become StoreUnavailable."""
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        except (OSError, sqlite3.OperationalError) as err:
+            raise _unavailable(err, what) from err
 
     def _known(self, ids: list[str]) -> set[str]:
         known: set[str] = set()
@@ -100,22 +101,15 @@ class LocalStore(Store):
         return known
 
     def _put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
-        try:
-            with self._lock:
-                new = [i for i in images if i not in self._known(list(images))]
-                for i in new:
-                    self._write_file(i, images[i])
-                self._fsync_dirs(new)
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany("INSERT OR IGNORE INTO images (id, length) VALUES (?, ?)",
-                                         [(i, len(images[i])) for i in new])
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-        except (OSError, sqlite3.OperationalError) as err:
-            raise _unavailable(err, "write images") from err
+        with self._transaction("write images"):
+            # Files first (complete on disk), then the catalogue rows, in one transaction.
+            new = [i for i in images if i not in self._known(list(images))]
+            for i in new:
+                self._write_file(i, images[i])
+            for d in {os.path.dirname(self._path(i)) for i in new}:
+                fsync_dir(d)
+            self._db.executemany("INSERT OR IGNORE INTO images (id, length) VALUES (?, ?)",
+                                 [(i, len(images[i])) for i in new])
 
     # ------------------------------------------------------------------ results
     def write(self, records: list[rec.Record]) -> None:
@@ -123,18 +117,9 @@ class LocalStore(Store):
         for r in records:
             images.update(r.images)
         self._put_images(images)
-        try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for r in records:
-                        self._write_one(r)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-        except (OSError, sqlite3.OperationalError) as err:
-            raise _unavailable(err, "write results") from err
+        with self._transaction("write results"):
+            for r in records:
+                self._write_one(r)
 
     def _write_one(self, r: rec.Record) -> None:
         side = r.side
@@ -156,27 +141,16 @@ class LocalStore(Store):
                          (r.module, json.dumps(doc), now))
 
     def _set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
-        try:
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (name,)).fetchone()
-                    doc = json.loads(row[0]) if row else {}
-                    if (doc.get(side_name) or {}).get("result_id") != expect_result_id:
-                        self._db.execute("ROLLBACK")
-                        return False
-                    doc[side_name] = side
-                    doc["last_updated_at"] = rec.now_iso()
-                    self._db.execute("UPDATE modules SET doc = ?, last_updated_at = ? WHERE name = ?",
-                                     (json.dumps(doc), doc["last_updated_at"], name))
-                    self._db.execute("COMMIT")
-                    return True
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-        except (OSError, sqlite3.OperationalError) as err:
-            raise _unavailable(err, "update the module") from err
+        with self._transaction("update the module"):
+            row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (name,)).fetchone()
+            doc = json.loads(row[0]) if row else {}
+            if (doc.get(side_name) or {}).get("result_id") != expect_result_id:
+                return False
+            doc[side_name] = side
+            doc["last_updated_at"] = rec.now_iso()
+            self._db.execute("UPDATE modules SET doc = ?, last_updated_at = ? WHERE name = ?",
+                             (json.dumps(doc), doc["last_updated_at"], name))
+            return True
 
     # ------------------------------------------------------------------ reading
     def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:

@@ -23,6 +23,7 @@ import threading
 
 from ..errors import ConfigError, InputError
 from ..record import Record
+from .files import fsync_dir, write_durably
 
 MAGIC = b"VISPOOL1"
 
@@ -120,22 +121,8 @@ class Spool:
         data = encode(r)
         with self._lock:
             seq = self._next
-            path = self._path(seq)
-            tmp = path + ".tmp"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-                fd = os.open(self.folder, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            write_durably(self._path(seq), data)
+            fsync_dir(self.folder)
             self._next += 1
             self._seqs.append(seq)
             self._bytes += len(data)
