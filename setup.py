@@ -31,6 +31,7 @@ TEST_REQUIRES = [
     "psi-bsread>=1.7",
     "psi-mflow>=1.0",
     "mongomock>=4.1",
+    "Pillow>=9",        # a second PNG decoder in the store tests
 ]
 
 setup(
