@@ -13,9 +13,10 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
+import torch
 
 from .. import postprocess
 from ..errors import ConfigError, InputError, ModelError
@@ -38,7 +39,7 @@ class ModelConfig:
     gate_fraction: float = 0.5  # refine patches above this fraction of the threshold
     smooth_sigma: float = 4.0   # px, Gaussian smoothing of the map
     min_defect_area: int = 16   # px
-    batch_size: int = 16        # tiles per backbone call
+    batch_size: int = 16        # tiles per backbone call at most (on CPU also bounded by CPU_CALL_PIXELS)
     calibration_every: int = 5  # every n-th good image is held out to set the threshold
     max_calibration: int = 16
     seed: int = 0
@@ -60,6 +61,21 @@ class ModelConfig:
         if not self.smooth_sigma >= 0:
             raise ConfigError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
         return self
+
+
+# On CPU the backbone is fastest with about 0.3 megapixels per call: the activations then stay
+# in cache. Measured on the 2-core VM with 320 px tiles (bench/speed.py, README): 2-3 tiles per
+# call run at 13-14 MP/s of tile area, 16 tiles per call at 4.6-7 MP/s.
+CPU_CALL_PIXELS = 3 * 320 * 320
+CHUNK_TILES = 64   # tiles whose features are held at once while scoring (a 2048x2048 image is 64)
+
+
+def tiles_per_call(config: ModelConfig, device) -> int:
+    """How many tiles go through the backbone together: ``batch_size``, and on CPU no more than
+    fit in ``CPU_CALL_PIXELS`` (a GPU wants large batches)."""
+    if getattr(device, "type", str(device)) != "cpu":
+        return config.batch_size
+    return max(1, min(config.batch_size, CPU_CALL_PIXELS // (config.tile * config.tile)))
 
 
 @dataclass
@@ -233,22 +249,19 @@ class AnomalyModel:
         timings = {"tiling": time.perf_counter() - t0, "backbone": 0.0, "features": 0.0, "search": 0.0}
         fgrid = grid.scaled(FEATURE_STRIDE)
         per_tile = []
-        for b in range(0, grid.count, cfg.batch_size):
-            t1 = time.perf_counter()
-            x = self.features.to_tensor(tiles[b:b + cfg.batch_size])
-            taps = self.features.trunk_forward(x)
+        for taps in _taps_by_chunk(self.features, tiles, cfg, timings):
             t2 = time.perf_counter()
             f = self.features.head(taps)
+            # One search per chunk, after the backbone: alternating torch's and numba's thread
+            # pools call by call was measured to slow both down.
             t3 = time.perf_counter()
             if self.features.device.type == "cpu":
                 d = self.index.distance(flatten(f))
             else:
                 d = self.index.distance_torch(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])).cpu().numpy()
             per_tile.append(d.reshape(f.shape[0], f.shape[2], f.shape[3]))
-            t4 = time.perf_counter()
-            timings["backbone"] += t2 - t1
             timings["features"] += t3 - t2
-            timings["search"] += t4 - t3
+            timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
         coarse = untile(np.concatenate(per_tile), fgrid)
         heat = postprocess.upsample(coarse, FEATURE_STRIDE, image.shape[0], image.shape[1], cfg.smooth_sigma)
@@ -257,13 +270,31 @@ class AnomalyModel:
         return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings)
 
 
+def _taps_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelConfig,
+                   timings: dict | None = None) -> Iterator[list[torch.Tensor]]:
+    """Backbone taps of up to CHUNK_TILES tiles at a time, computed in calls of ``tiles_per_call``.
+
+    Small calls suit the backbone's cache use; the light head and the search then run once per
+    chunk, which suits their per-call overhead and keeps torch's and numba's thread pools from
+    alternating call by call (both measured). Chunks bound memory for very large images.
+    """
+    step = tiles_per_call(config, feats.device)
+    for c in range(0, len(tiles), CHUNK_TILES):
+        chunk = tiles[c:c + CHUNK_TILES]
+        parts = []
+        for b in range(0, len(chunk), step):
+            t1 = time.perf_counter()
+            parts.append(feats.trunk_forward(feats.to_tensor(chunk[b:b + step])))
+            if timings is not None:
+                timings["backbone"] += time.perf_counter() - t1
+        yield parts[0] if len(parts) == 1 else [torch.cat(t) for t in zip(*parts)]
+
+
 def _raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
     """(tiles, h, w, raw_dim) unprojected features of one image."""
     tiles, _grid = tile(image, config.tile, config.overlap, intensity.lo, 1.0 / (intensity.hi - intensity.lo))
-    out = []
-    for b in range(0, len(tiles), config.batch_size):
-        f = feats.raw_head(feats.trunk_forward(feats.to_tensor(tiles[b:b + config.batch_size])))
-        out.append(f.permute(0, 2, 3, 1).float().cpu().numpy())
+    out = [feats.raw_head(taps).permute(0, 2, 3, 1).float().cpu().numpy()
+           for taps in _taps_by_chunk(feats, tiles, config)]
     return np.concatenate(out)
 
 
