@@ -19,7 +19,7 @@ import argparse
 import statistics
 import time
 
-import common  # noqa: F401
+import common
 from vi_stream import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 
@@ -36,8 +36,7 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     out = {"fit": {"images": a.fit_images, "size": "768x768", "seconds": round(fit_s, 1),
                    "training_patches": model.meta["training_patches"], "bank": model.meta["bank_patches"]}}
-    models = {768: model, 2048: AnomalyModel.fit(
-        (synthetic.module_image((2048, 2048), seed=500 + i).image for i in range(a.fit_images_2048)), ModelConfig())}
+    models = {768: model, 2048: common.model_for(2048, a.fit_images_2048)}
     for size in (768, 2048):
         model = models[size]
         img = synthetic.module_image((size, size), seed=4242, defects=("dust", "scratch")).image

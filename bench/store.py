@@ -29,7 +29,6 @@ from vi_stream import record, synthetic
 from vi_stream.frame import Frame, Result
 from vi_stream.io.local_store import LocalStore
 from vi_stream.io.spool import Spool
-from vi_stream.model import AnomalyModel, ModelConfig
 from vi_stream.writer import StoreWriter
 
 
@@ -102,8 +101,7 @@ def main() -> None:
             out[key] = writer_rate(kind, tiles, batch)
             print(key, out[key], file=sys.stderr, flush=True)
     image = synthetic.module_image((a.size, a.size), seed=5, defects=("dust",)).image
-    model = AnomalyModel.fit([synthetic.module_image((768, 768), seed=i).image for i in range(10)],
-                             ModelConfig(bank_size=60_000))
+    model = common.model_for(a.size)
     # Alternate off/on runs: this VM's run-to-run noise (about +-15%) is larger than the effect.
     off, on = [], []
     for rep in range(a.repeats):

@@ -28,7 +28,6 @@ from vi_stream import synthetic
 from vi_stream.daemon import Daemon
 from vi_stream.frame import Result
 from vi_stream.io import bsread_codec as codec
-from vi_stream.model import AnomalyModel, ModelConfig
 
 
 class ModelOff:
@@ -216,8 +215,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=2048)
     a = ap.parse_args()
     image = synthetic.module_image((a.size, a.size), seed=5, defects=("dust",)).image
-    model = AnomalyModel.fit([synthetic.module_image((768, 768), seed=i).image for i in range(10)],
-                             ModelConfig(bank_size=60_000))
+    model = common.model_for(a.size)
     out = {"size": f"{a.size}x{a.size} uint8"}
     sat = through_daemon(model, image, a.e2e_frames, model_off=False)
     out["end_to_end_with_model_saturated"] = sat

@@ -82,6 +82,8 @@ def test_record_images_decode_to_what_was_processed():
     from PIL import Image  # a second, independent PNG decoder
     pil = Image.open(io.BytesIO(r.images[side["anomaly_map"]["thumbnail"]["tiled_id"][0]]))
     assert pil.mode == "P" and pil.size == (109, 109)  # 128 px tile x 256/300
+    grey = Image.open(io.BytesIO(r.images[side["original"]["full"]["tiled_id"][4]]))  # our own 8-bit grey PNG
+    assert grey.mode == "L" and np.array_equal(np.asarray(grey), tile)
 
 
 def test_record_of_uint16_frame_keeps_the_original_bits_and_without_tiles_has_no_tile_images():

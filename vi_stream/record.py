@@ -36,8 +36,8 @@ from .frame import Result
 GROUPS = ("original", "preprocessed", "anomaly_map", "mask", "corrected_mask")
 SIDES = ("left", "right")
 THUMBNAIL_SIDE = 256          # longest side of a thumbnail, px
-PNG_LEVEL = 1                 # zlib level 1 with the RLE strategy: measured on 2048x2048 modules, 15% faster
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL,  # and 16% smaller than level 1's default strategy
+PNG_LEVEL = 1                 # zlib level 1 with the RLE strategy: for cv2 (uint16, RGB) measured on 2048x2048
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL,  # modules 15% faster and 16% smaller than its default
               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
@@ -51,7 +51,19 @@ def result_id(prefix: str, module: str, side: str, pulse_id: int, sec: int, ns: 
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """Lossless PNG of a grey (uint8/uint16) or RGB uint8 array."""
+    """Lossless PNG of a grey (uint8/uint16) or RGB uint8 array.
+
+    8-bit grey (frames, masks) is written by :func:`_png` with the Up filter and zlib's RLE
+    strategy: 1.8x faster than cv2 at the same size on 2048x2048 modules (45 vs 84 ms,
+    1.94 vs 1.90 MB). Other kinds go through cv2.
+    """
+    if image.ndim == 2 and image.dtype == np.uint8:
+        h, w = image.shape
+        rows = np.empty((h, w + 1), np.uint8)
+        rows[:, 0] = 2                       # filter type Up: each row minus the one above
+        rows[0, 1:] = image[0]
+        np.subtract(image[1:], image[:-1], out=rows[1:, 1:])
+        return _png(rows, w, h, 0, strategy=zlib.Z_RLE)
     img = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(img), PNG_PARAMS)
     if not ok:  # pragma: no cover - cv2 encodes every array shape/type we pass
@@ -67,15 +79,22 @@ def encode_indexed_png(levels: np.ndarray, palette: np.ndarray) -> bytes:
     instead of three is about 4x faster than cv2's RGB PNG (bench/store.py).
     """
     h, w = levels.shape
-    raw = np.zeros((h, w + 1), np.uint8)  # each scanline: filter type 0, then the indices
-    raw[:, 1:] = levels
+    rows = np.zeros((h, w + 1), np.uint8)  # each scanline: filter type 0, then the indices
+    rows[:, 1:] = levels
+    return _png(rows, w, h, 3, palette=np.ascontiguousarray(palette, np.uint8).tobytes())
 
+
+def _png(rows: np.ndarray, width: int, height: int, colour_type: int, palette: bytes | None = None,
+         strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+    """An 8-bit PNG from filtered scanlines (``rows``: filter byte + pixels per row)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 3, 0, 0, 0))
-            + chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
-            + chunk(b"IDAT", zlib.compress(raw.tobytes(), PNG_LEVEL)) + chunk(b"IEND", b""))
+    z = zlib.compressobj(PNG_LEVEL, zlib.DEFLATED, 15, 8, strategy)
+    data = z.compress(rows.tobytes()) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+            + (chunk(b"PLTE", palette) if palette is not None else b"")
+            + chunk(b"IDAT", data) + chunk(b"IEND", b""))
 
 
 def tile_boxes(height: int, width: int, tile: int) -> list[list[int]]:
