@@ -291,11 +291,14 @@ def test_open_store_selection(tmp_path):
     s = open_store(str(tmp_path / "here"))
     assert isinstance(s, LocalStore) and s.folder == str(tmp_path / "here")
     s.close()
-    s = open_store(None, env={"VI_STREAM_STATE_DIR": str(tmp_path / "st")})
-    assert s.folder == str(tmp_path / "st" / "store")
+    cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": str(tmp_path / "st")}, input="tcp://127.0.0.1:1")
+    s = open_store(cfg.store)                                  # the default: the state directory's local store
+    assert s.folder == str(tmp_path / "st" / "store") and cfg.spool == str(tmp_path / "st" / "spool" / "VI")
     s.close()
     with pytest.raises(ConfigError, match="mongodb:// URI"):
         open_store("http://db/x")
+    with pytest.raises(ConfigError, match="no store named"):
+        open_store(None)
     with pytest.raises(ConfigError, match="bad MongoDB URI"):
         open_store("mongodb://")
     env = {"MONGO_HOST": "db.example:27017", "MONGO_USER": "itk", "MONGO_PASSWORD": "p@ss/word",

@@ -13,15 +13,13 @@ exception is a fault of this record, which is retried a few times and then set a
 """
 from __future__ import annotations
 
-import os
 import threading
-from typing import Any
 
 import cv2
 import numpy as np
 
 from . import record as rec
-from .config import mongo_uri_from_env, redact, state_dir
+from .config import redact
 from .errors import ConfigError, InputError, NotFoundError, StateError
 
 
@@ -127,19 +125,19 @@ def summary(module: dict) -> dict:
     return out
 
 
-def open_store(spec: str | None, env: dict[str, str] | None = None, **options: Any) -> Store | None:
+def open_store(spec: str) -> Store | None:
     """``mongodb://...`` -> MongoStore; ``off`` -> None; anything else is a local store folder.
 
-    With no spec: MONGO_HOST from the environment selects MongoDB, else the local store
-    under the state directory.
+    The default (MONGO_* environment, else the state directory) is resolved by
+    :func:`vi_stream.config.build`, which hands the result here.
     """
-    env = os.environ if env is None else env
-    spec = spec or mongo_uri_from_env(env) or os.path.join(state_dir(env), "store")
+    if not spec:
+        raise ConfigError("no store named: give a mongodb:// URI, a folder or 'off' (config.build fills in the default)")
     if spec == "off":
         return None
     if spec.startswith(("mongodb://", "mongodb+srv://")):
         from .io.mongo_store import MongoStore
-        return MongoStore(spec, **options)
+        return MongoStore(spec)
     if "://" in spec:
         raise ConfigError(f"store must be a mongodb:// URI, a folder or 'off', got {redact(spec)!r}")
     from .io.local_store import LocalStore
