@@ -85,7 +85,9 @@ def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
             push.send_multipart(g)
             push.send_multipart(_good(10 + i, img))
         pulses = [codec.Decoder().decode(recv(out)).pulse_id for _ in range(1 + len(garbage))]
-        stats = wait_for(lambda: (s := d.processor.statistics())["frames_rejected_total"] == len(garbage) and s)
+        # The statistics count a frame just after handing it to ZMQ, so the consumer may see it first.
+        stats = wait_for(lambda: (s := d.processor.statistics())["frames_rejected_total"] == len(garbage)
+                         and s["frames_processed"] == 1 + len(garbage) and s)
     assert pulses == [1] + [10 + i for i in range(len(garbage))]
     assert stats["frames_rejected"] == {"bad_json": 1, "hash_mismatch": 1, "missing_image": 1, "bad_size": 1,
                                         "unsupported_type": 1, "too_large": 1, "bad_parts": 1}

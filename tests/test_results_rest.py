@@ -142,8 +142,9 @@ def test_store_outage_under_load_then_restart_counts_every_frame(model, tmp_path
     assert inner.count_results() == 3 and len(list((tmp_path / "spool").glob("*.rec"))) == n - 3
     store.down.clear()  # the server is back; the daemon starts again on the same spool
     with bound_push() as (_push, port), running_daemon(model, port, backend=store, spool=spool) as (d, _ctx):
-        wait_for(lambda: d.processor.statistics()["store"]["spooled"] == 0, timeout=60)
-        assert d.processor.statistics()["store"]["stored"] == n - 3
+        # stored counts a replayed result just after it leaves the spool: wait for both
+        wait_for(lambda: (s := d.processor.statistics()["store"])["spooled"] == 0 and s["stored"] == n - 3,
+                 timeout=60)
     assert inner.count_results() == n and sorted(m["name"] for m in inner.list_modules()) == sorted(
         f"M-{i}" for i in range(n))
     inner.close()
