@@ -29,7 +29,8 @@ def test_psi_sender_to_daemon_to_psi_source(model, compression):
                     sender.send(data={"CAM:FPICTURE": img, "CAM:MODULE": "M-1", "CAM:SIDE": "right", "extra": 7.5},
                                 pulse_id=100 + i)
                 got = [src.receive() for _ in imgs]
-            stats = d.processor.statistics()
+            # A frame is counted just after it is handed to ZMQ: the consumer can be a moment ahead.
+            stats = wait_for(lambda: (s := d.processor.statistics())["frames_processed"] == len(imgs) and s)
     finally:
         sender.close()
     assert [g.data.pulse_id for g in got] == [100, 101, 102, 103]
@@ -130,7 +131,7 @@ def test_start_stop_idempotent_and_roi_applies_between_frames(model):
             if out.poll(3000):
                 third = codec.Decoder().decode(out.recv_multipart())
                 break
-        stats = p.statistics()
+        stats = wait_for(lambda: (s := p.statistics())["frames_processed"] >= 3 and s)
     assert codec.value(first.channels["CAM:FPICTURE.anomaly_map"]).shape == SMALL_SHAPE
     assert codec.value(second.channels["CAM:FPICTURE.anomaly_map"]).shape == (160, 200)
     assert json.loads(codec.value(second.channels["CAM:FPICTURE.processing_parameters"]))["roi"] == [10, 200, 20, 160]
