@@ -72,8 +72,9 @@ def real_mongo_store():
         store.close()
 
 
-class FlakyStore(Store):
-    """Wraps a store; while ``down`` is set every write raises StoreUnavailable (a server outage)."""
+class FlakyStore:
+    """Wraps a store; while ``down`` is set every write raises StoreUnavailable (a server outage).
+    Everything else (reads, review) is the wrapped store's."""
 
     def __init__(self, inner: Store, refuse_module: str | None = None):
         self.inner = inner
@@ -93,9 +94,3 @@ class FlakyStore(Store):
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
-
-    def count_results(self, module=None):
-        return self.inner.count_results(module)
-
-    def get_module(self, name):
-        return self.inner.get_module(name)

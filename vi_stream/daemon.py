@@ -39,6 +39,7 @@ class Daemon:
             model = load(cfg.model, cfg.device)
         self.model = model
         self.model_path = cfg.model
+        self._own_store = store is None   # a store handed in belongs to the caller, who closes it
         self.store = store if store is not None else open_store(cfg.store)
         self.writer: StoreWriter | None = None
         if self.store is not None:
@@ -94,7 +95,7 @@ class Daemon:
             self.server.server_close()
             self.server = None
         self.sink.close()
-        if self.store is not None:
+        if self.store is not None and self._own_store:
             self.store.close()
 
     def __enter__(self) -> "Daemon":

@@ -154,15 +154,19 @@ class Record:
                 "uploaded_by": self.uploaded_by, "images": {k: len(v) for k, v in self.images.items()}}
 
 
+def _add(images: dict[str, bytes], png: bytes) -> str:
+    """Keep ``png`` under its content id (once, however often it occurs); returns the id."""
+    key = image_id(png)
+    images.setdefault(key, png)
+    return key
+
+
 def _group(images: dict[str, bytes], full: np.ndarray, boxes: list[list[int]], scale: float,
            with_tiles: bool, is_mask: bool = False, whole: np.ndarray | None = None,
            encode: Callable[[np.ndarray], bytes] = encode_png) -> dict:
     """Encode one image group: ``{"thumbnail": {...}, "full": {...}}`` with src_id/tiled_id."""
     def put(img: np.ndarray) -> str:
-        png = encode(img)
-        key = image_id(png)
-        images.setdefault(key, png)
-        return key
+        return _add(images, encode(img))
 
     src = full if whole is None else whole
     group = {"full": {"src_id": put(src), "tiled_id": []},
@@ -258,10 +262,7 @@ def correction(side: dict, tile: int, tile_mask: np.ndarray, full_corrected: np.
     images: dict[str, bytes] = {}
 
     def put(img: np.ndarray) -> str:
-        png = encode_png(img)
-        key = image_id(png)
-        images.setdefault(key, png)
-        return key
+        return _add(images, encode_png(img))
 
     full = full_corrected.copy()
     full[y:y + h, x:x + w] = tile_mask

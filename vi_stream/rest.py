@@ -62,6 +62,12 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
             raise ConfigError(f"request body is not valid JSON: {err}") from err
         return data
 
+    def body_object(hint: str) -> dict:
+        data = body()
+        if not isinstance(data, dict):
+            raise ConfigError(hint)
+        return data
+
     def guarded(mutating: bool) -> Callable:
         def deco(fn: Callable) -> Callable:
             def wrapper(*a: Any, **k: Any) -> str:
@@ -123,10 +129,7 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
     @app.post("/config")
     @guarded(True)
     def set_config():
-        data = body()
-        if not isinstance(data, dict):
-            raise ConfigError("config must be a JSON object of option: value")
-        return reply(config=api.set_config(data))
+        return reply(config=api.set_config(body_object("config must be a JSON object of option: value")))
 
     @app.get("/model")
     @guarded(False)
@@ -194,9 +197,7 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
     @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/verify")
     @guarded(True)
     def verify(name, side, tile):
-        data = body()
-        if not isinstance(data, dict):
-            raise ConfigError('send {"verified": true|false}')
+        data = body_object('send {"verified": true|false}')
         side_doc = api.results_store().verify(name, side, tile, data.get("verified", True), data.get("result_id"))
         return reply(side=side_doc)
 

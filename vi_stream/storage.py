@@ -72,6 +72,11 @@ class Store:
                              f"not {result_id}: reload it before reviewing")
         return side
 
+    def _write_review(self, name: str, side_name: str, old: dict, new: dict) -> dict:
+        if not self._set_side(name, side_name, new, old["result_id"]):
+            raise StateError(f"module {name!r} {side_name} changed during the review; reload it")
+        return new
+
     def correct_mask(self, name: str, side_name: str, tile: int, png: bytes, result_id: str | None = None) -> dict:
         """Replace tile ``tile`` of the corrected mask with ``png`` and mark it verified.
 
@@ -88,9 +93,7 @@ class Store:
                 raise StateError(f"the stored corrected mask of {name!r} {side_name} is unreadable")
             new, images = rec.correction(side, tile, tile_mask, current)
             self._put_images(images, name, side_name, side["result_id"])
-            if not self._set_side(name, side_name, new, side["result_id"]):
-                raise StateError(f"module {name!r} {side_name} changed during the review; reload it")
-            return new
+            return self._write_review(name, side_name, side, new)
 
     def verify(self, name: str, side_name: str, tile: int, verified: bool = True,
                result_id: str | None = None) -> dict:
@@ -105,9 +108,7 @@ class Store:
             flags[tile] = verified
             new["verified_masks"] = flags
             new["reviewed_at"] = rec.now_iso()
-            if not self._set_side(name, side_name, new, side["result_id"]):
-                raise StateError(f"module {name!r} {side_name} changed during the review; reload it")
-            return new
+            return self._write_review(name, side_name, side, new)
 
 
 def summary(module: dict) -> dict:

@@ -162,10 +162,13 @@ class StoreWriter:
     def _retry_due(self, stopping: bool) -> bool:
         return self.up or (not stopping and self.clock() >= self._next_retry)
 
-    def _failed_attempt(self, err: Exception) -> None:
+    def _note_error(self, message: str) -> None:
         with self.lock:
             self.errors += 1
-            self.last_error = str(err)
+            self.last_error = message
+
+    def _failed_attempt(self, err: Exception) -> None:
+        self._note_error(str(err))
         if self.up or not self._logged_down:
             log.error("store %s unavailable, results go to the spool %s: %s", self.store.description,
                       self.spool.folder, err)
@@ -191,9 +194,7 @@ class StoreWriter:
             self._spool_held()
             return
         except Exception as err:  # not transient: spool them; the replay isolates the record at fault
-            with self.lock:
-                self.errors += 1
-                self.last_error = repr(err)
+            self._note_error(repr(err))
             log.error("store %s refused a batch (%r): spooled, will retry each result", self.store.description, err)
             self._held.extend(records)
             self._spool_held()
@@ -207,9 +208,7 @@ class StoreWriter:
             try:
                 self.spool.append(self._held[0])
             except OSError as err:
-                with self.lock:
-                    self.errors += 1
-                    self.last_error = f"spool: {err}"
+                self._note_error(f"spool: {err}")
                 self.rlog.warning("spool_write", f"cannot write to the spool {self.spool.folder} "
                                   f"({err.strerror or err}): {len(self._held)} result(s) held in memory, "
                                   "input will back up")
@@ -232,9 +231,7 @@ class StoreWriter:
             except Exception as err:
                 n = self._attempts.get(seq, 0) + 1
                 self._attempts[seq] = n
-                with self.lock:
-                    self.errors += 1
-                    self.last_error = repr(err)
+                self._note_error(repr(err))
                 if n >= self.max_attempts:
                     self._set_aside(seq, f"refused {n} times by {self.store.description}: {err!r}")
                     continue
