@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vi_stream.errors import ConfigError
-from vi_stream.tiling import make_grid, tile, untile
+from vi_stream.tiling import make_grid, owned_cells, stitch, tile, untile
 
 
 @settings(max_examples=60, deadline=None)
@@ -43,6 +43,38 @@ def test_smooth_map_stays_smooth_across_tile_boundaries():
     maps = np.stack([ramp[y:y + t, x:x + t] for y, x in grid.origins()])
     out = untile(maps, grid)
     assert np.allclose(out, ramp[:h, :w], atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), t=st.integers(1, 40), data=st.data())
+def test_stitch_takes_every_position_once_from_the_tile_it_is_deepest_in(h, w, t, data):
+    ov = data.draw(st.integers(0, t - 1))
+    x = np.random.default_rng(h * 100 + w).standard_normal((h, w)).astype(np.float32)
+    tiles, grid = tile(x, t, ov)
+    assert np.array_equal(stitch(tiles, grid), x)  # each position comes from a tile that holds it
+    src, dst = owned_cells(grid)
+    assert np.array_equal(np.sort(dst), np.arange(h * w))  # every position exactly once
+    assert np.all(np.diff(src) > 0)  # tile-major: a run of tiles is a contiguous slice
+    # Depth = distance to the nearest edge of the tile that an interior overlap is shared with;
+    # the owner is never shallower than the other tile by more than the half-cell of an odd split.
+    k, local = np.divmod(src, t * t)
+    ly, lx = np.divmod(local, t)
+    gy, gx = np.divmod(dst, w)
+    origins = grid.origins()
+    assert np.array_equal(origins[k, 0] + ly, gy) and np.array_equal(origins[k, 1] + lx, gx)
+    depth = np.minimum.reduce([ly, lx, t - 1 - ly, t - 1 - lx])
+    for j, (oy, ox) in enumerate(origins):
+        inside = (gy >= oy) & (gy < oy + t) & (gx >= ox) & (gx < ox + t)
+        other = np.minimum.reduce([gy - oy, gx - ox, oy + t - 1 - gy, ox + t - 1 - gx])
+        # positions at the image border are owned by the only tile reaching them; compare elsewhere
+        interior = inside & (gy >= ov) & (gx >= ov) & (gy < h - ov) & (gx < w - ov)
+        assert np.all(depth[interior] >= other[interior] - 1)
+
+
+def test_stitch_rejects_maps_of_the_wrong_shape():
+    grid = make_grid(50, 50, 16, 4)
+    with pytest.raises(ConfigError):
+        stitch(np.zeros((grid.count + 1, 16, 16), np.float32), grid)
 
 
 def test_tiles_carry_fused_normalisation_and_colour():

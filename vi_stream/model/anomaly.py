@@ -20,7 +20,7 @@ import torch
 
 from .. import postprocess
 from ..errors import ConfigError, InputError, ModelError
-from ..tiling import check_tiling, make_grid, tile, untile
+from ..tiling import check_tiling, make_grid, owned_cells, stitch, tile
 from .features import FEATURE_STRIDE, PatchFeatures, flatten
 from .index import PatchIndex
 from .stats import Moments, Reservoir
@@ -205,9 +205,13 @@ class AnomalyModel:
         # Threshold from held-out good images, searched exhaustively within the probed cells.
         scores = []
         for shape, raw in calib:
-            q = (raw.reshape(-1, raw.shape[-1]) - mean) @ components
-            dist = index.distance(q, gate=0.0)
-            heat = _to_heatmap(dist, raw.shape[:3], shape, config)
+            fgrid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+            src, dst = owned_cells(fgrid)
+            q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
+            coarse = np.empty(fgrid.height * fgrid.width, np.float32)
+            coarse[dst] = index.distance(q, gate=0.0)
+            heat = postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE,
+                                        shape[0], shape[1], config.smooth_sigma)
             scores.append(float(heat.max()))
         s = np.array(scores)
         threshold = float(max(s.max() * 1.05, s.mean() + 4.0 * s.std()))
@@ -248,35 +252,40 @@ class AnomalyModel:
                            1.0 / (self.intensity.hi - self.intensity.lo))
         timings = {"tiling": time.perf_counter() - t0, "backbone": 0.0, "features": 0.0, "search": 0.0}
         fgrid = grid.scaled(FEATURE_STRIDE)
-        per_tile = []
-        for taps in _taps_by_chunk(self.features, tiles, cfg, timings):
-            t2 = time.perf_counter()
-            f = self.features.head(taps)
-            # One search per chunk, after the backbone: alternating torch's and numba's thread
-            # pools call by call was measured to slow both down.
+        # Each map position is searched once, from the tile it is farthest inside (tiling.stitch):
+        # the overlaps would otherwise be searched twice (36% of the patches of a 768x768 image).
+        src, dst = owned_cells(fgrid)
+        cells = fgrid.tile * fgrid.tile
+        coarse = np.empty(fgrid.height * fgrid.width, np.float32)
+        for c, f in enumerate(_features_by_chunk(self.features, tiles, cfg, self.features.head, timings)):
             t3 = time.perf_counter()
+            first = c * CHUNK_TILES * cells
+            lo, hi = np.searchsorted(src, (first, first + f.shape[0] * cells))
+            rows = src[lo:hi] - first
             if self.features.device.type == "cpu":
-                d = self.index.distance(flatten(f))
+                d = self.index.distance(flatten(f)[rows])
             else:
-                d = self.index.distance_torch(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])).cpu().numpy()
-            per_tile.append(d.reshape(f.shape[0], f.shape[2], f.shape[3]))
-            timings["features"] += t3 - t2
+                q = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])[torch.from_numpy(rows).to(f.device)]
+                d = self.index.distance_torch(q).cpu().numpy()
+            coarse[dst[lo:hi]] = d
             timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
-        coarse = untile(np.concatenate(per_tile), fgrid)
-        heat = postprocess.upsample(coarse, FEATURE_STRIDE, image.shape[0], image.shape[1], cfg.smooth_sigma)
+        heat = postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE,
+                                    image.shape[0], image.shape[1], cfg.smooth_sigma)
         mask, defects = postprocess.defects_from(heat, thr, cfg.min_defect_area)
         timings["post"] = time.perf_counter() - t5
         return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings)
 
 
-def _taps_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelConfig,
-                   timings: dict | None = None) -> Iterator[list[torch.Tensor]]:
-    """Backbone taps of up to CHUNK_TILES tiles at a time, computed in calls of ``tiles_per_call``.
+def _features_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelConfig,
+                       head: Callable[[list[torch.Tensor]], torch.Tensor],
+                       timings: dict | None = None) -> Iterator[torch.Tensor]:
+    """Features (n, D, h, w) of up to CHUNK_TILES tiles at a time.
 
-    Small calls suit the backbone's cache use; the light head and the search then run once per
-    chunk, which suits their per-call overhead and keeps torch's and numba's thread pools from
-    alternating call by call (both measured). Chunks bound memory for very large images.
+    The backbone runs ``tiles_per_call`` tiles per call, which suits its cache use, and the head
+    follows each call while the taps are still in cache (at 2048x2048 a chunk's taps are 64 MB).
+    The search then runs once per chunk, which keeps torch's and numba's thread pools from
+    alternating call by call (measured to slow both). Chunks bound memory for very large images.
     """
     step = tiles_per_call(config, feats.device)
     for c in range(0, len(tiles), CHUNK_TILES):
@@ -284,24 +293,27 @@ def _taps_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelConfig,
         parts = []
         for b in range(0, len(chunk), step):
             t1 = time.perf_counter()
-            parts.append(feats.trunk_forward(feats.to_tensor(chunk[b:b + step])))
+            taps = feats.trunk_forward(feats.to_tensor(chunk[b:b + step]))
+            t2 = time.perf_counter()
+            parts.append(head(taps))
             if timings is not None:
-                timings["backbone"] += time.perf_counter() - t1
-        yield parts[0] if len(parts) == 1 else [torch.cat(t) for t in zip(*parts)]
+                timings["backbone"] += t2 - t1
+                timings["features"] += time.perf_counter() - t2
+        yield parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
     """(tiles, h, w, raw_dim) unprojected features of one image."""
     tiles, _grid = tile(image, config.tile, config.overlap, intensity.lo, 1.0 / (intensity.hi - intensity.lo))
-    out = [feats.raw_head(taps).permute(0, 2, 3, 1).float().cpu().numpy()
-           for taps in _taps_by_chunk(feats, tiles, config)]
+    out = [f.permute(0, 2, 3, 1).float().cpu().numpy()
+           for f in _features_by_chunk(feats, tiles, config, feats.raw_head)]
     return np.concatenate(out)
 
 
 def _to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
                 ) -> np.ndarray:
     grid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
-    coarse = untile(dist.reshape(tshape).astype(np.float32), grid)
+    coarse = stitch(dist.reshape(tshape).astype(np.float32), grid)
     return postprocess.upsample(coarse, FEATURE_STRIDE, shape[0], shape[1], config.smooth_sigma)
 
 
