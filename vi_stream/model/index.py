@@ -58,6 +58,9 @@ class PatchIndex:
         self._g_cells = order.astype(np.int64)
         self._gc = np.ascontiguousarray(gc, np.float32)
         self._gc_sq = np.einsum("ij,ij->i", self._gc, self._gc).astype(np.float32)
+        # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
+        # (1/8 of the cells at the defaults); with nprobe >= K every group is scanned (exact).
+        self._probe_groups = len(gc) if self.nprobe >= k else min(len(gc), 2 + self.nprobe // 2)
 
     @property
     def dim(self) -> int:
@@ -75,12 +78,14 @@ class PatchIndex:
         # (an upper bound of the true NN distance, usually equal to it).
         stats.nearest_cell_tree(q, q_sq, self._gc, self._gc_sq, self._g_start, self._g_end, self._g_cells,
                                 self.medoids, self._m_sq, cell, d_sq)
-        stats.refine(q, np.arange(n, dtype=np.int64), cell[:, None], self.bank, self.list_start, self.list_end, d_sq)
+        stats.refine(q, np.arange(n, dtype=np.int64), cell[:, None], self.bank, self.list_start, self.list_end,
+                     d_sq, np.full(n, -1, np.int64))
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
-            # Above the gate: the exact nprobe nearest cells (searching a cell twice is harmless).
-            cand = stats.nearest_k(q, rows, self.medoids, self._m_sq, self.nprobe)
-            stats.refine(q, rows, cand, self.bank, self.list_start, self.list_end, d_sq)
+            # Above the gate: the nprobe nearest cells within the nearest groups of the tree.
+            cand = stats.nearest_k_tree(q, rows, self._gc, self._gc_sq, self._g_start, self._g_end, self._g_cells,
+                                        self.medoids, self._m_sq, self.nprobe, self._probe_groups)
+            stats.refine(q, rows, cand, self.bank, self.list_start, self.list_end, d_sq, cell)
         if stats_out is not None:
             stats_out["refined"] = stats_out.get("refined", 0) + len(rows)
             stats_out["patches"] = stats_out.get("patches", 0) + len(q)

@@ -7,12 +7,14 @@ so memory is bounded by ``bank_size`` however many images are given.
 Scoring is a two-stage nearest-neighbour search over the reservoir bank,
 which is partitioned into K k-means cells (an inverted file):
 
-1. every patch: one GEMM against the K cell medoids picks its nearest cells;
-   the patch is compared with every member of its nearest cell. That distance
-   is to real bank members, so it is an upper bound of the true
-   nearest-neighbour distance (and usually equal to it).
-2. patches whose bound exceeds ``gate``: also every member of the next
-   ``nprobe - 1`` cells.
+1. every patch: a two-level tree over the K cell medoids (the 2 nearest
+   groups, then their cells) picks a near cell, and the patch is compared
+   with every member of it. That distance is to real bank members, so it is
+   an upper bound of the true nearest-neighbour distance (and usually equal
+   to it).
+2. patches whose bound exceeds ``gate``: also every member of the other
+   ``nprobe`` nearest cells among the nearest ``2 + nprobe // 2`` groups
+   (all groups, i.e. exact, when ``nprobe`` covers every cell).
 
 Any patch whose true NN distance is above the gate is therefore refined; the
 gate is calibrated below the decision threshold, so masks and verdicts are
@@ -147,14 +149,17 @@ def kmeans(x: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> tuple[
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def refine(q, rows, cand, bank, list_start, list_end, out):  # pragma: no cover - compiled
-    """For query rows ``rows``: min squared distance over the bank lists ``cand[i]``."""
+def refine(q, rows, cand, bank, list_start, list_end, out, done):  # pragma: no cover - compiled
+    """For query rows ``rows``: min squared distance over the bank lists ``cand[r]`` (-1 = none),
+    skipping list ``done[i]`` (already searched; -1 = none), starting from ``out[i]``."""
     d = q.shape[1]
     for r in numba.prange(rows.shape[0]):
         i = rows[r]
         best = out[i]
         for p in range(cand.shape[1]):
             lst = cand[r, p]
+            if lst < 0 or lst == done[i]:
+                continue
             for m in range(list_start[lst], list_end[lst]):
                 s = np.float32(0.0)
                 for t in range(d):
@@ -211,31 +216,51 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
         d_sq[i] = max(lo + q_sq[i], np.float32(0.0))
 
 
+@numba.njit(cache=True, fastmath=True)
+def _insert(bd, bi, v, j):  # pragma: no cover - compiled
+    """Insert (v, j) into the ascending top list (bd, bi) if v beats its last entry."""
+    k = bd.shape[0]
+    if v >= bd[k - 1]:
+        return
+    p = k - 1
+    while p > 0 and bd[p - 1] > v:
+        bd[p] = bd[p - 1]
+        bi[p] = bi[p - 1]
+        p -= 1
+    bd[p] = v
+    bi[p] = j
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_k(q, rows, c, c_sq, k):  # pragma: no cover - compiled
-    """The ``k`` nearest rows of ``c`` for the query rows ``rows``, nearest first."""
+def nearest_k_tree(q, rows, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq, k,
+                   n_groups):  # pragma: no cover - compiled
+    """For the query rows ``rows``: the ``k`` nearest medoids among the cells of the
+    ``n_groups`` nearest groups of the medoid tree, nearest first (-1 where fewer exist).
+    With ``n_groups`` = all groups this is the exact k nearest."""
     d = q.shape[1]
-    out = np.zeros((rows.shape[0], k), np.int64)
-    bd = np.empty((rows.shape[0], k), np.float32)
+    g = gc.shape[0]
+    out = np.full((rows.shape[0], k), -1, np.int64)
     for r in numba.prange(rows.shape[0]):
         i = rows[r]
-        for p in range(k):
-            bd[r, p] = np.inf
-        worst = np.float32(np.inf)
-        for j in range(c.shape[0]):
+        gd = np.full(n_groups, np.inf, np.float32)
+        gi = np.full(n_groups, -1, np.int64)
+        for j in range(g):
             dot = np.float32(0.0)
             for t in range(d):
-                dot += q[i, t] * c[j, t]
-            v = c_sq[j] - np.float32(2.0) * dot
-            if v < worst:
-                p = k - 1
-                while p > 0 and bd[r, p - 1] > v:
-                    bd[r, p] = bd[r, p - 1]
-                    out[r, p] = out[r, p - 1]
-                    p -= 1
-                bd[r, p] = v
-                out[r, p] = j
-                worst = bd[r, k - 1]
+                dot += q[i, t] * gc[j, t]
+            _insert(gd, gi, gc_sq[j] - np.float32(2.0) * dot, j)
+        bd = np.full(k, np.inf, np.float32)
+        bi = out[r]
+        for s in range(n_groups):
+            grp = gi[s]
+            if grp < 0:
+                break
+            for p in range(group_start[grp], group_end[grp]):
+                c = group_cells[p]
+                dot = np.float32(0.0)
+                for t in range(d):
+                    dot += q[i, t] * medoids[c, t]
+                _insert(bd, bi, m_sq[c] - np.float32(2.0) * dot, c)
     return out
 
 
