@@ -39,19 +39,24 @@ def defects_from(heat: np.ndarray, threshold: float, min_area: int = 1) -> tuple
     pixels: bounding box ``[x, y, w, h]``, ``area`` in pixels, ``peak`` score
     and ``centroid`` ``[x, y]``.
     """
-    mask = (heat > threshold).astype(np.uint8)
-    if not mask.any():
+    mask = (heat > threshold).view(np.uint8)
+    # Label only the bounding box of the mask: defects are small, and labelling a whole
+    # 2048x2048 mask took 13 ms of the 21 this function cost there.
+    x0, y0, w0, h0 = cv2.boundingRect(mask)
+    if w0 == 0:
         return mask, []
-    n, labels, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    peaks = _component_peaks(labels, heat, n)
+    crop = mask[y0:y0 + h0, x0:x0 + w0]
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(crop, connectivity=8)
+    peaks = _component_peaks(labels, heat[y0:y0 + h0, x0:x0 + w0], n)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
+    keep[0] = False
+    if not keep[1:].all():
+        crop[:] = keep[labels]  # drop regions below min_area
     out = []
-    for i in range(1, n):
+    for i in np.flatnonzero(keep):
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area < min_area:
-            mask[labels == i] = 0
-            continue
-        out.append({"bbox": [x, y, w, h], "area": area, "peak": round(float(peaks[i]), 6),
-                    "centroid": [round(float(cents[i][0]), 2), round(float(cents[i][1]), 2)]})
+        out.append({"bbox": [x + x0, y + y0, w, h], "area": area, "peak": round(float(peaks[i]), 6),
+                    "centroid": [round(float(cents[i][0]) + x0, 2), round(float(cents[i][1]) + y0, 2)]})
     out.sort(key=lambda d: -d["peak"])
     return mask, out
 
