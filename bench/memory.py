@@ -14,7 +14,6 @@ import common
 
 CHILD = r"""
 import os, resource, sys, time, json
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from vi_stream import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 n_images = int(sys.argv[1])
