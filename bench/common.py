@@ -34,6 +34,17 @@ def write(name: str, result: dict) -> str:
     return path
 
 
+def read(name: str) -> dict:
+    """The last results written under ``name`` (without the machine block), or {}."""
+    try:
+        with open(os.path.join(RESULTS, f"{name}.json")) as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    d.pop("machine", None)
+    return d
+
+
 def model_for(size: int, n_good: int = 8):
     """A model fitted on ``n_good`` good synthetic modules of ``size`` x ``size``, as a user would fit
     one for the images they score (a model fitted on another size scores out of distribution)."""

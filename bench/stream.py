@@ -71,16 +71,19 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0, store:
     The store is off unless given (bench/store.py measures it); with a store, the time until
     every result is stored is reported too.
     """
+    # Sender, daemon and consumer each have their own ZMQ context (so their own I/O threads), as
+    # separate processes would; the daemon makes its own, as `vi_stream run` does.
     ctx = zmq.Context()
+    ctx_out = zmq.Context()
     stop = threading.Event()
     port, t = _sender(ctx, image, n, stop, period)
     cfg = config_mod.build(None, env={}, input=f"tcp://127.0.0.1:{port}", prefix="B", output_port=0, rest_port=0,
                            block=True, store=store, **over)
-    d = Daemon(cfg, model=model, context=ctx)
+    d = Daemon(cfg, model=model)
     if model_off:
         d.processor.pipeline = ModelOff(model)
     d.start()
-    out = ctx.socket(zmq.PULL)
+    out = ctx_out.socket(zmq.PULL)
     out.setsockopt(zmq.LINGER, 0)
     out.setsockopt(zmq.RCVHWM, 4)
     out.connect(f"tcp://127.0.0.1:{d.config.output_port}")
@@ -103,6 +106,7 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0, store:
     stop.set()
     d.close()
     ctx.destroy(linger=0)
+    ctx_out.destroy(linger=0)
     mp = image.shape[0] * image.shape[1] / 1e6
     dt = (t_last - t0) if got > 1 else float("nan")
     return {"frames_sent": n, "frames_out": got, "frames_per_s": round((got - 1) / dt, 2),
@@ -114,15 +118,17 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0, store:
 
 
 def raw_relay(image, out_bytes: int, n: int) -> dict:
-    """PUSH -> relay(PULL->PUSH, output padded to the daemon's message size) -> PULL."""
-    ctx = zmq.Context()
-    a = ctx.socket(zmq.PUSH)
+    """PUSH -> relay(PULL->PUSH, output padded to the daemon's message size) -> PULL, with contexts
+    like the daemon's: one for the sender, one with an I/O thread per stream for the relay, one for
+    the consumer."""
+    ctxs = [zmq.Context(), zmq.Context(io_threads=2), zmq.Context()]
+    a = ctxs[0].socket(zmq.PUSH)
     port_a = a.bind_to_random_port("tcp://127.0.0.1")
-    rin = ctx.socket(zmq.PULL)
+    rin = ctxs[1].socket(zmq.PULL)
     rin.connect(f"tcp://127.0.0.1:{port_a}")
-    rout = ctx.socket(zmq.PUSH)
+    rout = ctxs[1].socket(zmq.PUSH)
     port_b = rout.bind_to_random_port("tcp://127.0.0.1")
-    c = ctx.socket(zmq.PULL)
+    c = ctxs[2].socket(zmq.PULL)
     c.connect(f"tcp://127.0.0.1:{port_b}")
     for s in (a, rin, rout, c):
         s.setsockopt(zmq.LINGER, 0)
@@ -147,7 +153,33 @@ def raw_relay(image, out_bytes: int, n: int) -> dict:
     for _ in range(n - 1):
         c.recv_multipart(copy=False)
     dt = time.perf_counter() - t0
-    ctx.destroy(linger=0)
+    for ctx in ctxs:
+        ctx.destroy(linger=0)
+    return {"frames_per_s": round((n - 1) / dt, 2)}
+
+
+def raw_push_pull(image, out_bytes: int, n: int) -> dict:
+    """One hop: PUSH -> PULL of the daemon's output message size, a context each."""
+    ctxs = [zmq.Context(), zmq.Context()]
+    a = ctxs[0].socket(zmq.PUSH)
+    port = a.bind_to_random_port("tcp://127.0.0.1")
+    c = ctxs[1].socket(zmq.PULL)
+    c.connect(f"tcp://127.0.0.1:{port}")
+    for s in (a, c):
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 4)
+        s.setsockopt(zmq.RCVHWM, 4)
+    payload = image.tobytes()
+    extra = b"\x00" * max(0, out_bytes - len(payload))
+    threading.Thread(target=lambda: [a.send_multipart([b"{}", payload, extra], copy=False) for _ in range(n)],
+                     daemon=True).start()
+    c.recv_multipart()
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        c.recv_multipart(copy=False)
+    dt = time.perf_counter() - t0
+    for ctx in ctxs:
+        ctx.destroy(linger=0)
     return {"frames_per_s": round((n - 1) / dt, 2)}
 
 
@@ -213,23 +245,32 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=40)
     ap.add_argument("--e2e-frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--only", choices=("e2e", "transport"), help="run one half (the other keeps its old numbers)")
     a = ap.parse_args()
     image = synthetic.module_image((a.size, a.size), seed=5, defects=("dust",)).image
-    model = common.model_for(a.size)
-    out = {"size": f"{a.size}x{a.size} uint8"}
-    sat = through_daemon(model, image, a.e2e_frames, model_off=False)
-    out["end_to_end_with_model_saturated"] = sat
-    # Latency without a standing queue: frames paced at ~70% of the saturated rate.
-    out["end_to_end_with_model_paced"] = through_daemon(model, image, 6, model_off=False,
-                                                        period=1.0 / (0.7 * sat["frames_per_s"]))
-    t = through_daemon(model, image, a.frames, model_off=True)
-    out["transport_daemon_model_off"] = t
-    out["transport_raw_pyzmq_relay_same_bytes"] = raw_relay(image, t["output_message_bytes"], a.frames)
-    out["transport_psi_bsread_sender_to_source"] = psi_bsread(image, a.frames)
-    out["transport_psi_bsread_relay_two_hops"] = psi_bsread_relay(image, a.frames)
-    out["daemon_vs_psi_bsread_relay"] = round(t["frames_per_s"] / out["transport_psi_bsread_relay_two_hops"]["frames_per_s"], 3)
-    out["daemon_vs_raw"] = round(t["frames_per_s"] / out["transport_raw_pyzmq_relay_same_bytes"]["frames_per_s"], 3)
-    out["daemon_vs_psi_bsread"] = round(t["frames_per_s"] / out["transport_psi_bsread_sender_to_source"]["frames_per_s"], 3)
+    out = common.read("stream") if a.only else {}
+    if a.only == "transport":
+        out = {k: v for k, v in out.items() if not k.startswith(("transport_", "daemon_vs_"))}
+    out["size"] = f"{a.size}x{a.size} uint8"
+    if a.only != "transport":
+        model = common.model_for(a.size)
+        sat = through_daemon(model, image, a.e2e_frames, model_off=False)
+        out["end_to_end_with_model_saturated"] = sat
+        # Latency without a standing queue: frames paced at ~70% of the saturated rate.
+        out["end_to_end_with_model_paced"] = through_daemon(model, image, 6, model_off=False,
+                                                            period=1.0 / (0.7 * sat["frames_per_s"]))
+    if a.only != "e2e":
+        # any fitted model: the daemon needs one to start, then ModelOff replaces it
+        t = through_daemon(common.model_for(320, 5), image, a.frames, model_off=True)
+        out["transport_daemon_model_off"] = t
+        size = t["output_message_bytes"]
+        refs = {"raw_pyzmq_relay_same_bytes": raw_relay(image, size, a.frames),
+                "psi_bsread_relay_two_hops": psi_bsread_relay(image, a.frames),
+                "raw_pyzmq_push_pull_one_hop": raw_push_pull(image, size, a.frames),
+                "psi_bsread_sender_to_source_one_hop": psi_bsread(image, a.frames)}
+        for name, r in refs.items():
+            out[f"transport_{name}"] = r
+            out[f"daemon_vs_{name}"] = round(t["frames_per_s"] / r["frames_per_s"], 3)
     common.write("stream", out)
 
 

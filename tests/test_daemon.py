@@ -137,3 +137,28 @@ def test_start_stop_idempotent_and_roi_applies_between_frames(model):
     assert json.loads(codec.value(second.channels["CAM:FPICTURE.processing_parameters"]))["roi"] == [10, 200, 20, 160]
     assert third is not None and third.pulse_id >= 3 and stats["frames_processed"] >= 3
     assert stats["latency_ms"]["p50"] is not None and stats["queues"]["input_size"] == 4
+
+
+def test_daemon_without_a_context_makes_one_with_an_io_thread_per_stream_and_ends_it(model, tmp_path):
+    import zmq
+
+    from vi_stream import config as config_mod
+    from vi_stream.daemon import IO_THREADS, Daemon
+    img = synthetic.module_image(SMALL_SHAPE, seed=9500).image
+    with bound_push() as (push, port):
+        cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": str(tmp_path)}, input=f"tcp://127.0.0.1:{port}",
+                               prefix="CAM", output_port=0, rest_port=0, store="off")
+        d = Daemon(cfg, model=model)
+        ctx = zmq.Context()
+        try:
+            assert d.context.get(zmq.IO_THREADS) == IO_THREADS == 2
+            d.start()
+            out = pull(ctx, d.config.output_port)
+            d.processor.start()
+            push.send_multipart(_good(1, img))
+            msg = codec.Decoder().decode(recv(out))
+            assert msg.pulse_id == 1 and "CAM:FPICTURE.mask" in msg.channels
+        finally:
+            d.close()
+            ctx.destroy(linger=0)
+        assert d.context.closed

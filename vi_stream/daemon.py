@@ -25,6 +25,7 @@ from .writer import StoreWriter
 log = logging.getLogger("vi_stream.daemon")
 
 RUNTIME_KEYS = ("threshold", "roi", "block", "log_level")
+IO_THREADS = 2  # ZMQ I/O threads: one for the input stream, one for the output
 
 
 class Daemon:
@@ -32,7 +33,11 @@ class Daemon:
                  context: zmq.Context | None = None, store: Store | None = None):
         """``model``/``store`` replace what ``cfg`` names (tests pass a fitted model, a mongomock store)."""
         self.config = cfg
-        self.context = context or zmq.Context.instance()
+        # Our own context with an I/O thread per stream: the kernel copies of a frame coming in and
+        # of the previous one going out then run on both cores instead of queueing on one thread
+        # (bench/stream.py: 2048x2048 frames relayed ~1.6x faster than with one I/O thread).
+        self._own_context = context is None
+        self.context = context or zmq.Context(io_threads=IO_THREADS)
         if model is None:
             if not cfg.model:
                 raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
@@ -97,6 +102,8 @@ class Daemon:
         self.sink.close()
         if self.store is not None and self._own_store:
             self.store.close()
+        if self._own_context:
+            self.context.destroy(linger=0)  # every thread using it has stopped
 
     def __enter__(self) -> "Daemon":
         return self.start()
