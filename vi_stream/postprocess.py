@@ -40,25 +40,35 @@ def defects_from(heat: np.ndarray, threshold: float, min_area: int = 1) -> tuple
     and ``centroid`` ``[x, y]``.
     """
     mask = (heat > threshold).view(np.uint8)
-    # Label only the bounding box of the mask: defects are small, and labelling a whole
-    # 2048x2048 mask took 13 ms of the 21 this function cost there.
-    x0, y0, w0, h0 = cv2.boundingRect(mask)
-    if w0 == 0:
+    # Label only where the mask is: within each run of rows holding mask pixels (no region
+    # crosses an empty row), the bounding box of those rows. Labelling a whole 2048x2048 mask
+    # took 13 ms of the 21 this function cost there; defects are small and few.
+    rows = cv2.reduce(mask, 1, cv2.REDUCE_MAX).ravel()
+    if not rows.any():
         return mask, []
-    crop = mask[y0:y0 + h0, x0:x0 + w0]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows, [0])).astype(np.int8)))
+    out = []
+    for y0, y1 in zip(edges[::2], edges[1::2]):
+        x0, _y, w0, _h = cv2.boundingRect(mask[y0:y1])
+        out += _label(mask[y0:y1, x0:x0 + w0], heat[y0:y1, x0:x0 + w0], min_area, int(x0), int(y0))
+    out.sort(key=lambda d: -d["peak"])
+    return mask, out
+
+
+def _label(crop: np.ndarray, heat: np.ndarray, min_area: int, x0: int, y0: int) -> list[dict]:
+    """Regions of one mask crop (offset x0, y0 in the image); drops those below ``min_area`` from it."""
     n, labels, stats, cents = cv2.connectedComponentsWithStats(crop, connectivity=8)
-    peaks = _component_peaks(labels, heat[y0:y0 + h0, x0:x0 + w0], n)
+    peaks = _component_peaks(labels, heat, n)
     keep = stats[:, cv2.CC_STAT_AREA] >= min_area
     keep[0] = False
     if not keep[1:].all():
-        crop[:] = keep[labels]  # drop regions below min_area
+        crop[:] = keep[labels]
     out = []
     for i in np.flatnonzero(keep):
         x, y, w, h, area = (int(v) for v in stats[i])
         out.append({"bbox": [x + x0, y + y0, w, h], "area": area, "peak": round(float(peaks[i]), 6),
                     "centroid": [round(float(cents[i][0]) + x0, 2), round(float(cents[i][1]) + y0, 2)]})
-    out.sort(key=lambda d: -d["peak"])
-    return mask, out
+    return out
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
