@@ -117,6 +117,18 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0, store:
                                                 "store_done_s_after_last_output": stored_after})}
 
 
+def _time_pulls(c, n: int, ctxs) -> dict:
+    """Frames/s of n-1 receives on ``c`` after the first (connection set-up); ends the contexts."""
+    c.recv_multipart()
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        c.recv_multipart(copy=False)
+    dt = time.perf_counter() - t0
+    for ctx in ctxs:
+        ctx.destroy(linger=0)
+    return {"frames_per_s": round((n - 1) / dt, 2)}
+
+
 def raw_relay(image, out_bytes: int, n: int) -> dict:
     """PUSH -> relay(PULL->PUSH, output padded to the daemon's message size) -> PULL, with contexts
     like the daemon's: one for the sender, one with an I/O thread per stream for the relay, one for
@@ -148,14 +160,7 @@ def raw_relay(image, out_bytes: int, n: int) -> dict:
 
     threading.Thread(target=send, daemon=True).start()
     threading.Thread(target=relay, daemon=True).start()
-    c.recv_multipart()
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
-        c.recv_multipart(copy=False)
-    dt = time.perf_counter() - t0
-    for ctx in ctxs:
-        ctx.destroy(linger=0)
-    return {"frames_per_s": round((n - 1) / dt, 2)}
+    return _time_pulls(c, n, ctxs)
 
 
 def raw_push_pull(image, out_bytes: int, n: int) -> dict:
@@ -173,14 +178,7 @@ def raw_push_pull(image, out_bytes: int, n: int) -> dict:
     extra = b"\x00" * max(0, out_bytes - len(payload))
     threading.Thread(target=lambda: [a.send_multipart([b"{}", payload, extra], copy=False) for _ in range(n)],
                      daemon=True).start()
-    c.recv_multipart()
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
-        c.recv_multipart(copy=False)
-    dt = time.perf_counter() - t0
-    for ctx in ctxs:
-        ctx.destroy(linger=0)
-    return {"frames_per_s": round((n - 1) / dt, 2)}
+    return _time_pulls(c, n, ctxs)
 
 
 def _time_receives(src, n: int) -> float:

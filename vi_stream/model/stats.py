@@ -170,6 +170,15 @@ def refine(q, rows, cand, bank, list_start, list_end, out, done):  # pragma: no 
         out[i] = best
 
 
+@numba.njit(cache=True, fastmath=True)
+def _sq_minus_dot(q, i, rows, j, rows_sq):  # pragma: no cover - compiled
+    """|rows[j]|^2 - 2 q[i].rows[j]: the squared distance up to |q[i]|^2, which ranks rows."""
+    dot = np.float32(0.0)
+    for t in range(q.shape[1]):
+        dot += q[i, t] * rows[j, t]
+    return rows_sq[j] - np.float32(2.0) * dot
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq,
                       best, d_sq):  # pragma: no cover - compiled
@@ -179,7 +188,7 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
     result is always a real cell, so its members still bound the true NN
     distance from above; patches above the gate are searched exactly later.
     """
-    n, d = q.shape
+    n = q.shape[0]
     g = gc.shape[0]
     for i in numba.prange(n):
         # the two nearest groups
@@ -188,10 +197,7 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
         gi0 = 0
         gi1 = 0
         for j in range(g):
-            dot = np.float32(0.0)
-            for t in range(d):
-                dot += q[i, t] * gc[j, t]
-            v = gc_sq[j] - np.float32(2.0) * dot
+            v = _sq_minus_dot(q, i, gc, j, gc_sq)
             if v < gd0:
                 gd1, gi1 = gd0, gi0
                 gd0, gi0 = v, j
@@ -205,10 +211,7 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
                 break
             for p in range(group_start[grp], group_end[grp]):
                 c = group_cells[p]
-                dot = np.float32(0.0)
-                for t in range(d):
-                    dot += q[i, t] * medoids[c, t]
-                v = m_sq[c] - np.float32(2.0) * dot
+                v = _sq_minus_dot(q, i, medoids, c, m_sq)
                 if v < lo:
                     lo = v
                     bc = c
@@ -237,7 +240,6 @@ def nearest_k_tree(q, rows, gc, gc_sq, group_start, group_end, group_cells, medo
     """For the query rows ``rows``: the ``k`` nearest medoids among the cells of the
     ``n_groups`` nearest groups of the medoid tree, nearest first (-1 where fewer exist).
     With ``n_groups`` = all groups this is the exact k nearest."""
-    d = q.shape[1]
     g = gc.shape[0]
     out = np.full((rows.shape[0], k), -1, np.int64)
     for r in numba.prange(rows.shape[0]):
@@ -245,10 +247,7 @@ def nearest_k_tree(q, rows, gc, gc_sq, group_start, group_end, group_cells, medo
         gd = np.full(n_groups, np.inf, np.float32)
         gi = np.full(n_groups, -1, np.int64)
         for j in range(g):
-            dot = np.float32(0.0)
-            for t in range(d):
-                dot += q[i, t] * gc[j, t]
-            _insert(gd, gi, gc_sq[j] - np.float32(2.0) * dot, j)
+            _insert(gd, gi, _sq_minus_dot(q, i, gc, j, gc_sq), j)
         bd = np.full(k, np.inf, np.float32)
         bi = out[r]
         for s in range(n_groups):
@@ -257,10 +256,7 @@ def nearest_k_tree(q, rows, gc, gc_sq, group_start, group_end, group_cells, medo
                 break
             for p in range(group_start[grp], group_end[grp]):
                 c = group_cells[p]
-                dot = np.float32(0.0)
-                for t in range(d):
-                    dot += q[i, t] * medoids[c, t]
-                _insert(bd, bi, m_sq[c] - np.float32(2.0) * dot, c)
+                _insert(bd, bi, _sq_minus_dot(q, i, medoids, c, m_sq), c)
     return out
 
 
