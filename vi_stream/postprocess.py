@@ -43,10 +43,10 @@ def defects_from(heat: np.ndarray, threshold: float, min_area: int = 1) -> tuple
     # Label only where the mask is: within each run of rows holding mask pixels (no region
     # crosses an empty row), the bounding box of those rows. Labelling a whole 2048x2048 mask
     # took 13 ms of the 21 this function cost there; defects are small and few.
-    rows = cv2.reduce(mask, 1, cv2.REDUCE_MAX).ravel()
+    rows = cv2.reduce(mask, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() > 0  # (REDUCE_MAX: 90x slower)
     if not rows.any():
         return mask, []
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows, [0])).astype(np.int8)))
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows.view(np.uint8), [0])).astype(np.int8)))
     out = []
     for y0, y1 in zip(edges[::2], edges[1::2]):
         x0, _y, w0, _h = cv2.boundingRect(mask[y0:y1])
