@@ -210,9 +210,7 @@ class AnomalyModel:
             q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
             coarse = np.empty(fgrid.height * fgrid.width, np.float32)
             coarse[dst] = index.distance(q, gate=0.0)
-            heat = postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE,
-                                        shape[0], shape[1], config.smooth_sigma)
-            scores.append(float(heat.max()))
+            scores.append(float(_heat(coarse, fgrid, shape, config).max()))
         s = np.array(scores)
         threshold = float(max(s.max() * 1.05, s.mean() + 4.0 * s.std()))
         index.gate = float(config.gate_fraction * threshold)
@@ -270,8 +268,7 @@ class AnomalyModel:
             coarse[dst[lo:hi]] = d
             timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
-        heat = postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE,
-                                    image.shape[0], image.shape[1], cfg.smooth_sigma)
+        heat = _heat(coarse, fgrid, image.shape, cfg)
         mask, defects = postprocess.defects_from(heat, thr, cfg.min_defect_area)
         timings["post"] = time.perf_counter() - t5
         return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings)
@@ -310,11 +307,17 @@ def _raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, 
     return np.concatenate(out)
 
 
+def _heat(coarse: np.ndarray, fgrid, shape: tuple[int, ...], config: ModelConfig) -> np.ndarray:
+    """The stitched per-patch distances (flat, on the feature grid) as a smoothed full-size map."""
+    return postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE, shape[0], shape[1],
+                                config.smooth_sigma)
+
+
 def _to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
                 ) -> np.ndarray:
+    """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
     grid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
-    coarse = stitch(dist.reshape(tshape).astype(np.float32), grid)
-    return postprocess.upsample(coarse, FEATURE_STRIDE, shape[0], shape[1], config.smooth_sigma)
+    return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, shape, config)
 
 
 def _jsonable(d: dict) -> dict:
