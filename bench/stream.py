@@ -9,9 +9,13 @@
 2. transport only (model off): the daemon with the model replaced by empty
    result arrays, so it relays the input bytes (two hops: sender -> daemon
    -> consumer), against
-   - a raw pyzmq relay moving the same bytes: PUSH -> (PULL, PUSH) -> PULL;
-   - psi-bsread's own Sender -> Source for the same frames (one hop), and
-     psi-bsread as a relay like the daemon (Sender -> Source -> Sender -> Source).
+   - two hops like the daemon: a raw pyzmq relay moving the same bytes,
+     PUSH -> (PULL, PUSH) -> PULL, and psi-bsread as a relay
+     (Sender -> Source -> Sender -> Source);
+   - one hop: raw pyzmq PUSH -> PULL of the same bytes, and psi-bsread's own
+     Sender -> Source for the same frames.
+
+`--only e2e|transport` runs one half and keeps the other half's last numbers.
 """
 from __future__ import annotations
 
@@ -118,15 +122,11 @@ def through_daemon(model, image, n, model_off: bool, period: float = 0.0, store:
 
 
 def _time_pulls(c, n: int, ctxs) -> dict:
-    """Frames/s of n-1 receives on ``c`` after the first (connection set-up); ends the contexts."""
-    c.recv_multipart()
-    t0 = time.perf_counter()
-    for _ in range(n - 1):
-        c.recv_multipart(copy=False)
-    dt = time.perf_counter() - t0
+    """Frames/s of n-1 receives on ``c`` after the first; ends the contexts."""
+    fps = _time_receives(lambda: c.recv_multipart(copy=False), n)
     for ctx in ctxs:
         ctx.destroy(linger=0)
-    return {"frames_per_s": round((n - 1) / dt, 2)}
+    return {"frames_per_s": fps}
 
 
 def raw_relay(image, out_bytes: int, n: int) -> dict:
@@ -181,12 +181,12 @@ def raw_push_pull(image, out_bytes: int, n: int) -> dict:
     return _time_pulls(c, n, ctxs)
 
 
-def _time_receives(src, n: int) -> float:
-    """Frames/s over n-1 receives after the first (which includes connection set-up)."""
-    src.receive()
+def _time_receives(receive, n: int) -> float:
+    """Frames/s over n-1 calls of ``receive`` after the first (which includes connection set-up)."""
+    receive()
     t0 = time.perf_counter()
     for _ in range(n - 1):
-        src.receive()
+        receive()
     return round((n - 1) / (time.perf_counter() - t0), 2)
 
 
@@ -202,7 +202,7 @@ def psi_bsread(image, n: int) -> dict:
 
     threading.Thread(target=send, daemon=True).start()
     with source(host="127.0.0.1", port=port, mode=PULL, receive_timeout=60000, queue_size=4) as src:
-        fps = _time_receives(src, n)
+        fps = _time_receives(src.receive, n)
     s.close()
     return {"frames_per_s": fps}
 
@@ -232,7 +232,7 @@ def psi_bsread_relay(image, n: int) -> dict:
     threading.Thread(target=send, daemon=True).start()
     threading.Thread(target=relay, daemon=True).start()
     with source(host="127.0.0.1", port=port_b, mode=PULL, receive_timeout=60000, queue_size=4) as src:
-        fps = _time_receives(src, n)
+        fps = _time_receives(src.receive, n)
     first.close()
     second.close()
     return {"frames_per_s": fps}
