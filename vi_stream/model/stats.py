@@ -170,7 +170,7 @@ def refine(q, rows, cand, bank, list_start, list_end, out, done):  # pragma: no 
         out[i] = best
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, inline="always")
 def _sq_minus_dot(q, i, rows, j, rows_sq):  # pragma: no cover - compiled
     """|rows[j]|^2 - 2 q[i].rows[j]: the squared distance up to |q[i]|^2, which ranks rows."""
     dot = np.float32(0.0)
@@ -180,16 +180,20 @@ def _sq_minus_dot(q, i, rows, j, rows_sq):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq,
+def nearest_cell_tree(q, q_sq, g_score, group_start, group_end, group_cells, g_medoids, g_m_sq,
                       best, d_sq):  # pragma: no cover - compiled
     """Nearest medoid through a two-level tree: the 2 nearest groups, then all their cells.
+
+    ``g_score[i, j]`` ranks group j for query i (|centre_j|^2 - 2 q_i.centre_j, one GEMM for all
+    queries: see :func:`group_scores`); ``g_medoids`` holds the medoids group by group, so a
+    group's medoids are contiguous (``group_cells`` maps a position back to its cell).
 
     Approximate (a cell outside the probed groups can be nearer), but the
     result is always a real cell, so its members still bound the true NN
     distance from above; patches above the gate are searched exactly later.
     """
     n = q.shape[0]
-    g = gc.shape[0]
+    g = g_score.shape[1]
     for i in numba.prange(n):
         # the two nearest groups
         gd0 = np.float32(np.inf)
@@ -197,29 +201,28 @@ def nearest_cell_tree(q, q_sq, gc, gc_sq, group_start, group_end, group_cells, m
         gi0 = 0
         gi1 = 0
         for j in range(g):
-            v = _sq_minus_dot(q, i, gc, j, gc_sq)
+            v = g_score[i, j]
             if v < gd0:
                 gd1, gi1 = gd0, gi0
                 gd0, gi0 = v, j
             elif v < gd1:
                 gd1, gi1 = v, j
         lo = np.float32(np.inf)
-        bc = 0
+        bp = 0
         for r in range(2):
             grp = gi0 if r == 0 else gi1
             if r == 1 and gd1 == np.float32(np.inf):
                 break
             for p in range(group_start[grp], group_end[grp]):
-                c = group_cells[p]
-                v = _sq_minus_dot(q, i, medoids, c, m_sq)
+                v = _sq_minus_dot(q, i, g_medoids, p, g_m_sq)
                 if v < lo:
                     lo = v
-                    bc = c
-        best[i] = bc
+                    bp = p
+        best[i] = group_cells[bp]
         d_sq[i] = max(lo + q_sq[i], np.float32(0.0))
 
 
-@numba.njit(cache=True, fastmath=True)
+@numba.njit(cache=True, fastmath=True, inline="always")
 def _insert(bd, bi, v, j):  # pragma: no cover - compiled
     """Insert (v, j) into the ascending top list (bd, bi) if v beats its last entry."""
     k = bd.shape[0]
@@ -235,29 +238,42 @@ def _insert(bd, bi, v, j):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_k_tree(q, rows, gc, gc_sq, group_start, group_end, group_cells, medoids, m_sq, k,
+def nearest_k_tree(q, rows, g_score, group_start, group_end, group_cells, g_medoids, g_m_sq, k,
                    n_groups):  # pragma: no cover - compiled
     """For the query rows ``rows``: the ``k`` nearest medoids among the cells of the
     ``n_groups`` nearest groups of the medoid tree, nearest first (-1 where fewer exist).
-    With ``n_groups`` = all groups this is the exact k nearest."""
-    g = gc.shape[0]
+    With ``n_groups`` = all groups this is the exact k nearest. Arguments as for
+    :func:`nearest_cell_tree`."""
+    g = g_score.shape[1]
     out = np.full((rows.shape[0], k), -1, np.int64)
     for r in numba.prange(rows.shape[0]):
         i = rows[r]
         gd = np.full(n_groups, np.inf, np.float32)
         gi = np.full(n_groups, -1, np.int64)
         for j in range(g):
-            _insert(gd, gi, _sq_minus_dot(q, i, gc, j, gc_sq), j)
+            _insert(gd, gi, g_score[i, j], j)
         bd = np.full(k, np.inf, np.float32)
-        bi = out[r]
+        bp = np.full(k, -1, np.int64)
         for s in range(n_groups):
             grp = gi[s]
             if grp < 0:
                 break
             for p in range(group_start[grp], group_end[grp]):
-                c = group_cells[p]
-                _insert(bd, bi, _sq_minus_dot(q, i, medoids, c, m_sq), c)
+                _insert(bd, bp, _sq_minus_dot(q, i, g_medoids, p, g_m_sq), p)
+        for s in range(k):
+            if bp[s] >= 0:
+                out[r, s] = group_cells[bp[s]]
     return out
+
+
+def group_scores(q: np.ndarray, centres_t: np.ndarray, centres_sq: np.ndarray) -> np.ndarray:
+    """|c_j|^2 - 2 q_i.c_j for every query row and group centre: one BLAS GEMM (through torch,
+    whose thread pool the backbone already uses) instead of a dot product per pair in numba,
+    which for these 32-long rows spends more time summing across SIMD lanes than multiplying."""
+    import torch
+
+    return torch.addmm(torch.from_numpy(centres_sq), torch.from_numpy(q), torch.from_numpy(centres_t),
+                       alpha=-2.0).numpy()
 
 
 @numba.njit(cache=True)
