@@ -66,14 +66,13 @@ def test_medoid_tree_finds_the_nearest_medoids():
     g = stats.group_scores(q, idx._gc_t, idx._gc_sq)
     centres = idx._gc_t.T
     assert np.allclose(g + (q * q).sum(1)[:, None], ((q[:, None, :] - centres[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
-    tree = (idx._g_start, idx._g_end, idx._g_cells, idx._g_medoids, idx._g_m_sq)
     cell, d_sq = np.empty(len(q), np.int64), np.empty(len(q), np.float32)
-    stats.nearest_cell_tree(q, (q * q).sum(1), g, *tree, cell, d_sq)
+    stats.nearest_cell_tree(q, (q * q).sum(1), g, *idx._tree, cell, d_sq)
     assert np.allclose(d_sq, d_all[np.arange(len(q)), cell], rtol=1e-4, atol=1e-3)
     assert (cell == d_all.argmin(1)).mean() > 0.9
     # with every group probed, the candidates are exactly the k nearest medoids, nearest first
     rows = np.arange(0, len(q), 3, dtype=np.int64)
-    cand = stats.nearest_k_tree(q, rows, g, *tree, 4, len(idx._g_start))
+    cand = stats.nearest_k_tree(q, rows, g, *idx._tree, 4, len(idx._g_start))
     assert np.array_equal(cand, np.argsort(d_all[rows], 1, kind="stable")[:, :4])
 
 

@@ -61,6 +61,7 @@ class PatchIndex:
         self._g_m_sq = np.ascontiguousarray(self._m_sq[order])
         self._gc_t = np.ascontiguousarray(gc.T, np.float32)
         self._gc_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
+        self._tree = (self._g_start, self._g_end, self._g_cells, self._g_medoids, self._g_m_sq)  # kernel arguments
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
         # (1/8 of the cells at the defaults); with nprobe >= K every group is scanned (exact).
         self._probe_groups = len(gc) if self.nprobe >= k else min(len(gc), 2 + self.nprobe // 2)
@@ -80,14 +81,13 @@ class PatchIndex:
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
         g_score = stats.group_scores(q, self._gc_t, self._gc_sq)
-        tree = (self._g_start, self._g_end, self._g_cells, self._g_medoids, self._g_m_sq)
-        stats.nearest_cell_tree(q, q_sq, g_score, *tree, cell, d_sq)
+        stats.nearest_cell_tree(q, q_sq, g_score, *self._tree, cell, d_sq)
         stats.refine(q, np.arange(n, dtype=np.int64), cell[:, None], self.bank, self.list_start, self.list_end,
                      d_sq, np.full(n, -1, np.int64))
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
             # Above the gate: the nprobe nearest cells within the nearest groups of the tree.
-            cand = stats.nearest_k_tree(q, rows, g_score, *tree, self.nprobe, self._probe_groups)
+            cand = stats.nearest_k_tree(q, rows, g_score, *self._tree, self.nprobe, self._probe_groups)
             stats.refine(q, rows, cand, self.bank, self.list_start, self.list_end, d_sq, cell)
         if stats_out is not None:
             stats_out["refined"] = stats_out.get("refined", 0) + len(rows)
