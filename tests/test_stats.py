@@ -72,7 +72,7 @@ def test_medoid_tree_finds_the_nearest_medoids():
     assert (cell == d_all.argmin(1)).mean() > 0.9
     # with every group probed, the candidates are exactly the k nearest medoids, nearest first
     rows = np.arange(0, len(q), 3, dtype=np.int64)
-    cand = stats.nearest_k_tree(q, rows, g, *idx._tree, 4, len(idx._g_start))
+    cand = stats.nearest_k_tree(q, rows, g, *idx._tree, 4, len(idx._gc_sq))
     assert np.array_equal(cand, np.argsort(d_all[rows], 1, kind="stable")[:, :4])
 
 

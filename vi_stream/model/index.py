@@ -45,7 +45,6 @@ class PatchIndex:
         return cls(bank, centres, medoids, list_start, list_end, min(nprobe, k))
 
     def __post_init__(self) -> None:
-        self._m_sq = np.einsum("ij,ij->i", self.medoids, self.medoids).astype(np.float32)
         # Two-level tree over the medoids for the every-patch stage; deterministic, so it is
         # rebuilt on load rather than stored.
         k = len(self.medoids)
@@ -53,15 +52,14 @@ class PatchIndex:
         gc, gassign = stats.kmeans(np.ascontiguousarray(self.medoids), groups, iterations=30, seed=1)
         order = np.argsort(gassign, kind="stable")
         counts = np.bincount(gassign, minlength=len(gc))
-        self._g_end = np.cumsum(counts).astype(np.int64)
-        self._g_start = (self._g_end - counts).astype(np.int64)
-        self._g_cells = order.astype(np.int64)
+        g_end = np.cumsum(counts).astype(np.int64)
         # medoids stored group by group: a group's scan then reads one contiguous block
-        self._g_medoids = np.ascontiguousarray(self.medoids[order])
-        self._g_m_sq = np.ascontiguousarray(self._m_sq[order])
+        g_medoids = np.ascontiguousarray(self.medoids[order])
+        g_m_sq = np.einsum("ij,ij->i", g_medoids, g_medoids).astype(np.float32)
+        # the kernels' tree arguments: group start, group end, cell of each position, medoids, |medoid|^2
+        self._tree = ((g_end - counts).astype(np.int64), g_end, order.astype(np.int64), g_medoids, g_m_sq)
         self._gc_t = np.ascontiguousarray(gc.T, np.float32)
         self._gc_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
-        self._tree = (self._g_start, self._g_end, self._g_cells, self._g_medoids, self._g_m_sq)  # kernel arguments
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
         # (1/8 of the cells at the defaults); with nprobe >= K every group is scanned (exact).
         self._probe_groups = len(gc) if self.nprobe >= k else min(len(gc), 2 + self.nprobe // 2)
