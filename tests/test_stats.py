@@ -54,6 +54,31 @@ def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
     assert np.array_equal(d[coarse <= gate], coarse[coarse <= gate])
 
 
+def test_list_scan_equals_brute_force():
+    # 7 dimensions (not a multiple of the kernel's 4), list lengths that are not multiples of the
+    # 8-member padding, an empty list, and 1 to 9 queries per list (full and short quads).
+    rng = np.random.default_rng(6)
+    sizes = [5, 0, 8, 13, 1, 30]
+    rows = rng.standard_normal((sum(sizes), 7)).astype(np.float32)
+    end = np.cumsum(sizes).astype(np.int64)
+    start = end - sizes
+    lists = stats.list_layout(rows, start, end)
+    q = rng.standard_normal((40, 7)).astype(np.float32)
+    pair_q = np.concatenate([np.arange(40), rng.integers(0, 40, 30)]).astype(np.int64)
+    pair_l = np.concatenate([np.repeat(np.arange(6), [9, 3, 1, 4, 5, 18]), rng.integers(0, 6, 30)]).astype(np.int64)
+    d_sq = np.full(40, 1e6, np.float32)
+    stats.nearest_in_lists(q, (q * q).sum(1), pair_q, pair_l, lists, d_sq)
+    want = np.full(40, 1e6, np.float32)
+    for i, lst in zip(pair_q, pair_l):
+        members = rows[start[lst]:end[lst]]
+        if len(members):
+            want[i] = min(want[i], ((members - q[i]) ** 2).sum(1).min())
+    assert np.allclose(d_sq, want, rtol=1e-4, atol=1e-4)
+    order, quads = stats.by_list(pair_l, 6)
+    assert np.all(np.diff(pair_l[order]) >= 0) and np.all(np.diff(quads) <= 4)
+    assert all(len(set(pair_l[order[a:b]])) == 1 for a, b in zip(quads[:-1], quads[1:]))
+
+
 def test_medoid_tree_finds_the_nearest_medoids():
     # Clustered data as patch features are; the tree must rank groups by true distance (a wrong
     # sign or transpose in the group scores would still give valid upper bounds, just poor ones).

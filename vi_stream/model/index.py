@@ -63,6 +63,7 @@ class PatchIndex:
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
         # (1/8 of the cells at the defaults); with nprobe >= K every group is scanned (exact).
         self._probe_groups = len(gc) if self.nprobe >= k else min(len(gc), 2 + self.nprobe // 2)
+        self._cells = stats.list_layout(self.bank, self.list_start, self.list_end)
 
     @property
     def dim(self) -> int:
@@ -80,13 +81,13 @@ class PatchIndex:
         # (an upper bound of the true NN distance, usually equal to it).
         g_score = stats.group_scores(q, self._gc_t, self._gc_sq)
         stats.nearest_cell_tree(q, q_sq, g_score, *self._tree, cell, d_sq)
-        stats.refine(q, np.arange(n, dtype=np.int64), cell[:, None], self.bank, self.list_start, self.list_end,
-                     d_sq, np.full(n, -1, np.int64))
+        stats.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
             # Above the gate: the nprobe nearest cells within the nearest groups of the tree.
             cand = stats.nearest_k_tree(q, rows, g_score, *self._tree, self.nprobe, self._probe_groups)
-            stats.refine(q, rows, cand, self.bank, self.list_start, self.list_end, d_sq, cell)
+            new = (cand >= 0) & (cand != cell[rows][:, None])  # the own cell is already searched
+            stats.nearest_in_lists(q, q_sq, np.repeat(rows, cand.shape[1])[new.ravel()], cand[new], self._cells, d_sq)
         if stats_out is not None:
             stats_out["refined"] = stats_out.get("refined", 0) + len(rows)
             stats_out["patches"] = stats_out.get("patches", 0) + len(q)

@@ -22,6 +22,8 @@ those of the full search, at a few percent of the cost of exhaustive search.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -148,26 +150,161 @@ def kmeans(x: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> tuple[
     return centres, assign
 
 
+class Lists(NamedTuple):
+    """Row lists (the bank's cells) laid out for :func:`scan_lists`: each list transposed (dimension-major, members along the fast axis) and padded to a multiple
+    of 8 members (|row|^2 = +big, so padding never wins). Member j of list L, dimension t, is
+    ``values[dims * start[L] + t * count[L] + j]``; its |row|^2 is ``sq[start[L] + j]``."""
+
+    values: np.ndarray   # float32, flat
+    sq: np.ndarray       # float32, per padded slot
+    start: np.ndarray    # int64, first slot of each list
+    count: np.ndarray    # int64, padded length of each list
+    longest: int
+
+
+def list_layout(rows: np.ndarray, start: np.ndarray, end: np.ndarray) -> Lists:
+    """:class:`Lists` for the row ranges ``rows[start[L]:end[L]]``."""
+    dims = rows.shape[1]
+    real = (end - start).astype(np.int64)
+    count = (real + 7) // 8 * 8
+    slot_end = np.cumsum(count)
+    slot_start = slot_end - count
+    total = int(slot_end[-1]) if len(count) else 0
+    values = np.zeros(total * dims, np.float32)
+    sq = np.full(total, np.float32(1e30), np.float32)
+    for lst in range(len(count)):
+        block = rows[start[lst]:end[lst]]
+        s0, m = int(slot_start[lst]), int(count[lst])
+        values[dims * s0:dims * (s0 + m)].reshape(dims, m)[:, :len(block)] = block.T
+        sq[s0:s0 + len(block)] = np.einsum("ij,ij->i", block, block)
+    return Lists(values, sq, slot_start.astype(np.int64), count, int(count.max()) if len(count) else 0)
+
+
+@numba.njit(cache=True)
+def by_list(pair_list, n_lists):  # pragma: no cover - compiled
+    """Counting sort of (query, list) pairs by list. Returns the order and the boundaries of
+    "quads": runs of at most 4 consecutive sorted pairs on the same list, which
+    :func:`scan_lists` serves with one pass over the list."""
+    n = pair_list.shape[0]
+    count = np.zeros(n_lists + 1, np.int64)
+    for p in range(n):
+        count[pair_list[p] + 1] += 1
+    for lst in range(n_lists):
+        count[lst + 1] += count[lst]
+    order = np.empty(n, np.int64)
+    for p in range(n):
+        lst = pair_list[p]
+        order[count[lst]] = p
+        count[lst] += 1
+    quads = np.empty(n + 1, np.int64)
+    nq = 0
+    p = 0
+    while p < n:
+        quads[nq] = p
+        nq += 1
+        lst = pair_list[order[p]]
+        e = min(p + 4, n)
+        p += 1
+        while p < e and pair_list[order[p]] == lst:
+            p += 1
+    quads[nq] = n
+    return order, quads[:nq + 1]
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def refine(q, rows, cand, bank, list_start, list_end, out, done):  # pragma: no cover - compiled
-    """For query rows ``rows``: min squared distance over the bank lists ``cand[r]`` (-1 = none),
-    skipping list ``done[i]`` (already searched; -1 = none), starting from ``out[i]``."""
+def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, longest,
+               out_d, nt):  # pragma: no cover - compiled
+    """Squared distance ``out_d[p]`` from query ``pair_q[p]`` to the nearest member of list
+    ``pair_l[p]``, for pairs sorted by list.
+
+    Up to four queries on one list share each pass over it (``quads``, see :func:`by_list`).
+    The list is stored dimension-major, so the inner loop runs along members in SIMD lanes and
+    accumulates |m|^2 - 2 q.m four dimensions at a time: no sums across lanes, and each member
+    value loaded serves four queries. Measured on the 2-core VM, one thread, a cell in L1: 1.4-1.5 ns
+    per member and query, against 2.9-3.3 ns for a dot product per pair over the row-major bank
+    (which spends its time summing across lanes). Every patch's own cell at 768x768: 2.9 -> 2.2 ms.
+    """
     d = q.shape[1]
-    for r in numba.prange(rows.shape[0]):
-        i = rows[r]
-        best = out[i]
-        for p in range(cand.shape[1]):
-            lst = cand[r, p]
-            if lst < 0 or lst == done[i]:
-                continue
-            for m in range(list_start[lst], list_end[lst]):
-                s = np.float32(0.0)
-                for t in range(d):
-                    diff = q[i, t] - bank[m, t]
-                    s += diff * diff
-                if s < best:
-                    best = s
-        out[i] = best
+    nquad = quads.shape[0] - 1
+    chunk = (nquad + nt - 1) // nt
+    m2 = np.float32(-2.0)
+    zero = np.float32(0.0)
+    for th in numba.prange(nt):
+        a0 = np.empty(longest, np.float32)
+        a1 = np.empty(longest, np.float32)
+        a2 = np.empty(longest, np.float32)
+        a3 = np.empty(longest, np.float32)
+        for k in range(th * chunk, min(nquad, (th + 1) * chunk)):
+            p0 = quads[k]
+            last = quads[k + 1] - 1
+            p1 = min(p0 + 1, last)  # a short quad repeats its last pair (same answer, written twice)
+            p2 = min(p0 + 2, last)
+            p3 = min(p0 + 3, last)
+            i0, i1, i2, i3 = pair_q[p0], pair_q[p1], pair_q[p2], pair_q[p3]
+            lst = pair_l[p0]
+            s0 = start[lst]
+            m = count[lst]
+            block = values[d * s0:d * (s0 + m)].reshape(d, m)
+            msq = sq[s0:s0 + m]
+            for j in range(m):
+                v = msq[j]
+                a0[j] = v
+                a1[j] = v
+                a2[j] = v
+                a3[j] = v
+            for t in range(0, d, 4):
+                # four dimensions per pass (fewer when d is not a multiple of 4: the rest weigh 0)
+                u1 = min(t + 1, d - 1)
+                u2 = min(t + 2, d - 1)
+                u3 = min(t + 3, d - 1)
+                w1 = m2 if t + 1 < d else zero
+                w2 = m2 if t + 2 < d else zero
+                w3 = m2 if t + 3 < d else zero
+                x00, x01, x02, x03 = m2 * q[i0, t], w1 * q[i0, u1], w2 * q[i0, u2], w3 * q[i0, u3]
+                x10, x11, x12, x13 = m2 * q[i1, t], w1 * q[i1, u1], w2 * q[i1, u2], w3 * q[i1, u3]
+                x20, x21, x22, x23 = m2 * q[i2, t], w1 * q[i2, u1], w2 * q[i2, u2], w3 * q[i2, u3]
+                x30, x31, x32, x33 = m2 * q[i3, t], w1 * q[i3, u1], w2 * q[i3, u2], w3 * q[i3, u3]
+                for j in range(m):
+                    b0 = block[t, j]
+                    b1 = block[u1, j]
+                    b2 = block[u2, j]
+                    b3 = block[u3, j]
+                    a0[j] += (x00 * b0 + x01 * b1) + (x02 * b2 + x03 * b3)
+                    a1[j] += (x10 * b0 + x11 * b1) + (x12 * b2 + x13 * b3)
+                    a2[j] += (x20 * b0 + x21 * b1) + (x22 * b2 + x23 * b3)
+                    a3[j] += (x30 * b0 + x31 * b1) + (x32 * b2 + x33 * b3)
+            # (a finite "none" for an empty list: fastmath assumes no infinities)
+            best0 = best1 = best2 = best3 = np.float32(3e38)
+            for j in range(m):
+                best0 = min(best0, a0[j])
+                best1 = min(best1, a1[j])
+                best2 = min(best2, a2[j])
+                best3 = min(best3, a3[j])
+            out_d[p0] = max(best0 + q_sq[i0], zero)
+            out_d[p1] = max(best1 + q_sq[i1], zero)
+            out_d[p2] = max(best2 + q_sq[i2], zero)
+            out_d[p3] = max(best3 + q_sq[i3], zero)
+
+
+def nearest_in_lists(q: np.ndarray, q_sq: np.ndarray, pair_q: np.ndarray, pair_l: np.ndarray,
+                     lists: Lists, d_sq: np.ndarray) -> None:
+    """For each (query, list) pair, lower ``d_sq[query]`` to the squared distance of the list's
+    nearest member if that is smaller (a query may come in several pairs)."""
+    order, quads = by_list(pair_l, len(lists.start))
+    pq = pair_q[order]
+    out = np.empty(len(pq), np.float32)
+    if len(pq):
+        scan_lists(q, q_sq, pq, pair_l[order], quads, *lists, out, numba.get_num_threads())
+    min_into(d_sq, pq, out)
+
+
+@numba.njit(cache=True)
+def min_into(d_sq, pair_q, pair_d):  # pragma: no cover - compiled
+    """d_sq[pair_q[p]] = min(d_sq[pair_q[p]], pair_d[p]) for every pair."""
+    for p in range(pair_q.shape[0]):
+        i = pair_q[p]
+        if pair_d[p] < d_sq[i]:
+            d_sq[i] = pair_d[p]
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
