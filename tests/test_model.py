@@ -87,6 +87,26 @@ def test_projected_head_equals_projecting_raw_features(model):
     assert np.allclose((raw - model.mean) @ model.components, proj, atol=2e-3)
 
 
+@pytest.mark.parametrize("taps, tile", [((2, 4, 7), 64), ((1, 2, 3, 7, 12), 96), ((2, 7), 80)])
+def test_cpu_head_equals_torch_head(taps, tile):
+    # The CPU path (GEMMs on the NCHW taps, then numba pooling/upsampling/3x3 mean) against the
+    # torch head: two taps at one stride, a stride-32 tap (96 px: upsampled 3 -> 12 cells, and
+    # 6 -> 12 at stride 16), no stride-8 tap at all, 1x1 maps at 80 px / stride 32 (3 -> 10).
+    from vi_stream.model.features import PatchFeatures
+
+    rng = np.random.default_rng(1)
+    feats = PatchFeatures("efficientnet-lite0", taps, channels=1)
+    feats.set_projection(rng.standard_normal(feats.raw_dim).astype(np.float32),
+                         rng.standard_normal((feats.raw_dim, 8)).astype(np.float32) * 0.1)
+    tiles = rng.random((5, tile, tile), dtype=np.float32)
+    want = torch.cat([feats.head(feats.trunk_forward(feats.to_tensor(tiles[i:i + 2]))) for i in (0, 2, 4)]).numpy()
+    timings = {"backbone": 0.0, "features": 0.0}
+    got = feats.projected_chunk(tiles, 2, timings)
+    assert got.shape == want.shape == (5, 8, tile // 8, tile // 8)
+    assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert timings["backbone"] > 0 and timings["features"] > 0
+
+
 def test_input_errors(model):
     with pytest.raises(InputError, match="colour"):
         model.score(np.zeros((64, 64, 3), np.uint8))

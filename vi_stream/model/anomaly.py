@@ -21,7 +21,8 @@ import torch
 from .. import postprocess
 from ..errors import ConfigError, InputError, ModelError
 from ..tiling import check_tiling, make_grid, owned_cells, stitch, tile
-from .features import FEATURE_STRIDE, PatchFeatures, flatten
+from . import aggregate
+from .features import FEATURE_STRIDE, PatchFeatures
 from .index import PatchIndex
 from .stats import Moments, Reservoir
 
@@ -255,13 +256,17 @@ class AnomalyModel:
         src, dst = owned_cells(fgrid)
         cells = fgrid.tile * fgrid.tile
         coarse = np.empty(fgrid.height * fgrid.width, np.float32)
-        for c, f in enumerate(_features_by_chunk(self.features, tiles, cfg, self.features.head, timings)):
+        cpu = self.features.device.type == "cpu"
+        chunks = (self.features.projected_chunk(tiles[c:c + CHUNK_TILES], tiles_per_call(cfg, self.features.device), timings)
+                  for c in range(0, len(tiles), CHUNK_TILES)) if cpu else \
+            _features_by_chunk(self.features, tiles, cfg, self.features.head, timings)
+        for c, f in enumerate(chunks):
             t3 = time.perf_counter()
             first = c * CHUNK_TILES * cells
             lo, hi = np.searchsorted(src, (first, first + f.shape[0] * cells))
             rows = src[lo:hi] - first
-            if self.features.device.type == "cpu":
-                d = self.index.distance(flatten(f)[rows])
+            if cpu:
+                d = self.index.distance(aggregate.gather_rows(f, rows))
             else:
                 q = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])[torch.from_numpy(rows).to(f.device)]
                 d = self.index.distance_torch(q).cpu().numpy()
