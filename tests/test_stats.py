@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from vi_stream.model import stats
 from vi_stream.model.index import PatchIndex
@@ -74,27 +75,35 @@ def test_list_scan_equals_brute_force():
         if len(members):
             want[i] = min(want[i], ((members - q[i]) ** 2).sum(1).min())
     assert np.allclose(d_sq, want, rtol=1e-4, atol=1e-4)
-    order, quads = stats.by_list(pair_l, 6)
+    order, quads = stats.by_list(pair_l, 6, 4)
     assert np.all(np.diff(pair_l[order]) >= 0) and np.all(np.diff(quads) <= 4)
     assert all(len(set(pair_l[order[a:b]])) == 1 for a, b in zip(quads[:-1], quads[1:]))
 
 
-def test_medoid_tree_finds_the_nearest_medoids():
+@pytest.mark.parametrize("dims", [16, 7])
+def test_medoid_tree_finds_the_nearest_medoids(dims):
     # Clustered data as patch features are; the tree must rank groups by true distance (a wrong
     # sign or transpose in the group scores would still give valid upper bounds, just poor ones).
+    # 7 dimensions: not a multiple of the kernels' 4; 600 queries: short blocks of queries.
     rng = np.random.default_rng(5)
-    modes = rng.standard_normal((40, 16)).astype(np.float32) * 4
-    bank = (modes[rng.integers(0, 40, 8000)] + rng.standard_normal((8000, 16))).astype(np.float32)
-    q = (modes[rng.integers(0, 40, 600)] + rng.standard_normal((600, 16))).astype(np.float32)
+    modes = rng.standard_normal((40, dims)).astype(np.float32) * 4
+    bank = (modes[rng.integers(0, 40, 8000)] + rng.standard_normal((8000, dims))).astype(np.float32)
+    q = (modes[rng.integers(0, 40, 600)] + rng.standard_normal((600, dims))).astype(np.float32)
     idx = PatchIndex.build(bank, cells=256, nprobe=4)
     d_all = ((q[:, None, :] - idx.medoids[None]) ** 2).sum(-1)
     g = stats.group_scores(q, idx._gc_t, idx._gc_sq)
     centres = idx._gc_t.T
     assert np.allclose(g + (q * q).sum(1)[:, None], ((q[:, None, :] - centres[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
-    cell, d_sq = np.empty(len(q), np.int64), np.empty(len(q), np.float32)
-    stats.nearest_cell_tree(q, (q * q).sum(1), g, *idx._tree, cell, d_sq)
+    cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, *idx._tree)
     assert np.allclose(d_sq, d_all[np.arange(len(q)), cell], rtol=1e-4, atol=1e-3)
     assert (cell == d_all.argmin(1)).mean() > 0.9
+    # and it is the nearest medoid of the two nearest groups (up to float ties)
+    start, end, cell_at = idx._tree[0], idx._tree[1], idx._tree[2]
+    want = []
+    for i, groups in enumerate(np.argsort(g, 1, kind="stable")[:, :2]):
+        cells = cell_at[np.concatenate([np.arange(start[k], end[k]) for k in groups])]
+        want.append(cells[d_all[i, cells].argmin()])
+    assert (cell == np.array(want)).mean() > 0.99
     # with every group probed, the candidates are exactly the k nearest medoids, nearest first
     rows = np.arange(0, len(q), 3, dtype=np.int64)
     cand = stats.nearest_k_tree(q, rows, g, *idx._tree, 4, len(idx._gc_sq))

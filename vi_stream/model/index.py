@@ -75,12 +75,10 @@ class PatchIndex:
         g = self.gate if gate is None else gate
         n = len(q)
         q_sq = np.einsum("ij,ij->i", q, q)
-        cell = np.empty(n, np.int64)
-        d_sq = np.empty(n, np.float32)
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
         g_score = stats.group_scores(q, self._gc_t, self._gc_sq)
-        stats.nearest_cell_tree(q, q_sq, g_score, *self._tree, cell, d_sq)
+        cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, *self._tree)
         stats.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):

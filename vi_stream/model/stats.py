@@ -181,10 +181,11 @@ def list_layout(rows: np.ndarray, start: np.ndarray, end: np.ndarray) -> Lists:
 
 
 @numba.njit(cache=True)
-def by_list(pair_list, n_lists):  # pragma: no cover - compiled
+def by_list(pair_list, n_lists, run):  # pragma: no cover - compiled
     """Counting sort of (query, list) pairs by list. Returns the order and the boundaries of
-    "quads": runs of at most 4 consecutive sorted pairs on the same list, which
-    :func:`scan_lists` serves with one pass over the list."""
+    runs of at most ``run`` consecutive sorted pairs on the same list, which the kernels
+    serve together (:func:`scan_lists`: 4, one pass over the list; :func:`nearest_medoids`:
+    a block of queries in SIMD lanes)."""
     n = pair_list.shape[0]
     count = np.zeros(n_lists + 1, np.int64)
     for p in range(n):
@@ -203,7 +204,7 @@ def by_list(pair_list, n_lists):  # pragma: no cover - compiled
         quads[nq] = p
         nq += 1
         lst = pair_list[order[p]]
-        e = min(p + 4, n)
+        e = min(p + run, n)
         p += 1
         while p < e and pair_list[order[p]] == lst:
             p += 1
@@ -217,7 +218,7 @@ def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, longest
     """Squared distance ``out_d[p]`` from query ``pair_q[p]`` to the nearest member of list
     ``pair_l[p]``, for pairs sorted by list.
 
-    Up to four queries on one list share each pass over it (``quads``, see :func:`by_list`).
+    Up to four queries on one list share each pass over it (``quads``: runs of 4, see :func:`by_list`).
     The list is stored dimension-major, so the inner loop runs along members in SIMD lanes and
     accumulates |m|^2 - 2 q.m four dimensions at a time: no sums across lanes, and each member
     value loaded serves four queries. Measured on the 2-core VM, one thread, a cell in L1: 1.4-1.5 ns
@@ -290,7 +291,7 @@ def nearest_in_lists(q: np.ndarray, q_sq: np.ndarray, pair_q: np.ndarray, pair_l
                      lists: Lists, d_sq: np.ndarray) -> None:
     """For each (query, list) pair, lower ``d_sq[query]`` to the squared distance of the list's
     nearest member if that is smaller (a query may come in several pairs)."""
-    order, quads = by_list(pair_l, len(lists.start))
+    order, quads = by_list(pair_l, len(lists.start), 4)
     pq = pair_q[order]
     out = np.empty(len(pq), np.float32)
     if len(pq):
@@ -316,27 +317,16 @@ def _sq_minus_dot(q, i, rows, j, rows_sq):  # pragma: no cover - compiled
     return rows_sq[j] - np.float32(2.0) * dot
 
 
-@numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_cell_tree(q, q_sq, g_score, group_start, group_end, group_cells, g_medoids, g_m_sq,
-                      best, d_sq):  # pragma: no cover - compiled
-    """Nearest medoid through a two-level tree: the 2 nearest groups, then all their cells.
-
-    ``g_score[i, j]`` ranks group j for query i (|centre_j|^2 - 2 q_i.centre_j, one GEMM for all
-    queries: see :func:`group_scores`); ``g_medoids`` holds the medoids group by group, so a
-    group's medoids are contiguous (``group_cells`` maps a position back to its cell).
-
-    Approximate (a cell outside the probed groups can be nearer), but the
-    result is always a real cell, so its members still bound the true NN
-    distance from above; patches above the gate are searched exactly later.
-    """
-    n = q.shape[0]
-    g = g_score.shape[1]
+@numba.njit(cache=True, parallel=True)
+def two_nearest_groups(g_score):  # pragma: no cover - compiled
+    """The two best-ranked groups of every query row, as (query, group) pairs: the second
+    is -1 when there is only one group."""
+    n, g = g_score.shape
+    out = np.empty((n, 2), np.int64)
     for i in numba.prange(n):
-        # the two nearest groups
-        gd0 = np.float32(np.inf)
-        gd1 = np.float32(np.inf)
+        gd0 = gd1 = np.float32(3e38)
         gi0 = 0
-        gi1 = 0
+        gi1 = -1
         for j in range(g):
             v = g_score[i, j]
             if v < gd0:
@@ -344,19 +334,127 @@ def nearest_cell_tree(q, q_sq, g_score, group_start, group_end, group_cells, g_m
                 gd0, gi0 = v, j
             elif v < gd1:
                 gd1, gi1 = v, j
-        lo = np.float32(np.inf)
-        bp = 0
-        for r in range(2):
-            grp = gi0 if r == 0 else gi1
-            if r == 1 and gd1 == np.float32(np.inf):
-                break
-            for p in range(group_start[grp], group_end[grp]):
-                v = _sq_minus_dot(q, i, g_medoids, p, g_m_sq)
-                if v < lo:
-                    lo = v
-                    bp = p
-        best[i] = group_cells[bp]
-        d_sq[i] = max(lo + q_sq[i], np.float32(0.0))
+        out[i, 0] = gi0
+        out[i, 1] = gi1
+    return out
+
+
+MEDOID_BLOCK = 128  # queries per block of :func:`nearest_medoids` (SIMD lanes x enough to pipeline)
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def nearest_medoids(q, pair_q, pair_g, blocks, group_start, group_end, g_medoids, g_m_sq,
+                    out_d, out_p, nt):  # pragma: no cover - compiled
+    """Nearest medoid within group ``pair_g[p]`` for query ``pair_q[p]`` (pairs sorted by
+    group, ``blocks`` their runs of at most MEDOID_BLOCK: see :func:`by_list`): its position in
+    ``g_medoids`` (``out_p``) and |m|^2 - 2 q.m (``out_d``, the squared distance less |q|^2).
+
+    The queries of a block are transposed into SIMD lanes (-2q, dimension-major) and every
+    medoid of the group is a broadcast scalar per dimension, so the loops are long runs of
+    multiply-adds on contiguous lanes and the running minimum is a per-lane select: a group
+    holds about 32 medoids, too few for the members-in-lanes :func:`scan_lists`. Two medoids
+    and four dimensions per pass share each load of the query block.
+    """
+    d = q.shape[1]
+    nb = blocks.shape[0] - 1
+    chunk = (nb + nt - 1) // nt
+    lanes = MEDOID_BLOCK
+    m2 = np.float32(-2.0)
+    zero = np.float32(0.0)
+    for th in numba.prange(nt):
+        qt = np.zeros((d, lanes), np.float32)
+        a0 = np.empty(lanes, np.float32)
+        a1 = np.empty(lanes, np.float32)
+        best = np.empty(lanes, np.float32)
+        arg = np.empty(lanes, np.int64)
+        for k in range(th * chunk, min(nb, (th + 1) * chunk)):
+            p0 = blocks[k]
+            cnt = blocks[k + 1] - p0
+            for lane in range(lanes):
+                i = pair_q[p0 + min(lane, cnt - 1)]  # a short block repeats its last query
+                for t in range(d):
+                    qt[t, lane] = m2 * q[i, t]
+            for lane in range(lanes):
+                best[lane] = np.float32(3e38)
+                arg[lane] = 0
+            grp = pair_g[p0]
+            end = group_end[grp]
+            for p in range(group_start[grp], end, 2):
+                r = min(p + 1, end - 1)  # an odd group repeats its last medoid
+                for lane in range(lanes):
+                    a0[lane] = g_m_sq[p]
+                    a1[lane] = g_m_sq[r]
+                for t in range(0, d, 4):
+                    u1 = min(t + 1, d - 1)
+                    u2 = min(t + 2, d - 1)
+                    u3 = min(t + 3, d - 1)
+                    w1 = np.float32(1.0) if t + 1 < d else zero
+                    w2 = np.float32(1.0) if t + 2 < d else zero
+                    w3 = np.float32(1.0) if t + 3 < d else zero
+                    c00, c01, c02, c03 = g_medoids[p, t], w1 * g_medoids[p, u1], w2 * g_medoids[p, u2], w3 * g_medoids[p, u3]
+                    c10, c11, c12, c13 = g_medoids[r, t], w1 * g_medoids[r, u1], w2 * g_medoids[r, u2], w3 * g_medoids[r, u3]
+                    x0 = qt[t]
+                    x1 = qt[u1]
+                    x2 = qt[u2]
+                    x3 = qt[u3]
+                    for lane in range(lanes):
+                        a0[lane] += (c00 * x0[lane] + c01 * x1[lane]) + (c02 * x2[lane] + c03 * x3[lane])
+                        a1[lane] += (c10 * x0[lane] + c11 * x1[lane]) + (c12 * x2[lane] + c13 * x3[lane])
+                for lane in range(lanes):  # per-lane selects (vectorised)
+                    v0 = a0[lane]
+                    v1 = a1[lane]
+                    b = best[lane]
+                    j = arg[lane]
+                    j = p if v0 < b else j
+                    b = min(v0, b)
+                    j = r if v1 < b else j
+                    best[lane] = min(v1, b)
+                    arg[lane] = j
+            for lane in range(cnt):
+                out_d[p0 + lane] = best[lane]
+                out_p[p0 + lane] = arg[lane]
+
+
+@numba.njit(cache=True)
+def best_medoid(n, q_sq, pair_q, pair_d, pair_p, group_cells):  # pragma: no cover - compiled
+    """Each query's nearest medoid over its (query, group) pairs: its cell and squared distance."""
+    cell = np.zeros(n, np.int64)
+    d_sq = np.full(n, np.float32(3e38), np.float32)
+    for p in range(pair_q.shape[0]):
+        i = pair_q[p]
+        if pair_d[p] < d_sq[i]:
+            d_sq[i] = pair_d[p]
+            cell[i] = group_cells[pair_p[p]]
+    for i in range(n):
+        d_sq[i] = max(d_sq[i] + q_sq[i], np.float32(0.0))
+    return cell, d_sq
+
+
+def nearest_cell_tree(q: np.ndarray, q_sq: np.ndarray, g_score: np.ndarray, group_start: np.ndarray,
+                      group_end: np.ndarray, group_cells: np.ndarray, g_medoids: np.ndarray,
+                      g_m_sq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest medoid through a two-level tree: the 2 nearest groups (``g_score[i, j]`` ranks
+    group j for query i: see :func:`group_scores`), then all their medoids. Returns each
+    query's cell and squared distance to that cell's medoid. ``g_medoids`` holds the medoids
+    group by group (``group_cells`` maps a position back to its cell).
+
+    Approximate (a cell outside the probed groups can be nearer), but the result is always a
+    real cell, so its members still bound the true NN distance from above; patches above the
+    gate are searched exactly later.
+    """
+    n = len(q)
+    pairs = two_nearest_groups(g_score).ravel()
+    pair_q = np.repeat(np.arange(n, dtype=np.int64), 2)
+    keep = pairs >= 0
+    pair_q, pairs = pair_q[keep], pairs[keep]
+    order, blocks = by_list(pairs, len(group_start), MEDOID_BLOCK)
+    pair_q, pairs = pair_q[order], pairs[order]
+    out_d = np.empty(len(pairs), np.float32)
+    out_p = np.empty(len(pairs), np.int64)
+    if len(pairs):
+        nearest_medoids(q, pair_q, pairs, blocks, group_start, group_end, g_medoids, g_m_sq, out_d, out_p,
+                        numba.get_num_threads())
+    return best_medoid(n, q_sq, pair_q, out_d, out_p, group_cells)
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
