@@ -257,10 +257,7 @@ class AnomalyModel:
         cells = fgrid.tile * fgrid.tile
         coarse = np.empty(fgrid.height * fgrid.width, np.float32)
         cpu = self.features.device.type == "cpu"
-        chunks = (self.features.projected_chunk(tiles[c:c + CHUNK_TILES], tiles_per_call(cfg, self.features.device), timings)
-                  for c in range(0, len(tiles), CHUNK_TILES)) if cpu else \
-            _features_by_chunk(self.features, tiles, cfg, self.features.head, timings)
-        for c, f in enumerate(chunks):
+        for c, f in enumerate(self._feature_chunks(tiles, timings)):
             t3 = time.perf_counter()
             first = c * CHUNK_TILES * cells
             lo, hi = np.searchsorted(src, (first, first + f.shape[0] * cells))
@@ -277,6 +274,17 @@ class AnomalyModel:
         mask, defects = postprocess.defects_from(heat, thr, cfg.min_defect_area)
         timings["post"] = time.perf_counter() - t5
         return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings)
+
+    def _feature_chunks(self, tiles: np.ndarray, timings: dict) -> Iterator[np.ndarray | torch.Tensor]:
+        """Projected features (n, D, h, w) of up to CHUNK_TILES tiles at a time: NCHW numpy on
+        CPU (:meth:`PatchFeatures.projected_chunk`, one search per chunk as in
+        :func:`_features_by_chunk`), torch tensors on CUDA."""
+        if self.features.device.type != "cpu":
+            yield from _features_by_chunk(self.features, tiles, self.config, self.features.head, timings)
+            return
+        step = tiles_per_call(self.config, self.features.device)
+        for c in range(0, len(tiles), CHUNK_TILES):
+            yield self.features.projected_chunk(tiles[c:c + CHUNK_TILES], step, timings)
 
 
 def _features_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelConfig,

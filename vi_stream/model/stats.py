@@ -212,6 +212,15 @@ def by_list(pair_list, n_lists, run):  # pragma: no cover - compiled
     return order, quads[:nq + 1]
 
 
+@numba.njit(cache=True, inline="always")
+def _four_dims(t, d, weight):  # pragma: no cover - compiled
+    """Dimensions t+1..t+3 of a four-dimension pass and their weights: ``weight``, or 0 past
+    the last dimension (which is then read again, harmlessly), so any ``d`` works."""
+    zero = np.float32(0.0)
+    return (min(t + 1, d - 1), min(t + 2, d - 1), min(t + 3, d - 1),
+            weight if t + 1 < d else zero, weight if t + 2 < d else zero, weight if t + 3 < d else zero)
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, longest,
                out_d, nt):  # pragma: no cover - compiled
@@ -254,13 +263,7 @@ def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, longest
                 a2[j] = v
                 a3[j] = v
             for t in range(0, d, 4):
-                # four dimensions per pass (fewer when d is not a multiple of 4: the rest weigh 0)
-                u1 = min(t + 1, d - 1)
-                u2 = min(t + 2, d - 1)
-                u3 = min(t + 3, d - 1)
-                w1 = m2 if t + 1 < d else zero
-                w2 = m2 if t + 2 < d else zero
-                w3 = m2 if t + 3 < d else zero
+                u1, u2, u3, w1, w2, w3 = _four_dims(t, d, m2)
                 x00, x01, x02, x03 = m2 * q[i0, t], w1 * q[i0, u1], w2 * q[i0, u2], w3 * q[i0, u3]
                 x10, x11, x12, x13 = m2 * q[i1, t], w1 * q[i1, u1], w2 * q[i1, u2], w3 * q[i1, u3]
                 x20, x21, x22, x23 = m2 * q[i2, t], w1 * q[i2, u1], w2 * q[i2, u2], w3 * q[i2, u3]
@@ -360,7 +363,6 @@ def nearest_medoids(q, pair_q, pair_g, blocks, group_start, group_end, g_medoids
     chunk = (nb + nt - 1) // nt
     lanes = MEDOID_BLOCK
     m2 = np.float32(-2.0)
-    zero = np.float32(0.0)
     for th in numba.prange(nt):
         qt = np.zeros((d, lanes), np.float32)
         a0 = np.empty(lanes, np.float32)
@@ -385,12 +387,7 @@ def nearest_medoids(q, pair_q, pair_g, blocks, group_start, group_end, g_medoids
                     a0[lane] = g_m_sq[p]
                     a1[lane] = g_m_sq[r]
                 for t in range(0, d, 4):
-                    u1 = min(t + 1, d - 1)
-                    u2 = min(t + 2, d - 1)
-                    u3 = min(t + 3, d - 1)
-                    w1 = np.float32(1.0) if t + 1 < d else zero
-                    w2 = np.float32(1.0) if t + 2 < d else zero
-                    w3 = np.float32(1.0) if t + 3 < d else zero
+                    u1, u2, u3, w1, w2, w3 = _four_dims(t, d, np.float32(1.0))
                     c00, c01, c02, c03 = g_medoids[p, t], w1 * g_medoids[p, u1], w2 * g_medoids[p, u2], w3 * g_medoids[p, u3]
                     c10, c11, c12, c13 = g_medoids[r, t], w1 * g_medoids[r, u1], w2 * g_medoids[r, u2], w3 * g_medoids[r, u3]
                     x0 = qt[t]
