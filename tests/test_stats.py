@@ -56,17 +56,23 @@ def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
 
 
 def test_list_scan_equals_brute_force():
-    # 7 dimensions (not a multiple of the kernel's 4), list lengths that are not multiples of the
-    # 8-member padding, an empty list, and 1 to 9 queries per list (full and short quads).
+    # 7 dimensions; lists shorter than, equal to and longer than the kernel's step of
+    # LIST_WIDTH members, none a multiple of it but one; an empty list; and 1 to 9 queries per
+    # list (full and short quads).
+    w = stats.LIST_WIDTH
     rng = np.random.default_rng(6)
-    sizes = [5, 0, 8, 13, 1, 30]
+    sizes = [5, 0, w, w + 13, 1, 2 * w + 6]
     rows = rng.standard_normal((sum(sizes), 7)).astype(np.float32)
     end = np.cumsum(sizes).astype(np.int64)
     start = end - sizes
-    lists = stats.list_layout(rows, start, end)
     q = rng.standard_normal((40, 7)).astype(np.float32)
+    # a tie: a member repeated within one step, and a query on it (the lower position wins)
+    rows[start[3] + 20] = rows[start[3] + 3]
+    lists = stats.list_layout(rows, start, end)
+    q[39] = rows[start[3] + 3]
     pair_q = np.concatenate([np.arange(40), rng.integers(0, 40, 30)]).astype(np.int64)
     pair_l = np.concatenate([np.repeat(np.arange(6), [9, 3, 1, 4, 5, 18]), rng.integers(0, 6, 30)]).astype(np.int64)
+    pair_l[39] = 3
     d_sq = np.full(40, 1e6, np.float32)
     stats.nearest_in_lists(q, (q * q).sum(1), pair_q, pair_l, lists, d_sq)
     want = np.full(40, 1e6, np.float32)
@@ -75,6 +81,12 @@ def test_list_scan_equals_brute_force():
         if len(members):
             want[i] = min(want[i], ((members - q[i]) ** 2).sum(1).min())
     assert np.allclose(d_sq, want, rtol=1e-4, atol=1e-4)
+    # with positions: each pair's own nearest member (the medoid tree's use)
+    nonempty = np.flatnonzero(end[pair_l] > start[pair_l])
+    pq, pl, pd, pos = stats.scan_pairs(q, (q * q).sum(1), pair_q[nonempty], pair_l[nonempty], lists, with_arg=True)
+    for i, lst, dist, j in zip(pq, pl, pd, pos):
+        each = ((rows[start[lst]:end[lst]] - q[i]) ** 2).sum(1)
+        assert j == each.argmin() and np.isclose(dist, each.min(), rtol=1e-4, atol=1e-4)
     order, quads = stats.by_list(pair_l, 6, 4)
     assert np.all(np.diff(pair_l[order]) >= 0) and np.all(np.diff(quads) <= 4)
     assert all(len(set(pair_l[order[a:b]])) == 1 for a, b in zip(quads[:-1], quads[1:]))
@@ -94,7 +106,7 @@ def test_medoid_tree_finds_the_nearest_medoids(dims):
     g = stats.group_scores(q, idx._gc_t, idx._gc_sq)
     centres = idx._gc_t.T
     assert np.allclose(g + (q * q).sum(1)[:, None], ((q[:, None, :] - centres[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
-    cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, *idx._tree)
+    cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, *idx._groups)
     assert np.allclose(d_sq, d_all[np.arange(len(q)), cell], rtol=1e-4, atol=1e-3)
     assert (cell == d_all.argmin(1)).mean() > 0.9
     # and it is the nearest medoid of the two nearest groups (up to float ties)

@@ -57,7 +57,16 @@ class PatchIndex:
         g_medoids = np.ascontiguousarray(self.medoids[order])
         g_m_sq = np.einsum("ij,ij->i", g_medoids, g_medoids).astype(np.float32)
         # the kernels' tree arguments: group start, group end, cell of each position, medoids, |medoid|^2
-        self._tree = ((g_end - counts).astype(np.int64), g_end, order.astype(np.int64), g_medoids, g_m_sq)
+        g_start = (g_end - counts).astype(np.int64)
+        self._tree = (g_start, g_end, order.astype(np.int64), g_medoids, g_m_sq)
+        # the every-patch stage scans the groups as lists: their medoids dimension-major, and
+        # the cell of each slot (padding and the spare last entry never win; see nearest_cell_tree)
+        groups = stats.list_layout(g_medoids, g_start, g_end)
+        slot_cell = np.zeros(len(groups.sq) + 1, np.int64)
+        for grp in range(len(counts)):
+            s0 = groups.start[grp]
+            slot_cell[s0:s0 + counts[grp]] = order[g_start[grp]:g_end[grp]]
+        self._groups = (groups, slot_cell)
         self._gc_t = np.ascontiguousarray(gc.T, np.float32)
         self._gc_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
@@ -78,7 +87,7 @@ class PatchIndex:
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
         g_score = stats.group_scores(q, self._gc_t, self._gc_sq)
-        cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, *self._tree)
+        cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, *self._groups)
         stats.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
