@@ -106,19 +106,19 @@ def test_medoid_tree_finds_the_nearest_medoids(dims):
     g = stats.group_scores(q, idx._gc_t, idx._gc_sq)
     centres = idx._gc_t.T
     assert np.allclose(g + (q * q).sum(1)[:, None], ((q[:, None, :] - centres[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
-    cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, *idx._groups)
+    cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, idx._tree)
     assert np.allclose(d_sq, d_all[np.arange(len(q)), cell], rtol=1e-4, atol=1e-3)
     assert (cell == d_all.argmin(1)).mean() > 0.9
     # and it is the nearest medoid of the two nearest groups (up to float ties)
-    start, end, cell_at = idx._tree[0], idx._tree[1], idx._tree[2]
+    tree = idx._tree
     want = []
     for i, groups in enumerate(np.argsort(g, 1, kind="stable")[:, :2]):
-        cells = cell_at[np.concatenate([np.arange(start[k], end[k]) for k in groups])]
+        cells = np.concatenate([tree.slot_cell[tree.groups.start[k]:][:tree.size[k]] for k in groups])
         want.append(cells[d_all[i, cells].argmin()])
     assert (cell == np.array(want)).mean() > 0.99
     # with every group probed, the candidates are exactly the k nearest medoids, nearest first
     rows = np.arange(0, len(q), 3, dtype=np.int64)
-    cand = stats.nearest_k_tree(q, rows, g, *idx._tree, 4, len(idx._gc_sq))
+    cand = stats.nearest_k_tree(q, rows, g, idx._tree, 4, len(idx._gc_sq))
     assert np.array_equal(cand, np.argsort(d_all[rows], 1, kind="stable")[:, :4])
 
 

@@ -14,12 +14,17 @@ than a third of its time (measured: 3.0 -> 1.9 ms for the nine 320 px tiles
 of a 768x768 image).
 
 Every plane is contiguous rows, so the loops run along rows in SIMD lanes;
-planes are shared between threads.
+each thread takes a share of the planes, with its scratch rows allocated once,
+and the loops index the arrays directly: per-plane scratch and row views cost
+0.2 of the 0.5 ms these two kernels took at 768x768 (numba counts references to
+a view's parent, which both threads share).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+from .stats import _share
 
 
 def interp_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -48,55 +53,54 @@ def pool2(src, dst):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def add_resized(dst, src, y0, y1, wy, x0, x1, wx):  # pragma: no cover - compiled
+def add_resized(dst, src, y0, y1, wy, x0, x1, wx, nt):  # pragma: no cover - compiled
     """dst (n, D, h, w) += bilinear resize of src (n, D, hs, ws) with tables from interp_table."""
     n, d, h, w = dst.shape
     ws = src.shape[3]
     one = np.float32(1.0)
-    for job in numba.prange(n * d):
-        t = job // d
-        c = job % d
+    for th in numba.prange(nt):
         row = np.empty(ws, np.float32)
-        for y in range(h):
-            r0 = src[t, c, y0[y]]
-            r1 = src[t, c, y1[y]]
-            b = wy[y]
-            for x in range(ws):
-                row[x] = (one - b) * r0[x] + b * r1[x]
-            o = dst[t, c, y]
-            for x in range(w):
-                o[x] += (one - wx[x]) * row[x0[x]] + wx[x] * row[x1[x]]
+        lo, hi = _share(th, nt, n * d)
+        for job in range(lo, hi):
+            t = job // d
+            c = job % d
+            for y in range(h):
+                b = wy[y]
+                ya = y0[y]
+                yb = y1[y]
+                for x in range(ws):
+                    row[x] = (one - b) * src[t, c, ya, x] + b * src[t, c, yb, x]
+                for x in range(w):
+                    dst[t, c, y, x] += (one - wx[x]) * row[x0[x]] + wx[x] * row[x1[x]]
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def mean3x3(src, bias, out):  # pragma: no cover - compiled
+def mean3x3(src, bias, out, nt):  # pragma: no cover - compiled
     """out = 3x3 mean of src (n, D, h, w) over the cells inside the plane, plus bias[channel].
-    ``out`` may be ``src``: a plane is read whole before it is written."""
+    ``out`` may be ``src``: a plane's horizontal sums are taken whole before it is written."""
     n, d, h, w = src.shape
-    for job in numba.prange(n * d):
-        t = job // d
-        c = job % d
-        s = src[t, c]
-        rows = np.zeros((h + 2, w), np.float32)  # horizontal 3-sums; a zero row above and below
+    for th in numba.prange(nt):
+        rows = np.zeros((h + 2, w), np.float32)  # horizontal 3-sums; rows 0 and h+1 stay zero
+        inv = np.empty((h, w), np.float32)       # 1 / number of cells inside the plane
         for y in range(h):
-            r = rows[y + 1]
-            sy = s[y]
-            if w == 1:
-                r[0] = sy[0]
-                continue
-            r[0] = sy[0] + sy[1]
-            for x in range(1, w - 1):
-                r[x] = sy[x - 1] + sy[x] + sy[x + 1]
-            r[w - 1] = sy[w - 2] + sy[w - 1]
-        for y in range(h):
-            ny = np.float32(min(y + 2, h) - max(y - 1, 0))
-            a = rows[y]
-            b = rows[y + 1]
-            e = rows[y + 2]
-            o = out[t, c, y]
             for x in range(w):
-                nx = np.float32(min(x + 2, w) - max(x - 1, 0))
-                o[x] = (a[x] + b[x] + e[x]) / (ny * nx) + bias[c]
+                inv[y, x] = np.float32(1.0) / np.float32((min(y + 2, h) - max(y - 1, 0)) * (min(x + 2, w) - max(x - 1, 0)))
+        lo, hi = _share(th, nt, n * d)
+        for job in range(lo, hi):
+            t = job // d
+            c = job % d
+            for y in range(h):
+                if w == 1:
+                    rows[y + 1, 0] = src[t, c, y, 0]
+                    continue
+                rows[y + 1, 0] = src[t, c, y, 0] + src[t, c, y, 1]
+                for x in range(1, w - 1):
+                    rows[y + 1, x] = src[t, c, y, x - 1] + src[t, c, y, x] + src[t, c, y, x + 1]
+                rows[y + 1, w - 1] = src[t, c, y, w - 2] + src[t, c, y, w - 1]
+            bc = bias[c]
+            for y in range(h):
+                for x in range(w):
+                    out[t, c, y, x] = (rows[y, x] + rows[y + 1, x] + rows[y + 2, x]) * inv[y, x] + bc
 
 
 @numba.njit(cache=True, parallel=True)

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Sequence
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -150,8 +151,9 @@ class PatchFeatures:
             total = self._buffer(FEATURE_STRIDE, (n, self.dim, h, w))
             total[:] = 0
         for m in maps.values():
-            aggregate.add_resized(total, m, *aggregate.interp_table(m.shape[2], h), *aggregate.interp_table(m.shape[3], w))
-        aggregate.mean3x3(total, self._bias, total)
+            aggregate.add_resized(total, m, *aggregate.interp_table(m.shape[2], h), *aggregate.interp_table(m.shape[3], w),
+                                  numba.get_num_threads())
+        aggregate.mean3x3(total, self._bias, total, numba.get_num_threads())
         if timings is not None:
             timings["features"] += time.perf_counter() - t3
         return total

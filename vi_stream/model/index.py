@@ -50,23 +50,8 @@ class PatchIndex:
         k = len(self.medoids)
         groups = max(1, int(round(np.sqrt(k))))
         gc, gassign = stats.kmeans(np.ascontiguousarray(self.medoids), groups, iterations=30, seed=1)
-        order = np.argsort(gassign, kind="stable")
-        counts = np.bincount(gassign, minlength=len(gc))
-        g_end = np.cumsum(counts).astype(np.int64)
-        # medoids stored group by group: a group's scan then reads one contiguous block
-        g_medoids = np.ascontiguousarray(self.medoids[order])
-        g_m_sq = np.einsum("ij,ij->i", g_medoids, g_medoids).astype(np.float32)
-        # the kernels' tree arguments: group start, group end, cell of each position, medoids, |medoid|^2
-        g_start = (g_end - counts).astype(np.int64)
-        self._tree = (g_start, g_end, order.astype(np.int64), g_medoids, g_m_sq)
-        # the every-patch stage scans the groups as lists: their medoids dimension-major, and
-        # the cell of each slot (padding and the spare last entry never win; see nearest_cell_tree)
-        groups = stats.list_layout(g_medoids, g_start, g_end)
-        slot_cell = np.zeros(len(groups.sq) + 1, np.int64)
-        for grp in range(len(counts)):
-            s0 = groups.start[grp]
-            slot_cell[s0:s0 + counts[grp]] = order[g_start[grp]:g_end[grp]]
-        self._groups = (groups, slot_cell)
+        # the medoids group by group, dimension-major: a group is scanned like a cell
+        self._tree = stats.medoid_tree(np.ascontiguousarray(self.medoids), gassign, len(gc))
         self._gc_t = np.ascontiguousarray(gc.T, np.float32)
         self._gc_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
@@ -87,12 +72,12 @@ class PatchIndex:
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
         g_score = stats.group_scores(q, self._gc_t, self._gc_sq)
-        cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, *self._groups)
+        cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, self._tree)
         stats.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
             # Above the gate: the nprobe nearest cells within the nearest groups of the tree.
-            cand = stats.nearest_k_tree(q, rows, g_score, *self._tree, self.nprobe, self._probe_groups)
+            cand = stats.nearest_k_tree(q, rows, g_score, self._tree, self.nprobe, self._probe_groups)
             new = (cand >= 0) & (cand != cell[rows][:, None])  # the own cell is already searched
             stats.nearest_in_lists(q, q_sq, np.repeat(rows, cand.shape[1])[new.ravel()], cand[new], self._cells, d_sq)
         if stats_out is not None:

@@ -227,16 +227,17 @@ def by_list(pair_list, n_lists, run):  # pragma: no cover - compiled
     return order, runs[:nr + 1]
 
 
-def _emit_four_queries(context, builder, sig, args, with_arg):
-    """LLVM IR of :func:`_min_of_four` / :func:`_nearest_of_four` (see there).
+def _emit_four_queries(context, builder, sig, args, mode):
+    """LLVM IR of :func:`_min_of_four` (``mode`` "min"), :func:`_nearest_of_four` ("arg") and
+    :func:`_distances_of_four` ("store").
 
     For each step of LIST_WIDTH members: four vector accumulators start at the members'
     |m|^2 and take ``xs[4t + a] * member[t]`` for every dimension t (one vector load of the
-    members serves the four queries), then fold into a running per-lane minimum (and, with
-    ``with_arg``, the member index of each lane's minimum). One horizontal reduction per
-    query at the end; ties go to the lower index.
+    members serves the four queries); then they are stored ("store"), or fold into a running
+    per-lane minimum (with "arg", also the member index of each lane's minimum) that is
+    reduced across lanes at the end, ties going to the lower index.
     """
-    values, base, m, d, xs, sq, sbase = args
+    values, base, m, d, xs, sq, sbase = args[:7]
     vdata = context.make_array(sig.args[0])(context, builder, values).data
     xdata = context.make_array(sig.args[4])(context, builder, xs).data
     sdata = context.make_array(sig.args[5])(context, builder, sq).data
@@ -248,8 +249,8 @@ def _emit_four_queries(context, builder, sig, args, with_arg):
         one = builder.insert_element(ir.Constant(vtype, ir.Undefined), value, ir.Constant(i32, 0))
         return builder.shuffle_vector(one, ir.Constant(vtype, ir.Undefined), ir.Constant(ivec, [0] * LIST_WIDTH))
 
-    def load_vec(data, offset):
-        return builder.load(builder.bitcast(builder.gep(data, [offset]), vec.as_pointer()), align=4)
+    def vec_at(data, offset):
+        return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
 
     # allocas of whole vectors: LLVM keeps them in registers
     best = [cgutils.alloca_once_value(builder, ir.Constant(vec, [3e38] * LIST_WIDTH)) for _ in range(4)]
@@ -258,23 +259,30 @@ def _emit_four_queries(context, builder, sig, args, with_arg):
     width = ir.Constant(i64, LIST_WIDTH)
     with cgutils.for_range(builder, builder.sdiv(m, width)) as step:
         j = builder.mul(step.index, width)
-        member_sq = load_vec(sdata, builder.add(sbase, j))
+        member_sq = builder.load(vec_at(sdata, builder.add(sbase, j)), align=4)
         for a in range(4):
             builder.store(member_sq, acc[a])
         with cgutils.for_range(builder, d) as dim:
             t = dim.index
-            v = load_vec(vdata, builder.add(builder.add(base, builder.mul(t, m)), j))
+            v = builder.load(vec_at(vdata, builder.add(builder.add(base, builder.mul(t, m)), j)), align=4)
             for a in range(4):
                 x = splat(builder.load(builder.gep(xdata, [builder.add(builder.mul(t, ir.Constant(i64, 4)),
                                                                        ir.Constant(i64, a))])), vec)
                 builder.store(builder.fadd(builder.load(acc[a]), builder.fmul(x, v, flags=fast), flags=fast), acc[a])
-        lanes = builder.add(splat(builder.trunc(j, i32), ivec), ir.Constant(ivec, list(range(LIST_WIDTH))))
-        for a in range(4):
-            cur, old = builder.load(acc[a]), builder.load(best[a])
-            lower = builder.fcmp_ordered("<", cur, old, flags=fast)
-            builder.store(builder.select(lower, cur, old), best[a])
-            if with_arg:
-                builder.store(builder.select(lower, lanes, builder.load(best_j[a])), best_j[a])
+        if mode == "store":
+            odata = context.make_array(sig.args[7])(context, builder, args[7]).data
+            for a in range(4):
+                builder.store(builder.load(acc[a]), vec_at(odata, builder.add(args[8 + a], j)), align=4)
+        else:
+            lanes = builder.add(splat(builder.trunc(j, i32), ivec), ir.Constant(ivec, list(range(LIST_WIDTH))))
+            for a in range(4):
+                cur, old = builder.load(acc[a]), builder.load(best[a])
+                lower = builder.fcmp_ordered("<", cur, old, flags=fast)
+                builder.store(builder.select(lower, cur, old), best[a])
+                if mode == "arg":
+                    builder.store(builder.select(lower, lanes, builder.load(best_j[a])), best_j[a])
+    if mode == "store":
+        return context.get_dummy_value()
     mins, args_ = [], []
     for a in range(4):
         v, jv = builder.load(best[a]), builder.load(best_j[a])
@@ -284,7 +292,7 @@ def _emit_four_queries(context, builder, sig, args, with_arg):
             perm = ir.Constant(ivec, [i + half if i < half else i for i in range(LIST_WIDTH)])
             hv = builder.shuffle_vector(v, ir.Constant(vec, ir.Undefined), perm)
             take = builder.fcmp_ordered("<", hv, v, flags=fast)
-            if with_arg:
+            if mode == "arg":
                 hj = builder.shuffle_vector(jv, ir.Constant(ivec, ir.Undefined), perm)
                 take = builder.or_(take, builder.and_(builder.fcmp_ordered("==", hv, v, flags=fast),
                                                       builder.icmp_signed("<", hj, jv)))
@@ -292,7 +300,7 @@ def _emit_four_queries(context, builder, sig, args, with_arg):
             v = builder.select(take, hv, v)
         mins.append(builder.extract_element(v, ir.Constant(i32, 0)))
         args_.append(builder.sext(builder.extract_element(jv, ir.Constant(i32, 0)), i64))
-    return context.make_tuple(builder, sig.return_type, mins + args_ if with_arg else mins)
+    return context.make_tuple(builder, sig.return_type, mins + args_ if mode == "arg" else mins)
 
 
 @intrinsic
@@ -307,14 +315,22 @@ def _min_of_four(typingctx, values, base, m, d, xs, sq, sbase):
     its own cell, 2 threads: 1.24 -> 0.61-0.66 ms. Plain LLVM vectors, so any CPU numba
     targets runs it (AVX-512 registers here, split by LLVM where narrower)."""
     sig = types.UniTuple(types.float32, 4)(values, base, m, d, xs, sq, sbase)
-    return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, False)
+    return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, "min")
 
 
 @intrinsic
 def _nearest_of_four(typingctx, values, base, m, d, xs, sq, sbase):
     """:func:`_min_of_four` and the index j of each minimum (four float32, then four int64)."""
     sig = types.Tuple((types.float32,) * 4 + (types.int64,) * 4)(values, base, m, d, xs, sq, sbase)
-    return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, True)
+    return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, "arg")
+
+
+@intrinsic
+def _distances_of_four(typingctx, values, base, m, d, xs, sq, sbase, out, o0, o1, o2, o3):
+    """The terms :func:`_min_of_four` minimises, all of them: query a's m values go to the flat
+    float32 array ``out`` from offset ``o<a>``."""
+    sig = types.void(values, base, m, d, xs, sq, sbase, out, o0, o1, o2, o3)
+    return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, "store")
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
@@ -396,15 +412,6 @@ def min_into(d_sq, pair_q, pair_d):  # pragma: no cover - compiled
             d_sq[i] = pair_d[p]
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
-def _sq_minus_dot(q, i, rows, j, rows_sq):  # pragma: no cover - compiled
-    """|rows[j]|^2 - 2 q[i].rows[j]: the squared distance up to |q[i]|^2, which ranks rows."""
-    dot = np.float32(0.0)
-    for t in range(q.shape[1]):
-        dot += q[i, t] * rows[j, t]
-    return rows_sq[j] - np.float32(2.0) * dot
-
-
 @numba.njit(cache=True, parallel=True)
 def two_nearest_groups(g_score):  # pragma: no cover - compiled
     """The two best-ranked groups of every query row, as (query, group) pairs: the second
@@ -440,23 +447,45 @@ def best_of_pairs(n, pair_q, pair_d, pair_cell):  # pragma: no cover - compiled
     return cell, d_sq
 
 
-def nearest_cell_tree(q: np.ndarray, q_sq: np.ndarray, g_score: np.ndarray, groups: Lists,
-                      slot_cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+class Tree(NamedTuple):
+    """The medoid tree's second level for the kernels: the medoids group by group as
+    :class:`Lists`, the cell of each of its slots (plus one spare entry), and each group's
+    real number of medoids."""
+
+    groups: Lists
+    slot_cell: np.ndarray  # int64
+    size: np.ndarray       # int64
+
+
+def medoid_tree(medoids: np.ndarray, assign: np.ndarray, n_groups: int) -> Tree:
+    """:class:`Tree` of ``medoids`` (one per cell) grouped by ``assign``."""
+    order = np.argsort(assign, kind="stable")
+    size = np.bincount(assign, minlength=n_groups).astype(np.int64)
+    end = np.cumsum(size)
+    groups = list_layout(medoids[order], end - size, end)
+    slot_cell = np.zeros(len(groups.sq) + 1, np.int64)
+    for g in range(n_groups):
+        slot_cell[groups.start[g]:groups.start[g] + size[g]] = order[end[g] - size[g]:end[g]]
+    return Tree(groups, slot_cell, size)
+
+
+def nearest_cell_tree(q: np.ndarray, q_sq: np.ndarray, g_score: np.ndarray, tree: Tree
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Nearest medoid through a two-level tree: the 2 nearest groups (``g_score[i, j]`` ranks
-    group j for query i: see :func:`group_scores`), then all their medoids, scanned as lists
-    (``groups``: the medoids group by group; ``slot_cell`` maps a slot of it to its cell, and
-    has one spare entry). Returns each query's cell and squared distance to that cell's medoid.
+    group j for query i: see :func:`group_scores`), then all their medoids, scanned as lists.
+    Returns each query's cell and squared distance to that cell's medoid.
 
     Approximate (a cell outside the probed groups can be nearer), but the result is always a
     real cell, so its members still bound the true NN distance from above; patches above the
-    gate are searched exactly later.
+    gate are searched exactly later. (A query whose groups are both empty keeps cell 0 at
+    distance 3e38: the padding's 1e30 never wins, nor does the spare slot.)
     """
     n = len(q)
     pairs = two_nearest_groups(g_score).ravel()
     pair_q = np.repeat(np.arange(n, dtype=np.int64), 2)
     keep = pairs >= 0
-    pq, pg, d_sq, pos = scan_pairs(q, q_sq, pair_q[keep], pairs[keep], groups, with_arg=True)
-    return best_of_pairs(n, pq, d_sq, slot_cell[groups.start[pg] + pos])
+    pq, pg, d_sq, pos = scan_pairs(q, q_sq, pair_q[keep], pairs[keep], tree.groups, with_arg=True)
+    return best_of_pairs(n, pq, d_sq, tree.slot_cell[tree.groups.start[pg] + pos])
 
 
 @numba.njit(cache=True, fastmath=True, inline="always")
@@ -474,33 +503,98 @@ def _insert(bd, bi, v, j):  # pragma: no cover - compiled
     bi[p] = j
 
 
+@numba.njit(cache=True, parallel=True)
+def nearest_groups(g_score, rows, n_groups, nt):  # pragma: no cover - compiled
+    """The ``n_groups`` best-ranked groups of each of the query rows ``rows``, best first
+    (-1 where there are fewer groups)."""
+    out = np.full((rows.shape[0], n_groups), -1, np.int64)
+    for th in numba.prange(nt):
+        gd = np.empty(n_groups, np.float32)
+        lo, hi = _share(th, nt, rows.shape[0])
+        gi = np.empty(n_groups, np.int64)
+        for r in range(lo, hi):
+            gd[:] = np.float32(3e38)
+            gi[:] = -1
+            for j in range(g_score.shape[1]):
+                _insert(gd, gi, g_score[rows[r], j], j)
+            for e in range(n_groups):
+                out[r, e] = gi[e]
+    return out
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def nearest_k_tree(q, rows, g_score, group_start, group_end, group_cells, g_medoids, g_m_sq, k,
-                   n_groups):  # pragma: no cover - compiled
+def list_distances(q, pair_q, pair_l, pair_at, quads, values, sq, start, count, out,
+                   nt):  # pragma: no cover - compiled
+    """|m|^2 - 2 q.m for every member m of list ``pair_l[p]`` and query ``pair_q[p]`` (pairs
+    sorted by list, ``quads`` as for :func:`scan_lists`), written to ``out`` from ``pair_at[p]``."""
+    d = q.shape[1]
+    m2 = np.float32(-2.0)
+    for th in numba.prange(nt):
+        xs = np.empty(4 * d, np.float32)
+        lo, hi = _share(th, nt, quads.shape[0] - 1)
+        for k in range(lo, hi):
+            p0 = quads[k]
+            last = quads[k + 1] - 1
+            p1 = min(p0 + 1, last)
+            p2 = min(p0 + 2, last)
+            p3 = min(p0 + 3, last)
+            for t in range(d):
+                xs[4 * t] = m2 * q[pair_q[p0], t]
+                xs[4 * t + 1] = m2 * q[pair_q[p1], t]
+                xs[4 * t + 2] = m2 * q[pair_q[p2], t]
+                xs[4 * t + 3] = m2 * q[pair_q[p3], t]
+            lst = pair_l[p0]
+            s0 = start[lst]
+            _distances_of_four(values, d * s0, count[lst], d, xs, sq, s0, out,
+                               pair_at[p0], pair_at[p1], pair_at[p2], pair_at[p3])
+
+
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def top_k_cells(dist, pair_at, groups, size, start, slot_cell, k, nt):  # pragma: no cover - compiled
+    """Per query row r, the ``k`` cells whose medoids have the smallest ``dist`` among the
+    real medoids of its groups (row r's group s has its distances from ``pair_at[r * n_groups
+    + s]``), nearest first; -1 where fewer exist. Ranking a row's groups together, rather than
+    each (row, group) pair on its own, skips most candidates after the first group."""
+    n_rows, n_groups = groups.shape
+    out = np.full((n_rows, k), -1, np.int64)
+    for th in numba.prange(nt):
+        bd = np.empty(k, np.float32)
+        bp = np.empty(k, np.int64)
+        lo, hi = _share(th, nt, n_rows)
+        for r in range(lo, hi):
+            bd[:] = np.float32(3e38)
+            bp[:] = -1
+            for s in range(n_groups):
+                g = groups[r, s]
+                if g < 0:
+                    break
+                at = pair_at[r * n_groups + s]
+                for j in range(size[g]):
+                    _insert(bd, bp, dist[at + j], start[g] + j)
+            for e in range(k):
+                if bp[e] >= 0:
+                    out[r, e] = slot_cell[bp[e]]
+    return out
+
+
+def nearest_k_tree(q: np.ndarray, rows: np.ndarray, g_score: np.ndarray, tree: Tree, k: int, n_groups: int
+                   ) -> np.ndarray:
     """For the query rows ``rows``: the ``k`` nearest medoids among the cells of the
     ``n_groups`` nearest groups of the medoid tree, nearest first (-1 where fewer exist).
-    With ``n_groups`` = all groups this is the exact k nearest. Arguments as for
-    :func:`nearest_cell_tree`."""
-    g = g_score.shape[1]
-    out = np.full((rows.shape[0], k), -1, np.int64)
-    for r in numba.prange(rows.shape[0]):
-        i = rows[r]
-        gd = np.full(n_groups, np.inf, np.float32)
-        gi = np.full(n_groups, -1, np.int64)
-        for j in range(g):
-            _insert(gd, gi, g_score[i, j], j)
-        bd = np.full(k, np.inf, np.float32)
-        bp = np.full(k, -1, np.int64)
-        for s in range(n_groups):
-            grp = gi[s]
-            if grp < 0:
-                break
-            for p in range(group_start[grp], group_end[grp]):
-                _insert(bd, bp, _sq_minus_dot(q, i, g_medoids, p, g_m_sq), p)
-        for s in range(k):
-            if bp[s] >= 0:
-                out[r, s] = group_cells[bp[s]]
-    return out
+    With ``n_groups`` = all groups this is the exact k nearest."""
+    nt = numba.get_num_threads()
+    groups = nearest_groups(g_score, rows, n_groups, nt)
+    pair_g = groups.ravel()
+    keep = np.flatnonzero(pair_g >= 0)
+    length = tree.groups.count[pair_g[keep]]
+    pair_at = np.zeros(len(pair_g), np.int64)
+    pair_at[keep] = np.cumsum(length) - length  # each pair's distances, packed
+    order, quads = by_list(pair_g[keep], len(tree.size), 4)
+    pairs = keep[order]
+    dist = np.empty(int(length.sum()), np.float32)
+    if len(pairs):
+        list_distances(q, rows[pairs // n_groups], pair_g[pairs], pair_at[pairs], quads, *tree.groups, dist, nt)
+    return top_k_cells(dist, pair_at, groups, tree.size, tree.groups.start, tree.slot_cell, k, nt)
 
 
 def group_scores(q: np.ndarray, centres_t: np.ndarray, centres_sq: np.ndarray) -> np.ndarray:
