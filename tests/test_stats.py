@@ -103,16 +103,15 @@ def test_medoid_tree_finds_the_nearest_medoids(dims):
     q = (modes[rng.integers(0, 40, 600)] + rng.standard_normal((600, dims))).astype(np.float32)
     idx = PatchIndex.build(bank, cells=256, nprobe=4)
     d_all = ((q[:, None, :] - idx.medoids[None]) ** 2).sum(-1)
-    g = stats.group_scores(q, idx._gc_t, idx._gc_sq)
-    centres = idx._gc_t.T
-    assert np.allclose(g + (q * q).sum(1)[:, None], ((q[:, None, :] - centres[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
+    g = stats.group_scores(q, idx._gc, idx._gc_sq)
+    assert np.allclose(g.T + (q * q).sum(1)[:, None], ((q[:, None, :] - idx._gc[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
     cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, idx._tree)
     assert np.allclose(d_sq, d_all[np.arange(len(q)), cell], rtol=1e-4, atol=1e-3)
     assert (cell == d_all.argmin(1)).mean() > 0.9
     # and it is the nearest medoid of the two nearest groups (up to float ties)
     tree = idx._tree
     want = []
-    for i, groups in enumerate(np.argsort(g, 1, kind="stable")[:, :2]):
+    for i, groups in enumerate(np.argsort(g.T, 1, kind="stable")[:, :2]):
         cells = np.concatenate([tree.slot_cell[tree.groups.start[k]:][:tree.size[k]] for k in groups])
         want.append(cells[d_all[i, cells].argmin()])
     assert (cell == np.array(want)).mean() > 0.99
@@ -120,6 +119,16 @@ def test_medoid_tree_finds_the_nearest_medoids(dims):
     rows = np.arange(0, len(q), 3, dtype=np.int64)
     cand = stats.nearest_k_tree(q, rows, g, idx._tree, 4, len(idx._gc_sq))
     assert np.array_equal(cand, np.argsort(d_all[rows], 1, kind="stable")[:, :4])
+
+
+def test_two_nearest_groups_ranks_by_score():
+    # queries along rows (groups x queries), an odd count split between threads; one group: -1
+    rng = np.random.default_rng(8)
+    g = rng.standard_normal((13, 1001)).astype(np.float32)
+    pairs = stats.two_nearest_groups(g, 2)
+    assert np.array_equal(pairs, np.argsort(g.T, 1, kind="stable")[:, :2])
+    one = stats.two_nearest_groups(g[:1], 2)
+    assert np.all(one[:, 0] == 0) and np.all(one[:, 1] == -1)
 
 
 def test_kmeans_separates_clear_clusters():

@@ -52,7 +52,7 @@ class PatchIndex:
         gc, gassign = stats.kmeans(np.ascontiguousarray(self.medoids), groups, iterations=30, seed=1)
         # the medoids group by group, dimension-major: a group is scanned like a cell
         self._tree = stats.medoid_tree(np.ascontiguousarray(self.medoids), gassign, len(gc))
-        self._gc_t = np.ascontiguousarray(gc.T, np.float32)
+        self._gc = np.ascontiguousarray(gc, np.float32)
         self._gc_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
         # (1/8 of the cells at the defaults); with nprobe >= K every group is scanned (exact).
@@ -71,7 +71,7 @@ class PatchIndex:
         q_sq = np.einsum("ij,ij->i", q, q)
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
-        g_score = stats.group_scores(q, self._gc_t, self._gc_sq)
+        g_score = stats.group_scores(q, self._gc, self._gc_sq)
         cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, self._tree)
         stats.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
         rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]

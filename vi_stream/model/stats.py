@@ -412,25 +412,35 @@ def min_into(d_sq, pair_q, pair_d):  # pragma: no cover - compiled
             d_sq[i] = pair_d[p]
 
 
-@numba.njit(cache=True, parallel=True)
-def two_nearest_groups(g_score):  # pragma: no cover - compiled
-    """The two best-ranked groups of every query row, as (query, group) pairs: the second
-    is -1 when there is only one group."""
-    n, g = g_score.shape
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def two_nearest_groups(g_score, nt):  # pragma: no cover - compiled
+    """The two best-ranked groups of every query (``g_score``: groups x queries, see
+    :func:`group_scores`), as rows of (query, group) pairs: the second is -1 when there is only
+    one group. Each thread runs along its queries in SIMD lanes, group by group, with selects
+    for branches (a branch per query and group cost 0.24 ms at 768x768, this 0.05)."""
+    g, n = g_score.shape
     out = np.empty((n, 2), np.int64)
-    for i in numba.prange(n):
-        gd0 = gd1 = np.float32(3e38)
-        gi0 = 0
-        gi1 = -1
+    for th in numba.prange(nt):
+        lo, hi = _share(th, nt, n)
+        gd0 = np.full(hi - lo, np.float32(3e38), np.float32)
+        gd1 = np.full(hi - lo, np.float32(3e38), np.float32)
+        gi0 = np.full(hi - lo, -1, np.int32)
+        gi1 = np.full(hi - lo, -1, np.int32)
         for j in range(g):
-            v = g_score[i, j]
-            if v < gd0:
-                gd1, gi1 = gd0, gi0
-                gd0, gi0 = v, j
-            elif v < gd1:
-                gd1, gi1 = v, j
-        out[i, 0] = gi0
-        out[i, 1] = gi1
+            row = g_score[j]
+            jj = np.int32(j)
+            for i in range(hi - lo):
+                v = row[lo + i]
+                d0 = gd0[i]
+                d1 = gd1[i]
+                first = v < d0
+                gi1[i] = gi0[i] if first else (jj if v < d1 else gi1[i])
+                gd1[i] = d0 if first else min(v, d1)
+                gi0[i] = jj if first else gi0[i]
+                gd0[i] = min(v, d0)
+        for i in range(hi - lo):
+            out[lo + i, 0] = gi0[i]
+            out[lo + i, 1] = gi1[i]
     return out
 
 
@@ -481,7 +491,7 @@ def nearest_cell_tree(q: np.ndarray, q_sq: np.ndarray, g_score: np.ndarray, tree
     distance 3e38: the padding's 1e30 never wins, nor does the spare slot.)
     """
     n = len(q)
-    pairs = two_nearest_groups(g_score).ravel()
+    pairs = two_nearest_groups(g_score, numba.get_num_threads()).ravel()
     pair_q = np.repeat(np.arange(n, dtype=np.int64), 2)
     keep = pairs >= 0
     pq, pg, d_sq, pos = scan_pairs(q, q_sq, pair_q[keep], pairs[keep], tree.groups, with_arg=True)
@@ -515,8 +525,8 @@ def nearest_groups(g_score, rows, n_groups, nt):  # pragma: no cover - compiled
         for r in range(lo, hi):
             gd[:] = np.float32(3e38)
             gi[:] = -1
-            for j in range(g_score.shape[1]):
-                _insert(gd, gi, g_score[rows[r], j], j)
+            for j in range(g_score.shape[0]):
+                _insert(gd, gi, g_score[j, rows[r]], j)
             for e in range(n_groups):
                 out[r, e] = gi[e]
     return out
@@ -597,13 +607,14 @@ def nearest_k_tree(q: np.ndarray, rows: np.ndarray, g_score: np.ndarray, tree: T
     return top_k_cells(dist, pair_at, groups, tree.size, tree.groups.start, tree.slot_cell, k, nt)
 
 
-def group_scores(q: np.ndarray, centres_t: np.ndarray, centres_sq: np.ndarray) -> np.ndarray:
-    """|c_j|^2 - 2 q_i.c_j for every query row and group centre: one BLAS GEMM (through torch,
-    whose thread pool the backbone already uses) instead of a dot product per pair in numba,
-    which for these 32-long rows spends more time summing across SIMD lanes than multiplying."""
+def group_scores(q: np.ndarray, centres: np.ndarray, centres_sq: np.ndarray) -> np.ndarray:
+    """|c_j|^2 - 2 q_i.c_j for every group centre j (rows) and query i (columns): one BLAS
+    GEMM (through torch, whose thread pool the backbone already uses) instead of a dot product
+    per pair in numba, which for these 32-long rows spends more time summing across SIMD lanes
+    than multiplying. Queries along rows suit :func:`two_nearest_groups`."""
     import torch
 
-    return torch.addmm(torch.from_numpy(centres_sq), torch.from_numpy(q), torch.from_numpy(centres_t),
+    return torch.addmm(torch.from_numpy(centres_sq)[:, None], torch.from_numpy(centres), torch.from_numpy(q).T,
                        alpha=-2.0).numpy()
 
 
