@@ -82,9 +82,12 @@ def test_tiles_carry_fused_normalisation_and_colour():
     tiles, grid = tile(x, 16, 4, lo=10.0, scale=0.5)
     assert tiles.shape == (grid.count, 16, 16, 3)
     assert tiles[0, 0, 0, 2] == (x[0, 0, 2] - 10.0) * 0.5
-    # edge padding replicates the last row/column
-    last = tiles[-1]
-    assert np.all(last[-1, -1] == (x[-1, -1].astype(np.float32) - 10) * 0.5)
+    # edge padding replicates the last row/column: every tile equals a slice of the edge-padded image
+    ph, pw = grid.padded_shape
+    padded = (np.pad(x, ((0, ph - 40), (0, pw - 30), (0, 0)), mode="edge").astype(np.float32) - 10) * 0.5
+    for k in range(grid.count):
+        oy, ox = (k // grid.nx) * grid.step, (k % grid.nx) * grid.step
+        assert np.array_equal(tiles[k], padded[oy:oy + 16, ox:ox + 16])
 
 
 @pytest.mark.parametrize("t,ov", [(0, 0), (8, 8), (8, -1), (8, 9)])

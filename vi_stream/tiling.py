@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from .errors import ConfigError
+from .threads import share as _share
 
 _WEIGHT_BITS = 16
 
@@ -82,19 +83,28 @@ def check_tiling(tile: int, overlap: int) -> None:
         raise ConfigError(f"overlap must be in 0..tile-1 ({tile - 1}), got {overlap!r}")
 
 
-@numba.njit(cache=True, parallel=True)
-def _tile_kernel(img, out, ny, nx, step, lo, scale):  # pragma: no cover - compiled
-    h, w, c = img.shape
-    t = out.shape[1]
-    for k in numba.prange(ny * nx):
-        oy = (k // nx) * step
-        ox = (k % nx) * step
-        for i in range(t):
-            y = min(oy + i, h - 1)
-            for j in range(t):
-                x = min(ox + j, w - 1)
-                for ch in range(c):
-                    out[k, i, j, ch] = (np.float32(img[y, x, ch]) - lo) * scale
+@numba.njit(cache=True, parallel=True, fastmath=True)
+def _tile_kernel(img, out, h, w, c, ny, nx, t, step, lo, scale, nt):  # pragma: no cover - compiled
+    """Tile rows. ``img`` and ``out`` are the flat image (h, w, c) and tiles (n, t, t, c), so a
+    tile row's part inside the image is one contiguous run of both; the part past the edge
+    repeats the last pixel. Threads take shares of all tiles' rows. The runs are indexed
+    through views from 0: numba wraps negative indices, and for an offset it cannot prove
+    non-negative that check turned the loads into byte gathers (768x768: 0.53 -> 0.18 ms)."""
+    for th in numba.prange(nt):
+        lo_row, hi_row = _share(th, nt, ny * nx * t)
+        for job in range(lo_row, hi_row):
+            k = job // t
+            i = job % t
+            ox = (k % nx) * step
+            src = (min((k // nx) * step + i, h - 1) * w + ox) * c
+            dst = job * t * c
+            inside = min(t, w - ox) * c
+            s = img[src:src + inside]
+            d = out[dst:dst + t * c]
+            for j in range(inside):
+                d[j] = (np.float32(s[j]) - lo) * scale
+            for j in range(inside, t * c):  # the last pixel of the image row
+                d[j] = (np.float32(s[inside - c + j % c]) - lo) * scale
 
 
 def tile(image: np.ndarray, tile_size: int, overlap: int = 0, lo: float = 0.0, scale: float = 1.0
@@ -108,8 +118,10 @@ def tile(image: np.ndarray, tile_size: int, overlap: int = 0, lo: float = 0.0, s
     grid = make_grid(image.shape[0], image.shape[1], tile_size, overlap)
     img3 = image if image.ndim == 3 else image[:, :, None]
     img3 = np.ascontiguousarray(img3)
-    out = np.empty((grid.count, tile_size, tile_size, img3.shape[2]), np.float32)
-    _tile_kernel(img3, out, grid.ny, grid.nx, grid.step, np.float32(lo), np.float32(scale))
+    c = img3.shape[2]
+    out = np.empty((grid.count, tile_size, tile_size, c), np.float32)
+    _tile_kernel(img3.reshape(-1), out.reshape(-1), img3.shape[0], img3.shape[1], c, grid.ny, grid.nx, tile_size,
+                 grid.step, np.float32(lo), np.float32(scale), numba.get_num_threads())
     return (out if image.ndim == 3 else out[..., 0]), grid
 
 

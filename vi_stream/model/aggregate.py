@@ -24,7 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .stats import _share
+from ..threads import share as _share
 
 
 def interp_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -31,6 +31,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..threads import share as _share
+
 
 # ---------------------------------------------------------------- streaming fit
 class Moments:
@@ -112,14 +114,6 @@ def nearest_centre(x, c, c_sq):  # pragma: no cover - compiled
         idx[i] = bi
         dist[i] = max(best + xs, np.float32(0.0))
     return idx, dist
-
-
-@numba.njit(cache=True, inline="always")
-def _share(th, nt, n):  # pragma: no cover - compiled
-    """Thread ``th``'s contiguous share [lo, hi) of range(n) split among ``nt`` threads (for
-    kernels that keep scratch arrays or partial sums per thread rather than per item)."""
-    chunk = (n + nt - 1) // nt
-    return th * chunk, min(n, (th + 1) * chunk)
 
 
 @numba.njit(cache=True, parallel=True)
