@@ -327,6 +327,26 @@ def _distances_of_four(typingctx, values, base, m, d, xs, sq, sbase, out, o0, o1
     return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, "store")
 
 
+@numba.njit(cache=True, inline="always")
+def _load_quad(q, pair_q, quads, k, xs):  # pragma: no cover - compiled
+    """Quad k's four pairs (a short quad repeats its last: the same answer, written twice) and
+    their queries; fills ``xs`` with -2q of the four, dimension by dimension, as the list
+    kernel takes them."""
+    p0 = quads[k]
+    last = quads[k + 1] - 1
+    p1 = min(p0 + 1, last)
+    p2 = min(p0 + 2, last)
+    p3 = min(p0 + 3, last)
+    i0, i1, i2, i3 = pair_q[p0], pair_q[p1], pair_q[p2], pair_q[p3]
+    m2 = np.float32(-2.0)
+    for t in range(q.shape[1]):
+        xs[4 * t] = m2 * q[i0, t]
+        xs[4 * t + 1] = m2 * q[i1, t]
+        xs[4 * t + 2] = m2 * q[i2, t]
+        xs[4 * t + 3] = m2 * q[i3, t]
+    return p0, p1, p2, p3, i0, i1, i2, i3
+
+
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, out_d, out_j,
                nt):  # pragma: no cover - compiled
@@ -341,24 +361,13 @@ def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, out_d, 
     pair over the row-major bank (which spends its time summing across lanes).
     """
     d = q.shape[1]
-    m2 = np.float32(-2.0)
     zero = np.float32(0.0)
     with_arg = out_j.shape[0] > 0
     for th in numba.prange(nt):
         xs = np.empty(4 * d, np.float32)
         lo, hi = _share(th, nt, quads.shape[0] - 1)
         for k in range(lo, hi):
-            p0 = quads[k]
-            last = quads[k + 1] - 1
-            p1 = min(p0 + 1, last)  # a short quad repeats its last pair (same answer, written twice)
-            p2 = min(p0 + 2, last)
-            p3 = min(p0 + 3, last)
-            i0, i1, i2, i3 = pair_q[p0], pair_q[p1], pair_q[p2], pair_q[p3]
-            for t in range(d):
-                xs[4 * t] = m2 * q[i0, t]
-                xs[4 * t + 1] = m2 * q[i1, t]
-                xs[4 * t + 2] = m2 * q[i2, t]
-                xs[4 * t + 3] = m2 * q[i3, t]
+            p0, p1, p2, p3, i0, i1, i2, i3 = _load_quad(q, pair_q, quads, k, xs)
             lst = pair_l[p0]
             s0 = start[lst]
             if with_arg:
@@ -532,21 +541,11 @@ def list_distances(q, pair_q, pair_l, pair_at, quads, values, sq, start, count, 
     """|m|^2 - 2 q.m for every member m of list ``pair_l[p]`` and query ``pair_q[p]`` (pairs
     sorted by list, ``quads`` as for :func:`scan_lists`), written to ``out`` from ``pair_at[p]``."""
     d = q.shape[1]
-    m2 = np.float32(-2.0)
     for th in numba.prange(nt):
         xs = np.empty(4 * d, np.float32)
         lo, hi = _share(th, nt, quads.shape[0] - 1)
         for k in range(lo, hi):
-            p0 = quads[k]
-            last = quads[k + 1] - 1
-            p1 = min(p0 + 1, last)
-            p2 = min(p0 + 2, last)
-            p3 = min(p0 + 3, last)
-            for t in range(d):
-                xs[4 * t] = m2 * q[pair_q[p0], t]
-                xs[4 * t + 1] = m2 * q[pair_q[p1], t]
-                xs[4 * t + 2] = m2 * q[pair_q[p2], t]
-                xs[4 * t + 3] = m2 * q[pair_q[p3], t]
+            p0, p1, p2, p3, _i0, _i1, _i2, _i3 = _load_quad(q, pair_q, quads, k, xs)
             lst = pair_l[p0]
             s0 = start[lst]
             _distances_of_four(values, d * s0, count[lst], d, xs, sq, s0, out,
