@@ -68,7 +68,7 @@ class PatchIndex:
         q = np.ascontiguousarray(q, np.float32)
         g = self.gate if gate is None else gate
         n = len(q)
-        q_sq = np.einsum("ij,ij->i", q, q)
+        q_sq = stats.row_sq(q)
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
         g_score = stats.group_scores(q, self._gc, self._gc_sq)
