@@ -32,8 +32,15 @@ def test_index_equals_exact_search_when_it_refines_everything():
     bank = rng.standard_normal((3000, 8)).astype(np.float32)
     q = rng.standard_normal((500, 8)).astype(np.float32) * 1.5
     idx = PatchIndex.build(bank, cells=16, nprobe=16)
-    exact = stats.exact_nn_distance(q, bank)
+    # the index holds its bank (rows reordered by cell) at float16 precision, what the search
+    # reads, and is exact for it
+    half = stats.half_precision(bank)
+    assert np.all(np.abs(half - bank) <= np.abs(bank) * 2.0 ** -11 + 2.0 ** -25) and not np.array_equal(half, bank)
+    assert np.array_equal(np.unique(idx.bank, axis=0), np.unique(half, axis=0))
+    exact = stats.exact_nn_distance(q, idx.bank)
     assert np.allclose(idx.distance(q, gate=0.0), exact, atol=1e-4)
+    # and within the rounding of the float32 bank's true distances
+    assert np.all(np.abs(idx.distance(q, gate=0.0) - stats.exact_nn_distance(q, bank)) <= 4e-3)
 
 
 def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
@@ -41,7 +48,7 @@ def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
     bank = rng.standard_normal((4000, 8)).astype(np.float32)
     q = rng.standard_normal((800, 8)).astype(np.float32)
     idx = PatchIndex.build(bank, cells=32, nprobe=4)
-    exact = stats.exact_nn_distance(q, bank)
+    exact = stats.exact_nn_distance(q, idx.bank)
     counts = {}
     coarse = idx.distance(q, gate=1e9, stats_out=counts)  # nothing refined: the medoid bound
     assert counts["refined"] == 0
@@ -69,6 +76,8 @@ def test_list_scan_equals_brute_force():
     # a tie: a member repeated within one step, and a query on it (the lower position wins)
     rows[start[3] + 20] = rows[start[3] + 3]
     lists = stats.list_layout(rows, start, end)
+    assert lists.values.dtype == np.uint16
+    rows = stats.half_precision(rows)  # what the lists hold: distances are exact for these
     q[39] = rows[start[3] + 3]
     pair_q = np.concatenate([np.arange(40), rng.integers(0, 40, 30)]).astype(np.int64)
     pair_l = np.concatenate([np.repeat(np.arange(6), [9, 3, 1, 4, 5, 18]), rng.integers(0, 6, 30)]).astype(np.int64)
@@ -90,6 +99,22 @@ def test_list_scan_equals_brute_force():
     order, quads = stats.by_list(pair_l, 6, 4)
     assert np.all(np.diff(pair_l[order]) >= 0) and np.all(np.diff(quads) <= 4)
     assert all(len(set(pair_l[order[a:b]])) == 1 for a, b in zip(quads[:-1], quads[1:]))
+
+
+def test_half_precision_rounds_to_nearest_and_refuses_out_of_range_values():
+    x = np.array([[1.0, 1.0 + 2.0 ** -12, 1.0 + 3 * 2.0 ** -12, -3.14159, 65504.0]], np.float32)
+    h = stats.half_precision(x)
+    assert h.dtype == np.float32
+    assert list(h[0, :3]) == [1.0, 1.0, 1.0 + 2.0 ** -10]  # ties to even, then nearest
+    assert abs(h[0, 3] + 3.14159) <= 3.14159 * 2.0 ** -11 and h[0, 4] == 65504.0
+    for bad in (70000.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="float16 range"):
+            stats.half_precision(np.array([[0.0, bad]], np.float32))
+    from vi_stream.errors import ModelError
+    bank = np.zeros((40, 2), np.float32)
+    bank[3, 1] = 1e6
+    with pytest.raises(ModelError, match="patch bank"):
+        PatchIndex.build(bank, cells=2, nprobe=1)
 
 
 @pytest.mark.parametrize("dims", [16, 7])

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import ModelError
 from . import stats
 
 
 @dataclass
 class PatchIndex:
-    bank: np.ndarray        # (M, D) float32, rows grouped by cell
+    bank: np.ndarray        # (M, D) float32 at float16 precision, rows grouped by cell
     centres: np.ndarray     # (K, D) float32 k-means centres (pick the lists to search)
     medoids: np.ndarray     # (K, D) float32 bank rows nearest to each centre (the upper bound)
     list_start: np.ndarray  # (K,) int64
@@ -45,6 +46,13 @@ class PatchIndex:
         return cls(bank, centres, medoids, list_start, list_end, min(nprobe, k))
 
     def __post_init__(self) -> None:
+        # The search reads members in half precision (stats.Lists); the bank is held at that
+        # precision too, so the distances are exact for ``bank`` (and the CUDA search agrees).
+        try:
+            self.bank = stats.half_precision(self.bank)
+            self.medoids = stats.half_precision(self.medoids)
+        except ValueError as err:
+            raise ModelError(f"patch bank: {err}") from err
         # Two-level tree over the medoids for the every-patch stage; deterministic, so it is
         # rebuilt on load rather than stored.
         k = len(self.medoids)
