@@ -40,19 +40,42 @@ def defects_from(heat: np.ndarray, threshold: float, min_area: int = 1) -> tuple
     and ``centroid`` ``[x, y]``.
     """
     mask = (heat > threshold).view(np.uint8)
-    # Label only where the mask is: within each run of rows holding mask pixels (no region
-    # crosses an empty row), the bounding box of those rows. Labelling a whole 2048x2048 mask
-    # took 13 ms of the 21 this function cost there; defects are small and few.
-    rows = cv2.reduce(mask, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel() > 0  # (REDUCE_MAX: 90x slower)
-    if not rows.any():
-        return mask, []
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], rows.view(np.uint8), [0])).astype(np.int8)))
+    # Label only where the mask is (see _boxes): labelling a whole 2048x2048 mask took 13 ms of
+    # the 21 this function cost there; defects are small and few.
     out = []
-    for y0, y1 in zip(edges[::2], edges[1::2]):
-        x0, _y, w0, _h = cv2.boundingRect(mask[y0:y1])
-        out += _label(mask[y0:y1, x0:x0 + w0], heat[y0:y1, x0:x0 + w0], min_area, int(x0), int(y0))
+    for y0, y1, x0, x1 in _boxes(mask):
+        out += _label(mask[y0:y1, x0:x1], heat[y0:y1, x0:x1], min_area, x0, y0)
     out.sort(key=lambda d: -d["peak"])
     return mask, out
+
+
+def _runs(profile: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of each run of non-zero entries of a 1-D profile."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], (profile.ravel() > 0).view(np.uint8), [0])).astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _boxes(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (y0, y1, x0, x1) that hold every mask pixel and have none of their rows or columns
+    empty. No 8-connected region crosses a row or column that is empty across the box it lies
+    in, so labelling each box alone labels the mask exactly. Boxes are cut alternately at empty
+    rows and at empty columns; a box whose cut leaves it whole is final, since the cut before
+    (the other way, over the same extent) left none of its lines empty either. Two defects side
+    by side are thus two small crops, not the band of rows they share."""
+    # (cv2.REDUCE_MAX: 90x slower than REDUCE_SUM)
+    rows = cv2.reduce(mask, 1, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+    todo = [(y0, y1, 0, mask.shape[1], 0) for y0, y1 in _runs(rows)]  # 0: cut columns next
+    done = []
+    while todo:
+        y0, y1, x0, x1, axis = todo.pop()
+        profile = cv2.reduce(mask[y0:y1, x0:x1], axis, cv2.REDUCE_SUM, dtype=cv2.CV_32S)
+        runs = _runs(profile)
+        if runs == [(0, x1 - x0 if axis == 0 else y1 - y0)]:
+            done.append((y0, y1, x0, x1))
+            continue
+        for a, b in runs:
+            todo.append((y0, y1, x0 + a, x0 + b, 1) if axis == 0 else (y0 + a, y0 + b, x0, x1, 0))
+    return done
 
 
 def _label(crop: np.ndarray, heat: np.ndarray, min_area: int, x0: int, y0: int) -> list[dict]:
