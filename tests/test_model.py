@@ -89,7 +89,7 @@ def test_projected_head_equals_projecting_raw_features(model):
 
 @pytest.mark.parametrize("taps, tile", [((2, 4, 7), 64), ((1, 2, 3, 7, 12), 96), ((2, 7), 80)])
 def test_cpu_head_equals_torch_head(taps, tile):
-    # The CPU path (GEMMs on the NCHW taps, then numba pooling/upsampling/3x3 mean) against the
+    # The CPU path (numba projection of the NCHW taps, upsampling, 3x3 mean) against the
     # torch head: two taps at one stride, a stride-32 tap (96 px: upsampled 3 -> 12 cells, and
     # 6 -> 12 at stride 16), no stride-8 tap at all, 1x1 maps at 80 px / stride 32 (3 -> 10).
     from vi_stream.model.features import PatchFeatures
@@ -105,6 +105,27 @@ def test_cpu_head_equals_torch_head(taps, tile):
     assert got.shape == want.shape == (5, 8, tile // 8, tile // 8)
     assert np.allclose(got, want, rtol=1e-4, atol=1e-4)
     assert timings["backbone"] > 0 and timings["features"] > 0
+
+
+@pytest.mark.parametrize("n, c, h, w, d, pool, accumulate", [
+    (3, 24, 8, 8, 32, True, False),    # planes of 64 px: two full steps of the vector kernel
+    (2, 40, 6, 6, 32, False, True),    # 36 px: one step and a tail of 4
+    (2, 80, 5, 5, 7, False, False),    # 25 px: tail only; 7 outputs: a short last four
+    (1, 5, 9, 8, 6, True, True),       # 72 px: two steps and a tail; short four; pooled
+    (3, 3, 4, 8, 1, False, True),      # a single output channel
+])
+def test_tap_projection_kernel_equals_einsum(n, c, h, w, d, pool, accumulate):
+    from vi_stream.model import aggregate
+
+    rng = np.random.default_rng(n * 100 + c)
+    tap = rng.standard_normal((n, c) + ((2 * h, 2 * w) if pool else (h, w))).astype(np.float32)
+    weights = rng.standard_normal((d, c)).astype(np.float32)
+    out = rng.standard_normal((n, d, h, w)).astype(np.float32)
+    before = out.copy()
+    aggregate.project(tap, aggregate.quad_weights(weights), out, accumulate, pool, 2)
+    x = tap.reshape(n, c, h, 2, w, 2).mean((3, 5)) if pool else tap
+    want = np.einsum("oc,nchw->nohw", weights, x) + (before if accumulate else 0)
+    assert np.allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
 def test_input_errors(model):

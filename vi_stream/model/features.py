@@ -70,7 +70,7 @@ class PatchFeatures:
         b = -(w @ torch.from_numpy(mean.astype(np.float32)))
         self.proj_w = w[:, :, None, None].to(self.device)
         self.proj_b = b.to(self.device)
-        self._tap_w = [t.contiguous() for t in torch.split(w, list(self.trunk.channels), dim=1)]
+        self._tap_w = [aggregate.quad_weights(t.numpy()) for t in torch.split(w, list(self.trunk.channels), dim=1)]
         self._bias = b.numpy()
         self._proj_head = _ProjectedHead(self.proj_w, self.proj_b, self.trunk.channels, self.strides).to(self.device).eval()
 
@@ -108,11 +108,10 @@ class PatchFeatures:
         """CPU: projected features (n, D, h, w) of a chunk of tiles, as NCHW numpy; equal to
         ``head`` (which the tests hold it to) and faster on CPU (see :mod:`.aggregate`).
 
-        Each backbone call of ``step`` tiles is followed by the projection of its taps while
-        they are in cache: GEMMs on the NCHW taps the frozen trunk returns (the stride-4 ones
-        2x2-averaged first, in numba on this thread), adding up per stride. The upsampling of
-        the coarser maps and the 3x3 mean run once for the chunk, in parallel, so torch's and
-        numba's thread pools do not alternate call by call.
+        Each backbone call of ``step`` tiles is followed by the projection of its taps
+        (:func:`.aggregate.project`, numba, on the NCHW taps the frozen trunk returns; the
+        stride-4 ones 2x2-averaged on the way), adding up per stride. The upsampling of the
+        coarser maps and the 3x3 mean run once for the chunk.
 
         The maps live in per-thread buffers reused from call to call (fresh ones cost a page
         fault per 4 KiB on first write), so the result is valid until the same thread's next
@@ -123,25 +122,15 @@ class PatchFeatures:
             t1 = time.perf_counter()
             taps = self.trunk_forward(self.to_tensor(tiles[b:b + step]))
             t2 = time.perf_counter()
-            written = set()
             h, w = _feature_grid(taps, self.strides)
-            with torch.inference_mode():
-                for tap, s, wt in zip(taps, self.strides, self._tap_w):
-                    nb, c = tap.shape[:2]
-                    if s < FEATURE_STRIDE:  # pooling commutes with the projection: pool the narrower map
-                        pooled = self._buffer(-1, (nb, c, h, w))
-                        aggregate.pool2(tap.contiguous().numpy(), pooled)
-                        tap, s = torch.from_numpy(pooled), FEATURE_STRIDE
-                    th, tw = tap.shape[2:]
-                    if s not in maps:
-                        maps[s] = self._buffer(s, (n, self.dim, th, tw))
-                    out = torch.from_numpy(maps[s][b:b + nb]).view(nb, self.dim, th * tw)
-                    x = tap.reshape(nb, c, th * tw)
-                    if s in written:
-                        out.baddbmm_(wt.expand(nb, -1, -1), x)
-                    else:
-                        torch.matmul(wt, x, out=out)
-                        written.add(s)
+            written = set()
+            for tap, s, wq in zip(taps, self.strides, self._tap_w):
+                key = max(s, FEATURE_STRIDE)  # the stride-4 tap is pooled to stride 8 on the way
+                if key not in maps:
+                    maps[key] = self._buffer(key, (n, self.dim) + ((h, w) if key == FEATURE_STRIDE else tap.shape[2:]))
+                aggregate.project(tap.contiguous().numpy(), wq, maps[key][b:b + len(tap)], key in written,
+                                  s < FEATURE_STRIDE, numba.get_num_threads())
+                written.add(key)
             if timings is not None:
                 timings["backbone"] += t2 - t1
                 timings["features"] += time.perf_counter() - t2

@@ -241,24 +241,38 @@ def by_list(pair_list, n_lists, run):  # pragma: no cover - compiled
 
 
 def _emit_four_queries(context, builder, sig, args, mode):
-    """LLVM IR of :func:`_min_of_four` (``mode`` "min"), :func:`_nearest_of_four` ("arg") and
-    :func:`_distances_of_four` ("store").
+    """LLVM IR of :func:`_min_of_four` (``mode`` "min"), :func:`_nearest_of_four` ("arg"),
+    :func:`_distances_of_four` ("store") and :func:`_project_four` ("add").
 
     For each step of LIST_WIDTH members: four vector accumulators start at the members'
     |m|^2 and take ``xs[4t + a] * member[t]`` for every dimension t (one vector load of the
-    members, widened from float16, serves the four queries); then they are stored ("store"), or fold into a running
-    per-lane minimum (with "arg", also the member index of each lane's minimum) that is
-    reduced across lanes at the end, ties going to the lower index.
+    members, widened from float16, serves the four queries); then they are stored ("store"),
+    or fold into a running per-lane minimum (with "arg", also the member index of each lane's
+    minimum) that is reduced across lanes at the end, ties going to the lower index.
+
+    "add" is the same product as a small GEMM on float32 planes: the members are pixels, the
+    dimensions channels ``stride`` apart, and accumulator a starts from ``out`` at ``o<a>`` and
+    is stored back there. All four are loaded before any is stored, so repeated offsets are
+    safe.
     """
-    values, base, m, d, xs, sq, sbase = args[:7]
+    values, base, m, d, xs = args[:5]
     vdata = context.make_array(sig.args[0])(context, builder, values).data
     xdata = context.make_array(sig.args[4])(context, builder, xs).data
-    sdata = context.make_array(sig.args[5])(context, builder, sq).data
     f32, i32, i64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
     vec, ivec = ir.VectorType(f32, LIST_WIDTH), ir.VectorType(i32, LIST_WIDTH)
-    half_vec = ir.VectorType(ir.HalfType(), LIST_WIDTH)  # members as stored (float16 bits)
-    if sig.args[0].dtype != types.uint16:
-        raise TypeError(f"list values must be float16 bits in uint16 (Lists), got {sig.args[0].dtype}")
+    if mode == "add":
+        stride, out_at = args[5], args[7:11]
+        odata = context.make_array(sig.args[6])(context, builder, args[6]).data
+        want = types.float32
+    else:
+        sq, sbase, stride = args[5], args[6], m
+        sdata = context.make_array(sig.args[5])(context, builder, sq).data
+        if mode == "store":
+            odata = context.make_array(sig.args[7])(context, builder, args[7]).data
+            out_at = args[8:12]
+        want = types.uint16  # members as stored (float16 bits)
+    if sig.args[0].dtype != want:
+        raise TypeError(f"values must be {want} here (mode {mode}), got {sig.args[0].dtype}")
     fast = ("fast",)
 
     def splat(value, vtype):
@@ -268,6 +282,13 @@ def _emit_four_queries(context, builder, sig, args, mode):
     def vec_at(data, offset):
         return builder.bitcast(builder.gep(data, [offset]), vec.as_pointer())
 
+    def member(offset):
+        at = builder.gep(vdata, [offset])
+        if want == types.float32:
+            return builder.load(builder.bitcast(at, vec.as_pointer()), align=4)
+        half_vec = ir.VectorType(ir.HalfType(), LIST_WIDTH)
+        return builder.fpext(builder.load(builder.bitcast(at, half_vec.as_pointer()), align=2), vec)
+
     # allocas of whole vectors: LLVM keeps them in registers
     best = [cgutils.alloca_once_value(builder, ir.Constant(vec, [3e38] * LIST_WIDTH)) for _ in range(4)]
     best_j = [cgutils.alloca_once_value(builder, ir.Constant(ivec, [0] * LIST_WIDTH)) for _ in range(4)]
@@ -275,21 +296,23 @@ def _emit_four_queries(context, builder, sig, args, mode):
     width = ir.Constant(i64, LIST_WIDTH)
     with cgutils.for_range(builder, builder.sdiv(m, width)) as step:
         j = builder.mul(step.index, width)
-        member_sq = builder.load(vec_at(sdata, builder.add(sbase, j)), align=4)
-        for a in range(4):
-            builder.store(member_sq, acc[a])
+        if mode == "add":
+            for a in range(4):
+                builder.store(builder.load(vec_at(odata, builder.add(out_at[a], j)), align=4), acc[a])
+        else:
+            member_sq = builder.load(vec_at(sdata, builder.add(sbase, j)), align=4)
+            for a in range(4):
+                builder.store(member_sq, acc[a])
         with cgutils.for_range(builder, d) as dim:
             t = dim.index
-            at = builder.gep(vdata, [builder.add(builder.add(base, builder.mul(t, m)), j)])
-            v = builder.fpext(builder.load(builder.bitcast(at, half_vec.as_pointer()), align=2), vec)
+            v = member(builder.add(builder.add(base, builder.mul(t, stride)), j))
             for a in range(4):
                 x = splat(builder.load(builder.gep(xdata, [builder.add(builder.mul(t, ir.Constant(i64, 4)),
                                                                        ir.Constant(i64, a))])), vec)
                 builder.store(builder.fadd(builder.load(acc[a]), builder.fmul(x, v, flags=fast), flags=fast), acc[a])
-        if mode == "store":
-            odata = context.make_array(sig.args[7])(context, builder, args[7]).data
+        if mode in ("store", "add"):
             for a in range(4):
-                builder.store(builder.load(acc[a]), vec_at(odata, builder.add(args[8 + a], j)), align=4)
+                builder.store(builder.load(acc[a]), vec_at(odata, builder.add(out_at[a], j)), align=4)
         else:
             lanes = builder.add(splat(builder.trunc(j, i32), ivec), ir.Constant(ivec, list(range(LIST_WIDTH))))
             for a in range(4):
@@ -298,7 +321,7 @@ def _emit_four_queries(context, builder, sig, args, mode):
                 builder.store(builder.select(lower, cur, old), best[a])
                 if mode == "arg":
                     builder.store(builder.select(lower, lanes, builder.load(best_j[a])), best_j[a])
-    if mode == "store":
+    if mode in ("store", "add"):
         return context.get_dummy_value()
     mins, args_ = [], []
     for a in range(4):
@@ -349,6 +372,15 @@ def _distances_of_four(typingctx, values, base, m, d, xs, sq, sbase, out, o0, o1
     float32 array ``out`` from offset ``o<a>``."""
     sig = types.void(values, base, m, d, xs, sq, sbase, out, o0, o1, o2, o3)
     return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, "store")
+
+
+@intrinsic
+def _project_four(typingctx, values, base, m, d, xs, stride, out, o0, o1, o2, o3):
+    """For a = 0..3 and j < m (a multiple of LIST_WIDTH): ``out[o<a> + j] += sum_t xs[4t + a] *
+    values[base + t * stride + j]``, float32: four output channels of a 1x1 convolution
+    (xs: their weights, channel-major) over LIST_WIDTH pixels at a time."""
+    sig = types.void(values, base, m, d, xs, stride, out, o0, o1, o2, o3)
+    return sig, lambda context, builder, s, args: _emit_four_queries(context, builder, s, args, "add")
 
 
 @numba.njit(cache=True, inline="always")
