@@ -59,3 +59,28 @@ def test_defects_far_apart_on_a_large_map_keep_their_positions():
 def test_nothing_above_threshold_is_an_empty_mask_and_list():
     mask, defects = postprocess.defects_from(np.ones((64, 48), np.float32), 2.0)
     assert defects == [] and mask.shape == (64, 48) and not mask.any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 90), w=st.integers(1, 90), seed=st.integers(0, 10_000), density=st.floats(0.0, 0.2))
+def test_label_boxes_are_tight_disjoint_and_cover_the_mask(h, w, seed, density):
+    # Scattered pixels and blobs: every mask pixel lies in exactly one box, and no box has an
+    # empty row or column (the cutting went all the way down).
+    rng = np.random.default_rng(seed)
+    mask = (rng.random((h, w)) < density).astype(np.uint8)
+    mask = cv2.dilate(mask, np.ones((2, 2), np.uint8)) if seed % 2 else mask
+    boxes = postprocess._boxes(mask)
+    cover = np.zeros((h, w), np.int32)
+    for y0, y1, x0, x1 in boxes:
+        crop = mask[y0:y1, x0:x1]
+        assert crop.any(axis=1).all() and crop.any(axis=0).all()
+        cover[y0:y1, x0:x1] += 1
+    assert cover.max(initial=0) <= 1
+    assert np.all(cover[mask > 0] == 1)
+
+
+def test_two_defects_side_by_side_are_labelled_in_two_boxes():
+    mask = np.zeros((100, 200), np.uint8)
+    mask[10:40, 20:30] = 1
+    mask[30:60, 150:170] = 1   # shares rows 30-39 with the first
+    assert sorted(postprocess._boxes(mask)) == [(10, 40, 20, 30), (30, 60, 150, 170)]

@@ -47,12 +47,13 @@ def quad_weights(w: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def project(tap, wq, out, accumulate, pool, nt):  # pragma: no cover - compiled
+def project(tap, wq, out, accumulate, pooled, nt):  # pragma: no cover - compiled
     """out (n, D, h, w) = (or += with ``accumulate``) the 1x1 projection of the NCHW tap
-    (n, C, h, w) by weights ``wq`` (:func:`quad_weights`); with ``pool``, of the 2x2 mean of
-    the tap (n, C, 2h, 2w), which commutes with the projection and leaves a quarter of the
-    pixels to project. ``nt`` threads share the (tile, channel) planes of the pooling, then
-    the (tile, four output channels) jobs of the projection.
+    (n, C, h, w) by weights ``wq`` (:func:`quad_weights`); or, given scratch ``pooled`` of
+    n * C * h * w floats (empty: no pooling), of the 2x2 mean of the tap (n, C, 2h, 2w), which
+    commutes with the projection and leaves a quarter of the pixels to project. ``nt`` threads
+    share the (tile, channel) planes of the pooling, then the (tile, four output channels)
+    jobs of the projection.
 
     Four output channels by LIST_WIDTH pixels at a time in vector registers
     (:func:`~vi_stream.model.stats._project_four`). This replaced torch GEMMs (and a serial
@@ -66,7 +67,7 @@ def project(tap, wq, out, accumulate, pool, nt):  # pragma: no cover - compiled
     hw = h * w
     main = hw // LIST_WIDTH * LIST_WIDTH
     flat_out = out.reshape(-1)
-    pooled = np.empty(n * c * hw if pool else 0, np.float32)
+    pool = pooled.size > 0
     flat_tap = tap.reshape(-1)
     quarter = np.float32(0.25)
     if pool:
