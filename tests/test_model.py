@@ -122,8 +122,7 @@ def test_tap_projection_kernel_equals_einsum(n, c, h, w, d, pool, accumulate):
     weights = rng.standard_normal((d, c)).astype(np.float32)
     out = rng.standard_normal((n, d, h, w)).astype(np.float32)
     before = out.copy()
-    pooled = np.full(n * c * h * w if pool else 0, np.nan, np.float32)  # scratch: its contents must not matter
-    aggregate.project(tap, aggregate.quad_weights(weights), out, accumulate, pooled, 2)
+    aggregate.project(tap, aggregate.quad_weights(weights), out, accumulate, pool, 2)
     x = tap.reshape(n, c, h, 2, w, 2).mean((3, 5)) if pool else tap
     want = np.einsum("oc,nchw->nohw", weights, x) + (before if accumulate else 0)
     assert np.allclose(out, want, rtol=1e-5, atol=1e-5)

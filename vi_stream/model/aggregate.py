@@ -47,27 +47,28 @@ def quad_weights(w: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
-def project(tap, wq, out, accumulate, pooled, nt):  # pragma: no cover - compiled
+def project(tap, wq, out, accumulate, pool, nt):  # pragma: no cover - compiled
     """out (n, D, h, w) = (or += with ``accumulate``) the 1x1 projection of the NCHW tap
-    (n, C, h, w) by weights ``wq`` (:func:`quad_weights`); or, given scratch ``pooled`` of
-    n * C * h * w floats (empty: no pooling), of the 2x2 mean of the tap (n, C, 2h, 2w), which
-    commutes with the projection and leaves a quarter of the pixels to project. ``nt`` threads
-    share the (tile, channel) planes of the pooling, then the (tile, four output channels)
-    jobs of the projection.
+    (n, C, h, w) by weights ``wq`` (:func:`quad_weights`); with ``pool``, of the 2x2 mean of
+    the tap (n, C, 2h, 2w), which commutes with the projection and leaves a quarter of the
+    pixels to project. ``nt`` threads share the (tile, channel) planes of the pooling, then
+    the (tile, four output channels) jobs of the projection.
 
     Four output channels by LIST_WIDTH pixels at a time in vector registers
     (:func:`~vi_stream.model.stats._project_four`). This replaced torch GEMMs (and a serial
     numba pooling) per tap: repeated they took 0.035 ms for three tiles' stride-4 tap, but
     right after the trunk, which evicts code and buffers, each call took 0.15-0.2 ms, and the
     head made four of them per backbone call. Measured inside scoring, the head went 2.4-2.6
-    -> 2.0-2.1 ms at 768x768 and 18 -> 14 ms at 2048x2048.
+    -> 2.0-2.1 ms at 768x768 and 18 -> 14 ms at 2048x2048. (The pooled planes are a fresh
+    array per call: pooling into the caller's per-thread scratch instead measured 17-18 ms at
+    2048x2048, in interleaved runs.)
     """
     n, d, h, w = out.shape
     c = tap.shape[1]
     hw = h * w
     main = hw // LIST_WIDTH * LIST_WIDTH
     flat_out = out.reshape(-1)
-    pool = pooled.size > 0
+    pooled = np.empty(n * c * hw if pool else 0, np.float32)
     flat_tap = tap.reshape(-1)
     quarter = np.float32(0.25)
     if pool:

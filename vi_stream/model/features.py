@@ -128,9 +128,8 @@ class PatchFeatures:
                 key = max(s, FEATURE_STRIDE)  # the stride-4 tap is pooled to stride 8 on the way
                 if key not in maps:
                     maps[key] = self._buffer(key, (n, self.dim) + ((h, w) if key == FEATURE_STRIDE else tap.shape[2:]))
-                pooled = self._buffer(-1, (len(tap), tap.shape[1], h, w) if s < FEATURE_STRIDE else (0,))
-                aggregate.project(tap.contiguous().numpy(), wq, maps[key][b:b + len(tap)], key in written, pooled.ravel(),
-                                  numba.get_num_threads())
+                aggregate.project(tap.contiguous().numpy(), wq, maps[key][b:b + len(tap)], key in written,
+                                  s < FEATURE_STRIDE, numba.get_num_threads())
                 written.add(key)
             if timings is not None:
                 timings["backbone"] += t2 - t1
