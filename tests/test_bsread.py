@@ -119,3 +119,67 @@ def test_values_that_do_not_match_shape_type_or_limits_are_rejected():
     with pytest.raises(codec.DecodeError) as err:
         codec.value(weird)
     assert err.value.reason == "unsupported_type"
+
+
+def _with_main(parts, **fields):
+    main = json.loads(parts[0])
+    main.update(fields)
+    return [json.dumps(main).encode()] + parts[1:]
+
+
+def _with_header(channels):
+    import hashlib
+    dh = json.dumps({"htype": "bsr_d-1.1", "channels": channels}).encode()
+    main = {"htype": "bsr_m-1.1", "pulse_id": 1, "global_timestamp": {"sec": 2, "ns": 3},
+            "hash": hashlib.md5(dh).hexdigest()}
+    return [json.dumps(main).encode(), dh] + [b"\0" * 16, b""] * len(channels)
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda p: [b"[" * 100_000 + b"]" * 100_000] + p[1:], "bad_json"),           # nesting beyond the parser
+    (lambda p: [p[0].replace(b'"pulse_id": 1', b'"pulse_id": Infinity')] + p[1:], "bad_header"),
+    (lambda p: _with_main(p, pulse_id=2**64 - 1), "bad_header"),                 # beyond the stores' int64
+    (lambda p: _with_main(p, pulse_id=-1), "bad_header"),
+    (lambda p: _with_main(p, pulse_id=1.5), "bad_header"),
+    (lambda p: _with_main(p, pulse_id=True), "bad_header"),
+    (lambda p: _with_main(p, global_timestamp={"sec": 10**15, "ns": 0}), "bad_header"),   # year > 9999
+    (lambda p: _with_main(p, global_timestamp={"sec": 1, "ns": 10**10}), "bad_header"),
+    (lambda p: _with_main(p, global_timestamp=[1, 2]), "bad_header"),
+    (lambda p: _with_header([{"name": "img", "type": "uint8", "shape": [True, 4]}]), "bad_header"),
+    (lambda p: _with_header([{"name": "img", "type": "uint8", "shape": [4.0, 4]}]), "bad_header"),
+    (lambda p: [p[0], b"{" + b" " * (codec.MAX_DATA_HEADER + 1) + b"}"] + p[2:], "too_large"),
+])
+def test_headers_out_of_range_are_refused_with_a_reason(mutate, reason):
+    parts = _message(img=np.zeros((4, 4), np.uint8))
+    with pytest.raises(codec.DecodeError) as err:
+        codec.Decoder().decode(mutate(parts))
+    assert err.value.reason == reason
+
+
+@pytest.mark.parametrize("compression", ["bitshuffle_lz4", "lz4"])
+def test_a_compressed_value_must_declare_exactly_its_shapes_size_before_decompression(compression, monkeypatch):
+    """A 256x256 uint8 channel whose compression header claims 250 MB was inflated in full (951 MB
+    peak RSS per message); now the declared size is compared with the shape's before any decompression."""
+    img = np.zeros((256, 256), np.uint8)
+    ch = codec.channel_from_value("img", img, compression)
+    assert np.array_equal(codec.value(ch), img)
+    n = 250 * 1024 * 1024
+    if compression == "bitshuffle_lz4":
+        import bitshuffle
+        liar = (n.to_bytes(8, "big") + ch.data[8:12]
+                + bitshuffle.compress_lz4(np.zeros(n // 64, np.uint8), 8192).tobytes())  # a real 250 MB stream
+        monkeypatch.setattr(bitshuffle, "decompress_lz4", lambda *a: pytest.fail("decompressed"))
+    else:
+        import lz4.block
+        liar = n.to_bytes(4, "little") + lz4.block.compress(b"\0" * (n // 64), store_size=False)
+        monkeypatch.setattr(lz4.block, "decompress", lambda *a, **k: pytest.fail("decompressed"))
+    for claimed, reason in ((liar, "too_large"),):
+        bad = codec.Channel("img", dict(ch.meta), claimed)
+        with pytest.raises(codec.DecodeError) as err:
+            codec.value(bad, max_bytes=512 * 1024 * 1024)
+        assert err.value.reason == reason and "65536" in str(err.value)
+    short = codec.channel_from_value("img", np.zeros((128, 256), np.uint8), compression)
+    bad = codec.Channel("img", dict(ch.meta), short.data)      # half the declared shape's bytes
+    with pytest.raises(codec.DecodeError) as err:
+        codec.value(bad)
+    assert err.value.reason == "bad_size"

@@ -1,5 +1,6 @@
 """The daemon end to end: psi-bsread in and out, garbage, state machine, outputs."""
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -162,3 +163,44 @@ def test_daemon_without_a_context_makes_one_with_an_io_thread_per_stream_and_end
             d.close()
             ctx.destroy(linger=0)
         assert d.context.closed
+
+
+def assert_books_balance(s: dict) -> None:
+    """The accounting identities README promises, at rest (nothing in flight)."""
+    assert s["frames_received"] == (s["frames_processed"] + s["frames_rejected_total"]
+                                    + s["frames_discarded_on_stop"]), s
+    st = s["store"]
+    assert s["frames_processed"] == st["submitted"] + s["not_stored"], s
+    assert st["submitted"] + st["carried_over"] == (st["stored"] + st["spooled"] + st["set_aside"]
+                                                    + st["render_failed"] + st["lost"]), st
+    assert st["queue"] == 0 and st["held_in_memory"] == 0
+
+
+def test_every_frame_is_accounted_for_once(model, monkeypatch):
+    """Receive errors used to be rejected but not received (151 received, 157 processed + rejected), and
+    a result that failed to render was neither stored nor spooled nor counted anywhere but render_failed."""
+    from vi_stream import record
+    img = synthetic.module_image((256, 256), seed=9250).image
+    real_build = record.build
+    monkeypatch.setattr(record, "build", lambda r, *a, **k: (_ for _ in ()).throw(OverflowError("test"))
+                        if r.frame.pulse_id == 13 else real_build(r, *a, **k))
+    inf_pulse = _good(20, img)
+    inf_pulse[0] = inf_pulse[0].replace(b'"pulse_id": 20', b'"pulse_id": Infinity')
+    huge_pulse = _good(21, img)
+    huge_pulse[0] = huge_pulse[0].replace(b'"pulse_id": 21', b'"pulse_id": 18446744073709551615')
+    bool_shape = codec.Message(22, 1, 2)
+    bool_shape.channels["CAM:FPICTURE"] = codec.Channel("CAM:FPICTURE", {"name": "CAM:FPICTURE", "type": "uint8",
+                                                                         "shape": [True, True]}, b"\0")
+    with bound_push() as (push, port), running_daemon(model, port) as (d, ctx):
+        d.processor.start()
+        for i in range(10, 16):
+            push.send_multipart(_good(i, img))
+        for bad in (inf_pulse, huge_pulse, codec.Encoder().encode(bool_shape), [b"x"]):
+            push.send_multipart(bad)
+        s = wait_for(lambda: (s := d.statistics())["frames_processed"] == 6 and s["frames_rejected_total"] == 4
+                     and s["store"]["stored"] + s["store"]["render_failed"] == 6 and s)
+        failed = [p.read_text() for p in (pathlib.Path(d.config.spool) / "failed").glob("*.reason")]
+    assert s["frames_received"] == 10 and s["frames_rejected"] == {"bad_header": 3, "bad_parts": 1}
+    assert s["store"]["render_failed"] == 1 and s["store"]["failed"] == 1
+    assert len(failed) == 1 and "pulse 13" in failed[0] and "OverflowError" in failed[0]
+    assert_books_balance(s)

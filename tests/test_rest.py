@@ -8,7 +8,7 @@ import requests
 
 from vi_stream import Client, config as config_mod
 from vi_stream import synthetic
-from vi_stream.errors import ConfigError, ServiceError
+from vi_stream.errors import AuthError, ConfigError, InputError, NotFoundError, Overloaded, ServiceError, StateError
 
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import bound_push, running_daemon, wait_for
@@ -24,9 +24,8 @@ def daemon(model):
 
 @pytest.fixture
 def client(daemon):
-    daemon.processor.stop()
-    daemon.processor.set_roi(None)
-    daemon.processor.set_threshold(None)
+    daemon.stop_processing()
+    daemon.set_config({"roi": None, "threshold": None})
     return Client(f"http://127.0.0.1:{daemon.rest_port}", timeout=10)
 
 
@@ -178,3 +177,91 @@ def test_config_file_flags_and_env(tmp_path):
         config_mod.build(None, env={})
     with pytest.raises(ConfigError, match="port"):
         config_mod.build(None, env={}, input="tcp://127.0.0.1:1", rest_port=70000)
+
+
+JSON_ROUTES = ["/roi", "/config", "/model/reload", "/api/modules/M/left/tiles/0/verify"]
+
+
+@pytest.mark.parametrize("route", JSON_ROUTES)
+def test_deeply_nested_or_non_standard_json_is_a_400_on_every_json_route(daemon, route):
+    for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+                b'{"threshold": Infinity}', b'{"threshold": NaN}', b"\xff\xfe"):
+        r = requests.post(url(daemon, route), data=raw, timeout=10)
+        assert r.status_code == 400, (route, raw[:20], r.status_code)
+        assert r.json()["error"] == "ConfigError" and "JSON" in r.json()["message"]
+
+
+def test_config_changes_apply_all_or_nothing(client, daemon):
+    before = client.get_config()
+    r = requests.post(url(daemon, "/config"), data=b'{"roi": [0, 10, 0, 10], "threshold": 1e999}', timeout=5)
+    assert r.status_code == 400 and "threshold" in r.json()["message"]     # 1e999 parses as infinity
+    assert client.get_config() == before
+    for bad in ({"roi": [0, 10, 0, 10], "threshold": float("inf")}, {"roi": [0, 10, 0, 10], "threshold": -1},
+                {"threshold": 5.0, "log_level": "LOUD"}, {"block": True, "roi": [-1, 2, 0, 2]},
+                {"threshold": 5.0, "queue_size": 3}, {"threshold": 5.0, "bogus": 1}, {"threshold": True},
+                {"block": "yes"}, {"roi": "all"}):
+        with pytest.raises(ConfigError):
+            client.set_config(**bad)
+        assert client.get_config() == before, bad          # nothing of a refused change was applied
+    assert client.set_config(threshold=5.0, roi=[0, 10, 0, 10], block=True)["threshold"] == 5.0
+    assert client.get_roi() == [0, 10, 0, 10] and client.get_config()["block"] is True
+    client.set_config(block=False, roi=None)
+
+
+def test_errors_travel_by_class(daemon):
+    c = Client(f"http://127.0.0.1:{daemon.rest_port}", timeout=5)
+    with pytest.raises(NotFoundError):
+        c.get_module("no-such-module")
+    with pytest.raises(ConfigError):
+        c.set_roi([-1, 1, 1, 1])
+    with pytest.raises(InputError) as err:       # a bad mask upload is bad input, not a config error
+        c.correct_mask("no-such-module", "middle", 0, b"not a png")
+    assert not isinstance(err.value, ConfigError) and err.value.status == 400
+    r = requests.get(url(daemon, "/api/modules/nothing"), timeout=5).json()
+    assert r["error"] == "NotFoundError"
+
+
+def test_a_flood_of_idle_connections_is_capped_and_the_control_plane_answers(model):
+    from vi_stream import rest
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        d.server.server_close()   # rebind a server with a small cap on the same app, for a bounded test
+        d.server.shutdown()
+        d.server, _ = rest.serve(rest.make_app(d), "127.0.0.1", 0, max_connections=8)
+        socks = []
+        try:
+            for _ in range(40):                                 # 5x the cap, all idle
+                s = socket.create_connection(("127.0.0.1", d.server.server_port), timeout=5)
+                socks.append(s)
+            over = socks[-1].recv(4096)                         # refused at once, with a reason
+            assert over.startswith(b"HTTP/1.0 503") and b"Overloaded" in over
+            threads = threading.active_count()
+            assert threads < 8 + 30                              # no thread per flooding connection
+            for s in socks:
+                s.close()
+            socks = []
+            c = Client(f"http://127.0.0.1:{d.server.server_port}", timeout=5)
+            assert wait_for(lambda: _answers(c), timeout=15)
+        finally:
+            for s in socks:
+                s.close()
+
+
+def _answers(c: Client) -> bool:
+    try:
+        return c.get_status() in ("stopped", "processing")
+    except Overloaded:
+        return False
+
+
+def test_an_idle_connection_is_dropped_after_the_timeout(daemon, monkeypatch):
+    from vi_stream import rest
+    assert 0 < rest._QuietHandler.timeout <= 30        # the production default: idle sockets do not live forever
+    monkeypatch.setattr(rest._QuietHandler, "timeout", 0.5)   # shortened to keep the test quick
+    s = socket.create_connection(("127.0.0.1", daemon.rest_port), timeout=5)
+    try:
+        s.sendall(b"GET /status HTTP/1.1\r\n")     # half a request, then silence
+        t = time.monotonic()
+        assert s.recv(4096) == b""                  # the server hangs up
+        assert time.monotonic() - t < 4
+    finally:
+        s.close()

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from vi_stream import Client, synthetic
-from vi_stream.errors import ConfigError, NotFoundError, StateError
+from vi_stream.errors import InputError, NotFoundError, StateError
 from vi_stream.io import bsread_codec as codec
 from vi_stream.io.local_store import LocalStore
 
@@ -100,7 +100,7 @@ def test_review_over_rest(client, daemon):
     assert r.status_code == 400 and "0-15" in r.json()["message"]
     r = requests.post(f"{base}/1/verify", data=b"{nope", timeout=5)
     assert r.status_code == 400
-    with pytest.raises(ConfigError, match="left or right"):
+    with pytest.raises(InputError, match="left or right"):
         client.verify_tile("M-2", "up", 0)
     with pytest.raises(StateError):
         client.verify_tile("M-2", "left", 0, result_id="0" * 24)

@@ -156,3 +156,63 @@ def test_submit_to_a_stopped_writer_is_an_error(tmp_path):
     with pytest.raises(ServiceError, match="not running"):
         w.submit(make_result(0))
     assert os.path.isdir(tmp_path / "store")
+
+
+def test_the_store_coming_back_while_the_spool_disk_stays_full_drains_everything(tmp_path, monkeypatch):
+    """The stall of issue 16: results spooled, then one held in memory with the spool disk full; the
+    store comes back first. The writer must replay the spool and write what it holds, not wait for disk."""
+    inner = LocalStore(str(tmp_path / "store"))
+    store = FlakyStore(inner)
+    store.down.set()
+    w = _writer(store, str(tmp_path / "spool")).start()
+    real_append = w.spool.append
+    disk_full = threading.Event()
+
+    def append(r):
+        if disk_full.is_set():
+            raise OSError(28, "No space left on device")
+        return real_append(r)
+    monkeypatch.setattr(w.spool, "append", append)
+    for i in range(2):
+        w.submit(make_result(i, "M-F"))
+    wait_for(lambda: w.statistics()["spooled"] == 2)
+    disk_full.set()                                   # the spool's disk fills up
+    for i in range(2, 5):
+        w.submit(make_result(i, "M-F"))
+    wait_for(lambda: w.statistics()["held_in_memory"] >= 1)
+    store.down.clear()                                # the store has room again; the disk has not
+    wait_for(lambda: w.statistics()["stored"] == 5, timeout=20)
+    st = w.statistics()
+    w.close()
+    assert st["spooled"] == 0 and st["held_in_memory"] == 0 and st["lost"] == 0
+    assert inner.count_results() == 5 and inner.get_module("M-F")["left"]["pulse_id"] == 4   # order kept
+    inner.close()
+
+
+def test_writer_health_means_progress(tmp_path):
+    """Idle is healthy; a writer stuck inside the store's write while results wait is not."""
+    now = [0.0]
+    inner = LocalStore(str(tmp_path / "store"))
+    hang, entered, release = threading.Event(), threading.Event(), threading.Event()
+
+    class HangingStore(FlakyStore):
+        def write(self, records):
+            if hang.is_set():
+                entered.set()
+                release.wait(30)    # a store call that never returns, until the test releases it
+            super().write(records)
+    w = _writer(HangingStore(inner), str(tmp_path / "spool"), clock=lambda: now[0]).start()
+    now[0] = 100.0
+    wait_for(lambda: w.healthy(max_age=5.0))          # nothing waiting: each idle turn counts as progress
+    hang.set()
+    w.submit(make_result(0, "M-H"))
+    assert entered.wait(10)
+    now[0] = 200.0
+    time.sleep(0.3)                                   # the writer gets every chance to turn: it cannot
+    assert not w.healthy(max_age=5.0)                 # the watchdog stops: a hung writer gets restarted
+    hang.clear()
+    release.set()
+    now[0] = 201.0
+    wait_for(lambda: w.statistics()["stored"] == 1 and w.healthy(max_age=5.0))
+    w.close()
+    inner.close()

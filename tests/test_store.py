@@ -173,7 +173,8 @@ def test_corrected_mask_review(store):
     (lambda w, h: rec.encode_png(np.zeros((h, w), np.uint16)), "8-bit"),
     (lambda w, h: rec.encode_png(np.full((h, w), 7, np.uint8)), "only hold 0 and 255"),
     (lambda w, h: b"GIF89a" + b"\0" * 100, "must be a PNG"),
-    (lambda w, h: b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "not a readable PNG"),
+    (lambda w, h: b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "no valid IHDR"),
+    (lambda w, h: _png_declaring(w, h, 8, 0)[:-20] + b"\0" * 20, "not a readable PNG"),
     (lambda w, h: b"", "empty body"),
 ])
 def test_a_wrong_corrected_mask_is_refused_and_changes_nothing(store, make_bad, words):
@@ -184,6 +185,41 @@ def test_a_wrong_corrected_mask_is_refused_and_changes_nothing(store, make_bad, 
     with pytest.raises(InputError, match=words):
         store.correct_mask("M-F", "left", 0, make_bad(w, h))
     assert store.get_module("M-F") == before
+
+
+def _png_declaring(width: int, height: int, depth: int, colour: int, idat: bytes | None = None) -> bytes:
+    """A PNG whose header declares ``width`` x ``height``; its data is a few hundred bytes of zlib
+    that would inflate to the whole image (a decompression bomb when the size is large)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    if idat is None:
+        row = b"\0" * (1 + width * max(1, depth // 8) * {0: 1, 2: 3, 4: 2, 6: 4}.get(colour, 1))
+        z = zlib.compressobj(9)
+        idat = b"".join(z.compress(row) for _ in range(min(height, 64))) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("depth, colour", [(8, 0), (16, 0), (8, 2)])
+def test_a_png_bomb_is_refused_from_its_header_without_decoding(store, monkeypatch, depth, colour):
+    """An upload declaring 30000x30000 px is refused before cv2 sees it (it used to be decoded first:
+    2.2 GB for 8 bits, 4 GB for 16)."""
+    r = make_record(10, "M-BOMB")
+    store.write([r])
+    decoded = []
+    real = rec.cv2.imdecode
+    monkeypatch.setattr(rec.cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    with pytest.raises(InputError, match="30000x30000|8-bit single-channel"):
+        store.correct_mask("M-BOMB", "left", 0, _png_declaring(30000, 30000, depth, colour))
+    assert decoded == []
+    with pytest.raises(InputError, match="CRC"):
+        bomb = bytearray(_png_declaring(30000, 30000, 8, 0))
+        bomb[20] ^= 1                                           # a header that lies about itself
+        store.correct_mask("M-BOMB", "left", 0, bytes(bomb))
+    assert decoded == []
 
 
 def test_review_errors(store):

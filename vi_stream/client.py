@@ -3,9 +3,11 @@
     >>> c = Client("http://127.0.0.1:11000", timeout=5)   # doctest: +SKIP
     >>> c.start(); c.get_statistics()["frames_processed"]  # doctest: +SKIP
 
-HTTP errors become the project's exceptions (400 ConfigError, 404 NotFoundError,
-409 StateError, others ServiceError); connection failures and timeouts are
-ServiceError too. The timeout is passed to every request.
+HTTP errors become the very exception class the daemon raised (the error body
+names it: ``ConfigError``, ``InputError``, ``NotFoundError``, ``StateError``,
+``AuthError``, ``Overloaded``, ``StoreUnavailable`` ...), falling back on the
+status code for a body that names none; connection failures and timeouts are
+``ServiceError``. The timeout is passed to every request.
 """
 from __future__ import annotations
 
@@ -14,13 +16,10 @@ from urllib.parse import quote
 
 import requests
 
-from .errors import ConfigError, NotFoundError, ServiceError, StateError, ViStreamError
+from .errors import (AuthError, ConfigError, NotFoundError, Overloaded, ServiceError, StateError,  # noqa: F401
+                     ViStreamError, InputError, by_name)
 
-_BY_STATUS = {400: ConfigError, 404: NotFoundError, 409: StateError}
-
-
-class AuthError(ServiceError):
-    status = 401
+_BY_STATUS = {400: ConfigError, 401: AuthError, 404: NotFoundError, 409: StateError, 503: Overloaded}
 
 
 class Client:
@@ -39,6 +38,8 @@ class Client:
         try:
             r = self.session.request(method, self.address + path, json=json_body, data=data, params=params,
                                      timeout=self.timeout, headers=headers)
+        except requests.exceptions.InvalidJSONError as err:
+            raise ConfigError(f"{method} {path}: the request cannot be sent as JSON: {err}") from err
         except requests.Timeout as err:
             raise ServiceError(f"{method} {path}: no answer within {self.timeout} s") from err
         except requests.RequestException as err:
@@ -49,8 +50,13 @@ class Client:
             except ValueError:
                 body = None
             msg = body.get("message", r.reason) if isinstance(body, dict) else r.reason
-            cls = _BY_STATUS.get(r.status_code, AuthError if r.status_code == 401 else ServiceError)
-            err: ViStreamError = cls(f"{method} {path}: {msg}")
+            cls = by_name(body.get("error") if isinstance(body, dict) else None,
+                          _BY_STATUS.get(r.status_code, ServiceError))
+            err: ViStreamError = cls.__new__(cls)
+            ViStreamError.__init__(err, f"{method} {path}: {msg}")
+            err.status = r.status_code
+            if isinstance(err, InputError):
+                err.reason = body.get("reason", "bad_input") if isinstance(body, dict) else "bad_input"
             err.status = r.status_code
             raise err
         return r

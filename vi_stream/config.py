@@ -1,11 +1,13 @@
 """One configuration for the daemon: defaults <- YAML file <- environment <- command-line flags."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from . import settings
 from .errors import ConfigError
 
 
@@ -40,6 +42,10 @@ class DaemonConfig:
     spool: str | None = None           # spool folder (default <state dir>/spool/<prefix>)
 
     def validate(self) -> "DaemonConfig":
+        """Every option's type, then its rule; ConfigError naming the option. The same for flags,
+        the YAML file and the environment (build() hands all three in here)."""
+        for f in fields(self):
+            _check_type(f.name, getattr(self, f.name), f.type)
         if self.mode not in ("pull", "sub"):
             raise ConfigError(f"mode must be pull or sub, got {self.mode!r}")
         if self.output_mode not in ("push", "pub"):
@@ -47,21 +53,21 @@ class DaemonConfig:
         if self.output_compression not in (None, "none", "bitshuffle_lz4"):
             raise ConfigError(f"output_compression must be none or bitshuffle_lz4, got {self.output_compression!r}")
         for name in ("output_port", "rest_port"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or not 0 <= v <= 65535:
-                raise ConfigError(f"{name} must be a port number 0-65535, got {v!r}")
-        if not isinstance(self.queue_size, int) or self.queue_size < 1:
-            raise ConfigError(f"queue_size must be >= 1, got {self.queue_size!r}")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be a port number 0-65535, got {getattr(self, name)!r}")
+        _at_least("queue_size", self.queue_size, 1)
+        _at_least("store_queue", self.store_queue, 1)
+        _at_least("max_pixels", self.max_pixels, 16 * 16)
+        if not 16 <= self.store_tile <= 8192:
+            raise ConfigError(f"store_tile must be 16-8192 px, got {self.store_tile!r}")
+        if self.camera_fps is not None and not (math.isfinite(self.camera_fps) and self.camera_fps > 0):
+            raise ConfigError(f"camera_fps must be a positive number, got {self.camera_fps!r}")
+        # The run-time settings: the same checks as POST /config (vi_stream.settings).
+        settings.check_threshold(self.threshold)
+        settings.check_roi(self.roi)
+        settings.check_log_level(self.log_level)
         if not self.prefix or any(c.isspace() for c in self.prefix):
             raise ConfigError(f"prefix must be a non-empty word, got {self.prefix!r}")
-        if isinstance(self.store_tile, bool) or not isinstance(self.store_tile, int) or not 16 <= self.store_tile <= 8192:
-            raise ConfigError(f"store_tile must be 16-8192 px, got {self.store_tile!r}")
-        if isinstance(self.store_queue, bool) or not isinstance(self.store_queue, int) or self.store_queue < 1:
-            raise ConfigError(f"store_queue must be >= 1, got {self.store_queue!r}")
-        if not isinstance(self.store_tiles, bool):
-            raise ConfigError(f"store_tiles must be true or false, got {self.store_tiles!r}")
         if self.input is None and self.camera is None:
             raise ConfigError("give an input stream (tcp://host:port) or --camera SPEC")
         if self.input is not None and self.camera is not None:
@@ -69,6 +75,31 @@ class DaemonConfig:
         if self.input is not None and not self.input.startswith(("tcp://", "ipc://")):
             raise ConfigError(f"input must look like tcp://host:port, got {self.input!r}")
         return self
+
+
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "tuple[int, ...]": (tuple, list)}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """``value`` fits the field's annotation (``int``, ``str | None``, ...): a YAML file can hold anything."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    if value is None and "None" in kinds:
+        return
+    for k in kinds:
+        ok = _TYPES.get(k, ())
+        if isinstance(value, ok) and (k == "bool" or not isinstance(value, bool)):
+            if k == "float" and not math.isfinite(value):
+                continue
+            return
+    want = " or ".join({"str": "a string", "int": "a whole number", "float": "a finite number",
+                        "bool": "true or false", "tuple[int, ...]": "a list of whole numbers",
+                        "None": "null"}.get(k, k) for k in kinds)
+    raise ConfigError(f"{name} must be {want}, got {value!r}")
+
+
+def _at_least(name: str, value: int, lo: int) -> None:
+    if value < lo:
+        raise ConfigError(f"{name} must be >= {lo}, got {value!r}")
 
 
 def model_cache_dir(env: dict[str, str] | None = None) -> str:

@@ -10,13 +10,14 @@ import zmq
 
 from . import config as config_mod
 from . import record
+from . import settings as settings_mod
 from .errors import ConfigError, ModelError, StateError
 from .io.bsread_in import BsreadSource
 from .io.bsread_out import BsreadSink
 from .io.camera_in import CameraSource
 from .io.spool import Spool
 from .model import AnomalyModel, load
-from .pipeline import Pipeline, Settings
+from .pipeline import Pipeline
 from .processor import Processor
 from .rest import make_app, serve
 from .storage import Store, open_store
@@ -24,7 +25,6 @@ from .writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")
 
-RUNTIME_KEYS = ("threshold", "roi", "block", "log_level")
 IO_THREADS = 2  # ZMQ I/O threads: one for the input stream, one for the output
 
 
@@ -54,11 +54,9 @@ class Daemon:
         self.sink = BsreadSink(cfg.output_port, f"{cfg.prefix}:FPICTURE", cfg.output_host, cfg.output_mode,
                                cfg.block, cfg.output_compression, self.context)
         self.outputs = [self.sink.send]
-        settings = Settings(list(cfg.roi) if cfg.roi else None, cfg.threshold)
+        settings = settings_mod.Settings(settings_mod.check_roi(cfg.roi), settings_mod.check_threshold(cfg.threshold))
         self.processor = Processor(self._make_source, Pipeline(model), self.outputs, settings, cfg.queue_size,
                                    block_output=cfg.block, store=self.writer)
-        if cfg.roi:
-            self.processor.set_roi(list(cfg.roi))
         self.server = None
         self.rest_port: int | None = None
         self._reload_lock = threading.Lock()
@@ -111,7 +109,25 @@ class Daemon:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ REST API
+    # ------------------------------------------------------------------ control (vi_stream.control.Control)
+    def status(self) -> str:
+        return self.processor.state
+
+    def start_processing(self) -> None:
+        self.processor.start()
+
+    def stop_processing(self) -> None:
+        self.processor.stop()
+
+    def get_roi(self) -> list[int]:
+        return self.processor.settings.roi or []
+
+    def set_roi(self, roi) -> list[int]:
+        return self.set_config({"roi": roi})["roi"]
+
+    def statistics(self) -> dict:
+        return self.processor.statistics()
+
     def results_store(self) -> Store:
         if self.store is None:
             raise StateError("no store: the daemon runs with --store off")
@@ -149,34 +165,17 @@ class Daemon:
         return d
 
     def set_config(self, changes: dict) -> dict:
-        unknown = [k for k in changes if k not in config_mod.DaemonConfig.__dataclass_fields__]
+        """Change run-time settings: all are checked first (vi_stream.settings), then all applied."""
+        if not isinstance(changes, dict):
+            raise ConfigError("config must be an object of option: value")
+        unknown = [str(k) for k in changes if k not in config_mod.DaemonConfig.__dataclass_fields__]
         if unknown:
-            raise ConfigError(f"unknown option(s): {', '.join(map(str, unknown))}")
-        fixed = [k for k in changes if k not in RUNTIME_KEYS]
-        if fixed:
-            raise ConfigError(f"option(s) {', '.join(fixed)} cannot change at run time "
-                              f"(changeable: {', '.join(RUNTIME_KEYS)}); restart with new flags")
-        # Validate everything before applying anything.
-        if "log_level" in changes and (not isinstance(changes["log_level"], str)
-                                       or changes["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR")):
-            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {changes['log_level']!r}")
-        if "block" in changes and not isinstance(changes["block"], bool):
-            raise ConfigError(f"block must be true or false, got {changes['block']!r}")
-        if "roi" in changes:
-            from . import roi as roi_mod
-            roi_mod.validate(changes["roi"], self.processor.last_shape)
-        if "threshold" in changes:
-            t = changes["threshold"]
-            if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0):
-                raise ConfigError(f"threshold must be a positive number or null, got {t!r}")
-        if "roi" in changes:
-            self.processor.set_roi(changes["roi"])
-        if "threshold" in changes:
-            self.processor.set_threshold(changes["threshold"])
-        if "block" in changes:
-            self.sink.block = self.processor.block_output = changes["block"]
-            self.config = replace(self.config, block=changes["block"])
-        if "log_level" in changes:
-            logging.getLogger("vi_stream").setLevel(changes["log_level"].upper())
-            self.config = replace(self.config, log_level=changes["log_level"].upper())
+            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+        clean = settings_mod.validate(changes, self.processor.last_shape)
+        self.processor.apply(clean)
+        if "block" in clean:
+            self.sink.block = clean["block"]
+        if "log_level" in clean:
+            logging.getLogger("vi_stream").setLevel(clean["log_level"])
+        self.config = replace(self.config, **{k: v for k, v in clean.items() if k in ("block", "log_level")})
         return self.get_config()

@@ -2,15 +2,20 @@
 
     ViStreamError
     ├── ConfigError          bad option, argument or config value (HTTP 400)
-    ├── InputError           an image or message that cannot be used (HTTP 400)
+    ├── InputError           an image, body or message that cannot be used (HTTP 400); ``reason`` names it
+    │   └── DecodeError      a malformed bsread message (vi_stream.io.bsread_codec)
     ├── ModelError           model file corrupt, wrong version, pickle; backbone problems
     ├── NotFoundError        unknown id or route object (HTTP 404)
     ├── StateError           operation not allowed in the current state (HTTP 409)
     └── ServiceError         a remote/daemon side failure (HTTP 5xx, transport)
+        ├── AuthError        missing or wrong credentials (HTTP 401)
+        ├── Overloaded       too many connections or listeners: try again later (HTTP 503)
         └── StoreUnavailable the store cannot be written now (server down, network, disk full): spool and retry
 
-Errors carry data (``status`` = the HTTP code REST maps them to) so the REST
-layer and the client can translate both ways without guessing.
+Errors carry data (``status`` = the HTTP code REST maps them to). The REST layer
+names the class in the error body (``"error": "StateError"``) and the client
+raises that same class (:func:`by_name`), so both sides agree without guessing
+from the status code.
 """
 from __future__ import annotations
 
@@ -25,6 +30,17 @@ class ConfigError(ViStreamError, ValueError):
 
 class InputError(ViStreamError, ValueError):
     status = 400
+
+    def __init__(self, message: str = "", reason: str = "bad_input"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class DecodeError(InputError):
+    """A bsread message that cannot be used; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message, reason)
 
 
 class ModelError(ViStreamError):
@@ -43,7 +59,28 @@ class ServiceError(ViStreamError):
     status = 500
 
 
+class AuthError(ServiceError):
+    status = 401
+
+
+class Overloaded(ServiceError):
+    status = 503
+
+
 class StoreUnavailable(ServiceError):
     """Transient: the result is spooled and replayed later. Other store errors are not retried forever."""
 
     status = 503
+
+
+def by_name(name: object, default: type[ViStreamError] = ServiceError) -> type[ViStreamError]:
+    """The class of this tree called ``name`` (as REST names it in an error body), else ``default``."""
+    found: list[type] = [ViStreamError]
+    i = 0
+    while i < len(found):
+        found.extend(found[i].__subclasses__())
+        i += 1
+    for cls in found:
+        if cls.__name__ == name:
+            return cls
+    return default

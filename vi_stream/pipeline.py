@@ -1,19 +1,10 @@
 """Frame -> Result: pure computation (no sockets, no threads, no database)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import roi as roi_mod
 from .frame import Frame, Result
 from .model import AnomalyModel
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What REST may change between frames (never mid-frame: a frame uses one Settings)."""
-
-    roi: list[int] | None = None
-    threshold: float | None = None   # None: the model's own threshold
+from .settings import Settings  # noqa: F401 - the pipeline's input, re-exported
 
 
 class Pipeline:

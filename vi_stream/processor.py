@@ -16,15 +16,15 @@ import threading
 import time
 from collections import deque
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Callable, Protocol
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
-from . import roi as roi_mod
-from .errors import ConfigError, InputError
+from . import settings as settings_mod
+from .errors import InputError
 from .frame import Frame, Result
-from .pipeline import Pipeline, Settings
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .writer import StoreWriter
+from .ratelog import RateLimitedLog
+from .pipeline import Pipeline
+from .settings import Settings
 
 log = logging.getLogger("vi_stream.processor")
 
@@ -38,55 +38,49 @@ class Source(Protocol):
     def receive(self, timeout_ms: int = 100) -> Frame | None: ...
 
 
-class RateLimitedLog:
-    """First occurrence of each key is logged; then at most one summary line per ``interval`` s."""
-
-    def __init__(self, logger: logging.Logger, interval: float = 10.0, clock: Callable[[], float] = time.monotonic):
-        self.logger = logger
-        self.interval = interval
-        self.clock = clock
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def warning(self, key: str, msg: str, pulse_id: int | None = None, module: str | None = None) -> None:
-        now = self.clock()
-        with self._lock:
-            last = self._last.get(key)
-            if last is not None and now - last < self.interval:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                return
-            n = self._suppressed.pop(key, 0)
-            self._last[key] = now
-        self.logger.warning("%s%s", msg, f" ({n} more '{key}' suppressed)" if n else "",
-                            extra={"pulse_id": pulse_id, "module_name": module})
-
-
 class Statistics:
+    """Counters of one daemon's life. Callers use the methods; the lock is private.
+
+    The identity it keeps (checked by the tests): every frame taken from the input is
+    ``received`` and then exactly one of processed, rejected (by reason) or
+    discarded on stop.
+    """
+
+    COUNTERS = ("received", "processed", "anomalous", "sent", "dropped_output", "discarded_on_stop",
+                "not_stored", "input_errors")
+
     def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = 10.0):
         self.clock = clock
         self.window = window
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self.received = self.processed = self.sent = self.dropped_output = self.discarded_on_stop = 0
-        self.not_stored = 0
-        self.rejected: dict[str, int] = {}
+        self._n = dict.fromkeys(self.COUNTERS, 0)
+        self._rejected: dict[str, int] = {}
         self.last_pulse_id: int | None = None
         self.last_frame_time: float | None = None
         self.last_score: float | None = None
-        self.anomalous = 0
         self._done: deque[tuple[float, int]] = deque()
         self._latency: deque[float] = deque(maxlen=2000)
 
-    def reject(self, reason: str) -> None:
-        with self.lock:
-            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._n[name] += n
 
-    def done(self, r: Result, latency: float) -> None:
+    def __getitem__(self, name: str) -> int:
+        return self._n[name]
+
+    def reject(self, reason: str, received: bool = True) -> None:
+        """A frame refused for ``reason``; ``received`` unless it was counted as received already."""
+        with self._lock:
+            self._rejected[reason] = self._rejected.get(reason, 0) + 1
+            self._n["received"] += int(received)
+
+    def done(self, r: Result, latency: float, sent: bool) -> None:
         now = self.clock()
-        with self.lock:
-            self.processed += 1
-            self.anomalous += int(r.is_anomalous)
+        with self._lock:
+            self._n["processed"] += 1
+            self._n["sent" if sent else "dropped_output"] += 1
+            self._n["anomalous"] += int(r.is_anomalous)
             self.last_pulse_id = r.frame.pulse_id
             self.last_frame_time = r.frame.timestamp
             self.last_score = r.score
@@ -97,24 +91,26 @@ class Statistics:
 
     def snapshot(self) -> dict:
         now = self.clock()
-        with self.lock:
+        with self._lock:
             while self._done and now - self._done[0][0] > self.window:
                 self._done.popleft()
             span = (now - self._done[0][0]) if len(self._done) > 1 else 0.0
             n = len(self._done) - 1 if len(self._done) > 1 else 0
             px = sum(p for _t, p in list(self._done)[1:])
             lat = sorted(self._latency)
+            c = self._n
             return {
                 "start_time": self.started_at,
-                "frames_received": self.received,
-                "frames_processed": self.processed,
-                "frames_anomalous": self.anomalous,
-                "frames_rejected": dict(self.rejected),
-                "frames_rejected_total": sum(self.rejected.values()),
-                "frames_discarded_on_stop": self.discarded_on_stop,
-                "output_sent": self.sent,
-                "output_dropped": self.dropped_output,
-                "not_stored": self.not_stored,
+                "frames_received": c["received"],
+                "frames_processed": c["processed"],
+                "frames_anomalous": c["anomalous"],
+                "frames_rejected": dict(self._rejected),
+                "frames_rejected_total": sum(self._rejected.values()),
+                "frames_discarded_on_stop": c["discarded_on_stop"],
+                "input_errors": c["input_errors"],
+                "output_sent": c["sent"],
+                "output_dropped": c["dropped_output"],
+                "not_stored": c["not_stored"],
                 "last_pulse_id": self.last_pulse_id,
                 "last_frame_time": self.last_frame_time,
                 "last_score": self.last_score,
@@ -135,11 +131,32 @@ def _pct(sorted_vals: list[float], p: float) -> float:
 Output = Callable[[Result], bool]  # returns False if the result was dropped
 
 
+@dataclass(eq=False)
+class _Run:
+    """One start..stop of processing: its own input, queues and threads. A thread only ever
+    touches its own run, so a stop that gives up on a slow thread cannot hand it the next run's
+    queues, and a new start never sees the old threads."""
+
+    source: Source
+    inq: queue.Queue
+    outq: queue.Queue
+    stop: threading.Event = field(default_factory=threading.Event)
+    deadline: float = float("inf")
+    abandoned: bool = False                 # stop() gave up waiting: late results are discarded
+    receiver: threading.Thread | None = None
+    worker: threading.Thread | None = None
+    output: threading.Thread | None = None
+    progress: dict[str, float] = field(default_factory=dict)   # stage -> last time it moved or idled
+
+    def threads(self) -> list[threading.Thread]:
+        return [t for t in (self.receiver, self.worker, self.output) if t is not None]
+
+
 class Processor:
     def __init__(self, source_factory: Callable[[], Source], pipeline: Pipeline, outputs: list[Output],
                  settings: Settings = Settings(), queue_size: int = 4, output_queue_size: int = 8,
                  block_output: bool = False, clock: Callable[[], float] = time.monotonic,
-                 store: "StoreWriter | None" = None):
+                 store: "StoreSink | None" = None):
         self.source_factory = source_factory
         self.pipeline = pipeline
         self.outputs = outputs
@@ -154,13 +171,7 @@ class Processor:
         self.last_shape: tuple[int, ...] | None = None
         self._lock = threading.RLock()          # state transitions
         self._settings_lock = threading.Lock()  # settings/pipeline swaps (never held while joining)
-        self._stop = threading.Event()
-        self._stop_deadline = float("inf")
-        self._in: queue.Queue = queue.Queue(queue_size)
-        self._out: queue.Queue = queue.Queue(output_queue_size)
-        self._threads: list[threading.Thread] = []
-        self._source: Source | None = None
-        self.healthy_at = clock()   # last time the loops proved alive (watchdog)
+        self._run: _Run | None = None
         self.clock = clock
 
     # ------------------------------------------------------------------ settings
@@ -168,22 +179,25 @@ class Processor:
     def settings(self) -> Settings:
         return self._settings
 
-    def set_roi(self, roi) -> list[int] | None:
-        clean = roi_mod.validate(roi, self.last_shape)
+    def apply(self, clean: dict) -> None:
+        """Apply settings already checked by :func:`vi_stream.settings.validate`, all in one swap."""
         with self._settings_lock:
-            self._settings = Settings(clean, self._settings.threshold)
-        log.info("ROI set to %s", clean or "whole image")
-        return clean
+            s = self._settings
+            self._settings = Settings(clean.get("roi", s.roi), clean.get("threshold", s.threshold))
+            if "block" in clean:
+                self.block_output = clean["block"]
+        if "roi" in clean:
+            log.info("ROI set to %s", clean["roi"] or "whole image")
+        if "threshold" in clean:
+            log.info("threshold set to %s", clean["threshold"] if clean["threshold"] is not None else "the model's")
+
+    def set_roi(self, roi) -> list[int] | None:
+        clean = settings_mod.validate({"roi": roi}, self.last_shape)
+        self.apply(clean)
+        return clean["roi"]
 
     def set_threshold(self, threshold: float | None) -> None:
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold > 0 \
-                    or threshold != threshold or threshold == float("inf"):
-                raise ConfigError(f"threshold must be a positive number or null, got {threshold!r}")
-            threshold = float(threshold)
-        with self._settings_lock:
-            self._settings = Settings(self._settings.roi, threshold)
-        log.info("threshold set to %s", threshold if threshold is not None else "the model's")
+        self.apply(settings_mod.validate({"threshold": threshold}))
 
     def set_pipeline(self, pipeline: Pipeline) -> None:
         """Swap the model between frames (the worker reads it once per frame)."""
@@ -197,75 +211,72 @@ class Processor:
                 return
             source = self.source_factory()
             source.start()
-            self._source = source
-            self._stop.clear()
-            self._stop_deadline = float("inf")
-            self._threads = [threading.Thread(target=self._receive_loop, name="vi-receive", daemon=True),
-                             threading.Thread(target=self._work_loop, name="vi-work", daemon=True),
-                             threading.Thread(target=self._output_loop, name="vi-output", daemon=True)]
-            for t in self._threads:
+            run = _Run(source, queue.Queue(self.queue_size), queue.Queue(self.output_queue_size))
+            now = self.clock()
+            run.progress = {"receive": now, "work": now, "output": now}
+            run.receiver = threading.Thread(target=self._receive_loop, args=(run,), name="vi-receive", daemon=True)
+            run.worker = threading.Thread(target=self._work_loop, args=(run,), name="vi-work", daemon=True)
+            run.output = threading.Thread(target=self._output_loop, args=(run,), name="vi-output", daemon=True)
+            for t in run.threads():
                 t.start()
+            self._run = run
             self.state = PROCESSING
-            self.healthy_at = self.clock()
         log.info("processing started")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading, finish frames already taken (within ``timeout``), then close the input."""
         with self._lock:
-            if self.state == STOPPED:
+            run = self._run
+            if self.state == STOPPED or run is None:
                 return
-            deadline = self._stop_deadline = time.monotonic() + timeout
-            self._stop.set()
-            for t in self._threads:
-                t.join(max(0.0, deadline - time.monotonic()))
+            run.deadline = time.monotonic() + timeout
+            run.stop.set()
+            for t in run.threads():
+                t.join(max(0.0, run.deadline - time.monotonic()))
+            late = [t.name for t in run.threads() if t.is_alive()]
+            run.abandoned = bool(late)
             # Anything still queued could not be finished in time: count it, never drop silently.
-            lost = 0
-            for q in (self._in, self._out):
-                while True:
-                    try:
-                        q.get_nowait()
-                        lost += 1
-                    except queue.Empty:
-                        break
+            lost = _drain(run.inq) + _drain(run.outq)
             if lost:
-                with self.stats.lock:
-                    self.stats.discarded_on_stop += lost
+                self.stats.count("discarded_on_stop", lost)
                 log.warning("%d frames could not be finished before the stop deadline", lost)
-            if self._source is not None:
-                self._source.close()
-                self._source = None
-            self._threads = []
+            if late:
+                log.error("thread(s) %s still busy at the stop deadline: what they finish is discarded",
+                          ", ".join(late))
+            if run.receiver is not None and not run.receiver.is_alive():
+                run.source.close()
+            # else: the receiver closes its own source when it ends (a socket is not shared across threads)
+            self._run = None
             self.state = STOPPED
         log.info("processing stopped")
 
     # ------------------------------------------------------------------ loops
-    def _receive_loop(self) -> None:
-        src = self._source
-        while not self._stop.is_set():
-            self.healthy_at = self.clock()
-            try:
-                frame = src.receive(100)
-            except InputError as err:
-                reason = getattr(err, "reason", "bad_input")
-                with self.stats.lock:
-                    self.stats.received += 1
-                self.stats.reject(reason)
-                self.rlog.warning(reason, f"rejected frame: {err}")
-                continue
-            except Exception as err:  # a broken adapter must not kill the loop silently
-                self.stats.reject("receive_error")
-                self.rlog.warning("receive_error", f"input error: {err!r}")
-                time.sleep(0.1)
-                continue
-            if frame is None:
-                continue
-            with self.stats.lock:
-                self.stats.received += 1
-            # Backpressure: wait for room (the sender's HWM then holds further frames).
-            if not self._put(self._in, frame, self._stop.is_set):
-                return
+    def _receive_loop(self, run: _Run) -> None:
+        try:
+            while not run.stop.is_set():
+                run.progress["receive"] = self.clock()
+                try:
+                    frame = run.source.receive(100)
+                except InputError as err:   # a message was taken and refused: received and rejected
+                    self.stats.reject(err.reason)
+                    self.rlog.warning(err.reason, f"rejected frame: {err}")
+                    continue
+                except Exception as err:  # the adapter itself failed; no message was taken
+                    self.stats.count("input_errors")
+                    self.rlog.warning("input_error", f"input error: {err!r}")
+                    time.sleep(0.1)
+                    continue
+                if frame is None:
+                    continue
+                self.stats.count("received")
+                # Backpressure: wait for room (the sender's HWM then holds further frames).
+                if not self._put(run, run.inq, frame, "receive", run.stop.is_set):
+                    return
+        finally:
+            if run.abandoned:
+                run.source.close()
 
-    def _put(self, q: queue.Queue, item, give_up: Callable[[], bool]) -> bool:
+    def _put(self, run: _Run, q: queue.Queue, item, stage: str, give_up: Callable[[], bool]) -> bool:
         """Wait for room in ``q``, staying responsive; on ``give_up()`` count the item as
         discarded on stop (it was taken from the input, so it is never lost silently)."""
         while True:
@@ -273,75 +284,72 @@ class Processor:
                 q.put(item, timeout=0.1)
                 return True
             except queue.Full:
-                self.healthy_at = self.clock()
+                run.progress[stage] = self.clock()   # waiting on the next stage is not a hang of this one
                 if give_up():
-                    with self.stats.lock:
-                        self.stats.discarded_on_stop += 1
+                    self.stats.count("discarded_on_stop")
                     return False
 
-    def _work_loop(self) -> None:
+    def _work_loop(self, run: _Run) -> None:
         while True:
             try:
-                frame = self._in.get(timeout=0.1)
+                frame = run.inq.get(timeout=0.1)
             except queue.Empty:
-                if self._stop.is_set() and not any(t.is_alive() for t in self._threads[:1]):
+                run.progress["work"] = self.clock()
+                if run.stop.is_set() and not run.receiver.is_alive():
                     return
-                self.healthy_at = self.clock()
                 continue
-            self.healthy_at = self.clock()
+            run.progress["work"] = self.clock()
             # One consistent view per frame: both are immutable references swapped atomically.
             settings, pipeline = self._settings, self.pipeline
             self.last_shape = frame.image.shape
             try:
                 result = pipeline.process(frame, settings)
-            except ConfigError as err:  # e.g. ROI no longer inside a resized image
-                self.stats.reject("roi_outside_image")
-                self.rlog.warning("roi_outside_image", f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
-                continue
             except InputError as err:
-                self.stats.reject("bad_image")
-                self.rlog.warning("bad_image", f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
+                self.stats.reject(err.reason, received=False)
+                self.rlog.warning(err.reason, f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
                 continue
             except Exception as err:
-                self.stats.reject("processing_error")
+                self.stats.reject("processing_error", received=False)
                 log.exception("pulse %s: processing failed: %r", frame.pulse_id, err,
                               extra={"pulse_id": frame.pulse_id, "module_name": frame.module})
                 continue
+            finally:
+                run.progress["work"] = self.clock()
+            if run.abandoned:   # stop() gave up on this frame and has returned
+                self.stats.count("discarded_on_stop")
+                continue
             if self.store is not None:
-                self._store(result)
+                self._store(run, result)
             if self.block_output:
-                self._put(self._out, result, lambda: self._stop.is_set() and not self._threads[2].is_alive())
+                if not self._put(run, run.outq, result, "work", lambda: run.stop.is_set() and not run.output.is_alive()):
+                    continue
             else:
                 try:
-                    self._out.put_nowait(result)
+                    run.outq.put_nowait(result)
                 except queue.Full:
-                    with self.stats.lock:
-                        self.stats.dropped_output += 1
-                    self.stats.done(result, time.monotonic() - frame.received_at)
-                    continue
+                    self.stats.done(result, time.monotonic() - frame.received_at, sent=False)
 
-    def _store(self, result: Result) -> None:
+    def _store(self, run: _Run, result: Result) -> None:
         """Hand the result to the store writer, waiting for room (a result is never dropped for the store)."""
         def keep_waiting() -> bool:
-            self.healthy_at = self.clock()   # waiting on the writer is not a hang
-            return not (self._stop.is_set() and time.monotonic() > self._stop_deadline)
+            run.progress["work"] = self.clock()   # waiting on the writer is the writer's to answer for
+            return not (run.stop.is_set() and time.monotonic() > run.deadline)
         try:
             if not self.store.submit(result, keep_waiting):
-                with self.stats.lock:
-                    self.stats.not_stored += 1
+                self.stats.count("not_stored")
                 log.error("pulse %s: not stored: the store queue stayed full past the stop deadline",
                           result.frame.pulse_id)
         except Exception as err:
-            with self.stats.lock:
-                self.stats.not_stored += 1
+            self.stats.count("not_stored")
             self.rlog.warning("store_error", f"pulse {result.frame.pulse_id}: not stored: {err}")
 
-    def _output_loop(self) -> None:
+    def _output_loop(self, run: _Run) -> None:
         while True:
             try:
-                result = self._out.get(timeout=0.1)
+                result = run.outq.get(timeout=0.1)
             except queue.Empty:
-                if self._stop.is_set() and not self._threads[1].is_alive():
+                run.progress["output"] = self.clock()
+                if run.stop.is_set() and not run.worker.is_alive():
                     return
                 continue
             ok = True
@@ -351,27 +359,48 @@ class Processor:
                 except Exception as err:
                     ok = False
                     self.rlog.warning("output_error", f"output failed: {err!r}")
-            with self.stats.lock:
-                if ok:
-                    self.stats.sent += 1
-                else:
-                    self.stats.dropped_output += 1
-            self.stats.done(result, time.monotonic() - result.frame.received_at)
+            run.progress["output"] = self.clock()
+            self.stats.done(result, time.monotonic() - result.frame.received_at, sent=ok)
 
     # ------------------------------------------------------------------ reporting
     def statistics(self) -> dict:
         s = self.stats.snapshot()
         s["state"] = self.state
-        s["queues"] = {"input": self._in.qsize(), "input_size": self.queue_size,
-                       "output": self._out.qsize(), "output_size": self.output_queue_size}
+        run = self._run
+        s["queues"] = {"input": run.inq.qsize() if run else 0, "input_size": self.queue_size,
+                       "output": run.outq.qsize() if run else 0, "output_size": self.output_queue_size}
         s["model_id"] = self.pipeline.model.model_id
         s["roi"] = self._settings.roi or []
         if self.store is not None:
             s["store"] = self.store.statistics()
         return s
 
-    def healthy(self, max_age: float = 5.0) -> bool:
-        """True while the loops are alive and turning (for the systemd watchdog)."""
-        if self.state != PROCESSING:
+    def healthy(self, max_age: float = 20.0) -> bool:
+        """Progress, for the systemd watchdog: every stage of a running processor has moved a frame
+        or found nothing waiting within ``max_age`` s, and the store writer (stopped or not) too."""
+        if self.store is not None and not self.store.healthy(max_age):
+            return False
+        run = self._run
+        if self.state != PROCESSING or run is None:
             return True
-        return all(t.is_alive() for t in self._threads) and self.clock() - self.healthy_at < max_age
+        now = self.clock()
+        return all(t.is_alive() for t in run.threads()) and \
+            all(now - t < max_age for t in run.progress.values())
+
+
+def _drain(q: queue.Queue) -> int:
+    n = 0
+    while True:
+        try:
+            q.get_nowait()
+            n += 1
+        except queue.Empty:
+            return n
+
+
+class StoreSink(Protocol):
+    """What the processor needs of the store writer."""
+
+    def submit(self, result: Result, keep_waiting: Callable[[], bool]) -> bool: ...
+    def statistics(self) -> dict: ...
+    def healthy(self, max_age: float) -> bool: ...

@@ -232,12 +232,37 @@ def build(result: Result, prefix: str, tile: int = 512, with_tiles: bool = True,
     return Record(rid, f.module, f.side, side, images, uploaded_by)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR = {0: "grey", 2: "RGB", 3: "palette", 4: "grey+alpha", 6: "RGBA"}
+
+
+def png_header(png: bytes) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, colour type) from a PNG's IHDR chunk, read without decoding:
+    a few hundred bytes can declare 30000x30000 pixels, so sizes are checked before any decode."""
+    if not png.startswith(PNG_SIGNATURE):
+        raise InputError("not a PNG image", reason="bad_png")
+    if len(png) < 33 or png[12:16] != b"IHDR" or struct.unpack(">I", png[8:12])[0] != 13:
+        raise InputError("the PNG has no valid IHDR header", reason="bad_png")
+    if zlib.crc32(png[12:29]) != struct.unpack(">I", png[29:33])[0]:
+        raise InputError("the PNG's IHDR header is corrupt (CRC mismatch)", reason="bad_png")
+    width, height, depth, colour = struct.unpack(">IIBB", png[16:26])
+    return width, height, depth, colour
+
+
 def decode_mask(png: bytes, box: list[int]) -> np.ndarray:
-    """A reviewer's corrected tile mask: a PNG of exactly the tile's size, 8-bit grey, only 0 and 255."""
+    """A reviewer's corrected tile mask: a PNG of exactly the tile's size, 8-bit grey, only 0 and 255.
+    The header is checked first; only a PNG that declares the right size and kind is decoded."""
     if not png:
         raise InputError("empty body: send the corrected mask as PNG bytes")
-    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not png.startswith(PNG_SIGNATURE):
         raise InputError("the corrected mask must be a PNG image")
+    width, height, depth, colour = png_header(png)
+    if colour != 0 or depth != 8:
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, "?")
+        raise InputError(f"the corrected mask must be 8-bit single-channel, got {channels} channel(s) "
+                         f"({_PNG_COLOUR.get(colour, colour)}) of {depth} bits")
+    if (width, height) != (box[2], box[3]):
+        raise InputError(f"the corrected mask must be {box[2]}x{box[3]} px (tile size), got {width}x{height}")
     arr = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None:
         raise InputError("the corrected mask is not a readable PNG")

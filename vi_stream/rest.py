@@ -1,9 +1,11 @@
-"""REST control plane (bottle): routes only, delegating to the processor.
+"""REST control plane (bottle): routes only, delegating to the daemon's control interface.
 
 Envelope as psen_processing: ``{"state": "ok"|"error", "status": "stopped"|"processing", ...}``,
 but errors use real HTTP codes (400 bad input, 401 bad token, 404 unknown, 409 wrong
-state, 500 server fault) with a ``message``. Served by a threaded WSGI server so a
-slow client cannot block the control plane.
+state, 503 overloaded or store down, 500 server fault) with a ``message`` and the
+exception class as ``error``. Served by a threaded WSGI server with a bounded number of
+connections and a timeout on idle ones, so neither a slow nor a flooding client can
+block the control plane.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bottle
 
-from .errors import ConfigError, InputError, ViStreamError
+from .control import Control
+from .errors import AuthError, ConfigError, InputError, ViStreamError
 from .storage import summary
 
 log = logging.getLogger("vi_stream.rest")
@@ -27,40 +30,43 @@ _IMAGE_ID = re.compile(r"[0-9a-fA-F]{24}")
 MAX_MASK_BYTES = 64 * 1024 * 1024
 
 
-class Api:
-    """What the REST layer needs; the daemon implements it."""
-
-    processor: Any
-    config: Any
-
-    def model_info(self) -> dict: ...
-    def reload_model(self, path: str | None) -> dict: ...
-    def set_config(self, changes: dict) -> dict: ...
-    def get_config(self) -> dict: ...
-    def results_store(self) -> Any: ...
+MAX_JSON_BYTES = 1024 * 1024
 
 
-def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
+def read_json(raw: bytes) -> Any:
+    """A request body as JSON, or ConfigError: not JSON, not UTF-8, NaN/Infinity (not JSON either),
+    or nested deeper than the parser's stack (a RecursionError would otherwise be a 500)."""
+    def refuse(constant: str) -> Any:
+        raise ConfigError(f"request body is not valid JSON: {constant} is not a JSON value")
+    try:
+        return json.loads(raw, parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"request body is not valid JSON: {str(err)[:200] or type(err).__name__}") from None
+
+
+def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["autojson"] = False
 
     def reply(status_code: int = 200, **fields: Any) -> str:
         bottle.response.status = status_code
         bottle.response.content_type = "application/json"
-        body = {"state": "ok" if status_code < 400 else "error", "status": api.processor.state, **fields}
+        body = {"state": "ok" if status_code < 400 else "error", "status": api.status(), **fields}
         return json.dumps(body, default=str)
 
-    def body() -> dict:
-        raw = bottle.request.body.read(1024 * 1024 + 1)
-        if len(raw) > 1024 * 1024:
-            raise ConfigError("request body too large")
+    def error(err: ViStreamError) -> str:
+        extra = {"reason": err.reason} if isinstance(err, InputError) else {}
+        return reply(err.status, message=str(err), error=type(err).__name__, **extra)
+
+    def body() -> Any:
+        raw = bottle.request.body.read(MAX_JSON_BYTES + 1)
+        if len(raw) > MAX_JSON_BYTES:
+            raise ConfigError(f"request body larger than {MAX_JSON_BYTES} bytes")
         if not raw.strip():
             return {}
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise ConfigError(f"request body is not valid JSON: {err}") from err
-        return data
+        return read_json(raw)
 
     def body_object(hint: str) -> dict:
         data = body()
@@ -74,11 +80,11 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
                 if mutating and token:
                     got = bottle.request.get_header("Authorization", "")
                     if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
-                        return reply(401, message="missing or wrong token (Authorization: Bearer <token>)")
+                        return error(AuthError("missing or wrong token (Authorization: Bearer <token>)"))
                 try:
                     return fn(*a, **k)
                 except ViStreamError as err:
-                    return reply(err.status, message=str(err))
+                    return error(err)
                 except Exception as err:  # a bug, not user input: say so, keep serving
                     log.exception("REST handler failed")
                     return reply(500, message=f"internal error: {err!r}")
@@ -88,13 +94,13 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
     @app.post("/start")
     @guarded(True)
     def start():
-        api.processor.start()
+        api.start_processing()
         return reply()
 
     @app.post("/stop")
     @guarded(True)
     def stop():
-        api.processor.stop()
+        api.stop_processing()
         return reply()
 
     @app.get("/status")
@@ -105,7 +111,7 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
     @app.get("/roi")
     @guarded(False)
     def get_roi():
-        return reply(roi=api.processor.settings.roi or [])
+        return reply(roi=api.get_roi())
 
     @app.post("/roi")
     @guarded(True)
@@ -114,12 +120,12 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
         roi = data.get("roi", data) if isinstance(data, dict) else data
         if isinstance(roi, dict):
             raise ConfigError("send the ROI as [offset_x, size_x, offset_y, size_y] or {\"roi\": [...]}")
-        return reply(roi=api.processor.set_roi(roi) or [])
+        return reply(roi=api.set_roi(roi))
 
     @app.get("/statistics")
     @guarded(False)
     def statistics():
-        return reply(statistics=api.processor.statistics())
+        return reply(statistics=api.statistics())
 
     @app.get("/config")
     @guarded(False)
@@ -204,31 +210,74 @@ def make_app(api: Api, token: str | None = None) -> bottle.Bottle:
     @app.error(404)
     def not_found(_err):
         bottle.response.content_type = "application/json"
-        return json.dumps({"state": "error", "status": api.processor.state,
+        return json.dumps({"state": "error", "status": api.status(), "error": "NotFoundError",
                            "message": f"no route {bottle.request.method} {bottle.request.path}"})
 
     @app.error(405)
     def bad_method(_err):
         bottle.response.content_type = "application/json"
-        return json.dumps({"state": "error", "status": api.processor.state,
+        return json.dumps({"state": "error", "status": api.status(),
                            "message": f"method {bottle.request.method} not allowed on {bottle.request.path}"})
 
     return app
 
 
+MAX_CONNECTIONS = 64        # concurrent connections; more are answered 503 at once
+IDLE_TIMEOUT = 10.0         # seconds a connection may sit without sending its request
+
+
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``max_connections`` at once: one beyond that gets a
+    503 written straight to its socket (no thread), so a flood cannot starve the control plane."""
+
     daemon_threads = True
     allow_reuse_address = True
+    max_connections = MAX_CONNECTIONS
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self.refused = 0
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            try:
+                body = json.dumps({"state": "error", "error": "Overloaded",
+                                   "message": "too many connections, try again"}).encode()
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
+                                + str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = IDLE_TIMEOUT   # socket timeout: an idle or trickling client is dropped, its thread freed
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, threading.Thread]:
+def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0,
+          max_connections: int = MAX_CONNECTIONS) -> tuple[WSGIServer, threading.Thread]:
     """Start a threaded WSGI server; returns (server, thread). ``server.server_port`` is the port."""
-    server = make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+    server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections})
+    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)
     thread.start()
     return server, thread

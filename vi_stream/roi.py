@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 
 
 def validate(roi: Sequence[int] | None, image_shape: tuple[int, ...] | None = None) -> list[int] | None:
@@ -34,5 +34,5 @@ def crop(image: np.ndarray, roi: list[int] | None) -> np.ndarray:
     ox, sx, oy, sy = roi
     h, w = image.shape[:2]
     if ox + sx > w or oy + sy > h:
-        raise ConfigError(f"ROI {roi} reaches outside the {w}x{h} image")
+        raise InputError(f"ROI {roi} reaches outside the {w}x{h} image", reason="roi_outside_image")
     return image[oy:oy + sy, ox:ox + sx]

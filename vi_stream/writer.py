@@ -25,7 +25,7 @@ from typing import Callable
 from .errors import InputError, ServiceError, StoreUnavailable
 from .frame import Result
 from .io.spool import Spool
-from .processor import RateLimitedLog
+from .ratelog import RateLimitedLog
 from .record import Record
 from .storage import Store
 
@@ -55,7 +55,9 @@ class StoreWriter:
         self.up = True
         self.lock = threading.Lock()
         self.stored = self.spooled_total = self.errors = self.set_aside = self.lost = self.render_failed = 0
+        self.submitted = self.carried_over = 0
         self.waits = 0
+        self._progress = clock()               # last time a result moved, the store was tried, or nothing waited
         self._deadline = float("inf")
         self.last_error: str | None = None
         self._logged_down = False
@@ -64,11 +66,14 @@ class StoreWriter:
     # ------------------------------------------------------------------ lifetime
     def start(self) -> "StoreWriter":
         self.spool.open()
+        with self.lock:
+            self.carried_over += self.spool.pending
         if self.spool.pending:
             log.warning("%d result(s) waiting in the spool %s from an earlier run: replaying them first",
                         self.spool.pending, self.spool.folder)
         self._stop.clear()
         self._deadline = float("inf")
+        self._progress = self.clock()
         self._thread = threading.Thread(target=self._loop, name="vi-store", daemon=True)
         self._thread.start()
         return self
@@ -90,6 +95,14 @@ class StoreWriter:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def healthy(self, max_age: float = 20.0) -> bool:
+        """Progress, for the watchdog: within ``max_age`` s (plus the longest back-off) a result was
+        stored or spooled, the store was tried, or nothing was waiting. A loop that can no longer
+        reach the store while results wait is not healthy."""
+        if self._thread is None:
+            return True
+        return self.alive() and self.clock() - self._progress < max_age + self.retry_max
+
     # ------------------------------------------------------------------ producer side
     def submit(self, result: Result, keep_waiting: Callable[[], bool] = lambda: True) -> bool:
         """Queue ``result``, waiting while the queue is full and ``keep_waiting()`` (asked every 0.1 s)
@@ -100,9 +113,9 @@ class StoreWriter:
                 raise ServiceError("the store writer is not running")
             try:
                 self._q.put(result, timeout=0.1)
-                if waited:
-                    with self.lock:
-                        self.waits += 1
+                with self.lock:
+                    self.submitted += 1
+                    self.waits += int(waited)
                 return True
             except queue.Full:
                 waited = True
@@ -114,16 +127,17 @@ class StoreWriter:
         _lower_priority(self.nice)
         while True:
             stopping = self._stop.is_set()
-            if self._held:
-                if not self._spool_held():
-                    if stopping and self.clock() > self._deadline:
-                        return
-                    time.sleep(min(1.0, self._backoff))
-                    continue
+            if self._held and not self._unblock(stopping):
+                if stopping and self.clock() > self._deadline:
+                    return
+                self._stop.wait(min(0.5, self._backoff))
+                continue
             replay_now = self.spool.pending and self._retry_due(stopping)
             results = self._take(0.0 if replay_now else 0.2)
             if not results and stopping:
                 return
+            if not results and not self.spool.pending:
+                self._progress = self.clock()   # nothing waiting
             records = self._render(results)
             if records:
                 late = stopping and self.clock() > self._deadline - 2.0
@@ -134,6 +148,22 @@ class StoreWriter:
                     self._write_direct(records)
             if self.spool.pending and self._retry_due(stopping):
                 self._replay()
+
+    def _unblock(self, stopping: bool) -> bool:
+        """Results are held in memory because the spool disk refused them. Whichever frees first
+        gets them out: the spool disk, or the store (the spool is replayed first, which keeps the
+        order and frees spool space, then the held results go straight to the store). True once
+        nothing is held."""
+        if self._spool_held():
+            return True
+        if not self._retry_due(stopping):
+            return False
+        if self.spool.pending:
+            self._replay()
+        if not self.spool.pending and self._held:
+            held, self._held = self._held, []
+            self._write_direct(held)
+        return not self._held
 
     def _take(self, wait: float) -> list[Result]:
         out = []
@@ -153,10 +183,17 @@ class StoreWriter:
         for r in results:
             try:
                 records.append(self.render(r))
-            except Exception as err:  # a bug: say which frame, keep going
+            except Exception as err:  # a bug: say which frame, leave a note for a person, keep going
                 with self.lock:
                     self.render_failed += 1
-                log.exception("pulse %s: cannot render the result for the store: %r", r.frame.pulse_id, err)
+                f = r.frame
+                reason = (f"pulse {f.pulse_id} of module {f.module!r} {f.side} (timestamp {f.sec}.{f.ns:09d}) "
+                          f"could not be rendered for the store: {err!r}")
+                try:
+                    self.spool.note_unrenderable(f"unrenderable-{f.pulse_id}-{time.time_ns()}", reason)
+                except OSError as os_err:
+                    self._note_error(f"spool: {os_err}")
+                log.exception("%s", reason)
         return records
 
     def _retry_due(self, stopping: bool) -> bool:
@@ -186,6 +223,7 @@ class StoreWriter:
         self._backoff = self.retry_min
 
     def _write_direct(self, records: list[Record]) -> None:
+        self._progress = self.clock()
         try:
             self.store.write(records)
         except StoreUnavailable as err:
@@ -214,11 +252,13 @@ class StoreWriter:
                                   "input will back up")
                 return False
             self._held.pop(0)
+            self._progress = self.clock()
             with self.lock:
                 self.spooled_total += 1
         return True
 
     def _replay(self) -> None:
+        self._progress = self.clock()
         for seq, r in self.spool.head(self.batch):
             if isinstance(r, InputError):
                 self._set_aside(seq, str(r))
@@ -257,11 +297,14 @@ class StoreWriter:
             return {
                 "store": self.store.description,
                 "up": self.up,
+                "submitted": self.submitted,
+                "carried_over": self.carried_over,
+                "set_aside": self.set_aside,
                 "stored": self.stored,
                 "spooled": self.spool.pending,
                 "spooled_bytes": self.spool.bytes,
                 "spooled_total": self.spooled_total,
-                "failed": self.spool.failed(),
+                "failed": self.spool.failed(),      # in spool/failed/, this run and earlier ones
                 "errors": self.errors,
                 "render_failed": self.render_failed,
                 "lost": self.lost,

@@ -17,26 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import DecodeError  # noqa: F401 - re-exported: codec.DecodeError
 
 DTYPES = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
           "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8", "bool": "?", "string": "u1"}
 COMPRESSIONS = (None, "none", "lz4", "bitshuffle_lz4")
+MAX_DATA_HEADER = 4 * 1024 * 1024      # bytes of a data header, compressed or not (thousands of channels fit)
+MAX_STRING = 1024 * 1024               # bytes of a string channel's value
+MAX_PULSE_ID = 2**63 - 1               # stores keep pulse ids as signed 64-bit integers
+MAX_SECONDS = 253402300799             # 9999-12-31T23:59:59Z: the last second a date can name
 _TYPE_OF = {np.dtype(v).newbyteorder("<").str[1:]: k for k, v in DTYPES.items() if k != "string"}
-
-
-class DecodeError(InputError):
-    """A message that cannot be used; ``reason`` is a short counter key."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -80,8 +77,7 @@ class Message:
 class Decoder:
     """Decodes messages; caches the parsed data header by its hash, as bsread does."""
 
-    def __init__(self, max_bytes: int = 512 * 1024 * 1024):
-        self.max_bytes = max_bytes
+    def __init__(self):
         self._hash: str | None = None
         self._dh: bytes = b""
         self._channels: list[dict] | None = None
@@ -89,21 +85,23 @@ class Decoder:
     def decode(self, parts: list[bytes]) -> Message:
         if len(parts) < 2:
             raise DecodeError("bad_parts", f"message has {len(parts)} part(s); a bsread message has at least 2")
-        try:
-            main = json.loads(bytes(parts[0]))
-        except (ValueError, UnicodeDecodeError) as err:
-            raise DecodeError("bad_json", f"main header is not JSON: {err}") from err
+        if len(parts[0]) > MAX_DATA_HEADER:
+            raise DecodeError("too_large", f"main header of {len(parts[0])} bytes exceeds {MAX_DATA_HEADER}")
+        main = _json(bytes(parts[0]), "main header")
         if not isinstance(main, dict) or not str(main.get("htype", "")).startswith("bsr_m"):
             raise DecodeError("bad_header", "main header has no bsr_m htype")
-        try:
-            pulse_id = int(main["pulse_id"])
-            ts = main.get("global_timestamp") or {}
-            sec = int(ts.get("sec", ts.get("epoch", 0)))
-            ns = int(ts.get("ns", 0))
-            digest = str(main["hash"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise DecodeError("bad_header", f"main header field missing or wrong: {err}") from err
+        ts = main.get("global_timestamp") or {}
+        if not isinstance(ts, dict):
+            raise DecodeError("bad_header", "main header's global_timestamp is not an object")
+        pulse_id = _header_int(main, "pulse_id", None, MAX_PULSE_ID)
+        sec = _header_int(ts, "sec", ts.get("epoch", 0), MAX_SECONDS)
+        ns = _header_int(ts, "ns", 0, 999_999_999)
+        if not isinstance(main.get("hash"), str):
+            raise DecodeError("bad_header", "main header has no hash string")
+        digest = main["hash"]
         dh_bytes = bytes(parts[1])
+        if len(dh_bytes) > MAX_DATA_HEADER:
+            raise DecodeError("too_large", f"data header of {len(dh_bytes)} bytes exceeds {MAX_DATA_HEADER}")
         # Reuse the parsed header only for the very same bytes under the same hash;
         # anything else is verified against the hash first.
         if digest != self._hash or dh_bytes != self._dh:
@@ -124,13 +122,9 @@ class Decoder:
     def _parse_data_header(self, raw: bytes, compression: str | None) -> list[dict]:
         if compression not in COMPRESSIONS:
             raise DecodeError("unsupported_compression", f"data header compression {compression!r} not supported")
-        try:
-            text = _decompress(raw, "u1", compression, self.max_bytes).tobytes() if compression not in (None, "none") else raw
-            header = json.loads(text)
-        except DecodeError:
-            raise
-        except (ValueError, UnicodeDecodeError) as err:
-            raise DecodeError("bad_json", f"data header is not JSON: {err}") from err
+        text = raw if compression in (None, "none") else \
+            _decompress(raw, "u1", compression, MAX_DATA_HEADER, exact=False).tobytes()
+        header = _json(text, "data header")
         chans = header.get("channels") if isinstance(header, dict) else None
         if not isinstance(chans, list):
             raise DecodeError("bad_header", "data header has no channel list")
@@ -139,10 +133,29 @@ class Decoder:
             if not isinstance(c, dict) or not isinstance(c.get("name"), str):
                 raise DecodeError("bad_header", f"bad channel entry {str(c)[:80]}")
             shape = c.get("shape", [1])
-            if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s >= 0 for s in shape)):
+            if not (isinstance(shape, list) and shape
+                    and all(type(s) is int and 0 <= s < 2**40 for s in shape)):
                 raise DecodeError("bad_header", f"channel {c['name']}: bad shape {shape!r}")
             out.append(c)
         return out
+
+
+def _json(raw: bytes, what: str) -> Any:
+    """JSON of a header; anything that is not (including nesting deep enough to exhaust the parser) is bad_json."""
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise DecodeError("bad_json", f"{what} is not JSON: {str(err)[:200]}") from err
+
+
+def _header_int(obj: dict, key: str, default: int | None, hi: int) -> int:
+    """A whole number 0..hi from a header (not a bool, float or string): anything else is bad_header."""
+    v = obj.get(key, default)
+    if v is None:
+        raise DecodeError("bad_header", f"main header has no {key}")
+    if type(v) is not int or not 0 <= v <= hi:
+        raise DecodeError("bad_header", f"main header's {key} must be a whole number 0-{hi}, got {str(v)[:40]}")
+    return v
 
 
 def value(ch: Channel, max_bytes: int = 512 * 1024 * 1024) -> Any:
@@ -154,33 +167,46 @@ def value(ch: Channel, max_bytes: int = 512 * 1024 * 1024) -> Any:
         return None
     dt = np.dtype(DTYPES[t]).newbyteorder(ch.byteorder)
     if t == "string":
-        return _decompress(ch.data, dt, ch.compression, max_bytes).tobytes().decode("utf-8", errors="replace")
+        raw = _decompress(ch.data, dt, ch.compression, min(max_bytes, MAX_STRING), exact=False)
+        return raw.tobytes().decode("utf-8", errors="replace")
     shape = ch.shape
-    n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    n = math.prod(shape)   # Python ints: no overflow on absurd shapes
     if n * dt.itemsize > max_bytes:
         raise DecodeError("too_large", f"channel {ch.name}: shape {shape} of {t} exceeds {max_bytes} bytes")
-    arr = _decompress(ch.data, dt, ch.compression, max_bytes)
-    if arr.size != n:
-        raise DecodeError("bad_size", f"channel {ch.name}: {arr.size} values for shape {shape}")
+    try:
+        arr = _decompress(ch.data, dt, ch.compression, n * dt.itemsize)
+    except DecodeError as err:
+        raise DecodeError(err.reason, f"channel {ch.name}: {err}") from None
     if shape == [1]:
         return arr[0]
     return arr.reshape(shape[::-1])
 
 
-def _decompress(data: bytes, dt, compression: str | None, max_bytes: int) -> np.ndarray:
+def _decompress(data: bytes, dt, compression: str | None, limit: int, exact: bool = True) -> np.ndarray:
+    """Values of type ``dt`` from ``data``. The size a compressed value declares is checked before
+    anything is decompressed: it must equal ``limit`` (the declared shape's bytes) when ``exact``,
+    else be at most ``limit``."""
     dt = np.dtype(dt)
+
+    def check(n_bytes: int) -> None:
+        if exact and n_bytes != limit:
+            raise DecodeError("too_large" if n_bytes > limit else "bad_size",
+                              f"value holds {n_bytes} bytes, its shape and type make {limit}")
+        if n_bytes < 0 or n_bytes > limit:
+            raise DecodeError("too_large", f"value claims {n_bytes} bytes (limit {limit})")
+        if n_bytes % dt.itemsize:
+            raise DecodeError("bad_size", f"{n_bytes} bytes is not a whole number of {dt} values")
+
     if compression in (None, "none"):
-        if len(data) % dt.itemsize:
-            raise DecodeError("bad_size", f"{len(data)} bytes is not a whole number of {dt} values")
+        check(len(data))
         return np.frombuffer(data, dt)
     if compression == "bitshuffle_lz4":
         if len(data) < 12:
             raise DecodeError("bad_size", "bitshuffle_lz4 value shorter than its 12-byte header")
         n_bytes = struct.unpack(">q", data[:8])[0]
         block = struct.unpack(">i", data[8:12])[0]
-        if n_bytes < 0 or n_bytes > max_bytes:
-            raise DecodeError("too_large", f"compressed value claims {n_bytes} bytes (limit {max_bytes})")
-        if n_bytes % dt.itemsize or block <= 0 or block % dt.itemsize:
+        check(n_bytes)
+        if block <= 0 or block % dt.itemsize:
             raise DecodeError("bad_size", "bitshuffle_lz4 header does not fit the channel type")
         import bitshuffle
         try:
@@ -192,15 +218,14 @@ def _decompress(data: bytes, dt, compression: str | None, max_bytes: int) -> np.
         if len(data) < 4:
             raise DecodeError("bad_size", "lz4 value shorter than its 4-byte header")
         n_bytes = struct.unpack("<I" if dt.byteorder != ">" else ">I", data[:4])[0]
-        if n_bytes > max_bytes:
-            raise DecodeError("too_large", f"compressed value claims {n_bytes} bytes (limit {max_bytes})")
+        check(n_bytes)
         import lz4.block
         try:
             raw = lz4.block.decompress(data[4:], uncompressed_size=n_bytes)
         except Exception as err:  # lz4 raises LZ4BlockError, a bare Exception subclass
             raise DecodeError("bad_compression", f"lz4 data is corrupt: {err}") from err
-        if len(raw) % dt.itemsize:
-            raise DecodeError("bad_size", "lz4 payload is not a whole number of values")
+        if len(raw) != n_bytes:
+            raise DecodeError("bad_size", f"lz4 payload of {len(raw)} bytes, its header says {n_bytes}")
         return np.frombuffer(raw, dt)
     raise DecodeError("unsupported_compression", f"compression {compression!r} not supported")
 

@@ -1,6 +1,8 @@
 """bsread input: a PULL (default) or SUB socket connected to a bsread sender."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import zmq
 
@@ -27,7 +29,7 @@ class BsreadSource:
         self.prefix = prefix
         self.max_pixels = max_pixels
         self._ctx = context or zmq.Context.instance()
-        self._decoder = codec.Decoder(max_bytes)
+        self._decoder = codec.Decoder()
         self._max_bytes = max_bytes
         self._sock: zmq.Socket | None = None
 
@@ -50,8 +52,12 @@ class BsreadSource:
         if self._sock is None or not self._sock.poll(timeout_ms):
             return None
         parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=True)
-        msg = self._decoder.decode(parts)
-        return self.to_frame(msg)
+        try:
+            return self.to_frame(self._decoder.decode(parts))
+        except InputError:
+            raise
+        except Exception as err:  # a message was taken: it must be accounted for as rejected, never vanish
+            raise codec.DecodeError("bad_message", f"message cannot be decoded: {err!r}"[:300]) from err
 
     def to_frame(self, msg: codec.Message) -> Frame:
         ch = msg.channels.get(self.image_channel)
@@ -63,7 +69,7 @@ class BsreadSource:
                                     "(need uint8, uint16 or float)")
         if len(shape) not in (2, 3) or (len(shape) == 3 and shape[0] != 3):
             raise codec.DecodeError("bad_shape", f"pulse {msg.pulse_id}: image shape {shape} is not 2-D grey or 3xWxH colour")
-        if int(np.prod(shape[-2:], dtype=np.int64)) > self.max_pixels:
+        if math.prod(shape[-2:]) > self.max_pixels:
             raise codec.DecodeError("too_large", f"pulse {msg.pulse_id}: image {shape} exceeds {self.max_pixels} pixels")
         img = codec.value(ch, self._max_bytes)
         if not isinstance(img, np.ndarray) or img.ndim not in (2, 3):

@@ -110,9 +110,9 @@ class Spool:
         return self._bytes
 
     def failed(self) -> int:
-        """Records set aside in ``failed/`` (this run and earlier ones)."""
+        """Results set aside in ``failed/`` (this run and earlier ones): each has a ``.reason`` file."""
         try:
-            return sum(1 for n in os.listdir(self.failed_folder) if n.endswith(".rec"))
+            return sum(1 for n in os.listdir(self.failed_folder) if n.endswith(".reason"))
         except OSError:
             return 0
 
@@ -149,6 +149,13 @@ class Spool:
             os.unlink(path)
             self._seqs.remove(seq)
             self._bytes -= size
+
+    def note_unrenderable(self, name: str, reason: str) -> str:
+        """A result that could not even be rendered into a record: a ``failed/<name>.reason`` file
+        saying which frame and why, so a person sees it beside the records set aside."""
+        path = os.path.join(self.failed_folder, f"{name}.reason")
+        write_durably(path, (reason + "\n").encode())
+        return path
 
     def set_aside(self, seq: int, reason: str) -> str:
         """Move a record the store cannot take to ``failed/`` with a ``.reason`` file; returns its new path."""
