@@ -49,7 +49,7 @@ def results(n: int, size: int) -> list[Result]:
 @contextlib.contextmanager
 def backend(kind: str, folder: str):
     if kind == "local":
-        s = LocalStore(os.path.join(folder, "store"))
+        s = LocalStore(os.path.join(folder, "store")).start()
         yield s, lambda: sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(s.folder) for f in fs)
         s.close()
         return
@@ -57,7 +57,7 @@ def backend(kind: str, folder: str):
     import mongomock.gridfs
     from vi_stream.io.mongo_store import MongoStore
     mongomock.gridfs.enable_gridfs_integration()
-    s = MongoStore(client=mongomock.MongoClient(), database="bench")
+    s = MongoStore(client=mongomock.MongoClient(), database="bench").start()
     yield s, lambda: sum(f["length"] for f in s.db.fs.files.find({}, {"length": 1}))
 
 

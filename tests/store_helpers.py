@@ -11,7 +11,6 @@ import numpy as np
 from vi_stream import record as rec
 from vi_stream.errors import StoreUnavailable
 from vi_stream.frame import Frame, Result
-from vi_stream.storage import Store
 
 TILE = 128
 
@@ -51,7 +50,7 @@ def mongomock_store():
     from vi_stream.io.mongo_store import MongoStore
     mongomock.gridfs.enable_gridfs_integration()
     client = mongomock.MongoClient()
-    store = MongoStore(client=client, database=f"test-{uuid.uuid4().hex[:8]}")
+    store = MongoStore(client=client, database=f"test-{uuid.uuid4().hex[:8]}").start()
     try:
         yield store
     finally:
@@ -64,7 +63,7 @@ def real_mongo_store():
     from vi_stream.io.mongo_store import MongoStore
     uri = os.environ["VI_STREAM_TEST_MONGO_URI"]
     name = f"test-{uuid.uuid4().hex[:8]}"
-    store = MongoStore(uri, database=name)
+    store = MongoStore(uri, database=name).start()
     try:
         yield store
     finally:
@@ -76,7 +75,7 @@ class FlakyStore:
     """Wraps a store; while ``down`` is set every write raises StoreUnavailable (a server outage).
     Everything else (reads, review) is the wrapped store's."""
 
-    def __init__(self, inner: Store, refuse_module: str | None = None):
+    def __init__(self, inner, refuse_module: str | None = None):
         self.inner = inner
         self.description = "flaky:" + inner.description
         self.down = threading.Event()

@@ -112,3 +112,55 @@ def test_score_reports_unreadable_images_but_writes_the_rest(model_path, sets, t
     rc, out, err = _run("score", "--model", model_path, "--images", str(mixed), "--out", str(tmp_path / "o"))
     assert rc == 2 and "zzz_broken.png" in err and "1 of 4" in err
     assert len(list(csv.DictReader(open(tmp_path / "o" / "scores.csv")))) == 3
+
+
+RUN = ["run", "tcp://127.0.0.1:1", "CAM", "--model", "nonexistent.npz", "--store", "off"]
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--threshold", "-1"], "threshold"), (["--threshold", "0"], "threshold"),
+    (["--threshold", "nan"], "threshold"), (["--threshold", "inf"], "threshold"),
+    (["--roi", "-1", "10", "0", "10"], "offsets"), (["--roi", "0", "0", "0", "10"], "sizes"),
+    (["--log-level", "LOUD"], "log_level"), (["--queue-size", "0"], "queue_size"),
+    (["--max-pixels", "10"], "max_pixels"), (["--store-tile", "8"], "store_tile"),
+    (["--store-queue", "0"], "store_queue"), (["--camera-fps", "0"], "camera_fps"),
+    (["--output-port", "70000"], "output_port"), (["--rest-port", "-1"], "rest_port"),
+])
+def test_every_run_flag_refuses_a_bad_value_before_anything_starts(flags, words, capsys):
+    """`run --threshold -1` used to start, report ready, and then reject every frame."""
+    assert main(RUN + flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vi_stream: error:") and words in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("flags", [["--threshold", "x"], ["--roi", "1", "2"], ["--mode", "pub"],
+                                   ["--queue-size", "1.5"], ["--output-mode", "sub"]])
+def test_malformed_run_flags_are_usage_errors(flags):
+    with pytest.raises(SystemExit) as err:
+        main(RUN + flags)
+    assert err.value.code == 2
+
+
+def _bad_yaml_values():
+    """For every option, a YAML value of the wrong type (and a few of the right type but out of range)."""
+    from dataclasses import fields
+    from vi_stream.config import DaemonConfig
+    wrong = {"str": 12, "int": "twelve", "float": "fast", "bool": "yes", "tuple[int, ...]": "all"}
+    for f in fields(DaemonConfig):
+        kind = str(f.type).split("|")[0].strip()
+        yield f.name, wrong[kind]
+    yield from [("threshold", 0), ("threshold", -3.5), ("roi", [0, 1, 2]), ("roi", [0, 1.5, 2, 3]),
+                ("block", 1), ("queue_size", True), ("rest_port", 1e5), ("log_level", "chatty"),
+                ("prefix", "two words"), ("input", "http://camera:9000")]
+
+
+@pytest.mark.parametrize("key, value", list(_bad_yaml_values()))
+def test_every_yaml_option_refuses_a_bad_value(tmp_path, key, value):
+    import yaml
+    from vi_stream import config as config_mod
+    from vi_stream.errors import ConfigError
+    f = tmp_path / "vi.yaml"
+    base = {"input": "tcp://127.0.0.1:1", "prefix": "CAM"}
+    f.write_text(yaml.safe_dump({**base, key: value}))
+    with pytest.raises(ConfigError, match=f"(?i){key.split('_')[0]}"):
+        config_mod.build(str(f), env={})

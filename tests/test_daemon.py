@@ -152,8 +152,10 @@ def test_daemon_without_a_context_makes_one_with_an_io_thread_per_stream_and_end
         d = Daemon(cfg, model=model)
         ctx = zmq.Context()
         try:
-            assert d.context.get(zmq.IO_THREADS) == IO_THREADS == 2
+            assert d.context is None                          # made in start(), not in the constructor
             d.start()
+            assert d.context.get(zmq.IO_THREADS) == IO_THREADS == 2
+            own = d.context
             out = pull(ctx, d.config.output_port)
             d.processor.start()
             push.send_multipart(_good(1, img))
@@ -162,7 +164,7 @@ def test_daemon_without_a_context_makes_one_with_an_io_thread_per_stream_and_end
         finally:
             d.close()
             ctx.destroy(linger=0)
-        assert d.context.closed
+        assert own.closed and d.context is None
 
 
 def assert_books_balance(s: dict) -> None:
@@ -204,3 +206,29 @@ def test_every_frame_is_accounted_for_once(model, monkeypatch):
     assert s["store"]["render_failed"] == 1 and s["store"]["failed"] == 1
     assert len(failed) == 1 and "pulse 13" in failed[0] and "OverflowError" in failed[0]
     assert_books_balance(s)
+
+
+def test_a_start_that_fails_half_way_lets_go_of_everything_it_opened(model, tmp_path):
+    """REST's port taken: the store, its spool lock, the output port and the ZMQ context are released,
+    so the same configuration starts cleanly once the port is free."""
+    import socket
+
+    from vi_stream import config as config_mod
+    from vi_stream.daemon import Daemon
+    from vi_stream.errors import ConfigError
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    env = {"VI_STREAM_STATE_DIR": str(tmp_path)}
+    cfg = config_mod.build(None, env=env, input="tcp://127.0.0.1:1", prefix="CAM", output_port=0,
+                           rest_port=taken.getsockname()[1])
+    d = Daemon(cfg, model=model)
+    assert not (tmp_path / "store").exists()                       # nothing connected before start()
+    with pytest.raises(OSError):
+        d.start()
+    assert d.sink is None and d.server is None and d.context is None
+    taken.close()
+    with Daemon(cfg, model=model) as again:                         # spool lock and store were let go
+        assert again.status() == "stopped" and (tmp_path / "store" / "catalogue.sqlite").is_file()
+    with pytest.raises(ConfigError, match="threshold"):
+        Daemon(config_mod.DaemonConfig(input="tcp://127.0.0.1:1", threshold=-1.0), model=model)

@@ -123,7 +123,7 @@ def test_store_off_answers_409(model):
 
 def test_store_outage_under_load_then_restart_counts_every_frame(model, tmp_path):
     """The store fails while frames flow; the daemon stops with results spooled; the next start replays them."""
-    inner = LocalStore(str(tmp_path / "store"))
+    inner = LocalStore(str(tmp_path / "store")).start()
     spool = str(tmp_path / "spool")
     n = 12
     store = FlakyStore(inner)

@@ -60,7 +60,7 @@ def _writer(store, folder, **kw):
                          + (["mongodb"] if os.environ.get("VI_STREAM_TEST_MONGO_URI") else []))
 def test_outage_under_load_loses_nothing_and_duplicates_nothing(tmp_path, backend):
     import contextlib
-    cm = {"local": lambda: contextlib.nullcontext(LocalStore(str(tmp_path / "store"))),
+    cm = {"local": lambda: contextlib.nullcontext(LocalStore(str(tmp_path / "store")).start()),
           "mongomock": mongomock_store, "mongodb": real_mongo_store}[backend]()
     with cm as inner:
         store = FlakyStore(inner)
@@ -87,7 +87,7 @@ def test_outage_under_load_loses_nothing_and_duplicates_nothing(tmp_path, backen
 
 
 def test_restart_with_a_non_empty_spool_replays_it(tmp_path):
-    inner = LocalStore(str(tmp_path / "store"))
+    inner = LocalStore(str(tmp_path / "store")).start()
     store = FlakyStore(inner)
     store.down.set()
     w = _writer(store, str(tmp_path / "spool")).start()
@@ -108,7 +108,7 @@ def test_restart_with_a_non_empty_spool_replays_it(tmp_path):
 
 
 def test_a_full_spool_disk_holds_results_in_memory_until_it_has_room(tmp_path, monkeypatch):
-    inner = LocalStore(str(tmp_path / "store"))
+    inner = LocalStore(str(tmp_path / "store")).start()
     store = FlakyStore(inner)
     store.down.set()
     w = _writer(store, str(tmp_path / "spool")).start()
@@ -136,7 +136,7 @@ def test_a_full_spool_disk_holds_results_in_memory_until_it_has_room(tmp_path, m
 
 
 def test_a_record_the_store_keeps_refusing_is_set_aside_and_the_rest_flows(tmp_path):
-    inner = LocalStore(str(tmp_path / "store"))
+    inner = LocalStore(str(tmp_path / "store")).start()
     store = FlakyStore(inner, refuse_module="M-BAD")
     w = _writer(store, str(tmp_path / "spool"), max_attempts=3).start()
     for i, m in enumerate(["M-1", "M-BAD", "M-2", "M-3"]):
@@ -152,7 +152,7 @@ def test_a_record_the_store_keeps_refusing_is_set_aside_and_the_rest_flows(tmp_p
 
 
 def test_submit_to_a_stopped_writer_is_an_error(tmp_path):
-    w = _writer(LocalStore(str(tmp_path / "store")), str(tmp_path / "spool"))
+    w = _writer(LocalStore(str(tmp_path / "store")).start(), str(tmp_path / "spool"))
     with pytest.raises(ServiceError, match="not running"):
         w.submit(make_result(0))
     assert os.path.isdir(tmp_path / "store")
@@ -161,7 +161,7 @@ def test_submit_to_a_stopped_writer_is_an_error(tmp_path):
 def test_the_store_coming_back_while_the_spool_disk_stays_full_drains_everything(tmp_path, monkeypatch):
     """The stall of issue 16: results spooled, then one held in memory with the spool disk full; the
     store comes back first. The writer must replay the spool and write what it holds, not wait for disk."""
-    inner = LocalStore(str(tmp_path / "store"))
+    inner = LocalStore(str(tmp_path / "store")).start()
     store = FlakyStore(inner)
     store.down.set()
     w = _writer(store, str(tmp_path / "spool")).start()
@@ -192,7 +192,7 @@ def test_the_store_coming_back_while_the_spool_disk_stays_full_drains_everything
 def test_writer_health_means_progress(tmp_path):
     """Idle is healthy; a writer stuck inside the store's write while results wait is not."""
     now = [0.0]
-    inner = LocalStore(str(tmp_path / "store"))
+    inner = LocalStore(str(tmp_path / "store")).start()
     hang, entered, release = threading.Event(), threading.Event(), threading.Event()
 
     class HangingStore(FlakyStore):

@@ -16,7 +16,9 @@ import pytest
 from vi_stream import postprocess, record as rec
 from vi_stream.errors import ConfigError, InputError, NotFoundError, StateError, StoreUnavailable
 from vi_stream.io.local_store import LocalStore
-from vi_stream.storage import open_store, summary
+from vi_stream import review
+from vi_stream.daemon import open_store
+from vi_stream.storage import summary
 
 from .store_helpers import TILE, make_record, make_result, mongomock_store, real_mongo_store
 
@@ -26,7 +28,7 @@ BACKENDS = ["local", "mongomock"] + (["mongodb"] if os.environ.get("VI_STREAM_TE
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path):
     if request.param == "local":
-        s = LocalStore(str(tmp_path / "store"))
+        s = LocalStore(str(tmp_path / "store")).start()
         cm = contextlib.nullcontext(s)
     elif request.param == "mongomock":
         cm = mongomock_store()
@@ -118,7 +120,7 @@ def test_write_then_read_back(store):
 def test_replay_duplicates_nothing_and_keeps_the_review(store):
     r = make_record(1, "M-B")
     store.write([r])
-    store.verify("M-B", "left", 2)
+    review.verify(store, "M-B", "left", 2)
     store.write([r])        # a replay of the same result after, say, a crash before the spool was cleared
     store.write([make_record(1, "M-B")])
     assert store.count_results() == 1
@@ -152,7 +154,7 @@ def test_corrected_mask_review(store):
     x, y, w, h = side["tiles"][0]
     fix = np.zeros((h, w), np.uint8)
     fix[5:20, 5:25] = 255
-    new = store.correct_mask("M-E", "left", 0, rec.encode_png(fix), result_id=r.id)
+    new = review.correct_mask(store, "M-E", "left", 0, rec.encode_png(fix), result_id=r.id)
     assert new["verified_masks"][0] is True and sum(new["verified_masks"]) == 1 and new["corrected_tiles"] == [0]
     doc = store.get_module("M-E")["left"]
     assert doc["mask"] == side["mask"]                                   # the model's mask is kept
@@ -163,8 +165,8 @@ def test_corrected_mask_review(store):
     assert np.array_equal(full[h:, :], model_mask[h:, :])              # other tiles untouched
     assert doc["corrected_mask"]["full"]["tiled_id"][1:] == side["mask"]["full"]["tiled_id"][1:]
     # verify without a correction, then take it back
-    assert store.verify("M-E", "left", 4)["verified_masks"][4] is True
-    assert store.verify("M-E", "left", 4, False)["verified_masks"][4] is False
+    assert review.verify(store, "M-E", "left", 4)["verified_masks"][4] is True
+    assert review.verify(store, "M-E", "left", 4, False)["verified_masks"][4] is False
 
 
 @pytest.mark.parametrize("make_bad, words", [
@@ -183,7 +185,7 @@ def test_a_wrong_corrected_mask_is_refused_and_changes_nothing(store, make_bad, 
     before = store.get_module("M-F")
     _x, _y, w, h = r.side["tiles"][0]
     with pytest.raises(InputError, match=words):
-        store.correct_mask("M-F", "left", 0, make_bad(w, h))
+        review.correct_mask(store, "M-F", "left", 0, make_bad(w, h))
     assert store.get_module("M-F") == before
 
 
@@ -213,12 +215,12 @@ def test_a_png_bomb_is_refused_from_its_header_without_decoding(store, monkeypat
     real = rec.cv2.imdecode
     monkeypatch.setattr(rec.cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
     with pytest.raises(InputError, match="30000x30000|8-bit single-channel"):
-        store.correct_mask("M-BOMB", "left", 0, _png_declaring(30000, 30000, depth, colour))
+        review.correct_mask(store, "M-BOMB", "left", 0, _png_declaring(30000, 30000, depth, colour))
     assert decoded == []
     with pytest.raises(InputError, match="CRC"):
         bomb = bytearray(_png_declaring(30000, 30000, 8, 0))
         bomb[20] ^= 1                                           # a header that lies about itself
-        store.correct_mask("M-BOMB", "left", 0, bytes(bomb))
+        review.correct_mask(store, "M-BOMB", "left", 0, bytes(bomb))
     assert decoded == []
 
 
@@ -227,20 +229,20 @@ def test_review_errors(store):
     store.write([r])
     ok = rec.encode_png(np.zeros((128, 128), np.uint8))
     with pytest.raises(InputError, match="index 0-8"):
-        store.correct_mask("M-G", "left", 9, ok)
+        review.correct_mask(store, "M-G", "left", 9, ok)
     with pytest.raises(InputError, match="index 0-8"):
-        store.verify("M-G", "left", -1)
+        review.verify(store, "M-G", "left", -1)
     with pytest.raises(InputError, match="left or right"):
-        store.verify("M-G", "top", 0)
+        review.verify(store, "M-G", "top", 0)
     with pytest.raises(NotFoundError, match="no right side"):
-        store.verify("M-G", "right", 0)
+        review.verify(store, "M-G", "right", 0)
     with pytest.raises(NotFoundError):
-        store.verify("M-X", "left", 0)
+        review.verify(store, "M-X", "left", 0)
     with pytest.raises(InputError, match="true or false"):
-        store.verify("M-G", "left", 0, "yes")
+        review.verify(store, "M-G", "left", 0, "yes")
     store.write([make_record(10, "M-G")])  # a newer image of the same side arrives while a person reviews
     with pytest.raises(StateError, match="reload"):
-        store.correct_mask("M-G", "left", 0, ok, result_id=r.id)
+        review.correct_mask(store, "M-G", "left", 0, ok, result_id=r.id)
     assert store.get_module("M-G")["left"]["verified_masks"] == [False] * 9
 
 
@@ -286,7 +288,7 @@ def _closed_port() -> int:
 
 def test_mongo_server_down_is_unavailable_not_a_crash():
     from vi_stream.io.mongo_store import MongoStore
-    store = MongoStore(f"mongodb://127.0.0.1:{_closed_port()}/x", timeout_ms=200)  # no server: construction works
+    store = MongoStore(f"mongodb://127.0.0.1:{_closed_port()}/x", timeout_ms=200).start()  # no server: starts
     try:
         with pytest.raises(StoreUnavailable, match="cannot"):
             store.write([make_record(1)])
@@ -309,7 +311,7 @@ def test_which_mongo_errors_mean_spool_and_retry():
 
 
 def test_local_store_disk_failure_is_unavailable(tmp_path, monkeypatch):
-    store = LocalStore(str(tmp_path / "s"))
+    store = LocalStore(str(tmp_path / "s")).start()
 
     def full(*_a, **_k):
         raise OSError(28, "No space left on device")
@@ -326,7 +328,10 @@ def test_open_store_selection(tmp_path):
     assert open_store("off") is None
     s = open_store(str(tmp_path / "here"))
     assert isinstance(s, LocalStore) and s.folder == str(tmp_path / "here")
-    s.close()
+    assert not (tmp_path / "here").exists()                 # chosen, not connected: start() opens it
+    with s:
+        assert (tmp_path / "here" / "catalogue.sqlite").is_file()
+    s.close()                                                # closing twice is harmless
     cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": str(tmp_path / "st")}, input="tcp://127.0.0.1:1")
     s = open_store(cfg.store)                                  # the default: the state directory's local store
     assert s.folder == str(tmp_path / "st" / "store") and cfg.spool == str(tmp_path / "st" / "spool" / "VI")

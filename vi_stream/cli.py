@@ -88,36 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, default=0)
 
     r = sub.add_parser("run", help="run the daemon: bsread (or camera) in, scored stream out, REST control")
-    r.add_argument("input", nargs="?", help="bsread stream tcp://host:port (omit with --camera)")
-    r.add_argument("prefix", nargs="?", help="camera prefix; the image channel is PREFIX:FPICTURE")
-    r.add_argument("--config", help="YAML file of options (flags override it)")
-    r.add_argument("--mode", choices=("pull", "sub"), help="input socket type (default pull)")
-    r.add_argument("--camera", help="OpenCV capture instead of a stream: device index, video file, folder or glob")
-    r.add_argument("--camera-fps", dest="camera_fps", type=float, help="frame rate for folders/globs")
-    r.add_argument("--output-port", dest="output_port", type=int, help="output stream port (default 9100; 0 = any)")
-    r.add_argument("--output-host", dest="output_host", help="output bind address (default 127.0.0.1)")
-    r.add_argument("--output-mode", dest="output_mode", choices=("push", "pub"), help="output socket (default push)")
-    r.add_argument("--output-compression", dest="output_compression", choices=("none", "bitshuffle_lz4"))
-    r.add_argument("--block", action="store_const", const=True, default=None,
-                   help="wait for a slow consumer instead of dropping outputs")
-    r.add_argument("--model", help="model file (.npz) from `vi_stream train`")
-    r.add_argument("--device", help="torch device (default cpu)")
-    r.add_argument("--threshold", type=float, help="override the model's threshold")
-    r.add_argument("--roi", type=int, nargs=4, metavar=("OX", "SX", "OY", "SY"))
-    r.add_argument("--rest-port", dest="rest_port", type=int, help="REST port (default 11000)")
-    r.add_argument("--rest-host", dest="rest_host", help="REST bind address (default 127.0.0.1)")
-    r.add_argument("--token", help="require 'Authorization: Bearer TOKEN' on mutating routes (or VI_STREAM_TOKEN)")
-    r.add_argument("--auto-start", dest="auto_start", action="store_const", const=True, default=None,
-                   help="start processing immediately")
-    r.add_argument("--log-level", dest="log_level", help="DEBUG, INFO (default), WARNING, ERROR")
-    r.add_argument("--queue-size", dest="queue_size", type=int, help="input queue length (default 4)")
-    r.add_argument("--store", help="mongodb://user:pw@host/db, a local store folder, or 'off' "
-                                   "(default: MONGO_HOST etc. if set, else $VI_STREAM_STATE_DIR/store)")
-    r.add_argument("--no-store-tiles", dest="store_tiles", action="store_const", const=False, default=None,
-                   help="store whole images only, not one image per tile (faster)")
-    r.add_argument("--store-tile", dest="store_tile", type=int, help="review tile size in px (default 512)")
-    r.add_argument("--spool", help="spool folder for results the store cannot take yet "
-                                   "(default $VI_STREAM_STATE_DIR/spool/PREFIX)")
+    from .config import add_run_options
+    add_run_options(r)
 
     m = sub.add_parser("simulate", help="a simulated camera publishing synthetic modules as a bsread stream")
     m.add_argument("--port", type=int, required=True)
@@ -196,14 +168,7 @@ def _run_daemon(args: argparse.Namespace) -> int:
     from .daemon import Daemon
     from .service import Notifier, setup_logging, status_line, supervise, watchdog_interval
 
-    flags = {k: getattr(args, k) for k in ("mode", "camera", "camera_fps", "output_port", "output_host",
-                                          "output_mode", "block", "model", "device", "threshold", "rest_port",
-                                          "rest_host", "token", "auto_start", "log_level", "queue_size",
-                                          "output_compression", "store", "store_tiles", "store_tile", "spool")}
-    flags["input"] = args.input if args.input and args.input.startswith(("tcp://", "ipc://")) else None
-    prefix = args.prefix if flags["input"] else (args.prefix or args.input)
-    flags["prefix"] = prefix
-    flags["roi"] = tuple(args.roi) if args.roi else None
+    flags = config_mod.flags_from(args)
     cfg = config_mod.build(args.config, **flags)
     setup_logging(cfg.log_level, prefix=cfg.prefix)
     cfg = _model_from_sftp(cfg)

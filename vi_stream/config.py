@@ -3,43 +3,53 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from . import settings
 from .errors import ConfigError
+from .uris import redact
+
+
+def _opt(default: Any, help: str, **argparse_kw: Any) -> Any:
+    """A daemon option: its default, its help and how the command line spells it, in one place.
+    ``vi_stream run``'s flags, the YAML keys, ``GET /config`` and the checks all come from these."""
+    return field(default=default, metadata={"help": help, **argparse_kw})
 
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    input: str | None = None           # tcp://host:port of a bsread sender
-    prefix: str = "VI"                 # camera prefix: image channel is <prefix>:FPICTURE
-    mode: str = "pull"                 # pull | sub
-    camera: str | None = None          # OpenCV camera spec instead of a stream
-    camera_fps: float | None = None
-    output_port: int = 9100            # 0 = pick a free port
-    output_host: str = "127.0.0.1"
-    output_mode: str = "push"          # push | pub
-    output_compression: str | None = None
-    block: bool = False                # block processing on a slow consumer instead of dropping
-    model: str | None = None
-    device: str = "cpu"
-    threshold: float | None = None     # override of the model's threshold
-    roi: tuple[int, ...] | None = None
-    rest_host: str = "127.0.0.1"
-    rest_port: int = 11000
-    token: str | None = None           # required on mutating REST routes when set
-    auto_start: bool = False
-    log_level: str = "INFO"
-    queue_size: int = 4
-    max_pixels: int = 64 * 1024 * 1024  # larger images are rejected before decoding
-    store: str | None = None           # mongodb:// URI, a local store folder, or "off" (default: MONGO_* env,
-                                       # else <state dir>/store)
-    store_tiles: bool = True           # also write one image per tile (slower; needed for per-tile review)
-    store_tile: int = 512              # review tile size in px (tile_count, verified_masks)
-    store_queue: int = 8               # results waiting for the store writer before processing waits
-    spool: str | None = None           # spool folder (default <state dir>/spool/<prefix>)
+    input: str | None = _opt(None, "bsread stream tcp://host:port (omit with --camera)", positional=True)
+    prefix: str = _opt("VI", "camera prefix; the image channel is PREFIX:FPICTURE", positional=True)
+    mode: str = _opt("pull", "input socket type", choices=("pull", "sub"))
+    camera: str | None = _opt(None, "OpenCV capture instead of a stream: device index, video file, folder or glob")
+    camera_fps: float | None = _opt(None, "frame rate for folders/globs")
+    output_port: int = _opt(9100, "output stream port (0 = any free port)")
+    output_host: str = _opt("127.0.0.1", "output bind address")
+    output_mode: str = _opt("push", "output socket", choices=("push", "pub"))
+    output_compression: str | None = _opt(None, "compression of the new output arrays",
+                                          choices=("none", "bitshuffle_lz4"))
+    block: bool = _opt(False, "wait for a slow consumer instead of dropping outputs", flag="--block", const=True)
+    model: str | None = _opt(None, "model file (.npz) from `vi_stream train`")
+    device: str = _opt("cpu", "torch device: cpu, cuda, cuda:1 ...")
+    threshold: float | None = _opt(None, "override the model's threshold (a positive number)")
+    roi: tuple[int, ...] | None = _opt(None, "region of interest", nargs=4, metavar=("OX", "SX", "OY", "SY"))
+    rest_host: str = _opt("127.0.0.1", "REST bind address")
+    rest_port: int = _opt(11000, "REST port (0 = any free port)")
+    token: str | None = _opt(None, "require 'Authorization: Bearer TOKEN' on mutating routes (or VI_STREAM_TOKEN)")
+    auto_start: bool = _opt(False, "start processing immediately", flag="--auto-start", const=True)
+    log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
+    queue_size: int = _opt(4, "input queue length")
+    max_pixels: int = _opt(64 * 1024 * 1024, "larger images are rejected before anything is decompressed")
+    store: str | None = _opt(None, "mongodb://user:pw@host/db, a local store folder, or 'off' "
+                                   "(default: MONGO_HOST etc. if set, else $VI_STREAM_STATE_DIR/store)")
+    store_tiles: bool = _opt(True, "store whole images only, not one image per tile (faster)",
+                             flag="--no-store-tiles", const=False)
+    store_tile: int = _opt(512, "review tile size in px (tile_count, verified_masks)")
+    store_queue: int = _opt(8, "results waiting for the store writer before processing waits")
+    spool: str | None = _opt(None, "spool folder for results the store cannot take yet "
+                                   "(default $VI_STREAM_STATE_DIR/spool/PREFIX)")
 
     def validate(self) -> "DaemonConfig":
         """Every option's type, then its rule; ConfigError naming the option. The same for flags,
@@ -132,17 +142,6 @@ def mongo_uri_from_env(env: dict[str, str]) -> str | None:
     return f"mongodb://{auth}{host}/{quote(db, safe='')}{query}"
 
 
-def redact(uri: str) -> str:
-    """A store spec fit for logs and /config: the password of a URI replaced by ***."""
-    if "://" not in uri:
-        return uri
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 def load_yaml(path: str) -> dict[str, Any]:
     import yaml
     try:
@@ -193,3 +192,33 @@ def as_dict(cfg: DaemonConfig) -> dict[str, Any]:
     if d.get("store"):
         d["store"] = redact(d["store"])
     return d
+
+
+def add_run_options(parser: Any) -> None:
+    """``vi_stream run``'s flags, one per DaemonConfig field (``--long-name``; the default is the field's)."""
+    parser.add_argument("--config", help="YAML file of options, keys as the long flag names (flags override it)")
+    for f in fields(DaemonConfig):
+        meta = dict(f.metadata)
+        help_ = f"{meta.pop('help')}" + ("" if f.default in (None, False, True) else f" (default {f.default})")
+        if meta.pop("positional", False):
+            parser.add_argument(f.name, nargs="?", help=help_)
+            continue
+        flag = meta.pop("flag", "--" + f.name.replace("_", "-"))
+        if "const" in meta:
+            parser.add_argument(flag, dest=f.name, action="store_const", default=None, help=help_, **meta)
+            continue
+        kind = str(f.type).split("|")[0].strip()
+        conv = {"int": int, "float": float, "tuple[int, ...]": int}.get(kind, str)
+        parser.add_argument(flag, dest=f.name, type=conv, help=help_, **meta)
+
+
+def flags_from(args: Any) -> dict[str, Any]:
+    """The options given on the command line (None = not given), with the two positionals sorted out:
+    ``run tcp://host:port PREFIX`` or ``run PREFIX --camera SPEC``."""
+    flags = {f.name: getattr(args, f.name) for f in fields(DaemonConfig)}
+    given = flags["input"]
+    if given and not given.startswith(("tcp://", "ipc://")):
+        flags["input"], flags["prefix"] = None, flags["prefix"] or given
+    if flags["roi"] is not None:
+        flags["roi"] = tuple(flags["roi"])
+    return flags

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -20,7 +21,8 @@ from .model import AnomalyModel, load
 from .pipeline import Pipeline
 from .processor import Processor
 from .rest import make_app, serve
-from .storage import Store, open_store
+from .storage import Store
+from .uris import redact
 from .writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")
@@ -31,31 +33,26 @@ IO_THREADS = 2  # ZMQ I/O threads: one for the input stream, one for the output
 class Daemon:
     def __init__(self, cfg: config_mod.DaemonConfig, model: AnomalyModel | None = None,
                  context: zmq.Context | None = None, store: Store | None = None):
-        """``model``/``store`` replace what ``cfg`` names (tests pass a fitted model, a mongomock store)."""
-        self.config = cfg
-        # Our own context with an I/O thread per stream: the kernel copies of a frame coming in and
-        # of the previous one going out then run on both cores instead of queueing on one thread
-        # (bench/stream.py: 2048x2048 frames relayed at 241-310 frames/s, 221 with one shared I/O thread).
-        self._own_context = context is None
-        self.context = context or zmq.Context(io_threads=IO_THREADS)
-        if model is None:
-            if not cfg.model:
-                raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
-            model = load(cfg.model, cfg.device)
-        self.model = model
+        """``model``/``store`` replace what ``cfg`` names (tests pass a fitted model, a mongomock store).
+        Nothing is connected or bound here: ``start()`` does that, ``close()`` undoes it."""
+        self.config = cfg.validate()
+        self.model = model if model is not None else _load_model(cfg)
         self.model_path = cfg.model
-        self._own_store = store is None   # a store handed in belongs to the caller, who closes it
+        self._own_store = store is None   # a store handed in belongs to the caller, who starts and closes it
         self.store = store if store is not None else open_store(cfg.store)
         self.writer: StoreWriter | None = None
         if self.store is not None:
             prefix, tile, tiles = cfg.prefix, cfg.store_tile, cfg.store_tiles
             self.writer = StoreWriter(self.store, Spool(cfg.spool), lambda r: record.build(
                 r, prefix, tile, tiles, tag=r.frame.tag, uploaded_by=f"vi_stream:{prefix}"), cfg.store_queue)
-        self.sink = BsreadSink(cfg.output_port, f"{cfg.prefix}:FPICTURE", cfg.output_host, cfg.output_mode,
-                               cfg.block, cfg.output_compression, self.context)
-        self.outputs = [self.sink.send]
+        # Our own context with an I/O thread per stream: the kernel copies of a frame coming in and
+        # of the previous one going out then run on both cores instead of queueing on one thread
+        # (bench/stream.py: 2048x2048 frames relayed at 241-310 frames/s, 221 with one shared I/O thread).
+        self._own_context = context is None
+        self.context = context
+        self.sink: BsreadSink | None = None
         settings = settings_mod.Settings(settings_mod.check_roi(cfg.roi), settings_mod.check_threshold(cfg.threshold))
-        self.processor = Processor(self._make_source, Pipeline(model), self.outputs, settings, cfg.queue_size,
+        self.processor = Processor(self._make_source, Pipeline(self.model), [self._send], settings, cfg.queue_size,
                                    block_output=cfg.block, store=self.writer)
         self.server = None
         self.rest_port: int | None = None
@@ -74,13 +71,29 @@ class Daemon:
         shape = (self.model.config.tile, self.model.config.tile) + (() if self.model.channels == 1 else (3,))
         self.model.score(np.zeros(shape, np.uint8))
 
+    def _send(self, result) -> bool:
+        return self.sink.send(result) if self.sink is not None else False
+
     def start(self) -> "Daemon":
-        self.warm_up()
-        if self.writer is not None:
-            self.writer.start()  # replays what an earlier run left in the spool
-        port = self.sink.start()
-        self.config = replace(self.config, output_port=port)
-        self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host, self.config.rest_port)
+        """Warm up, connect the store, bind the output and REST. A failure half-way closes what was opened."""
+        try:
+            self.warm_up()
+            if self.store is not None and self._own_store:
+                self.store.start()
+            if self.writer is not None:
+                self.writer.start()  # replays what an earlier run left in the spool
+            if self.context is None:
+                self.context = zmq.Context(io_threads=IO_THREADS)
+            c = self.config
+            self.sink = BsreadSink(c.output_port, f"{c.prefix}:FPICTURE", c.output_host, c.output_mode,
+                                   c.block, c.output_compression, self.context)
+            port = self.sink.start()
+            self.config = replace(self.config, output_port=port)
+            self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host,
+                                         self.config.rest_port)
+        except BaseException:
+            self.close()
+            raise
         self.rest_port = self.server.server_port
         log.info("REST on http://%s:%d, output stream on tcp://%s:%d (%s), model %s, store %s",
                  self.config.rest_host, self.rest_port, self.config.output_host, port, self.config.output_mode,
@@ -89,19 +102,25 @@ class Daemon:
             self.processor.start()
         return self
 
-    def close(self) -> None:
-        self.processor.stop()
+    def close(self, timeout: float = 20.0) -> None:
+        """Drain and let go of everything, within ``timeout`` s in all (systemd's TimeoutStopSec is 30)."""
+        deadline = time.monotonic() + timeout
+        self.processor.stop(timeout=timeout / 2)
         if self.writer is not None:
-            self.writer.close()  # results already processed reach the store or the spool
+            # Results already processed reach the store or the spool.
+            self.writer.close(timeout=max(1.0, deadline - time.monotonic() - 1.0))
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-        self.sink.close()
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
         if self.store is not None and self._own_store:
             self.store.close()
-        if self._own_context:
+        if self._own_context and self.context is not None:
             self.context.destroy(linger=0)  # every thread using it has stopped
+            self.context = None
 
     def __enter__(self) -> "Daemon":
         return self.start()
@@ -173,9 +192,32 @@ class Daemon:
             raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
         clean = settings_mod.validate(changes, self.processor.last_shape)
         self.processor.apply(clean)
-        if "block" in clean:
+        if "block" in clean and self.sink is not None:
             self.sink.block = clean["block"]
         if "log_level" in clean:
             logging.getLogger("vi_stream").setLevel(clean["log_level"])
         self.config = replace(self.config, **{k: v for k, v in clean.items() if k in ("block", "log_level")})
         return self.get_config()
+
+
+def _load_model(cfg: config_mod.DaemonConfig) -> AnomalyModel:
+    if not cfg.model:
+        raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
+    return load(cfg.model, cfg.device)
+
+
+def open_store(spec: str | None) -> Store | None:
+    """The daemon's choice of store: ``mongodb://...`` -> MongoStore; ``off`` -> None; else a local store
+    folder. Not connected yet (``start()`` does that). The default (MONGO_* environment, else the
+    state directory) is resolved by :func:`vi_stream.config.build`, which hands the result here."""
+    if not spec:
+        raise ConfigError("no store named: give a mongodb:// URI, a folder or 'off' (config.build fills in the default)")
+    if spec == "off":
+        return None
+    if spec.startswith(("mongodb://", "mongodb+srv://")):
+        from .io.mongo_store import MongoStore
+        return MongoStore(spec)
+    if "://" in spec:
+        raise ConfigError(f"store must be a mongodb:// URI, a folder or 'off', got {redact(spec)!r}")
+    from .io.local_store import LocalStore
+    return LocalStore(spec)

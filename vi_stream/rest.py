@@ -22,6 +22,7 @@ import bottle
 
 from .control import Control
 from .errors import AuthError, ConfigError, InputError, ViStreamError
+from . import review
 from .storage import summary
 
 log = logging.getLogger("vi_stream.rest")
@@ -197,14 +198,15 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         png = bottle.request.body.read(MAX_MASK_BYTES + 1)
         if len(png) > MAX_MASK_BYTES:
             raise InputError(f"the corrected mask is larger than {MAX_MASK_BYTES // 2**20} MB")
-        side_doc = api.results_store().correct_mask(name, side, tile, png, bottle.request.query.get("result_id"))
+        side_doc = review.correct_mask(api.results_store(), name, side, tile, png, bottle.request.query.get("result_id"))
         return reply(side=side_doc)
 
     @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/verify")
     @guarded(True)
     def verify(name, side, tile):
         data = body_object('send {"verified": true|false}')
-        side_doc = api.results_store().verify(name, side, tile, data.get("verified", True), data.get("result_id"))
+        side_doc = review.verify(api.results_store(), name, side, tile, data.get("verified", True),
+                                 data.get("result_id"))
         return reply(side=side_doc)
 
     @app.error(404)

@@ -23,7 +23,6 @@ from typing import Iterator
 
 from .. import record as rec
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
-from ..storage import Store
 from .files import fsync_dir, write_durably
 
 _SCHEMA = """
@@ -42,10 +41,18 @@ def _unavailable(err: Exception, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"local store: cannot {what}: {reason}")
 
 
-class LocalStore(Store):
+class LocalStore:
+    """A :class:`~vi_stream.storage.Store` in a folder. ``start()`` opens it (creating it if needed)."""
+
     def __init__(self, folder: str):
         self.folder = os.path.abspath(folder)
         self.description = f"local:{self.folder}"
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> "LocalStore":
+        if self._db is not None:
+            return self
         try:
             os.makedirs(os.path.join(self.folder, "images"), exist_ok=True)
             self._db = sqlite3.connect(os.path.join(self.folder, "catalogue.sqlite"), timeout=30,
@@ -54,8 +61,14 @@ class LocalStore(Store):
             self._db.execute("PRAGMA synchronous=FULL")
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(f"cannot open the local store in {self.folder}: {err}") from err
-        self._lock = threading.Lock()
         self.ensure_indexes()
+        return self
+
+    def __enter__(self) -> "LocalStore":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def ensure_indexes(self) -> None:
         with self._lock:
@@ -63,7 +76,9 @@ class LocalStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # ------------------------------------------------------------------ files
     def _path(self, image_id: str) -> str:
@@ -100,7 +115,7 @@ class LocalStore(Store):
             known.update(r[0] for r in self._db.execute(q, chunk))
         return known
 
-    def _put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
+    def put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
         with self._transaction("write images"):
             # Files first (complete on disk), then the catalogue rows, in one transaction.
             new = [i for i in images if i not in self._known(list(images))]
@@ -116,7 +131,7 @@ class LocalStore(Store):
         images: dict[str, bytes] = {}
         for r in records:
             images.update(r.images)
-        self._put_images(images)
+        self.put_images(images)
         with self._transaction("write results"):
             for r in records:
                 self._write_one(r)
@@ -140,7 +155,7 @@ class LocalStore(Store):
         self._db.execute("INSERT OR REPLACE INTO modules (name, doc, last_updated_at) VALUES (?, ?, ?)",
                          (r.module, json.dumps(doc), now))
 
-    def _set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
+    def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         with self._transaction("update the module"):
             row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (name,)).fetchone()
             doc = json.loads(row[0]) if row else {}

@@ -21,8 +21,7 @@ from typing import Any
 
 from .. import record as rec
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
-from ..config import redact
-from ..storage import Store
+from ..uris import redact
 
 _ID_KEYS = ("src_id", "result_id")
 
@@ -72,7 +71,7 @@ def _transient(err: Exception) -> bool:
     return isinstance(err, OSError)
 
 
-class MongoStore(Store):
+class MongoStore:
     """``uri`` names the database in its path (``mongodb://host/itk``; default ``vi_stream``).
 
     ``client`` replaces the connection (tests pass a ``mongomock.MongoClient``).
@@ -87,18 +86,35 @@ class MongoStore(Store):
             parsed = parse_uri(uri) if client is None else {"database": None}
         except (pymongo.errors.InvalidURI, pymongo.errors.ConfigurationError, ValueError) as err:
             raise ConfigError(f"bad MongoDB URI {redact(uri)}: {err}") from err
-        name = database or parsed.get("database") or "vi_stream"
+        self._name = database or parsed.get("database") or "vi_stream"
+        self._uri, self._timeout_ms = uri, timeout_ms
         self._own_client = client is None
-        self.client = client or pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms,
-                                                    connectTimeoutMS=timeout_ms, socketTimeoutMS=4 * timeout_ms,
-                                                    retryWrites=True, tz_aware=True)
-        self.db = self.client[name]
+        self.client = client
+        self.db = None
         self._lock = threading.Lock()
         self._indexed = False
+
+    def start(self) -> "MongoStore":
+        """Create the client (it connects in the background) and try the indexes once."""
+        if self.db is not None:
+            return self
+        if self.client is None:
+            import pymongo
+            t = self._timeout_ms
+            self.client = pymongo.MongoClient(self._uri, serverSelectionTimeoutMS=t, connectTimeoutMS=t,
+                                              socketTimeoutMS=4 * t, retryWrites=True, tz_aware=True)
+        self.db = self.client[self._name]
         try:
             self.ensure_indexes()
         except StoreUnavailable:
             pass  # the server may come later: the writer spools until it does and retries the indexes
+        return self
+
+    def __enter__(self) -> "MongoStore":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call(self, what: str, fn, *a, **k):
         try:
@@ -120,15 +136,17 @@ class MongoStore(Store):
         self._indexed = True
 
     def close(self) -> None:
-        if self._own_client:
+        if self._own_client and self.client is not None:
             self.client.close()
+            self.client = None
+        self.db = None
 
     # ------------------------------------------------------------------ writing
     def _fs(self):
         import gridfs
         return gridfs.GridFS(self.db)
 
-    def _put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
+    def put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
         if not images:
             return
         import gridfs
@@ -155,7 +173,7 @@ class MongoStore(Store):
         if not self._indexed:
             self.ensure_indexes()
         for r in records:
-            self._put_images(r.images, r.module, r.side_name, r.id)
+            self.put_images(r.images, r.module, r.side_name, r.id)
         for r in records:
             self._call("write results", self._write_one, r)
 
@@ -177,7 +195,7 @@ class MongoStore(Store):
             del update["$setOnInsert"]
             self.db.modules.update_one({"name": r.module}, update)
 
-    def _set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
+    def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         res = self._call("update the module", self.db.modules.update_one,
                          {"name": name, f"{side_name}.result_id": _oid(expect_result_id)},
                          {"$set": {side_name: to_mongo(side), "last_updated_at": datetime.now(timezone.utc)}})
