@@ -32,6 +32,7 @@ TEST_REQUIRES = [
     "psi-mflow>=1.0",
     "mongomock>=4.1",
     "Pillow>=9",        # a second PNG decoder in the store tests
+    "schemathesis>=4.3,<5",  # fuzzes the REST API against its OpenAPI document
 ]
 
 setup(

@@ -183,3 +183,20 @@ def test_a_compressed_value_must_declare_exactly_its_shapes_size_before_decompre
     with pytest.raises(codec.DecodeError) as err:
         codec.value(bad)
     assert err.value.reason == "bad_size"
+
+
+def test_a_bitshuffle_block_frame_that_lies_about_its_size_is_refused_not_a_crash():
+    """Found by the fault suite's fuzzer: bitshuffle's C code trusts each block's size and read past
+    the buffer (a segmentation fault of the whole daemon)."""
+    img = (np.arange(64 * 64) % 251).astype(np.uint8).reshape(64, 64)
+    ch = codec.channel_from_value("img", img, "bitshuffle_lz4")
+    for pos, value in ((12, 0x7FFFFFF0), (12, 3), (len(ch.data) - 1, None)):
+        data = bytearray(ch.data)
+        if value is None:
+            data = data[:pos]                                       # the last frame cut short
+        else:
+            data[pos:pos + 4] = value.to_bytes(4, "big")
+        with pytest.raises(codec.DecodeError) as err:
+            codec.value(codec.Channel("img", dict(ch.meta), bytes(data)))
+        assert err.value.reason == "bad_compression"
+    assert np.array_equal(codec.value(ch), img)

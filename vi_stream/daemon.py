@@ -109,6 +109,8 @@ class Daemon:
         if self.writer is not None:
             # Results already processed reach the store or the spool.
             self.writer.close(timeout=max(1.0, deadline - time.monotonic() - 1.0))
+        if self.rest_port is not None:   # it ran: the books, for the journal
+            log.info("%s", accounting_line(self.processor.statistics()))
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -221,3 +223,14 @@ def open_store(spec: str | None) -> Store | None:
         raise ConfigError(f"store must be a mongodb:// URI, a folder or 'off', got {redact(spec)!r}")
     from .io.local_store import LocalStore
     return LocalStore(spec)
+
+
+def accounting_line(s: dict) -> str:
+    """The day's books in one line: where every frame taken from the input went."""
+    line = (f"frames: received {s['frames_received']}, processed {s['frames_processed']}, "
+            f"rejected {s['frames_rejected_total']}, discarded on stop {s['frames_discarded_on_stop']}")
+    st = s.get("store")
+    if st:
+        line += (f"; results: stored {st['stored']}, spooled {st['spooled']}, set aside {st['set_aside']}, "
+                 f"unrenderable {st['render_failed']}, lost {st['lost']}, not stored {s['not_stored']}")
+    return line

@@ -52,6 +52,8 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     deadline: float = float("inf")
     abandoned: bool = False                 # stop() gave up waiting: late results are discarded
+    busy: bool = False                      # the worker holds a frame it has not yet accounted for
+    lock: threading.Lock = field(default_factory=threading.Lock)
     receiver: threading.Thread | None = None
     worker: threading.Thread | None = None
     output: threading.Thread | None = None
@@ -143,12 +145,17 @@ class Processor:
             for t in run.threads():
                 t.join(max(0.0, run.deadline - time.monotonic()))
             late = [t.name for t in run.threads() if t.is_alive()]
-            run.abandoned = bool(late)
-            # Anything still queued could not be finished in time: count it, never drop silently.
-            lost = _drain(run.inq) + _drain(run.outq)
+            with run.lock:   # from here on the books are final: what a late thread finishes is not counted
+                run.abandoned = bool(late)
+                lost = _drain(run.inq) + int(run.busy)
+            # Anything not finished in time is counted, never dropped silently.
             if lost:
                 self.stats.count("discarded_on_stop", lost)
                 log.warning("%d frames could not be finished before the stop deadline", lost)
+            unsent = _drain(run.outq)
+            if unsent:
+                self.stats.count("dropped_output", unsent)
+                log.warning("%d processed frames were not sent before the stop deadline", unsent)
             if late:
                 log.error("thread(s) %s still busy at the stop deadline: what they finish is discarded",
                           ", ".join(late))
@@ -180,14 +187,14 @@ class Processor:
                 self.stats.count("received")
                 # Backpressure: wait for room (the sender's HWM then holds further frames).
                 if not self._put(run, run.inq, frame, "receive", run.stop.is_set):
+                    self.stats.count("discarded_on_stop")   # taken from the input: never lost silently
                     return
         finally:
             if run.abandoned:
                 run.source.close()
 
     def _put(self, run: _Run, q: queue.Queue, item, stage: str, give_up: Callable[[], bool]) -> bool:
-        """Wait for room in ``q``, staying responsive; on ``give_up()`` count the item as
-        discarded on stop (it was taken from the input, so it is never lost silently)."""
+        """Wait for room in ``q``, staying responsive; False once ``give_up()`` (the caller counts the item)."""
         while True:
             try:
                 q.put(item, timeout=0.1)
@@ -195,7 +202,6 @@ class Processor:
             except queue.Full:
                 run.progress[stage] = self.clock()   # waiting on the next stage is not a hang of this one
                 if give_up():
-                    self.stats.count("discarded_on_stop")
                     return False
 
     def _work_loop(self, run: _Run) -> None:
@@ -208,35 +214,46 @@ class Processor:
                     return
                 continue
             run.progress["work"] = self.clock()
+            with run.lock:
+                if run.abandoned:
+                    return
+                run.busy = True
             # One consistent view per frame: both are immutable references swapped atomically.
             settings, pipeline = self._settings, self.pipeline
             self.last_shape = frame.image.shape
             try:
-                result = pipeline.process(frame, settings)
-            except InputError as err:
-                self.stats.reject(err.reason, received=False)
-                self.rlog.warning(err.reason, f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
-                continue
-            except Exception as err:
-                self.stats.reject("processing_error", received=False)
-                log.exception("pulse %s: processing failed: %r", frame.pulse_id, err,
+                result, reason, err = pipeline.process(frame, settings), None, None
+            except InputError as e:
+                result, reason, err = None, e.reason, e
+            except Exception as e:
+                result, reason, err = None, "processing_error", e
+            run.progress["work"] = self.clock()
+            with run.lock:
+                if run.abandoned:   # stop() gave up on this frame, counted it as discarded and returned
+                    return
+                run.busy = False
+                if result is None:
+                    self.stats.reject(reason, received=False)
+                else:
+                    self.stats.processed(result)
+            if result is None:
+                if reason == "processing_error":
+                    log.error("pulse %s: processing failed: %r", frame.pulse_id, err, exc_info=err,
                               extra={"pulse_id": frame.pulse_id, "module_name": frame.module})
-                continue
-            finally:
-                run.progress["work"] = self.clock()
-            if run.abandoned:   # stop() gave up on this frame and has returned
-                self.stats.count("discarded_on_stop")
+                else:
+                    self.rlog.warning(reason, f"pulse {frame.pulse_id}: {err}", frame.pulse_id, frame.module)
                 continue
             if self.store is not None:
                 self._store(run, result)
             if self.block_output:
-                if not self._put(run, run.outq, result, "work", lambda: run.stop.is_set() and not run.output.is_alive()):
-                    continue
+                if not self._put(run, run.outq, result, "work",
+                                 lambda: run.stop.is_set() and not run.output.is_alive()):
+                    self.stats.output(sent=False)
             else:
                 try:
                     run.outq.put_nowait(result)
                 except queue.Full:
-                    self.stats.done(result, time.monotonic() - frame.received_at, sent=False)
+                    self.stats.output(sent=False)
 
     def _store(self, run: _Run, result: Result) -> None:
         """Hand the result to the store writer, waiting for room (a result is never dropped for the store)."""
@@ -269,7 +286,7 @@ class Processor:
                     ok = False
                     self.rlog.warning("output_error", f"output failed: {err!r}")
             run.progress["output"] = self.clock()
-            self.stats.done(result, time.monotonic() - result.frame.received_at, sent=ok)
+            self.stats.output(ok, time.monotonic() - result.frame.received_at)
 
     # ------------------------------------------------------------------ reporting
     def statistics(self) -> dict:

@@ -22,7 +22,7 @@ import bottle
 
 from .control import Control
 from .errors import AuthError, ConfigError, InputError, ViStreamError
-from . import review
+from . import openapi, review
 from .storage import summary
 
 log = logging.getLogger("vi_stream.rest")
@@ -208,6 +208,20 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         side_doc = review.verify(api.results_store(), name, side, tile, data.get("verified", True),
                                  data.get("result_id"))
         return reply(side=side_doc)
+
+    doc = openapi.spec()
+
+    @app.get("/openapi.json")
+    @guarded(False)
+    def openapi_json():
+        bottle.response.content_type = "application/json"
+        return json.dumps(doc)
+
+    @app.get("/docs")
+    @guarded(False)
+    def docs():
+        bottle.response.content_type = "text/html; charset=utf-8"
+        return openapi.docs_page(doc)
 
     @app.error(404)
     def not_found(_err):

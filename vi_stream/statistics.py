@@ -14,8 +14,8 @@ class Statistics:
     """Counters of one daemon's life. Callers use the methods; the lock is private.
 
     The identity it keeps (checked by the tests): every frame taken from the input is
-    ``received`` and then exactly one of processed, rejected (by reason) or
-    discarded on stop.
+    ``received`` and then exactly one of processed, rejected (by reason) or discarded on
+    stop; every processed frame's output is then sent or dropped.
     """
 
     COUNTERS = ("received", "processed", "anomalous", "sent", "dropped_output", "discarded_on_stop",
@@ -47,19 +47,25 @@ class Statistics:
             self._rejected[reason] = self._rejected.get(reason, 0) + 1
             self._n["received"] += int(received)
 
-    def done(self, r: Result, latency: float, sent: bool) -> None:
+    def processed(self, r: Result) -> None:
+        """A frame scored (whatever then happens to its output)."""
         now = self.clock()
         with self._lock:
             self._n["processed"] += 1
-            self._n["sent" if sent else "dropped_output"] += 1
             self._n["anomalous"] += int(r.is_anomalous)
             self.last_pulse_id = r.frame.pulse_id
             self.last_frame_time = r.frame.timestamp
             self.last_score = r.score
             self._done.append((now, int(r.image.shape[0] * r.image.shape[1])))
-            self._latency.append(latency)
             while self._done and now - self._done[0][0] > self.window:
                 self._done.popleft()
+
+    def output(self, sent: bool, latency: float | None = None) -> None:
+        """A processed frame's output handed to the stream (``sent``) or not; latency receive -> sent."""
+        with self._lock:
+            self._n["sent" if sent else "dropped_output"] += 1
+            if latency is not None:
+                self._latency.append(latency)
 
     def snapshot(self) -> dict:
         now = self.clock()

@@ -182,6 +182,24 @@ def value(ch: Channel, max_bytes: int = 512 * 1024 * 1024) -> Any:
     return arr.reshape(shape[::-1])
 
 
+def _check_bitshuffle_blocks(data: bytes, n: int, block: int, item: int) -> None:
+    """Walk the block frames (``[u32 BE size][lz4]`` each) before bitshuffle reads them: its C code
+    trusts each frame's size and reads past the buffer's end on a lying one (a crash, found by the
+    fuzzer). ``n // block`` full blocks, one block of the rest rounded down to 8 elements, then the
+    last ``n % 8`` elements as they are; the frames must fill the value exactly."""
+    frames = n // block + (1 if (n % block) // 8 else 0)
+    pos, end = 12, len(data)
+    unpack = struct.Struct(">I").unpack_from
+    for _ in range(frames):
+        if pos + 4 > end:
+            raise DecodeError("bad_compression", "bitshuffle_lz4 data ends inside a block header")
+        pos += 4 + unpack(data, pos)[0]
+        if pos > end:
+            raise DecodeError("bad_compression", "a bitshuffle_lz4 block claims more bytes than the value holds")
+    if pos + (n % 8) * item != end:
+        raise DecodeError("bad_compression", f"bitshuffle_lz4 blocks fill {pos + (n % 8) * item} of {end} bytes")
+
+
 def _decompress(data: bytes, dt, compression: str | None, limit: int, exact: bool = True) -> np.ndarray:
     """Values of type ``dt`` from ``data``. The size a compressed value declares is checked before
     anything is decompressed: it must equal ``limit`` (the declared shape's bytes) when ``exact``,
@@ -206,8 +224,9 @@ def _decompress(data: bytes, dt, compression: str | None, limit: int, exact: boo
         n_bytes = struct.unpack(">q", data[:8])[0]
         block = struct.unpack(">i", data[8:12])[0]
         check(n_bytes)
-        if block <= 0 or block % dt.itemsize:
+        if block <= 0 or block % dt.itemsize or (block // dt.itemsize) % 8:
             raise DecodeError("bad_size", "bitshuffle_lz4 header does not fit the channel type")
+        _check_bitshuffle_blocks(data, n_bytes // dt.itemsize, block // dt.itemsize, dt.itemsize)
         import bitshuffle
         try:
             return bitshuffle.decompress_lz4(np.frombuffer(data[12:], np.uint8), (n_bytes // dt.itemsize,), dt,

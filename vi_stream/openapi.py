@@ -1,0 +1,153 @@
+"""The REST API described as OpenAPI 3 (served at ``/openapi.json``, readable at ``/docs``).
+
+A test keeps it in step with the routes, and schemathesis fuzzes the daemon against it.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from ._version import __version__
+
+_STATUS = {"type": "string", "enum": ["stopped", "processing"]}
+_OBJECT = {"type": "object"}
+
+
+def _envelope(**fields: Any) -> dict:
+    """psen_processing's envelope with the route's own fields."""
+    return {"type": "object", "required": ["state", "status", *fields],
+            "properties": {"state": {"type": "string", "enum": ["ok"]}, "status": _STATUS, **fields}}
+
+
+_ERROR = {"type": "object", "required": ["state", "message"],
+          "properties": {"state": {"type": "string", "enum": ["error"]}, "status": _STATUS,
+                         "message": {"type": "string"}, "error": {"type": "string"},
+                         "reason": {"type": "string"}}}
+_ROI = {"type": "array", "items": {"type": "integer"}, "maxItems": 4,
+        "description": "[offset_x, size_x, offset_y, size_y], or [] for the whole image"}
+_SIDE = {"type": "object", "description": "a module side as stored (ATLAS schema, see README)"}
+
+
+def _json(schema: dict) -> dict:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    words = {400: "bad input", 401: "missing or wrong token", 404: "unknown", 409: "wrong state",
+             503: "overloaded, or the store is unreachable"}
+    return {str(c): {"description": words[c], **_json({"$ref": "#/components/schemas/Error"})} for c in codes}
+
+
+def _op(summary: str, ok: dict, *errors: int, body: dict | None = None, params: list | None = None,
+        mutating: bool = False, ok_media: str = "application/json") -> dict:
+    op: dict[str, Any] = {"summary": summary,
+                          "responses": {"200": {"description": "ok", "content": {ok_media: {"schema": ok}}},
+                                        **_errors(*(errors + ((401,) if mutating else ()) + (503,)))}}
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    if mutating:
+        op["security"] = [{"bearer": []}, {}]
+    return op
+
+
+def _path_param(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+_MODULE = _path_param("name", {"type": "string", "minLength": 1})
+_SIDE_NAME = _path_param("side", {"type": "string", "enum": ["left", "right"]})
+_TILE = _path_param("tile", {"type": "integer", "minimum": 0})
+
+
+def spec() -> dict:
+    """The OpenAPI 3.0 document of every route."""
+    stats = {"type": "object", "required": ["frames_received", "frames_processed", "frames_rejected"]}
+    review_ok = _envelope(side=_SIDE)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "vi_stream REST control plane", "version": __version__,
+                 "description": "Errors carry a real HTTP code, a message and the exception class as 'error'."},
+        "components": {
+            "schemas": {"Error": _ERROR},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                           "description": "with --token: needed on every mutating route"}},
+        },
+        "paths": {
+            "/start": {"post": _op("start processing (idempotent)", _envelope(), mutating=True)},
+            "/stop": {"post": _op("stop processing, finishing frames already taken (idempotent)", _envelope(),
+                                  mutating=True)},
+            "/status": {"get": _op("the envelope: stopped or processing", _envelope())},
+            "/roi": {
+                "get": _op("the region of interest", _envelope(roi=_ROI)),
+                "post": _op("set the region of interest", _envelope(roi=_ROI), 400, mutating=True,
+                            body={"required": True, **_json({"oneOf": [_ROI, {"type": "object", "properties": {
+                                "roi": {"oneOf": [_ROI, {"type": "null"}]}}}]})}),
+            },
+            "/statistics": {"get": _op("counters, rates, latency, queues, the store", _envelope(statistics=stats))},
+            "/config": {
+                "get": _op("every option (secrets as ***)", _envelope(config=_OBJECT)),
+                "post": _op("change run-time settings (threshold, roi, block, log_level): all or nothing",
+                            _envelope(config=_OBJECT), 400, mutating=True,
+                            body={"required": True, **_json({"type": "object", "properties": {
+                                "threshold": {"type": "number", "nullable": True, "exclusiveMinimum": True,
+                                              "minimum": 0},
+                                "roi": _ROI, "block": {"type": "boolean"},
+                                "log_level": {"type": "string", "enum": ["DEBUG", "INFO", "WARNING", "ERROR"]}},
+                                "additionalProperties": False})}),
+            },
+            "/model": {"get": _op("the running model's metadata", _envelope(model=_OBJECT))},
+            "/model/reload": {"post": _op("load another model and switch to it between frames",
+                                          _envelope(model=_OBJECT), 400, mutating=True,
+                                          body={"required": False, **_json({"type": "object", "properties": {
+                                              "path": {"type": "string"}, "name": {"type": "string"}}})})},
+            "/api/modules": {"get": _op("stored modules, newest first", _envelope(
+                modules={"type": "array", "items": _OBJECT}, limit={"type": "integer"}, skip={"type": "integer"}),
+                400, 409, params=[_query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                                  _query("skip", {"type": "integer", "minimum": 0})])},
+            "/api/modules/{name}": {"get": _op("a whole module document", _envelope(module=_OBJECT), 404, 409,
+                                               params=[_MODULE])},
+            "/api/images/{image_id}": {"get": _op(
+                "a stored PNG by its id (content-addressed: cacheable forever)",
+                {"type": "string", "format": "binary"}, 400, 404, 409, ok_media="image/png",
+                params=[_path_param("image_id", {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"})])},
+            "/api/modules/{name}/{side}/tiles/{tile}/mask": {"post": _op(
+                "upload tile's corrected mask (8-bit grey PNG of the tile's size, 0/255) and mark it verified",
+                review_ok, 400, 404, 409, mutating=True,
+                params=[_MODULE, _SIDE_NAME, _TILE, _query("result_id", {"type": "string"})],
+                body={"required": True, "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}})},
+            "/api/modules/{name}/{side}/tiles/{tile}/verify": {"post": _op(
+                "mark a tile verified (or not)", review_ok, 400, 404, 409, mutating=True,
+                params=[_MODULE, _SIDE_NAME, _TILE],
+                body={"required": True, **_json({"type": "object", "properties": {
+                    "verified": {"type": "boolean"}, "result_id": {"type": "string"}}})})},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {
+                "200": {"description": "ok", **_json(_OBJECT)}}}},
+            "/docs": {"get": {"summary": "this document for people", "responses": {
+                "200": {"description": "ok", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+        },
+    }
+
+
+def docs_page(doc: dict) -> str:
+    """A plain HTML page of the routes, from the same document (no scripts, works offline)."""
+    rows = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            codes = ", ".join(sorted(op["responses"]))
+            lock = " &#128274;" if op.get("security") else ""
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code>{lock}</td>"
+                        f"<td>{html.escape(op['summary'])}</td><td>{codes}</td></tr>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>vi_stream REST API</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td{padding:.2em .8em;border-bottom:1px solid #ddd}"
+            "</style></head><body>"
+            f"<h1>vi_stream REST API {html.escape(doc['info']['version'])}</h1>"
+            f"<p>{html.escape(doc['info']['description'])} &#128274; needs the token when one is set. "
+            "Machine-readable: <a href='/openapi.json'>/openapi.json</a>.</p>"
+            "<table><tr><th>method</th><th>path</th><th>what</th><th>answers</th></tr>"
+            + "".join(rows) + "</table></body></html>")
