@@ -1,4 +1,4 @@
-"""Command line: ``vi_stream {train,score,evaluate,synth,demo} ...``.
+"""Command line: ``vi_stream {train,score,evaluate,synth,run,simulate,fetch-model,demo} ...``.
 
 Thin: parse, build, hand in, report. Every expected failure is one line on
 stderr and a non-zero exit (2 for usage/input/model errors); ``--debug``

@@ -1,0 +1,234 @@
+"""Writes bench/README.md (and README's headline table) from bench/results/*.json.
+
+    python bench/report.py           # rewrite both
+    python bench/report.py --check   # exit 1 if either is not what the results say (a test runs this)
+
+Every figure in those two places comes from a results file, so none is typed twice;
+what was tried and the history of the figures are hand-written in bench/history.md,
+which is appended as it is.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+ROOT_README = os.path.join(os.path.dirname(HERE), "README.md")
+START, END = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
+
+
+def load(name: str) -> dict:
+    try:
+        with open(os.path.join(RESULTS, f"{name}.json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def _when(d: dict) -> str:
+    m = d.get("machine", {})
+    return f"{m.get('date', '?')}, {m.get('cores', '?')} cores, torch {m.get('torch', '?')}"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def quality() -> str:
+    d = load("quality")
+    if not d:
+        return ""
+    rows = []
+    for key, label in (("ours_gate_0.5", "vi_stream (default: gate 0.5)"), ("ours_gate_0.75", "vi_stream, gate 0.75"),
+                       ("exact_nn_all_patches", "exact nearest neighbour over all training patches")):
+        r = d.get(key)
+        if r:
+            det = sum(r["detected_per_type"].values())
+            rows.append([label, r["image_auroc"], r["pixel_auroc"], f"{det}/{d['test_defective']}",
+                         r["false_positive_images"], f"{1e3 * r['search_seconds_per_image']:.1f} ms"])
+    return (f"## Quality: `python bench/quality.py` ({_when(d)})\n\n"
+            f"{d['train_images']} training + {d['calibration_images']} calibration good images, "
+            f"{d['test_good']} good and {d['test_defective']} defective test images (768², the project's "
+            "own generator, five defect kinds). **This set is saturated** (image AUROC 1.000): it cannot "
+            "tell a good design choice from a bad one any more, and anomalib's PatchCore has not been run "
+            "beside it yet (issue 14).\n\n"
+            + _table(["scorer", "image AUROC", "pixel AUROC", "defects flagged at the fitted threshold",
+                      "false-alarm images", "search per image"], rows) + "\n")
+
+
+def speed() -> str:
+    d = load("speed")
+    if not d:
+        return ""
+    rows = [["fit", f"{d['fit']['images']} good {d['fit']['size']}", f"{d['fit']['seconds']} s", "", ""]]
+    for key in ("score_768", "score_2048"):
+        s = d[key]
+        lo, hi = s["outside_backbone_fraction_range"]
+        split = ", ".join(f"{k} {1e3 * v:.1f}" for k, v in s["split_seconds"].items())
+        rows.append([f"score {key.split('_')[1]}²", s["model_fitted_on"],
+                     f"{s['megapixels_per_s']} MP/s ({1e3 * s['seconds_per_image']:.0f} ms/image)",
+                     f"{_pct(s['outside_backbone_fraction'])} (calls {_pct(lo)}–{_pct(hi)})", split])
+    return (f"## Speed: `python bench/speed.py` ({_when(d)})\n\n"
+            "Scoring time is the median of 15 calls; the share outside the backbone is the median of the "
+            "calls' shares (this VM's speed drifts by ±30% between runs, so shares within one call are the "
+            "fair comparison).\n\n"
+            + _table(["what", "on", "result", "share outside the backbone", "parts (ms, medians)"], rows) + "\n")
+
+
+def memory() -> str:
+    d = load("memory")
+    if not d:
+        return ""
+    return (f"## Memory: `python bench/memory.py` ({_when(d)})\n\n"
+            + _table(["fit on", "tiles", "patches seen", "bank", "RSS before", "peak RSS", "fit time"],
+                     [[f"{d['images']} images", d["training_tiles"], d["training_patches"], d["bank"],
+                       f"{d['rss_before_fit_mb']} MB", f"**{d['peak_rss_mb']} MB**", f"{d['fit_seconds']} s"]])
+            + "\n")
+
+
+def stream() -> str:
+    d = load("stream")
+    if not d:
+        return ""
+    rows = []
+    for key, label in (("end_to_end_with_model_saturated", "with the model, saturated"),
+                       ("end_to_end_with_model_paced", "with the model, paced at 70%")):
+        r = d.get(key)
+        if r:
+            rows.append([label, r["frames_per_s"], r["megapixels_per_s"],
+                         f"{r['latency_ms']['p50'] / 1e3:.2f} / {r['latency_ms']['p99'] / 1e3:.2f} s"])
+    extra = ""
+    if "transport_daemon_model_off" in d:
+        base = d["transport_daemon_model_off"]["frames_per_s"]
+        trows = [["the daemon with the model off (two hops: sender → daemon → consumer)", base, ""]]
+        for key, label in (("raw_pyzmq_relay_same_bytes", "raw pyzmq relay, same bytes, two hops"),
+                           ("psi_bsread_relay_two_hops", "psi-bsread as the same relay, two hops"),
+                           ("raw_pyzmq_push_pull_one_hop", "raw pyzmq PUSH → PULL, one hop"),
+                           ("psi_bsread_sender_to_source_one_hop", "psi-bsread Sender → Source, one hop")):
+            if f"transport_{key}" in d:
+                trows.append([label, d[f"transport_{key}"]["frames_per_s"], _pct(d[f"daemon_vs_{key}"])])
+        extra = ("\nTransport only (model off):\n\n"
+                 + _table(["path", "frames/s", "the daemon's rate as a share of it"], trows) + "\n")
+    return (f"## Stream: `python bench/stream.py` ({_when(d)}, {d.get('size', '')})\n\n"
+            + _table(["end to end", "frames/s", "MP/s", "latency p50 / p99"], rows) + "\n" + extra)
+
+
+def store() -> str:
+    d = load("store")
+    if not d:
+        return ""
+    rows = []
+    for key in ("writer_local_tiles_on", "writer_local_tiles_off", "writer_mongomock_tiles_on",
+                "writer_mongomock_tiles_off"):
+        r = d[key]
+        _w, backend, _t, tiles = key.split("_")
+        rows.append([backend, tiles, r["results_per_s"], f"{r['render_ms_per_result']} ms", r["images_per_result"],
+                     f"{r['stored_mb_per_result']} MB"])
+    off, on = d["processing_frames_per_s_store_off_on"]
+    return (f"## Store: `python bench/store.py` ({_when(d)}, {d['size']})\n\n"
+            + _table(["store", "tiles", "results/s", "render", "images", "stored"], rows)
+            + f"\n\nProcessing with the model, store off vs local store with tiles (alternating runs): "
+              f"{off} vs {on} frames/s ({_pct(d['processing_with_store_vs_off'])}).\n")
+
+
+def soak() -> str:
+    d = load("soak")
+    if not d:
+        return ""
+    r = d["rss_mb"]
+    curve = d["curve"]
+    pick = curve[:: max(1, len(curve) // 12)] + ([curve[-1]] if curve else [])
+    seen, rows = set(), []
+    for c in pick:
+        if c["t"] not in seen:
+            seen.add(c["t"])
+            rows.append([c["t"], c["frames"], c["stored"], c["rss_mb"], c["fds"]])
+    verdict = "flat" if d["flat"] else "**not flat**"
+    return (f"## Soak: `{d['command']}` ({_when(d)})\n\n"
+            f"{d['processed']} frames of {d['size']}² through a `vi_stream run` process with the local store "
+            f"on (whole images), {d['frames_per_s']} frames/s; {d['stored']} stored, {d['lost']} lost, exit "
+            f"code {d['exit_code']}. Resident memory: {r['first']} MB at the start, second quarter "
+            f"{r['second_quarter_mean']} MB, last quarter {r['last_quarter_mean']} MB "
+            f"({r['last_vs_second']:+.2%}: {verdict}; the target is within 2%), peak {r['max']} MB. Open "
+            f"file descriptors {d['fds']['min']}–{d['fds']['max']}.\n\n"
+            + _table(["s", "processed", "stored", "RSS MB", "open fds"], rows) + "\n")
+
+
+def headline() -> str:
+    """README's table: one line per benchmark, the figure that matters, the command."""
+    rows = []
+    q, s, m, st, so = load("quality"), load("speed"), load("memory"), load("stream"), load("soak")
+    if q:
+        o = q["ours_gate_0.5"]
+        rows.append(["quality, own synthetic set (saturated; peer not yet run)",
+                     f"image AUROC {o['image_auroc']}, pixel AUROC {o['pixel_auroc']}", "`python bench/quality.py`"])
+    if s:
+        rows.append(["scoring 768² / 2048²", f"{s['score_768']['megapixels_per_s']} / "
+                     f"{s['score_2048']['megapixels_per_s']} MP/s", "`python bench/speed.py`"])
+        rows.append(["fit 40 good 768² images", f"{s['fit']['seconds']} s", "`python bench/speed.py`"])
+    if m:
+        rows.append([f"peak memory fitting {m['training_tiles']} tiles", f"{m['peak_rss_mb']} MB",
+                     "`python bench/memory.py`"])
+    if st:
+        e = st["end_to_end_with_model_saturated"]
+        rows.append(["stream 2048², bsread in → scored → bsread out", f"{e['frames_per_s']} frames/s",
+                     "`python bench/stream.py`"])
+    if so:
+        rows.append([f"soak, {so['processed']} frames with the store on",
+                     f"RSS last quarter {so['rss_mb']['last_vs_second']:+.2%} vs second, {so['lost']} lost",
+                     "`python bench/soak.py`"])
+    return _table(["benchmark", "result", "command"], rows)
+
+
+def bench_readme() -> str:
+    parts = ["# Benchmarks\n",
+             "Generated by `python bench/report.py` from `bench/results/*.json`; do not edit by hand. "
+             "Each section names the command that wrote its results file. Measured on the project's 2-core "
+             "VM (no GPU), whose speed drifts between runs: compare figures from one run.\n"]
+    parts += [x for x in (quality(), speed(), memory(), stream(), store(), soak()) if x]
+    with open(os.path.join(HERE, "history.md")) as f:
+        parts.append(f.read())
+    return "\n".join(parts)
+
+
+def readme_with_headline(text: str) -> str:
+    if START not in text or END not in text:
+        raise SystemExit(f"README.md has no {START} ... {END} block")
+    a, b = text.index(START) + len(START), text.index(END)
+    return text[:a] + "\n" + headline() + "\n" + text[b:]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true", help="exit 1 if the files differ from what the results say")
+    args = ap.parse_args()
+    target = os.path.join(HERE, "README.md")
+    new_bench = bench_readme()
+    with open(ROOT_README) as f:
+        old_root = f.read()
+    new_root = readme_with_headline(old_root)
+    if args.check:
+        old_bench = open(target).read() if os.path.exists(target) else ""
+        stale = [p for p, old, new in ((target, old_bench, new_bench), (ROOT_README, old_root, new_root))
+                 if old != new]
+        for p in stale:
+            print(f"{p} is not what bench/results says: run python bench/report.py", file=sys.stderr)
+        return 1 if stale else 0
+    with open(target, "w") as f:
+        f.write(new_bench)
+    with open(ROOT_README, "w") as f:
+        f.write(new_root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
