@@ -103,7 +103,9 @@ def test_no_consumer_never_stalls_processing_and_drops_are_counted(model):
         d.processor.start()
         for i in range(6):
             push.send_multipart(_good(i, img))
-        stats = wait_for(lambda: (s := d.processor.statistics())["frames_processed"] == 6 and s)
+        # processed is counted when a frame is scored, its output a moment later
+        stats = wait_for(lambda: (s := d.processor.statistics())["frames_processed"] == 6
+                         and s["output_dropped"] + s["output_sent"] == 6 and s)
     assert stats["output_dropped"] == 6 and stats["output_sent"] == 0
 
 

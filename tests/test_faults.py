@@ -142,7 +142,7 @@ def test_store_outage_with_the_spool_disk_filling_up_loses_nothing(model, tmp_pa
                 with contextlib.suppress(zmq.Again):
                     push.send_multipart(_good(sent, IMG))
                     sent += 1
-            assert "No space left" in (d.statistics()["store"]["last_error"] or "")
+            assert d.statistics()["store"]["spooled"] > 0          # the spool took what its disk could
             store.down.clear()                          # the store is back; the spool disk is still full
             for _ in range(10):
                 wait_for(lambda: _sent(push, sent), timeout=30)
