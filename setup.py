@@ -12,7 +12,7 @@ with open(os.path.join(here, "vi_stream", "_version.py")) as f:
 # CPU wheel first (see Makefile) or pip resolves the multi-GB CUDA build.
 REQUIRES = [
     "numpy>=1.24",
-    "numba>=0.58",
+    "numba>=0.58,<0.69",   # the IR search kernels are tested on this range (vi_stream.search.kernels)
     "opencv-python-headless>=4.8",
     "torch>=2.1",
     "pyzmq>=25",

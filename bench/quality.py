@@ -18,8 +18,8 @@ import common  # noqa: F401  (environment)
 from vi_stream import synthetic
 from vi_stream.metrics import auroc, f1
 from vi_stream.model import AnomalyModel, ModelConfig
-from vi_stream.model.anomaly import _raw_features, _to_heatmap
-from vi_stream.model.stats import exact_nn_distance
+from vi_stream.model.anomaly import raw_features, to_heatmap
+from vi_stream.search import exact_nn_distance
 
 
 def main() -> None:
@@ -38,14 +38,14 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     cfg = model.config
     fit_imgs = [img for i, img in enumerate(train) if i % cfg.calibration_every != cfg.calibration_every - 1]
-    bank = np.concatenate([(_raw_features(model.features, img, cfg, model.intensity).reshape(-1, model.features.raw_dim)
+    bank = np.concatenate([(raw_features(model.features, img, cfg, model.intensity).reshape(-1, model.features.raw_dim)
                             - model.mean) @ model.components for img in fit_imgs])
     y = np.array([s.mask.any() for s in test])
     ys = np.concatenate([s.mask.ravel() for s in test])
     out = {"train_images": len(fit_imgs), "calibration_images": len(train) - len(fit_imgs),
            "test_good": int((~y).sum()), "test_defective": int(y.sum()), "fit_seconds": round(fit_s, 1),
            "all_training_patches": int(len(bank)), "bank_patches": int(model.index.bank.shape[0])}
-    raws = [_raw_features(model.features, s.image, cfg, model.intensity) for s in test]
+    raws = [raw_features(model.features, s.image, cfg, model.intensity) for s in test]
     qs = [(r.reshape(-1, model.features.raw_dim) - model.mean) @ model.components for r in raws]
 
     def evaluate(maps, thr):
@@ -63,13 +63,13 @@ def main() -> None:
                 "detected_per_type": per}
 
     t0 = time.perf_counter()
-    exact = [_to_heatmap(exact_nn_distance(q, bank), r.shape[:3], s.image.shape, cfg) for q, r, s in zip(qs, raws, test)]
+    exact = [to_heatmap(exact_nn_distance(q, bank), r.shape[:3], s.image.shape, cfg) for q, r, s in zip(qs, raws, test)]
     out["exact_nn_all_patches"] = {**evaluate(exact, model.threshold),
                                    "search_seconds_per_image": round((time.perf_counter() - t0) / len(test), 2)}
     for g in a.gates:
         st = {}
         t0 = time.perf_counter()
-        ours = [_to_heatmap(model.index.distance(q, gate=g * model.threshold, stats_out=st), r.shape[:3],
+        ours = [to_heatmap(model.index.distance(q, gate=g * model.threshold, stats_out=st), r.shape[:3],
                             s.image.shape, cfg) for q, r, s in zip(qs, raws, test)]
         dt = (time.perf_counter() - t0) / len(test)
         out[f"ours_gate_{g}"] = {**evaluate(ours, model.threshold), "refined_fraction": round(st["refined"] / st["patches"], 3),

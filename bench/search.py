@@ -26,8 +26,8 @@ import common
 from vi_stream import synthetic
 from vi_stream.metrics import auroc
 from vi_stream.model import AnomalyModel, ModelConfig
-from vi_stream.model.anomaly import _raw_features, _to_heatmap
-from vi_stream.model.stats import exact_nn_distance
+from vi_stream.model.anomaly import raw_features, to_heatmap
+from vi_stream.search import exact_nn_distance
 
 
 def faiss_index(idx, threads: int):
@@ -76,7 +76,7 @@ def main() -> None:
     model = AnomalyModel.fit(train, ModelConfig())
     cfg, idx = model.config, model.index
     gate = 0.5 * model.threshold
-    raws = [_raw_features(model.features, s.image, cfg, model.intensity) for s in test]
+    raws = [raw_features(model.features, s.image, cfg, model.intensity) for s in test]
     qs = [np.ascontiguousarray((r.reshape(-1, model.features.raw_dim) - model.mean) @ model.components, np.float32)
           for r in raws]
     ivf = faiss_index(idx, threads)
@@ -102,7 +102,7 @@ def main() -> None:
     ys = np.concatenate([s.mask.ravel() for s in test])
 
     def quality(dists: list[np.ndarray]) -> dict:
-        heat = [_to_heatmap(dd, r.shape[:3], s.image.shape, cfg) for dd, r, s in zip(dists, raws, test)]
+        heat = [to_heatmap(dd, r.shape[:3], s.image.shape, cfg) for dd, r, s in zip(dists, raws, test)]
         above = np.concatenate([e > gate for e in exact])
         dd, ee = np.concatenate(dists), np.concatenate(exact)
         return {"image_auroc": round(auroc(y, np.array([h.max() for h in heat])), 4),

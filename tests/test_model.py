@@ -9,8 +9,8 @@ from vi_stream import synthetic
 from vi_stream.errors import ConfigError, InputError, ModelError
 from vi_stream.metrics import auroc
 from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta, save
-from vi_stream.model.anomaly import _raw_features, _to_heatmap
-from vi_stream.model.stats import exact_nn_distance
+from vi_stream.model.anomaly import raw_features, to_heatmap
+from vi_stream.search import exact_nn_distance
 
 from .conftest import SMALL_CONFIG, SMALL_SHAPE
 
@@ -27,16 +27,16 @@ def test_quality_guard_against_exact_nearest_neighbour(model, good_images, test_
     """Small version of the README quality run: ours vs exhaustive NN over all training patches."""
     cfg = model.config
     train = [img for i, img in enumerate(good_images) if i % cfg.calibration_every != cfg.calibration_every - 1]
-    bank = np.concatenate([(_raw_features(model.features, img, cfg, model.intensity).reshape(-1, 144) - model.mean)
+    bank = np.concatenate([(raw_features(model.features, img, cfg, model.intensity).reshape(-1, 144) - model.mean)
                            @ model.components for img in train])
     assert len(bank) > model.index.bank.shape[0]  # the baseline sees every patch; we keep a sample
     y = np.array([s.mask.any() for s in test_set])
     ours, base, pix_y, pix_ours, pix_base = [], [], [], [], []
     for s in test_set:
         r = model.score(s.image)
-        raw = _raw_features(model.features, s.image, cfg, model.intensity)
+        raw = raw_features(model.features, s.image, cfg, model.intensity)
         d = exact_nn_distance((raw.reshape(-1, 144) - model.mean) @ model.components, bank)
-        heat = _to_heatmap(d, raw.shape[:3], s.image.shape, cfg)
+        heat = to_heatmap(d, raw.shape[:3], s.image.shape, cfg)
         ours.append(r.score)
         base.append(float(heat.max()))
         pix_y.append(s.mask[::2, ::2].ravel())

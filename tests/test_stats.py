@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from vi_stream import search
 from vi_stream.model import stats
 from vi_stream.model.index import PatchIndex
 
@@ -34,13 +35,13 @@ def test_index_equals_exact_search_when_it_refines_everything():
     idx = PatchIndex.build(bank, cells=16, nprobe=16)
     # the index holds its bank (rows reordered by cell) at float16 precision, what the search
     # reads, and is exact for it
-    half = stats.half_precision(bank)
+    half = search.half_precision(bank)
     assert np.all(np.abs(half - bank) <= np.abs(bank) * 2.0 ** -11 + 2.0 ** -25) and not np.array_equal(half, bank)
     assert np.array_equal(np.unique(idx.bank, axis=0), np.unique(half, axis=0))
-    exact = stats.exact_nn_distance(q, idx.bank)
+    exact = search.exact_nn_distance(q, idx.bank)
     assert np.allclose(idx.distance(q, gate=0.0), exact, atol=1e-4)
     # and within the rounding of the float32 bank's true distances
-    assert np.all(np.abs(idx.distance(q, gate=0.0) - stats.exact_nn_distance(q, bank)) <= 4e-3)
+    assert np.all(np.abs(idx.distance(q, gate=0.0) - search.exact_nn_distance(q, bank)) <= 4e-3)
 
 
 def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
@@ -48,7 +49,7 @@ def test_index_bound_is_never_below_the_true_distance_and_refinement_is_gated():
     bank = rng.standard_normal((4000, 8)).astype(np.float32)
     q = rng.standard_normal((800, 8)).astype(np.float32)
     idx = PatchIndex.build(bank, cells=32, nprobe=4)
-    exact = stats.exact_nn_distance(q, idx.bank)
+    exact = search.exact_nn_distance(q, idx.bank)
     counts = {}
     coarse = idx.distance(q, gate=1e9, stats_out=counts)  # nothing refined: the medoid bound
     assert counts["refined"] == 0
@@ -66,7 +67,7 @@ def test_list_scan_equals_brute_force():
     # 7 dimensions; lists shorter than, equal to and longer than the kernel's step of
     # LIST_WIDTH members, none a multiple of it but one; an empty list; and 1 to 9 queries per
     # list (full and short quads).
-    w = stats.LIST_WIDTH
+    w = search.LIST_WIDTH
     rng = np.random.default_rng(6)
     sizes = [5, 0, w, w + 13, 1, 2 * w + 6]
     rows = rng.standard_normal((sum(sizes), 7)).astype(np.float32)
@@ -75,15 +76,15 @@ def test_list_scan_equals_brute_force():
     q = rng.standard_normal((40, 7)).astype(np.float32)
     # a tie: a member repeated within one step, and a query on it (the lower position wins)
     rows[start[3] + 20] = rows[start[3] + 3]
-    lists = stats.list_layout(rows, start, end)
+    lists = search.list_layout(rows, start, end)
     assert lists.values.dtype == np.uint16
-    rows = stats.half_precision(rows)  # what the lists hold: distances are exact for these
+    rows = search.half_precision(rows)  # what the lists hold: distances are exact for these
     q[39] = rows[start[3] + 3]
     pair_q = np.concatenate([np.arange(40), rng.integers(0, 40, 30)]).astype(np.int64)
     pair_l = np.concatenate([np.repeat(np.arange(6), [9, 3, 1, 4, 5, 18]), rng.integers(0, 6, 30)]).astype(np.int64)
     pair_l[39] = 3
     d_sq = np.full(40, 1e6, np.float32)
-    stats.nearest_in_lists(q, (q * q).sum(1), pair_q, pair_l, lists, d_sq)
+    search.nearest_in_lists(q, (q * q).sum(1), pair_q, pair_l, lists, d_sq)
     want = np.full(40, 1e6, np.float32)
     for i, lst in zip(pair_q, pair_l):
         members = rows[start[lst]:end[lst]]
@@ -92,24 +93,24 @@ def test_list_scan_equals_brute_force():
     assert np.allclose(d_sq, want, rtol=1e-4, atol=1e-4)
     # with positions: each pair's own nearest member (the medoid tree's use)
     nonempty = np.flatnonzero(end[pair_l] > start[pair_l])
-    pq, pl, pd, pos = stats.scan_pairs(q, (q * q).sum(1), pair_q[nonempty], pair_l[nonempty], lists, with_arg=True)
+    pq, pl, pd, pos = search.scan_pairs(q, (q * q).sum(1), pair_q[nonempty], pair_l[nonempty], lists, with_arg=True)
     for i, lst, dist, j in zip(pq, pl, pd, pos):
         each = ((rows[start[lst]:end[lst]] - q[i]) ** 2).sum(1)
         assert j == each.argmin() and np.isclose(dist, each.min(), rtol=1e-4, atol=1e-4)
-    order, quads = stats.by_list(pair_l, 6, 4)
+    order, quads = search.by_list(pair_l, 6, 4)
     assert np.all(np.diff(pair_l[order]) >= 0) and np.all(np.diff(quads) <= 4)
     assert all(len(set(pair_l[order[a:b]])) == 1 for a, b in zip(quads[:-1], quads[1:]))
 
 
 def test_half_precision_rounds_to_nearest_and_refuses_out_of_range_values():
     x = np.array([[1.0, 1.0 + 2.0 ** -12, 1.0 + 3 * 2.0 ** -12, -3.14159, 65504.0]], np.float32)
-    h = stats.half_precision(x)
+    h = search.half_precision(x)
     assert h.dtype == np.float32
     assert list(h[0, :3]) == [1.0, 1.0, 1.0 + 2.0 ** -10]  # ties to even, then nearest
     assert abs(h[0, 3] + 3.14159) <= 3.14159 * 2.0 ** -11 and h[0, 4] == 65504.0
     for bad in (70000.0, np.nan, np.inf):
         with pytest.raises(ValueError, match="float16 range"):
-            stats.half_precision(np.array([[0.0, bad]], np.float32))
+            search.half_precision(np.array([[0.0, bad]], np.float32))
     from vi_stream.errors import ModelError
     bank = np.zeros((40, 2), np.float32)
     bank[3, 1] = 1e6
@@ -128,13 +129,13 @@ def test_medoid_tree_finds_the_nearest_medoids(dims):
     q = (modes[rng.integers(0, 40, 600)] + rng.standard_normal((600, dims))).astype(np.float32)
     idx = PatchIndex.build(bank, cells=256, nprobe=4)
     d_all = ((q[:, None, :] - idx.medoids[None]) ** 2).sum(-1)
-    g = stats.group_scores(q, idx._gc, idx._gc_sq)
-    assert np.allclose(g.T + (q * q).sum(1)[:, None], ((q[:, None, :] - idx._gc[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
-    cell, d_sq = stats.nearest_cell_tree(q, (q * q).sum(1), g, idx._tree)
+    g = search.group_scores(q, idx.group_centres, idx.group_centres_sq)
+    assert np.allclose(g.T + (q * q).sum(1)[:, None], ((q[:, None, :] - idx.group_centres[None]) ** 2).sum(-1), rtol=1e-4, atol=1e-2)
+    cell, d_sq = search.nearest_cell_tree(q, (q * q).sum(1), g, idx.tree)
     assert np.allclose(d_sq, d_all[np.arange(len(q)), cell], rtol=1e-4, atol=1e-3)
     assert (cell == d_all.argmin(1)).mean() > 0.9
     # and it is the nearest medoid of the two nearest groups (up to float ties)
-    tree = idx._tree
+    tree = idx.tree
     want = []
     for i, groups in enumerate(np.argsort(g.T, 1, kind="stable")[:, :2]):
         cells = np.concatenate([tree.slot_cell[tree.groups.start[k]:][:tree.size[k]] for k in groups])
@@ -142,7 +143,7 @@ def test_medoid_tree_finds_the_nearest_medoids(dims):
     assert (cell == np.array(want)).mean() > 0.99
     # with every group probed, the candidates are exactly the k nearest medoids, nearest first
     rows = np.arange(0, len(q), 3, dtype=np.int64)
-    cand = stats.nearest_k_tree(q, rows, g, idx._tree, 4, len(idx._gc_sq))
+    cand = search.nearest_k_tree(q, rows, g, idx.tree, 4, len(idx.group_centres_sq))
     assert np.array_equal(cand, np.argsort(d_all[rows], 1, kind="stable")[:, :4])
 
 
@@ -150,9 +151,9 @@ def test_two_nearest_groups_ranks_by_score():
     # queries along rows (groups x queries), an odd count split between threads; one group: -1
     rng = np.random.default_rng(8)
     g = rng.standard_normal((13, 1001)).astype(np.float32)
-    pairs = stats.two_nearest_groups(g, 2)
+    pairs = search.two_nearest_groups(g, 2)
     assert np.array_equal(pairs, np.argsort(g.T, 1, kind="stable")[:, :2])
-    one = stats.two_nearest_groups(g[:1], 2)
+    one = search.two_nearest_groups(g[:1], 2)
     assert np.all(one[:, 0] == 0) and np.all(one[:, 1] == -1)
 
 

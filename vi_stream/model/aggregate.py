@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from ..threads import share as _share
-from .stats import LIST_WIDTH, _project_four
+from ..search.kernels import LIST_WIDTH, project_four
 
 
 def interp_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +55,7 @@ def project(tap, wq, out, accumulate, pool, nt):  # pragma: no cover - compiled
     the (tile, four output channels) jobs of the projection.
 
     Four output channels by LIST_WIDTH pixels at a time in vector registers
-    (:func:`~vi_stream.model.stats._project_four`). This replaced torch GEMMs (and a serial
+    (:func:`~vi_stream.search.kernels.project_four`). This replaced torch GEMMs (and a serial
     numba pooling) per tap: repeated they took 0.035 ms for three tiles' stride-4 tap, but
     right after the trunk, which evicts code and buffers, each call took 0.15-0.2 ms, and the
     head made four of them per backbone call. Measured inside scoring, the head went 2.4-2.6
@@ -100,7 +100,7 @@ def project(tap, wq, out, accumulate, pool, nt):  # pragma: no cover - compiled
             at2 = (t * d + min(4 * k + 2, d - 1)) * hw
             at3 = (t * d + min(4 * k + 3, d - 1)) * hw
             if main:
-                _project_four(src, base, main, c, wq[k], hw, flat_out, at0, at1, at2, at3)
+                project_four(src, base, main, c, wq[k], hw, flat_out, at0, at1, at2, at3)
             for j in range(main, hw):  # pixels beyond the last full LIST_WIDTH
                 for a in range(4 * k, min(4 * k + 4, d)):
                     acc[a] = 0.0

@@ -181,7 +181,7 @@ class AnomalyModel:
             digest.update(np.ascontiguousarray(image).tobytes())
             held_out = (i % config.calibration_every == config.calibration_every - 1
                         and len(calib) < config.max_calibration)
-            raw = _raw_features(feats, image, config, intensity)
+            raw = raw_features(feats, image, config, intensity)
             n_tiles += raw.shape[0]
             if held_out:
                 calib.append((image.shape[:2], raw))
@@ -312,7 +312,7 @@ def _features_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelCon
         yield parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
+def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
     """(tiles, h, w, raw_dim) unprojected features of one image."""
     tiles, _grid = tile(image, config.tile, config.overlap, intensity.lo, 1.0 / (intensity.hi - intensity.lo))
     out = [f.permute(0, 2, 3, 1).float().cpu().numpy()
@@ -326,7 +326,7 @@ def _heat(coarse: np.ndarray, fgrid, shape: tuple[int, ...], config: ModelConfig
                                 config.smooth_sigma)
 
 
-def _to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
+def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
                 ) -> np.ndarray:
     """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
     grid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)

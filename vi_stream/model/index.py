@@ -1,6 +1,6 @@
 """The patch index: a bank of normal patch features and its two-stage search.
 
-See :mod:`vi_stream.model.stats` for the algorithm. On CUDA the search is an
+See :mod:`vi_stream.search` for the algorithm. On CUDA the search is an
 exhaustive ``torch.cdist`` over the bank in chunks (exact, and fast there).
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelError
+from .. import search
 from . import stats
 
 
@@ -46,11 +47,11 @@ class PatchIndex:
         return cls(bank, centres, medoids, list_start, list_end, min(nprobe, k))
 
     def __post_init__(self) -> None:
-        # The search reads members in half precision (stats.Lists); the bank is held at that
+        # The search reads members in half precision (search.Lists); the bank is held at that
         # precision too, so the distances are exact for ``bank`` (and the CUDA search agrees).
         try:
-            self.bank = stats.half_precision(self.bank)
-            self.medoids = stats.half_precision(self.medoids)
+            self.bank = search.half_precision(self.bank)
+            self.medoids = search.half_precision(self.medoids)
         except ValueError as err:
             raise ModelError(f"patch bank: {err}") from err
         # Two-level tree over the medoids for the every-patch stage; deterministic, so it is
@@ -59,13 +60,13 @@ class PatchIndex:
         groups = max(1, int(round(np.sqrt(k))))
         gc, gassign = stats.kmeans(np.ascontiguousarray(self.medoids), groups, iterations=30, seed=1)
         # the medoids group by group, dimension-major: a group is scanned like a cell
-        self._tree = stats.medoid_tree(np.ascontiguousarray(self.medoids), gassign, len(gc))
-        self._gc = np.ascontiguousarray(gc, np.float32)
-        self._gc_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
+        self.tree = search.medoid_tree(np.ascontiguousarray(self.medoids), gassign, len(gc))
+        self.group_centres = np.ascontiguousarray(gc, np.float32)
+        self.group_centres_sq = np.einsum("ij,ij->i", gc, gc).astype(np.float32)
         # Refined patches take their nprobe cells from the nearest few groups, not all K medoids
         # (1/8 of the cells at the defaults); with nprobe >= K every group is scanned (exact).
         self._probe_groups = len(gc) if self.nprobe >= k else min(len(gc), 2 + self.nprobe // 2)
-        self._cells = stats.list_layout(self.bank, self.list_start, self.list_end)
+        self._cells = search.list_layout(self.bank, self.list_start, self.list_end)
 
     @property
     def dim(self) -> int:
@@ -76,18 +77,18 @@ class PatchIndex:
         q = np.ascontiguousarray(q, np.float32)
         g = self.gate if gate is None else gate
         n = len(q)
-        q_sq = stats.row_sq(q)
+        q_sq = search.row_sq(q)
         # Every patch: a near cell through the medoid tree, then all of that cell's members
         # (an upper bound of the true NN distance, usually equal to it).
-        g_score = stats.group_scores(q, self._gc, self._gc_sq)
-        cell, d_sq = stats.nearest_cell_tree(q, q_sq, g_score, self._tree)
-        stats.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
-        rows = stats.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
+        g_score = search.group_scores(q, self.group_centres, self.group_centres_sq)
+        cell, d_sq = search.nearest_cell_tree(q, q_sq, g_score, self.tree)
+        search.nearest_in_lists(q, q_sq, np.arange(n, dtype=np.int64), cell, self._cells, d_sq)
+        rows = search.rows_above(d_sq, np.float32(g) ** 2) if self.nprobe > 1 else cell[:0]
         if len(rows):
             # Above the gate: the nprobe nearest cells within the nearest groups of the tree.
-            cand = stats.nearest_k_tree(q, rows, g_score, self._tree, self.nprobe, self._probe_groups)
+            cand = search.nearest_k_tree(q, rows, g_score, self.tree, self.nprobe, self._probe_groups)
             new = (cand >= 0) & (cand != cell[rows][:, None])  # the own cell is already searched
-            stats.nearest_in_lists(q, q_sq, np.repeat(rows, cand.shape[1])[new.ravel()], cand[new], self._cells, d_sq)
+            search.nearest_in_lists(q, q_sq, np.repeat(rows, cand.shape[1])[new.ravel()], cand[new], self._cells, d_sq)
         if stats_out is not None:
             stats_out["refined"] = stats_out.get("refined", 0) + len(rows)
             stats_out["patches"] = stats_out.get("patches", 0) + len(q)
