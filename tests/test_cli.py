@@ -69,6 +69,7 @@ def test_evaluate_prints_and_writes_json(model_path, sets, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["images"] == 3 and report["anomalous_images"] == 2
     assert report["image_auroc"] == 1.0 and report["pixel_auroc"] > 0.9
+    assert 0.5 < report["aupro"] <= 1.0           # per-region overlap: the dust and the scratch each count once
     assert 0 < report["pixel_f1"] <= 1 and report["image_f1"] == 1.0
     assert json.loads(capsys.readouterr().out)["image_auroc"] == 1.0
 

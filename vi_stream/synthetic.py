@@ -12,6 +12,10 @@ physical defects are, and each comes with its exact ground-truth mask:
 - ``missing_metal``  part of a pad's metallisation missing (substrate shows)
 - ``damaged_metal``  a pad edge chipped / eroded irregularly
 
+Beyond these five, :mod:`vi_stream.defects` adds ten more families (``FAMILIES`` lists all
+fifteen), each randomised in size, shape, place, polarity, width and sharpness; every defect
+can be drawn at a chosen contrast, and the module itself can vary (:class:`Variation`).
+
 Everything is deterministic for a seed. Output kinds: ``grey8`` (uint8),
 ``grey16`` (uint16 with 12 significant bits, as microscope cameras deliver),
 ``rgb`` (uint8, H x W x 3, RGB order).
@@ -28,15 +32,49 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from . import defects as _families
+
 DEFECT_TYPES = ("scratch", "dust", "stain", "missing_metal", "damaged_metal")
+FAMILIES = DEFECT_TYPES + tuple(_families.PAINTERS)   # every defect family the generator draws
 KINDS = ("grey8", "grey16", "rgb")
 
 # Material colours (RGB, linear 0..1); grey images use their luminance.
-_SUBSTRATE = np.array([0.50, 0.36, 0.14])
+_SUBSTRATE = _families.SUBSTRATE
 _TRACE = np.array([0.66, 0.47, 0.20])
 _PAD = np.array([0.93, 0.82, 0.50])
 _VIA = np.array([0.30, 0.22, 0.10])
 _LUMA = np.array([0.299, 0.587, 0.114])
+
+
+@dataclass(frozen=True)
+class Variation:
+    """How a module differs from the classic one: layout, materials, optics."""
+
+    pitch: float = 1.0          # pad pitch, relative
+    pad_width: float = 0.62     # pad width as a share of the pitch
+    pad_height: float = 88.0    # px at 768
+    rows: int = 3
+    texture: float = 0.05       # substrate texture strength
+    gradient: float = 0.08      # illumination gradient across the image
+    vignetting: float = 0.10
+    blur: float = 0.0           # focus blur, sigma in px
+    noise: float = 0.012        # sensor noise (reflectance units)
+    rotation: float = 1.5       # degrees, at most
+
+    @classmethod
+    def classic(cls) -> "Variation":
+        return cls()
+
+    @classmethod
+    def draw(cls, seed: int) -> "Variation":
+        """A module of another line: every property drawn at random (its own generator, so the
+        seed's scene and defects are drawn as in the classic module)."""
+        r = np.random.default_rng([seed, 0x5EED])
+        return cls(pitch=float(r.uniform(0.75, 1.3)), pad_width=float(r.uniform(0.5, 0.75)),
+                   pad_height=float(r.uniform(60, 110)), rows=int(r.integers(2, 5)),
+                   texture=float(r.uniform(0.02, 0.09)), gradient=float(r.uniform(0.02, 0.15)),
+                   vignetting=float(r.uniform(0.03, 0.2)), blur=float(r.choice([0.0, 0.0, r.uniform(0.3, 1.2)])),
+                   noise=float(r.uniform(0.005, 0.02)), rotation=float(r.uniform(0.5, 3.0)))
 
 
 @dataclass
@@ -61,14 +99,15 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
 class _Layout:
     """Pad/trace geometry in module coordinates, mapped by a small rigid motion."""
 
-    def __init__(self, rng: np.random.Generator, h: int, w: int):
+    def __init__(self, rng: np.random.Generator, h: int, w: int, v: "Variation"):
         self.h, self.w = h, w
         scale = min(h, w) / 768.0
-        self.pitch = 64.0 * scale * rng.uniform(0.95, 1.05)
-        self.pad_w = self.pitch * 0.62
-        self.pad_h = 88.0 * scale
-        self.rows = [h * 0.27, h * 0.52, h * 0.77]
-        ang = np.deg2rad(rng.uniform(-1.5, 1.5))
+        self.pitch = 64.0 * scale * rng.uniform(0.95, 1.05) * v.pitch
+        self.pad_w = self.pitch * v.pad_width
+        self.pad_h = v.pad_height * scale
+        self.rows = [h * 0.27, h * 0.52, h * 0.77] if v.rows == 3 else \
+            list(h * (0.15 + 0.7 * (np.arange(v.rows) + 0.5) / v.rows))
+        ang = np.deg2rad(rng.uniform(-v.rotation, v.rotation))
         self.rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
         self.centre = np.array([w / 2, h / 2])
         self.shift = rng.uniform(-12, 12, size=2) * scale
@@ -118,14 +157,16 @@ def _poly(p: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(p) * (1 << _SHIFT)).astype(np.int32)
 
 
-def _render_scene(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.ndarray, _Layout]:
+def _render_scene(rng: np.random.Generator, h: int, w: int, variation: "Variation | None" = None
+                  ) -> tuple[np.ndarray, np.ndarray, _Layout]:
     """Reflectance (H, W, 3) float32 and a pad-coverage map (H, W) float32."""
-    lay = _Layout(rng, h, w)
+    v = variation or Variation.classic()
+    lay = _Layout(rng, h, w, v)
     scale = min(h, w) / 768.0
     sub_tex = _smooth_noise(rng, (h, w), 24 * scale)
     img = np.empty((h, w, 3), np.float32)
     img[:] = _SUBSTRATE.astype(np.float32)
-    img *= (1.0 + 0.05 * sub_tex)[..., None]
+    img *= (1.0 + v.texture * sub_tex)[..., None]
     trace_cov = np.zeros((h, w), np.float32)
     thick = max(2, int(round(9 * scale)))
     for a, b in lay.traces():
@@ -232,8 +273,10 @@ def _add_defect(kind: str, rng: np.random.Generator, img: np.ndarray, pad_cov: n
         exposed = (_SUBSTRATE * 0.8).astype(np.float32)
         img[:] = img * (1 - cov[..., None]) + exposed * cov[..., None]
         mask[cov > 0.5] = 1
+    elif kind in _families.PAINTERS:
+        mask = _families.PAINTERS[kind](rng, img, pad_cov, lay, scale, margin)
     else:
-        raise ValueError(f"unknown defect type {kind!r}; known: {', '.join(DEFECT_TYPES)}")
+        raise ValueError(f"unknown defect type {kind!r}; known: {', '.join(FAMILIES)}")
     return mask
 
 
@@ -249,33 +292,50 @@ def _to_kind(img: np.ndarray, kind: str) -> np.ndarray:
 
 
 def module_image(shape: tuple[int, int] = (768, 768), seed: int = 0, defects: Sequence[str] = (),
-                 kind: str = "grey8", side: str | None = None) -> Sample:
-    """One module-side image; ``defects`` lists defect types to paint (repeats allowed)."""
+                 kind: str = "grey8", side: str | None = None, contrast: float | Sequence[float] | None = None,
+                 variation: Variation | None = None) -> Sample:
+    """One module-side image; ``defects`` lists defect families to paint (repeats allowed).
+
+    ``contrast`` (one value, or one per defect, in (0, 1]) blends each defect into the scene at
+    that strength: the same seed and defects at lower contrast draw the same defect, fainter,
+    with the same mask (a contrast ladder). ``variation`` draws the module itself differently
+    (pitch, pad size, rows, texture, lighting, focus, noise, rotation); None keeps the classic
+    module, whose images are unchanged for a seed."""
     h, w = int(shape[0]), int(shape[1])
     if h < 128 or w < 128:
         raise ValueError(f"synthetic modules are at least 128x128, got {h}x{w}")
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    strengths = [contrast] * len(defects) if contrast is None or np.isscalar(contrast) else list(contrast)
+    if len(strengths) != len(defects) or any(c is not None and not 0 < c <= 1 for c in strengths):
+        raise ValueError(f"contrast must be in (0, 1], one value or one per defect, got {contrast!r}")
     rng = np.random.default_rng(seed)
-    img, pad_cov, lay = _render_scene(rng, h, w)
+    img, pad_cov, lay = _render_scene(rng, h, w, variation)
     mask = np.zeros((h, w), np.uint8)
     info = []
-    for d in defects:
+    for d, c in zip(defects, strengths):
+        before = None if c is None else img.copy()
         m = _add_defect(d, rng, img, pad_cov, lay)
+        if before is not None:
+            img[:] = before + np.float32(c) * (img - before)
         ys, xs = np.nonzero(m)
         if len(ys) == 0:
             continue
         info.append({"type": d, "bbox": [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1),
-                                         int(ys.max() - ys.min() + 1)], "area": int(len(ys))})
+                                         int(ys.max() - ys.min() + 1)], "area": int(len(ys)),
+                     "contrast": 1.0 if c is None else float(c)})
         mask |= m
     # Lighting: a gentle gradient and vignetting, then shot+read noise.
+    v = variation or Variation.classic()
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    gx, gy = rng.uniform(-0.08, 0.08, size=2)
+    gx, gy = rng.uniform(-v.gradient, v.gradient, size=2)
     light = 1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
-    light -= 0.10 * (((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5)
+    light -= v.vignetting * (((xx / w - 0.5) ** 2 + (yy / h - 0.5) ** 2) / 0.5)
     light *= rng.uniform(0.95, 1.05)
     img *= light[..., None]
-    img += rng.normal(0, 0.012, size=img.shape).astype(np.float32)
+    if v.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), v.blur)
+    img += rng.normal(0, v.noise, size=img.shape).astype(np.float32)
     if side is None:
         side = "left" if seed % 2 == 0 else "right"
     return Sample(_to_kind(img, kind), mask, info, seed, side)
