@@ -195,7 +195,7 @@ class Daemon:
         clean = settings_mod.validate(changes, self.processor.last_shape)
         self.processor.apply(clean)
         if "block" in clean and self.sink is not None:
-            self.sink.block = clean["block"]
+            self.sink.set_block(clean["block"])
         if "log_level" in clean:
             logging.getLogger("vi_stream").setLevel(clean["log_level"])
         self.config = replace(self.config, **{k: v for k, v in clean.items() if k in ("block", "log_level")})

@@ -71,6 +71,10 @@ class BsreadSink:
         msg.channels[f"{n}.defects"] = codec.channel_from_value(f"{n}.defects", json.dumps(r.defects))
         return msg
 
+    def set_block(self, block: bool) -> None:
+        """Wait for a slow consumer (True) or drop outputs it cannot take (False), from the next send on."""
+        self.block = bool(block)
+
     def send(self, r: Result, timeout_ms: int = 1000) -> bool:
         """True if handed to ZMQ; False if dropped (no consumer / consumer too slow and not blocking)."""
         return self.send_parts(self._enc.encode(self.message(r)), timeout_ms)

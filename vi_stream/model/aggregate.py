@@ -8,16 +8,12 @@ quarter of the map to project). What is left of the aggregation of
 :meth:`~vi_stream.model.features.PatchFeatures.raw_head` runs on D-channel
 planes: bilinear upsampling of the stride-16/32 maps (``align_corners=False``,
 as ``F.interpolate``), their sum with the stride-8 map, and the 3x3 mean
-(``count_include_pad=False``).
-The torch head converted every tap to channels-last first, which cost more
-than a third of its time (measured: 3.0 -> 1.9 ms for the nine 320 px tiles
-of a 768x768 image).
+(``count_include_pad=False``). Why on NCHW planes and not in torch: the torch
+head had to convert every tap to channels-last first (bench/history.md).
 
-Every plane is contiguous rows, so the loops run along rows in SIMD lanes;
-each thread takes a share of the planes, with its scratch rows allocated once,
-and the loops index the arrays directly: per-plane scratch and row views cost
-0.2 of the 0.5 ms these two kernels took at 768x768 (numba counts references to
-a view's parent, which both threads share).
+Every plane is contiguous rows, so the loops run along rows in SIMD lanes; each
+thread takes a share of the planes with its scratch rows allocated once, and the
+loops index arrays directly (row views count references on the shared parent).
 """
 from __future__ import annotations
 
@@ -55,13 +51,8 @@ def project(tap, wq, out, accumulate, pool, nt):  # pragma: no cover - compiled
     the (tile, four output channels) jobs of the projection.
 
     Four output channels by LIST_WIDTH pixels at a time in vector registers
-    (:func:`~vi_stream.search.kernels.project_four`). This replaced torch GEMMs (and a serial
-    numba pooling) per tap: repeated they took 0.035 ms for three tiles' stride-4 tap, but
-    right after the trunk, which evicts code and buffers, each call took 0.15-0.2 ms, and the
-    head made four of them per backbone call. Measured inside scoring, the head went 2.4-2.6
-    -> 2.0-2.1 ms at 768x768 and 18 -> 14 ms at 2048x2048. (The pooled planes are a fresh
-    array per call: pooling into the caller's per-thread scratch instead measured 17-18 ms at
-    2048x2048, in interleaved runs.)
+    (:func:`~vi_stream.search.kernels.project_four`): torch's GEMMs were fast repeated but slow
+    as the first call after the trunk, four times per backbone call (bench/history.md).
     """
     n, d, h, w = out.shape
     c = tap.shape[1]

@@ -65,8 +65,7 @@ class ModelConfig:
 
 
 # On CPU the backbone is fastest with about 0.3 megapixels per call: the activations then stay
-# in cache. Measured on the 2-core VM with 320 px tiles (bench/speed.py, README): 2-3 tiles per
-# call run at 13-14 MP/s of tile area, 16 tiles per call at 4.6-7 MP/s.
+# in cache (2-3x faster per pixel than 16 tiles per call; bench/history.md).
 CPU_CALL_PIXELS = 3 * 320 * 320
 CHUNK_TILES = 64   # tiles whose features are held at once while scoring (a 2048x2048 image is 64)
 

@@ -18,12 +18,9 @@ class Lists(NamedTuple):
     float32) is ``sq[start[L] + j]``. The kernels widen members to float32 as they load them,
     so a distance is exact (to float32 rounding) for the member as stored.
 
-    Half precision halves the bytes the search reads. The bank is 17 MB in float32 at the
-    default size, which the backbone pushes out of cache between images: at 768x768 the search
-    took 4.5-4.7 ms after it and 3.7-4.0 ms when repeated at once, and 4.2-4.5 ms after it in
-    float16. Rounding moves a member by at most 2^-11 of its largest coordinate (0.035 at most,
-    0.007 typically, on the benchmark's model, whose threshold is 20.7); see
-    :func:`half_precision`."""
+    Half precision halves the bytes the search reads, which the backbone pushes out of cache
+    between images; rounding moves a member by at most 2^-11 of its largest coordinate (see
+    :func:`half_precision`, and bench/history.md for the measurements)."""
 
     values: np.ndarray   # uint16 (float16 bits), flat
     sq: np.ndarray       # float32, per padded slot

@@ -37,9 +37,7 @@ def scan_lists(q, q_sq, pair_q, pair_l, quads, values, sq, start, count, out_d, 
 
     Up to four queries on one list share each pass over it (``quads``: runs of 4, see
     :func:`by_list`), LIST_WIDTH members at a time in vector registers (:func:`~vi_stream.search.kernels.min_of_four`).
-    Measured on the 2-core VM, one thread: 0.6 ns per member and query (with index 0.7),
-    against 1.4-1.5 ns for the same loops written in numba and 2.9-3.3 ns for a dot product per
-    pair over the row-major bank (which spends its time summing across lanes).
+    A dot product per pair over the row-major bank would spend its time summing across lanes.
     """
     d = q.shape[1]
     zero = np.float32(0.0)
@@ -115,7 +113,7 @@ def list_distances(q, pair_q, pair_l, pair_at, quads, values, sq, start, count, 
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def row_sq(x):  # pragma: no cover - compiled
-    """|x_i|^2 of each row (float32; 5x faster than ``np.einsum`` for the search's 32-long rows)."""
+    """|x_i|^2 of each row (float32; faster than ``np.einsum`` for short rows)."""
     out = np.empty(x.shape[0], np.float32)
     for i in numba.prange(x.shape[0]):
         acc = np.float32(0.0)
