@@ -56,6 +56,20 @@ def _writer(store, folder, **kw):
     return StoreWriter(store, Spool(folder), render, queue_size=4, batch=3, retry=(0.05, 0.2), **kw)
 
 
+def _writer_on_a_disk(store, folder, monkeypatch):
+    """A started writer whose spool disk is full while the returned event is set."""
+    w = _writer(store, folder).start()
+    real_append = w.spool.append
+    disk_full = threading.Event()
+
+    def append(r):
+        if disk_full.is_set():
+            raise OSError(28, "No space left on device")
+        return real_append(r)
+    monkeypatch.setattr(w.spool, "append", append)
+    return w, disk_full
+
+
 @pytest.mark.parametrize("backend", ["local", "mongomock"]
                          + (["mongodb"] if os.environ.get("VI_STREAM_TEST_MONGO_URI") else []))
 def test_outage_under_load_loses_nothing_and_duplicates_nothing(tmp_path, backend):
@@ -111,16 +125,8 @@ def test_a_full_spool_disk_holds_results_in_memory_until_it_has_room(tmp_path, m
     inner = LocalStore(str(tmp_path / "store")).start()
     store = FlakyStore(inner)
     store.down.set()
-    w = _writer(store, str(tmp_path / "spool")).start()
-    real_append = w.spool.append
-    disk_full = threading.Event()
+    w, disk_full = _writer_on_a_disk(store, str(tmp_path / "spool"), monkeypatch)
     disk_full.set()
-
-    def append(r):
-        if disk_full.is_set():
-            raise OSError(28, "No space left on device")
-        return real_append(r)
-    monkeypatch.setattr(w.spool, "append", append)
     for i in range(3):
         w.submit(make_result(i, "M-S"))
     wait_for(lambda: w.statistics()["held_in_memory"] >= 1
@@ -164,15 +170,7 @@ def test_the_store_coming_back_while_the_spool_disk_stays_full_drains_everything
     inner = LocalStore(str(tmp_path / "store")).start()
     store = FlakyStore(inner)
     store.down.set()
-    w = _writer(store, str(tmp_path / "spool")).start()
-    real_append = w.spool.append
-    disk_full = threading.Event()
-
-    def append(r):
-        if disk_full.is_set():
-            raise OSError(28, "No space left on device")
-        return real_append(r)
-    monkeypatch.setattr(w.spool, "append", append)
+    w, disk_full = _writer_on_a_disk(store, str(tmp_path / "spool"), monkeypatch)
     for i in range(2):
         w.submit(make_result(i, "M-F"))
     wait_for(lambda: w.statistics()["spooled"] == 2)

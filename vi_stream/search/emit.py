@@ -76,6 +76,12 @@ class _Emitter:
                 x = self.splat(b.load(b.gep(xdata, [at])), VEC)
                 b.store(b.fadd(b.load(acc[a]), b.fmul(x, v, flags=FAST), flags=FAST), acc[a])
 
+    def start_at_norms(self, acc, sdata, sbase, j) -> None:
+        """Every accumulator starts at the step's members' |m|^2."""
+        member_sq = self.b.load(self.vec_at(sdata, self.b.add(sbase, j)), align=4)
+        for a in range(4):
+            self.b.store(member_sq, acc[a])
+
     def vectors(self, init, kind=VEC):
         # allocas of whole vectors: LLVM keeps them in registers
         return [cgutils.alloca_once_value(self.b, ir.Constant(kind, init)) for _ in range(4)]
@@ -113,9 +119,7 @@ def emit_minimum(context, builder, sig, args, with_index: bool):
     best_j = e.vectors([0] * LIST_WIDTH, IVEC)
     acc = [cgutils.alloca_once(builder, VEC) for _ in range(4)]
     for j in e.steps(m):
-        member_sq = builder.load(e.vec_at(sdata, builder.add(sbase, j)), align=4)
-        for a in range(4):
-            builder.store(member_sq, acc[a])
+        e.start_at_norms(acc, sdata, sbase, j)
         e.products(acc, vdata, True, base, m, d, xdata, j)
         lanes = builder.add(e.splat(builder.trunc(j, I32), IVEC), ir.Constant(IVEC, list(range(LIST_WIDTH))))
         for a in range(4):
@@ -138,9 +142,7 @@ def emit_distances(context, builder, sig, args):
     out_at = args[8:12]
     acc = [cgutils.alloca_once(builder, VEC) for _ in range(4)]
     for j in e.steps(m):
-        member_sq = builder.load(e.vec_at(sdata, builder.add(sbase, j)), align=4)
-        for a in range(4):
-            builder.store(member_sq, acc[a])
+        e.start_at_norms(acc, sdata, sbase, j)
         e.products(acc, vdata, True, base, m, d, xdata, j)
         for a in range(4):
             builder.store(builder.load(acc[a]), e.vec_at(odata, builder.add(out_at[a], j)), align=4)
