@@ -119,7 +119,7 @@ def test_start_stop_idempotent_and_roi_applies_between_frames(model):
         assert p.state == "processing"
         push.send_multipart(_good(1, img))
         first = codec.Decoder().decode(recv(out))
-        p.set_roi([10, 200, 20, 160])
+        d.set_roi([10, 200, 20, 160])          # through the control interface, as REST does
         push.send_multipart(_good(2, img))
         second = codec.Decoder().decode(recv(out))
         p.stop()

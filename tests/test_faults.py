@@ -308,7 +308,6 @@ def test_sigterm_with_frames_in_every_stage_exits_0_and_the_books_balance(model_
         assert rec_ == proc + rej + disc and proc == stored + spooled + aside + unrend + lost + not_stored
         assert lost == 0 and not_stored == 0 and spooled >= 4
         os.unlink(filler)                                           # the store's disk has room again
-        from .store_helpers import render   # noqa: F401 - the daemon's own renderer is in the spool
         from vi_stream.io.spool import Spool
         from vi_stream.writer import StoreWriter
         store = LocalStore(os.path.join(store_fs, "store")).start()

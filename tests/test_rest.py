@@ -8,7 +8,7 @@ import requests
 
 from vi_stream import Client, config as config_mod
 from vi_stream import synthetic
-from vi_stream.errors import AuthError, ConfigError, InputError, NotFoundError, Overloaded, ServiceError, StateError
+from vi_stream.errors import ConfigError, InputError, NotFoundError, Overloaded, ServiceError
 
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import bound_push, running_daemon, wait_for

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from . import settings as settings_mod
 from .errors import InputError
 from .frame import Frame, Result
 from .ratelog import RateLimitedLog
@@ -101,14 +100,6 @@ class Processor:
             log.info("ROI set to %s", clean["roi"] or "whole image")
         if "threshold" in clean:
             log.info("threshold set to %s", clean["threshold"] if clean["threshold"] is not None else "the model's")
-
-    def set_roi(self, roi) -> list[int] | None:
-        clean = settings_mod.validate({"roi": roi}, self.last_shape)
-        self.apply(clean)
-        return clean["roi"]
-
-    def set_threshold(self, threshold: float | None) -> None:
-        self.apply(settings_mod.validate({"threshold": threshold}))
 
     def set_pipeline(self, pipeline: Pipeline) -> None:
         """Swap the model between frames (the worker reads it once per frame)."""

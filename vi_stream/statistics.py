@@ -38,9 +38,6 @@ class Statistics:
         with self._lock:
             self._n[name] += n
 
-    def __getitem__(self, name: str) -> int:
-        return self._n[name]
-
     def reject(self, reason: str, received: bool = True) -> None:
         """A frame refused for ``reason``; ``received`` unless it was counted as received already."""
         with self._lock:
