@@ -45,7 +45,7 @@ def read(name: str) -> dict:
     return d
 
 
-def model_for(size: int, n_good: int = 8):
+def model_for(size: int, n_good: int = 10):
     """A model fitted on ``n_good`` good synthetic modules of ``size`` x ``size``, as a user would fit
     one for the images they score (a model fitted on another size scores out of distribution)."""
     from vi_stream import synthetic

@@ -1,103 +1,179 @@
-"""Generalisation: defects of families the design was not tuned on, on a module line of its own.
+"""Generalisation: defects of families the design was not tuned on, beside anomalib's PatchCore.
 
-    python bench/generalise.py [--size 768] [--train 30] [--good 20] [--per-family 4] [--ladder 3]
+    python bench/generalise.py [--set DIR] [--work DIR] [--peer-python PY] [--config k=v ...]
+                               [--families tuning|held_out|all] [--no-write]
 
 Leave-families-out: design choices are made on the TUNING families only; figures that claim
-generalisation are read on the HELD_OUT families, which nothing was tuned on. Every image is a
-module of one varied line (`Variation.draw(LINE)`: its own pitch, pad size, rows, texture,
-lighting, focus and noise), not the classic module the other benchmarks use; the model is
-fitted on good images of that line, as a site fits one per product.
+generalisation are read on the HELD_OUT families, which nothing was tuned on. The set
+(bench/genset.py: a varied module line, 40 training images, 20 good test images, 8 defective
+images per family at contrasts drawn from genset.CONTRAST, and a contrast ladder per family) is
+written to disk once and read by both sides. With ``--peer-python`` (the interpreter of the
+environment bench/setup_peer.sh makes), anomalib's PatchCore and PaDiM run on the same set in
+the same run (bench/peer_anomalib.py); their outputs are kept under WORK/peer/ and reused while
+the set is unchanged.
 
-Per family: image AUROC (its defective images against all good test images), pixel AUROC,
-AUPRO (per-region overlap up to 30% FPR), recall at the fitted threshold, and the detection
-limit: the lowest contrast of a ladder (the same defect drawn at 1.0, 0.6, 0.35, 0.2, 0.1)
-at which at least half of the ladder's defects are still flagged. Overall: the same over the
-held-out families, and false alarms per good image.
-
-The peer, anomalib's PatchCore with this backbone, belongs beside these figures (issue 14);
-until it runs here the results say so.
+Every metric of every side is computed here by the same code: per family image AUROC (its
+defective images against all good test images), pixel AUROC, AUPRO (per-region overlap up to
+30% FPR), recall with no false alarm on the good test images (a threshold no model can know in
+advance, so it compares ranking at the operating point that matters), and for vi_stream recall
+at its own fitted threshold, false alarms per good image, and the detection limit: the lowest
+ladder contrast (1.0, 0.6, 0.35, 0.2, 0.1) at which at least half of the ladder is still flagged.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
 import common
+import genset
 from vi_stream import synthetic
 from vi_stream.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
 
 TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge")
 HELD_OUT = tuple(f for f in synthetic.FAMILIES if f not in TUNING)
-LINE = 7                       # the module line: Variation.draw(LINE)
-LADDER = (1.0, 0.6, 0.35, 0.2, 0.1)
+PEERS = ("patchcore", "padim")
 
 
-def _image(shape, seed, families=(), contrast=None):
-    return synthetic.module_image(shape, seed, families, contrast=contrast, variation=synthetic.Variation.draw(LINE))
+def run_ours(set_dir: str, out_dir: str, config: ModelConfig, families) -> dict:
+    """Fit vi_stream on the set's training images and score every split; writes OUT/<split>.npz."""
+    os.makedirs(out_dir, exist_ok=True)
+    t0 = time.perf_counter()
+    model = AnomalyModel.fit(iter(genset.stack(set_dir, "train")), config)
+    fit_s = time.perf_counter() - t0
+    score_s = pixels = 0.0
+    for name in ["good"] + list(families) + [f"ladder_{f}" for f in families]:
+        scores, maps = [], []
+        for img in genset.stack(set_dir, name):
+            t1 = time.perf_counter()
+            r = model.score(np.ascontiguousarray(img))
+            score_s += time.perf_counter() - t1
+            pixels += img.size
+            scores.append(r.score)
+            if not name.startswith("ladder_"):
+                maps.append(r.heatmap.astype(np.float16))
+        np.savez(os.path.join(out_dir, f"{name}.npz"), scores=np.array(scores, np.float32),
+                 maps=np.stack(maps) if maps else np.zeros((0, 1, 1), np.float16))
+    return {"fit_seconds": round(fit_s, 1), "score_mp_per_s": round(pixels / 1e6 / score_s, 2),
+            "threshold": round(model.threshold, 4), "calibration_scores": model.meta["calibration_scores"],
+            "bank": model.meta["bank_patches"],
+            "config": {k: v for k, v in model.meta["config"].items() if k != "seed"}}
+
+
+def run_peer(python: str, set_dir: str, out_dir: str, kind: str) -> dict:
+    """anomalib in its own environment; reused when its outputs are newer than the set."""
+    run_json = os.path.join(out_dir, "run.json")
+    if not (os.path.exists(run_json) and os.path.getmtime(run_json) > os.path.getmtime(os.path.join(set_dir, "set.json"))):
+        subprocess.run([python, os.path.join(common.HERE, "peer_anomalib.py"), set_dir, out_dir, "--model", kind],
+                       check=True)
+    with open(run_json) as f:
+        return json.load(f)
+
+
+def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = None) -> dict:
+    """Per-family metrics of one side's outputs (scores and maps) against the set's masks."""
+    desc = genset.load(set_dir)
+    good = np.load(os.path.join(out_dir, "good.npz"))
+    gs, gmaps = good["scores"], good["maps"].astype(np.float32)
+    per = {}
+    for fam in families:
+        d = np.load(os.path.join(out_dir, f"{fam}.npz"))
+        s, maps = d["scores"], d["maps"].astype(np.float32)
+        masks = genset.stack(set_dir, f"{fam}_mask")
+        lo = float(min(gmaps.min(), maps.min()))
+        hi = float(max(gmaps.max(), maps.max()))
+        overlap = RegionOverlap(lo, hi if hi > lo else lo + 1.0)
+        for m in gmaps:
+            overlap.add(np.zeros(m.shape, bool), m)
+        for mask, m in zip(masks, maps):
+            overlap.add(mask, m)
+        ys = np.concatenate([np.zeros(gmaps.size, bool), (np.asarray(masks) > 0).ravel()])
+        hs = np.concatenate([gmaps.ravel(), maps.ravel()])
+        row = {"image_auroc": round(auroc(np.r_[np.zeros(len(gs)), np.ones(len(s))], np.r_[gs, s]), 4),
+               "pixel_auroc": round(auroc(ys, hs), 4), "aupro": round(overlap.value(), 4),
+               "recall_no_false_alarm": round(float((s > gs.max()).mean()), 3)}
+        if threshold is not None:
+            row["recall_at_threshold"] = round(float((s > threshold).mean()), 3)
+            lad = np.load(os.path.join(out_dir, f"ladder_{fam}.npz"))["scores"].reshape(len(desc["ladder_contrasts"]), -1)
+            flagged = {str(c): int((row_s > threshold).sum()) for c, row_s in zip(desc["ladder_contrasts"], lad)}
+            found = [c for c in desc["ladder_contrasts"] if 2 * flagged[str(c)] >= lad.shape[1]]
+            row["ladder_flagged"] = flagged
+            row["detection_limit"] = min(found) if found else None
+        per[fam] = row
+    keys = [k for k in ("image_auroc", "pixel_auroc", "aupro", "recall_no_false_alarm", "recall_at_threshold")
+            if k in next(iter(per.values()))]
+    out = {"per_family": per}
+    for label, fams in (("held_out_mean", [f for f in families if f in HELD_OUT]),
+                        ("tuning_mean", [f for f in families if f in TUNING])):
+        if fams:
+            out[label] = {k: round(float(np.mean([per[f][k] for f in fams])), 4) for k in keys}
+    # Overall ranking: every defective image of the held-out families against the good ones.
+    held = [f for f in families if f in HELD_OUT]
+    if held:
+        s_all = np.concatenate([np.load(os.path.join(out_dir, f"{f}.npz"))["scores"] for f in held])
+        out["held_out_overall_image_auroc"] = round(auroc(np.r_[np.zeros(len(gs)), np.ones(len(s_all))],
+                                                          np.r_[gs, s_all]), 4)
+    if threshold is not None:
+        out["false_alarms_per_good_image"] = round(float((gs > threshold).mean()), 3)
+        if held:
+            out["held_out_recall_at_threshold"] = round(float((s_all > threshold).mean()), 3)
+    return out
+
+
+def _override(config: ModelConfig, items) -> ModelConfig:
+    changes = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            changes[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            changes[key] = value
+    return replace(config, **changes)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--size", type=int, default=768)
-    ap.add_argument("--train", type=int, default=30)
-    ap.add_argument("--good", type=int, default=20)
-    ap.add_argument("--per-family", type=int, default=4)
-    ap.add_argument("--ladder", type=int, default=3, help="defects per family drawn at every contrast")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--set", default=os.path.join(common.HERE, ".work", "genset-768"),
+                    help="set directory (built with bench/genset.py defaults if absent)")
+    ap.add_argument("--work", default=os.path.join(common.HERE, ".work", "generalise"))
+    ap.add_argument("--peer-python", help="interpreter of the anomalib environment (bench/setup_peer.sh)")
+    ap.add_argument("--config", nargs="*", default=[], help="ModelConfig overrides, key=value")
+    ap.add_argument("--families", choices=("tuning", "held_out", "all"), default="all")
+    ap.add_argument("--no-write", action="store_true", help="print only (design experiments)")
     a = ap.parse_args()
-    shape = (a.size, a.size)
-    t0 = time.perf_counter()
-    model = AnomalyModel.fit((_image(shape, 10_000 + i).image for i in range(a.train)), ModelConfig())
-    fit_s = time.perf_counter() - t0
-    thr = model.threshold
-    rng = np.random.default_rng(1)
-
-    def score(sample):
-        r = model.score(sample.image)
-        return r.score, r.heatmap
-
-    good = [score(_image(shape, 20_000 + i)) for i in range(a.good)]
-    good_scores = np.array([s for s, _ in good])
-    per_family, t_score = {}, time.perf_counter()
-    for fi, fam in enumerate(synthetic.FAMILIES):
-        samples = [_image(shape, 30_000 + 100 * fi + i, (fam,), float(rng.uniform(0.3, 1.0)))
-                   for i in range(a.per_family)]
-        scored = [score(s) for s in samples]
-        s = np.array([x for x, _ in scored])
-        y = np.r_[np.zeros(len(good_scores)), np.ones(len(s))]
-        ys = np.concatenate([np.zeros(h.size, bool) for _, h in good] + [smp.mask.ravel() > 0 for smp in samples])
-        hs = np.concatenate([h.ravel() for _, h in good] + [h.ravel() for _, h in scored])
-        overlap = RegionOverlap(0.0, 4.0 * thr)
-        for (_, h) in good:
-            overlap.add(np.zeros(h.shape, bool), h)
-        for smp, (_, h) in zip(samples, scored):
-            overlap.add(smp.mask, h)
-        flagged = {}
-        for c in LADDER:
-            hits = [score(_image(shape, 40_000 + 100 * fi + j, (fam,), c))[0] > thr for j in range(a.ladder)]
-            flagged[str(c)] = int(sum(hits))
-        found = [c for c in LADDER if flagged[str(c)] * 2 >= a.ladder]
-        per_family[fam] = {"held_out": fam in HELD_OUT, "image_auroc": round(auroc(y, np.r_[good_scores, s]), 4),
-                           "pixel_auroc": round(auroc(ys, hs), 4), "aupro": round(overlap.value(), 4),
-                           "recall_at_threshold": round(float((s > thr).mean()), 3),
-                           "ladder_flagged": flagged, "detection_limit": min(found) if found else None}
-    held = [per_family[f] for f in HELD_OUT]
-    out = {
-        "command": (f"python bench/generalise.py --size {a.size} --train {a.train} --good {a.good} "
-                    f"--per-family {a.per_family} --ladder {a.ladder}"),
-        "line": LINE, "tuning_families": list(TUNING), "held_out_families": list(HELD_OUT),
-        "fit_seconds": round(fit_s, 1), "score_seconds": round(time.perf_counter() - t_score, 1),
-        "threshold": round(thr, 3),
-        "false_alarms_per_good_image": round(float((good_scores > thr).mean()), 3),
-        "held_out_mean": {k: round(float(np.mean([h[k] for h in held])), 4)
-                          for k in ("image_auroc", "pixel_auroc", "aupro", "recall_at_threshold")},
-        "per_family": per_family,
-        "peer": "not run yet: anomalib PatchCore is to run beside these figures (issue 14)",
+    if not os.path.exists(os.path.join(a.set, "set.json")):
+        genset.build(a.set)
+    desc = genset.load(a.set)
+    families = {"tuning": TUNING, "held_out": HELD_OUT, "all": synthetic.FAMILIES}[a.families]
+    config = _override(ModelConfig(), a.config)
+    ours = run_ours(a.set, os.path.join(a.work, "ours"), config, families)
+    result = {
+        "command": "python bench/generalise.py" + (" --peer-python PEER" if a.peer_python else "")
+                   + (" --config " + " ".join(a.config) if a.config else "")
+                   + (f" --families {a.families}" if a.families != "all" else ""),
+        "set": {k: v for k, v in desc.items() if k != "contrasts"},
+        "tuning_families": list(TUNING), "held_out_families": list(HELD_OUT),
+        "ours": {**ours, **evaluate(a.set, os.path.join(a.work, "ours"), families, ours["threshold"])},
     }
-    common.write("generalise", out)
+    for kind in PEERS if a.peer_python else ():
+        out_dir = os.path.join(a.work, "peer", kind)
+        run = run_peer(a.peer_python, a.set, out_dir, kind)
+        result[kind] = {**run, **evaluate(a.set, out_dir, families)}
+    if not a.peer_python:
+        result["peers"] = "not run: pass --peer-python (bench/setup_peer.sh makes the environment)"
+    if a.no_write:
+        print(json.dumps(result, indent=1))
+    else:
+        common.write("generalise", result)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--every", type=float, default=2.0, help="seconds between samples")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="vi-soak-") as tmp:
-        model_path = save(common.model_for(args.size, 8), os.path.join(tmp, "model.npz"))
+        model_path = save(common.model_for(args.size, 10), os.path.join(tmp, "model.npz"))
         sim = Simulator(0, "SOAK", fps=1000, shape=(args.size, args.size), pool=8)
         port = sim.start()
         with socket_port() as rest_port:

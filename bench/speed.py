@@ -32,7 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--fit-images", type=int, default=40)
-    ap.add_argument("--fit-images-2048", type=int, default=8)
+    ap.add_argument("--fit-images-2048", type=int, default=10)
     a = ap.parse_args()
     train = [synthetic.module_image((768, 768), seed=i).image for i in range(a.fit_images)]
     t0 = time.perf_counter()

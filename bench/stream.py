@@ -259,7 +259,7 @@ def main() -> None:
                                                             period=1.0 / (0.7 * sat["frames_per_s"]))
     if a.only != "e2e":
         # any fitted model: the daemon needs one to start, then ModelOff replaces it
-        t = through_daemon(common.model_for(320, 5), image, a.frames, model_off=True)
+        t = through_daemon(common.model_for(320, 10), image, a.frames, model_off=True)
         out["transport_daemon_model_off"] = t
         size = t["output_message_bytes"]
         refs = {"raw_pyzmq_relay_same_bytes": raw_relay(image, size, a.frames),

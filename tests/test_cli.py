@@ -10,6 +10,7 @@ import pytest
 
 from vi_stream import synthetic
 from vi_stream.cli import main
+from vi_stream.model import read_meta
 from vi_stream.io.files import write_image
 
 from .conftest import SMALL_SHAPE
@@ -36,14 +37,20 @@ def _run(*args):
     return p.returncode, p.stdout, p.stderr
 
 
-def test_train_writes_a_model(tmp_path):
+def test_train_writes_a_model(tmp_path, capsys):
     good = tmp_path / "good"
     for i in range(5):
         write_image(str(good / f"g{i}.png"), synthetic.module_image((192, 192), seed=i).image)
     out = tmp_path / "m.npz"
     rc = main(["train", "--images", str(good), "--out", str(out), "--tile", "128", "--overlap", "32",
-               "--bank-size", "2000", "--cells", "16", "--no-progress"])
+               "--bank-size", "2000", "--cells", "16", "--calibration-every", "2", "--false-alarm-one-in", "50",
+               "--no-progress"])
     assert rc == 0 and out.is_file()
+    cap = capsys.readouterr()
+    assert "one false alarm per 50 good images, from 2 held-out good images" in cap.out
+    assert "note: 2 held-out images give a rough threshold" in cap.err and "16 good images give 8" in cap.err
+    assert read_meta(str(out))["threshold_rule"] == {"rule": "gumbel", "false_alarm_one_in": 50,
+                                                     "calibration_images": 2}
 
 
 def test_score_writes_heatmaps_masks_overlays_and_csv(model_path, sets, tmp_path):
@@ -165,3 +172,20 @@ def test_every_yaml_option_refuses_a_bad_value(tmp_path, key, value):
     f.write_text(yaml.safe_dump({**base, key: value}))
     with pytest.raises(ConfigError, match=f"(?i){key.split('_')[0]}"):
         config_mod.build(str(f), env={})
+
+
+def test_synth_draws_any_family_on_a_varied_line_and_refuses_bad_requests(tmp_path, capsys):
+    out = tmp_path / "set"
+    assert main(["synth", "--out", str(out), "--good", "1", "--per-defect", "1", "--families", "pit,bubble",
+                 "--line", "7", "--contrast", "0.5", "--size", "256", "256"]) == 0
+    assert sorted(os.listdir(out / "images")) == ["bubble_000.png", "good_000.png", "pit_000.png"]
+    assert sorted(os.listdir(out / "masks")) == ["bubble_000_mask.png", "pit_000_mask.png"]
+    line = synthetic.Variation.draw(7)
+    expected = synthetic.module_image((256, 256), 50_000 + synthetic.FAMILIES.index("pit") * 1000, ("pit",),
+                                      contrast=0.5, variation=line).image
+    assert np.array_equal(cv2.imread(str(out / "images" / "pit_000.png"), cv2.IMREAD_UNCHANGED), expected)
+    for bad, msg in ((["--families", "pit,nope"], "unknown defect families"), (["--contrast", "2"], "contrast")):
+        target = tmp_path / bad[1].replace(",", "_")
+        assert main(["synth", "--out", str(target), "--good", "1", *bad]) == 2
+        assert msg in capsys.readouterr().err
+        assert not list((target / "images").glob("*"))  # refused before anything is written

@@ -140,10 +140,10 @@ def test_input_errors(model):
 
 
 def test_fit_needs_enough_images_and_consistent_channels():
-    imgs = [synthetic.module_image((160, 160), seed=i).image for i in range(3)]
-    with pytest.raises(InputError, match="at least 5"):
+    imgs = [synthetic.module_image((160, 160), seed=i).image for i in range(9)]
+    with pytest.raises(InputError, match="at least 10 good images"):
         AnomalyModel.fit(imgs, SMALL_CONFIG)
-    mixed = imgs + [synthetic.module_image((160, 160), seed=9, kind="rgb").image] * 3
+    mixed = imgs[:3] + [synthetic.module_image((160, 160), seed=9, kind="rgb").image] * 3
     with pytest.raises(InputError, match="grey"):
         AnomalyModel.fit(mixed, SMALL_CONFIG)
     with pytest.raises(ConfigError):
@@ -151,13 +151,13 @@ def test_fit_needs_enough_images_and_consistent_channels():
 
 
 def test_fit_memory_is_bounded_by_the_bank_and_colour_uint16_work():
-    cfg = ModelConfig(tile=128, overlap=32, bank_size=2000, cells=32)
+    cfg = ModelConfig(tile=128, overlap=32, bank_size=2000, cells=32, calibration_every=2)
     imgs = (synthetic.module_image((256, 256), seed=i, kind="grey16").image for i in range(6))
     m = AnomalyModel.fit(imgs, cfg)
     assert m.index.bank.shape[0] == 2000 and m.meta["training_patches"] > 2000
     assert m.intensity.hi == 4095.0  # 12-bit data detected
     rgb = AnomalyModel.fit([synthetic.module_image((192, 192), seed=i, kind="rgb").image for i in range(5)],
-                           ModelConfig(tile=128, overlap=32, bank_size=1000, cells=16))
+                           ModelConfig(tile=128, overlap=32, bank_size=1000, cells=16, calibration_every=2))
     r = rgb.score(synthetic.module_image((192, 192), seed=77, kind="rgb", defects=("stain",)).image)
     assert r.heatmap.shape == (192, 192) and rgb.channels == 3
 
@@ -221,3 +221,58 @@ def test_save_is_atomic(model, tmp_path, monkeypatch):
         save(model, str(path))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+HELD_OUT_GUARD = ("hairline", "particles", "smear", "pit", "oxidation", "bubble", "trace_break")
+
+
+def test_quality_guard_on_held_out_families():
+    """Small version of bench/generalise.py: a model fitted on good modules of a varied line
+    scores defects of the families no design choice was tuned on, drawn at medium contrast.
+    At this size pits and trace breaks are near the limit (trace_break is missed by anomalib's
+    PatchCore too). The bars sit a little below what the model reads here (AUROC 0.89, recall
+    0.79, 1 false alarm in 8): a guard against breakage. It is too small to tell design choices
+    apart (32 dimensions read 0.87 / 0.71 / 0 here); that is bench/generalise.py's job."""
+    line = synthetic.Variation.draw(7)
+    shape = (512, 512)
+    # one in two held out: 12 calibration images make the threshold's estimate steady enough
+    model = AnomalyModel.fit((synthetic.module_image(shape, 10_000 + i, variation=line).image for i in range(24)),
+                             ModelConfig(bank_size=40_000, cells=256, calibration_every=2))
+    goods = [model.score(synthetic.module_image(shape, 20_000 + i, variation=line).image).score for i in range(8)]
+    bads = [model.score(synthetic.module_image(shape, 30_000 + 100 * k + i, (fam,), contrast=0.6,
+                                               variation=line).image).score
+            for k, fam in enumerate(HELD_OUT_GUARD) for i in range(2)]
+    y = np.r_[np.zeros(len(goods)), np.ones(len(bads))]
+    image_auroc = auroc(y, np.r_[goods, bads])
+    recall = float(np.mean(np.array(bads) > model.threshold))
+    false_alarms = int(np.sum(np.array(goods) > model.threshold))
+    print(f"held-out guard: image AUROC {image_auroc:.4f}, recall {recall:.2f}, false alarms {false_alarms}/8")
+    assert image_auroc >= 0.85 and recall >= 0.6 and false_alarms <= 2
+
+
+def _rewrite_meta(path, dst, edit):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    edit(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(dst, **arrays)
+    return str(dst)
+
+
+def test_model_files_from_before_the_calibrated_threshold_still_load(model, model_path, tmp_path):
+    """A file written before false_alarm_one_in existed (no threshold rule, a padded threshold)
+    loads with its own dimensions and threshold; a file from a newer version is refused clearly."""
+    def older(meta):
+        meta["config"].pop("false_alarm_one_in")
+        meta.pop("threshold_rule")
+        meta["threshold"] = 33.0
+    old = load(_rewrite_meta(model_path, tmp_path / "old.npz", older))
+    assert old.threshold == 33.0 and old.config.dim == model.config.dim
+    img = synthetic.module_image(SMALL_SHAPE, seed=7002, defects=("dust",)).image
+    assert np.array_equal(old.score(img).heatmap, model.score(img).heatmap)
+
+    def newer(meta):
+        meta["config"]["sharpness"] = 3
+    with pytest.raises(ModelError, match="newer vi_stream.*sharpness.*upgrade vi_stream or refit"):
+        load(_rewrite_meta(model_path, tmp_path / "new.npz", newer))

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Callable, Sequence
 
 from ._version import __version__
-from .errors import ViStreamError
+from .errors import InputError, ViStreamError
 
 
 def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], None]] | None:
@@ -29,24 +29,32 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
     return make
 
 
+CALIBRATION_ADVISED = 8   # held-out good images for a threshold near its false-alarm target
+_MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
+    ("tile", "tile size in px (multiple of 16)"),
+    ("overlap", "tile overlap in px (multiple of 8)"),
+    ("bank_size", "normal patches kept"),
+    ("dim", "feature dimensions after PCA"),
+    ("cells", "index cells"),
+    ("batch_size", "tiles per backbone call at most (on CPU also about 0.3 MP per call)"),
+    ("calibration_every", "every n-th good image is held out to set the threshold"),
+    ("false_alarm_one_in", "threshold for one false alarm expected per this many good images"),
+    ("seed", "random seed"),
+)
+
+
 def _model_config(args: argparse.Namespace):
     from .model import ModelConfig
-    cfg = ModelConfig()
-    over = {k: getattr(args, k) for k in ("tile", "overlap", "bank_size", "dim", "cells", "batch_size", "seed")
-            if getattr(args, k, None) is not None}
-    return replace(cfg, **over).validate()
+    over = {k: getattr(args, k) for k, _ in _MODEL_OPTIONS if getattr(args, k, None) is not None}
+    return replace(ModelConfig(), **over).validate()
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from .model import ModelConfig
     g = p.add_argument_group("model")
-    g.add_argument("--tile", type=int, help="tile size in px (multiple of 16; default 320)")
-    g.add_argument("--overlap", type=int, help="tile overlap in px (multiple of 8; default 64)")
-    g.add_argument("--bank-size", dest="bank_size", type=int, help="normal patches kept (default 120000)")
-    g.add_argument("--dim", type=int, help="feature dimensions after PCA (default 32)")
-    g.add_argument("--cells", type=int, help="index cells (default 1024)")
-    g.add_argument("--batch-size", dest="batch_size", type=int,
-                   help="tiles per backbone call at most (default 16; on CPU about 0.3 MP per call)")
-    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    for name, text in _MODEL_OPTIONS:
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=int,
+                       help=f"{text} (default {getattr(ModelConfig(), name)})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--size", type=int, nargs=2, default=(768, 768), metavar=("H", "W"))
     y.add_argument("--kind", default="grey8", choices=("grey8", "grey16", "rgb"))
     y.add_argument("--seed", type=int, default=0)
+    y.add_argument("--families", default="classic",
+                   help="defect families: classic (the first five), all, or a comma list (see vi_stream.synthetic)")
+    y.add_argument("--line", type=int, help="draw a varied module line with this seed (default: the classic module)")
+    y.add_argument("--contrast", type=float, help="defect contrast in (0, 1] (default 1)")
 
     r = sub.add_parser("run", help="run the daemon: bsread (or camera) in, scored stream out, REST control")
     from .config import add_run_options
@@ -204,6 +216,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"model {model.model_id}: {m['training_images']} training + {m['calibration_images']} calibration images, "
               f"{m['bank_patches']} of {m['training_patches']} patches kept, threshold {model.threshold:.4g}, "
               f"fit in {m['fit_seconds']:.1f} s -> {args.out}")
+        rule = m["threshold_rule"]
+        print(f"threshold set for one false alarm per {rule['false_alarm_one_in']} good images, "
+              f"from {rule['calibration_images']} held-out good images")
+        if rule["calibration_images"] < CALIBRATION_ADVISED:
+            every = model.config.calibration_every
+            print(f"note: {rule['calibration_images']} held-out images give a rough threshold (set high to keep the "
+                  f"target); {CALIBRATION_ADVISED * every} good images give {CALIBRATION_ADVISED} and a lower one",
+                  file=sys.stderr)
         return 0
     if args.command == "score":
         results = offline.score(args.model, args.images, args.out, args.threshold, args.device, progress)
@@ -217,8 +237,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"-> {out}", file=sys.stderr)
         return 0
     if args.command == "synth":
-        img_dir, mask_dir = offline.write_synthetic(args.out, args.good, args.per_defect, tuple(args.size),
-                                                    args.kind, args.seed)
+        from . import synthetic
+        fams = {"classic": synthetic.DEFECT_TYPES, "all": synthetic.FAMILIES}.get(
+            args.families, tuple(f.strip() for f in args.families.split(",") if f.strip()))
+        try:
+            img_dir, mask_dir = offline.write_synthetic(args.out, args.good, args.per_defect, tuple(args.size),
+                                                        args.kind, args.seed, fams, args.line, args.contrast)
+        except ValueError as err:
+            raise InputError(str(err)) from err
         print(f"images -> {img_dir}, masks -> {mask_dir}")
         return 0
     if args.command == "run":

@@ -154,14 +154,17 @@ def _nan_to_none(v: float) -> float | None:
 
 
 def write_synthetic(out_dir: str, n_good: int, n_per_defect: int, shape: tuple[int, int] = (768, 768),
-                    kind: str = "grey8", seed: int = 0) -> tuple[str, str]:
-    """A synthetic set on disk: ``images/`` and ``masks/`` (only for defective images)."""
+                    kind: str = "grey8", seed: int = 0, families=synthetic.DEFECT_TYPES, line: int | None = None,
+                    contrast: float | None = None) -> tuple[str, str]:
+    """A synthetic set on disk: ``images/`` and ``masks/`` (only for defective images); ``line``
+    draws a varied module line (``synthetic.Variation.draw(line)``) instead of the classic one."""
     img_dir = os.path.join(out_dir, "images")
     mask_dir = os.path.join(out_dir, "masks")
     os.makedirs(img_dir, exist_ok=True)
     os.makedirs(mask_dir, exist_ok=True)
     ext = ".tiff" if kind == "grey16" else ".png"
-    for name, s in synthetic.dataset(n_good, n_per_defect, shape, kind, seed):
+    variation = None if line is None else synthetic.Variation.draw(line)
+    for name, s in synthetic.dataset(n_good, n_per_defect, shape, kind, seed, families, variation, contrast):
         files.write_image(os.path.join(img_dir, name + ext), s.image)
         if s.mask.any():
             files.write_image(os.path.join(mask_dir, name + "_mask.png"), s.mask * 255)

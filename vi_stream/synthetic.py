@@ -342,11 +342,18 @@ def module_image(shape: tuple[int, int] = (768, 768), seed: int = 0, defects: Se
 
 
 def dataset(n_good: int, n_per_defect: int, shape: tuple[int, int] = (768, 768), kind: str = "grey8",
-            seed: int = 0, types: Sequence[str] = DEFECT_TYPES):
-    """Yield (name, Sample): ``n_good`` good images, then ``n_per_defect`` of each type."""
+            seed: int = 0, types: Sequence[str] = DEFECT_TYPES, variation: Variation | None = None,
+            contrast: float | None = None):
+    """Yield (name, Sample): ``n_good`` good images, then ``n_per_defect`` of each type (any of
+    FAMILIES), on the classic module or on ``variation``'s line, defects at ``contrast``."""
+    unknown = [t for t in types if t not in FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown defect families {unknown}; known: {', '.join(FAMILIES)}")
+    if contrast is not None and not 0 < contrast <= 1:
+        raise ValueError(f"contrast must be in (0, 1], got {contrast}")
     for i in range(n_good):
-        yield f"good_{i:03d}", module_image(shape, seed * 100_003 + i, (), kind)
+        yield f"good_{i:03d}", module_image(shape, seed * 100_003 + i, (), kind, variation=variation)
     for t in types:
         for i in range(n_per_defect):
-            s = seed * 100_003 + 50_000 + DEFECT_TYPES.index(t) * 1000 + i
-            yield f"{t}_{i:03d}", module_image(shape, s, (t,), kind)
+            s = seed * 100_003 + 50_000 + FAMILIES.index(t) * 1000 + i
+            yield f"{t}_{i:03d}", module_image(shape, s, (t,), kind, contrast=contrast, variation=variation)

@@ -1,13 +1,14 @@
 """The anomaly model: fitted on good images only, scores any image.
 
     >>> from vi_stream.synthetic import module_image
-    >>> goods = [module_image(seed=i).image for i in range(6)]
+    >>> goods = [module_image(seed=i).image for i in range(10)]
     >>> model = AnomalyModel.fit(goods, ModelConfig(bank_size=20000))   # doctest: +SKIP
     >>> r = model.score(module_image(seed=99, defects=("dust",)).image)  # doctest: +SKIP
     >>> r.is_anomalous, r.defects[0]["bbox"]                              # doctest: +SKIP
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -33,7 +34,7 @@ class ModelConfig:
     taps: tuple[int, ...] = (2, 4, 7)
     tile: int = 320
     overlap: int = 64
-    dim: int = 32               # PCA dimensions kept
+    dim: int = 144              # dimensions kept (144 = all of the three taps: a rotation, nothing dropped)
     bank_size: int = 120_000    # reservoir of normal patches (bounds fit memory)
     cells: int = 1024           # k-means cells of the index
     nprobe: int = 4             # cells searched per refined patch
@@ -43,6 +44,7 @@ class ModelConfig:
     batch_size: int = 16        # tiles per backbone call at most (on CPU also bounded by CPU_CALL_PIXELS)
     calibration_every: int = 5  # every n-th good image is held out to set the threshold
     max_calibration: int = 16
+    false_alarm_one_in: int = 20   # threshold: one false alarm expected per this many good images
     seed: int = 0
 
     def validate(self) -> "ModelConfig":
@@ -53,7 +55,8 @@ class ModelConfig:
         if self.tile < 32:
             raise ConfigError(f"tile must be at least 32 px, got {self.tile}")
         for name, lo in (("dim", 1), ("bank_size", 100), ("cells", 1), ("nprobe", 1), ("batch_size", 1),
-                         ("calibration_every", 2), ("max_calibration", 1), ("min_defect_area", 1)):
+                         ("calibration_every", 2), ("max_calibration", 1), ("min_defect_area", 1),
+                         ("false_alarm_one_in", 2)):
             v = getattr(self, name)
             if not isinstance(v, int) or v < lo:
                 raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
@@ -191,9 +194,10 @@ class AnomalyModel:
             n_images += 1
             if progress:
                 progress(1)
-        if n_images < config.calibration_every:
-            raise InputError(f"need at least {config.calibration_every} good images to fit "
-                             f"(one in {config.calibration_every} is held out to set the threshold), got {n_images}")
+        if len(calib) < 2:
+            raise InputError(f"need at least {2 * config.calibration_every} good images to fit "
+                             f"(one in {config.calibration_every} is held out to set the threshold, and it takes "
+                             f"two at least), got {n_images}")
         # PCA from the streamed covariance.
         cov = moments.covariance()
         evals, evecs = np.linalg.eigh(cov)
@@ -211,8 +215,7 @@ class AnomalyModel:
             coarse = np.empty(fgrid.height * fgrid.width, np.float32)
             coarse[dst] = index.distance(q, gate=0.0)
             scores.append(float(_heat(coarse, fgrid, shape, config).max()))
-        s = np.array(scores)
-        threshold = float(max(s.max() * 1.05, s.mean() + 4.0 * s.std()))
+        threshold = calibrated_threshold(scores, config.false_alarm_one_in)
         index.gate = float(config.gate_fraction * threshold)
         meta = {
             "format_version": cls.FORMAT_VERSION,
@@ -230,6 +233,8 @@ class AnomalyModel:
             "bank_patches": int(len(bank)),
             "training_digest": digest.hexdigest(),
             "calibration_scores": [round(v, 6) for v in scores],
+            "threshold_rule": {"rule": "gumbel", "false_alarm_one_in": config.false_alarm_one_in,
+                               "calibration_images": len(calib)},
             "fit_seconds": round(time.perf_counter() - started, 3),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "vi_stream_version": _version(),
@@ -332,6 +337,43 @@ def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int,
     return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, shape, config)
 
 
+def calibrated_threshold(scores, one_in: int) -> float:
+    """The image threshold from the scores of held-out good images, for a false-alarm target.
+
+    An image's score is the maximum of many patch distances, so good images' scores follow an
+    extreme-value (Gumbel) law. Its location and scale are estimated from the calibration
+    scores by their moments, and the threshold is location + k * scale, with k chosen so that
+    the *expected* share of good images above it is 1/``one_in`` for this many calibration
+    images: with few of them the estimates are rough, and the plain quantile (k = 3.9 for
+    one in 50) would flag one good image in 21 on average from 8 images, where k = 5.4 keeps
+    one in 50 (:func:`gumbel_k`). The threshold never falls below the highest calibration
+    score plus 2%, so identical calibration images do not put it on their own score.
+    """
+    s = np.asarray(scores, np.float64)
+    if len(s) < 2 or not np.all(np.isfinite(s)):
+        raise ModelError(f"need at least two finite calibration scores, got {list(s)}")
+    beta = s.std(ddof=1) * math.sqrt(6.0) / math.pi
+    mu = s.mean() - 0.5772156649 * beta
+    return float(max(mu + gumbel_k(len(s), one_in) * beta, s.max() * 1.02))
+
+
+@functools.lru_cache(maxsize=64)
+def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
+    """k such that a good image exceeds mu_hat + k * beta_hat with probability 1/``one_in`` on
+    average, mu_hat and beta_hat being moment estimates from ``n`` Gumbel draws. The law is one
+    of location and scale, so k depends on n and the target only; it is found by simulation
+    (a fixed seed: the same k every time) and bisection."""
+    c = np.random.default_rng(0).gumbel(size=(draws, n))
+    b = c.std(axis=1, ddof=1) * math.sqrt(6.0) / math.pi
+    mu = c.mean(axis=1) - 0.5772156649 * b
+    lo, hi = 0.0, 60.0
+    for _ in range(40):
+        k = 0.5 * (lo + hi)
+        rate = float(np.mean(-np.expm1(-np.exp(-(mu + k * b)))))
+        lo, hi = (k, hi) if rate > 1.0 / one_in else (lo, k)
+    return 0.5 * (lo + hi)
+
+
 def _jsonable(d: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
@@ -345,6 +387,11 @@ def config_from_meta(meta: dict) -> ModelConfig:
     try:
         c = dict(meta["config"])
         c["taps"] = tuple(c["taps"])
+        unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
+        if unknown:
+            raise ModelError(f"model was written by a newer vi_stream ({meta.get('vi_stream_version', '?')}: "
+                             f"unknown settings {', '.join(unknown)}); upgrade vi_stream or refit")
+        # settings added since the file was written take their defaults; the file's threshold stands
         return replace(ModelConfig(), **c).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"model metadata has a bad config: {err}") from err

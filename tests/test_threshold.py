@@ -1,0 +1,42 @@
+"""The image threshold from held-out good images and a false-alarm target."""
+import math
+
+import numpy as np
+import pytest
+
+from vi_stream.errors import ModelError
+from vi_stream.model.anomaly import calibrated_threshold, gumbel_k
+
+
+@pytest.mark.parametrize("n, one_in", [(4, 20), (8, 20), (8, 100), (16, 50)])
+def test_threshold_keeps_its_false_alarm_target_on_average(n, one_in):
+    """Scores of good images drawn from an extreme-value law of arbitrary location and scale:
+    the share of new good images above the threshold, averaged over many calibrations, is the
+    target (the plain plug-in quantile would exceed it by far for small n)."""
+    rng = np.random.default_rng(123)
+    loc, scale = 20.0, 1.7
+    rates, plugin = [], []
+    for _ in range(3000):
+        s = rng.gumbel(loc, scale, size=n)
+        t = calibrated_threshold(s, one_in)
+        rates.append(-math.expm1(-math.exp(-(t - loc) / scale)))
+        b = s.std(ddof=1) * math.sqrt(6) / math.pi
+        q = s.mean() - 0.5772 * b - b * math.log(-math.log(1 - 1 / one_in))
+        plugin.append(-math.expm1(-math.exp(-(q - loc) / scale)))
+    # the 2% floor can only lower the rate
+    assert 0.6 / one_in < np.mean(rates) <= 1.1 / one_in
+    assert np.mean(plugin) > 1.3 / one_in
+
+
+def test_k_grows_with_the_target_and_shrinks_with_more_images():
+    assert gumbel_k(8, 20) < gumbel_k(8, 50) < gumbel_k(8, 100)
+    assert gumbel_k(20, 20) < gumbel_k(8, 20) < gumbel_k(4, 20)
+    assert gumbel_k(8, 20) == gumbel_k(8, 20)  # a fixed seed: the same threshold every fit
+
+
+def test_identical_or_too_few_calibration_scores():
+    assert calibrated_threshold([5.0, 5.0, 5.0], 20) == pytest.approx(5.1)
+    with pytest.raises(ModelError, match="at least two"):
+        calibrated_threshold([5.0], 20)
+    with pytest.raises(ModelError, match="finite"):
+        calibrated_threshold([5.0, float("nan")], 20)
