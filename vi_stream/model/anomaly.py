@@ -39,7 +39,7 @@ class ModelConfig:
     cells: int = 1024           # k-means cells of the index
     nprobe: int = 4             # cells searched per refined patch
     gate_fraction: float = 0.5  # refine patches above this fraction of the threshold
-    smooth_sigma: float = 4.0   # px, Gaussian smoothing of the map
+    smooth_sigma: float = 6.0   # px, Gaussian smoothing of the map (chosen on the tuning families: bench/history.md)
     min_defect_area: int = 16   # px
     batch_size: int = 16        # tiles per backbone call at most (on CPU also bounded by CPU_CALL_PIXELS)
     calibration_every: int = 5  # every n-th good image is held out to set the threshold
