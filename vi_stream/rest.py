@@ -22,7 +22,7 @@ import bottle
 
 from .control import Control
 from .errors import AuthError, ConfigError, InputError, ViStreamError
-from . import openapi, review
+from . import openapi, prometheus, review
 from .storage import summary
 
 log = logging.getLogger("vi_stream.rest")
@@ -50,6 +50,7 @@ def read_json(raw: bytes) -> Any:
 def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["autojson"] = False
+    registry = prometheus.registry_for(api.statistics)
 
     def reply(status_code: int = 200, **fields: Any) -> str:
         bottle.response.status = status_code
@@ -127,6 +128,12 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     @guarded(False)
     def statistics():
         return reply(statistics=api.statistics())
+
+    @app.get("/metrics")
+    @guarded(False)
+    def metrics():
+        bottle.response.content_type = prometheus.CONTENT_TYPE
+        return prometheus.exposition(registry)
 
     @app.get("/config")
     @guarded(False)

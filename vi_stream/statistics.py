@@ -1,6 +1,8 @@
 """The processor's counters, rates and latencies, behind methods (callers never take its lock)."""
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 import time
 from collections import deque
@@ -18,6 +20,8 @@ class Statistics:
     stop; every processed frame's output is then sent or dropped.
     """
 
+    # upper bounds (s) of the cumulative latency histogram (receive -> output handed to ZMQ)
+    LATENCY_BOUNDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
     COUNTERS = ("received", "processed", "anomalous", "sent", "dropped_output", "discarded_on_stop",
                 "not_stored", "input_errors")
 
@@ -33,6 +37,8 @@ class Statistics:
         self.last_score: float | None = None
         self._done: deque[tuple[float, int]] = deque()
         self._latency: deque[float] = deque(maxlen=2000)
+        self._lat_buckets = [0] * (len(self.LATENCY_BOUNDS) + 1)   # the last: above every bound
+        self._lat_sum = 0.0
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -63,6 +69,8 @@ class Statistics:
             self._n["sent" if sent else "dropped_output"] += 1
             if latency is not None:
                 self._latency.append(latency)
+                self._lat_buckets[bisect.bisect_left(self.LATENCY_BOUNDS, latency)] += 1
+                self._lat_sum += latency
 
     def snapshot(self) -> dict:
         now = self.clock()
@@ -95,6 +103,10 @@ class Statistics:
                 "latency_ms": {"p50": round(_pct(lat, 50) * 1e3, 2) if lat else None,
                                "p99": round(_pct(lat, 99) * 1e3, 2) if lat else None,
                                "samples": len(lat)},
+                # since start, cumulative per upper bound (Prometheus' histogram): count <= le
+                "latency_histogram": {"le": list(self.LATENCY_BOUNDS),
+                                      "count_le": list(itertools.accumulate(self._lat_buckets))[:-1],
+                                      "count": sum(self._lat_buckets), "sum_s": round(self._lat_sum, 6)},
             }
 
 
