@@ -6,7 +6,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # PyPI name -> conda-forge name where they differ
-CONDA_NAME = {"opencv-python-headless": "py-opencv", "torch": "pytorch", "PyYAML": "pyyaml"}
+CONDA_NAME = {"opencv-python-headless": "py-opencv", "torch": "pytorch", "PyYAML": "pyyaml",
+              "prometheus-client": "prometheus_client"}
 
 
 def _setup_requires():
