@@ -274,8 +274,8 @@ def test_metrics_are_the_statistics_in_prometheus_format(client, daemon):
     for i in range(3):
         daemon.push.send_multipart(_good(100 + i, img))
     daemon.push.send_multipart([b"not a bsread header"])
-    wait_for(lambda: client.get_statistics()["output_sent"] + client.get_statistics()["output_dropped"] >= 3
-             and client.get_statistics()["frames_rejected_total"] >= 1)
+    wait_for(lambda: (s := client.get_statistics())["output_sent"] + s["output_dropped"] >= 3
+             and s["frames_rejected_total"] >= 1)
     client.stop()
     stats = client.get_statistics()
     r = requests.get(url(daemon, "/metrics"), timeout=5)

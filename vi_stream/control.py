@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+STOPPED = "stopped"
+PROCESSING = "processing"
+STATES = (STOPPED, PROCESSING)   # what Control.status() answers
+
 
 class Control(Protocol):
     def status(self) -> str:
-        """``"stopped"`` or ``"processing"``."""
+        """One of :data:`STATES`: ``"stopped"`` or ``"processing"``."""
 
     def start_processing(self) -> None:
         """Start processing (idempotent)."""

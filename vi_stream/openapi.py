@@ -8,8 +8,9 @@ import html
 from typing import Any
 
 from ._version import __version__
+from .control import STATES
 
-_STATUS = {"type": "string", "enum": ["stopped", "processing"]}
+_STATUS = {"type": "string", "enum": list(STATES)}
 _OBJECT = {"type": "object"}
 
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from .control import PROCESSING, STOPPED
 from .errors import InputError
 from .frame import Frame, Result
 from .ratelog import RateLimitedLog
@@ -25,9 +26,6 @@ from .pipeline import Pipeline
 from .settings import Settings
 
 log = logging.getLogger("vi_stream.processor")
-
-STOPPED = "stopped"
-PROCESSING = "processing"
 
 
 class Source(Protocol):

@@ -12,6 +12,8 @@ from typing import Callable, Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from .control import STATES
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _COUNTERS = (  # /statistics key, help
@@ -29,7 +31,6 @@ _STORE_COUNTERS = (  # writer statistics key, metric name (spooled_total is spoo
     ("spooled_total", "spool_writes"), ("errors", "errors"), ("render_failed", "render_failed"), ("lost", "lost"),
     ("submit_waits", "submit_waits"))
 _STORE_GAUGES = ("spooled", "spooled_bytes", "failed", "queue", "queue_size", "held_in_memory")
-STATES = ("stopped", "processing")
 
 
 class StatisticsCollector:
@@ -50,7 +51,7 @@ class StatisticsCollector:
         yield _gauge("megapixels_per_second", "megapixels scored per second over the last window",
                      s["megapixels_per_s"])
         state = GaugeMetricFamily("vi_stream_state", "1 for the processor's current state", labels=["state"])
-        for name in STATES:
+        for name in STATES:  # every state, 1 for the current one, so a dashboard can plot it
             state.add_metric([name], 1.0 if s["state"] == name else 0.0)
         yield state
         q = s["queues"]

@@ -352,9 +352,14 @@ def calibrated_threshold(scores, one_in: int) -> float:
     s = np.asarray(scores, np.float64)
     if len(s) < 2 or not np.all(np.isfinite(s)):
         raise ModelError(f"need at least two finite calibration scores, got {list(s)}")
-    beta = s.std(ddof=1) * math.sqrt(6.0) / math.pi
-    mu = s.mean() - 0.5772156649 * beta
+    mu, beta = _gumbel_moments(s)
     return float(max(mu + gumbel_k(len(s), one_in) * beta, s.max() * 1.02))
+
+
+def _gumbel_moments(s: np.ndarray):
+    """Location and scale of a Gumbel law from its mean and standard deviation (along the last axis)."""
+    beta = s.std(axis=-1, ddof=1) * math.sqrt(6.0) / math.pi
+    return s.mean(axis=-1) - 0.5772156649 * beta, beta
 
 
 @functools.lru_cache(maxsize=64)
@@ -363,9 +368,7 @@ def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
     average, mu_hat and beta_hat being moment estimates from ``n`` Gumbel draws. The law is one
     of location and scale, so k depends on n and the target only; it is found by simulation
     (a fixed seed: the same k every time) and bisection."""
-    c = np.random.default_rng(0).gumbel(size=(draws, n))
-    b = c.std(axis=1, ddof=1) * math.sqrt(6.0) / math.pi
-    mu = c.mean(axis=1) - 0.5772156649 * b
+    mu, b = _gumbel_moments(np.random.default_rng(0).gumbel(size=(draws, n)))
     lo, hi = 0.0, 60.0
     for _ in range(40):
         k = 0.5 * (lo + hi)
