@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=9)
     a = ap.parse_args()
     shape = (a.size, a.size)
-    train = [genset._image(shape, 10_000 + i, 7).image for i in range(a.train)]
-    img = genset._image(shape, 31_000, 7, ("scratch", "dust"), 0.5).image
+    train = [genset.image(shape, 10_000 + i, 7).image for i in range(a.train)]
+    img = genset.image(shape, 31_000, 7, ("scratch", "dust"), 0.5).image
     models = {d: AnomalyModel.fit(train, replace(ModelConfig(), dim=d)) for d in a.dims}
     for m in models.values():
         m.score(img)  # warm-up: tracing, numba

