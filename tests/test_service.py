@@ -193,3 +193,32 @@ def test_journal_is_used_only_when_stderr_is_the_journal():
     assert journal_connected({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
     assert not journal_connected({"JOURNAL_STREAM": "1:2"})
     assert not journal_connected({})
+
+
+def test_simulator_send_never_blocks_when_the_receiver_vanishes_after_the_poll():
+    """The camera simulator polls for room, then sends; a receiver gone in between used to leave
+    the send blocked for ever, and close(), joining in vain, then closed the socket under it
+    (libzmq aborts the process: seen once in CI). Here the poll says "room" with no receiver."""
+    sim = Simulator(0, "SIM", fps=0, shape=(128, 128), pool=1)
+    sim.start()
+    real = sim._sock
+
+    class SaysReady:
+        def poll(self, timeout, flags):
+            return True
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    sim._sock = SaysReady()
+    done = []
+    t = threading.Thread(target=lambda: done.append(sim.send(0)), daemon=True)
+    t.start()
+    t.join(5)
+    sim._sock = real
+    try:
+        assert not t.is_alive(), "send still blocked after 5 s"
+        assert done == [False] and sim.sent == 0
+    finally:
+        if not t.is_alive():  # closing the socket under a blocked send would abort the test run
+            sim.close()

@@ -55,9 +55,15 @@ class Simulator:
         return m
 
     def send(self, pulse_id: int, timeout_ms: int = 1000) -> bool:
+        """True if handed to ZMQ. Never blocks past the poll: the receiver can vanish between the
+        poll and the send, and a blocking send would then wait for ever, holding the thread that
+        close() must join before it closes the socket (a socket closed under a send aborts)."""
         if self._sock is None or not self._sock.poll(timeout_ms, zmq.POLLOUT):
             return False
-        self._sock.send_multipart(self._enc.encode(self.message(pulse_id)), copy=False)
+        try:
+            self._sock.send_multipart(self._enc.encode(self.message(pulse_id)), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
         self.sent += 1
         return True
 
