@@ -34,6 +34,7 @@ TEST_REQUIRES = [
     "mongomock>=4.1",
     "Pillow>=9",        # a second PNG decoder in the store tests
     "schemathesis>=4.3,<5",  # fuzzes the REST API against its OpenAPI document
+    "playwright>=1.40",      # drives Debian's chromium (never `playwright install`): the operator's page
 ]
 
 setup(
@@ -43,6 +44,7 @@ setup(
     long_description=open(os.path.join(here, "README.md")).read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["vi_stream", "vi_stream.*"]),
+    package_data={"vi_stream": ["web/*.html", "web/*.js", "web/*.css"]},   # the operator's page
     python_requires=">=3.10",
     install_requires=REQUIRES,
     extras_require={"test": TEST_REQUIRES},

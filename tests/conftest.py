@@ -1,6 +1,7 @@
 """Shared fixtures: one small fitted model per session (fit once, ~15 s)."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -35,6 +36,25 @@ def good_images() -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def model(good_images) -> AnomalyModel:
     return AnomalyModel.fit(good_images, SMALL_CONFIG)
+
+
+BACKENDS = ["local", "mongomock"] + (["mongodb"] if os.environ.get("VI_STREAM_TEST_MONGO_URI") else [])
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    """Each store backend, started and empty: the contract tests run on all of them (a real MongoDB
+    when VI_STREAM_TEST_MONGO_URI is set)."""
+    from vi_stream.io.local_store import LocalStore
+    from .store_helpers import mongomock_store, real_mongo_store
+    if request.param == "local":
+        cm = contextlib.closing(LocalStore(str(tmp_path / "store")).start())
+    elif request.param == "mongomock":
+        cm = mongomock_store()
+    else:
+        cm = real_mongo_store()
+    with cm as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -43,3 +43,15 @@ def test_dockerfile_pins_cpu_torch_runs_the_daemon_and_checks_health():
     assert 'if [ -n "$push" ]' in build  # pushes only when asked
     p = subprocess.run(["bash", "-n", os.path.join(ROOT, "docker", "build.sh")], capture_output=True)
     assert p.returncode == 0
+
+
+def test_the_wheel_carries_the_operators_page(tmp_path):
+    """The page is package data: an installed vi_stream (pip, conda, docker) serves it with no checkout."""
+    import zipfile
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path), ROOT], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]
+    wheel = next(f for f in os.listdir(tmp_path) if f.endswith(".whl"))
+    names = set(zipfile.ZipFile(os.path.join(tmp_path, wheel)).namelist())
+    shipped = {f"vi_stream/web/{f}" for f in os.listdir(os.path.join(ROOT, "vi_stream", "web"))}
+    assert shipped and shipped <= names, shipped - names

@@ -222,11 +222,11 @@ def test_errors_travel_by_class(daemon):
 
 
 def test_a_flood_of_idle_connections_is_capped_and_the_control_plane_answers(model):
-    from vi_stream import rest
+    from vi_stream import rest, server
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         d.server.server_close()   # rebind a server with a small cap on the same app, for a bounded test
         d.server.shutdown()
-        d.server, _ = rest.serve(rest.make_app(d), "127.0.0.1", 0, max_connections=8)
+        d.server, _ = server.serve(rest.make_app(d), "127.0.0.1", 0, max_connections=8)
         socks = []
         try:
             for _ in range(40):                                 # 5x the cap, all idle
@@ -254,9 +254,9 @@ def _answers(c: Client) -> bool:
 
 
 def test_an_idle_connection_is_dropped_after_the_timeout(daemon, monkeypatch):
-    from vi_stream import rest
-    assert 0 < rest._QuietHandler.timeout <= 30        # the production default: idle sockets do not live forever
-    monkeypatch.setattr(rest._QuietHandler, "timeout", 0.5)   # shortened to keep the test quick
+    from vi_stream import server
+    assert 0 < server._QuietHandler.timeout <= 30        # the production default: idle sockets do not live forever
+    monkeypatch.setattr(server._QuietHandler, "timeout", 0.5)   # shortened to keep the test quick
     s = socket.create_connection(("127.0.0.1", daemon.rest_port), timeout=5)
     try:
         s.sendall(b"GET /status HTTP/1.1\r\n")     # half a request, then silence

@@ -5,8 +5,6 @@ with VI_STREAM_TEST_MONGO_URI set it also runs against that real server.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
 
 import cv2
@@ -20,25 +18,7 @@ from vi_stream import review
 from vi_stream.daemon import open_store
 from vi_stream.storage import summary
 
-from .store_helpers import TILE, make_record, make_result, mongomock_store, real_mongo_store
-
-BACKENDS = ["local", "mongomock"] + (["mongodb"] if os.environ.get("VI_STREAM_TEST_MONGO_URI") else [])
-
-
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    if request.param == "local":
-        s = LocalStore(str(tmp_path / "store")).start()
-        cm = contextlib.nullcontext(s)
-    elif request.param == "mongomock":
-        cm = mongomock_store()
-    else:
-        cm = real_mongo_store()
-    with cm as s:
-        yield s
-    if request.param == "local":
-        s.close()
-
+from .store_helpers import TILE, make_record, make_result, mongomock_store
 
 def decode(png: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)

@@ -107,6 +107,14 @@ class Client:
         """Newest first: name, times and per side score, verdict, tile_count, verified count, thumbnail id."""
         return self._call("GET", "/api/modules", params={"limit": limit, "skip": skip})["modules"]
 
+    def history(self, **filters: Any) -> tuple[list[dict], int]:
+        """One page of module sides and how many match: ``from_``/``to`` (ISO-8601 with a zone), ``verdict``
+        ("anomalous"/"good"), ``reviewed`` ("yes"/"no"), ``tag``, ``module`` (prefix), ``sort``, ``order``,
+        ``limit``, ``skip`` (README, "History")."""
+        params = {("from" if k == "from_" else k): v for k, v in filters.items() if v is not None}
+        r = self._call("GET", "/api/history", params=params)
+        return r["sides"], r["total"]
+
     def get_module(self, name: str) -> dict:
         """The whole module document (ATLAS schema; image ids as 24-hex strings)."""
         return self._call("GET", f"/api/modules/{quote(name, safe='')}")["module"]

@@ -44,5 +44,8 @@ class Control(Protocol):
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         """Load another model (a file, or fetched by name over SFTP) and switch to it between frames."""
 
+    def live_feed(self) -> Any:
+        """The live monitor's feed (:class:`vi_stream.live.Live`): events, previews, trends, log tail."""
+
     def results_store(self) -> Any:
         """The results store (read-back and review); StateError when the daemon runs without one."""

@@ -17,10 +17,12 @@ from .io.bsread_in import BsreadSource
 from .io.bsread_out import BsreadSink
 from .io.camera_in import CameraSource
 from .io.spool import Spool
+from .live import Live
 from .model import AnomalyModel, load
 from .pipeline import Pipeline
 from .processor import Processor
-from .rest import make_app, serve
+from .rest import make_app
+from .server import serve
 from .storage import Store
 from .uris import redact
 from .writer import StoreWriter
@@ -52,8 +54,9 @@ class Daemon:
         self.context = context
         self.sink: BsreadSink | None = None
         settings = settings_mod.Settings(settings_mod.check_roi(cfg.roi), settings_mod.check_threshold(cfg.threshold))
+        self.live = Live(self._live_status)
         self.processor = Processor(self._make_source, Pipeline(self.model), [self._send], settings, cfg.queue_size,
-                                   block_output=cfg.block, store=self.writer)
+                                   block_output=cfg.block, store=self.writer, watch=self.live)
         self.server = None
         self.rest_port: int | None = None
         self._reload_lock = threading.Lock()
@@ -89,6 +92,7 @@ class Daemon:
                                    c.block, c.output_compression, self.context)
             port = self.sink.start()
             self.config = replace(self.config, output_port=port)
+            self.live.start()
             self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host,
                                          self.config.rest_port)
         except BaseException:
@@ -111,6 +115,7 @@ class Daemon:
             self.writer.close(timeout=max(1.0, deadline - time.monotonic() - 1.0))
         if self.rest_port is not None:   # it ran: the books, for the journal
             log.info("%s", accounting_line(self.processor.statistics()))
+        self.live.close()   # the monitor's streams end (browsers reconnect when the daemon is back)
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -148,6 +153,16 @@ class Daemon:
 
     def statistics(self) -> dict:
         return self.processor.statistics()
+
+    def live_feed(self) -> Live:
+        return self.live
+
+    def _live_status(self) -> dict:
+        """What the monitor shows besides frames: the statistics, the threshold in force, the model."""
+        return {"status": self.processor.state, "statistics": self.processor.statistics(),
+                "threshold": self.processor.settings.threshold, "model_id": self.model.model_id,
+                "model_threshold": self.model.threshold, "qa_margin": self.live.qa_margin,
+                "rest_host": self.config.rest_host}
 
     def results_store(self) -> Store:
         if self.store is None:

@@ -63,6 +63,12 @@ class AuthError(ServiceError):
     status = 401
 
 
+class CsrfError(AuthError):
+    """Logged in by cookie, but the request lacks the session's CSRF token (X-CSRF-Token)."""
+
+    status = 403
+
+
 class Overloaded(ServiceError):
     status = 503
 

@@ -34,7 +34,8 @@ def _json(schema: dict) -> dict:
 
 
 def _errors(*codes: int) -> dict:
-    words = {400: "bad input", 401: "missing or wrong token", 404: "unknown", 409: "wrong state",
+    words = {400: "bad input", 401: "missing or wrong token", 403: "logged in, but without the CSRF token",
+             404: "unknown", 409: "wrong state",
              503: "overloaded, or the store is unreachable"}
     return {str(c): {"description": words[c], **_json({"$ref": "#/components/schemas/Error"})} for c in codes}
 
@@ -43,13 +44,13 @@ def _op(summary: str, ok: dict, *errors: int, body: dict | None = None, params: 
         mutating: bool = False, ok_media: str = "application/json") -> dict:
     op: dict[str, Any] = {"summary": summary,
                           "responses": {"200": {"description": "ok", "content": {ok_media: {"schema": ok}}},
-                                        **_errors(*(errors + ((401,) if mutating else ()) + (503,)))}}
+                                        **_errors(*(errors + ((401, 403) if mutating else ()) + (503,)))}}
     if body is not None:
         op["requestBody"] = body
     if params:
         op["parameters"] = params
     if mutating:
-        op["security"] = [{"bearer": []}, {}]
+        op["security"] = [{"bearer": []}, {"session": []}, {}]
     return op
 
 
@@ -77,7 +78,10 @@ def spec() -> dict:
         "components": {
             "schemas": {"Error": _ERROR},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "with --token: needed on every mutating route"}},
+                                           "description": "with --token: needed on every mutating route"},
+                                "session": {"type": "apiKey", "in": "cookie", "name": "vi_session",
+                                            "description": "the page's login (POST /api/login); with it, "
+                                                           "mutating routes also need the X-CSRF-Token header"}},
         },
         "paths": {
             "/start": {"post": _op("start processing (idempotent)", _envelope(), mutating=True)},
@@ -129,6 +133,39 @@ def spec() -> dict:
                 params=[_MODULE, _SIDE_NAME, _TILE],
                 body={"required": True, **_json({"type": "object", "properties": {
                     "verified": {"type": "boolean"}, "result_id": {"type": "string"}}})})},
+            "/api/history": {"get": _op(
+                "module sides, newest first, filtered and paged from indexes", _envelope(
+                    sides={"type": "array", "items": _OBJECT}, total={"type": "integer"},
+                    limit={"type": "integer"}, skip={"type": "integer"}), 400, 409,
+                params=[_query("from", {"type": "string", "format": "date-time"}),
+                        _query("to", {"type": "string", "format": "date-time"}),
+                        _query("verdict", {"type": "string", "enum": ["anomalous", "good"]}),
+                        _query("reviewed", {"type": "string", "enum": ["yes", "no"]}),
+                        _query("tag", {"type": "string"}), _query("module", {"type": "string"}),
+                        _query("sort", {"type": "string", "enum": ["processed_at", "score", "module"]}),
+                        _query("order", {"type": "string", "enum": ["desc", "asc"]}),
+                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                        _query("skip", {"type": "integer", "minimum": 0})])},
+            "/api/events": {"get": _op(
+                "the live monitor's Server-Sent Events: status, trends, recent, logs, then verdict, frame, "
+                "reject, status, log as they happen (a bounded number of streams: 503 beyond)",
+                {"type": "string"}, ok_media="text/event-stream")},
+            "/api/trends": {"get": _op("the last hour in 10 s bins: frames/s, fraction anomalous, score "
+                                       "quantiles, latency p99", _envelope(bin_s={"type": "number"},
+                                                                           bins={"type": "array", "items": _OBJECT}))},
+            "/api/session": {"get": _op("whether a token is needed and this browser is logged in; its CSRF "
+                                        "token", _envelope(auth_required={"type": "boolean"},
+                                                           logged_in={"type": "boolean"}))},
+            "/api/login": {"post": _op("exchange the token for a session cookie (HttpOnly, SameSite=Strict) "
+                                       "and a CSRF token", _envelope(csrf={"type": "string"}), 400, 401, 409,
+                                       body={"required": True, **_json({"type": "object", "properties": {
+                                           "token": {"type": "string"}}})})},
+            "/api/logout": {"post": _op("end this browser's session", _envelope(logged_in={"type": "boolean"}))},
+            "/": {"get": _op("the operator's page (monitor, history, module review)", {"type": "string"},
+                             ok_media="text/html")},
+            "/static/{name}": {"get": _op("the page's scripts and styles (shipped in the package)",
+                                          {"type": "string"}, 404, ok_media="text/javascript",
+                                          params=[_path_param("name", {"type": "string"})])},
             "/openapi.json": {"get": {"summary": "this document", "responses": {
                 "200": {"description": "ok", **_json(_OBJECT)}}}},
             "/docs": {"get": {"summary": "this document for people", "responses": {

@@ -64,11 +64,12 @@ class Processor:
     def __init__(self, source_factory: Callable[[], Source], pipeline: Pipeline, outputs: list[Output],
                  settings: Settings = Settings(), queue_size: int = 4, output_queue_size: int = 8,
                  block_output: bool = False, clock: Callable[[], float] = time.monotonic,
-                 store: "StoreSink | None" = None):
+                 store: "StoreSink | None" = None, watch: "Watcher | None" = None):
         self.source_factory = source_factory
         self.pipeline = pipeline
         self.outputs = outputs
         self.store = store  # every processed result goes here, even when the stream output drops it
+        self.watch = watch  # the live monitor: told of every verdict and reject, never waited for
         self._settings = settings
         self.queue_size = queue_size
         self.output_queue_size = output_queue_size
@@ -164,6 +165,7 @@ class Processor:
                     frame = run.source.receive(100)
                 except InputError as err:   # a message was taken and refused: received and rejected
                     self.stats.reject(err.reason)
+                    self._tell("rejected", err.reason, None)
                     self.rlog.warning(err.reason, f"rejected frame: {err}")
                     continue
                 except Exception as err:  # the adapter itself failed; no message was taken
@@ -226,6 +228,10 @@ class Processor:
                 else:
                     self.stats.processed(result)
             if result is None:
+                self._tell("rejected", reason, frame)
+            else:
+                self._tell("result", result)
+            if result is None:
                 if reason == "processing_error":
                     log.error("pulse %s: processing failed: %r", frame.pulse_id, err, exc_info=err,
                               extra={"pulse_id": frame.pulse_id, "module_name": frame.module})
@@ -243,6 +249,14 @@ class Processor:
                     run.outq.put_nowait(result)
                 except queue.Full:
                     self.stats.output(sent=False)
+
+    def _tell(self, what: str, *args) -> None:
+        if self.watch is None:
+            return
+        try:
+            getattr(self.watch, what)(*args)
+        except Exception as err:   # the monitor is never worth a frame
+            self.rlog.warning("watch_error", f"live monitor failed: {err!r}")
 
     def _store(self, run: _Run, result: Result) -> None:
         """Hand the result to the store writer, waiting for room (a result is never dropped for the store)."""
@@ -311,6 +325,13 @@ def _drain(q: queue.Queue) -> int:
             n += 1
         except queue.Empty:
             return n
+
+
+class Watcher(Protocol):
+    """What the processor tells the live monitor (:class:`vi_stream.live.Live`); both must return at once."""
+
+    def result(self, result: Result) -> None: ...
+    def rejected(self, reason: str, frame: Frame | None) -> None: ...
 
 
 class StoreSink(Protocol):

@@ -9,21 +9,20 @@ block the control plane.
 """
 from __future__ import annotations
 
-import hmac
+import hashlib
 import json
 import logging
+import os
 import re
-import socketserver
-import threading
 from typing import Any, Callable
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import bottle
 
+from .auth import COOKIE, CSRF_HEADER, Sessions
 from .control import Control
-from .errors import AuthError, ConfigError, InputError, ViStreamError
+from .errors import ConfigError, InputError, NotFoundError, Overloaded, ViStreamError
 from . import openapi, prometheus, review
-from .storage import summary
+from .storage import HistoryQuery, summary
 
 log = logging.getLogger("vi_stream.rest")
 
@@ -32,6 +31,10 @@ MAX_MASK_BYTES = 64 * 1024 * 1024
 
 
 MAX_JSON_BYTES = 1024 * 1024
+WEB_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "web")
+_STATIC_NAME = re.compile(r"[a-z0-9_-]+\.(js|css|html|svg|png)")
+_STATIC_TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
+                 "html": "text/html; charset=utf-8", "svg": "image/svg+xml", "png": "image/png"}
 
 
 def read_json(raw: bytes) -> Any:
@@ -51,6 +54,7 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     app = bottle.Bottle()
     app.config["autojson"] = False
     registry = prometheus.registry_for(api.statistics)
+    sessions = Sessions(token)
 
     def reply(status_code: int = 200, **fields: Any) -> str:
         bottle.response.status = status_code
@@ -60,6 +64,8 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
 
     def error(err: ViStreamError) -> str:
         extra = {"reason": err.reason} if isinstance(err, InputError) else {}
+        if isinstance(err, Overloaded):
+            bottle.response.set_header("Retry-After", "2")
         return reply(err.status, message=str(err), error=type(err).__name__, **extra)
 
     def body() -> Any:
@@ -79,11 +85,10 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     def guarded(mutating: bool) -> Callable:
         def deco(fn: Callable) -> Callable:
             def wrapper(*a: Any, **k: Any) -> str:
-                if mutating and token:
-                    got = bottle.request.get_header("Authorization", "")
-                    if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
-                        return error(AuthError("missing or wrong token (Authorization: Bearer <token>)"))
                 try:
+                    if mutating:
+                        sessions.check(bottle.request.get_header("Authorization", ""),
+                                       bottle.request.get_cookie(COOKIE), bottle.request.get_header(CSRF_HEADER))
                     return fn(*a, **k)
                 except ViStreamError as err:
                     return error(err)
@@ -190,7 +195,9 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     def get_image(image_id):
         if not _IMAGE_ID.fullmatch(image_id):
             raise ConfigError(f"an image id is 24 hex digits, got {image_id[:40]!r}")
-        data = api.results_store().get_image(image_id.lower())
+        data = api.live_feed().images.get(image_id.lower())   # a live preview, else the store's
+        if data is None:
+            data = api.results_store().get_image(image_id.lower())
         bottle.response.content_type = "image/png"
         bottle.response.set_header("Cache-Control", "public, max-age=31536000, immutable")  # content-addressed
         bottle.response.set_header("ETag", f'"{image_id.lower()}"')
@@ -215,6 +222,77 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         side_doc = review.verify(api.results_store(), name, side, tile, data.get("verified", True),
                                  data.get("result_id"))
         return reply(side=side_doc)
+
+    @app.get("/api/history")
+    @guarded(False)
+    def history():
+        query = HistoryQuery.parse(dict(bottle.request.query.decode().allitems()))
+        rows, total = api.results_store().find_sides(query)
+        return reply(sides=rows, total=total, limit=query.limit, skip=query.skip)
+
+    # ---------------------------------------------------------------- the operator's page
+    @app.get("/api/events")
+    @guarded(False)
+    def events():
+        live = api.live_feed()
+        listener = live.hub.subscribe()          # Overloaded (503) beyond the listener cap
+        bottle.response.content_type = "text/event-stream; charset=utf-8"
+        bottle.response.set_header("Cache-Control", "no-store")
+        bottle.response.set_header("X-Accel-Buffering", "no")   # a reverse proxy must not buffer it
+        return live.hub.stream(listener, live.snapshot())
+
+    @app.get("/api/trends")
+    @guarded(False)
+    def trends():
+        live = api.live_feed()
+        return reply(bin_s=live.trends.bin_s, bins=live.trends.summary())
+
+    @app.get("/api/session")
+    @guarded(False)
+    def session():
+        csrf = sessions.csrf(bottle.request.get_cookie(COOKIE))
+        return reply(auth_required=sessions.required, logged_in=csrf is not None, csrf=csrf)
+
+    @app.post("/api/login")
+    @guarded(False)
+    def login():
+        sid, csrf = sessions.login(body_object('send {"token": "..."}').get("token"))
+        bottle.response.set_header("Set-Cookie", f"{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; "
+                                                 f"Max-Age={int(sessions.ttl)}")
+        return reply(auth_required=True, logged_in=True, csrf=csrf)
+
+    @app.post("/api/logout")
+    @guarded(False)
+    def logout():
+        sessions.logout(bottle.request.get_cookie(COOKIE))
+        bottle.response.set_header("Set-Cookie", f"{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0")
+        return reply(auth_required=sessions.required, logged_in=False, csrf=None)
+
+    def static_file(name: str) -> bytes:
+        match = _STATIC_NAME.fullmatch(name)
+        path = os.path.join(WEB_DIR, name)
+        if not match or not os.path.isfile(path):
+            raise NotFoundError(f"no file {name[:80]!r} in the page's assets")
+        with open(path, "rb") as f:
+            data = f.read()
+        etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        bottle.response.set_header("ETag", etag)
+        bottle.response.set_header("Cache-Control", "no-cache")   # revalidated: an upgrade shows at once
+        bottle.response.content_type = _STATIC_TYPES[match.group(1)]
+        if bottle.request.get_header("If-None-Match") == etag:
+            bottle.response.status = 304
+            return b""
+        return data
+
+    @app.get("/")
+    @guarded(False)
+    def index():
+        return static_file("index.html")
+
+    @app.get("/static/<name>")
+    @guarded(False)
+    def static(name):
+        return static_file(name)
 
     doc = openapi.spec()
 
@@ -243,64 +321,3 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
                            "message": f"method {bottle.request.method} not allowed on {bottle.request.path}"})
 
     return app
-
-
-MAX_CONNECTIONS = 64        # concurrent connections; more are answered 503 at once
-IDLE_TIMEOUT = 10.0         # seconds a connection may sit without sending its request
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    """A thread per connection, at most ``max_connections`` at once: one beyond that gets a
-    503 written straight to its socket (no thread), so a flood cannot starve the control plane."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    max_connections = MAX_CONNECTIONS
-
-    def server_activate(self) -> None:
-        super().server_activate()
-        self._slots = threading.BoundedSemaphore(self.max_connections)
-        self.refused = 0
-
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.refused += 1
-            try:
-                body = json.dumps({"state": "error", "error": "Overloaded",
-                                   "message": "too many connections, try again"}).encode()
-                request.settimeout(1.0)
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Retry-After: 1\r\nConnection: close\r\nContent-Length: "
-                                + str(len(body)).encode() + b"\r\n\r\n" + body)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    timeout = IDLE_TIMEOUT   # socket timeout: an idle or trickling client is dropped, its thread freed
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        log.debug("%s - %s", self.address_string(), format % args)
-
-
-def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0,
-          max_connections: int = MAX_CONNECTIONS) -> tuple[WSGIServer, threading.Thread]:
-    """Start a threaded WSGI server; returns (server, thread). ``server.server_port`` is the port."""
-    server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections})
-    server = make_server(host, port, app, server_class=server_class, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)
-    thread.start()
-    return server, thread

@@ -15,9 +15,12 @@ A store connects in ``start()`` (or ``with store:``) and lets go in ``close()``.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Protocol
 
 from . import record as rec
+from .errors import ConfigError
 
 
 class Lifetime(Protocol):
@@ -51,6 +54,10 @@ class Results(Protocol):
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         """Replace the side if it still shows ``expect_result_id``; False if it changed meanwhile."""
 
+    def find_sides(self, query: "HistoryQuery") -> tuple[list[dict], int]:
+        """One page of module sides (:func:`side_row` rows) matching ``query``, and how many match in all.
+        Answered from indexes on the sides' rows, never by reading the module documents."""
+
 
 class Store(Lifetime, Images, Results, Protocol):
     """A results store: what the daemon, the writer and review need."""
@@ -69,3 +76,89 @@ def summary(module: dict) -> dict:
             "tag": side.get("tag"), "acquired_at": side.get("acquired_at"),
         }
     return out
+
+
+def side_row(module: str, side_name: str, side: dict) -> dict:
+    """What the history lists and filters on for one module side (kept beside the module document,
+    indexed, updated with it)."""
+    verified = sum(bool(v) for v in side.get("verified_masks") or [])
+    tiles = int(side.get("tile_count") or 0)
+    return {"module": module, "side": side_name, "result_id": side.get("result_id"),
+            "processed_at": side.get("processed_at") or "", "acquired_at": side.get("acquired_at"),
+            "score": float(side.get("score") or 0.0), "is_anomalous": bool(side.get("is_anomalous")),
+            "tag": side.get("tag") or "", "tile_count": tiles, "verified": verified,
+            "reviewed": tiles > 0 and verified == tiles, "defects": len(side.get("defects") or []),
+            "model_id": side.get("model_id"),
+            "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id")}
+
+
+SORTS = ("processed_at", "score", "module")
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Filters, order and page of ``GET /api/history``; every field checked by :meth:`parse`."""
+
+    since: str | None = None          # processed_at >= (ISO-8601)
+    until: str | None = None          # processed_at < (ISO-8601)
+    anomalous: bool | None = None     # verdict
+    reviewed: bool | None = None      # every tile verified (True) or not (False)
+    tag: str | None = None            # exact
+    module: str | None = None         # name starts with
+    sort: str = "processed_at"
+    descending: bool = True
+    limit: int = 50
+    skip: int = 0
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> "HistoryQuery":
+        """From query-string parameters (all strings); ConfigError naming the first bad one."""
+        unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "sort",
+                                        "order", "limit", "skip"})
+        if unknown:
+            raise ConfigError(f"unknown history filter(s): {', '.join(unknown)}")
+
+        def get(name: str) -> str | None:
+            v = params.get(name)
+            return None if v is None or v == "" else str(v)
+
+        def when(name: str) -> str | None:
+            v = get(name)
+            if v is None:
+                return None
+            try:
+                t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
+            if t.tzinfo is None:
+                raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
+            return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+        def choice(name: str, options: dict) -> Any:
+            v = get(name)
+            if v is None:
+                return None
+            if v not in options:
+                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {v!r}")
+            return options[v]
+
+        def number(name: str, default: int, lo: int, hi: int) -> int:
+            v = get(name)
+            if v is None:
+                return default
+            try:
+                n = int(v)
+            except ValueError:
+                raise ConfigError(f"{name} must be an integer, got {v!r}") from None
+            if not lo <= n <= hi:
+                raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
+            return n
+
+        sort = choice("sort", {s: s for s in SORTS}) or "processed_at"
+        return cls(since=when("from"), until=when("to"),
+                   anomalous=choice("verdict", {"anomalous": True, "good": False}),
+                   reviewed=choice("reviewed", {"yes": True, "no": False}),
+                   tag=get("tag"), module=get("module"), sort=sort,
+                   descending=choice("order", {"desc": True, "asc": False}) is not False,
+                   limit=number("limit", 50, 1, MAX_PAGE), skip=number("skip", 0, 0, 10**7))

@@ -16,7 +16,6 @@ disk, so the queue only fills if rendering (PNG encoding) cannot keep up.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -28,6 +27,7 @@ from .io.spool import Spool
 from .ratelog import RateLimitedLog
 from .record import Record
 from .storage import Store
+from .threads import lower_priority
 
 log = logging.getLogger("vi_stream.store")
 
@@ -124,7 +124,7 @@ class StoreWriter:
 
     # ------------------------------------------------------------------ writer thread
     def _loop(self) -> None:
-        _lower_priority(self.nice)
+        lower_priority(self.nice)
         while True:
             stopping = self._stop.is_set()
             if self._held and not self._unblock(stopping):
@@ -314,18 +314,3 @@ class StoreWriter:
                 "submit_waits": self.waits,
                 "last_error": self.last_error,
             }
-
-
-def _lower_priority(nice: int) -> None:
-    """Let scoring win the CPU: PNG encoding runs at a lower priority (Linux: per thread).
-
-    The writer only needs the CPU that processing leaves idle; on a 2-core machine this
-    keeps its cost to processing small (bench/store.py).
-    """
-    if nice <= 0:
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux, or not allowed
-        pass

@@ -22,6 +22,7 @@ import threading
 from typing import Iterator
 
 from .. import record as rec
+from ..storage import HistoryQuery, side_row
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
 from .files import fsync_dir, write_durably
 
@@ -33,7 +34,16 @@ CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, length INTEGER NOT NULL)
 CREATE INDEX IF NOT EXISTS modules_updated ON modules (last_updated_at);
 CREATE INDEX IF NOT EXISTS results_module ON results (module, side, processed_at);
 CREATE INDEX IF NOT EXISTS results_pulse ON results (pulse_id);
+CREATE TABLE IF NOT EXISTS sides (module TEXT NOT NULL, side TEXT NOT NULL, processed_at TEXT NOT NULL,
+                                  score REAL NOT NULL, is_anomalous INTEGER NOT NULL, reviewed INTEGER NOT NULL,
+                                  tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (module, side));
+CREATE INDEX IF NOT EXISTS sides_time ON sides (processed_at);
+CREATE INDEX IF NOT EXISTS sides_verdict ON sides (is_anomalous, processed_at);
+CREATE INDEX IF NOT EXISTS sides_reviewed ON sides (reviewed, processed_at);
+CREATE INDEX IF NOT EXISTS sides_tag ON sides (tag, processed_at);
+CREATE INDEX IF NOT EXISTS sides_score ON sides (score);
 """
+_SIDE_COLUMNS = {"processed_at": "processed_at", "score": "score", "module": "module"}
 
 
 def _unavailable(err: Exception, what: str) -> StoreUnavailable:
@@ -72,7 +82,15 @@ class LocalStore:
 
     def ensure_indexes(self) -> None:
         with self._lock:
+            fresh = not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'sides'").fetchone()
             self._db.executescript(_SCHEMA)
+        if fresh:   # a store written before the history existed: index the sides it holds, once
+            with self._transaction("index the module sides"):
+                for (doc,) in self._db.execute("SELECT doc FROM modules").fetchall():
+                    module = json.loads(doc)
+                    for s in rec.SIDES:
+                        if module.get(s):
+                            self._index_side(module["name"], s, module[s])
 
     def close(self) -> None:
         with self._lock:
@@ -154,6 +172,15 @@ class LocalStore:
         doc["last_updated_at"] = now
         self._db.execute("INSERT OR REPLACE INTO modules (name, doc, last_updated_at) VALUES (?, ?, ?)",
                          (r.module, json.dumps(doc), now))
+        self._index_side(r.module, r.side_name, side)
+
+    def _index_side(self, module: str, side_name: str, side: dict) -> None:
+        """The side's history row, in the caller's transaction."""
+        row = side_row(module, side_name, side)
+        self._db.execute("INSERT OR REPLACE INTO sides (module, side, processed_at, score, is_anomalous, reviewed, "
+                         "tag, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (module, side_name, row["processed_at"], row["score"], int(row["is_anomalous"]),
+                          int(row["reviewed"]), row["tag"], json.dumps(row)))
 
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         with self._transaction("update the module"):
@@ -165,6 +192,7 @@ class LocalStore:
             doc["last_updated_at"] = rec.now_iso()
             self._db.execute("UPDATE modules SET doc = ?, last_updated_at = ? WHERE name = ?",
                              (json.dumps(doc), doc["last_updated_at"], name))
+            self._index_side(name, side_name, side)
             return True
 
     # ------------------------------------------------------------------ reading
@@ -173,6 +201,29 @@ class LocalStore:
             rows = self._db.execute("SELECT doc FROM modules ORDER BY last_updated_at DESC, name LIMIT ? OFFSET ?",
                                     (limit, skip)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    def find_sides(self, query: HistoryQuery) -> tuple[list[dict], int]:
+        where, args = [], []
+        if query.since is not None:
+            where.append("processed_at >= ?"); args.append(query.since)
+        if query.until is not None:
+            where.append("processed_at < ?"); args.append(query.until)
+        if query.anomalous is not None:
+            where.append("is_anomalous = ?"); args.append(int(query.anomalous))
+        if query.reviewed is not None:
+            where.append("reviewed = ?"); args.append(int(query.reviewed))
+        if query.tag is not None:
+            where.append("tag = ?"); args.append(query.tag)
+        if query.module is not None:   # a name prefix as a range, so the primary key's index serves it
+            where.append("module >= ? AND module < ?"); args += [query.module, query.module + "\U0010ffff"]
+        cond = (" WHERE " + " AND ".join(where)) if where else ""
+        order = "DESC" if query.descending else "ASC"
+        sql = (f"SELECT row FROM sides{cond} ORDER BY {_SIDE_COLUMNS[query.sort]} {order}, module {order}, "
+               f"side {order} LIMIT ? OFFSET ?")
+        with self._lock:
+            rows = self._db.execute(sql, args + [query.limit, query.skip]).fetchall()
+            total = self._db.execute(f"SELECT COUNT(*) FROM sides{cond}", args).fetchone()[0]
+        return [json.loads(r[0]) for r in rows], total
 
     def get_module(self, name: str) -> dict:
         with self._lock:

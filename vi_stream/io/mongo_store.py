@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import record as rec
+from ..storage import HistoryQuery, side_row
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
 from ..uris import redact
 
@@ -132,6 +133,18 @@ class MongoStore:
             self.db.modules.create_index([("last_updated_at", pymongo.DESCENDING)], name="last_updated")
             self.db.results.create_index([("module", 1), ("side", 1), ("processed_at", -1)], name="module_side")
             self.db.results.create_index([("pulse_id", 1)], name="pulse_id")
+            self.db.sides.create_index([("module", 1), ("side", 1)], unique=True, name="module_side")
+            self.db.sides.create_index([("processed_at", -1)], name="time")
+            self.db.sides.create_index([("is_anomalous", 1), ("processed_at", -1)], name="verdict")
+            self.db.sides.create_index([("reviewed", 1), ("processed_at", -1)], name="reviewed")
+            self.db.sides.create_index([("tag", 1), ("processed_at", -1)], name="tag")
+            self.db.sides.create_index([("score", -1)], name="score")
+            if not self.db.sides.find_one({}, {"_id": 1}):
+                # a database written before the history existed: index the sides it holds, once
+                for doc in self.db.modules.find({}, {s: 1 for s in ("name",) + rec.SIDES}):
+                    for s in rec.SIDES:
+                        if doc.get(s):
+                            self._index_side(doc["name"], s, from_mongo(doc[s]))
         self._call("create indexes", make)  # create_index is a no-op when the same index exists
         self._indexed = True
 
@@ -182,9 +195,12 @@ class MongoStore:
         side = to_mongo(r.side)
         self.db.results.replace_one({"_id": _oid(r.id)},
                                     {"_id": _oid(r.id), "module": r.module, "side": r.side_name, **side}, upsert=True)
-        current = self.db.modules.find_one({"name": r.module}, {f"{r.side_name}.result_id": 1})
+        current = self.db.modules.find_one({"name": r.module}, {r.side_name: 1})
         if current and (current.get(r.side_name) or {}).get("result_id") == _oid(r.id):
-            return  # a replay: the side already shows this result (and maybe its review)
+            # a replay: the side already shows this result (and maybe its review); its history row
+            # may not (a crash between the two writes), so that is written again from the side as stored
+            self._index_side(r.module, r.side_name, from_mongo(current[r.side_name]))
+            return
         now = datetime.now(timezone.utc)
         update = {"$set": {r.side_name: side, "last_updated_at": now},
                   "$setOnInsert": {"description": "", "uploaded_by": r.uploaded_by, "uploaded_at": now}}
@@ -194,12 +210,48 @@ class MongoStore:
             # Another daemon (the other side's camera) inserted the module first: now it exists.
             del update["$setOnInsert"]
             self.db.modules.update_one({"name": r.module}, update)
+        self._index_side(r.module, r.side_name, r.side)
+
+    def _index_side(self, module: str, side_name: str, side: dict) -> None:
+        """The side's history row, written after the module document (a replay rewrites it)."""
+        row = to_mongo(side_row(module, side_name, side))
+        self.db.sides.replace_one({"module": module, "side": side_name}, row, upsert=True)
 
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         res = self._call("update the module", self.db.modules.update_one,
                          {"name": name, f"{side_name}.result_id": _oid(expect_result_id)},
                          {"$set": {side_name: to_mongo(side), "last_updated_at": datetime.now(timezone.utc)}})
-        return res.matched_count == 1
+        if res.matched_count != 1:
+            return False
+        self._call("update the module", self._index_side, name, side_name, side)
+        return True
+
+    def find_sides(self, query: HistoryQuery) -> tuple[list[dict], int]:
+        q: dict[str, Any] = {}
+        when = {}
+        if query.since is not None:
+            when["$gte"] = datetime.fromisoformat(query.since)
+        if query.until is not None:
+            when["$lt"] = datetime.fromisoformat(query.until)
+        if when:
+            q["processed_at"] = when
+        if query.anomalous is not None:
+            q["is_anomalous"] = query.anomalous
+        if query.reviewed is not None:
+            q["reviewed"] = query.reviewed
+        if query.tag is not None:
+            q["tag"] = query.tag
+        if query.module is not None:   # a name prefix: an anchored, escaped regex uses the index
+            import re
+            q["module"] = {"$regex": "^" + re.escape(query.module)}
+        d = -1 if query.descending else 1
+        sort = [(query.sort, d), ("module", d), ("side", d)]
+
+        def find():
+            rows = list(self.db.sides.find(q, {"_id": 0}).sort(sort).skip(query.skip).limit(query.limit))
+            return rows, self.db.sides.count_documents(q)
+        rows, total = self._call("read the history", find)
+        return [from_mongo(r) for r in rows], total
 
     # ------------------------------------------------------------------ reading
     def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:

@@ -1,0 +1,80 @@
+"""Browser sessions for the operator's page: the token exchanged once for a cookie, plus CSRF.
+
+With a token set (``--token``), every mutating request needs either the bearer header
+(scripts, the Python client) or the session cookie *and* that session's CSRF token in
+the ``X-CSRF-Token`` header (the page). The cookie is HttpOnly and SameSite=Strict, so
+page scripts cannot read it and other sites cannot send it; the CSRF token is handed to
+the page by ``GET /api/session`` and a forged form has no way to learn it. Reading needs
+no credentials. Sessions live in memory: a daemon restart logs everyone out.
+"""
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable
+
+from .errors import AuthError, CsrfError, StateError
+
+COOKIE = "vi_session"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_TTL_S = 12 * 3600    # a shift
+MAX_SESSIONS = 256           # the oldest is logged out beyond this
+
+
+class Sessions:
+    def __init__(self, token: str | None, ttl: float = SESSION_TTL_S, max_sessions: int = MAX_SESSIONS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.token = token or None
+        self.ttl, self.max_sessions, self.clock = ttl, max_sessions, clock
+        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()   # id -> (csrf, expires)
+        self._lock = threading.Lock()
+
+    @property
+    def required(self) -> bool:
+        return self.token is not None
+
+    def login(self, given: object) -> tuple[str, str]:
+        """A new session (id, csrf) for the right token; AuthError otherwise."""
+        if not self.required:
+            raise StateError("no token is set on this daemon: nothing to log in to, every request is allowed")
+        if not isinstance(given, str) or not hmac.compare_digest(given.encode(), self.token.encode()):
+            raise AuthError("wrong token")
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions[sid] = (csrf, self.clock() + self.ttl)
+            while len(self._sessions) > self.max_sessions:
+                self._sessions.popitem(last=False)
+        return sid, csrf
+
+    def logout(self, sid: str | None) -> None:
+        with self._lock:
+            self._sessions.pop(sid or "", None)
+
+    def csrf(self, sid: str | None) -> str | None:
+        """The session's CSRF token, or None for no, unknown or expired session."""
+        if not sid:
+            return None
+        with self._lock:
+            entry = self._sessions.get(sid)
+            if entry is None:
+                return None
+            if entry[1] < self.clock():
+                del self._sessions[sid]
+                return None
+            return entry[0]
+
+    def check(self, authorization: str, sid: str | None, csrf_header: str | None) -> None:
+        """Allow a mutating request, or raise: AuthError (401) without credentials, CsrfError (403) for a
+        session without its CSRF token."""
+        if not self.required:
+            return
+        if authorization and hmac.compare_digest(authorization.encode(), f"Bearer {self.token}".encode()):
+            return
+        want = self.csrf(sid)
+        if want is None:
+            raise AuthError("missing or wrong token (Authorization: Bearer <token>), or log in on the page")
+        if not csrf_header or not hmac.compare_digest(csrf_header.encode(), want.encode()):
+            raise CsrfError(f"logged in, but the request lacks the session's CSRF token ({CSRF_HEADER})")
