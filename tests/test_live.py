@@ -188,7 +188,8 @@ def test_pages_and_images_are_served_and_unknown_assets_are_404(daemon):
         r = requests.get(base + "/static/" + bad, timeout=5)
         assert r.status_code == 404, bad
     daemon.live.render(make_result(5), {"threshold": 1.0})   # a preview in the cache ...
-    key = daemon.live.images.put(render(make_result(6)).images[next(iter(render(make_result(6)).images))])
+    images = render(make_result(6)).images
+    key = daemon.live.images.put(images[next(iter(images))])
     r = requests.get(base + f"/api/images/{key}", timeout=5)
     assert r.ok and r.headers["Cache-Control"].endswith("immutable")   # ... served by id like a stored one
 

@@ -22,7 +22,7 @@ from .auth import COOKIE, CSRF_HEADER, Sessions
 from .control import Control
 from .errors import ConfigError, InputError, NotFoundError, Overloaded, ViStreamError
 from . import openapi, prometheus, review
-from .storage import HistoryQuery, summary
+from .storage import HistoryQuery, int_param, summary
 
 log = logging.getLogger("vi_stream.rest")
 
@@ -167,16 +167,7 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
 
     # ---------------------------------------------------------------- results: read-back and review
     def query_int(name: str, default: int, lo: int, hi: int) -> int:
-        raw = bottle.request.query.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            v = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-        if not lo <= v <= hi:
-            raise ConfigError(f"{name} must be {lo}-{hi}, got {v}")
-        return v
+        return int_param(name, bottle.request.query.get(name), default, lo, hi)
 
     @app.get("/api/modules")
     @guarded(False)

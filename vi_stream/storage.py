@@ -92,6 +92,19 @@ def side_row(module: str, side_name: str, side: dict) -> dict:
             "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id")}
 
 
+def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
+    """A query-string integer in [lo, hi] (``default`` when absent or empty); ConfigError naming it."""
+    if raw is None or raw == "":
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= n <= hi:
+        raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
+    return n
+
+
 SORTS = ("processed_at", "score", "module")
 MAX_PAGE = 500
 
@@ -143,22 +156,11 @@ class HistoryQuery:
                 raise ConfigError(f"{name} must be one of {', '.join(options)}, got {v!r}")
             return options[v]
 
-        def number(name: str, default: int, lo: int, hi: int) -> int:
-            v = get(name)
-            if v is None:
-                return default
-            try:
-                n = int(v)
-            except ValueError:
-                raise ConfigError(f"{name} must be an integer, got {v!r}") from None
-            if not lo <= n <= hi:
-                raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
-            return n
-
         sort = choice("sort", {s: s for s in SORTS}) or "processed_at"
         return cls(since=when("from"), until=when("to"),
                    anomalous=choice("verdict", {"anomalous": True, "good": False}),
                    reviewed=choice("reviewed", {"yes": True, "no": False}),
                    tag=get("tag"), module=get("module"), sort=sort,
                    descending=choice("order", {"desc": True, "asc": False}) is not False,
-                   limit=number("limit", 50, 1, MAX_PAGE), skip=number("skip", 0, 0, 10**7))
+                   limit=int_param("limit", get("limit"), 50, 1, MAX_PAGE),
+                   skip=int_param("skip", get("skip"), 0, 0, 10**7))
