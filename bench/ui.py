@@ -1,6 +1,6 @@
 """The operator's page under load: processing with monitor tabs open, frame-to-screen latency, history at 100k.
 
-    python bench/ui.py [--size 2048] [--tabs 4] [--window 40] [--pairs 3] [--rows 100000]
+    python bench/ui.py [--size 2048] [--tabs 4] [--window 40] [--pairs 3] [--rows 100000] [--preview-side PX]
 
 1. Processing rate with ``--tabs`` monitor tabs open against none: a simulated camera
    sends ``--size``² frames faster than the model scores them (model on, store on),
@@ -43,14 +43,15 @@ def _processed(base: str) -> tuple[float, int]:
     return time.monotonic(), s["frames_processed"]
 
 
-def tabs_and_latency(model, size: int, tabs: int, window: float, pairs: int) -> dict:
+def tabs_and_latency(model, size: int, tabs: int, window: float, pairs: int, preview_side: int) -> dict:
     from playwright.sync_api import sync_playwright
     state = tempfile.mkdtemp(prefix="vi-bench-ui-")
     sim = Simulator(0, "UI", fps=50.0, shape=(size, size), pool=4, defect_rate=0.5, seed=5)
     port = sim.start()
     sim.run_in_thread()
     cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": state}, input=f"tcp://127.0.0.1:{port}", prefix="UI",
-                           output_port=0, rest_port=0, auto_start=True)
+                           output_port=0, rest_port=0, auto_start=True,
+                           preview_side=preview_side)
     windows: list[dict] = []
     latencies: list[float] = []
     with Daemon(cfg, model=model) as d, sync_playwright() as p:
@@ -80,7 +81,7 @@ def tabs_and_latency(model, size: int, tabs: int, window: float, pairs: int) -> 
     sim.close()
     ratios = [windows[2 * k + 1]["fps"] / windows[2 * k]["fps"] for k in range(pairs)]
     lat = np.asarray(latencies)
-    return {"size": size, "tabs": tabs, "window_s": window, "windows": windows,
+    return {"size": size, "tabs": tabs, "preview_side": preview_side, "window_s": window, "windows": windows,
             "ratio_median": round(statistics.median(ratios), 4), "ratio_range": [round(min(ratios), 4),
                                                                                  round(max(ratios), 4)],
             "latency_s": {"frames": int(lat.size), "p50": round(float(np.percentile(lat, 50)), 3),
@@ -148,11 +149,12 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--preview-side", type=int, default=config_mod.DaemonConfig.preview_side)
     a = ap.parse_args()
     model = common.model_for(a.size)      # fitted on the size it scores, as a site would
     out = {"history": history(model, a.rows, a.repeats)}
     print(out["history"], file=sys.stderr)
-    out["tabs"] = tabs_and_latency(model, a.size, a.tabs, a.window, a.pairs)
+    out["tabs"] = tabs_and_latency(model, a.size, a.tabs, a.window, a.pairs, a.preview_side)
     common.write("ui", out)
 
 

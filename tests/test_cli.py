@@ -133,6 +133,9 @@ RUN = ["run", "tcp://127.0.0.1:1", "CAM", "--model", "nonexistent.npz", "--store
     (["--max-pixels", "10"], "max_pixels"), (["--store-tile", "8"], "store_tile"),
     (["--store-queue", "0"], "store_queue"), (["--camera-fps", "0"], "camera_fps"),
     (["--output-port", "70000"], "output_port"), (["--rest-port", "-1"], "rest_port"),
+    (["--preview-side", "10"], "preview_side"), (["--shadow-every", "0"], "shadow_every"),
+    (["--worker", "a b"], "worker"), (["--drift-chunk", "2"], "drift_chunk"), (["--model-poll", "0"], "model_poll"),
+    (["--shadow-alias", "candidate"], "needs a store"), (["--model-alias", "production"], "not both"),
 ])
 def test_every_run_flag_refuses_a_bad_value_before_anything_starts(flags, words, capsys):
     """`run --threshold -1` used to start, report ready, and then reject every frame."""

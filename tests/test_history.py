@@ -83,6 +83,28 @@ def test_a_replay_keeps_the_reviewed_row(filled):
     assert row["verified"] == 1
 
 
+def test_filter_by_model_version(store):
+    for i, version in enumerate(["pads@1.0", "pads@1.1", None, "pads@1.1"]):
+        r = _record(i, f"V-{i}", minute=i)
+        r.side["model_version"] = version
+        store.write([r])
+    rows, total = store.find_sides(HistoryQuery.parse({"model_version": "pads@1.1"}))
+    assert [r["module"] for r in rows] == ["V-3", "V-1"] and total == 2
+    assert rows[0]["model_version"] == "pads@1.1"
+
+
+def test_a_store_from_before_the_registry_gets_the_model_version_column(tmp_path):
+    path = str(tmp_path / "old")
+    with LocalStore(path).start() as s:
+        r = _record(1, "M-1")
+        r.side["model_version"] = "pads@2.0"
+        s.write([r, _record(2, "M-2")])
+        s._db.executescript("DROP INDEX sides_model; ALTER TABLE sides DROP COLUMN model_version;")
+    with LocalStore(path).start() as s:
+        rows, total = s.find_sides(HistoryQuery(model_version="pads@2.0"))
+        assert total == 1 and rows[0]["module"] == "M-1"
+
+
 def test_a_store_from_before_the_history_is_indexed_when_opened(tmp_path):
     path = str(tmp_path / "old")
     with LocalStore(path).start() as s:
@@ -102,7 +124,8 @@ def test_the_old_mongo_database_is_indexed_too(store):
     assert store.find_sides(HistoryQuery())[1] == 3
 
 
-@pytest.mark.parametrize("where", ["", "is_anomalous = 1", "reviewed = 0", "tag = 'x'", "module >= 'M' AND module < 'N'"])
+@pytest.mark.parametrize("where", ["", "is_anomalous = 1", "reviewed = 0", "tag = 'x'", "module >= 'M' AND module < 'N'",
+                                   "model_version = 'pads@1.0'"])
 def test_local_history_reads_indexes_not_the_table(tmp_path, where):
     with LocalStore(str(tmp_path / "s")).start() as s:
         cond = f" WHERE {where}" if where else ""

@@ -99,7 +99,7 @@ def test_the_watcher_publishes_verdicts_and_previews_of_the_newest_frame(tmp_pat
                                                                               "status"} <= set(got))
         assert [v.get("qa") for v in live.recent] == ["red", "grey"]
         big = make_result(4, shape=(2048, 1024))
-        assert live.render(big, {"threshold": 1.0})["preview_scale"] == 0.5
+        assert live.render(big, {"threshold": 1.0})["preview_scale"] == live.preview_side / 2048   # longest side
     finally:
         live.close()
     assert live.hub.closed

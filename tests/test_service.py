@@ -119,14 +119,18 @@ def test_log_lines_carry_journal_priorities_and_no_timestamps():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (.ci/run installs it)")
-def test_units_pass_systemd_analyze_verify(tmp_path):
-    unit = os.path.join(ROOT, "systemd", "vi_stream@.service")
-    inst = tmp_path / "vi_stream@EXAMPLE.service"
+@pytest.mark.parametrize("template", ["vi_stream@", "vi_stream-worker@", "vi_stream-merge@"])
+def test_units_pass_systemd_analyze_verify(tmp_path, template):
+    unit = os.path.join(ROOT, "systemd", f"{template}.service")
+    inst = tmp_path / f"{template}EXAMPLE.service"
     shutil.copy(unit, inst)
     for path in (unit, str(inst)):
         p = subprocess.run(["systemd-analyze", "verify", path], capture_output=True, text=True, timeout=60)
         assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
     text = open(unit).read()
+    if template == "vi_stream-merge@":
+        assert "ExecStart=/usr/bin/env vi_stream merge" in text and "DynamicUser=yes" in text
+        return
     for key in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "StateDirectory=", "NoNewPrivileges=yes",
                 "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes", "EnvironmentFile=/etc/vi_stream/%i.env"):
         assert key in text

@@ -1,70 +1,36 @@
 """SFTP model distribution against a real OpenSSH sshd on 127.0.0.1 (started here)."""
-import getpass
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
 from vi_stream.errors import ModelError, NotFoundError, ServiceError
-from vi_stream.io.sftp import SftpSettings, fetch_model
+from vi_stream.io.sftp import fetch_model
 from vi_stream.model import load
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+from . import cluster_helpers
+from .cluster_helpers import SSHD
+
 pytestmark = pytest.mark.skipif(not os.path.exists(SSHD), reason="openssh-server not installed (.ci/run installs it)")
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory, model_path):
     d = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    shutil.copy(d / "client_key.pub", d / "authorized_keys")
     project = d / "project"
     (project / "models").mkdir(parents=True)
     shutil.copy(model_path, project / "models" / "good.npz")
     (project / "models" / "garbage.npz").write_bytes(b"PK\x03\x04" + os.urandom(5000))
     (project / "config.yaml").write_text("threshold: 0.5\n")
-    os.makedirs("/run/sshd", exist_ok=True)
-    proc = None
-    for _attempt in range(3):
-        port = _free_port()
-        (d / "sshd_config").write_text(
-            f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nAuthorizedKeysFile {d / 'authorized_keys'}\n"
-            "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nPermitRootLogin yes\nUsePAM no\n"
-            f"StrictModes no\nSubsystem sftp internal-sftp\nPidFile {d / 'sshd.pid'}\nLogLevel ERROR\n")
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
-        end = time.monotonic() + 10
-        while time.monotonic() < end and proc.poll() is None:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as c:
-                    if c.recv(4).startswith(b"SSH-"):
-                        break
-            except OSError:
-                time.sleep(0.05)
-        if proc.poll() is None:
-            break
-    assert proc is not None and proc.poll() is None, proc.stderr.read().decode() if proc else "no sshd"
-    host_pub = (d / "host_key.pub").read_text().split()
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub[0]} {host_pub[1]}\n")
+    proc, settings = cluster_helpers.sshd(d, "")
     (d / "empty_known_hosts").write_text("")
-    base = SftpSettings("127.0.0.1", str(project), getpass.getuser(), key_file=str(d / "client_key"), port=port,
-                        known_hosts=str(d / "known_hosts"), timeout=10)
-    yield base, d
-    proc.terminate()
-    proc.wait(10)
+    yield _replace(settings, project_path=str(project)), d
+    cluster_helpers.stop(proc)
 
 
 def _replace(s, **kw):
@@ -185,16 +151,21 @@ def test_fetch_model_cli(sshd, tmp_path):
     assert p.returncode == 2 and "authentication failed" in p.stderr and "Traceback" not in p.stderr
 
 
+def _sftp_env(monkeypatch, sshd, state) -> None:
+    """The SFTP_* settings of the loopback server, and a state folder, in the environment."""
+    settings, d = sshd
+    for k, v in dict(SFTP_HOST="127.0.0.1", SFTP_PORT=str(settings.port), SFTP_USER=settings.user,
+                     SFTP_KEY=settings.key_file, SFTP_PROJECT_PATH=settings.project_path,
+                     SFTP_KNOWN_HOSTS=str(d / "known_hosts"), VI_STREAM_STATE_DIR=str(state)).items():
+        monkeypatch.setenv(k, v)
+
+
 def test_rest_reload_by_name_fetches_and_a_failed_fetch_keeps_running(sshd, tmp_path, model, monkeypatch):
 
     from vi_stream import Client
 
     from .daemon_helpers import bound_push, running_daemon
-    settings, d = sshd
-    for k, v in dict(SFTP_HOST="127.0.0.1", SFTP_PORT=str(settings.port), SFTP_USER=settings.user,
-                     SFTP_KEY=settings.key_file, SFTP_PROJECT_PATH=settings.project_path,
-                     SFTP_KNOWN_HOSTS=str(d / "known_hosts"), VI_STREAM_STATE_DIR=str(tmp_path)).items():
-        monkeypatch.setenv(k, v)
+    _sftp_env(monkeypatch, sshd, tmp_path)
     with bound_push() as (push, port), running_daemon(model, port) as (dm, _ctx):
         c = Client(f"http://127.0.0.1:{dm.rest_port}", timeout=60)
         info = c.reload_model(name="good.npz")
@@ -202,3 +173,15 @@ def test_rest_reload_by_name_fetches_and_a_failed_fetch_keeps_running(sshd, tmp_
         with pytest.raises(NotFoundError):
             c.reload_model(name="nope.npz")
         assert c.get_model()["path"] == info["path"]
+
+
+def test_models_register_imports_a_model_from_sftp_into_the_registry(sshd, tmp_path, monkeypatch, capsys):
+    from vi_stream.cli import main
+    _sftp_env(monkeypatch, sshd, tmp_path)
+    store = ["--store", str(tmp_path / "store")]
+    assert main(["models", "register", "--sftp", "good.npz", "--name", "pads", "--json"] + store) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["version"], doc["source"]) == ("1.0", "sftp:good.npz")
+    assert main(["models", "register", "--sftp", "garbage.npz", "--name", "pads"] + store) == 2
+    assert main(["models", "register", "x.npz", "--sftp", "good.npz", "--name", "pads"] + store) == 2
+    assert "one of them" in capsys.readouterr().err

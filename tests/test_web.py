@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 
+from vi_stream import record as record_mod
 from vi_stream.live import MAX_LISTENERS
 from vi_stream.simulate import Simulator
 
@@ -229,7 +230,9 @@ def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):
     daemon.stop_processing()
     name, side_name, side = _open_tile(page, daemon, 0)
     _click_canvas(page, 10, 10)
-    daemon.store.write([make_record(987_654, name, side_name)])     # the side imaged again meanwhile
+    again = make_record(987_654, name, side_name)                    # the side imaged again meanwhile
+    again.side["acquired_at"] = record_mod.now_iso()                  # (later than what the page shows)
+    daemon.store.write([again])
     page.click("#ed-save")
     page.wait_for_selector("#ed-message.error")
     text = page.inner_text("#ed-message")
@@ -299,3 +302,36 @@ def test_open_tabs_up_to_the_cap_leave_the_control_plane_answering(browser, mode
         d.close()                                       # the daemon stops: every stream ends
         for s in streams:
             assert b"event: status" in b"".join(s.iter_content(None))
+
+
+def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tmp_path):
+    from .test_registry import _meta_change, _rewrite
+    reg = daemon.registry
+    with open(model_path, "rb") as f:
+        reg.register(f.read(), "webpads", "1.0")
+    second = _rewrite(model_path, str(tmp_path / "v2.npz"), _meta_change(lambda m: m.update(threshold=1.0)))
+    with open(second, "rb") as f:
+        reg.register(f.read(), "webpads", "1.1")
+    page.goto(page.base + "/#/models")
+    page.wait_for_selector("#models[data-ready='1']")
+    page.fill("#alias-name", "web")
+    page.click("button[data-ref='webpads@1.0']")
+    page.wait_for_selector("#toast:has-text('Give a reason')")      # a reason is required, nothing sent
+    assert "web" not in reg.aliases()
+    page.fill("#alias-reason", "first on this station")
+    page.click("button[data-ref='webpads@1.0']")
+    page.wait_for_selector("#aliases:has-text('webpads@1.0')")
+    assert reg.resolve("web")["version"] == "1.0"
+    # someone else moves the alias meanwhile: the page's promotion is refused and says so
+    reg.promote("web", "webpads", "1.1", "from the shell")
+    page.fill("#alias-reason", "stale page")
+    page.click("button[data-ref='webpads@1.1']")
+    page.wait_for_selector("#toast:has-text('points at webpads@1.1, not webpads@1.0')")
+    page.wait_for_selector("#aliases:has-text('webpads@1.1')")      # the page reloaded what is true now
+    page.fill("#alias-reason", "1.1 too strict")
+    page.click("#rollback")
+    page.wait_for_selector("#alias-log tbody tr:first-child:has-text('rollback')")
+    assert reg.resolve("web")["version"] == "1.0"
+    assert [c["reason"] for c in reg.changes("web")] == ["1.1 too strict", "from the shell",
+                                                           "first on this station"]
+    shot(page, "models")

@@ -1,4 +1,4 @@
-"""Command line: ``vi_stream {train,score,evaluate,synth,run,simulate,fetch-model,demo} ...``.
+"""Command line: ``vi_stream {train,score,evaluate,synth,run,simulate,fetch-model,models,merge,batch,demo} ...``.
 
 Thin: parse, build, hand in, report. Every expected failure is one line on
 stderr and a non-zero exit (2 for usage/input/model errors); ``--debug``
@@ -119,6 +119,19 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--accept-unknown-host-key", action="store_true",
                    help="trust a host key that is not in known_hosts (and remember it for this connection only)")
 
+    from . import cli_batch, cli_models
+    cli_models.add_parser(sub)
+    cli_batch.add_parser(sub)
+
+    g = sub.add_parser("merge", help="fan-in of several workers' outputs, back in pulse order, as one stream")
+    g.add_argument("inputs", nargs="+", metavar="tcp://WORKER:PORT", help="the workers' output streams")
+    g.add_argument("--output-port", type=int, required=True, help="port of the merged stream (0 = any free port)")
+    g.add_argument("--output-host", default="127.0.0.1")
+    g.add_argument("--max-wait", type=float, default=2.0, help="seconds a pulse waits for the ones before it (2)")
+    g.add_argument("--rest-port", type=int, help="serve /status and /statistics on this port")
+    g.add_argument("--rest-host", default="127.0.0.1")
+    g.add_argument("--log-level", default="INFO")
+
     d = sub.add_parser("demo", help="simulated camera -> daemon -> consumer, with a summary and pictures")
     d.add_argument("--out", default="demo-output", help="folder for pictures and reports (default demo-output)")
     d.add_argument("--frames", type=int, default=12, help="frames to process (default 12)")
@@ -207,6 +220,25 @@ def _run_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from . import merge
+    from .errors import ConfigError
+    from .service import setup_logging
+    if not all(u.startswith(("tcp://", "ipc://")) for u in args.inputs):
+        raise ConfigError(f"the workers' outputs look like tcp://host:port, got {' '.join(args.inputs)}")
+    if not args.max_wait > 0:
+        raise ConfigError(f"--max-wait must be a positive number of seconds, got {args.max_wait}")
+    setup_logging(args.log_level, prefix="merge")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return merge.run(args.inputs, args.output_port, args.output_host, args.max_wait, args.rest_port,
+                     args.rest_host, stop)
+
+
 def _run(args: argparse.Namespace) -> int:
     from . import offline
     progress = _progress_factory(not getattr(args, "no_progress", True) and sys.stderr.isatty())
@@ -266,6 +298,14 @@ def _run(args: argparse.Namespace) -> int:
         print(fetch_configured(args.name, args.cache or model_cache_dir(),
                                accept_unknown_host_key=args.accept_unknown_host_key))
         return 0
+    if args.command == "merge":
+        return _merge(args)
+    if args.command == "batch":
+        from . import cli_batch
+        return cli_batch.run(args)
+    if args.command == "models":
+        from . import cli_models
+        return cli_models.run(args)
     if args.command == "demo":
         from . import demo
         if args.offline:

@@ -31,17 +31,18 @@ class Client:
         self.token = token
 
     def _request(self, method: str, path: str, json_body: Any = None, data: bytes | None = None,
-                 headers: dict | None = None, params: dict | None = None) -> requests.Response:
+                 headers: dict | None = None, params: dict | None = None,
+                 timeout: float | None = None) -> requests.Response:
         headers = dict(headers or {})
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             r = self.session.request(method, self.address + path, json=json_body, data=data, params=params,
-                                     timeout=self.timeout, headers=headers)
+                                     timeout=timeout or self.timeout, headers=headers)
         except requests.exceptions.InvalidJSONError as err:
             raise ConfigError(f"{method} {path}: the request cannot be sent as JSON: {err}") from err
         except requests.Timeout as err:
-            raise ServiceError(f"{method} {path}: no answer within {self.timeout} s") from err
+            raise ServiceError(f"{method} {path}: no answer within {timeout or self.timeout} s") from err
         except requests.RequestException as err:
             raise ServiceError(f"{method} {path}: cannot reach {self.address}: {err}") from err
         if r.status_code >= 400:
@@ -141,6 +142,67 @@ class Client:
             body["result_id"] = result_id
         return self._call("POST", f"/api/modules/{quote(name, safe='')}/{side}/tiles/{int(tile)}/verify",
                           body)["side"]
+
+    # the model registry and the drift watch
+    def list_models(self, name: str | None = None) -> list[dict]:
+        """Registered versions (by name, newest first), each with the aliases pointing at it."""
+        return self._call("GET", "/api/models", params={"name": name} if name else None)["models"]
+
+    def get_model_version(self, name: str, version: str) -> dict:
+        return self._call("GET", f"/api/models/{quote(name, safe='')}/{quote(version, safe='')}")["model"]
+
+    def register_model(self, path: str, name: str, version: str | None = None) -> dict:
+        """Upload a model file; the daemon loads and self-checks it, then stores it as ``name@version``."""
+        with open(path, "rb") as f:
+            data = f.read()
+        params = {k: v for k, v in (("name", name), ("version", version)) if v}
+        return self._call("POST", "/api/models", data=data, params=params,
+                          headers={"Content-Type": "application/octet-stream"}, timeout=max(self.timeout, 120))["model"]
+
+    def aliases(self) -> dict:
+        """``{"aliases": {alias: target}, "changes": [...]}`` (the latest 50 changes, newest first)."""
+        r = self._call("GET", "/api/aliases")
+        return {"aliases": r["aliases"], "changes": r["changes"]}
+
+    def promote(self, alias: str, name: str, version: str, reason: str, expected: str | None = None,
+                force: bool = False) -> dict:
+        """Point ``alias`` at ``name@version``; ``StateError`` if ``expected`` is given and stale, or if the
+        promotion gate finds a regression (``force=True`` overrides it, recorded with the reason)."""
+        body = {"name": name, "version": version, "reason": reason, "force": force}
+        if expected is not None:
+            body["expected"] = expected
+        return self._call("POST", f"/api/aliases/{quote(alias, safe='')}", body)["change"]
+
+    def rollback(self, alias: str, reason: str) -> dict:
+        return self._call("POST", f"/api/aliases/{quote(alias, safe='')}/rollback", {"reason": reason})["change"]
+
+    def freeze_gate(self) -> dict:
+        """Freeze the tiles verified now into a new promotion-gate set (its id and counts)."""
+        return self._call("POST", "/api/gate", {}, timeout=max(self.timeout, 120))["gate"]
+
+    def gate(self) -> dict:
+        return self._call("GET", "/api/gate")["gate"]
+
+    def retrain(self, images: str, **kw: Any) -> dict:
+        """Start retraining on the daemon (``images``: a folder on its machine; ``from``/``to`` aliases,
+        ``name``, ``version``); poll :meth:`retrain_status`."""
+        return self._call("POST", "/api/retrain", {"images": images, **kw})["job"]
+
+    def retrain_status(self) -> dict:
+        return self._call("GET", "/api/retrain")["job"]
+
+    def shadow(self) -> dict:
+        return self._call("GET", "/api/shadow")["shadow"]
+
+    def batches(self) -> list[dict]:
+        """``vi_stream batch`` runs recorded in the daemon's store, newest first."""
+        return self._call("GET", "/api/batches")["batches"]
+
+    def batch(self, batch_id: str) -> dict:
+        return self._call("GET", f"/api/batches/{quote(batch_id, safe='')}")["batch"]
+
+    def drift(self) -> dict:
+        return self._call("GET", "/api/drift")["drift"]
 
 
 def _png(mask: Any) -> bytes:

@@ -22,6 +22,8 @@ def _opt(default: Any, help: str, **argparse_kw: Any) -> Any:
 class DaemonConfig:
     input: str | None = _opt(None, "bsread stream tcp://host:port (omit with --camera)", positional=True)
     prefix: str = _opt("VI", "camera prefix; the image channel is PREFIX:FPICTURE", positional=True)
+    worker: str | None = _opt(None, "this worker's name, when several workers PULL from one camera's stream: "
+                                    "its own spool and state, named in statistics and stored results")
     mode: str = _opt("pull", "input socket type", choices=("pull", "sub"))
     camera: str | None = _opt(None, "OpenCV capture instead of a stream: device index, video file, folder or glob")
     camera_fps: float | None = _opt(None, "frame rate for folders/globs")
@@ -32,6 +34,13 @@ class DaemonConfig:
                                           choices=("none", "bitshuffle_lz4"))
     block: bool = _opt(False, "wait for a slow consumer instead of dropping outputs", flag="--block", const=True)
     model: str | None = _opt(None, "model file (.npz) from `vi_stream train`")
+    model_alias: str | None = _opt(None, "follow this registry alias (e.g. production) in --store instead of "
+                                         "--model FILE: its model at start-up, the next one between frames")
+    model_poll: float = _opt(5.0, "seconds between asks of where --model-alias points")
+    shadow_alias: str | None = _opt(None, "shadow mode: the model this registry alias points at (e.g. candidate) "
+                                          "scores every --shadow-every frame beside production, changing no verdict")
+    shadow_every: int = _opt(10, "shadow mode scores every N-th frame")
+    drift_chunk: int = _opt(50, "scored frames per drift-watch chunk (at least 10)")
     device: str = _opt("cpu", "torch device: cpu, cuda, cuda:1 ...")
     threshold: float | None = _opt(None, "override the model's threshold (a positive number)")
     roi: tuple[int, ...] | None = _opt(None, "region of interest", nargs=4, metavar=("OX", "SX", "OY", "SY"))
@@ -48,8 +57,10 @@ class DaemonConfig:
                              flag="--no-store-tiles", const=False)
     store_tile: int = _opt(512, "review tile size in px (tile_count, verified_masks)")
     store_queue: int = _opt(8, "results waiting for the store writer before processing waits")
+    preview_side: int = _opt(settings.PREVIEW_SIDE, "longest side in px of the operator page's live preview (64-4096; "
+                                  "larger costs every open monitor tab more decoding)")
     spool: str | None = _opt(None, "spool folder for results the store cannot take yet "
-                                   "(default $VI_STREAM_STATE_DIR/spool/PREFIX)")
+                                   "(default $VI_STREAM_STATE_DIR/spool/PREFIX, or PREFIX.WORKER)")
 
     def validate(self) -> "DaemonConfig":
         """Every option's type, then its rule; ConfigError naming the option. The same for flags,
@@ -70,12 +81,30 @@ class DaemonConfig:
         _at_least("max_pixels", self.max_pixels, 16 * 16)
         if not 16 <= self.store_tile <= 8192:
             raise ConfigError(f"store_tile must be 16-8192 px, got {self.store_tile!r}")
+        if self.model_alias is not None:
+            if self.model is not None:
+                raise ConfigError("give either --model FILE or --model-alias ALIAS, not both")
+            if self.store == "off":
+                raise ConfigError("--model-alias follows an alias in the store: it needs a store, not --store off")
+            settings.check_word("model_alias", self.model_alias)
+        if self.shadow_alias is not None:
+            if self.store == "off":
+                raise ConfigError("--shadow-alias reads an alias in the store: it needs a store, not --store off")
+            settings.check_word("shadow_alias", self.shadow_alias)
+        _at_least("shadow_every", self.shadow_every, 1)
+        if not (math.isfinite(self.model_poll) and 0.1 <= self.model_poll <= 3600):
+            raise ConfigError(f"model_poll must be 0.1-3600 s, got {self.model_poll!r}")
+        _at_least("drift_chunk", self.drift_chunk, 10)
+        if not 64 <= self.preview_side <= 4096:
+            raise ConfigError(f"preview_side must be 64-4096 px, got {self.preview_side!r}")
         if self.camera_fps is not None and not (math.isfinite(self.camera_fps) and self.camera_fps > 0):
             raise ConfigError(f"camera_fps must be a positive number, got {self.camera_fps!r}")
         # The run-time settings: the same checks as POST /config (vi_stream.settings).
         settings.check_threshold(self.threshold)
         settings.check_roi(self.roi)
         settings.check_log_level(self.log_level)
+        if self.worker is not None:
+            settings.check_word("worker", self.worker)
         if not self.prefix or any(c.isspace() for c in self.prefix):
             raise ConfigError(f"prefix must be a non-empty word, got {self.prefix!r}")
         if self.input is None and self.camera is None:
@@ -163,6 +192,12 @@ def load_yaml(path: str) -> dict[str, Any]:
     return clean
 
 
+def default_store(env: dict[str, str] | None = None) -> str:
+    """The store when none is named: MONGO_HOST etc. if set, else the local store in the state directory."""
+    env = os.environ if env is None else env
+    return mongo_uri_from_env(env) or os.path.join(state_dir(env), "store")
+
+
 def build(file: str | None = None, env: dict[str, str] | None = None, **flags: Any) -> DaemonConfig:
     """Flags that are not None override the file, which overrides defaults."""
     env = os.environ if env is None else env
@@ -172,12 +207,16 @@ def build(file: str | None = None, env: dict[str, str] | None = None, **flags: A
     if env.get("VI_STREAM_TOKEN"):
         values["token"] = env["VI_STREAM_TOKEN"]
     values.update({k: v for k, v in flags.items() if v is not None})
+    if values.get("model") == "":
+        values["model"] = None   # the unit's `--model ${VI_STREAM_MODEL}` with no model: --model-alias follows
     if isinstance(values.get("roi"), list):
         values["roi"] = tuple(values["roi"])
     if not values.get("store"):
-        values["store"] = mongo_uri_from_env(env) or os.path.join(state_dir(env), "store")
+        values["store"] = default_store(env)
     if not values.get("spool"):
-        values["spool"] = os.path.join(state_dir(env), "spool", str(values.get("prefix", DaemonConfig.prefix)))
+        prefix = str(values.get("prefix", DaemonConfig.prefix))
+        values["spool"] = os.path.join(state_dir(env), "spool",
+                                       f"{prefix}.{values['worker']}" if values.get("worker") else prefix)
     try:
         cfg = replace(DaemonConfig(), **values)
     except TypeError as err:

@@ -49,3 +49,21 @@ class Control(Protocol):
 
     def results_store(self) -> Any:
         """The results store (read-back and review); StateError when the daemon runs without one."""
+
+    def model_registry(self) -> Any:
+        """The model registry (:class:`vi_stream.registry.Registry`) in the store; StateError without one."""
+
+    def model_moved(self) -> None:
+        """An alias moved through this daemon: a daemon following it switches now, not at its next poll."""
+
+    def drift_status(self) -> dict:
+        """The drift watch: state, the last chunk's measures, the chunks kept."""
+
+    def retrain(self, images: str, **kw: Any) -> dict:
+        """Start retraining in the background (:func:`vi_stream.retrain.retrain`); the job's state."""
+
+    def retrain_status(self) -> dict:
+        """The retraining job: idle, running (with progress), done (the version) or failed (why)."""
+
+    def shadow_status(self) -> dict:
+        """Shadow mode's agreement counts and disagreements; StateError when it is off."""

@@ -12,7 +12,9 @@ import zmq
 from . import config as config_mod
 from . import record
 from . import settings as settings_mod
+from .drift import DriftWatch
 from .errors import ConfigError, ModelError, StateError
+from .follower import ModelFollower
 from .io.bsread_in import BsreadSource
 from .io.bsread_out import BsreadSink
 from .io.camera_in import CameraSource
@@ -21,6 +23,9 @@ from .live import Live
 from .model import AnomalyModel, load
 from .pipeline import Pipeline
 from .processor import Processor
+from .registry import Registry, ref
+from .retrain import RetrainJob
+from .shadow import ShadowWatch
 from .rest import make_app
 from .server import serve
 from .storage import Store
@@ -38,15 +43,31 @@ class Daemon:
         """``model``/``store`` replace what ``cfg`` names (tests pass a fitted model, a mongomock store).
         Nothing is connected or bound here: ``start()`` does that, ``close()`` undoes it."""
         self.config = cfg.validate()
-        self.model = model if model is not None else _load_model(cfg)
-        self.model_path = cfg.model
         self._own_store = store is None   # a store handed in belongs to the caller, who starts and closes it
         self.store = store if store is not None else open_store(cfg.store)
+        self.registry = Registry(self.store, cfg.device) if self.store is not None else None
+        self.follower: ModelFollower | None = None
+        self.model_version: str | None = None       # name@X.Y when the model came from the registry
+        if model is None and cfg.model_alias:
+            self.follower = ModelFollower(self.registry, cfg.model_alias, config_mod.model_cache_dir(), cfg.device,
+                                          apply=self._switch_model, poll=cfg.model_poll)
+            try:
+                if self._own_store:
+                    self.store.start()
+                model, doc = self.follower.initial()
+            except BaseException:
+                if self._own_store:
+                    self.store.close()
+                raise
+            self.model_version = ref(doc)
+        self.model = model if model is not None else _load_model(cfg)
+        self.model_path = cfg.model
         self.writer: StoreWriter | None = None
         if self.store is not None:
             prefix, tile, tiles = cfg.prefix, cfg.store_tile, cfg.store_tiles
+            by = f"vi_stream:{prefix}" + (f"/{cfg.worker}" if cfg.worker else "")
             self.writer = StoreWriter(self.store, Spool(cfg.spool), lambda r: record.build(
-                r, prefix, tile, tiles, tag=r.frame.tag, uploaded_by=f"vi_stream:{prefix}"), cfg.store_queue)
+                r, prefix, tile, tiles, tag=r.frame.tag, uploaded_by=by), cfg.store_queue)
         # Our own context with an I/O thread per stream: the kernel copies of a frame coming in and
         # of the previous one going out then run on both cores instead of queueing on one thread
         # (bench/stream.py: 2048x2048 frames relayed at 241-310 frames/s, 221 with one shared I/O thread).
@@ -54,9 +75,20 @@ class Daemon:
         self.context = context
         self.sink: BsreadSink | None = None
         settings = settings_mod.Settings(settings_mod.check_roi(cfg.roi), settings_mod.check_threshold(cfg.threshold))
-        self.live = Live(self._live_status)
-        self.processor = Processor(self._make_source, Pipeline(self.model), [self._send], settings, cfg.queue_size,
-                                   block_output=cfg.block, store=self.writer, watch=self.live)
+        self.live = Live(self._live_status, preview_side=cfg.preview_side)
+        self.drift = DriftWatch(self.model.meta.get("calibration_scores") or [], self.model.threshold,
+                                chunk=cfg.drift_chunk, version=self.model_version)
+        self.retrain_job = RetrainJob()
+        self.shadow: ShadowWatch | None = None
+        self.shadow_follower: ModelFollower | None = None
+        if cfg.shadow_alias:
+            self.shadow = ShadowWatch(cfg.shadow_every, cfg.prefix, self.store)
+            self.shadow_follower = ModelFollower(self.registry, cfg.shadow_alias, config_mod.model_cache_dir(),
+                                                 cfg.device, apply=self.shadow.set_model, poll=cfg.model_poll)
+        watchers = (self.live, self.drift) + ((self.shadow,) if self.shadow is not None else ())
+        self.processor = Processor(self._make_source, Pipeline(self.model, self.model_version), [self._send],
+                                   settings, cfg.queue_size, block_output=cfg.block, store=self.writer,
+                                   watch=watchers)
         self.server = None
         self.rest_port: int | None = None
         self._reload_lock = threading.Lock()
@@ -93,6 +125,12 @@ class Daemon:
             port = self.sink.start()
             self.config = replace(self.config, output_port=port)
             self.live.start()
+            if self.follower is not None:
+                self.follower.start()
+            if self.shadow is not None:
+                self.shadow.start()
+                self.shadow_follower.check_now()      # an alias pointing nowhere yet: found at a later poll
+                self.shadow_follower.start()
             self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host,
                                          self.config.rest_port)
         except BaseException:
@@ -109,6 +147,11 @@ class Daemon:
     def close(self, timeout: float = 20.0) -> None:
         """Drain and let go of everything, within ``timeout`` s in all (systemd's TimeoutStopSec is 30)."""
         deadline = time.monotonic() + timeout
+        for follower in (self.follower, self.shadow_follower):
+            if follower is not None:
+                follower.close()
+        if self.shadow is not None:
+            self.shadow.close()
         self.processor.stop(timeout=timeout / 2)
         if self.writer is not None:
             # Results already processed reach the store or the spool.
@@ -152,7 +195,9 @@ class Daemon:
         return self.set_config({"roi": roi})["roi"]
 
     def statistics(self) -> dict:
-        return self.processor.statistics()
+        return {**self.processor.statistics(), "worker": self.config.worker,
+                "model_version": self.model_version, "drift": self.drift.status(),
+                "shadow": self.shadow.status() if self.shadow is not None else None}
 
     def live_feed(self) -> Live:
         return self.live
@@ -161,6 +206,9 @@ class Daemon:
         """What the monitor shows besides frames: the statistics, the threshold in force, the model."""
         return {"status": self.processor.state, "statistics": self.processor.statistics(),
                 "threshold": self.processor.settings.threshold, "model_id": self.model.model_id,
+                "model_version": self.model_version, "drift": self.drift.state,
+                "shadow": ({k: v for k, v in self.shadow.status().items() if k != "disagreements"}
+                           if self.shadow is not None else None),
                 "model_threshold": self.model.threshold, "qa_margin": self.live.qa_margin,
                 "rest_host": self.config.rest_host}
 
@@ -170,7 +218,43 @@ class Daemon:
         return self.store
 
     def model_info(self) -> dict:
-        return {**self.model.info(), "path": self.model_path}
+        return {**self.model.info(), "path": self.model_path, "version": self.model_version,
+                "following": self.follower.status() if self.follower is not None else None}
+
+    def model_registry(self) -> Registry:
+        if self.registry is None:
+            raise StateError("no store: the model registry lives in the store, and the daemon runs with --store off")
+        return self.registry
+
+    def model_moved(self) -> None:
+        for follower in (self.follower, self.shadow_follower):
+            if follower is not None:
+                follower.check_now()
+
+    def retrain(self, images: str, **kw: Any) -> dict:
+        return self.retrain_job.start(self.model_registry(), images, **kw)
+
+    def retrain_status(self) -> dict:
+        return self.retrain_job.status()
+
+    def shadow_status(self) -> dict:
+        if self.shadow is None:
+            raise StateError("shadow mode is off: start the daemon with --shadow-alias ALIAS")
+        stored = self.store.list_shadow(50) if self.store is not None else []
+        return {**self.shadow.status(), "stored_disagreements": stored}
+
+    def drift_status(self) -> dict:
+        return {**self.drift.status(), "chunks": self.drift.chunks()}
+
+    def _switch_model(self, model: AnomalyModel, doc: dict) -> None:
+        """The follower's new version, between two frames (ConfigError leaves the running one)."""
+        with self._reload_lock:
+            if model.channels != self.model.channels:
+                raise ConfigError(f"{ref(doc)} expects {model.channels}-channel images, the running model "
+                                  f"{self.model.channels}")
+            self.model, self.model_version = model, ref(doc)
+            self.drift.set_reference(model.meta.get("calibration_scores") or [], model.threshold, ref(doc))
+            self.processor.set_pipeline(Pipeline(model, ref(doc)))
 
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         if name is not None:
@@ -180,6 +264,9 @@ class Daemon:
         path = path or self.model_path
         if not path:
             raise ConfigError("no model path to reload from")
+        if self.follower is not None:
+            raise StateError(f"this daemon follows alias {self.follower.alias!r}: promote a version to change "
+                             "its model (vi_stream models promote)")
         with self._reload_lock:
             try:
                 model = load(path, self.config.device)
@@ -189,7 +276,8 @@ class Daemon:
             if model.channels != self.model.channels:
                 raise ConfigError(f"model not reloaded: it expects {model.channels}-channel images, "
                                   f"the running one {self.model.channels}")
-            self.model, self.model_path = model, path
+            self.model, self.model_path, self.model_version = model, path, None
+            self.drift.set_reference(model.meta.get("calibration_scores") or [], model.threshold)
             self.processor.set_pipeline(Pipeline(model))
         log.info("model reloaded: %s from %s", model.model_id, path)
         return self.model_info()

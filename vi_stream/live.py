@@ -29,6 +29,7 @@ from . import postprocess
 from . import record as rec
 from .errors import Overloaded
 from .frame import Frame, Result
+from .settings import PREVIEW_SIDE
 from .threads import lower_priority
 
 log = logging.getLogger("vi_stream.live")
@@ -37,7 +38,6 @@ MAX_LISTENERS = 16        # open monitor tabs; one more gets 503 (the REST serve
 HEARTBEAT_S = 15.0        # an idle stream sends a comment this often (proxies and browsers keep it open)
 RETRY_MS = 2000           # the browser reconnects after this long when a stream ends
 QA_MARGIN = 0.2           # yellow: a score within 20% below the threshold
-PREVIEW_SIDE = 1024       # longest side of a live preview, px
 TREND_BIN_S = 10.0        # trends: one bin per 10 s ...
 TREND_BINS = 360          # ... for the last hour
 _SAMPLES = 256            # scores/latencies kept per bin for its quantiles

@@ -65,6 +65,8 @@ def _query(name: str, schema: dict) -> dict:
 _MODULE = _path_param("name", {"type": "string", "minLength": 1})
 _SIDE_NAME = _path_param("side", {"type": "string", "enum": ["left", "right"]})
 _TILE = _path_param("tile", {"type": "integer", "minimum": 0})
+_WORD = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+_VERSION = {"type": "string", "pattern": "^[0-9]{1,6}[.][0-9]{1,6}$"}
 
 
 def spec() -> dict:
@@ -142,10 +144,65 @@ def spec() -> dict:
                         _query("verdict", {"type": "string", "enum": ["anomalous", "good"]}),
                         _query("reviewed", {"type": "string", "enum": ["yes", "no"]}),
                         _query("tag", {"type": "string"}), _query("module", {"type": "string"}),
+                        _query("model_version", {"type": "string"}),
                         _query("sort", {"type": "string", "enum": ["processed_at", "score", "module"]}),
                         _query("order", {"type": "string", "enum": ["desc", "asc"]}),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                         _query("skip", {"type": "integer", "minimum": 0})])},
+            "/api/models": {
+                "get": _op("registered model versions (by name, newest first), with the aliases on each",
+                           _envelope(models={"type": "array", "items": _OBJECT}), 400, 409,
+                           params=[_query("name", {"type": "string"})]),
+                "post": _op("register a model file (the body) as name@X.Y after loading and self-checking it",
+                            _envelope(model=_OBJECT), 400, 409, mutating=True,
+                            params=[{**_query("name", _WORD), "required": True}, _query("version", _VERSION),
+                                    _query("by", {"type": "string"})],
+                            body={"required": True, "content": {"application/octet-stream": {
+                                "schema": {"type": "string", "format": "binary"}}}}),
+            },
+            "/api/models/{name}/{version}": {"get": _op(
+                "one version: hash, metadata, calibration scores, aliases", _envelope(model=_OBJECT), 400, 404, 409,
+                params=[_path_param("name", _WORD), _path_param("version", _VERSION)])},
+            "/api/aliases": {"get": _op("where each alias points, and the last 50 changes (who, when, from, to, "
+                                        "why)", _envelope(aliases=_OBJECT, changes={"type": "array"}), 409)},
+            "/api/aliases/{alias}": {"post": _op(
+                "point an alias at a version; 409 if it no longer points at 'expected'", _envelope(change=_OBJECT),
+                400, 404, 409, mutating=True, params=[_path_param("alias", _WORD)],
+                body={"required": True, **_json({"type": "object", "required": ["name", "version", "reason"],
+                                                 "properties": {"name": _WORD, "version": _VERSION,
+                                                                "reason": {"type": "string", "minLength": 1},
+                                                                "expected": {"type": "string"},
+                                                                "force": {"type": "boolean"},
+                                                                "by": {"type": "string"}}})})},
+            "/api/aliases/{alias}/rollback": {"post": _op(
+                "point an alias back at the version before its latest promotion", _envelope(change=_OBJECT),
+                400, 409, mutating=True, params=[_path_param("alias", _WORD)],
+                body={"required": True, **_json({"type": "object", "required": ["reason"], "properties": {
+                    "reason": {"type": "string", "minLength": 1}, "by": {"type": "string"}}})})},
+            "/api/gate": {
+                "get": _op("the newest promotion-gate set: verified defect and good tiles, frozen",
+                           _envelope(gate=_OBJECT), 404, 409),
+                "post": _op("freeze the verified tiles of now into a new gate set", _envelope(gate=_OBJECT), 400, 409,
+                            mutating=True, body={"required": False, **_json({"type": "object", "properties": {
+                                "by": {"type": "string"}}})}),
+            },
+            "/api/retrain": {
+                "get": _op("the retraining job: idle, running, done or failed", _envelope(job=_OBJECT)),
+                "post": _op("retrain from a folder of training images plus the tiles verified good, in the "
+                            "background", _envelope(job=_OBJECT), 400, 404, 409, mutating=True,
+                            body={"required": True, **_json({"type": "object", "required": ["images"], "properties": {
+                                "images": {"type": "string"}, "from": _WORD, "to": _WORD, "name": _WORD,
+                                "version": _VERSION, "by": {"type": "string"}}})}),
+            },
+            "/api/shadow": {"get": _op("shadow mode: agreement of the candidate with production, disagreements",
+                                       _envelope(shadow=_OBJECT), 409)},
+            "/api/batches": {"get": _op("vi_stream batch runs on Slurm, newest first",
+                                        _envelope(batches={"type": "array", "items": _OBJECT}), 409)},
+            "/api/batches/{batch_id}": {"get": _op(
+                "one batch: inputs, state, tasks, jobs, log tails", _envelope(batch=_OBJECT), 404, 409,
+                params=[_path_param("batch_id", {"type": "string"})])},
+            "/api/drift": {"get": _op("the drift watch: green/yellow/red, the last chunk's KS, Wasserstein, "
+                                      "fractions; the chunks kept", _envelope(drift=_OBJECT))},
             "/api/events": {"get": _op(
                 "the live monitor's Server-Sent Events: status, trends, recent, logs, then verdict, frame, "
                 "reject, status, log as they happen (a bounded number of streams: 503 beyond)",

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 from . import roi as roi_mod
+from ._version import __version__
 from .frame import Frame, Result
 from .model import AnomalyModel
 from .settings import Settings  # noqa: F401 - the pipeline's input, re-exported
 
 
 class Pipeline:
-    def __init__(self, model: AnomalyModel):
-        self.model = model
+    def __init__(self, model: AnomalyModel, version: str | None = None):
+        """``version``: the model's registry name ``name@X.Y`` (None for a plain model file)."""
+        self.model, self.version = model, version
 
     def process(self, frame: Frame, settings: Settings) -> Result:
         image = roi_mod.crop(frame.image, settings.roi)
@@ -21,6 +23,8 @@ class Pipeline:
             "model_threshold": self.model.threshold,
             "tile": cfg.tile, "overlap": cfg.overlap,
             "model_id": self.model.model_id,
+            "model_version": self.version,
+            "vi_stream_version": __version__,
             "image_shape": list(image.shape),
         }
         return Result(frame, image, r.heatmap, r.mask, r.score, r.is_anomalous, r.defects, params, r.timings)

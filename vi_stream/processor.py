@@ -64,12 +64,13 @@ class Processor:
     def __init__(self, source_factory: Callable[[], Source], pipeline: Pipeline, outputs: list[Output],
                  settings: Settings = Settings(), queue_size: int = 4, output_queue_size: int = 8,
                  block_output: bool = False, clock: Callable[[], float] = time.monotonic,
-                 store: "StoreSink | None" = None, watch: "Watcher | None" = None):
+                 store: "StoreSink | None" = None, watch: "Watcher | tuple[Watcher, ...] | None" = None):
         self.source_factory = source_factory
         self.pipeline = pipeline
         self.outputs = outputs
         self.store = store  # every processed result goes here, even when the stream output drops it
-        self.watch = watch  # the live monitor: told of every verdict and reject, never waited for
+        # the live monitor, the drift watch: told of every verdict and reject, never waited for
+        self.watchers: tuple = () if watch is None else watch if isinstance(watch, tuple) else (watch,)
         self._settings = settings
         self.queue_size = queue_size
         self.output_queue_size = output_queue_size
@@ -251,12 +252,11 @@ class Processor:
                     self.stats.output(sent=False)
 
     def _tell(self, what: str, *args) -> None:
-        if self.watch is None:
-            return
-        try:
-            getattr(self.watch, what)(*args)
-        except Exception as err:   # the monitor is never worth a frame
-            self.rlog.warning("watch_error", f"live monitor failed: {err!r}")
+        for watcher in self.watchers:
+            try:
+                getattr(watcher, what)(*args)
+            except Exception as err:   # a watcher is never worth a frame
+                self.rlog.warning("watch_error", f"{type(watcher).__name__} failed: {err!r}")
 
     def _store(self, run: _Run, result: Result) -> None:
         """Hand the result to the store writer, waiting for room (a result is never dropped for the store)."""

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from .control import STATES
+from .drift import STATES as DRIFT_STATES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -68,6 +69,19 @@ class StatisticsCollector:
         buckets = [(_le(le), n) for le, n in zip(h["le"], h["count_le"])] + [("+Inf", h["count"])]
         yield HistogramMetricFamily("vi_stream_latency_seconds", "receive -> output stage (sent or dropped), since start",
                                     buckets=buckets, sum_value=h["sum_s"])
+        drift = s.get("drift")
+        if drift:
+            yield _gauge("drift_state", "drift watch: 0 green, 1 yellow, 2 red", DRIFT_STATES.index(drift["state"]))
+            last = drift.get("last") or {}
+            for key, text in (("ks", "drift watch: KS statistic of the last chunk against the model's reference"),
+                              ("wasserstein", "drift watch: Wasserstein-1 of the last chunk, in reference spreads")):
+                if key in last:
+                    yield _gauge(f"drift_{key}", text, last[key])
+        if s.get("model_version"):
+            info = GaugeMetricFamily("vi_stream_model_version", "1 for the registry version judging frames",
+                                     labels=["version"])
+            info.add_metric([s["model_version"]], 1.0)
+            yield info
         store = s.get("store")
         if store:
             yield _gauge("store_up", "1 while the store answers", 1.0 if store["up"] else 0.0)

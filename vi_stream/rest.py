@@ -21,7 +21,7 @@ import bottle
 from .auth import COOKIE, CSRF_HEADER, Sessions
 from .control import Control
 from .errors import ConfigError, InputError, NotFoundError, Overloaded, ViStreamError
-from . import openapi, prometheus, review
+from . import openapi, prometheus, rest_models, review
 from .storage import HistoryQuery, int_param, summary
 
 log = logging.getLogger("vi_stream.rest")
@@ -220,6 +220,8 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         query = HistoryQuery.parse(dict(bottle.request.query.decode().allitems()))
         rows, total = api.results_store().find_sides(query)
         return reply(sides=rows, total=total, limit=query.limit, skip=query.skip)
+
+    rest_models.add_routes(app, api, guarded, reply, body_object)
 
     # ---------------------------------------------------------------- the operator's page
     @app.get("/api/events")

@@ -7,6 +7,7 @@ round). :func:`validate` checks every change before any is applied.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -14,6 +15,10 @@ from . import roi as roi_mod
 from .errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Longest side of the operator page's live preview, px: about the size the page shows it at.
+# Every open monitor tab decodes and draws each preview, so a larger one costs a browser on the
+# daemon's own machine frames/s (bench/ui.py, bench/README.md).
+PREVIEW_SIDE = 640
 
 
 @dataclass(frozen=True)
@@ -72,3 +77,23 @@ def validate(changes: dict, image_shape: tuple[int, ...] | None = None) -> dict[
     for key, value in changes.items():
         clean[key] = check_roi(value, image_shape) if key == "roi" else RUNTIME[key](value)
     return clean
+
+
+_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_VERSION = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+
+
+def check_word(what: str, value: Any) -> str:
+    """A model name, an alias: 1-64 letters, digits, '_', '.', '-' (safe in a path and a URL)."""
+    if not isinstance(value, str) or not _WORD.match(value):
+        raise ConfigError(f"{what} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or "
+                          f"digit), got {value!r}")
+    return value
+
+
+def parse_version(value: Any) -> tuple[int, int]:
+    """``"X.Y"`` -> (X, Y): a registry version."""
+    m = _VERSION.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ConfigError(f"a version is MAJOR.MINOR (e.g. 1.0), got {value!r}")
+    return int(m.group(1)), int(m.group(2))

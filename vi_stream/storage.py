@@ -63,6 +63,64 @@ class Store(Lifetime, Images, Results, Protocol):
     """A results store: what the daemon, the writer and review need."""
 
 
+class ModelShelf(Protocol):
+    """Where the model registry (:mod:`vi_stream.registry`) keeps its files, versions and aliases.
+    Documents are JSON-ready dicts; the backend owns only atomicity, the registry the rules."""
+
+    def put_model(self, doc: dict, data: bytes) -> dict:
+        """Store a version (``doc`` names ``name``, ``major``, ``minor``, ``sha256``) and its file, file
+        first; the stored doc. The same name@version again: the stored doc if it has the same
+        sha256, else StateError."""
+
+    def get_model_doc(self, name: str, major: int, minor: int) -> dict:
+        """NotFoundError if unknown."""
+
+    def list_model_docs(self, name: str | None = None) -> list[dict]:
+        """Every version (of ``name``), by name, then newest version first."""
+
+    def get_model_file(self, sha256: str) -> bytes: ...
+
+    def get_aliases(self) -> dict[str, dict]:
+        """alias -> {"name", "version", "set_at", "set_by", "reason"}."""
+
+    def set_alias(self, alias: str, target: dict, expected: str | None, change: dict) -> bool:
+        """Point ``alias`` at ``target`` and append ``change`` to its log, atomically, if the alias
+        points at ``expected`` now (``name@X.Y``; ``""`` for no target yet; None: do not check).
+        False, and nothing changed, otherwise."""
+
+    def alias_changes(self, alias: str | None = None, limit: int = 100) -> list[dict]:
+        """The alias log, newest first."""
+
+    def update_model_doc(self, name: str, major: int, minor: int, fields: dict) -> dict:
+        """Set top-level ``fields`` of a version's document (never its file or hash); the new document."""
+
+    def put_gate_set(self, doc: dict) -> None:
+        """Keep a frozen promotion-gate set (``doc["id"]`` is new; the set never changes after)."""
+
+    def get_gate_set(self, gate_id: str | None = None) -> dict | None:
+        """The gate set ``gate_id``, or the newest one; None when there is none."""
+
+    def put_shadow(self, doc: dict) -> None:
+        """Keep one shadow-mode comparison (a candidate's verdict beside production's)."""
+
+    def list_shadow(self, limit: int = 50) -> list[dict]:
+        """Shadow-mode comparisons, newest first."""
+
+
+class BatchRecords(Protocol):
+    """``vi_stream batch`` runs, one record each (inputs, state, progress, jobs, log tails)."""
+
+    def put_batch(self, doc: dict) -> None: ...
+
+    def update_batch(self, batch_id: str, fields: dict) -> None:
+        """Set top-level ``fields``; NotFoundError for an unknown batch."""
+
+    def get_batch(self, batch_id: str) -> dict: ...
+
+    def list_batches(self, limit: int = 50) -> list[dict]:
+        """Newest first."""
+
+
 def summary(module: dict) -> dict:
     """A module as listed by ``GET /api/modules``: who/when, and per side score, verdict and review progress."""
     out = {k: module.get(k) for k in ("name", "description", "uploaded_by", "uploaded_at", "last_updated_at")}
@@ -78,6 +136,17 @@ def summary(module: dict) -> dict:
     return out
 
 
+def supersedes(new: dict, current: dict | None) -> bool:
+    """Whether a result may replace the side ``current`` shows: only a newer acquisition does
+    (time of acquisition, then pulse id). With several workers an older frame can finish after
+    a newer one; its result is kept in ``results`` but the side keeps the newer image."""
+    if not current:
+        return True
+    def key(side: dict) -> tuple[str, int]:
+        return str(side.get("acquired_at") or ""), int(side.get("pulse_id") or -1)
+    return key(new) >= key(current)
+
+
 def side_row(module: str, side_name: str, side: dict) -> dict:
     """What the history lists and filters on for one module side (kept beside the module document,
     indexed, updated with it)."""
@@ -88,7 +157,8 @@ def side_row(module: str, side_name: str, side: dict) -> dict:
             "score": float(side.get("score") or 0.0), "is_anomalous": bool(side.get("is_anomalous")),
             "tag": side.get("tag") or "", "tile_count": tiles, "verified": verified,
             "reviewed": tiles > 0 and verified == tiles, "defects": len(side.get("defects") or []),
-            "model_id": side.get("model_id"),
+            "model_id": side.get("model_id"), "model_version": side.get("model_version"),
+            "threshold": side.get("threshold"),
             "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id")}
 
 
@@ -119,6 +189,7 @@ class HistoryQuery:
     reviewed: bool | None = None      # every tile verified (True) or not (False)
     tag: str | None = None            # exact
     module: str | None = None         # name starts with
+    model_version: str | None = None  # exact: name@X.Y
     sort: str = "processed_at"
     descending: bool = True
     limit: int = 50
@@ -127,8 +198,8 @@ class HistoryQuery:
     @classmethod
     def parse(cls, params: Mapping[str, Any]) -> "HistoryQuery":
         """From query-string parameters (all strings); ConfigError naming the first bad one."""
-        unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "sort",
-                                        "order", "limit", "skip"})
+        unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "model_version",
+                                        "sort", "order", "limit", "skip"})
         if unknown:
             raise ConfigError(f"unknown history filter(s): {', '.join(unknown)}")
 
@@ -160,7 +231,7 @@ class HistoryQuery:
         return cls(since=when("from"), until=when("to"),
                    anomalous=choice("verdict", {"anomalous": True, "good": False}),
                    reviewed=choice("reviewed", {"yes": True, "no": False}),
-                   tag=get("tag"), module=get("module"), sort=sort,
+                   tag=get("tag"), module=get("module"), model_version=get("model_version"), sort=sort,
                    descending=choice("order", {"desc": True, "asc": False}) is not False,
                    limit=int_param("limit", get("limit"), 50, 1, MAX_PAGE),
                    skip=int_param("skip", get("skip"), 0, 0, 10**7))

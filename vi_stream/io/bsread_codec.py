@@ -83,19 +83,7 @@ class Decoder:
         self._channels: list[dict] | None = None
 
     def decode(self, parts: list[bytes]) -> Message:
-        if len(parts) < 2:
-            raise DecodeError("bad_parts", f"message has {len(parts)} part(s); a bsread message has at least 2")
-        if len(parts[0]) > MAX_DATA_HEADER:
-            raise DecodeError("too_large", f"main header of {len(parts[0])} bytes exceeds {MAX_DATA_HEADER}")
-        main = _json(bytes(parts[0]), "main header")
-        if not isinstance(main, dict) or not str(main.get("htype", "")).startswith("bsr_m"):
-            raise DecodeError("bad_header", "main header has no bsr_m htype")
-        ts = main.get("global_timestamp") or {}
-        if not isinstance(ts, dict):
-            raise DecodeError("bad_header", "main header's global_timestamp is not an object")
-        pulse_id = _header_int(main, "pulse_id", None, MAX_PULSE_ID)
-        sec = _header_int(ts, "sec", ts.get("epoch", 0), MAX_SECONDS)
-        ns = _header_int(ts, "ns", 0, 999_999_999)
+        main, pulse_id, sec, ns = main_header(parts)
         if not isinstance(main.get("hash"), str):
             raise DecodeError("bad_header", "main header has no hash string")
         digest = main["hash"]
@@ -138,6 +126,25 @@ class Decoder:
                 raise DecodeError("bad_header", f"channel {c['name']}: bad shape {shape!r}")
             out.append(c)
         return out
+
+
+def main_header(parts: list[bytes]) -> tuple[dict, int, int, int]:
+    """(main header, pulse id, sec, ns) of a message, checked; the data is not read (a fan-in
+    orders messages by pulse id without decoding them)."""
+    if len(parts) < 2:
+        raise DecodeError("bad_parts", f"message has {len(parts)} part(s); a bsread message has at least 2")
+    if len(parts[0]) > MAX_DATA_HEADER:
+        raise DecodeError("too_large", f"main header of {len(parts[0])} bytes exceeds {MAX_DATA_HEADER}")
+    main = _json(bytes(parts[0]), "main header")
+    if not isinstance(main, dict) or not str(main.get("htype", "")).startswith("bsr_m"):
+        raise DecodeError("bad_header", "main header has no bsr_m htype")
+    ts = main.get("global_timestamp") or {}
+    if not isinstance(ts, dict):
+        raise DecodeError("bad_header", "main header's global_timestamp is not an object")
+    pulse_id = _header_int(main, "pulse_id", None, MAX_PULSE_ID)
+    sec = _header_int(ts, "sec", ts.get("epoch", 0), MAX_SECONDS)
+    ns = _header_int(ts, "ns", 0, 999_999_999)
+    return main, pulse_id, sec, ns
 
 
 def _json(raw: bytes, what: str) -> Any:

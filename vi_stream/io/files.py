@@ -27,9 +27,17 @@ def list_images(folder: str) -> list[str]:
 
 def read_image(path: str) -> np.ndarray:
     """Grey (H, W) or colour RGB (H, W, 3), uint8/uint16/float32 as stored."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    return _as_rgb(cv2.imread(path, cv2.IMREAD_UNCHANGED), path)
+
+
+def decode_image(data: bytes, what: str) -> np.ndarray:
+    """An encoded image (a stored PNG) as :func:`read_image` returns a file."""
+    return _as_rgb(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), what)
+
+
+def _as_rgb(img: np.ndarray | None, what: str) -> np.ndarray:
     if img is None or img.size == 0:
-        raise InputError(f"cannot read image {path}")
+        raise InputError(f"cannot read image {what}")
     if img.ndim == 3:
         if img.shape[2] == 4:
             img = img[:, :, :3]

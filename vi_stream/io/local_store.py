@@ -22,9 +22,11 @@ import threading
 from typing import Iterator
 
 from .. import record as rec
-from ..storage import HistoryQuery, side_row
+from ..storage import HistoryQuery, side_row, supersedes
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
+from . import local_models
 from .files import fsync_dir, write_durably
+from .local_models import LocalModels
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);
@@ -36,12 +38,16 @@ CREATE INDEX IF NOT EXISTS results_module ON results (module, side, processed_at
 CREATE INDEX IF NOT EXISTS results_pulse ON results (pulse_id);
 CREATE TABLE IF NOT EXISTS sides (module TEXT NOT NULL, side TEXT NOT NULL, processed_at TEXT NOT NULL,
                                   score REAL NOT NULL, is_anomalous INTEGER NOT NULL, reviewed INTEGER NOT NULL,
-                                  tag TEXT NOT NULL, row TEXT NOT NULL, PRIMARY KEY (module, side));
+                                  tag TEXT NOT NULL, model_version TEXT NOT NULL DEFAULT '', row TEXT NOT NULL,
+                                  PRIMARY KEY (module, side));
 CREATE INDEX IF NOT EXISTS sides_time ON sides (processed_at);
 CREATE INDEX IF NOT EXISTS sides_verdict ON sides (is_anomalous, processed_at);
 CREATE INDEX IF NOT EXISTS sides_reviewed ON sides (reviewed, processed_at);
 CREATE INDEX IF NOT EXISTS sides_tag ON sides (tag, processed_at);
 CREATE INDEX IF NOT EXISTS sides_score ON sides (score);
+"""
+_SIDES_MODEL_VERSION = """
+CREATE INDEX IF NOT EXISTS sides_model ON sides (model_version, processed_at);
 """
 _SIDE_COLUMNS = {"processed_at": "processed_at", "score": "score", "module": "module"}
 
@@ -51,7 +57,7 @@ def _unavailable(err: Exception, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"local store: cannot {what}: {reason}")
 
 
-class LocalStore:
+class LocalStore(LocalModels):
     """A :class:`~vi_stream.storage.Store` in a folder. ``start()`` opens it (creating it if needed)."""
 
     def __init__(self, folder: str):
@@ -83,7 +89,13 @@ class LocalStore:
     def ensure_indexes(self) -> None:
         with self._lock:
             fresh = not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'sides'").fetchone()
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + local_models.SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(sides)")}
+            if "model_version" not in columns:   # a store from before the registry: the column, from the rows
+                self._db.executescript("BEGIN; ALTER TABLE sides ADD COLUMN model_version TEXT NOT NULL DEFAULT ''; "
+                                       "UPDATE sides SET model_version = "
+                                       "coalesce(json_extract(row, '$.model_version'), ''); COMMIT;")
+            self._db.executescript(_SIDES_MODEL_VERSION)
         if fresh:   # a store written before the history existed: index the sides it holds, once
             with self._transaction("index the module sides"):
                 for (doc,) in self._db.execute("SELECT doc FROM modules").fetchall():
@@ -168,6 +180,8 @@ class LocalStore:
             doc = json.loads(row[0])
             if (doc.get(r.side_name) or {}).get("result_id") == r.id:
                 return  # a replay: the side already shows this result (and maybe its review)
+            if not supersedes(side, doc.get(r.side_name)):
+                return  # an older acquisition finished after a newer one (another worker): the side stays
         doc[r.side_name] = side
         doc["last_updated_at"] = now
         self._db.execute("INSERT OR REPLACE INTO modules (name, doc, last_updated_at) VALUES (?, ?, ?)",
@@ -178,9 +192,9 @@ class LocalStore:
         """The side's history row, in the caller's transaction."""
         row = side_row(module, side_name, side)
         self._db.execute("INSERT OR REPLACE INTO sides (module, side, processed_at, score, is_anomalous, reviewed, "
-                         "tag, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         "tag, model_version, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (module, side_name, row["processed_at"], row["score"], int(row["is_anomalous"]),
-                          int(row["reviewed"]), row["tag"], json.dumps(row)))
+                          int(row["reviewed"]), row["tag"], row["model_version"] or "", json.dumps(row)))
 
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         with self._transaction("update the module"):
@@ -214,6 +228,8 @@ class LocalStore:
             where.append("reviewed = ?"); args.append(int(query.reviewed))
         if query.tag is not None:
             where.append("tag = ?"); args.append(query.tag)
+        if query.model_version is not None:
+            where.append("model_version = ?"); args.append(query.model_version)
         if query.module is not None:   # a name prefix as a range, so the primary key's index serves it
             where.append("module >= ? AND module < ?"); args += [query.module, query.module + "\U0010ffff"]
         cond = (" WHERE " + " AND ".join(where)) if where else ""

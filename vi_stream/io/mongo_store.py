@@ -20,45 +20,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .. import record as rec
-from ..storage import HistoryQuery, side_row
+from ..storage import HistoryQuery, side_row, supersedes
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
 from ..uris import redact
-
-_ID_KEYS = ("src_id", "result_id")
-
-
-def _oid(hex_id: str):
-    from bson import ObjectId
-    return ObjectId(hex_id)
-
-
-def to_mongo(doc: Any, key: str = "") -> Any:
-    """Image ids -> ObjectId, ``*_at`` ISO strings -> datetime (what the ATLAS tools expect)."""
-    if isinstance(doc, dict):
-        return {k: to_mongo(v, k) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [to_mongo(v, key) for v in doc]
-    if isinstance(doc, str) and (key in _ID_KEYS or key == "tiled_id"):
-        return _oid(doc)
-    if isinstance(doc, str) and key.endswith("_at"):
-        return datetime.fromisoformat(doc)
-    return doc
-
-
-def from_mongo(doc: Any) -> Any:
-    """The reverse, for JSON: ObjectId -> 24-hex string, datetime -> ISO-8601 (UTC)."""
-    from bson import ObjectId
-    if isinstance(doc, dict):
-        return {k: from_mongo(v) for k, v in doc.items() if k != "_id" or not isinstance(v, ObjectId)}
-    if isinstance(doc, list):
-        return [from_mongo(v) for v in doc]
-    if isinstance(doc, ObjectId):
-        return str(doc)
-    if isinstance(doc, datetime):
-        d = doc if doc.tzinfo else doc.replace(tzinfo=timezone.utc)  # pymongo returns naive UTC
-        return d.isoformat(timespec="milliseconds")
-    return doc
-
+from .mongo_docs import from_mongo, oid as _oid, to_mongo
+from .mongo_models import MongoModels
 
 def _transient(err: Exception) -> bool:
     import pymongo.errors as pe
@@ -72,7 +38,7 @@ def _transient(err: Exception) -> bool:
     return isinstance(err, OSError)
 
 
-class MongoStore:
+class MongoStore(MongoModels):
     """``uri`` names the database in its path (``mongodb://host/itk``; default ``vi_stream``).
 
     ``client`` replaces the connection (tests pass a ``mongomock.MongoClient``).
@@ -139,6 +105,8 @@ class MongoStore:
             self.db.sides.create_index([("reviewed", 1), ("processed_at", -1)], name="reviewed")
             self.db.sides.create_index([("tag", 1), ("processed_at", -1)], name="tag")
             self.db.sides.create_index([("score", -1)], name="score")
+            self.db.sides.create_index([("model_version", 1), ("processed_at", -1)], name="model_version")
+            self.ensure_model_indexes()
             if not self.db.sides.find_one({}, {"_id": 1}):
                 # a database written before the history existed: index the sides it holds, once
                 for doc in self.db.modules.find({}, {s: 1 for s in ("name",) + rec.SIDES}):
@@ -195,22 +163,34 @@ class MongoStore:
         side = to_mongo(r.side)
         self.db.results.replace_one({"_id": _oid(r.id)},
                                     {"_id": _oid(r.id), "module": r.module, "side": r.side_name, **side}, upsert=True)
-        current = self.db.modules.find_one({"name": r.module}, {r.side_name: 1})
-        if current and (current.get(r.side_name) or {}).get("result_id") == _oid(r.id):
-            # a replay: the side already shows this result (and maybe its review); its history row
-            # may not (a crash between the two writes), so that is written again from the side as stored
-            self._index_side(r.module, r.side_name, from_mongo(current[r.side_name]))
+        for _attempt in range(8):   # a compare-and-set on the side: other workers may write it meanwhile
+            current = self.db.modules.find_one({"name": r.module}, {r.side_name: 1})
+            shown = (current or {}).get(r.side_name)
+            if shown and shown.get("result_id") == _oid(r.id):
+                # a replay: the side already shows this result (and maybe its review); its history row
+                # may not (a crash between the two writes), so that is written again from the side as stored
+                self._index_side(r.module, r.side_name, from_mongo(shown))
+                return
+            if not supersedes(r.side, from_mongo(shown) if shown else None):
+                return   # an older acquisition finished after a newer one (another worker): the side stays
+            now = datetime.now(timezone.utc)
+            update = {"$set": {r.side_name: side, "last_updated_at": now}}
+            if current is None:
+                update["$setOnInsert"] = {"description": "", "uploaded_by": r.uploaded_by, "uploaded_at": now}
+                try:
+                    self.db.modules.update_one({"name": r.module}, update, upsert=True)
+                except pymongo.errors.DuplicateKeyError:
+                    continue   # another writer inserted the module first: decide again against it
+            else:
+                unchanged = {"name": r.module, f"{r.side_name}.result_id": shown["result_id"]} if shown else \
+                    {"name": r.module, r.side_name: None}
+                if self.db.modules.update_one(unchanged, update).matched_count != 1:
+                    continue   # the side changed since it was read: decide again
+            now_shown = (self.db.modules.find_one({"name": r.module}, {r.side_name: 1}) or {}).get(r.side_name)
+            self._index_side(r.module, r.side_name, from_mongo(now_shown) if now_shown else r.side)
             return
-        now = datetime.now(timezone.utc)
-        update = {"$set": {r.side_name: side, "last_updated_at": now},
-                  "$setOnInsert": {"description": "", "uploaded_by": r.uploaded_by, "uploaded_at": now}}
-        try:
-            self.db.modules.update_one({"name": r.module}, update, upsert=True)
-        except pymongo.errors.DuplicateKeyError:
-            # Another daemon (the other side's camera) inserted the module first: now it exists.
-            del update["$setOnInsert"]
-            self.db.modules.update_one({"name": r.module}, update)
-        self._index_side(r.module, r.side_name, r.side)
+        raise StoreUnavailable(f"MongoDB {self.description}: module {r.module!r} {r.side_name} kept changing "
+                               "under this write; it is retried")
 
     def _index_side(self, module: str, side_name: str, side: dict) -> None:
         """The side's history row, written after the module document (a replay rewrites it)."""
@@ -241,6 +221,8 @@ class MongoStore:
             q["reviewed"] = query.reviewed
         if query.tag is not None:
             q["tag"] = query.tag
+        if query.model_version is not None:
+            q["model_version"] = query.model_version
         if query.module is not None:   # a name prefix: an anchored, escaped regex uses the index
             import re
             q["module"] = {"$regex": "^" + re.escape(query.module)}

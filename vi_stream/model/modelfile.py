@@ -17,19 +17,22 @@ import numpy as np
 
 from ..errors import ModelError
 from .anomaly import AnomalyModel, Intensity, config_from_meta
+from . import selfcheck
 from .index import PatchIndex
 
 _ARRAYS = {"mean": 1, "components": 2, "bank": 2, "centres": 2, "medoids": 2, "list_start": 1, "list_end": 1}
 
 
 def save(model: AnomalyModel, path: str) -> str:
-    """Write ``model`` to ``path`` (temp file + rename, so a crash leaves the old file)."""
+    """Write ``model`` to ``path`` (temp file + rename, so a crash leaves the old file), with its
+    self-check's reference tiles (:mod:`.selfcheck`)."""
+    check_tiles = selfcheck.attach(model)
     meta = dict(model.meta, threshold=model.threshold, gate=model.index.gate, nprobe=model.index.nprobe)
     arrays = {
         "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8),
         "mean": model.mean, "components": model.components, "bank": model.index.bank,
         "centres": model.index.centres, "medoids": model.index.medoids,
-        "list_start": model.index.list_start, "list_end": model.index.list_end,
+        "list_start": model.index.list_start, "list_end": model.index.list_end, "check_tiles": check_tiles,
     }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -67,6 +70,7 @@ def load(path: str, device: str | None = None) -> AnomalyModel:
             if a.ndim != ndim:
                 raise ModelError(f"{path}: corrupt model file ('{name}' has {a.ndim} dimensions, expected {ndim})")
             arrays[name] = a
+        check_tiles = _check_tiles(z, path)
     config = config_from_meta(meta)
     d = arrays["components"].shape[1]
     k = arrays["centres"].shape[0]
@@ -85,7 +89,20 @@ def load(path: str, device: str | None = None) -> AnomalyModel:
                              index, float(meta["threshold"]), meta, device)
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"{path}: bad model metadata ({err})") from err
+    selfcheck.verify(model, check_tiles, path)
     return model
+
+
+def _check_tiles(z, path: str) -> np.ndarray | None:
+    if "check_tiles" not in z.files:
+        return None
+    try:
+        tiles = z["check_tiles"]
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ModelError(f"{path}: corrupt model file (check_tiles: {err})") from err
+    if tiles.ndim not in (3, 4):
+        raise ModelError(f"{path}: corrupt model file ('check_tiles' has {tiles.ndim} dimensions)")
+    return tiles
 
 
 class _open:

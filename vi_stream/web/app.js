@@ -103,7 +103,9 @@ function onStatus(s) {
   const st = s.statistics, q = st.queues, store = st.store;
   $("#start").disabled = s.status === "processing";
   $("#stop").disabled = s.status !== "processing";
-  kv("#model", { model: s.model_id, "model's threshold": fmt(s.model_threshold),
+  kv("#model", { model: s.model_id, version: s.model_version || "a file (no registry)", drift: s.drift,
+                 ...(s.shadow ? { shadow: `${s.shadow.candidate}: ${s.shadow.agreed} of ${s.shadow.compared} agree` } : {}),
+                 "model's threshold": fmt(s.model_threshold),
                  "threshold in force": s.threshold == null ? fmt(s.model_threshold) + " (model's)" : fmt(s.threshold),
                  "yellow from": fmt((s.threshold ?? s.model_threshold) * (1 - s.qa_margin)) });
   const th = $("#threshold");
@@ -161,7 +163,7 @@ function image(id) {
 
 async function onFrame(f) {
   live.frame = f;
-  if (!$("#frame")) return;
+  if (!$("#frame") || document.hidden) return;   // a tab in the background fetches nothing; shown again, it draws the latest
   try {
     const [img, heat] = await Promise.all([image(f.image_id), image(f.heatmap_id)]);
     if (live.frame !== f) return;   // a newer frame came meanwhile
@@ -307,7 +309,7 @@ async function loadHistory() {
     const tr = document.createElement("tr");
     const cells = [new Date(r.processed_at).toLocaleString(), null, r.side,
                    r.is_anomalous ? "anomalous" : "good", fmt(r.score), r.defects,
-                   `${r.verified} of ${r.tile_count}`, r.tag, r.model_id];
+                   `${r.verified} of ${r.tile_count}`, r.tag, r.model_version || r.model_id];
     cells.forEach((v, i) => {
       const td = document.createElement("td");
       if (i === 1) {
@@ -325,6 +327,70 @@ async function loadHistory() {
   $("#prev").disabled = data.skip === 0;
   $("#next").disabled = last >= data.total;
   $("#history").dataset.total = data.total;
+}
+
+// ------------------------------------------------------------------ models: versions, aliases, their log
+const reg = { aliases: {} };
+
+function modelsView(root) {
+  root.append($("#t-models").content.cloneNode(true));
+  $("#rollback").onclick = () => {
+    const alias = $("#alias-name").value, reason = $("#alias-reason").value.trim();
+    if (!reason) { toast("Give a reason: it is kept in the log"); return; }
+    act(() => api("POST", `/api/aliases/${encodeURIComponent(alias)}/rollback`, { reason }),
+        `${alias} rolled back`).then(loadModels, () => loadModels());
+  };
+  loadModels();
+}
+
+function promote(doc) {
+  const alias = $("#alias-name").value, reason = $("#alias-reason").value.trim();
+  if (!reason) { toast("Give a reason: it is kept in the log"); return; }
+  const t = reg.aliases[alias], expected = t ? `${t.name}@${t.version}` : "";
+  act(() => api("POST", `/api/aliases/${encodeURIComponent(alias)}`,
+                { name: doc.name, version: doc.version, reason, expected, force: $("#alias-force").checked }),
+      `${alias} -> ${doc.name}@${doc.version}`).then(loadModels, () => loadModels());
+}
+
+function gateText(gate) {   // the newest gate set's figures (ids sort by time)
+  const ids = Object.keys(gate || {}).sort();
+  if (!ids.length) return "–";
+  const m = gate[ids[ids.length - 1]];
+  return `${fmt(m.recall)} / ${fmt(m.false_alarm_rate)}`;
+}
+
+function rows(sel, items, cells) {
+  const body = $(sel + " tbody");
+  if (!body) return;
+  body.replaceChildren(...items.map((it) => {
+    const tr = document.createElement("tr");
+    for (const v of cells(it)) {
+      const td = document.createElement("td");
+      if (v instanceof Node) td.append(v); else td.textContent = v ?? "";
+      tr.append(td);
+    }
+    return tr;
+  }));
+}
+
+async function loadModels() {
+  let models, aliases;
+  try { [models, aliases] = await Promise.all([api("GET", "/api/models"), api("GET", "/api/aliases")]); }
+  catch (e) { if ($("#aliases")) $("#aliases").textContent = e.message; return; }
+  reg.aliases = aliases.aliases;
+  const shown = {};
+  for (const [a, t] of Object.entries(aliases.aliases)) shown[a] = `${t.name}@${t.version} (since ${toLocal(t.set_at)})`;
+  kv("#aliases", Object.keys(shown).length ? shown : { none: "promote a version below" });
+  rows("#models", models.models, (d) => {
+    const b = document.createElement("button");
+    b.textContent = "Promote"; b.className = "needs-auth"; b.dataset.ref = `${d.name}@${d.version}`;
+    b.onclick = () => promote(d);
+    return [`${d.name}@${d.version}`, d.sha256.slice(0, 12), d.metadata.backbone, d.metadata.tile,
+            fmt(d.metadata.threshold), `${toLocal(d.registered_at)} by ${d.registered_by}`, gateText(d.gate),
+            d.aliases.join(", "), b];
+  });
+  rows("#alias-log", aliases.changes, (c) => [toLocal(c.at), c.alias, c.from || "–", c.to, c.action, c.by, c.reason]);
+  $("#models").dataset.ready = "1";
 }
 
 // ------------------------------------------------------------------ module review
@@ -348,7 +414,8 @@ async function loadModule(name) {
 
 function sideInfo(s) {
   const verified = s.verified_masks.filter(Boolean).length;
-  return `${s.is_anomalous ? "anomalous" : "good"} · score ${fmt(s.score)} · ${verified} of ${s.tile_count} tiles verified`;
+  return `${s.is_anomalous ? "anomalous" : "good"} · score ${fmt(s.score)} · ${verified} of ${s.tile_count} tiles verified` +
+    ` · model ${s.model_version || s.model_id}` + (s.threshold ? `, threshold ${fmt(s.threshold)}` : "");
 }
 
 async function drawSides() {
@@ -589,6 +656,7 @@ function route() {
   root.replaceChildren();
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", hash.startsWith(a.getAttribute("href")));
   if (hash.startsWith("#/history")) historyView(root);
+  else if (hash.startsWith("#/models")) modelsView(root);
   else if (hash.startsWith("#/module/")) moduleView(root, decodeURIComponent(hash.slice("#/module/".length)));
   else monitorView(root);
 }
@@ -597,4 +665,5 @@ setupLogin();
 loadSession().catch((e) => toast(e.message));
 connect();
 window.addEventListener("hashchange", route);
+document.addEventListener("visibilitychange", () => { if (!document.hidden) redrawFrame(); });
 route();

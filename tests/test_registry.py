@@ -1,0 +1,229 @@
+"""The model registry (issue 18): self-check, versions, aliases, provenance, following an alias."""
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+
+import numpy as np
+import pytest
+import requests
+
+from vi_stream import Client
+from vi_stream.errors import ConfigError, InputError, ModelError, NotFoundError, StateError, StoreUnavailable
+from vi_stream.follower import ModelFollower
+from vi_stream.model import load, save
+from vi_stream.registry import Registry
+
+from .daemon_helpers import bound_push, running_daemon, wait_for
+from .test_results_rest import IMAGES, frame
+
+
+def _rewrite(src: str, dst: str, change) -> str:
+    """Copy a model file, letting ``change(name, array)`` alter members (a tampered file)."""
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k in list(arrays):
+        arrays[k] = change(k, arrays[k])
+    with open(dst, "wb") as f:
+        np.savez(f, **arrays)
+    return dst
+
+
+def _meta_change(edit):
+    def change(name, a):
+        if name != "meta":
+            return a
+        meta = json.loads(a.tobytes())
+        edit(meta)
+        return np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    return change
+
+
+@pytest.fixture(scope="module")
+def second_path(model_path, tmp_path_factory) -> str:
+    """Another version of the model: the same fit with half the threshold (every verdict stricter)."""
+    return _rewrite(model_path, str(tmp_path_factory.mktemp("v2") / "v2.npz"),
+                    _meta_change(lambda m: m.update(threshold=m["threshold"] * 0.5)))
+
+
+def _bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------------- self-check
+def test_a_saved_model_carries_reference_tiles_and_passes_its_self_check(model_path):
+    m = load(model_path)
+    check = m.meta["self_check"]
+    assert len(check["scores"]) == len(m.check_tiles) == 3 and all(s > 0 for s in check["scores"])
+    with zipfile.ZipFile(model_path) as z:
+        assert "check_tiles.npy" in z.namelist()
+
+
+def test_a_tampered_bank_fails_the_self_check(model_path, tmp_path):
+    bad = _rewrite(model_path, str(tmp_path / "bad.npz"),
+                   lambda k, a: a * np.float32(1.3) if k == "bank" else a)
+    with pytest.raises(ModelError, match="self-check: reference tile 0"):
+        load(bad)
+
+
+def test_tampered_reference_scores_fail_the_self_check(model_path, tmp_path):
+    bad = _rewrite(model_path, str(tmp_path / "bad.npz"),
+                   _meta_change(lambda m: m["self_check"].update(scores=[s * 1.1 for s in m["self_check"]["scores"]])))
+    with pytest.raises(ModelError, match="self-check"):
+        load(bad)
+
+
+def test_a_model_from_before_the_self_check_loads_with_a_warning(model_path, tmp_path, caplog):
+    old = _rewrite(model_path, str(tmp_path / "old.npz"), _meta_change(lambda m: m.pop("self_check")))
+    with caplog.at_level(logging.WARNING, logger="vi_stream.model"):
+        m = load(old)
+    assert "without a self-check" in caplog.text
+    assert save(m, str(tmp_path / "resaved.npz")) and "self_check" in load(str(tmp_path / "resaved.npz")).meta
+
+
+# ---------------------------------------------------------------------- versions and aliases
+def test_register_versions_and_refusals(store, model_path, second_path, tmp_path):
+    reg = Registry(store)
+    v1 = reg.register(_bytes(model_path), "pads", by="alice")
+    assert (v1["version"], v1["registered_by"]) == ("1.0", "alice")
+    assert v1["metadata"]["backbone"] and v1["metadata"]["calibration_scores"] and v1["metadata"]["self_check"]
+    assert reg.register(_bytes(model_path), "pads", "1.0")["sha256"] == v1["sha256"]   # the same again: no-op
+    with pytest.raises(StateError, match="registered already"):
+        reg.register(_bytes(second_path), "pads", "1.0")
+    v2 = reg.register(_bytes(second_path), "pads")                                  # next minor
+    assert v2["version"] == "1.1" and v2["sha256"] != v1["sha256"]
+    assert [d["version"] for d in reg.versions("pads")] == ["1.1", "1.0"]
+    assert reg.file(v2) == _bytes(second_path)
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    for data, words in ((b"", "empty"), (b"\x80\x04pickle", "pickle"), (_bytes(str(tmp_path / "junk.npz")), "corrupt")):
+        with pytest.raises(InputError, match=words):
+            reg.register(data, "pads")
+    for name, version in (("bad name", None), ("pads", "1"), ("pads", "v1.0"), ("../x", None)):
+        with pytest.raises(ConfigError):
+            reg.register(_bytes(model_path), name, version)
+    with pytest.raises(NotFoundError):
+        reg.version("pads", "9.9")
+
+
+def test_promote_expected_and_rollback_are_logged(store, model_path, second_path):
+    reg = Registry(store)
+    reg.register(_bytes(model_path), "pads", "1.0")
+    reg.register(_bytes(second_path), "pads", "1.1")
+    with pytest.raises(NotFoundError, match="promote one first"):
+        reg.resolve("production")
+    with pytest.raises(ConfigError, match="reason"):
+        reg.promote("production", "pads", "1.0", " ")
+    with pytest.raises(NotFoundError):
+        reg.promote("production", "pads", "2.0", "no such version")
+    c = reg.promote("production", "pads", "1.0", "first", by="alice", expected="")
+    assert (c["from"], c["to"], c["changed"]) == (None, "pads@1.0", True)
+    with pytest.raises(StateError, match="points at pads@1.0, not nothing"):
+        reg.promote("production", "pads", "1.1", "stale", expected="")
+    with pytest.raises(StateError, match="no earlier version"):
+        reg.rollback("production", "nothing before")
+    reg.promote("production", "pads", "1.1", "better", by="bob", expected="pads@1.0")
+    assert reg.resolve("production")["version"] == "1.1"
+    assert reg.promote("production", "pads", "1.1", "again")["changed"] is False
+    back = reg.rollback("production", "1.1 over-detects", by="carol")
+    assert (back["action"], back["from"], back["to"]) == ("rollback", "pads@1.1", "pads@1.0")
+    assert reg.resolve("production")["version"] == "1.0"
+    with pytest.raises(StateError, match="back at pads@1.0"):
+        reg.rollback("production", "twice")
+    log = reg.changes("production")
+    assert [(c["action"], c["to"], c["by"]) for c in log] == [
+        ("rollback", "pads@1.0", "carol"), ("promote", "pads@1.1", "bob"), ("promote", "pads@1.0", "alice")]
+    assert [a for a in reg.version("pads", "1.0")["aliases"]] == ["production"]
+
+
+# ---------------------------------------------------------------------- a daemon following an alias
+def test_a_daemon_follows_its_alias_between_frames_and_stamps_each_result(tmp_path, model_path, second_path):
+    from vi_stream.io.local_store import LocalStore
+    with LocalStore(str(tmp_path / "store")) as store:
+        reg = Registry(store)
+        reg.register(_bytes(model_path), "pads", "1.0")
+        reg.register(_bytes(second_path), "pads", "1.1")
+        reg.promote("production", "pads", "1.0", "first")
+        with bound_push() as (push, port), \
+                running_daemon(None, port, backend=store, model_alias="production", model_poll=30.0) as (d, _):
+            client = Client(f"http://127.0.0.1:{d.rest_port}")
+            assert client.get_model()["version"] == "pads@1.0"
+            client.start()
+            for i in range(2):
+                push.send_multipart(frame(1 + i, IMAGES[0], "M1", ("left", "right")[i]))
+            wait_for(lambda: d.writer.statistics()["stored"] >= 2)
+            change = client.promote("production", "pads", "1.1", "stricter", expected="pads@1.0")
+            assert change["to"] == "pads@1.1" and client.get_model()["version"] == "pads@1.1"   # at once
+            assert d.drift.status()["model_version"] == "pads@1.1"     # the drift watch takes 1.1's reference
+            for i in range(2):
+                push.send_multipart(frame(3 + i, IMAGES[0], "M2", ("left", "right")[i]))
+            wait_for(lambda: d.writer.statistics()["stored"] >= 4)
+            with pytest.raises(StateError, match="points at pads@1.1, not pads@1.0"):
+                client.promote("production", "pads", "1.0", "stale", expected="pads@1.0")
+            client.rollback("production", "too strict")
+            assert client.get_model()["version"] == "pads@1.0"
+            stats = client.get_statistics()
+            assert stats["model_version"] == "pads@1.0" and stats["frames_processed"] == 4
+            metrics = requests.get(f"http://127.0.0.1:{d.rest_port}/metrics", timeout=10).text
+            assert 'vi_stream_model_version{version="pads@1.0"} 1.0' in metrics
+            sides = {r["module"]: r for r in client.history()[0]}
+            assert sides["M1"]["model_version"] == "pads@1.0" and sides["M2"]["model_version"] == "pads@1.1"
+            side = client.get_module("M2")["left"]
+            assert side["processing_parameters"]["model_version"] == "pads@1.1"
+            assert side["vi_stream_version"] and side["threshold"] == pytest.approx(
+                load(second_path).threshold, rel=1e-6)
+            with pytest.raises(StateError, match="follows alias"):
+                client.reload_model(model_path)
+
+
+def test_a_follower_runs_the_cached_version_while_the_store_is_down(tmp_path, model_path):
+    from vi_stream.io.local_store import LocalStore
+    with LocalStore(str(tmp_path / "store")) as store:
+        reg = Registry(store)
+        reg.register(_bytes(model_path), "pads", "1.0")
+        reg.promote("production", "pads", "1.0", "first")
+        ModelFollower(reg, "production", str(tmp_path / "cache")).initial()
+
+    class Down:
+        def __getattr__(self, name):
+            def fail(*a, **k):
+                raise StoreUnavailable("MongoDB: connection refused")
+            return fail
+
+    f = ModelFollower(Registry(Down()), "production", str(tmp_path / "cache"))
+    model, doc = f.initial()
+    assert doc["version"] == "1.0" and model.meta["self_check"] and "connection refused" in f.last_error
+    assert f.check_now() is False and f.current["version"] == "1.0"
+    with pytest.raises(StoreUnavailable, match="no copy of it is cached"):
+        ModelFollower(Registry(Down()), "production", str(tmp_path / "empty")).initial()
+
+
+def test_run_flags_for_following_an_alias_are_checked():
+    from vi_stream import config as config_mod
+    base = dict(env={}, input="tcp://127.0.0.1:1")
+    for over, words in (({"model_alias": "production", "model": "m.npz"}, "not both"),
+                        ({"model_alias": "production", "store": "off"}, "needs a store"),
+                        ({"model_alias": "no way"}, "model_alias"), ({"model_poll": 0.0}, "model_poll"),
+                        ({"drift_chunk": 3}, "drift_chunk")):
+        with pytest.raises(ConfigError, match=words):
+            config_mod.build(None, **base, **over)
+
+
+def test_the_models_command_line(tmp_path, model_path, second_path, capsys):
+    from vi_stream.cli import main
+    st = ["--store", str(tmp_path / "store")]
+    assert main(["models", "register", model_path, "--name", "pads", "--by", "alice"] + st) == 0
+    assert main(["models", "register", second_path, "--name", "pads"] + st) == 0
+    assert "pads@1.1" in capsys.readouterr().out
+    assert main(["models", "promote", "pads", "1.0", "--reason", "first"] + st) == 0
+    assert main(["models", "promote", "pads", "1.1", "--reason", "next", "--expected", "pads@1.0"] + st) == 0
+    assert main(["models", "rollback"] + st) == 0
+    assert "production: pads@1.1 -> pads@1.0  rollback" in capsys.readouterr().out
+    assert main(["models", "list", "--json"] + st) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(d["version"], d["aliases"]) for d in listed] == [("1.1", []), ("1.0", ["production"])]
+    assert main(["models", "promote", "pads", "1.1", "--reason", "x", "--expected", "pads@1.1"] + st) == 2
+    assert "points at pads@1.0" in capsys.readouterr().err
+    assert main(["models", "show", "pads", "7.0"] + st) == 2
+    assert main(["models", "register", str(tmp_path / "missing.npz"), "--name", "pads"] + st) == 1
