@@ -393,6 +393,26 @@ async function loadModels() {
   $("#models").dataset.ready = "1";
 }
 
+// ------------------------------------------------------------------ batches on Slurm
+async function batchesView(root) {
+  root.append($("#t-batches").content.cloneNode(true));
+  let data;
+  try { data = await api("GET", "/api/batches"); } catch (e) { toast(e.message); return; }
+  rows("#batches", data.batches, (b) => {
+    const a = document.createElement("a");
+    a.href = "#/batches"; a.textContent = b.id;
+    a.onclick = async (ev) => {
+      ev.preventDefault();
+      const pre = $("#batch-detail");
+      pre.textContent = JSON.stringify((await api("GET", "/api/batches/" + encodeURIComponent(b.id))).batch, null, 2);
+      pre.hidden = false;
+    };
+    return [a, b.state, b.inputs.length, b.progress || "", b.stored ?? "", b.jobs.length,
+            toLocal(b.created_at), b.created_by, b.error || ""];
+  });
+  $("#batches").dataset.ready = "1";
+}
+
 // ------------------------------------------------------------------ module review
 const review = { module: null, side: null, tile: 0, layer: "original" };
 
@@ -657,6 +677,7 @@ function route() {
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", hash.startsWith(a.getAttribute("href")));
   if (hash.startsWith("#/history")) historyView(root);
   else if (hash.startsWith("#/models")) modelsView(root);
+  else if (hash.startsWith("#/batches")) batchesView(root);
   else if (hash.startsWith("#/module/")) moduleView(root, decodeURIComponent(hash.slice("#/module/".length)));
   else monitorView(root);
 }
