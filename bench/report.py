@@ -284,8 +284,15 @@ def workers() -> str:
             f"putting their outputs back in pulse order; each configuration started afresh, warmed up 15 s, "
             f"then {d['window_s']} s counted, alternating. Two/one per pair: median {_pct(d['ratio_median'])} "
             f"(range {_pct(d['ratio_range'][0])}–{_pct(d['ratio_range'][1])}). The merger's added latency "
-            f"(arrival → sent): p50 {m['p50_median']} ms, p99 {m['p99_median']} ms "
-            f"(range {m['p99_range'][0]}–{m['p99_range'][1]}).\n\n"
+            f"(arrival → sent): p50 {m['p50_median']:.1f} ms, p99 {m['p99_median']:.1f} ms "
+            f"(range {m['p99_range'][0]}–{m['p99_range'][1]}), mostly the skew between the two workers' "
+            f"queues when the camera outruns them."
+            + (f" Paced below saturation (camera at {d['paced']['camera_fps']} frames/s, 70% of the two workers' "
+               f"rate; {d['paced']['fps']} frames/s delivered, in order: "
+               f"{'yes' if d['paced']['in_order'] else 'no'}): p50 "
+               f"{d['paced']['merger']['added_latency_ms']['p50']} ms, p99 "
+               f"{d['paced']['merger']['added_latency_ms']['p99']} ms." if d.get("paced") else "")
+            + "\n\n"
             + _table(["window", "workers", "frames/s", "frames", "in order", "merger p50 / p99 ms",
                       "gaps / late"], rows) + "\n")
 
@@ -375,8 +382,11 @@ def headline() -> str:
     wk = load("workers")
     if wk:
         rows.append([f"two workers (1 thread each) + merge vs one worker (2 threads), {wk['size']}²",
-                     f"{_pct(wk['ratio_median'])} of the frames/s; merger adds p50 "
-                     f"{wk['merger_latency_ms']['p50_median']} / p99 {wk['merger_latency_ms']['p99_median']} ms",
+                     f"{_pct(wk['ratio_median'])} of the frames/s; merger adds p50 / p99 "
+                     + (f"{wk['paced']['merger']['added_latency_ms']['p50']} / "
+                        f"{wk['paced']['merger']['added_latency_ms']['p99']} ms paced, " if wk.get("paced") else "")
+                     + f"{wk['merger_latency_ms']['p50_median']:.1f} / {wk['merger_latency_ms']['p99_median']:.1f} ms "
+                       "saturated",
                      "`python bench/workers.py`"])
     bt = load("batch")
     if bt:
