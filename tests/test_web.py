@@ -349,3 +349,12 @@ def test_the_batches_page_lists_slurm_batches_and_shows_one(page, daemon):
     row.locator("a").click()
     page.wait_for_selector("#batch-detail:not([hidden])")
     assert "2 images scored" in page.inner_text("#batch-detail")
+
+
+def test_the_monitor_plots_the_drift_watch_per_chunk(page, daemon):
+    daemon.drift.chunk = daemon.drift.min_frames = 10      # a chunk every 10 frames, for the test
+    processing(page, daemon)
+    page.wait_for_function("window.vi.drift.length > 0", timeout=60_000)
+    chunk = page.evaluate("window.vi.drift[0]")
+    assert chunk["state"] in ("green", "yellow", "red") and chunk["frames"] >= 10 and "ks" in chunk
+    assert page.inner_text("#model").count("drift") == 1

@@ -206,7 +206,7 @@ class Daemon:
         """What the monitor shows besides frames: the statistics, the threshold in force, the model."""
         return {"status": self.processor.state, "statistics": self.processor.statistics(),
                 "threshold": self.processor.settings.threshold, "model_id": self.model.model_id,
-                "model_version": self.model_version, "drift": self.drift.state,
+                "model_version": self.model_version, "drift": self.drift.state, "drift_judged": self.drift.judged,
                 "shadow": ({k: v for k, v in self.shadow.status().items() if k != "disagreements"}
                            if self.shadow is not None else None),
                 "model_threshold": self.model.threshold, "qa_margin": self.live.qa_margin,

@@ -97,6 +97,7 @@ class DriftWatch:
         self.chunk, self.window_s, self.min_frames, self.limits = chunk, window_s, min_frames, limits
         self.history: deque[dict] = deque(maxlen=keep)
         self.state = "green"
+        self.judged = 0                      # chunks judged since start (the page refetches when it moves)
         self._lock = threading.Lock()
         self.set_reference(reference, threshold, version)
 
@@ -128,6 +129,7 @@ class DriftWatch:
             verdict = judge(scores, self.reference, self.threshold, rejected, self.limits)
             verdict.update(at=time.time(), model_version=self.version)
             self.history.append(verdict)
+            self.judged += 1
             before, self.state = self.state, verdict["state"]
         if verdict["state"] != before:
             say = log.info if verdict["state"] == "green" else log.warning
@@ -138,7 +140,7 @@ class DriftWatch:
     def status(self) -> dict:
         with self._lock:
             last = self.history[-1] if self.history else None
-            return {"state": self.state, "chunk": self.chunk, "window_s": self.window_s,
+            return {"state": self.state, "judged": self.judged, "chunk": self.chunk, "window_s": self.window_s,
                     "reference_scores": int(self.reference.size), "pending_frames": len(self._scores),
                     "model_version": self.version, "last": last, "limits": asdict(self.limits)}
 

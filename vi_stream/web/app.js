@@ -4,7 +4,7 @@
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const session = { required: false, loggedIn: false, csrf: null };
-const live = { status: null, trends: [], binS: 10, recent: [], frame: null, latencies: [] };
+const live = { status: null, trends: [], binS: 10, recent: [], frame: null, latencies: [], drift: [], driftJudged: -1 };
 window.vi = live;   // for people debugging in the console, and for the browser tests
 
 // ------------------------------------------------------------------ REST
@@ -96,6 +96,10 @@ function onStatus(s) {
   for (const b of s.trend || []) {
     const i = live.trends.findIndex((x) => x.t === b.t);
     if (i >= 0) live.trends[i] = b; else live.trends.push(b);
+  }
+  if (s.drift_judged !== undefined && s.drift_judged !== live.driftJudged) {   // a chunk was judged: its figures
+    live.driftJudged = s.drift_judged;
+    api("GET", "/api/drift").then((d) => { live.drift = d.drift.chunks; drawTrends(); }, () => {});
   }
   const hour = Date.now() / 1000 - 3600;
   live.trends = live.trends.filter((b) => b.t >= hour);
@@ -250,6 +254,8 @@ function drawTrends() {
   plot("#tr-anom", [at("anomalous_fraction")], ["#d23c3c"], 1);
   plot("#tr-fps", [at("fps")], ["#2e9d4f"]);
   plot("#tr-lat", [at("latency_p99_ms")], ["#6b4fd9"]);
+  plot("#tr-drift", [live.drift.map((c) => [c.at, c.ks]), live.drift.map((c) => [c.at, c.wasserstein])],
+       ["#2e6fd9", "#d9a400"]);
 }
 
 // ------------------------------------------------------------------ monitor view
