@@ -146,6 +146,7 @@ class BatchRun:
             sh.makedirs(posixpath.join(self.root, d))
         sh.put(self.model_path, posixpath.join(self.root, "model.npz"))
         created = int(datetime.fromisoformat(self.doc["created_at"]).timestamp())
+        position = {p: i for i, p in enumerate(self.inputs)}      # the pulse id of each input
         for t, paths in enumerate(self.split):
             folder = posixpath.join(self.root, "inputs", f"task_{t}")
             sh.makedirs(folder)
@@ -154,7 +155,7 @@ class BatchRun:
                 name = os.path.basename(p)
                 sh.put(p, posixpath.join(folder, name))
                 module, side = self.sides.get(name, (os.path.splitext(name)[0], "left"))
-                index[name] = {"pulse_id": self.inputs.index(p), "module": module, "side": side}
+                index[name] = {"pulse_id": position[p], "module": module, "side": side}
             self._put_text(posixpath.join(folder, TASK_INDEX), json.dumps({
                 "batch": self.doc["id"], "prefix": self.opts.prefix, "sec": created, "model_version": self.model_version,
                 "store_tile": self.opts.store_tile, "images": index}))

@@ -252,9 +252,13 @@ class Daemon:
             if model.channels != self.model.channels:
                 raise ConfigError(f"{ref(doc)} expects {model.channels}-channel images, the running model "
                                   f"{self.model.channels}")
-            self.model, self.model_version = model, ref(doc)
-            self.drift.set_reference(model.meta.get("calibration_scores") or [], model.threshold, ref(doc))
-            self.processor.set_pipeline(Pipeline(model, ref(doc)))
+            self._use_model(model, ref(doc))
+
+    def _use_model(self, model: AnomalyModel, version: str | None) -> None:
+        """Judge the next frames with ``model`` (under the reload lock): pipeline and drift reference."""
+        self.model, self.model_version = model, version
+        self.drift.set_reference(model.meta.get("calibration_scores") or [], model.threshold, version)
+        self.processor.set_pipeline(Pipeline(model, version))
 
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         if name is not None:
@@ -276,9 +280,8 @@ class Daemon:
             if model.channels != self.model.channels:
                 raise ConfigError(f"model not reloaded: it expects {model.channels}-channel images, "
                                   f"the running one {self.model.channels}")
-            self.model, self.model_path, self.model_version = model, path, None
-            self.drift.set_reference(model.meta.get("calibration_scores") or [], model.threshold)
-            self.processor.set_pipeline(Pipeline(model))
+            self.model_path = path
+            self._use_model(model, None)
         log.info("model reloaded: %s from %s", model.model_id, path)
         return self.model_info()
 

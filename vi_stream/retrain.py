@@ -23,7 +23,6 @@ import threading
 from itertools import chain
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 
 from . import record as rec
@@ -58,8 +57,8 @@ def verified_tiles(store, min_side: int = 16) -> Iterator[dict]:
             frame = files.decode_image(store.get_image(side["original"]["full"]["src_id"]), f"{name} {side_name}")
             ox, sx, oy, sy = (side.get("roi") or [0, frame.shape[1], 0, frame.shape[0]])
             image = frame[oy:oy + sy, ox:ox + sx]
-            mask = cv2.imdecode(np.frombuffer(store.get_image(side["corrected_mask"]["full"]["src_id"]), np.uint8),
-                                cv2.IMREAD_UNCHANGED)
+            mask = files.decode_image(store.get_image(side["corrected_mask"]["full"]["src_id"]),
+                                      f"{name} {side_name} corrected mask")
             for i, ok in enumerate(flags):
                 x, y, w, h = side["tiles"][i]
                 if ok and min(w, h) >= min_side:
