@@ -1,4 +1,4 @@
-# Two entry points (see README Quickstart): `make demo` and `make test`.
+# Two entry points (see README Quickstart): `make demo` and `make test`; `make docs` serves the manual.
 # Each creates .venv and installs what it needs. TORCH_SPEC picks the torch build:
 # the default pins the CPU wheel; e.g. `make TORCH_SPEC="torch" demo` for a CUDA machine.
 PYTHON ?= python3
@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install docs docs-build clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000
+
+docs-build: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache site

@@ -36,6 +36,12 @@ TEST_REQUIRES = [
     "schemathesis>=4.3,<5",  # fuzzes the REST API against its OpenAPI document
     "playwright>=1.40",      # drives Debian's chromium (never `playwright install`): the operator's page
 ]
+# The manual (docs/, mkdocs.yml): mkdocs-material builds it today; zensical, its maintained successor,
+# reads the same mkdocs.yml, and the suite builds the site with both.
+DOCS_REQUIRES = [
+    "mkdocs-material>=9.5,<10",
+    "zensical>=0.1.4,<0.2",
+]
 
 setup(
     name="vi_stream",
@@ -47,7 +53,7 @@ setup(
     package_data={"vi_stream": ["web/*.html", "web/*.js", "web/*.css"]},   # the operator's page
     python_requires=">=3.10",
     install_requires=REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES + DOCS_REQUIRES, "docs": DOCS_REQUIRES},
     entry_points={"console_scripts": ["vi_stream = vi_stream.cli:main"]},
     license="MIT",
 )

@@ -1,4 +1,4 @@
-"""Writes bench/README.md (and README's headline table) from bench/results/*.json.
+"""Writes bench/README.md (and the manual's headline table, docs/benchmarks.md) from bench/results/*.json.
 
     python bench/report.py           # rewrite both
     python bench/report.py --check   # exit 1 if either is not what the results say (a test runs this)
@@ -16,7 +16,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-ROOT_README = os.path.join(os.path.dirname(HERE), "README.md")
+ROOT_README = os.path.join(os.path.dirname(HERE), "docs", "benchmarks.md")   # the manual's page with the headline
 START, END = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
 
 
@@ -338,7 +338,7 @@ def soak() -> str:
 
 
 def headline() -> str:
-    """README's table: one line per benchmark, the figure that matters, the command."""
+    """The manual's headline table: one line per benchmark, the figure that matters, the command."""
     rows = []
     s, m, st, so = load("speed"), load("memory"), load("stream"), load("soak")
     g = load("generalise")
@@ -412,7 +412,7 @@ def bench_readme() -> str:
 
 def readme_with_headline(text: str) -> str:
     if START not in text or END not in text:
-        raise SystemExit(f"README.md has no {START} ... {END} block")
+        raise SystemExit(f"{ROOT_README} has no {START} ... {END} block")
     a, b = text.index(START) + len(START), text.index(END)
     return text[:a] + "\n" + headline() + "\n" + text[b:]
 
