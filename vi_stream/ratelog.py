@@ -29,3 +29,10 @@ class RateLimitedLog:
             self._last[key] = now
         self.logger.warning("%s%s", msg, f" ({n} more '{key}' suppressed)" if n else "",
                             extra={"pulse_id": pulse_id, "module_name": module})
+
+    def flush(self) -> None:
+        """Say how many of each key were suppressed since last logged (at shutdown: nothing goes uncounted)."""
+        with self._lock:
+            pending, self._suppressed = self._suppressed, {}
+        for key, n in pending.items():
+            self.logger.warning("%d more '%s' suppressed since the last logged", n, key)

@@ -160,9 +160,10 @@ def status_line(stats: dict) -> str:
 
 
 def supervise(processor, notifier: "Notifier", stop_event, status_every: float = 5.0,
-              watchdog: float | None = None) -> None:
+              watchdog: float | None = None, line=status_line) -> None:
     """The service's main loop: READY was sent by the caller; ping the watchdog only while the
-    processing loop is healthy, refresh STATUS=, return when ``stop_event`` is set."""
+    processing loop is healthy, refresh STATUS= (``line(processor.statistics())``), return when
+    ``stop_event`` is set."""
     import time
     tick = min(x for x in (status_every, watchdog or status_every, 1.0) if x)
     next_status = 0.0
@@ -171,5 +172,5 @@ def supervise(processor, notifier: "Notifier", stop_event, status_every: float =
         if watchdog and processor.healthy():
             notifier.notify(WATCHDOG="1")
         if now >= next_status:
-            notifier.notify(STATUS=status_line(processor.statistics()))
+            notifier.notify(STATUS=line(processor.statistics()))
             next_status = now + status_every
