@@ -251,11 +251,13 @@ def test_quality_guard_on_held_out_families():
 
 
 def _rewrite_meta(path, dst, edit):
+    from vi_stream.model.filecheck import digest_member
     with np.load(path) as z:
         arrays = {k: z[k] for k in z.files}
     meta = json.loads(arrays["meta"].tobytes())
     edit(meta)
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    arrays["digest"] = digest_member(arrays)      # as that vi_stream's save sealed it
     np.savez(dst, **arrays)
     return str(dst)
 

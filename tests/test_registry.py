@@ -19,12 +19,16 @@ from .daemon_helpers import bound_push, running_daemon, wait_for
 from .test_results_rest import IMAGES, frame
 
 
-def _rewrite(src: str, dst: str, change) -> str:
-    """Copy a model file, letting ``change(name, array)`` alter members (a tampered file)."""
+def _rewrite(src: str, dst: str, change, seal: bool = True) -> str:
+    """Copy a model file, letting ``change(name, array)`` alter members. ``seal``: with a new digest,
+    as a re-save (or a forger who recomputes it) leaves it; else the old one stays (a naive edit)."""
+    from vi_stream.model.filecheck import digest_member
     with np.load(src, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     for k in list(arrays):
         arrays[k] = change(k, arrays[k])
+    if seal:
+        arrays["digest"] = digest_member(arrays)
     with open(dst, "wb") as f:
         np.savez(f, **arrays)
     return dst
@@ -61,26 +65,50 @@ def test_a_saved_model_carries_reference_tiles_and_passes_its_self_check(model_p
         assert "check_tiles.npy" in z.namelist()
 
 
-def test_a_tampered_bank_fails_the_self_check(model_path, tmp_path):
+def test_a_naively_edited_file_fails_its_digest(model_path, tmp_path):
+    bad = _rewrite(model_path, str(tmp_path / "bad.npz"), _meta_change(lambda m: m.update(threshold=1e6)), seal=False)
+    with pytest.raises(ModelError, match="digest does not match"):
+        load(bad)
+
+
+def test_a_forged_digest_over_a_tampered_bank_still_fails_the_self_check(model_path, tmp_path):
+    """The digest is no signature: a forger recomputes it. The self-check (the code's tolerance) remains."""
     bad = _rewrite(model_path, str(tmp_path / "bad.npz"),
                    lambda k, a: a * np.float32(1.3) if k == "bank" else a)
     with pytest.raises(ModelError, match="self-check: reference tile 0"):
         load(bad)
-
-
-def test_tampered_reference_scores_fail_the_self_check(model_path, tmp_path):
-    bad = _rewrite(model_path, str(tmp_path / "bad.npz"),
-                   _meta_change(lambda m: m["self_check"].update(scores=[s * 1.1 for s in m["self_check"]["scores"]])))
+    wide = _rewrite(model_path, str(tmp_path / "wide.npz"), _meta_change(
+        lambda m: m["self_check"].update(rtol=1e9, atol=1e9, scores=[s * 1.1 for s in m["self_check"]["scores"]])))
     with pytest.raises(ModelError, match="self-check"):
-        load(bad)
+        load(wide)
 
 
-def test_a_model_from_before_the_self_check_loads_with_a_warning(model_path, tmp_path, caplog):
-    old = _rewrite(model_path, str(tmp_path / "old.npz"), _meta_change(lambda m: m.pop("self_check")))
+def test_what_a_forged_digest_gets_past(model_path, tmp_path):
+    """As README says: a threshold edited with the digest recomputed loads (no score depends on the
+    threshold: only the registry's hash binds a registered version's); a file carrying a digest
+    but stripped of its self-check is refused."""
+    forged = _rewrite(model_path, str(tmp_path / "forged.npz"), _meta_change(lambda m: m.update(threshold=1e6)))
+    assert load(forged).threshold == 1e6
+    stripped = _rewrite(model_path, str(tmp_path / "stripped.npz"), _meta_change(lambda m: m.pop("self_check")))
+    with pytest.raises(ModelError, match="no self-check"):
+        load(stripped)
+
+
+def test_a_model_from_before_the_self_check_loads_only_when_allowed_with_a_warning(model_path, tmp_path, caplog):
+    def drop(k, a):
+        return None if k in ("digest", "check_tiles") else _meta_change(lambda m: m.pop("self_check"))(k, a)
+    with np.load(model_path) as z:
+        arrays = {k: drop(k, z[k]) for k in z.files}
+    np.savez(tmp_path / "old.npz", **{k: a for k, a in arrays.items() if a is not None})
+    old = str(tmp_path / "old.npz")
+    with pytest.raises(ModelError, match="no digest.*--allow-unchecked"):
+        load(old)
     with caplog.at_level(logging.WARNING, logger="vi_stream.model"):
-        m = load(old)
-    assert "without a self-check" in caplog.text
-    assert save(m, str(tmp_path / "resaved.npz")) and "self_check" in load(str(tmp_path / "resaved.npz")).meta
+        m = load(old, allow_unchecked=True)
+    assert "without a self-check" in caplog.text and "no digest" in caplog.text
+    assert save(m, str(tmp_path / "resaved.npz"))
+    again = load(str(tmp_path / "resaved.npz"))          # saved again: digest and self-check, no flag needed
+    assert "self_check" in again.meta and again.file_digest.startswith("sha256:")
 
 
 # ---------------------------------------------------------------------- versions and aliases

@@ -30,13 +30,16 @@ def add_parser(sub) -> None:
     v = verb("show", "one version: hash, metadata, calibration scores")
     v.add_argument("name")
     v.add_argument("version", help="X.Y")
-    v = verb("register", "check a model file (load + self-check) and store it as NAME@X.Y")
+    v = verb("register", "check a model file (sizes, digest, load + self-check) and store it as NAME@X.Y")
     v.add_argument("file", nargs="?", help="the model file (or --sftp)")
     v.add_argument("--sftp", metavar="FILE_NAME", help="import SFTP_PROJECT_PATH/models/FILE_NAME (SFTP_* "
                                                        "settings, as fetch-model) instead of a local file")
     v.add_argument("--name", required=True)
     v.add_argument("--version", help="X.Y (default: the next minor version of NAME, or 1.0)")
     v.add_argument("--by", help="who (default user@host)")
+    v.add_argument("--allow-unchecked", action="store_true",
+                   help="register a file that has no digest (saved by an older vi_stream, or edited), with a "
+                        "warning; the registry's hash binds it from then on")
     for name, text in (("promote", "point an alias at a version"),
                        ("rollback", "point an alias back at the version before its latest promotion")):
         v = verb(name, text)
@@ -127,8 +130,12 @@ def run(args: argparse.Namespace) -> int:
             path, source = _model_file(args)
             with open(path, "rb") as f:
                 data = f.read()
-            out = reg.register(data, args.name, args.version, by=_who(args.by), source=source)
+            out = reg.register(data, args.name, args.version, by=_who(args.by), source=source,
+                               allow_unchecked=args.allow_unchecked)
             text = "registered " + _summary(out)
+            if out.get("unchecked"):
+                print(f"vi_stream: warning: {out['name']}@{out['version']} has no digest: registered unchecked "
+                      "(--allow-unchecked)", file=sys.stderr)
         elif args.verb == "promote":
             out = retrain.promote(reg, args.alias, args.name, args.version, args.reason, _who(args.by),
                                   args.expected, args.force)

@@ -34,6 +34,9 @@ class DaemonConfig:
                                           choices=("none", "bitshuffle_lz4"))
     block: bool = _opt(False, "wait for a slow consumer instead of dropping outputs", flag="--block", const=True)
     model: str | None = _opt(None, "model file (.npz) from `vi_stream train`")
+    allow_unchecked: bool = _opt(False, "load a --model file (or POST /model/reload one) that has no digest (saved by "
+                                        "an older vi_stream, or edited), with a warning; a digest that does not "
+                                        "match is refused whatever this says", flag="--allow-unchecked", const=True)
     model_alias: str | None = _opt(None, "follow this registry alias (e.g. production) in --store instead of "
                                          "--model FILE: its model at start-up, the next one between frames")
     model_poll: float = _opt(5.0, "seconds between asks of where --model-alias points")

@@ -273,7 +273,7 @@ class Daemon:
                              "its model (vi_stream models promote)")
         with self._reload_lock:
             try:
-                model = load(path, self.config.device)
+                model = load(path, self.config.device, self.config.allow_unchecked)
             except ModelError as err:
                 # The running model stays; the caller gets a clear 400.
                 raise ConfigError(f"model not reloaded, still running {self.model.model_id}: {err}") from err
@@ -311,7 +311,7 @@ class Daemon:
 def _load_model(cfg: config_mod.DaemonConfig) -> AnomalyModel:
     if not cfg.model:
         raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
-    return load(cfg.model, cfg.device)
+    return load(cfg.model, cfg.device, cfg.allow_unchecked)
 
 
 def open_store(spec: str | None) -> Store | None:

@@ -59,6 +59,7 @@ class ModelFollower:
 
     def _remember(self, doc: dict) -> None:
         keep = {k: doc[k] for k in ("name", "version", "sha256")}
+        keep["unchecked"] = bool(doc.get("unchecked"))
         write_durably(self._pointer(), json.dumps(keep).encode())
 
     # ------------------------------------------------------------------ loading
@@ -75,10 +76,11 @@ class ModelFollower:
                 raise StoreUnavailable(f"cannot follow alias {self.alias!r}: {err}; and no copy of it is cached in "
                                        f"{self.cache_dir}") from err
             path = os.path.join(self.cache_dir, doc["sha256"] + ".npz")
+            _check_hash(path, doc)
             log.warning("store unreachable (%s): running alias %s's last known version %s from the cache",
                         err, self.alias, ref(doc))
             self.last_error = str(err)
-        model = load(path, self.device)
+        model = load(path, self.device, allow_unchecked=bool(doc.get("unchecked")))
         self._remember(doc)
         self.current = doc
         return model, doc
@@ -102,7 +104,7 @@ class ModelFollower:
             if doc["sha256"] in self._refused:
                 return False
             try:
-                model = load(self._cached(doc), self.device)
+                model = load(self._cached(doc), self.device, allow_unchecked=bool(doc.get("unchecked")))
                 before = ref(self.current)
                 if self.apply is not None:
                     self.apply(model, doc)
@@ -145,3 +147,15 @@ class ModelFollower:
         return {"alias": self.alias, "version": ref(self.current), "sha256": (self.current or {}).get("sha256"),
                 "switches": self.switches, "last_check_at": self.last_check_at, "last_error": self.last_error,
                 "poll_s": self.poll}
+
+
+def _check_hash(path: str, doc: dict) -> None:
+    """ModelError unless the cached copy is the file the registry's hash names (a version registered
+    without a digest is bound by that hash alone)."""
+    try:
+        with open(path, "rb") as f:
+            same = hashlib.sha256(f.read()).hexdigest() == doc["sha256"]
+    except OSError as err:
+        raise ModelError(f"the cached copy of {ref(doc)} cannot be read: {err}") from err
+    if not same:
+        raise ModelError(f"the cached copy of {ref(doc)} ({path}) does not match its hash {doc['sha256'][:12]} (altered)")

@@ -42,8 +42,9 @@ def ref(doc: dict | None) -> str | None:
     return None if not doc else f"{doc['name']}@{doc['version']}"
 
 
-def load_bytes(data: bytes, device: str = "cpu", where: str = "model file"):
-    """The model in ``data`` (loaded and self-checked), or InputError saying why it is not one."""
+def load_bytes(data: bytes, device: str = "cpu", where: str = "model file", allow_unchecked: bool = False):
+    """The model in ``data`` (sizes checked, then loaded, digest and self-check verified), or
+    InputError saying why it is not one. ``allow_unchecked``: a file without a digest loads."""
     from .model import load
     if not data:
         raise InputError(f"{where} is empty")
@@ -52,7 +53,7 @@ def load_bytes(data: bytes, device: str = "cpu", where: str = "model file"):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         try:
-            return load(path, device)
+            return load(path, device, allow_unchecked)
         except ModelError as err:
             raise InputError(str(err).replace(path, where)) from err
     finally:
@@ -67,22 +68,25 @@ class Registry:
 
     # ------------------------------------------------------------------ versions
     def register(self, data: bytes, name: str, version: str | None = None, by: str = "",
-                 source: str = "") -> dict:
-        """Check ``data`` is a model that passes its self-check, then store it as ``name@version``
+                 source: str = "", allow_unchecked: bool = False) -> dict:
+        """Check ``data`` is a model whose digest and self-check pass, then store it as ``name@version``
         (default: the next minor version of ``name``, or 1.0). The same file again under the
-        same version is a no-op; another file under a taken version is a StateError."""
+        same version is a no-op; another file under a taken version is a StateError.
+        ``allow_unchecked``: a file without a digest is stored too, marked ``unchecked`` (its
+        registry hash binds it from then on, and loading it from the registry needs no flag)."""
         check_word("model name", name)
         if version is None:
             have = self.shelf.list_model_docs(name)
             major, minor = (have[0]["major"], have[0]["minor"] + 1) if have else (1, 0)
         else:
             major, minor = parse_version(version)
-        model = load_bytes(data, self.device, f"{name}@{major}.{minor}")
+        model = load_bytes(data, self.device, f"{name}@{major}.{minor}", allow_unchecked)
         meta = {k: model.meta.get(k) for k in _META_KEYS if k in model.meta}
         meta["threshold"] = model.threshold
         doc = {"name": name, "version": f"{major}.{minor}", "major": major, "minor": minor,
                "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "registered_at": rec.now_iso(),
-               "registered_by": by or "unknown", "source": source, "metadata": meta}
+               "registered_by": by or "unknown", "source": source, "metadata": meta,
+               "digest": model.file_digest, "unchecked": model.file_digest is None}
         return self.shelf.put_model(doc, data)
 
     def versions(self, name: str | None = None) -> list[dict]:
@@ -93,6 +97,11 @@ class Registry:
         check_word("model name", name)
         doc = self.shelf.get_model_doc(name, *parse_version(version))
         return dict(doc, aliases=self._aliases_by_ref().get(ref(doc), []))
+
+    def load(self, doc: dict):
+        """The version's model: its stored file, checked against the registry's hash, then loaded
+        (a version registered ``unchecked`` is bound by that hash alone)."""
+        return load_bytes(self.file(doc), self.device, ref(doc), bool(doc.get("unchecked")))
 
     def file(self, doc: dict) -> bytes:
         data = self.shelf.get_model_file(doc["sha256"])

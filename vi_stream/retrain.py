@@ -28,7 +28,7 @@ import numpy as np
 from . import record as rec
 from .errors import ConfigError, StateError
 from .io import files
-from .registry import Registry, load_bytes, ref
+from .registry import Registry, ref
 from .settings import parse_version
 from .threads import lower_priority
 
@@ -94,7 +94,7 @@ def gate_metrics(registry: Registry, doc: dict, gate: dict, model=None) -> dict:
     have = (doc.get("gate") or {}).get(gate["id"])
     if have:
         return have
-    model = model or load_bytes(registry.file(doc), registry.device, ref(doc))
+    model = model or registry.load(doc)
     store = registry.shelf
     hits = {"defect": 0, "good": 0}
     for t in gate["tiles"]:
@@ -140,7 +140,7 @@ def retrain(registry: Registry, images_dir: str, from_alias: str = "production",
     if to_alias in GATED_ALIASES:
         raise ConfigError(f"retrain gives its candidate a staging alias, not {to_alias!r}: promote it after")
     base_doc = registry.resolve(from_alias)
-    base = load_bytes(registry.file(base_doc), registry.device, ref(base_doc))
+    base = registry.load(base_doc)
     config: ModelConfig = config_from_meta(base.meta)
     paths = files.list_images(images_dir)
     seen = {"folder": hashlib.sha256(), "tiles": 0, "skipped": 0}

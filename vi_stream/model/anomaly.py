@@ -22,7 +22,7 @@ import torch
 from .. import postprocess
 from ..errors import ConfigError, InputError, ModelError
 from ..tiling import check_tiling, make_grid, owned_cells, stitch, tile
-from . import aggregate
+from . import aggregate, filecheck
 from .features import FEATURE_STRIDE, PatchFeatures
 from .index import PatchIndex
 from .stats import Moments, Reservoir
@@ -52,8 +52,7 @@ class ModelConfig:
         if self.tile % (2 * FEATURE_STRIDE) or self.overlap % FEATURE_STRIDE:
             raise ConfigError(f"tile must be a multiple of {2 * FEATURE_STRIDE} and overlap of {FEATURE_STRIDE}, "
                               f"got tile={self.tile} overlap={self.overlap}")
-        if self.tile < 32:
-            raise ConfigError(f"tile must be at least 32 px, got {self.tile}")
+        filecheck.check_sizes(self.tile, self.taps, self.bank_size)   # every file a fit writes must load
         for name, lo in (("dim", 1), ("bank_size", 100), ("cells", 1), ("nprobe", 1), ("batch_size", 1),
                          ("calibration_every", 2), ("max_calibration", 1), ("min_defect_area", 1),
                          ("false_alarm_one_in", 2)):

@@ -3,12 +3,16 @@
 
 Readable without vi_stream: ``json.loads(np.load(path)["meta"].tobytes())``.
 Anything that is not such a file — truncated, corrupt, another format
-version, a pickle — raises :class:`~vi_stream.errors.ModelError` with a
-one-line reason.
+version, a pickle, a zip bomb, a member larger than a fit makes — raises
+:class:`~vi_stream.errors.ModelError` with a one-line reason, before any array
+data is read (:mod:`.filecheck`). ``save`` writes a digest over every member;
+``load`` refuses a file whose digest does not match, and a file without one
+(an older save, or an edit) unless ``allow_unchecked`` (``--allow-unchecked``).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import zipfile
@@ -17,8 +21,10 @@ import numpy as np
 
 from ..errors import ModelError
 from .anomaly import AnomalyModel, Intensity, config_from_meta
-from . import selfcheck
+from . import filecheck, selfcheck
 from .index import PatchIndex
+
+log = logging.getLogger("vi_stream.model")
 
 _ARRAYS = {"mean": 1, "components": 2, "bank": 2, "centres": 2, "medoids": 2, "list_start": 1, "list_end": 1}
 
@@ -34,6 +40,7 @@ def save(model: AnomalyModel, path: str) -> str:
         "centres": model.index.centres, "medoids": model.index.medoids,
         "list_start": model.index.list_start, "list_end": model.index.list_end, "check_tiles": check_tiles,
     }
+    arrays["digest"] = filecheck.digest_member(arrays)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".model-", suffix=".npz", dir=folder)
@@ -56,21 +63,33 @@ def read_meta(path: str) -> dict:
         return _meta(z, path)
 
 
-def load(path: str, device: str | None = None) -> AnomalyModel:
+def load(path: str, device: str | None = None, allow_unchecked: bool = False) -> AnomalyModel:
+    """The model in ``path``, its digest and self-check verified. ``allow_unchecked``: a file
+    without a digest (an older vi_stream's) loads with a warning instead of being refused."""
     with _open(path) as z:
         meta = _meta(z, path)
-        arrays = {}
-        for name, ndim in _ARRAYS.items():
+        for name in _ARRAYS:
             if name not in z.files:
                 raise ModelError(f"{path}: not a vi_stream model (missing '{name}')")
+        members = {}
+        for name in z.files:
             try:
-                a = z[name]
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
+                members[name] = z[name]
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError, MemoryError) as err:
                 raise ModelError(f"{path}: corrupt model file ({name}: {err})") from err
-            if a.ndim != ndim:
-                raise ModelError(f"{path}: corrupt model file ('{name}' has {a.ndim} dimensions, expected {ndim})")
-            arrays[name] = a
-        check_tiles = _check_tiles(z, path)
+    digested = filecheck.check_digest(members, path)
+    if not digested:
+        if not allow_unchecked:
+            raise ModelError(f"{path}: has no digest (saved by an older vi_stream, or edited): refused; load it "
+                             "with --allow-unchecked to accept it unverified, then save it again")
+        log.warning("%s: has no digest (an older vi_stream's file, or an edited one): loaded unverified "
+                    "because of --allow-unchecked", path)
+    arrays = {name: members[name] for name in _ARRAYS}
+    for name, ndim in _ARRAYS.items():
+        if arrays[name].ndim != ndim:
+            raise ModelError(f"{path}: corrupt model file ('{name}' has {arrays[name].ndim} dimensions, "
+                             f"expected {ndim})")
+    check_tiles = members.get("check_tiles")
     config = config_from_meta(meta)
     d = arrays["components"].shape[1]
     k = arrays["centres"].shape[0]
@@ -89,20 +108,9 @@ def load(path: str, device: str | None = None) -> AnomalyModel:
                              index, float(meta["threshold"]), meta, device)
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"{path}: bad model metadata ({err})") from err
-    selfcheck.verify(model, check_tiles, path)
+    selfcheck.verify(model, check_tiles, path, required=digested)
+    model.file_digest = members["digest"].tobytes().decode() if digested else None
     return model
-
-
-def _check_tiles(z, path: str) -> np.ndarray | None:
-    if "check_tiles" not in z.files:
-        return None
-    try:
-        tiles = z["check_tiles"]
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
-        raise ModelError(f"{path}: corrupt model file (check_tiles: {err})") from err
-    if tiles.ndim not in (3, 4):
-        raise ModelError(f"{path}: corrupt model file ('check_tiles' has {tiles.ndim} dimensions)")
-    return tiles
 
 
 class _open:
@@ -120,6 +128,7 @@ class _open:
             raise ModelError(f"{path}: is a Python pickle; vi_stream never unpickles model files")
         if head != b"PK\x03\x04":
             raise ModelError(f"{path}: not a vi_stream model file (expected an .npz archive)")
+        filecheck.inspect(path)   # sizes, shapes and dtypes, before any array data is read
         try:
             self.z = np.load(path, allow_pickle=False)
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:

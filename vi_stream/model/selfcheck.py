@@ -9,7 +9,9 @@ module. The tiles are synthetic and deterministic (flat, gradient and texture in
 model's intensity range), so a model fitted anywhere gets them without its images,
 and a score depends on every part of the model: backbone, projection, bank, index.
 
-Files saved before the self-check existed load with a warning and no check.
+The tolerance is this code's (``RTOL``, ``ATOL``), never the file's: a file cannot widen it.
+A file with a digest must carry a self-check (every save writes both); files saved before
+either existed load only with ``--allow-unchecked``, then with a warning and no check.
 """
 from __future__ import annotations
 
@@ -57,18 +59,21 @@ def attach(model) -> np.ndarray:
     return tiles
 
 
-def verify(model, tiles: np.ndarray | None, where: str) -> None:
-    """Rescore the file's reference tiles; ModelError unless every score comes back within tolerance."""
+def verify(model, tiles: np.ndarray | None, where: str, required: bool = True) -> None:
+    """Rescore the file's reference tiles; ModelError unless every score comes back within tolerance
+    (or, when not ``required``, the file has no self-check at all: a warning)."""
     record = model.meta.get("self_check")
     if tiles is None or record is None:
+        if required:
+            raise ModelError(f"{where}: has a digest but no self-check (every save writes both): refused")
         log.warning("%s: saved without a self-check (an older vi_stream); it loads unchecked", where)
         return
     try:
         want = [float(s) for s in record["scores"]]
-        rtol, atol = float(record.get("rtol", RTOL)), float(record.get("atol", ATOL))
+        rtol, atol = RTOL, ATOL   # the code's: a file that widened its own tolerance would pass anything
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"{where}: bad self-check record ({err})") from err
-    if len(want) != len(tiles) or not len(tiles):
+    if tiles.ndim not in (3, 4) or len(want) != len(tiles) or not len(tiles):
         raise ModelError(f"{where}: the self-check has {len(tiles)} tiles and {len(want)} scores")
     got = scores(model, tiles)
     for i, (g, w) in enumerate(zip(got, want)):
