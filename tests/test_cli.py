@@ -156,13 +156,15 @@ def _bad_yaml_values():
     """For every option, a YAML value of the wrong type (and a few of the right type but out of range)."""
     from dataclasses import fields
     from vi_stream.config import DaemonConfig
-    wrong = {"str": 12, "int": "twelve", "float": "fast", "bool": "yes", "tuple[int, ...]": "all"}
+    wrong = {"str": 12, "int": "twelve", "float": "fast", "bool": "yes", "tuple[int, ...]": "all",
+             "tuple[str, ...]": "all"}
     for f in fields(DaemonConfig):
         kind = str(f.type).split("|")[0].strip()
         yield f.name, wrong[kind]
     yield from [("threshold", 0), ("threshold", -3.5), ("roi", [0, 1, 2]), ("roi", [0, 1.5, 2, 3]),
                 ("block", 1), ("queue_size", True), ("rest_port", 1e5), ("log_level", "chatty"),
-                ("prefix", "two words"), ("input", "http://camera:9000")]
+                ("prefix", "two words"), ("input", "http://camera:9000"), ("token", "short"),
+                ("rest_allowed_hosts", ["http://vi.example.org"]), ("rest_allowed_hosts", [3])]
 
 
 @pytest.mark.parametrize("key, value", list(_bad_yaml_values()))

@@ -151,16 +151,16 @@ def test_sessions():
 
 @pytest.fixture(scope="module")
 def daemon(model):
-    with bound_push() as (_push, port), running_daemon(model, port, token="t0k") as (d, _ctx):
+    with bound_push() as (_push, port), running_daemon(model, port, token="t0k-t0k-t0k-t0k-t0k") as (d, _ctx):
         yield d
 
 
 def test_login_over_http_sets_a_strict_httponly_cookie(daemon):
     base = f"http://127.0.0.1:{daemon.rest_port}"
     assert requests.post(base + "/api/login", json={"token": "bad"}, timeout=5).status_code == 401
-    assert requests.post(base + "/api/login", data=b"[1]", timeout=5).status_code == 400
+    assert requests.post(base + "/api/login", data=b"[1]", headers={"Content-Type": "application/json"}, timeout=5).status_code == 400
     with requests.Session() as web:
-        r = web.post(base + "/api/login", json={"token": "t0k"}, timeout=5)
+        r = web.post(base + "/api/login", json={"token": "t0k-t0k-t0k-t0k-t0k"}, timeout=5)
         cookie = r.headers["Set-Cookie"]
         assert r.ok and "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
         csrf = r.json()["csrf"]

@@ -51,7 +51,7 @@ def test_roi_roundtrip_and_validation(client, daemon):
                        (["a", 1, 2, 3], "integers")]:
         r = requests.post(url(daemon, "/roi"), json={"roi": bad}, timeout=5)
         assert r.status_code == 400 and words in r.json()["message"] and r.json()["state"] == "error"
-    r = requests.post(url(daemon, "/roi"), data=b"{oops", timeout=5)
+    r = requests.post(url(daemon, "/roi"), data=b"{oops", headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 400 and "JSON" in r.json()["message"]
     assert client.get_roi() == [1, 100, 2, 50]  # nothing changed by the bad requests
     assert client.set_roi(None) == []
@@ -110,13 +110,13 @@ def test_unknown_route_and_method_are_json_errors(daemon):
 
 
 def test_token_protects_mutating_routes(model):
-    with bound_push() as (push, port), running_daemon(model, port, token="s3cret") as (d, _ctx):
+    with bound_push() as (push, port), running_daemon(model, port, token="s3cret-s3cret-s3cret") as (d, _ctx):
         anon = Client(f"http://127.0.0.1:{d.rest_port}", timeout=5)
         assert anon.get_status() == "stopped"  # reads are open
         with pytest.raises(ServiceError) as err:
             anon.start()
         assert err.value.status == 401 and d.processor.state == "stopped"
-        assert Client(f"http://127.0.0.1:{d.rest_port}", timeout=5, token="s3cret").start() == "processing"
+        assert Client(f"http://127.0.0.1:{d.rest_port}", timeout=5, token="s3cret-s3cret-s3cret").start() == "processing"
 
 
 def test_a_slow_client_does_not_block_the_control_plane(daemon):
@@ -165,8 +165,8 @@ def test_client_maps_unreachable_server_to_service_error():
 def test_config_file_flags_and_env(tmp_path):
     f = tmp_path / "vi.yaml"
     f.write_text("prefix: FILECAM\nrest-port: 12000\nthreshold: 3.5\ninput: tcp://127.0.0.1:9999\n")
-    cfg = config_mod.build(str(f), env={"VI_STREAM_TOKEN": "tok"}, rest_port=13000)
-    assert (cfg.prefix, cfg.rest_port, cfg.threshold, cfg.token) == ("FILECAM", 13000, 3.5, "tok")
+    cfg = config_mod.build(str(f), env={"VI_STREAM_TOKEN": "tok-tok-tok-tok-tok"}, rest_port=13000)
+    assert (cfg.prefix, cfg.rest_port, cfg.threshold, cfg.token) == ("FILECAM", 13000, 3.5, "tok-tok-tok-tok-tok")
     f.write_text("bogus: 1\n")
     with pytest.raises(ConfigError, match="unknown option"):
         config_mod.build(str(f), env={})
@@ -186,14 +186,15 @@ JSON_ROUTES = ["/roi", "/config", "/model/reload", "/api/modules/M/left/tiles/0/
 def test_deeply_nested_or_non_standard_json_is_a_400_on_every_json_route(daemon, route):
     for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
                 b'{"threshold": Infinity}', b'{"threshold": NaN}', b"\xff\xfe"):
-        r = requests.post(url(daemon, route), data=raw, timeout=10)
+        r = requests.post(url(daemon, route), data=raw, headers={"Content-Type": "application/json"}, timeout=10)
         assert r.status_code == 400, (route, raw[:20], r.status_code)
         assert r.json()["error"] == "ConfigError" and "JSON" in r.json()["message"]
 
 
 def test_config_changes_apply_all_or_nothing(client, daemon):
     before = client.get_config()
-    r = requests.post(url(daemon, "/config"), data=b'{"roi": [0, 10, 0, 10], "threshold": 1e999}', timeout=5)
+    r = requests.post(url(daemon, "/config"), data=b'{"roi": [0, 10, 0, 10], "threshold": 1e999}',
+                      headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 400 and "threshold" in r.json()["message"]     # 1e999 parses as infinity
     assert client.get_config() == before
     for bad in ({"roi": [0, 10, 0, 10], "threshold": float("inf")}, {"roi": [0, 10, 0, 10], "threshold": -1},

@@ -98,7 +98,7 @@ def test_review_over_rest(client, daemon):
     assert r.status_code == 400 and "image/png" in r.json()["message"]
     r = requests.post(f"{base}/16/verify", json={"verified": True}, timeout=5)
     assert r.status_code == 400 and "0-15" in r.json()["message"]
-    r = requests.post(f"{base}/1/verify", data=b"{nope", timeout=5)
+    r = requests.post(f"{base}/1/verify", data=b"{nope", headers={"Content-Type": "application/json"}, timeout=5)
     assert r.status_code == 400
     with pytest.raises(InputError, match="left or right"):
         client.verify_tile("M-2", "up", 0)
@@ -108,7 +108,7 @@ def test_review_over_rest(client, daemon):
 
 
 def test_mask_upload_needs_the_token_when_one_is_set(model):
-    with bound_push() as (_push, port), running_daemon(model, port, token="s3cret") as (d, _ctx):
+    with bound_push() as (_push, port), running_daemon(model, port, token="s3cret-s3cret-s3cret") as (d, _ctx):
         r = requests.post(f"http://127.0.0.1:{d.rest_port}/api/modules/M/left/tiles/0/mask", data=b"x", timeout=5)
         assert r.status_code == 401
         assert requests.get(f"http://127.0.0.1:{d.rest_port}/api/modules", timeout=5).status_code == 200

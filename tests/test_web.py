@@ -242,7 +242,7 @@ def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):
 
 
 def test_with_a_token_the_page_is_read_only_until_login_and_needs_the_csrf_token(browser, model, camera):
-    with running_daemon(model, camera, token="s3cret") as (d, _ctx):
+    with running_daemon(model, camera, token="s3cret-s3cret-s3cret") as (d, _ctx):
         context = browser.new_context()
         pg = context.new_page()
         base = f"http://127.0.0.1:{d.rest_port}"
@@ -256,7 +256,7 @@ def test_with_a_token_the_page_is_read_only_until_login_and_needs_the_csrf_token
         pg.click("#login-submit")
         pg.wait_for_selector("#login-error:not([hidden])")
         assert "wrong token" in pg.inner_text("#login-error")
-        pg.fill("#login-token", "s3cret")
+        pg.fill("#login-token", "s3cret-s3cret-s3cret")
         pg.click("#login-submit")
         pg.wait_for_selector("#logout:not([hidden])")
         assert "vi_session" not in pg.evaluate("document.cookie")          # HttpOnly
@@ -271,7 +271,7 @@ def test_with_a_token_the_page_is_read_only_until_login_and_needs_the_csrf_token
                                 "fetch('/stop', {method: 'POST', headers: {'X-CSRF-Token': s.csrf}})).then(r => r.status)")
         assert with_csrf == 200 and d.status() == "stopped"
         assert requests.post(base + "/start", timeout=5).status_code == 401            # no credentials
-        assert requests.post(base + "/start", headers={"Authorization": "Bearer s3cret"}, timeout=5).ok
+        assert requests.post(base + "/start", headers={"Authorization": "Bearer s3cret-s3cret-s3cret"}, timeout=5).ok
         pg.click("#logout")
         pg.wait_for_selector("#login-open:not([hidden])")
         assert pg.evaluate("fetch('/stop', {method: 'POST'}).then(r => r.status)") == 401

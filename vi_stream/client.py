@@ -16,10 +16,12 @@ from urllib.parse import quote
 
 import requests
 
-from .errors import (AuthError, ConfigError, NotFoundError, Overloaded, ServiceError, StateError,  # noqa: F401
-                     ViStreamError, InputError, by_name)
+from .errors import (AuthError, ConfigError, CrossSiteError, MediaTypeError, NotFoundError,  # noqa: F401
+                     Overloaded, ServiceError, StateError, TooManyAttempts, UnknownHostError, ViStreamError,
+                     InputError, by_name)
 
-_BY_STATUS = {400: ConfigError, 401: AuthError, 404: NotFoundError, 409: StateError, 503: Overloaded}
+_BY_STATUS = {400: ConfigError, 401: AuthError, 403: CrossSiteError, 404: NotFoundError, 409: StateError,
+              415: MediaTypeError, 421: UnknownHostError, 429: TooManyAttempts, 503: Overloaded}
 
 
 class Client:
@@ -58,6 +60,9 @@ class Client:
             err.status = r.status_code
             if isinstance(err, InputError):
                 err.reason = body.get("reason", "bad_input") if isinstance(body, dict) else "bad_input"
+            if isinstance(err, TooManyAttempts):
+                retry = r.headers.get("Retry-After", "")
+                err.retry_after = int(retry) if retry.isdigit() else 60
             err.status = r.status_code
             raise err
         return r

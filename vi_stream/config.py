@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote
 
-from . import settings
+from . import guard, settings
 from .errors import ConfigError
 from .uris import redact
 
@@ -49,7 +49,12 @@ class DaemonConfig:
     roi: tuple[int, ...] | None = _opt(None, "region of interest", nargs=4, metavar=("OX", "SX", "OY", "SY"))
     rest_host: str = _opt("127.0.0.1", "REST bind address")
     rest_port: int = _opt(11000, "REST port (0 = any free port)")
-    token: str | None = _opt(None, "require 'Authorization: Bearer TOKEN' on mutating routes (or VI_STREAM_TOKEN)")
+    rest_allowed_hosts: tuple[str, ...] | None = _opt(
+        None, "more names the REST port is reached by (a reverse proxy's, this machine's full name): a request "
+              "whose Host is none of these, localhost, an IP address or --rest-host is refused (DNS rebinding)",
+        nargs="+", metavar="NAME")
+    token: str | None = _opt(None, "require 'Authorization: Bearer TOKEN' on mutating routes (or VI_STREAM_TOKEN; "
+                                   "at least 16 characters)")
     auto_start: bool = _opt(False, "start processing immediately", flag="--auto-start", const=True)
     log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
     queue_size: int = _opt(4, "input queue length")
@@ -79,6 +84,9 @@ class DaemonConfig:
         for name in ("output_port", "rest_port"):
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be a port number 0-65535, got {getattr(self, name)!r}")
+        guard.check_token(self.token)
+        for name in self.rest_allowed_hosts or ():
+            guard.check_host_name(name)
         _at_least("queue_size", self.queue_size, 1)
         _at_least("store_queue", self.store_queue, 1)
         _at_least("max_pixels", self.max_pixels, 16 * 16)
@@ -119,7 +127,8 @@ class DaemonConfig:
         return self
 
 
-_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "tuple[int, ...]": (tuple, list)}
+_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "tuple[int, ...]": (tuple, list),
+          "tuple[str, ...]": (tuple, list)}
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
@@ -135,6 +144,7 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
             return
     want = " or ".join({"str": "a string", "int": "a whole number", "float": "a finite number",
                         "bool": "true or false", "tuple[int, ...]": "a list of whole numbers",
+                        "tuple[str, ...]": "a list of strings",
                         "None": "null"}.get(k, k) for k in kinds)
     raise ConfigError(f"{name} must be {want}, got {value!r}")
 
@@ -212,8 +222,9 @@ def build(file: str | None = None, env: dict[str, str] | None = None, **flags: A
     values.update({k: v for k, v in flags.items() if v is not None})
     if values.get("model") == "":
         values["model"] = None   # the unit's `--model ${VI_STREAM_MODEL}` with no model: --model-alias follows
-    if isinstance(values.get("roi"), list):
-        values["roi"] = tuple(values["roi"])
+    for key in ("roi", "rest_allowed_hosts"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
     if not values.get("store"):
         values["store"] = default_store(env)
     if not values.get("spool"):
@@ -261,6 +272,7 @@ def flags_from(args: Any) -> dict[str, Any]:
     given = flags["input"]
     if given and not given.startswith(("tcp://", "ipc://")):
         flags["input"], flags["prefix"] = None, flags["prefix"] or given
-    if flags["roi"] is not None:
-        flags["roi"] = tuple(flags["roi"])
+    for key in ("roi", "rest_allowed_hosts"):
+        if flags[key] is not None:
+            flags[key] = tuple(flags[key])
     return flags

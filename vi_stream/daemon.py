@@ -15,6 +15,7 @@ from . import settings as settings_mod
 from .drift import DriftWatch
 from .errors import ConfigError, ModelError, StateError
 from .follower import ModelFollower
+from .guard import exposure_warning
 from .io.bsread_in import BsreadSource
 from .io.bsread_out import BsreadSink
 from .io.camera_in import CameraSource
@@ -131,8 +132,11 @@ class Daemon:
                 self.shadow.start()
                 self.shadow_follower.check_now()      # an alias pointing nowhere yet: found at a later poll
                 self.shadow_follower.start()
-            self.server, _thread = serve(make_app(self, self.config.token), self.config.rest_host,
-                                         self.config.rest_port)
+            exposed = exposure_warning(c.rest_host, c.token)
+            if exposed:
+                log.warning("%s", exposed)
+            self.server, _thread = serve(make_app(self, c.token, c.rest_host, c.rest_allowed_hosts or ()),
+                                         c.rest_host, c.rest_port)
         except BaseException:
             self.close()
             raise

@@ -2,13 +2,18 @@
 
     ViStreamError
     ├── ConfigError          bad option, argument or config value (HTTP 400)
+    │   └── MediaTypeError   a body of a type the route does not take (HTTP 415)
     ├── InputError           an image, body or message that cannot be used (HTTP 400); ``reason`` names it
     │   └── DecodeError      a malformed bsread message (vi_stream.io.bsread_codec)
     ├── ModelError           model file corrupt, wrong version, pickle; backbone problems
     ├── NotFoundError        unknown id or route object (HTTP 404)
     ├── StateError           operation not allowed in the current state (HTTP 409)
+    ├── UnknownHostError     a Host header that names no address of this daemon: DNS rebinding (HTTP 421)
     └── ServiceError         a remote/daemon side failure (HTTP 5xx, transport)
         ├── AuthError        missing or wrong credentials (HTTP 401)
+        │   ├── CsrfError    a session cookie without its CSRF token (HTTP 403)
+        │   │   └── CrossSiteError  a change asked by a page of another origin (HTTP 403)
+        │   └── TooManyAttempts     too many wrong tokens from one address: wait (HTTP 429)
         ├── Overloaded       too many connections or listeners: try again later (HTTP 503)
         └── StoreUnavailable the store cannot be written now (server down, network, disk full): spool and retry
 
@@ -55,6 +60,18 @@ class StateError(ViStreamError):
     status = 409
 
 
+class MediaTypeError(ConfigError):
+    """A JSON route given a body not declared ``application/json`` (a form, a no-cors fetch's text/plain)."""
+
+    status = 415
+
+
+class UnknownHostError(ViStreamError):
+    """The request's Host is none of the daemon's names: a DNS-rebinding page, or a name to allow."""
+
+    status = 421
+
+
 class ServiceError(ViStreamError):
     status = 500
 
@@ -67,6 +84,22 @@ class CsrfError(AuthError):
     """Logged in by cookie, but the request lacks the session's CSRF token (X-CSRF-Token)."""
 
     status = 403
+
+
+class CrossSiteError(CsrfError):
+    """A mutating request sent by a page of another origin (its Origin or Sec-Fetch-Site header says so)."""
+
+    status = 403
+
+
+class TooManyAttempts(AuthError):
+    """Too many wrong tokens from one client address within the window; ``retry_after`` s to wait."""
+
+    status = 429
+
+    def __init__(self, message: str = "", retry_after: int = 60):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Overloaded(ServiceError):

@@ -29,22 +29,34 @@ _ROI = {"type": "array", "items": {"type": "integer"}, "maxItems": 4,
 _SIDE = {"type": "object", "description": "a module side as stored (ATLAS schema, see README)"}
 
 
+_JSON_MEDIA = "application/json"
+
+
 def _json(schema: dict) -> dict:
-    return {"content": {"application/json": {"schema": schema}}}
+    return {"content": {_JSON_MEDIA: {"schema": schema}}}
 
 
 def _errors(*codes: int) -> dict:
-    words = {400: "bad input", 401: "missing or wrong token", 403: "logged in, but without the CSRF token",
-             404: "unknown", 409: "wrong state",
+    words = {400: "bad input", 401: "missing or wrong token",
+             403: "sent by a page of another origin, or logged in but without the CSRF token",
+             404: "unknown", 409: "wrong state", 415: "a body not declared application/json",
+             421: "a Host that is none of this daemon's names (--rest-allowed-hosts)",
+             429: "too many wrong tokens from this address: wait Retry-After seconds",
              503: "overloaded, or the store is unreachable"}
     return {str(c): {"description": words[c], **_json({"$ref": "#/components/schemas/Error"})} for c in codes}
 
 
 def _op(summary: str, ok: dict, *errors: int, body: dict | None = None, params: list | None = None,
-        mutating: bool = False, ok_media: str = "application/json") -> dict:
+        mutating: bool = False, ok_media: str = "application/json", post: bool = False) -> dict:
+    """Every route may answer 421 (foreign Host); every POST 403 (foreign origin) and, unless it takes
+    a file, 415 (a body not declared JSON); a mutating route or the login also 401 and 429."""
+    post = post or mutating
+    takes_file = body is not None and _JSON_MEDIA not in body.get("content", {})
+    codes = set(errors) | {421, 503} | ({403} if post else set()) | ({415} if post and not takes_file else set())
+    codes |= {401, 429} if mutating else set()
     op: dict[str, Any] = {"summary": summary,
                           "responses": {"200": {"description": "ok", "content": {ok_media: {"schema": ok}}},
-                                        **_errors(*(errors + ((401, 403) if mutating else ()) + (503,)))}}
+                                        **_errors(*sorted(codes))}}
     if body is not None:
         op["requestBody"] = body
     if params:
@@ -214,19 +226,22 @@ def spec() -> dict:
                                         "token", _envelope(auth_required={"type": "boolean"},
                                                            logged_in={"type": "boolean"}))},
             "/api/login": {"post": _op("exchange the token for a session cookie (HttpOnly, SameSite=Strict) "
-                                       "and a CSRF token", _envelope(csrf={"type": "string"}), 400, 401, 409,
+                                       "and a CSRF token", _envelope(csrf={"type": "string"}), 400, 401, 409, 429,
+                                       post=True,
                                        body={"required": True, **_json({"type": "object", "properties": {
                                            "token": {"type": "string"}}})})},
-            "/api/logout": {"post": _op("end this browser's session", _envelope(logged_in={"type": "boolean"}))},
+            "/api/logout": {"post": _op("end this browser's session", _envelope(logged_in={"type": "boolean"}),
+                                        post=True)},
             "/": {"get": _op("the operator's page (monitor, history, module review)", {"type": "string"},
                              ok_media="text/html")},
             "/static/{name}": {"get": _op("the page's scripts and styles (shipped in the package)",
                                           {"type": "string"}, 404, ok_media="text/javascript",
                                           params=[_path_param("name", {"type": "string"})])},
             "/openapi.json": {"get": {"summary": "this document", "responses": {
-                "200": {"description": "ok", **_json(_OBJECT)}}}},
+                "200": {"description": "ok", **_json(_OBJECT)}, **_errors(421)}}},
             "/docs": {"get": {"summary": "this document for people", "responses": {
-                "200": {"description": "ok", "content": {"text/html": {"schema": {"type": "string"}}}}}}},
+                "200": {"description": "ok", "content": {"text/html": {"schema": {"type": "string"}}}},
+                **_errors(421)}}},
         },
     }
 

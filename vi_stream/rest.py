@@ -20,8 +20,9 @@ import bottle
 
 from .auth import COOKIE, CSRF_HEADER, Sessions
 from .control import Control
-from .errors import ConfigError, InputError, NotFoundError, Overloaded, ViStreamError
+from .errors import ConfigError, InputError, NotFoundError, Overloaded, TooManyAttempts, ViStreamError
 from . import openapi, prometheus, rest_models, review
+from .guard import FailureLimiter, HostPolicy, RequestGuard
 from .storage import HistoryQuery, int_param, summary
 
 log = logging.getLogger("vi_stream.rest")
@@ -50,7 +51,10 @@ def read_json(raw: bytes) -> Any:
         raise ConfigError(f"request body is not valid JSON: {str(err)[:200] or type(err).__name__}") from None
 
 
-def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
+def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1",
+             allowed_hosts: tuple[str, ...] = ()) -> bottle.Bottle:
+    """The routes; every request passes :class:`vi_stream.guard.RequestGuard` first (Host, Origin,
+    Content-Type, token guessing), whether a token is set or not."""
     app = bottle.Bottle()
     app.config["autojson"] = False
     registry = prometheus.registry_for(api.statistics)
@@ -66,7 +70,12 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         extra = {"reason": err.reason} if isinstance(err, InputError) else {}
         if isinstance(err, Overloaded):
             bottle.response.set_header("Retry-After", "2")
+        elif isinstance(err, TooManyAttempts):
+            bottle.response.set_header("Retry-After", str(err.retry_after))
         return reply(err.status, message=str(err), error=type(err).__name__, **extra)
+
+    guard = RequestGuard(HostPolicy(rest_host, allowed_hosts), FailureLimiter(), error)
+    app.install(guard)
 
     def body() -> Any:
         raw = bottle.request.body.read(MAX_JSON_BYTES + 1)
@@ -132,7 +141,7 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
     @app.get("/statistics")
     @guarded(False)
     def statistics():
-        return reply(statistics=api.statistics())
+        return reply(statistics={**api.statistics(), "rest_refused": guard.counts()})
 
     @app.get("/metrics")
     @guarded(False)
@@ -194,7 +203,7 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         bottle.response.set_header("ETag", f'"{image_id.lower()}"')
         return data
 
-    @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/mask")
+    @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/mask", raw_body=True)   # a PNG, not JSON
     @guarded(True)
     def correct_mask(name, side, tile):
         ctype = (bottle.request.content_type or "").split(";")[0].strip().lower()
@@ -246,7 +255,7 @@ def make_app(api: Control, token: str | None = None) -> bottle.Bottle:
         csrf = sessions.csrf(bottle.request.get_cookie(COOKIE))
         return reply(auth_required=sessions.required, logged_in=csrf is not None, csrf=csrf)
 
-    @app.post("/api/login")
+    @app.post("/api/login", credentials=True)   # wrong tokens here count towards the rate limit
     @guarded(False)
     def login():
         sid, csrf = sessions.login(body_object('send {"token": "..."}').get("token"))

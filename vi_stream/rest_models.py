@@ -48,7 +48,7 @@ def add_routes(app: bottle.Bottle, api: Control, guarded: Callable, reply: Calla
     def get_model(name, version):
         return reply(model=api.model_registry().version(name, version))
 
-    @app.post("/api/models")
+    @app.post("/api/models", raw_body=True)   # the model file, not JSON
     @guarded(True)
     def register_model():
         q = bottle.request.query
