@@ -1,6 +1,7 @@
 """What the operator's monitor sees live: Server-Sent Events from the daemon's own REST server.
 
-* :class:`Hub` fans events out to a bounded number of listeners (one per open monitor tab).
+* :class:`Hub` fans events out to a bounded number of listeners (one per open monitor tab),
+  at most ``per_client`` of them from one address, so one client cannot shut the others out.
   A listener that cannot keep up loses its oldest events, never slows the others or the
   processor. Each stream starts with ``retry:`` and a snapshot, sends a heartbeat comment
   when idle, and ends when the daemon closes.
@@ -35,6 +36,7 @@ from .threads import lower_priority
 log = logging.getLogger("vi_stream.live")
 
 MAX_LISTENERS = 16        # open monitor tabs; one more gets 503 (the REST server keeps 64 connections)
+MAX_PER_CLIENT = 4        # of which one address may hold this many
 HEARTBEAT_S = 15.0        # an idle stream sends a comment this often (proxies and browsers keep it open)
 RETRY_MS = 2000           # the browser reconnects after this long when a stream ends
 QA_MARGIN = 0.2           # yellow: a score within 20% below the threshold
@@ -57,8 +59,9 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 
 class _Listener:
-    def __init__(self, size: int):
+    def __init__(self, size: int, client: str | None = None):
         self.q: queue.Queue = queue.Queue(size)
+        self.client = client
         self.dropped = 0
 
     def offer(self, item: Any) -> None:
@@ -75,11 +78,12 @@ class _Listener:
 
 
 class Hub:
-    """Event fan-out to at most ``max_listeners`` streams."""
+    """Event fan-out to at most ``max_listeners`` streams, ``per_client`` of them from one address."""
 
     def __init__(self, max_listeners: int = MAX_LISTENERS, heartbeat: float = HEARTBEAT_S,
-                 retry_ms: int = RETRY_MS, queue_size: int = 64):
+                 retry_ms: int = RETRY_MS, queue_size: int = 64, per_client: int = MAX_PER_CLIENT):
         self.max_listeners, self.heartbeat, self.retry_ms = max_listeners, heartbeat, retry_ms
+        self.per_client = per_client
         self.queue_size = queue_size
         self._listeners: set[_Listener] = set()
         self._lock = threading.Lock()
@@ -98,14 +102,19 @@ class Hub:
             for listener in self._listeners:
                 listener.offer(chunk)
 
-    def subscribe(self) -> _Listener:
+    def subscribe(self, client: str | None = None) -> _Listener:
+        """A new stream for ``client`` (its address; None: not counted per client)."""
         with self._lock:
             if self.closed:
                 raise Overloaded("the daemon is shutting down")
             if len(self._listeners) >= self.max_listeners:
                 self.refused += 1
                 raise Overloaded(f"{self.max_listeners} live streams are open already; close a monitor tab")
-            listener = _Listener(self.queue_size)
+            if client is not None and sum(x.client == client for x in self._listeners) >= self.per_client:
+                self.refused += 1
+                raise Overloaded(f"{self.per_client} live streams are open from {client} already (the limit per "
+                                 "client); close a monitor tab")
+            listener = _Listener(self.queue_size, client)
             self._listeners.add(listener)
             return listener
 
@@ -140,7 +149,8 @@ class Hub:
                 listener.offer(None)
 
     def statistics(self) -> dict:
-        return {"listeners": self.listeners, "max_listeners": self.max_listeners, "refused": self.refused,
+        return {"listeners": self.listeners, "max_listeners": self.max_listeners, "per_client": self.per_client,
+                "refused": self.refused,
                 "dropped_events": sum(x.dropped for x in list(self._listeners))}
 
 

@@ -57,6 +57,7 @@ def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1
     Content-Type, token guessing), whether a token is set or not."""
     app = bottle.Bottle()
     app.config["autojson"] = False
+    app.config["vi_stream.status"] = api.status   # the envelope of the body limits' errors (bodylimit)
     registry = prometheus.registry_for(api.statistics)
     sessions = Sessions(token)
 
@@ -237,7 +238,8 @@ def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1
     @guarded(False)
     def events():
         live = api.live_feed()
-        listener = live.hub.subscribe()          # Overloaded (503) beyond the listener cap
+        listener = live.hub.subscribe(bottle.request.environ.get("REMOTE_ADDR"))   # 503 beyond a cap (the peer's
+        # own address: remote_addr would believe a client's X-Forwarded-For)
         bottle.response.content_type = "text/event-stream; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
         bottle.response.set_header("X-Accel-Buffering", "no")   # a reverse proxy must not buffer it

@@ -73,11 +73,28 @@ function setupLogin() {
 }
 
 // ------------------------------------------------------------------ live stream (one per tab)
-let source = null;
+// EventSource retries by itself only after a stream that was open ends; a refusal (503: every
+// stream taken, the daemon restarting) closes it for good. Then the page reconnects itself, with
+// capped exponential back-off, and says so in #link (data-state: live | reconnecting | waiting).
+let source = null, retryDelay = 0, retryTimer = null;
+const RETRY_MIN_MS = 1000, RETRY_MAX_MS = 30000;
+function linkState(state, text) { const l = $("#link"); l.dataset.state = state; l.textContent = text; }
 function connect() {
+  clearTimeout(retryTimer); retryTimer = null;
   source = new EventSource("/api/events");
-  source.onopen = () => { $("#link").textContent = "live"; };
-  source.onerror = () => { $("#link").textContent = "reconnecting…"; };
+  source.onopen = () => { retryDelay = 0; linkState("live", "live"); };
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED) { linkState("reconnecting", "reconnecting…"); return; }
+    source.close();
+    retryDelay = Math.min(RETRY_MAX_MS, retryDelay ? retryDelay * 2 : RETRY_MIN_MS);
+    const at = Date.now() + retryDelay;
+    const tick = () => {
+      const s = Math.max(0, Math.ceil((at - Date.now()) / 1000));
+      linkState("waiting", `offline: retrying in ${s} s`);
+      retryTimer = s > 0 ? setTimeout(tick, Math.min(1000, at - Date.now())) : setTimeout(connect, 0);
+    };
+    tick();
+  };
   const on = (name, fn) => source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
   on("status", onStatus);
   on("trends", (t) => { live.binS = t.bin_s; live.trends = t.bins; drawTrends(); });
