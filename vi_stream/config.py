@@ -103,6 +103,11 @@ class DaemonConfig:
                 raise ConfigError("--shadow-alias reads an alias in the store: it needs a store, not --store off")
             settings.check_word("shadow_alias", self.shadow_alias)
         _at_least("shadow_every", self.shadow_every, 1)
+        if self.store and self.spool and self.store != "off" and "://" not in self.store:
+            store, spool = os.path.realpath(self.store), os.path.realpath(self.spool)
+            if os.path.commonpath([store, spool]) == store:
+                raise ConfigError(f"--spool {self.spool} is inside the local store's folder {self.store}: the "
+                                  "results waiting for the store would go with it; give a folder beside it")
         if not (math.isfinite(self.model_poll) and 0.1 <= self.model_poll <= 3600):
             raise ConfigError(f"model_poll must be 0.1-3600 s, got {self.model_poll!r}")
         _at_least("drift_chunk", self.drift_chunk, 10)

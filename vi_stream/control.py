@@ -32,6 +32,9 @@ class Control(Protocol):
     def statistics(self) -> dict:
         """Counters, rates, latency, queues, the store writer's state."""
 
+    def store_state(self) -> dict | None:
+        """``{"up": bool, "reason": why it is down or None}``; None without a store."""
+
     def get_config(self) -> dict:
         """Every option (secrets as ``***``), with the run-time settings as they are now."""
 

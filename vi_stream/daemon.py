@@ -203,6 +203,12 @@ class Daemon:
                 "model_version": self.model_version, "drift": self.drift.status(),
                 "shadow": self.shadow.status() if self.shadow is not None else None}
 
+    def store_state(self) -> dict | None:
+        if self.writer is None:
+            return None
+        st = self.writer.statistics()
+        return {"up": st["up"], "reason": st["down_reason"]}
+
     def live_feed(self) -> Live:
         return self.live
 

@@ -101,7 +101,9 @@ def spec() -> dict:
             "/start": {"post": _op("start processing (idempotent)", _envelope(), mutating=True)},
             "/stop": {"post": _op("stop processing, finishing frames already taken (idempotent)", _envelope(),
                                   mutating=True)},
-            "/status": {"get": _op("the envelope: stopped or processing", _envelope())},
+            "/status": {"get": _op("the envelope: stopped or processing, and whether the store is up", _envelope(
+                store={"type": "object", "nullable": True, "description": "{up, reason}: whether the store takes "
+                       "results now and, when not, why (they wait in the spool); null with --store off"}))},
             "/roi": {
                 "get": _op("the region of interest", _envelope(roi=_ROI)),
                 "post": _op("set the region of interest", _envelope(roi=_ROI), 400, mutating=True,

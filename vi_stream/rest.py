@@ -123,7 +123,7 @@ def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1
     @app.get("/status")
     @guarded(False)
     def status():
-        return reply()
+        return reply(store=api.store_state())
 
     @app.get("/roi")
     @guarded(False)

@@ -60,6 +60,8 @@ class StoreWriter:
         self._progress = clock()               # last time a result moved, the store was tried, or nothing waited
         self._deadline = float("inf")
         self.last_error: str | None = None
+        self.down_reason: str | None = None    # why the store is down now (None while up)
+        self._next_probe = 0.0
         self._logged_down = False
         self.rlog = RateLimitedLog(log, interval=30.0)
 
@@ -138,6 +140,7 @@ class StoreWriter:
                 return
             if not results and not self.spool.pending:
                 self._progress = self.clock()   # nothing waiting
+                self._probe()
             records = self._render(results)
             if records:
                 late = stopping and self.clock() > self._deadline - 2.0
@@ -196,6 +199,20 @@ class StoreWriter:
                 log.exception("%s", reason)
         return records
 
+    def _probe(self, every: float = 1.0) -> None:
+        """Idle: ask the store whether it is still there (a store that can tell, as the local one whose
+        folder may be removed), so /status says it is down before a result finds out."""
+        check = getattr(self.store, "check", None)
+        if check is None or self.clock() < self._next_probe or not self._retry_due(False):
+            return
+        self._next_probe = self.clock() + every
+        try:
+            check()
+        except StoreUnavailable as err:
+            self._failed_attempt(err)
+            return
+        self._recovered()
+
     def _retry_due(self, stopping: bool) -> bool:
         return self.up or (not stopping and self.clock() >= self._next_retry)
 
@@ -210,7 +227,8 @@ class StoreWriter:
             log.error("store %s unavailable, results go to the spool %s: %s", self.store.description,
                       self.spool.folder, err)
             self._logged_down = True
-        self.up = False
+        with self.lock:
+            self.up, self.down_reason = False, str(err)
         self._next_retry = self.clock() + self._backoff
         self._backoff = min(self.retry_max, self._backoff * 2)
 
@@ -218,7 +236,8 @@ class StoreWriter:
         if not self.up:
             log.warning("store %s is back: replaying %d spooled result(s)", self.store.description,
                         self.spool.pending)
-        self.up = True
+        with self.lock:
+            self.up, self.down_reason = True, None
         self._logged_down = False
         self._backoff = self.retry_min
 
@@ -276,7 +295,8 @@ class StoreWriter:
                     self._set_aside(seq, f"refused {n} times by {self.store.description}: {err!r}")
                     continue
                 self._next_retry = self.clock() + self._backoff
-                self.up = False
+                with self.lock:
+                    self.up, self.down_reason = False, f"refused a spooled result: {err!r}"
                 return
             self.spool.remove(seq)
             self._attempts.pop(seq, None)
@@ -297,6 +317,7 @@ class StoreWriter:
             return {
                 "store": self.store.description,
                 "up": self.up,
+                "down_reason": self.down_reason,
                 "submitted": self.submitted,
                 "carried_over": self.carried_over,
                 "set_aside": self.set_aside,

@@ -31,6 +31,15 @@ CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TE
 """
 
 
+def make_leaf(path: str) -> None:
+    """Create ``path`` but not its parents: a store whose folder was removed is not recreated
+    piecemeal by a write (OSError, which the transaction turns into StoreUnavailable)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+
+
 def _target(doc: dict | None) -> str:
     return "" if not doc else f"{doc['name']}@{doc['version']}"
 
@@ -53,7 +62,7 @@ class LocalModels:
                                      f"({have['sha256'][:12]}); give a new version")
                 return have
             if not (os.path.exists(path) and os.path.getsize(path) == len(data)):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
+                make_leaf(os.path.dirname(path))
                 write_durably(path, data)
                 fsync_dir(os.path.dirname(path))
             self._db.execute("INSERT INTO models (name, major, minor, sha256, doc) VALUES (?, ?, ?, ?, ?)",
@@ -61,7 +70,7 @@ class LocalModels:
         return doc
 
     def get_model_doc(self, name: str, major: int, minor: int) -> dict:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
                                    (name, major, minor)).fetchone()
         if row is None:
@@ -70,12 +79,13 @@ class LocalModels:
 
     def list_model_docs(self, name: str | None = None) -> list[dict]:
         cond, args = ("WHERE name = ?", (name,)) if name is not None else ("", ())
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(f"SELECT doc FROM models {cond} ORDER BY name, major DESC, minor DESC",
                                     args).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def get_model_file(self, sha256: str) -> bytes:
+        self.check()   # a folder removed under us: StoreUnavailable, not "missing"
         try:
             with open(self._model_path(sha256), "rb") as f:
                 return f.read()
@@ -83,7 +93,7 @@ class LocalModels:
             raise NotFoundError(f"model file {sha256[:12]} is registered but missing from {self.folder}") from err
 
     def get_aliases(self) -> dict[str, dict]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute("SELECT alias, doc FROM aliases ORDER BY alias").fetchall()
         return {a: json.loads(d) for a, d in rows}
 
@@ -98,7 +108,7 @@ class LocalModels:
 
     def alias_changes(self, alias: str | None = None, limit: int = 100) -> list[dict]:
         cond, args = ("WHERE alias = ?", [alias]) if alias is not None else ("", [])
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(f"SELECT doc FROM alias_changes {cond} ORDER BY seq DESC LIMIT ?",
                                     args + [limit]).fetchall()
         return [json.loads(r[0]) for r in rows]
@@ -119,7 +129,7 @@ class LocalModels:
             self._db.execute("INSERT INTO gate_sets (id, doc) VALUES (?, ?)", (doc["id"], json.dumps(doc)))
 
     def get_gate_set(self, gate_id: str | None = None) -> dict | None:
-        with self._lock:
+        with self._locked():
             row = (self._db.execute("SELECT doc FROM gate_sets WHERE id = ?", (gate_id,)) if gate_id is not None
                    else self._db.execute("SELECT doc FROM gate_sets ORDER BY seq DESC LIMIT 1")).fetchone()
         return json.loads(row[0]) if row else None
@@ -129,7 +139,7 @@ class LocalModels:
             self._db.execute("INSERT INTO shadow (doc) VALUES (?)", (json.dumps(doc),))
 
     def list_shadow(self, limit: int = 50) -> list[dict]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute("SELECT doc FROM shadow ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         return [json.loads(r[0]) for r in rows]
 
@@ -146,13 +156,13 @@ class LocalModels:
                              (json.dumps({**json.loads(row[0]), **fields}), batch_id))
 
     def get_batch(self, batch_id: str) -> dict:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no batch {batch_id!r}")
         return json.loads(row[0])
 
     def list_batches(self, limit: int = 50) -> list[dict]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute("SELECT doc FROM batches ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         return [json.loads(r[0]) for r in rows]

@@ -10,6 +10,15 @@ Writes are atomic and durable in order: image files are written to a temp name,
 fsync'ed and renamed first, then one SQLite transaction (synchronous=FULL) adds the
 catalogue rows, so the catalogue never points at a file that is not complete on disk.
 A crash in between leaves at most unreferenced files, which the replay then reuses.
+
+The folder can vanish under a running daemon (``rm -rf``, a restore over it): SQLite would go on
+writing to the deleted file. So every use checks that the folder and the catalogue are still the
+ones opened (device and inode), before a transaction and again after its commit; if not, the
+store is *lost*: StoreUnavailable (the writer spools), until a valid store is at the path again.
+A catalogue found there is reopened (after ``PRAGMA quick_check``); an empty folder is
+initialised afresh, with a warning that the previous store's contents are gone. The store
+never recreates its folder itself once lost. At start a catalogue that fails ``quick_check`` is
+refused with one line (ConfigError).
 """
 from __future__ import annotations
 
@@ -26,7 +35,8 @@ from ..storage import HistoryQuery, side_row, supersedes
 from ..errors import ConfigError, NotFoundError, StoreUnavailable
 from . import local_models
 from .files import fsync_dir, write_durably
-from .local_models import LocalModels
+from .local_guard import CATALOGUE, FolderGuard, ident
+from .local_models import LocalModels, make_leaf
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);
@@ -57,7 +67,7 @@ def _unavailable(err: Exception, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"local store: cannot {what}: {reason}")
 
 
-class LocalStore(LocalModels):
+class LocalStore(FolderGuard, LocalModels):
     """A :class:`~vi_stream.storage.Store` in a folder. ``start()`` opens it (creating it if needed)."""
 
     def __init__(self, folder: str):
@@ -65,20 +75,46 @@ class LocalStore(LocalModels):
         self.description = f"local:{self.folder}"
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._identity: tuple | None = None   # (folder, catalogue) as (st_dev, st_ino) when opened
+        self._lost: str | None = None          # why the store in use went away; None while it is there
+
+    @property
+    def _db_path(self) -> str:
+        return os.path.join(self.folder, CATALOGUE)
 
     def start(self) -> "LocalStore":
         if self._db is not None:
             return self
         try:
             os.makedirs(os.path.join(self.folder, "images"), exist_ok=True)
-            self._db = sqlite3.connect(os.path.join(self.folder, "catalogue.sqlite"), timeout=30,
-                                       check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-        except (OSError, sqlite3.Error) as err:
+        except OSError as err:
             raise ConfigError(f"cannot open the local store in {self.folder}: {err}") from err
+        self._db = self._connect()
+        self._lost = None
         self.ensure_indexes()
         return self
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open the catalogue (WAL, synchronous=FULL) after checking it: ConfigError in one line."""
+        path = self._db_path
+        existed = os.path.exists(path) and os.path.getsize(path) > 0
+        db = None
+        try:
+            db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            problems = [r[0] for r in db.execute("PRAGMA quick_check(5)")] if existed else ["ok"]
+            self._identity = (ident(self.folder), ident(path))
+        except (OSError, sqlite3.Error) as err:
+            if db is not None:
+                db.close()
+            raise ConfigError(f"cannot open the local store {path}: {err}") from err
+        if problems != ["ok"]:
+            db.close()
+            found = "; ".join(" ".join(p.split()) for p in problems if not p.startswith("***"))
+            raise ConfigError(f"the local store's catalogue {path} fails SQLite's PRAGMA quick_check (corrupted): "
+                              f"{found[:300]}; restore it from a backup (or move it away to start an empty store)")
+        return db
 
     def __enter__(self) -> "LocalStore":
         return self.start()
@@ -87,28 +123,38 @@ class LocalStore(LocalModels):
         self.close()
 
     def ensure_indexes(self) -> None:
-        with self._lock:
-            fresh = not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'sides'").fetchone()
-            self._db.executescript(_SCHEMA + local_models.SCHEMA)
-            columns = {r[1] for r in self._db.execute("PRAGMA table_info(sides)")}
-            if "model_version" not in columns:   # a store from before the registry: the column, from the rows
-                self._db.executescript("BEGIN; ALTER TABLE sides ADD COLUMN model_version TEXT NOT NULL DEFAULT ''; "
-                                       "UPDATE sides SET model_version = "
-                                       "coalesce(json_extract(row, '$.model_version'), ''); COMMIT;")
-            self._db.executescript(_SIDES_MODEL_VERSION)
+        with self._locked():
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Under the lock: the tables and indexes, and what older stores lack."""
+        fresh = not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'sides'").fetchone()
+        self._db.executescript(_SCHEMA + local_models.SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(sides)")}
+        if "model_version" not in columns:   # a store from before the registry: the column, from the rows
+            self._db.executescript("BEGIN; ALTER TABLE sides ADD COLUMN model_version TEXT NOT NULL DEFAULT ''; "
+                                   "UPDATE sides SET model_version = "
+                                   "coalesce(json_extract(row, '$.model_version'), ''); COMMIT;")
+        self._db.executescript(_SIDES_MODEL_VERSION)
         if fresh:   # a store written before the history existed: index the sides it holds, once
-            with self._transaction("index the module sides"):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
                 for (doc,) in self._db.execute("SELECT doc FROM modules").fetchall():
                     module = json.loads(doc)
                     for s in rec.SIDES:
                         if module.get(s):
                             self._index_side(module["name"], s, module[s])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            self._identity = self._lost = None
 
     # ------------------------------------------------------------------ files
     def _path(self, image_id: str) -> str:
@@ -118,14 +164,16 @@ class LocalStore(LocalModels):
         path = self._path(image_id)
         if os.path.exists(path) and os.path.getsize(path) == len(data):
             return  # content-addressed: same id, same bytes
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_leaf(os.path.dirname(path))
         write_durably(path, data)
 
     @contextlib.contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
-        """One SQLite write transaction under the lock; store-side failures become StoreUnavailable."""
+        """One SQLite write transaction under the lock; store-side failures become StoreUnavailable.
+        The files are checked before and after: a commit into a catalogue removed meanwhile is not a
+        write (StoreUnavailable, so the writer spools it and replays it into the store put back)."""
         try:
-            with self._lock:
+            with self._locked():
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield
@@ -134,6 +182,10 @@ class LocalStore(LocalModels):
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
+                problem = self._problem()
+                if problem is not None:
+                    self._lose(problem)
+                    raise StoreUnavailable(f"cannot {what}: {self._lost}")
         except (OSError, sqlite3.OperationalError) as err:
             raise _unavailable(err, what) from err
 
@@ -211,7 +263,7 @@ class LocalStore(LocalModels):
 
     # ------------------------------------------------------------------ reading
     def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:
-        with self._lock:
+        with self._locked():
             rows = self._db.execute("SELECT doc FROM modules ORDER BY last_updated_at DESC, name LIMIT ? OFFSET ?",
                                     (limit, skip)).fetchall()
         return [json.loads(r[0]) for r in rows]
@@ -236,20 +288,20 @@ class LocalStore(LocalModels):
         order = "DESC" if query.descending else "ASC"
         sql = (f"SELECT row FROM sides{cond} ORDER BY {_SIDE_COLUMNS[query.sort]} {order}, module {order}, "
                f"side {order} LIMIT ? OFFSET ?")
-        with self._lock:
+        with self._locked():
             rows = self._db.execute(sql, args + [query.limit, query.skip]).fetchall()
             total = self._db.execute(f"SELECT COUNT(*) FROM sides{cond}", args).fetchone()[0]
         return [json.loads(r[0]) for r in rows], total
 
     def get_module(self, name: str) -> dict:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT doc FROM modules WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"no module {name!r}")
         return json.loads(row[0])
 
     def get_image(self, image_id: str) -> bytes:
-        with self._lock:
+        with self._locked():
             row = self._db.execute("SELECT length FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no image {image_id}")
@@ -265,7 +317,7 @@ class LocalStore(LocalModels):
         return data
 
     def count_results(self, module: str | None = None) -> int:
-        with self._lock:
+        with self._locked():
             if module is None:
                 return self._db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
             return self._db.execute("SELECT COUNT(*) FROM results WHERE module = ?", (module,)).fetchone()[0]
