@@ -26,6 +26,7 @@ import logging
 import math
 import socket
 import socketserver
+import sys
 import threading
 import time
 from typing import Any
@@ -41,7 +42,7 @@ log = logging.getLogger("vi_stream.rest")
 
 MAX_CONNECTIONS = 64        # concurrent connections; more are answered 503 at once ...
 RESERVED = 8                # ... except these few more, for the control routes only
-BACKLOG = 128               # connections the kernel queues before the server accepts them
+BACKLOG = 1024              # connections the kernel queues before the server accepts them (capped by somaxconn)
 HEAD_TIMEOUT = 5.0          # seconds from accept to the end of the request head
 RESERVE_HEAD_TIMEOUT = 2.0  # the same for a connection in the reserve
 WRITE_TIMEOUT = 10.0        # seconds one write may take (a response; one event of a live stream)
@@ -141,7 +142,6 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     def handle_error(self, request, client_address) -> None:
         """socketserver prints a traceback to stderr here: one log line instead, debug for a client
         that timed out or went away, error for anything else."""
-        import sys
         err = sys.exc_info()[1]
         who = client_address[0] if isinstance(client_address, tuple) else client_address
         if isinstance(err, (TimeoutError, ConnectionError)):
