@@ -3,9 +3,11 @@
 ``slurm_cluster`` writes a small slurm.conf (this host at 127.0.0.1 with 2 CPUs,
 proctrack/pgid, task/none, accounting off, jobcomp/filetxt) on free ports, starts munged
 with its own key and socket, then slurmctld and slurmd, and waits until the node is
-idle. It needs root (slurmd runs jobs as their user) and Debian's slurmctld, slurmd,
-slurm-client and munge; without them the tests skip, unless VI_STREAM_REQUIRE_SLURM is
-set (CI), where that is a failure.
+idle. It needs root (slurmd runs jobs as their user), Debian's slurmctld, slurmd,
+slurm-client and munge, and openssh-server (the submit host is reached over SSH); each
+missing prerequisite skips the tests with its reason, unless VI_STREAM_REQUIRE_SLURM is
+set (CI), where that is a failure. One cluster serves the whole session (conftest.py
+imports the fixture), as starting one takes seconds. VI_STREAM_TEST_SSHD names another sshd.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 
 from vi_stream.io.sftp import SftpSettings
 
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+SSHD = os.environ.get("VI_STREAM_TEST_SSHD") or shutil.which("sshd") or "/usr/sbin/sshd"
 SLURM_BINARIES = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
 
 
@@ -88,6 +90,8 @@ def slurm_available() -> str | None:
         return f"Slurm/munge not installed ({', '.join(missing)}): apt-get install slurmctld slurmd slurm-client munge"
     if os.geteuid() != 0:
         return "slurmd needs root (CI runs as root)"
+    if not os.access(SSHD, os.X_OK) or shutil.which("ssh-keygen") is None:
+        return f"openssh-server not installed (no {SSHD} or no ssh-keygen): apt-get install openssh-server"
     return None
 
 
@@ -153,7 +157,7 @@ PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
     return {"SLURM_CONF": str(conf)}, procs, host
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
     """(SSH settings of the submit host, environment for Slurm's clients, node name)."""
     why = slurm_available()

@@ -11,6 +11,8 @@ import pytest
 from vi_stream import synthetic  # noqa: E402
 from vi_stream.model import AnomalyModel, ModelConfig, save  # noqa: E402
 
+from .cluster_helpers import cluster  # noqa: E402,F401 - one Slurm cluster per session, for every module
+
 SMALL_SHAPE = (512, 512)
 SMALL_CONFIG = ModelConfig(bank_size=40_000, cells=256)
 

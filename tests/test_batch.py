@@ -16,7 +16,6 @@ from vi_stream.errors import ConfigError
 from vi_stream.io.local_store import LocalStore
 from vi_stream.io.slurm import Slurm, SshShell, expand_tasks
 
-from .cluster_helpers import cluster  # noqa: F401 - the fixture
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import wait_for
 
@@ -74,7 +73,7 @@ def images(tmp_path):
     return sorted(str(p) for p in d.iterdir())
 
 
-def _run(cluster, tmp_path, model_path, inputs, **opts):  # noqa: F811
+def _run(cluster, tmp_path, model_path, inputs, **opts):
     settings, env, _host = cluster
     store = LocalStore(str(tmp_path / "store")).start()
     shell = SshShell(settings, env)
@@ -82,7 +81,7 @@ def _run(cluster, tmp_path, model_path, inputs, **opts):  # noqa: F811
     return BatchRun(store, shell, model_path, "pads@1.0", inputs, o, str(tmp_path / "spool"), by="test"), store, shell
 
 
-def test_an_array_of_images_is_scored_and_every_result_stored_once(cluster, tmp_path, model_path, images):  # noqa: F811
+def test_an_array_of_images_is_scored_and_every_result_stored_once(cluster, tmp_path, model_path, images):
     run, store, shell = _run(cluster, tmp_path, model_path, images)
     try:
         doc = run.run(timeout=300)
@@ -114,7 +113,7 @@ class _Writer:
         return True
 
 
-def test_a_task_that_fails_is_retried_and_reported(cluster, tmp_path, model_path, images):  # noqa: F811
+def test_a_task_that_fails_is_retried_and_reported(cluster, tmp_path, model_path, images):
     marker = tmp_path / "failed-once"
     flaky = (f"sh -c 'if [ \"$SLURM_ARRAY_TASK_ID\" = 1 ] && [ ! -e {marker} ]; then touch {marker}; "
              f"echo killed mid-way >&2; exit 3; fi; exec {PYTHON} \"$@\"' vi_stream")
@@ -132,7 +131,7 @@ def test_a_task_that_fails_is_retried_and_reported(cluster, tmp_path, model_path
         store.close()
 
 
-def test_a_task_that_keeps_failing_fails_the_batch(cluster, tmp_path, model_path, images):  # noqa: F811
+def test_a_task_that_keeps_failing_fails_the_batch(cluster, tmp_path, model_path, images):
     run, store, shell = _run(cluster, tmp_path, model_path, images)
     run.opts = BatchOptions(run.opts.workdir, tasks=2, command="false", poll_s=0.5, retries=1)
     try:
@@ -143,7 +142,7 @@ def test_a_task_that_keeps_failing_fails_the_batch(cluster, tmp_path, model_path
         store.close()
 
 
-def test_scancel_stops_the_batch(cluster, tmp_path, model_path, images):  # noqa: F811
+def test_scancel_stops_the_batch(cluster, tmp_path, model_path, images):
     run, store, shell = _run(cluster, tmp_path, model_path, images)
     run.opts = BatchOptions(run.opts.workdir, tasks=2, command="sleep 120; true", poll_s=0.5)
     result = {}
@@ -161,7 +160,7 @@ def test_scancel_stops_the_batch(cluster, tmp_path, model_path, images):  # noqa
         store.close()
 
 
-def test_a_node_failure_mid_task_is_survived_and_reported(cluster, tmp_path, model_path, images):  # noqa: F811
+def test_a_node_failure_mid_task_is_survived_and_reported(cluster, tmp_path, model_path, images):
     _settings, env, host = cluster
     env = dict(os.environ, **env)
     run, store, shell = _run(cluster, tmp_path, model_path, images)
@@ -187,3 +186,30 @@ def test_a_node_failure_mid_task_is_survived_and_reported(cluster, tmp_path, mod
         t.join(60)
         shell.close()
         store.close()
+
+
+_NEEDS_CLUSTER = '''
+def test_needs_the_cluster(cluster):
+    pass
+'''
+
+
+@pytest.mark.parametrize("require", ["", "1"])
+def test_a_missing_sshd_skips_the_cluster_tests_with_its_reason_or_fails_when_required(tmp_path, require):
+    """A machine with Slurm but no openssh-server (issue 25, 13): skip with the reason, not 5 errors;
+    under VI_STREAM_REQUIRE_SLURM (CI) a failure. The fixture's prerequisites are checked before it starts
+    anything, so this runs anywhere."""
+    (tmp_path / "test_needs_cluster.py").write_text("from tests.cluster_helpers import cluster  # noqa\n"
+                                                   + _NEEDS_CLUSTER)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, VI_STREAM_TEST_SSHD=str(tmp_path / "no-sshd"), PYTHONPATH=root,
+               VI_STREAM_REQUIRE_SLURM=require)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "--rootdir",
+                        str(tmp_path), str(tmp_path / "test_needs_cluster.py")],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=str(tmp_path))
+    out = p.stdout + p.stderr
+    assert "FileNotFoundError" not in out, out
+    if require:      # a failure at the fixture's set-up, with the reason
+        assert p.returncode == 1 and "1 error" in out and "openssh-server not installed" in out, out
+    else:
+        assert p.returncode == 0 and "1 skipped" in out and "openssh-server" in out and "no-sshd" in out, out

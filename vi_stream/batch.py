@@ -126,6 +126,9 @@ class BatchRun:
         self.store, self.shell, self.opts = store, shell, opts.check()
         self.model_path, self.model_version, self.inputs = model_path, model_version, sorted(inputs)
         self.sides = sides or {}           # input file name -> (module, side) when re-scoring stored modules
+        if len(set(map(os.path.basename, self.inputs))) != len(self.inputs):
+            raise InputError("two inputs have the same file name: one task folder could not hold both")
+        self.where = {p: self._module_side(p) for p in self.inputs}    # checked before anything is staged
         self.slurm = Slurm(shell)
         self.doc = new_batch(store, self.inputs, model_version, opts, by)
         self.root = posixpath.join(opts.workdir, self.doc["id"])
@@ -134,6 +137,16 @@ class BatchRun:
         self.attempts = {t: 0 for t in range(len(self.split))}
         self.ingested: set[int] = set()
         self.fetched: dict[int, set[str]] = {}      # task -> records stored so far
+        self.stored = 0         # results the store has taken (kept on every end: done, failed, cancelled)
+
+    def _module_side(self, path: str) -> tuple[str, str]:
+        """(module, side) of an input: as given when re-scoring, else its file name's stem, left."""
+        name = os.path.basename(path)
+        module, side = self.sides.get(name, (os.path.splitext(name)[0], "left"))
+        try:
+            return rec.check_module(module), side
+        except InputError as err:
+            raise InputError(f"input {name!r}: {err}") from err
 
     def _update(self, **fields) -> None:
         self.doc.update(fields)
@@ -154,7 +167,7 @@ class BatchRun:
             for p in paths:
                 name = os.path.basename(p)
                 sh.put(p, posixpath.join(folder, name))
-                module, side = self.sides.get(name, (os.path.splitext(name)[0], "left"))
+                module, side = self.where[p]
                 index[name] = {"pulse_id": position[p], "module": module, "side": side}
             self._put_text(posixpath.join(folder, TASK_INDEX), json.dumps({
                 "batch": self.doc["id"], "prefix": self.opts.prefix, "sec": created, "model_version": self.model_version,
@@ -184,7 +197,8 @@ class BatchRun:
         try:
             return self._run(timeout)
         except Exception as err:
-            self._update(state="failed", error=f"{type(err).__name__}: {err}", ended_at=rec.now_iso())
+            self._update(state="failed", error=f"{type(err).__name__}: {err}", ended_at=rec.now_iso(),
+                         stored=self.stored)
             raise
 
     def _run(self, timeout: float) -> dict:
@@ -220,24 +234,31 @@ class BatchRun:
                         else:
                             state = "FAILED"       # "completed" without complete outputs
                     if state in CANCELLED:
-                        self._update(state="cancelled", tasks=self.doc["tasks"], ended_at=rec.now_iso())
+                        self._end(writer, state="cancelled", tasks=self.doc["tasks"])
                         return self.doc
                     if state in RETRYABLE:
                         self._tail(t, job)
                         if self.attempts[t] > self.opts.retries:
-                            self._update(state="failed", tasks=self.doc["tasks"], ended_at=rec.now_iso(),
-                                         error=f"task {t} {state} after {self.attempts[t]} attempts")
+                            self._end(writer, state="failed", tasks=self.doc["tasks"],
+                                      error=f"task {t} {state} after {self.attempts[t]} attempts")
                             return self.doc
                         retry.append(t)
                 if retry:
                     job = self.submit(retry)
                     current.update({t: job for t in retry})
                 self._update(tasks=self.doc["tasks"], progress=f"{len(self.ingested)} of {len(self.split)} tasks")
-            writer.close()
-            self._update(state="done", ended_at=rec.now_iso(), stored=writer.statistics()["stored"])
+            self._end(writer, state="done")
             return self.doc
         finally:
             writer.close()
+            self.stored = writer.statistics()["stored"]
+
+    def _end(self, writer: StoreWriter, **fields) -> None:
+        """The batch's last record, with what the store took whatever the end (a failed batch whose
+        first tasks were stored says so)."""
+        writer.close()
+        self.stored = writer.statistics()["stored"]
+        self._update(ended_at=rec.now_iso(), stored=self.stored, **fields)
 
     def cancel(self) -> None:
         for j in self.doc["jobs"]:
@@ -261,7 +282,7 @@ class BatchRun:
         if running is done:
             return False
         have = self.fetched.setdefault(t, set())
-        wanted = [os.path.splitext(os.path.basename(p))[0] + ".rec" for p in self.split[t]]
+        wanted = [record_name(os.path.basename(p)) for p in self.split[t]]
         for name in wanted:
             if name in have or name not in listed:
                 continue
@@ -283,10 +304,16 @@ class BatchRun:
         return record     # rendered on the cluster (score_task): the writer only stores and spools it
 
 
+def record_name(input_name: str) -> str:
+    """The record of input ``dup.png`` is ``dup.png.rec``: the whole name, as ``dup.tif`` may be in the
+    same task (by stem, both wrote ``dup.rec``: one result lost, the task never complete)."""
+    return input_name + ".rec"
+
+
 def score_task(images: str, out: str, model_path: str, device: str = "cpu") -> int:
     """One array task (``vi_stream batch task``, on the cluster): score every image of the task's
     folder and write its store record (side document and PNGs, as the daemon renders it) to
-    ``out/<stem>.rec``, then ``out/DONE``. The station only stores what comes back."""
+    ``out/<name>.rec``, then ``out/DONE``. The station only stores what comes back."""
     from .model import load
     from .pipeline import Pipeline
     from .settings import Settings
@@ -303,6 +330,6 @@ def score_task(images: str, out: str, model_path: str, device: str = "cpu") -> i
         result.parameters["batch"] = task["batch"]
         record = rec.build(result, task["prefix"], int(task["store_tile"]), True, tag=frame.tag,
                            uploaded_by=f"vi_stream batch {task['batch']}")
-        write_durably(os.path.join(out, os.path.splitext(name)[0] + ".rec"), spool.encode(record))
+        write_durably(os.path.join(out, record_name(name)), spool.encode(record))
     write_durably(os.path.join(out, "DONE"), str(len(task["images"])).encode())
     return len(task["images"])

@@ -283,8 +283,12 @@ def _run(args: argparse.Namespace) -> int:
         return _run_daemon(args)
     if args.command == "simulate":
         from .simulate import Simulator
-        sim = Simulator(args.port, args.prefix, args.fps, tuple(args.size), args.kind,
-                        compression=None if args.compression in (None, "none") else args.compression, host=args.host)
+        try:
+            sim = Simulator(args.port, args.prefix, args.fps, tuple(args.size), args.kind,
+                            compression=None if args.compression in (None, "none") else args.compression,
+                            host=args.host)
+        except ValueError as err:       # e.g. a size below the synthetic module's least
+            raise InputError(str(err)) from err
         port = sim.start()
         print(f"simulated camera {args.prefix}:FPICTURE on tcp://{args.host}:{port} at {args.fps} fps", file=sys.stderr)
         try:

@@ -9,7 +9,12 @@ import tempfile
 
 
 def add_parser(sub) -> None:
-    b = sub.add_parser("batch", help="score a backlog on a Slurm cluster; results go to the store")
+    b = sub.add_parser("batch", help="score a backlog on a Slurm cluster; results go to the store",
+                       description="Score a backlog on a Slurm cluster: `batch run` stages the images and the model "
+                                   "on the cluster's shared file system and submits a job array to Slurm (sbatch, "
+                                   "here or over --ssh on a submit host), follows it, retries failed tasks and "
+                                   "stores every result as the daemon would. `list`, `show` and `cancel` work on "
+                                   "the batches recorded in the store.")
     verbs = b.add_subparsers(dest="verb", metavar="VERB")
     verbs.required = True
 
@@ -43,7 +48,12 @@ def add_parser(sub) -> None:
     r.add_argument("--gpus", type=int, default=0)
     r.add_argument("--container", default="none", choices=("none", "apptainer", "singularity", "podman"))
     r.add_argument("--image", help="the container image (.sif, or podman's name)")
-    r.add_argument("--command", default="vi_stream", help="vi_stream on the cluster (default vi_stream)")
+    # dest is not "command": that is the top-level parser's (the subcommand chosen)
+    r.add_argument("--command", dest="remote_command", default="vi_stream", metavar="COMMAND",
+                   help="how each array task runs vi_stream on the cluster's nodes (inside --container if given); "
+                        "default vi_stream, found on the nodes' PATH as the job inherits it from sbatch. A site "
+                        "points it at its install: --command /opt/vi_stream/bin/vi_stream, or e.g. --command "
+                        "'conda run -n vi_stream vi_stream'")
     r.add_argument("--retries", type=int, default=2, help="submissions again of a failed task (2)")
     r.add_argument("--timeout", type=float, default=24 * 3600, help="give up after this many seconds")
     ssh(r)
@@ -89,11 +99,11 @@ def _inputs(args: argparse.Namespace, store, folder: str) -> tuple[list[str], di
     if args.images:
         return files.list_images(args.images), {}
     paths, sides = [], {}
-    for name in args.modules:
-        module = store.get_module(name)
+    for i, name in enumerate(dict.fromkeys(args.modules)):      # each once, in the order given
+        module = store.get_module(rec.check_module(name))       # a name that is no path: staged in `folder`
         for side in rec.SIDES:
             if module.get(side):
-                file = f"{name}__{side}.png"
+                file = f"{name}__{side}.png" if len(name.encode()) <= 200 else f"module-{i}__{side}.png"
                 with open(os.path.join(folder, file), "wb") as f:
                     f.write(store.get_image(module[side]["original"]["full"]["src_id"]))
                 paths.append(os.path.join(folder, file))
@@ -112,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
     from .daemon import open_store
     from .errors import ConfigError
     from .registry import Registry, ref
+    from . import record as rec
+    for name in getattr(args, "modules", None) or []:
+        rec.check_module(name)         # before the store opens: one line, nothing staged
     store = open_store(args.store or default_store())
     if store is None:
         raise ConfigError("a batch records itself and its results in a store: not --store off")
@@ -133,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"cancelled the jobs of {args.id}")
                 return 0
             opts = BatchOptions(args.workdir, args.tasks, args.partition, args.time, args.mem, args.cpus, args.gpus,
-                                args.container, args.image, args.command, args.retries).check()
+                                args.container, args.image, args.remote_command, args.retries).check()
             with tempfile.TemporaryDirectory(prefix="vi-batch-") as tmp:
                 model, version = args.model, None
                 if args.model_alias:

@@ -79,13 +79,13 @@ def validate(changes: dict, image_shape: tuple[int, ...] | None = None) -> dict[
     return clean
 
 
-_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_VERSION = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")      # fullmatch: `$` would let a final newline in
+_VERSION = re.compile(r"(\d{1,6})\.(\d{1,6})")
 
 
 def check_word(what: str, value: Any) -> str:
     """A model name, an alias: 1-64 letters, digits, '_', '.', '-' (safe in a path and a URL)."""
-    if not isinstance(value, str) or not _WORD.match(value):
+    if not isinstance(value, str) or not _WORD.fullmatch(value):
         raise ConfigError(f"{what} must be 1-64 letters, digits, '_', '.' or '-' (starting with a letter or "
                           f"digit), got {value!r}")
     return value
@@ -93,7 +93,7 @@ def check_word(what: str, value: Any) -> str:
 
 def parse_version(value: Any) -> tuple[int, int]:
     """``"X.Y"`` -> (X, Y): a registry version."""
-    m = _VERSION.match(value) if isinstance(value, str) else None
+    m = _VERSION.fullmatch(value) if isinstance(value, str) else None
     if not m:
         raise ConfigError(f"a version is MAJOR.MINOR (e.g. 1.0), got {value!r}")
     return int(m.group(1)), int(m.group(2))

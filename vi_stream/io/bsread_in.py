@@ -7,6 +7,7 @@ import numpy as np
 import zmq
 
 from ..errors import ConfigError, InputError
+from .. import record as rec
 from ..frame import Frame
 from . import bsread_codec as codec
 
@@ -76,7 +77,7 @@ class BsreadSource:
             raise codec.DecodeError("bad_shape", f"pulse {msg.pulse_id}: image is empty or not an array")
         if img.dtype.byteorder == ">":
             img = img.astype(img.dtype.newbyteorder("<"))
-        module = self._string(msg, self.module_channel) or self.prefix
+        module = self._module(msg)
         raw_side = self._string(msg, self.side_channel) or "left"
         side = {"l": "left", "r": "right"}.get(raw_side.lower(), raw_side.lower())
         if side not in ("left", "right"):
@@ -85,6 +86,17 @@ class BsreadSource:
                                     f"got {raw_side[:40]!r}")
         tag = self._string(msg, self.tag_channel) or ""
         return Frame(img, msg.pulse_id, msg.sec, msg.ns, module, side, msg, tag)
+
+    def _module(self, msg: codec.Message) -> str:
+        """The module name (the prefix without the channel). One the store could not file or REST not
+        reach (a '/', a control character, over 256 characters: rec.check_module) is refused, as a bad
+        side is: filing it under another name would mix two modules' images."""
+        ch = msg.channels.get(self.module_channel)
+        try:
+            value = codec.value(ch, 4096) if ch is not None and ch.type == "string" else None
+            return rec.check_module(value.strip() if isinstance(value, str) and value.strip() else self.prefix)
+        except InputError as err:
+            raise codec.DecodeError("bad_module", f"pulse {msg.pulse_id}: {self.module_channel}: {err}"[:300]) from err
 
     @staticmethod
     def _string(msg: codec.Message, name: str) -> str | None:

@@ -141,7 +141,8 @@ class Slurm:
     def _run(self, command: str, what: str) -> str:
         rc, out, err = self.shell.run(command)
         if rc != 0:
-            raise ServiceError(f"{what} failed ({rc}): {(err or out).strip()[:500]}")
+            said = " | ".join(line.strip() for line in (err or out).splitlines() if line.strip())
+            raise ServiceError(f"{what} failed ({rc}): {said[:500]}")     # one line, as every error
         return out
 
     def submit(self, script: str, tasks: list[int], options: list[str], workdir: str) -> str:
