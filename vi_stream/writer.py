@@ -62,6 +62,7 @@ class StoreWriter:
         self.last_error: str | None = None
         self.down_reason: str | None = None    # why the store is down now (None while up)
         self._next_probe = 0.0
+        self._down_by_probe = False
         self._logged_down = False
         self.rlog = RateLimitedLog(log, interval=30.0)
 
@@ -201,15 +202,19 @@ class StoreWriter:
 
     def _probe(self, every: float = 1.0) -> None:
         """Idle: ask the store whether it is still there (a store that can tell, as the local one whose
-        folder may be removed), so /status says it is down before a result finds out."""
+        folder may be removed), so /status says it is down before a result finds out. Only a probe's
+        own "down" is cleared by a probe; a refused write is cleared by a write."""
         check = getattr(self.store, "check", None)
-        if check is None or self.clock() < self._next_probe or not self._retry_due(False):
+        if check is None or self.clock() < self._next_probe or not (self.up or self._down_by_probe):
+            return
+        if not self._retry_due(False):
             return
         self._next_probe = self.clock() + every
         try:
             check()
         except StoreUnavailable as err:
             self._failed_attempt(err)
+            self._down_by_probe = True
             return
         self._recovered()
 
@@ -223,6 +228,7 @@ class StoreWriter:
 
     def _failed_attempt(self, err: Exception) -> None:
         self._note_error(str(err))
+        self._down_by_probe = False
         if self.up or not self._logged_down:
             log.error("store %s unavailable, results go to the spool %s: %s", self.store.description,
                       self.spool.folder, err)
