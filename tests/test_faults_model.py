@@ -303,3 +303,29 @@ def test_models_register_refuses_an_undigested_file_unless_allowed(files, tmp_pa
     r = subprocess.run([VI_STREAM, "models", "register", files["threshold"], "--name", "bad", "--store", store,
                         "--allow-unchecked"], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert r.returncode != 0 and "digest does not match" in r.stderr, r.stderr     # the flag lifts no mismatch
+
+
+# ---------------------------------------------------------------------- the SFTP import
+def test_models_register_from_sftp_refuses_a_bomb_and_keeps_nothing(files, tmp_path):
+    import shutil
+    from . import cluster_helpers
+    if not os.path.exists(cluster_helpers.SSHD):
+        pytest.skip("openssh-server not installed (.ci/run installs it)")
+    (tmp_path / "sshd").mkdir()
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    for bomb in ("inflating", "40TB"):
+        shutil.copy(files[bomb], project / "models" / f"{bomb}.npz")
+    proc, settings = cluster_helpers.sshd(tmp_path / "sshd", "")
+    try:
+        state = tmp_path / "state"
+        env = dict(os.environ, SFTP_HOST="127.0.0.1", SFTP_PORT=str(settings.port), SFTP_USER=settings.user,
+                   SFTP_KEY=settings.key_file, SFTP_PROJECT_PATH=str(project),
+                   SFTP_KNOWN_HOSTS=str(tmp_path / "sshd" / "known_hosts"), VI_STREAM_STATE_DIR=str(state))
+        for bomb in ("inflating", "40TB"):
+            r = subprocess.run([VI_STREAM, "models", "register", "--sftp", f"{bomb}.npz", "--name", "b", "--store",
+                                str(tmp_path / "store")], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+            assert r.returncode == 2 and "bank" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert not os.path.exists(state / "models" / f"{bomb}.npz")      # refused before it was kept
+    finally:
+        cluster_helpers.stop(proc)

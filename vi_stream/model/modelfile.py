@@ -80,8 +80,9 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
     digested = filecheck.check_digest(members, path)
     if not digested:
         if not allow_unchecked:
-            raise ModelError(f"{path}: has no digest (saved by an older vi_stream, or edited): refused; load it "
-                             "with --allow-unchecked to accept it unverified, then save it again")
+            raise ModelError(f"{path}: has no digest (saved by an older vi_stream, or edited): refused; accept it "
+                             "unverified with --allow-unchecked (run, models register), or save it again with "
+                             "vi_stream.model.save(load(path, allow_unchecked=True), new_path)")
         log.warning("%s: has no digest (an older vi_stream's file, or an edited one): loaded unverified "
                     "because of --allow-unchecked", path)
     arrays = {name: members[name] for name in _ARRAYS}
