@@ -7,7 +7,7 @@ Each tree runs ``vi_stream run`` (a small model, no store, no camera) in a subpr
 (HTTP/1.0, a new connection each, as curl or a monitoring probe does), all starting at once.
 A request with no answer within ``--timeout`` s counts as timed out; a 503 is the server
 refusing at once (every connection slot taken), with Retry-After. Written to
-bench/results/http.json (bench/report.py puts it in bench/README.md).
+bench/results/http_load.json (bench/report.py puts it in bench/README.md).
 """
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ def main() -> None:
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    common.write("http", {"command": f"python bench/http_load.py --base {rev}", "clients": a.clients,
+    common.write("http_load", {"command": f"python bench/http_load.py --base {rev}", "clients": a.clients,
                           "requests_per_client": a.requests, "timeout_s": a.timeout, "runs": runs})
 
 

@@ -338,7 +338,7 @@ def soak() -> str:
 
 
 def http() -> str:
-    d = load("http")
+    d = load("http_load")
     if not d:
         return ""
     rows = [[r["tree"], r["requests"], r["answers"].get("200", 0), r["answers"].get("503", 0), r["timed_out"],
