@@ -195,47 +195,64 @@ def test_a_declared_body_over_the_route_limit_is_refused_before_it_is_read(model
         assert r.status_code == 200 and r.json()["config"]["threshold"] == 3.0
 
 
+def _send_chunked(port: int, path: str, headers: bytes = b"", most: int = 16 << 20) -> tuple[bytes, bool, int]:
+    """POST up to ``most`` bytes as a chunked body, stopping when the server answers or hangs up:
+    (its answer, whether it stopped reading before the end, bytes sent)."""
+    s = _connect(port, "127.0.0.1", timeout=15)
+    sent, cut = 0, False
+    try:
+        s.sendall(b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  + headers + b"Transfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
+        while sent < most:
+            try:
+                s.sendall(chunk)
+                sent += 8192
+            except OSError:
+                cut = True
+                break
+            if sent % (1 << 20) == 0:                   # every MiB: is an answer there already?
+                s.settimeout(0.05)
+                try:
+                    if s.recv(1, socket.MSG_PEEK):
+                        cut = True
+                        break
+                except (socket.timeout, BlockingIOError):
+                    pass
+                s.settimeout(15)
+        if not cut:
+            s.sendall(b"0\r\n\r\n")
+        s.settimeout(15)
+        answer = b""
+        while True:
+            try:
+                part = s.recv(65536)
+            except OSError:
+                break
+            if not part:
+                break
+            answer += part
+    finally:
+        s.close()
+    return answer, cut, sent
+
+
 def test_a_chunked_body_is_cut_off_at_the_route_limit(model):
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
-        s = _connect(d.rest_port, "127.0.0.1", timeout=15)
-        sent, cut = 0, False
-        try:
-            s.sendall(b"POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                      b"Transfer-Encoding: chunked\r\n\r\n")
-            chunk = b"%x\r\n%s\r\n" % (8192, b" " * 8192)
-            for _ in range(2048):                       # up to 16 MiB, unless the server stops reading
-                try:
-                    s.sendall(chunk)
-                    sent += 8192
-                except OSError:
-                    cut = True
-                    break
-                if sent >= 1 << 20:                     # past any small route's limit: is an answer there?
-                    s.settimeout(0.05)
-                    try:
-                        if s.recv(1, socket.MSG_PEEK):
-                            cut = True
-                            break
-                    except (socket.timeout, BlockingIOError):
-                        pass
-                    s.settimeout(15)
-            if not cut:
-                s.sendall(b"0\r\n\r\n")
-            s.settimeout(15)
-            answer = b""
-            while True:
-                try:
-                    part = s.recv(65536)
-                except OSError:
-                    break
-                if not part:
-                    break
-                answer += part
-        finally:
-            s.close()
+        answer, cut, sent = _send_chunked(d.rest_port, "/api/login")
         assert answer.startswith(b"HTTP/1.0 413"), answer[:300]
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "PayloadTooLarge"
         assert cut and sent < 16 << 20
+
+
+def test_without_credentials_a_large_upload_is_not_read(model):
+    with bound_push() as (_push, port), running_daemon(model, port, token=TOKEN) as (d, _ctx):
+        answer, cut, sent = _send_chunked(d.rest_port, "/api/models?name=m")      # the route allows 1 GiB
+        assert answer.startswith(b"HTTP/1.0 401"), answer[:300]
+        assert cut and sent < 16 << 20                  # refused on its credentials, its body left unread
+        ok, _, _ = _send_chunked(d.rest_port, "/config", b"Authorization: Bearer " + TOKEN.encode() + b"\r\n",
+                                 most=8192)
+        assert ok.startswith(b"HTTP/1.0 200") and b'"config"' in ok   # with them, it is read (blank: no change)
 
 
 # ---------------------------------------------------------------------- what a timed-out client leaves in the log

@@ -2,15 +2,17 @@
 
 Each route has a size limit (:func:`rest_limits`: a model upload up to the registry's limit,
 a corrected mask up to its own, every JSON route 64 KiB). A declared ``Content-Length`` over
-the limit is answered 413 before a byte of the body is read; a chunked body is decoded
-while it arrives and cut off with a 413 as soon as it passes the limit. What is accepted
-is held in a spooled buffer (memory up to ``MEMORY_BYTES``, then one temporary file never
-larger than the route's limit) and handed to the app as its input, and to bottle as its
-parsed body, so bottle does not copy it again. The server
-(:mod:`vi_stream.server`) gives the read a deadline from the size allowed.
+the limit is answered 413 here, before a byte of the body is read. Otherwise the app gets
+a body that is read when the route first reads it (after its credential check: a client
+without them makes the server read nothing), into a spooled buffer (memory up to
+``MEMORY_BYTES``, then one temporary file never larger than the route's limit); bottle
+takes that as its parsed body and does not copy it again. A chunked body is decoded as it
+arrives and cut off as soon as it passes the limit (:class:`PayloadTooLarge`, 413, raised
+to the route, which answers it like any bad input). The server (:mod:`vi_stream.server`)
+gives the read a deadline from the size allowed (:class:`BodyTimeout`, 408).
 
-Errors use the REST envelope: ``{"state": "error", "status": ..., "error": "PayloadTooLarge",
-"message": ...}``; ``status`` comes from ``app.config["vi_stream.status"]`` when the app sets it.
+The 413 here uses the REST envelope: ``{"state": "error", "status": ..., "error":
+"PayloadTooLarge", "message": ...}``; ``status`` comes from ``app.config["vi_stream.status"]``.
 """
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ import json
 import logging
 import re
 import tempfile
+from http import HTTPStatus
 from typing import Any, Callable, Iterable, NamedTuple
+
+from .errors import InputError
 
 log = logging.getLogger("vi_stream.rest")
 
@@ -47,10 +52,14 @@ def rest_limits() -> Limits:
                    ("POST", re.compile(r"/api/modules/[^/]+/[^/]+/tiles/\d+/mask"), MAX_MASK_BYTES)))
 
 
-class _Refused(Exception):
-    def __init__(self, code: str, error: str, message: str):
-        super().__init__(message)
-        self.code, self.error = code, error
+class PayloadTooLarge(InputError):
+    """A body over its route's limit (HTTP 413)."""
+    status = 413
+
+
+class BodyTimeout(InputError):
+    """A body that did not arrive before its deadline (HTTP 408)."""
+    status = 408
 
 
 class BodyLimit:
@@ -66,53 +75,82 @@ class BodyLimit:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
         limit = self.limits.limit(method, path)
-        try:
-            body = self._read(environ, limit)
-        except _Refused as err:
-            self.refused += 1
-            log.info("%s %s from %s refused: %s", method, path[:100], environ.get("REMOTE_ADDR"), err)
-            return self._error(environ, start_response, err)
-        except TimeoutError as err:
-            log.debug("%s %s from %s: %s", method, path[:100], environ.get("REMOTE_ADDR"), err)
-            return self._error(environ, start_response, _Refused("408 Request Timeout", "Late", str(err)))
-        if body is not None:
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        raw = (environ.get("CONTENT_LENGTH") or "").strip()
+        if chunked or raw:
+            try:
+                length = None if chunked else _declared(raw, limit)
+            except InputError as err:
+                self.refused += 1
+                log.info("%s %s from %s refused: %s", method, path[:100], environ.get("REMOTE_ADDR"), err)
+                return self._error(start_response, err)
+            body = _Body(environ, limit, length)
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["wsgi.input"] = body
             environ["bottle.request.body"] = body       # bottle reads this instead of spooling its own copy
         return self.app(environ, start_response)
 
-    def _read(self, environ: dict, limit: int):
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        raw = (environ.get("CONTENT_LENGTH") or "").strip()
-        if not chunked and not raw:
-            return None
-        if not chunked:
-            if not raw.isdigit():
-                raise _Refused("400 Bad Request", "InputError", f"Content-Length {raw[:40]!r} is not a number")
-            length = int(raw)
-            if length > limit:
-                raise _Refused("413 Payload Too Large", "PayloadTooLarge",
-                               f"the body ({length} bytes) is over this route's limit of {limit} bytes")
-        deadline = environ.get(DEADLINE_KEY)
-        if deadline is not None:
-            deadline(limit if chunked else length)
-        src, buf = environ["wsgi.input"], tempfile.SpooledTemporaryFile(MEMORY_BYTES)
-        try:
-            n = _copy_chunked(src, buf, limit) if chunked else _copy(src, buf, length)
-        except BaseException:
-            buf.close()
-            raise
-        buf.seek(0)
-        environ["CONTENT_LENGTH"] = str(n)
-        environ.pop("HTTP_TRANSFER_ENCODING", None)
-        return buf
-
-    def _error(self, environ: dict, start_response: Callable, err: _Refused) -> list[bytes]:
+    def _error(self, start_response: Callable, err: InputError) -> list[bytes]:
         status = getattr(getattr(self.app, "config", {}), "get", lambda *_: None)("vi_stream.status")
-        doc = {"state": "error", **({"status": _safe(status)} if status else {}), "error": err.error,
-               "message": str(err)}
+        doc = {"state": "error", **({"status": _safe(status)} if status else {}), "error": type(err).__name__,
+               "message": str(err), "reason": err.reason}
         body = json.dumps(doc).encode()
-        start_response(err.code, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        start_response(f"{err.status} {HTTPStatus(err.status).phrase}",
+                       [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
+
+
+def _declared(raw: str, limit: int) -> int:
+    if not raw.isdigit():
+        raise InputError(f"Content-Length {raw[:40]!r} is not a number", "bad_length")
+    length = int(raw)
+    if length > limit:
+        raise PayloadTooLarge(f"the body ({length} bytes) is over this route's limit of {limit} bytes", "too_large")
+    return length
+
+
+class _Body:
+    """The request body, read (bounded, with its deadline) at its first use, not before: a route
+    that checks credentials first reads nothing for a client without them. ``length`` None: chunked."""
+
+    def __init__(self, environ: dict, limit: int, length: int | None):
+        self._environ, self._limit, self._length = environ, limit, length
+        self._src, self._buf = environ["wsgi.input"], None
+
+    def _load(self):
+        if self._buf is None:
+            deadline = self._environ.get(DEADLINE_KEY)
+            if deadline is not None:
+                deadline(self._limit if self._length is None else self._length)
+            src, buf = self._src, tempfile.SpooledTemporaryFile(MEMORY_BYTES)
+            try:
+                n = _copy_chunked(src, buf, self._limit) if self._length is None else _copy(src, buf, self._length)
+            except TimeoutError as err:
+                buf.close()
+                raise BodyTimeout(str(err), "late") from None
+            except BaseException:
+                buf.close()
+                raise
+            buf.seek(0)
+            self._environ["CONTENT_LENGTH"] = str(n)
+            self._buf = buf
+        return self._buf
+
+    def read(self, n: int = -1) -> bytes:
+        return self._load().read(n)
+
+    def readline(self, n: int = -1) -> bytes:
+        return self._load().readline(n)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._buf.seek(pos, whence) if self._buf is not None else 0
+
+    def tell(self) -> int:
+        return self._buf.tell() if self._buf is not None else 0
+
+    def close(self) -> None:
+        if self._buf is not None:
+            self._buf.close()
 
 
 def _safe(status: Callable[[], str]) -> str | None:
@@ -127,8 +165,7 @@ def _copy(src, dst, length: int) -> int:
     while left:
         part = src.read(min(_BLOCK, left))
         if not part:
-            raise _Refused("400 Bad Request", "InputError", f"the body ended after {length - left} of the "
-                                                             f"{length} bytes declared")
+            raise InputError(f"the body ended after {length - left} of the {length} bytes declared", "short_body")
         dst.write(part)
         left -= len(part)
     return length
@@ -143,20 +180,19 @@ def _copy_chunked(src, dst, limit: int) -> int:
         try:
             n = int(size, 16)
         except ValueError:
-            raise _Refused("400 Bad Request", "InputError", "malformed chunked body") from None
+            raise InputError("malformed chunked body", "bad_chunked") from None
         if n == 0:
             while src.readline(1024) not in (b"\r\n", b"\n", b""):   # trailers
                 pass
             return total
         total += n
         if total > limit:
-            raise _Refused("413 Payload Too Large", "PayloadTooLarge",
-                           f"the chunked body passed this route's limit of {limit} bytes")
+            raise PayloadTooLarge(f"the chunked body passed this route's limit of {limit} bytes", "too_large")
         while n:
             part = src.read(min(_BLOCK, n))
             if not part:
-                raise _Refused("400 Bad Request", "InputError", "the chunked body ended in a chunk")
+                raise InputError("the chunked body ended in a chunk", "bad_chunked")
             dst.write(part)
             n -= len(part)
         if src.readline(3) not in (b"\r\n", b"\n"):
-            raise _Refused("400 Bad Request", "InputError", "malformed chunked body")
+            raise InputError("malformed chunked body", "bad_chunked")
