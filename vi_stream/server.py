@@ -204,9 +204,11 @@ class _QuietHandler(WSGIRequestHandler):
         handler.run(self.server.get_app())
 
     def _body_deadline(self, size: int) -> None:
-        """The deadline of a body of (at most) ``size`` bytes, from now (called before it is read)."""
+        """The deadline of a body of (at most) ``size`` bytes, from now (called before it is read); in the
+        reserve the grace is the reserve's head deadline, so a slow body cannot hold a reserve slot either."""
         self._reader.what = "request body"
-        self._reader.deadline = time.monotonic() + BODY_GRACE + size / BODY_MIN_RATE
+        grace = self.reserve_head_timeout if self.reserved else BODY_GRACE
+        self._reader.deadline = time.monotonic() + grace + size / BODY_MIN_RATE
 
     def _late(self, err: Late) -> None:
         self.server.late += 1
