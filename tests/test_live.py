@@ -211,7 +211,7 @@ def test_history_over_http(daemon):
 def test_the_event_stream_over_http_ends_when_the_daemon_closes(model):
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         sock = socket.create_connection(("127.0.0.1", d.rest_port), timeout=10)
-        sock.sendall(b"GET /api/events HTTP/1.0\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         got: list[bytes] = []
 
         def read():

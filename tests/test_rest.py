@@ -8,7 +8,7 @@ import requests
 
 from vi_stream import Client, config as config_mod
 from vi_stream import synthetic
-from vi_stream.errors import ConfigError, InputError, NotFoundError, Overloaded, ServiceError
+from vi_stream.errors import AuthError, ConfigError, InputError, NotFoundError, Overloaded, ServiceError
 
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import bound_push, running_daemon, wait_for
@@ -38,7 +38,8 @@ def test_start_stop_status_envelope(client, daemon):
     assert client.start() == "processing"
     assert client.start() == "processing"  # idempotent
     r = requests.get(url(daemon, "/status"), timeout=5).json()
-    assert r == {"state": "ok", "status": "processing"}
+    # the envelope, plus the store's state when the daemon has one (this one runs without: None)
+    assert r == {"state": "ok", "status": "processing", "store": daemon.store_state()}
     assert client.stop() == "stopped"
     assert client.stop() == "stopped"
 
@@ -113,9 +114,9 @@ def test_token_protects_mutating_routes(model):
     with bound_push() as (push, port), running_daemon(model, port, token="s3cret-s3cret-s3cret") as (d, _ctx):
         anon = Client(f"http://127.0.0.1:{d.rest_port}", timeout=5)
         assert anon.get_status() == "stopped"  # reads are open
-        with pytest.raises(ServiceError) as err:
+        with pytest.raises(AuthError) as err:      # the caller's to mend: not a ServiceError (5xx)
             anon.start()
-        assert err.value.status == 401 and d.processor.state == "stopped"
+        assert err.value.status == 401 and not isinstance(err.value, ServiceError) and d.processor.state == "stopped"
         assert Client(f"http://127.0.0.1:{d.rest_port}", timeout=5, token="s3cret-s3cret-s3cret").start() == "processing"
 
 

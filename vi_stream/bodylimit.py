@@ -23,7 +23,7 @@ import tempfile
 from http import HTTPStatus
 from typing import Any, Callable, Iterable, NamedTuple
 
-from .errors import InputError
+from .errors import BodyTimeout, InputError, PayloadTooLarge
 
 log = logging.getLogger("vi_stream.rest")
 
@@ -50,16 +50,6 @@ def rest_limits() -> Limits:
     from .rest_models import MAX_MODEL_BYTES
     return Limits((("POST", re.compile(r"/api/models"), MAX_MODEL_BYTES),
                    ("POST", re.compile(r"/api/modules/[^/]+/[^/]+/tiles/\d+/mask"), MAX_MASK_BYTES)))
-
-
-class PayloadTooLarge(InputError):
-    """A body over its route's limit (HTTP 413)."""
-    status = 413
-
-
-class BodyTimeout(InputError):
-    """A body that did not arrive before its deadline (HTTP 408)."""
-    status = 408
 
 
 class BodyLimit:

@@ -16,12 +16,14 @@ from urllib.parse import quote
 
 import requests
 
-from .errors import (AuthError, ConfigError, CrossSiteError, MediaTypeError, NotFoundError,  # noqa: F401
-                     Overloaded, ServiceError, StateError, TooManyAttempts, UnknownHostError, ViStreamError,
-                     InputError, by_name)
+from .errors import (AuthError, BodyTimeout, ConfigError, CrossSiteError, MediaTypeError,  # noqa: F401
+                     NotFoundError, Overloaded, PayloadTooLarge, ServiceError, StateError, TooManyAttempts,
+                     UnknownHostError, ViStreamError, InputError, by_name)
 
-_BY_STATUS = {400: ConfigError, 401: AuthError, 403: CrossSiteError, 404: NotFoundError, 409: StateError,
-              415: MediaTypeError, 421: UnknownHostError, 429: TooManyAttempts, 503: Overloaded}
+# When a body names no class of ours (a proxy's answer), the status picks one.
+_BY_STATUS = {400: ConfigError, 401: AuthError, 403: CrossSiteError, 404: NotFoundError, 408: BodyTimeout,
+              409: StateError, 413: PayloadTooLarge, 415: MediaTypeError, 421: UnknownHostError,
+              429: TooManyAttempts, 503: Overloaded}
 
 
 class Client:

@@ -4,18 +4,23 @@
     ├── ConfigError          bad option, argument or config value (HTTP 400)
     │   └── MediaTypeError   a body of a type the route does not take (HTTP 415)
     ├── InputError           an image, body or message that cannot be used (HTTP 400); ``reason`` names it
-    │   └── DecodeError      a malformed bsread message (vi_stream.io.bsread_codec)
+    │   ├── DecodeError      a malformed bsread message (vi_stream.io.bsread_codec)
+    │   ├── PayloadTooLarge  a request body over its route's limit (HTTP 413)
+    │   └── BodyTimeout      a request body that did not arrive before its deadline (HTTP 408)
     ├── ModelError           model file corrupt, wrong version, pickle; backbone problems
     ├── NotFoundError        unknown id or route object (HTTP 404)
     ├── StateError           operation not allowed in the current state (HTTP 409)
     ├── UnknownHostError     a Host header that names no address of this daemon: DNS rebinding (HTTP 421)
+    ├── AuthError            missing or wrong credentials (HTTP 401)
+    │   ├── CsrfError        a session cookie without its CSRF token (HTTP 403)
+    │   │   └── CrossSiteError  a change asked by a page of another origin (HTTP 403)
+    │   └── TooManyAttempts  too many wrong tokens from one address: wait (HTTP 429)
     └── ServiceError         a remote/daemon side failure (HTTP 5xx, transport)
-        ├── AuthError        missing or wrong credentials (HTTP 401)
-        │   ├── CsrfError    a session cookie without its CSRF token (HTTP 403)
-        │   │   └── CrossSiteError  a change asked by a page of another origin (HTTP 403)
-        │   └── TooManyAttempts     too many wrong tokens from one address: wait (HTTP 429)
         ├── Overloaded       too many connections or listeners: try again later (HTTP 503)
         └── StoreUnavailable the store cannot be written now (server down, network, disk full): spool and retry
+
+The 4xx classes are the caller's to mend (credentials included); ``ServiceError`` and
+its children are the daemon's side or the way to it, worth a retry.
 
 Errors carry data (``status`` = the HTTP code REST maps them to). The REST layer
 names the class in the error body (``"error": "StateError"``) and the client
@@ -72,11 +77,21 @@ class UnknownHostError(ViStreamError):
     status = 421
 
 
-class ServiceError(ViStreamError):
-    status = 500
+class PayloadTooLarge(InputError):
+    """A request body over its route's limit (HTTP 413)."""
+
+    status = 413
 
 
-class AuthError(ServiceError):
+class BodyTimeout(InputError):
+    """A request body that did not arrive before its deadline (HTTP 408)."""
+
+    status = 408
+
+
+class AuthError(ViStreamError):
+    """Missing or wrong credentials: the caller's to mend, not a failure of the daemon (HTTP 401)."""
+
     status = 401
 
 
@@ -100,6 +115,10 @@ class TooManyAttempts(AuthError):
     def __init__(self, message: str = "", retry_after: int = 60):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ServiceError(ViStreamError):
+    status = 500
 
 
 class Overloaded(ServiceError):
