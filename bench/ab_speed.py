@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import common
 
@@ -43,23 +41,15 @@ def main() -> None:
     ap.add_argument("--base", required=True, help="git revision to compare with")
     ap.add_argument("--rounds", type=int, default=2)
     a = ap.parse_args()
-    rev = subprocess.run(["git", "rev-parse", "--short", a.base], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()
-    tmp = tempfile.mkdtemp(prefix="vi-ab-")
-    tree = os.path.join(tmp, "base")
-    subprocess.run(["git", "worktree", "add", "--detach", tree, rev], cwd=ROOT, check=True, capture_output=True)
     ours_results = os.path.join(common.RESULTS, "speed.json")
     keep = open(ours_results).read() if os.path.exists(ours_results) else None
     runs = []
     try:
-        for _ in range(a.rounds):
-            runs.append({"tree": f"base {rev}", **_run(tree)})
-            runs.append({"tree": f"this tree (HEAD {head})", **_run(ROOT)})
+        with common.base_tree(a.base, "vi-ab-") as (tree, _tmp, rev, head):
+            for _ in range(a.rounds):
+                runs.append({"tree": f"base {rev}", **_run(tree)})
+                runs.append({"tree": f"this tree (HEAD {head})", **_run(ROOT)})
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
         if keep is not None:             # speed.json stays the recorded run of bench/speed.py itself
             with open(ours_results, "w") as f:
                 f.write(keep)

@@ -1,9 +1,13 @@
 """Shared helpers for benchmarks: environment, result files."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
+import subprocess
+import tempfile
 import time
 
 
@@ -52,3 +56,24 @@ def model_for(size: int, n_good: int = 10):
     from vi_stream.model import AnomalyModel, ModelConfig
     return AnomalyModel.fit((synthetic.module_image((size, size), seed=500 + i).image for i in range(n_good)),
                             ModelConfig())
+
+
+def _short(rev: str, root: str) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", rev], cwd=root, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def base_tree(rev: str, prefix: str = "vi-ab-"):
+    """Another revision checked out beside this one, for an interleaved A/B: yields (tree, tmp folder,
+    the revision's short name, HEAD's); the worktree and the folder are removed afterwards."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    short, head = _short(rev, root), _short("HEAD", root)
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    tree = os.path.join(tmp, "base")
+    subprocess.run(["git", "worktree", "add", "--detach", tree, short], cwd=root, check=True, capture_output=True)
+    try:
+        yield tree, tmp, short, head
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=root, capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -114,21 +114,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds a client waits for an answer")
     ap.add_argument("--rounds", type=int, default=2, help="base and this tree, alternating, this many times")
     a = ap.parse_args()
-    rev = subprocess.run(["git", "rev-parse", "--short", a.base], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True, capture_output=True,
-                          text=True).stdout.strip()
-    tmp = tempfile.mkdtemp(prefix="vi-http-")
-    tree = os.path.join(tmp, "base")
-    subprocess.run(["git", "worktree", "add", "--detach", tree, rev], cwd=ROOT, check=True, capture_output=True)
-    try:
+    with common.base_tree(a.base, "vi-http-") as (tree, tmp, rev, head):
         model = _model(tmp)
         runs = []
         for _ in range(a.rounds):       # alternating: the machine's load drifts between runs
             runs += [{"tree": f"base {rev}", **_run(tree, model, a)}, {"tree": f"this tree (HEAD {head})", **_run(ROOT, model, a)}]
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=ROOT, capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
     common.write("http_load", {"command": f"python bench/http_load.py --base {rev}", "clients": a.clients,
                           "requests_per_client": a.requests, "timeout_s": a.timeout, "runs": runs})
 

@@ -62,3 +62,16 @@ def store(request, tmp_path):
 @pytest.fixture(scope="session")
 def model_path(model, tmp_path_factory) -> str:
     return save(model, str(tmp_path_factory.mktemp("model") / "model.npz"))
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """A NOTIFY_SOCKET as systemd binds it (a unix datagram socket): (path, socket); the tests of
+    sd_notify read READY=1, WATCHDOG=1, STATUS= and STOPPING=1 from it."""
+    import socket
+    path = str(tmp_path / "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(0.2)
+    yield path, s
+    s.close()

@@ -192,16 +192,6 @@ def test_a_flood_of_bad_messages_logs_a_bounded_number_of_lines_with_counts(merg
 
 
 # ---------------------------------------------------------------------- finding 12: systemd notify and watchdog
-@pytest.fixture
-def notify_socket(tmp_path):
-    path = str(tmp_path / "notify.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(0.2)
-    yield path, s
-    s.close()
-
-
 def _drain(s: socket.socket, seconds: float) -> list[str]:
     """Every datagram arriving within ``seconds``."""
     msgs, end = [], time.monotonic() + seconds

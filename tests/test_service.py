@@ -20,16 +20,6 @@ from .daemon_helpers import wait_for
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def notify_socket(tmp_path):
-    path = str(tmp_path / "notify.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(0.2)
-    yield path, s
-    s.close()
-
-
 def _drain(s, seconds=0.0):
     """Datagrams arriving within ``seconds`` (at least until the socket is quiet for 0.2 s)."""
     msgs = []
