@@ -129,3 +129,12 @@ def test_a_failed_batch_records_what_it_stored(cluster, tmp_path, model_path):
     with LocalStore(store).start() as s:
         doc = s.list_batches()[0]
         assert doc["state"] == "failed" and doc["stored"] == s.count_results() == 1, json.dumps(doc)[:2000]
+
+
+@pytest.mark.parametrize("prefix", ["CAM/1", "CAM\\1", ".."])
+def test_a_camera_prefix_that_cannot_be_a_module_name_is_refused_at_start(model_path, prefix):
+    """The prefix names a frame's module when the stream has no MODULE channel (and a --camera's
+    always): one that cannot be filed is refused before anything starts, not on every frame."""
+    p = vi("run", "tcp://127.0.0.1:9", prefix, "--model", model_path, "--store", "off", "--rest-port", 0,
+           "--output-port", 0, timeout=120)
+    one_line_error(p, "prefix", repr(prefix))

@@ -121,8 +121,9 @@ class DaemonConfig:
         settings.check_log_level(self.log_level)
         if self.worker is not None:
             settings.check_word("worker", self.worker)
-        if not self.prefix or any(c.isspace() for c in self.prefix):
-            raise ConfigError(f"prefix must be a non-empty word, got {self.prefix!r}")
+        if not self.prefix or any(c.isspace() for c in self.prefix) or any(c in "/\\" for c in self.prefix) \
+                or self.prefix in (".", ".."):    # it names a module without a MODULE channel: no path in it
+            raise ConfigError(f"prefix must be a non-empty word without '/' or '\\', got {self.prefix!r}")
         if self.input is None and self.camera is None:
             raise ConfigError("give an input stream (tcp://host:port) or --camera SPEC")
         if self.input is not None and self.camera is not None:
