@@ -1,5 +1,5 @@
 """vi_stream: visual-inspection anomaly detection for ATLAS ITk pixel modules."""
-from ._version import __version__
+from vi_stream._version import __version__
 
 __all__ = ["__version__", "Client"]
 
@@ -7,6 +7,6 @@ __all__ = ["__version__", "Client"]
 def __getattr__(name: str):
     # Lazy: importing vi_stream must not import requests (or torch) as a side effect.
     if name == "Client":
-        from .client import Client
+        from vi_stream.client import Client
         return Client
     raise AttributeError(name)

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-from .errors import AuthError, CsrfError, StateError
+from vi_stream.errors import AuthError, CsrfError, StateError
 
 COOKIE = "vi_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -34,14 +34,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from . import record as rec
-from .errors import ConfigError, InputError, StateError
-from .frame import Frame
-from .io import files, spool
-from .io.files import write_durably
-from .io.slurm import CANCELLED, RETRYABLE, TERMINAL_OK, Shell, Slurm
-from .io.spool import Spool
-from .writer import StoreWriter
+from vi_stream import record as rec
+from vi_stream.errors import ConfigError, InputError, StateError
+from vi_stream.frame import Frame
+from vi_stream.io import files, spool
+from vi_stream.io.files import write_durably
+from vi_stream.io.slurm import CANCELLED, RETRYABLE, TERMINAL_OK, Shell, Slurm
+from vi_stream.io.spool import Spool
+from vi_stream.writer import StoreWriter
 
 log = logging.getLogger("vi_stream.batch")
 
@@ -314,9 +314,9 @@ def score_task(images: str, out: str, model_path: str, device: str = "cpu") -> i
     """One array task (``vi_stream batch task``, on the cluster): score every image of the task's
     folder and write its store record (side document and PNGs, as the daemon renders it) to
     ``out/<name>.rec``, then ``out/DONE``. The station only stores what comes back."""
-    from .model import load
-    from .pipeline import Pipeline
-    from .settings import Settings
+    from vi_stream.model import load
+    from vi_stream.pipeline import Pipeline
+    from vi_stream.settings import Settings
     with open(os.path.join(images, TASK_INDEX)) as f:
         task = json.load(f)
     model = load(model_path, device)

@@ -23,7 +23,7 @@ import tempfile
 from http import HTTPStatus
 from typing import Any, Callable, Iterable, NamedTuple
 
-from .errors import BodyTimeout, InputError, PayloadTooLarge
+from vi_stream.errors import BodyTimeout, InputError, PayloadTooLarge
 
 log = logging.getLogger("vi_stream.rest")
 
@@ -46,8 +46,8 @@ class Limits(NamedTuple):
 
 def rest_limits() -> Limits:
     """The REST routes' limits: the large bodies are the model uploads and the corrected masks."""
-    from .rest import MAX_MASK_BYTES
-    from .rest_models import MAX_MODEL_BYTES
+    from vi_stream.rest import MAX_MASK_BYTES
+    from vi_stream.rest_models import MAX_MODEL_BYTES
     return Limits((("POST", re.compile(r"/api/models"), MAX_MODEL_BYTES),
                    ("POST", re.compile(r"/api/modules/[^/]+/[^/]+/tiles/\d+/mask"), MAX_MASK_BYTES)))
 

@@ -13,8 +13,8 @@ import sys
 from dataclasses import replace
 from typing import Callable, Sequence
 
-from ._version import __version__
-from .errors import InputError, ViStreamError
+from vi_stream._version import __version__
+from vi_stream.errors import InputError, ViStreamError
 
 
 def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], None]] | None:
@@ -44,13 +44,13 @@ _MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
 
 
 def _model_config(args: argparse.Namespace):
-    from .model import ModelConfig
+    from vi_stream.model import ModelConfig
     over = {k: getattr(args, k) for k, _ in _MODEL_OPTIONS if getattr(args, k, None) is not None}
     return replace(ModelConfig(), **over).validate()
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from .model import ModelConfig
+    from vi_stream.model import ModelConfig
     g = p.add_argument_group("model")
     for name, text in _MODEL_OPTIONS:
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=int,
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--contrast", type=float, help="defect contrast in (0, 1] (default 1)")
 
     r = sub.add_parser("run", help="run the daemon: bsread (or camera) in, scored stream out, REST control")
-    from .config import add_run_options
+    from vi_stream.config import add_run_options
     add_run_options(r)
 
     m = sub.add_parser("simulate", help="a simulated camera publishing synthetic modules as a bsread stream")
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--accept-unknown-host-key", action="store_true",
                    help="trust a host key that is not in known_hosts (and remember it for this connection only)")
 
-    from . import cli_batch, cli_models
+    from vi_stream import cli_batch, cli_models
     cli_models.add_parser(sub)
     cli_batch.add_parser(sub)
 
@@ -166,9 +166,9 @@ def _model_from_sftp(cfg):
     import logging
     from dataclasses import replace as _replace
 
-    from .config import model_cache_dir
-    from .errors import ViStreamError
-    from .io.sftp import SftpSettings, fetch_model
+    from vi_stream.config import model_cache_dir
+    from vi_stream.errors import ViStreamError
+    from vi_stream.io.sftp import SftpSettings, fetch_model
     settings = SftpSettings.from_env()  # a misconfiguration fails here, before any fallback
     if settings is None or not cfg.model or os.path.isfile(cfg.model):
         return cfg
@@ -189,9 +189,9 @@ def _run_daemon(args: argparse.Namespace) -> int:
 
     import logging
 
-    from . import config as config_mod
-    from .daemon import Daemon
-    from .service import Notifier, setup_logging, status_line, supervise, watchdog_interval
+    from vi_stream import config as config_mod
+    from vi_stream.daemon import Daemon
+    from vi_stream.service import Notifier, setup_logging, status_line, supervise, watchdog_interval
 
     flags = config_mod.flags_from(args)
     cfg = config_mod.build(args.config, **flags)
@@ -224,9 +224,9 @@ def _merge(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from . import merge
-    from .errors import ConfigError
-    from .service import setup_logging
+    from vi_stream import merge
+    from vi_stream.errors import ConfigError
+    from vi_stream.service import setup_logging
     if not all(u.startswith(("tcp://", "ipc://")) for u in args.inputs):
         raise ConfigError(f"the workers' outputs look like tcp://host:port, got {' '.join(args.inputs)}")
     if not args.max_wait > 0:
@@ -240,7 +240,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import offline
+    from vi_stream import offline
     progress = _progress_factory(not getattr(args, "no_progress", True) and sys.stderr.isatty())
     if args.command == "train":
         model = offline.train(args.images, args.out, _model_config(args), args.device, progress)
@@ -269,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"-> {out}", file=sys.stderr)
         return 0
     if args.command == "synth":
-        from . import synthetic
+        from vi_stream import synthetic
         fams = {"classic": synthetic.DEFECT_TYPES, "all": synthetic.FAMILIES}.get(
             args.families, tuple(f.strip() for f in args.families.split(",") if f.strip()))
         try:
@@ -282,7 +282,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "run":
         return _run_daemon(args)
     if args.command == "simulate":
-        from .simulate import Simulator
+        from vi_stream.simulate import Simulator
         try:
             sim = Simulator(args.port, args.prefix, args.fps, tuple(args.size), args.kind,
                             compression=None if args.compression in (None, "none") else args.compression,
@@ -297,21 +297,21 @@ def _run(args: argparse.Namespace) -> int:
             sim.close()
         return 0
     if args.command == "fetch-model":
-        from .config import model_cache_dir
-        from .io.sftp import fetch_configured
+        from vi_stream.config import model_cache_dir
+        from vi_stream.io.sftp import fetch_configured
         print(fetch_configured(args.name, args.cache or model_cache_dir(),
                                accept_unknown_host_key=args.accept_unknown_host_key))
         return 0
     if args.command == "merge":
         return _merge(args)
     if args.command == "batch":
-        from . import cli_batch
+        from vi_stream import cli_batch
         return cli_batch.run(args)
     if args.command == "models":
-        from . import cli_models
+        from vi_stream import cli_models
         return cli_models.run(args)
     if args.command == "demo":
-        from . import demo
+        from vi_stream import demo
         if args.offline:
             return demo.run_offline_demo(args.out, args.good, 2, args.device)
         return demo.run_stream_demo(args.out, args.frames, args.good, args.device)

@@ -72,9 +72,9 @@ def add_parser(sub) -> None:
 
 
 def _shell(args: argparse.Namespace):
-    from .errors import ConfigError
-    from .io.slurm import LocalShell, SshShell
-    from .io.sftp import SftpSettings
+    from vi_stream.errors import ConfigError
+    from vi_stream.io.slurm import LocalShell, SshShell
+    from vi_stream.io.sftp import SftpSettings
     env = {}
     for item in args.slurm_env:
         name, eq, value = item.partition("=")
@@ -94,8 +94,8 @@ def _shell(args: argparse.Namespace):
 
 
 def _inputs(args: argparse.Namespace, store, folder: str) -> tuple[list[str], dict]:
-    from . import record as rec
-    from .io import files
+    from vi_stream import record as rec
+    from vi_stream.io import files
     if args.images:
         return files.list_images(args.images), {}
     paths, sides = [], {}
@@ -112,17 +112,17 @@ def _inputs(args: argparse.Namespace, store, folder: str) -> tuple[list[str], di
 
 
 def run(args: argparse.Namespace) -> int:
-    from .batch import BatchOptions, BatchRun, score_task
+    from vi_stream.batch import BatchOptions, BatchRun, score_task
     if args.verb == "task":
         n = score_task(args.images, args.out, args.model, args.device)
         print(f"{n} images scored -> {args.out}", file=sys.stderr)
         return 0
-    from .cli_models import _who
-    from .config import default_store, state_dir
-    from .daemon import open_store
-    from .errors import ConfigError
-    from .registry import Registry, ref
-    from . import record as rec
+    from vi_stream.cli_models import _who
+    from vi_stream.config import default_store, state_dir
+    from vi_stream.daemon import open_store
+    from vi_stream.errors import ConfigError
+    from vi_stream.registry import Registry, ref
+    from vi_stream import record as rec
     for name in getattr(args, "modules", None) or []:
         rec.check_module(name)         # before the store opens: one line, nothing staged
     store = open_store(args.store or default_store())
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         shell = _shell(args)
         try:
             if args.verb == "cancel":
-                from .io.slurm import Slurm
+                from vi_stream.io.slurm import Slurm
                 for j in store.get_batch(args.id)["jobs"]:
                     Slurm(shell).cancel(j["job"])
                 print(f"cancelled the jobs of {args.id}")

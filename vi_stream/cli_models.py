@@ -78,13 +78,13 @@ def _who(given: str | None) -> str:
 
 def _model_file(args: argparse.Namespace) -> tuple[str, str]:
     """(local path, source) of the file to register: the one named, or fetched over SFTP."""
-    from .errors import ConfigError
+    from vi_stream.errors import ConfigError
     if (args.file is None) == (args.sftp is None):
         raise ConfigError("give a model FILE or --sftp FILE_NAME (one of them)")
     if args.file is not None:
         return args.file, f"file:{args.file}"
-    from .config import model_cache_dir
-    from .io.sftp import fetch_configured
+    from vi_stream.config import model_cache_dir
+    from vi_stream.io.sftp import fetch_configured
     return fetch_configured(args.sftp, model_cache_dir()), f"sftp:{args.sftp}"
 
 
@@ -110,11 +110,11 @@ def _change(c: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .config import default_store
-    from .daemon import open_store
-    from .errors import ConfigError
-    from . import retrain
-    from .registry import Registry
+    from vi_stream.config import default_store
+    from vi_stream.daemon import open_store
+    from vi_stream.errors import ConfigError
+    from vi_stream import retrain
+    from vi_stream.registry import Registry
     store = open_store(args.store or default_store())
     if store is None:
         raise ConfigError("the registry lives in a store: give --store mongodb://... or a folder, not 'off'")

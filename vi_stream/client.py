@@ -16,9 +16,7 @@ from urllib.parse import quote
 
 import requests
 
-from .errors import (AuthError, BodyTimeout, ConfigError, CrossSiteError, MediaTypeError,  # noqa: F401
-                     NotFoundError, Overloaded, PayloadTooLarge, ServiceError, StateError, TooManyAttempts,
-                     UnknownHostError, ViStreamError, InputError, by_name)
+from vi_stream.errors import AuthError, BodyTimeout, ConfigError, CrossSiteError, MediaTypeError, NotFoundError, Overloaded, PayloadTooLarge, ServiceError, StateError, TooManyAttempts, UnknownHostError, ViStreamError, InputError, by_name
 
 # When a body names no class of ours (a proxy's answer), the status picks one.
 _BY_STATUS = {400: ConfigError, 401: AuthError, 403: CrossSiteError, 404: NotFoundError, 408: BodyTimeout,

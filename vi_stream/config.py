@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote
 
-from . import guard, settings
-from .errors import ConfigError
-from .uris import redact
+from vi_stream import guard, settings
+from vi_stream.errors import ConfigError
+from vi_stream.uris import redact
 
 
 def _opt(default: Any, help: str, **argparse_kw: Any) -> Any:

@@ -9,29 +9,29 @@ from typing import Any
 
 import zmq
 
-from . import config as config_mod
-from . import record
-from . import settings as settings_mod
-from .drift import DriftWatch
-from .errors import ConfigError, ModelError, StateError
-from .follower import ModelFollower
-from .guard import exposure_warning
-from .io.bsread_in import BsreadSource
-from .io.bsread_out import BsreadSink
-from .io.camera_in import CameraSource
-from .io.spool import Spool
-from .live import Live
-from .model import AnomalyModel, load
-from .pipeline import Pipeline
-from .processor import Processor
-from .registry import Registry, ref
-from .retrain import RetrainJob
-from .shadow import ShadowWatch
-from .rest import make_app
-from .server import serve
-from .storage import Store
-from .uris import redact
-from .writer import StoreWriter
+from vi_stream import config as config_mod
+from vi_stream import record
+from vi_stream import settings as settings_mod
+from vi_stream.drift import DriftWatch
+from vi_stream.errors import ConfigError, ModelError, StateError
+from vi_stream.follower import ModelFollower
+from vi_stream.guard import exposure_warning
+from vi_stream.io.bsread_in import BsreadSource
+from vi_stream.io.bsread_out import BsreadSink
+from vi_stream.io.camera_in import CameraSource
+from vi_stream.io.spool import Spool
+from vi_stream.live import Live
+from vi_stream.model import AnomalyModel, load
+from vi_stream.pipeline import Pipeline
+from vi_stream.processor import Processor
+from vi_stream.registry import Registry, ref
+from vi_stream.retrain import RetrainJob
+from vi_stream.shadow import ShadowWatch
+from vi_stream.rest import make_app
+from vi_stream.server import serve
+from vi_stream.storage import Store
+from vi_stream.uris import redact
+from vi_stream.writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")
 
@@ -273,7 +273,7 @@ class Daemon:
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         if name is not None:
             # Fetch from the project's SFTP storage first; a failed fetch keeps everything as is.
-            from .io.sftp import fetch_configured
+            from vi_stream.io.sftp import fetch_configured
             path = fetch_configured(name, config_mod.model_cache_dir())
         path = path or self.model_path
         if not path:
@@ -333,11 +333,11 @@ def open_store(spec: str | None) -> Store | None:
     if spec == "off":
         return None
     if spec.startswith(("mongodb://", "mongodb+srv://")):
-        from .io.mongo_store import MongoStore
+        from vi_stream.io.mongo_store import MongoStore
         return MongoStore(spec)
     if "://" in spec:
         raise ConfigError(f"store must be a mongodb:// URI, a folder or 'off', got {redact(spec)!r}")
-    from .io.local_store import LocalStore
+    from vi_stream.io.local_store import LocalStore
     return LocalStore(spec)
 
 

@@ -6,9 +6,9 @@ import os
 import sys
 import time
 
-from . import offline
-from .errors import ModelError
-from .model import ModelConfig, read_meta
+from vi_stream import offline
+from vi_stream.errors import ModelError
+from vi_stream.model import ModelConfig, read_meta
 
 
 def run_offline_demo(out: str, n_good: int, per_defect: int, device: str = "cpu") -> int:
@@ -50,8 +50,8 @@ def _cache_usable(path: str, n_good: int) -> bool:
 
 def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:
     """A model fitted on synthetic good modules (the offline demo's training set), cached at ``path``."""
-    from . import synthetic
-    from .model import AnomalyModel, save
+    from vi_stream import synthetic
+    from vi_stream.model import AnomalyModel, save
     if _cache_usable(path, n_good):
         return path
     print(f"fitting a model on {n_good} synthetic good modules (cached in {path}) ...", file=sys.stderr)
@@ -64,13 +64,13 @@ def run_stream_demo(out: str, frames: int, n_good: int, device: str = "cpu") -> 
     """Simulated camera -> daemon (bsread in/out, REST) -> consumer; summary + pictures."""
     import zmq
 
-    from . import config as config_mod
-    from . import postprocess
-    from .client import Client
-    from .daemon import Daemon
-    from .io import bsread_codec as codec
-    from .io.files import write_image
-    from .simulate import Simulator
+    from vi_stream import config as config_mod
+    from vi_stream import postprocess
+    from vi_stream.client import Client
+    from vi_stream.daemon import Daemon
+    from vi_stream.io import bsread_codec as codec
+    from vi_stream.io.files import write_image
+    from vi_stream.simulate import Simulator
 
     started = time.perf_counter()
     os.makedirs(out, exist_ok=True)

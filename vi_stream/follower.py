@@ -19,10 +19,10 @@ import threading
 import time
 from typing import Callable
 
-from .errors import ConfigError, InputError, ModelError, NotFoundError, StoreUnavailable
-from .io.files import write_durably
-from .model import AnomalyModel, load
-from .registry import Registry, ref
+from vi_stream.errors import ConfigError, InputError, ModelError, NotFoundError, StoreUnavailable
+from vi_stream.io.files import write_durably
+from vi_stream.model import AnomalyModel, load
+from vi_stream.registry import Registry, ref
 
 log = logging.getLogger("vi_stream.follower")
 

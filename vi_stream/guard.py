@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 import bottle
 
-from .errors import ConfigError, CrossSiteError, MediaTypeError, TooManyAttempts, UnknownHostError, ViStreamError
-from .ratelog import RateLimitedLog
+from vi_stream.errors import ConfigError, CrossSiteError, MediaTypeError, TooManyAttempts, UnknownHostError, ViStreamError
+from vi_stream.ratelog import RateLimitedLog
 
 log = logging.getLogger("vi_stream.rest")
 

@@ -26,12 +26,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from . import postprocess
-from . import record as rec
-from .errors import Overloaded
-from .frame import Frame, Result
-from .settings import PREVIEW_SIDE
-from .threads import lower_priority
+from vi_stream import postprocess
+from vi_stream import record as rec
+from vi_stream.errors import Overloaded
+from vi_stream.frame import Frame, Result
+from vi_stream.settings import PREVIEW_SIDE
+from vi_stream.threads import lower_priority
 
 log = logging.getLogger("vi_stream.live")
 

@@ -26,12 +26,12 @@ import bottle
 import numpy as np
 import zmq
 
-from .io import bsread_codec as codec
-from .io.bsread_out import bind_sender
-from .merge_order import MAX_HELD, Sequencer
-from .ratelog import RateLimitedLog
-from .server import serve
-from .service import Notifier, supervise, watchdog_interval
+from vi_stream.io import bsread_codec as codec
+from vi_stream.io.bsread_out import bind_sender
+from vi_stream.merge_order import MAX_HELD, Sequencer
+from vi_stream.ratelog import RateLimitedLog
+from vi_stream.server import serve
+from vi_stream.service import Notifier, supervise, watchdog_interval
 
 log = logging.getLogger("vi_stream.merge")
 

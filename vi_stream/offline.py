@@ -11,11 +11,11 @@ from typing import Callable
 
 import numpy as np
 
-from . import postprocess, synthetic
-from .errors import InputError
-from .io import files
-from .metrics import RegionOverlap, auroc, f1
-from .model import AnomalyModel, ModelConfig, load, save
+from vi_stream import postprocess, synthetic
+from vi_stream.errors import InputError
+from vi_stream.io import files
+from vi_stream.metrics import RegionOverlap, auroc, f1
+from vi_stream.model import AnomalyModel, ModelConfig, load, save
 
 Progress = Callable[[int], None]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from ._version import __version__
-from .control import STATES
+from vi_stream._version import __version__
+from vi_stream.control import STATES
 
 _STATUS = {"type": "string", "enum": list(STATES)}
 _OBJECT = {"type": "object"}

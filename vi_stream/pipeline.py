@@ -1,11 +1,11 @@
 """Frame -> Result: pure computation (no sockets, no threads, no database)."""
 from __future__ import annotations
 
-from . import roi as roi_mod
-from ._version import __version__
-from .frame import Frame, Result
-from .model import AnomalyModel
-from .settings import Settings  # noqa: F401 - the pipeline's input, re-exported
+from vi_stream import roi as roi_mod
+from vi_stream._version import __version__
+from vi_stream.frame import Frame, Result
+from vi_stream.model import AnomalyModel
+from vi_stream.settings import Settings  # noqa: F401 - the pipeline's input, re-exported
 
 
 class Pipeline:

@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from .control import PROCESSING, STOPPED
-from .errors import InputError
-from .frame import Frame, Result
-from .ratelog import RateLimitedLog
-from .statistics import Statistics
-from .pipeline import Pipeline
-from .settings import Settings
+from vi_stream.control import PROCESSING, STOPPED
+from vi_stream.errors import InputError
+from vi_stream.frame import Frame, Result
+from vi_stream.ratelog import RateLimitedLog
+from vi_stream.statistics import Statistics
+from vi_stream.pipeline import Pipeline
+from vi_stream.settings import Settings
 
 log = logging.getLogger("vi_stream.processor")
 

@@ -12,8 +12,8 @@ from typing import Callable, Iterator
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from .control import STATES
-from .drift import STATES as DRIFT_STATES
+from vi_stream.control import STATES
+from vi_stream.drift import STATES as DRIFT_STATES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

@@ -29,9 +29,9 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from . import postprocess
-from .errors import InputError
-from .frame import Result
+from vi_stream import postprocess
+from vi_stream.errors import InputError
+from vi_stream.frame import Result
 
 GROUPS = ("original", "preprocessed", "anomaly_map", "mask", "corrected_mask")
 SIDES = ("left", "right")

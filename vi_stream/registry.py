@@ -18,10 +18,10 @@ import os
 import tempfile
 from typing import Any
 
-from . import record as rec
-from .errors import ConfigError, InputError, ModelError, NotFoundError, StateError
-from .settings import check_word, parse_version
-from .storage import ModelShelf
+from vi_stream import record as rec
+from vi_stream.errors import ConfigError, InputError, ModelError, NotFoundError, StateError
+from vi_stream.settings import check_word, parse_version
+from vi_stream.storage import ModelShelf
 
 _META_KEYS = ("model_id", "backbone", "layers", "tile", "overlap", "channels", "threshold", "threshold_rule",
               "training_digest", "training_images", "calibration_images", "calibration_scores", "bank_patches",
@@ -45,7 +45,7 @@ def ref(doc: dict | None) -> str | None:
 def load_bytes(data: bytes, device: str = "cpu", where: str = "model file", allow_unchecked: bool = False):
     """The model in ``data`` (sizes checked, then loaded, digest and self-check verified), or
     InputError saying why it is not one. ``allow_unchecked``: a file without a digest loads."""
-    from .model import load
+    from vi_stream.model import load
     if not data:
         raise InputError(f"{where} is empty")
     fd, path = tempfile.mkstemp(prefix=".vi-model-", suffix=".npz")

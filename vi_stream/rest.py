@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 import bottle
 
-from .auth import COOKIE, CSRF_HEADER, Sessions
-from .control import Control
-from .errors import ConfigError, InputError, NotFoundError, Overloaded, TooManyAttempts, ViStreamError
-from . import openapi, prometheus, rest_models, review
-from .guard import FailureLimiter, HostPolicy, RequestGuard
-from .storage import HistoryQuery, int_param, summary
+from vi_stream.auth import COOKIE, CSRF_HEADER, Sessions
+from vi_stream.control import Control
+from vi_stream.errors import ConfigError, InputError, NotFoundError, Overloaded, TooManyAttempts, ViStreamError
+from vi_stream import openapi, prometheus, rest_models, review
+from vi_stream.guard import FailureLimiter, HostPolicy, RequestGuard
+from vi_stream.storage import HistoryQuery, int_param, summary
 
 log = logging.getLogger("vi_stream.rest")
 

@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import bottle
 
-from .control import Control
-from . import retrain
-from .errors import ConfigError, InputError, NotFoundError
+from vi_stream.control import Control
+from vi_stream import retrain
+from vi_stream.errors import ConfigError, InputError, NotFoundError
 
 MAX_MODEL_BYTES = 1024 * 1024 * 1024
 

@@ -25,12 +25,12 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from . import record as rec
-from .errors import ConfigError, StateError
-from .io import files
-from .registry import Registry, ref
-from .settings import parse_version
-from .threads import lower_priority
+from vi_stream import record as rec
+from vi_stream.errors import ConfigError, StateError
+from vi_stream.io import files
+from vi_stream.registry import Registry, ref
+from vi_stream.settings import parse_version
+from vi_stream.threads import lower_priority
 
 log = logging.getLogger("vi_stream.retrain")
 
@@ -135,8 +135,8 @@ def retrain(registry: Registry, images_dir: str, from_alias: str = "production",
             progress: Callable[[int], None] | None = None) -> dict:
     """Fit a candidate on the base model's training images plus the tiles verified good, register
     it, measure it on the newest gate set and point ``to_alias`` at it. Returns its version doc."""
-    from .model import AnomalyModel, ModelConfig, save
-    from .model.anomaly import config_from_meta
+    from vi_stream.model import AnomalyModel, ModelConfig, save
+    from vi_stream.model.anomaly import config_from_meta
     if to_alias in GATED_ALIASES:
         raise ConfigError(f"retrain gives its candidate a staging alias, not {to_alias!r}: promote it after")
     base_doc = registry.resolve(from_alias)

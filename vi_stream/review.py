@@ -12,9 +12,9 @@ import weakref
 import cv2
 import numpy as np
 
-from . import record as rec
-from .errors import InputError, NotFoundError, StateError
-from .storage import Store
+from vi_stream import record as rec
+from vi_stream.errors import InputError, NotFoundError, StateError
+from vi_stream.storage import Store
 
 _locks: "weakref.WeakKeyDictionary[object, threading.Lock]" = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, InputError
+from vi_stream.errors import ConfigError, InputError
 
 
 def validate(roi: Sequence[int] | None, image_shape: tuple[int, ...] | None = None) -> list[int] | None:

@@ -35,7 +35,7 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer,
 
 import bottle
 
-from . import bodylimit
+from vi_stream import bodylimit
 
 log = logging.getLogger("vi_stream.rest")
 

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import roi as roi_mod
-from .errors import ConfigError
+from vi_stream import roi as roi_mod
+from vi_stream.errors import ConfigError
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Longest side of the operator page's live preview, px: about the size the page shows it at.

@@ -16,8 +16,8 @@ import threading
 import time
 from collections import deque
 
-from . import record as rec
-from .threads import lower_priority
+from vi_stream import record as rec
+from vi_stream.threads import lower_priority
 
 log = logging.getLogger("vi_stream.shadow")
 

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import zmq
 
-from . import synthetic
-from .io import bsread_codec as codec
-from .io.bsread_out import bind_sender
+from vi_stream import synthetic
+from vi_stream.io import bsread_codec as codec
+from vi_stream.io.bsread_out import bind_sender
 
 
 class Simulator:

@@ -9,7 +9,7 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Callable
 
-from .frame import Result
+from vi_stream.frame import Result
 
 
 class Statistics:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Protocol
 
-from . import record as rec
-from .errors import ConfigError
+from vi_stream import record as rec
+from vi_stream.errors import ConfigError
 
 
 class Lifetime(Protocol):

@@ -32,7 +32,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from . import defects as _families
+from vi_stream import defects as _families
 
 DEFECT_TYPES = ("scratch", "dust", "stain", "missing_metal", "damaged_metal")
 FAMILIES = DEFECT_TYPES + tuple(_families.PAINTERS)   # every defect family the generator draws

@@ -26,8 +26,8 @@ from functools import lru_cache
 import numba
 import numpy as np
 
-from .errors import ConfigError
-from .threads import share as _share
+from vi_stream.errors import ConfigError
+from vi_stream.threads import share as _share
 
 _WEIGHT_BITS = 16
 

@@ -21,13 +21,13 @@ import threading
 import time
 from typing import Callable
 
-from .errors import InputError, ServiceError, StoreUnavailable
-from .frame import Result
-from .io.spool import Spool
-from .ratelog import RateLimitedLog
-from .record import Record
-from .storage import Store
-from .threads import lower_priority
+from vi_stream.errors import InputError, ServiceError, StoreUnavailable
+from vi_stream.frame import Result
+from vi_stream.io.spool import Spool
+from vi_stream.ratelog import RateLimitedLog
+from vi_stream.record import Record
+from vi_stream.storage import Store
+from vi_stream.threads import lower_priority
 
 log = logging.getLogger("vi_stream.store")
 

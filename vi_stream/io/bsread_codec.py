@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DecodeError  # noqa: F401 - re-exported: codec.DecodeError
+from vi_stream.errors import DecodeError  # noqa: F401 - re-exported: codec.DecodeError
 
 DTYPES = {"int8": "i1", "uint8": "u1", "int16": "i2", "uint16": "u2", "int32": "i4", "uint32": "u4",
           "int64": "i8", "uint64": "u8", "float32": "f4", "float64": "f8", "bool": "?", "string": "u1"}

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import zmq
 
-from ..errors import ConfigError, InputError
-from .. import record as rec
-from ..frame import Frame
-from . import bsread_codec as codec
+from vi_stream.errors import ConfigError, InputError
+from vi_stream import record as rec
+from vi_stream.frame import Frame
+from vi_stream.io import bsread_codec as codec
 
 
 class BsreadSource:

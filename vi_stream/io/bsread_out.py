@@ -7,9 +7,9 @@ import json
 import numpy as np
 import zmq
 
-from ..errors import ConfigError
-from ..frame import Result
-from . import bsread_codec as codec
+from vi_stream.errors import ConfigError
+from vi_stream.frame import Result
+from vi_stream.io import bsread_codec as codec
 
 
 def bind_sender(ctx: zmq.Context, mode: str, host: str, port: int, hwm: int) -> tuple[zmq.Socket, int]:

@@ -8,9 +8,9 @@ import time
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, InputError
-from ..frame import Frame
-from .files import IMAGE_SUFFIXES, read_image
+from vi_stream.errors import ConfigError, InputError
+from vi_stream.frame import Frame
+from vi_stream.io.files import IMAGE_SUFFIXES, read_image
 
 
 class CameraSource:

@@ -9,7 +9,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, InputError
+from vi_stream.errors import ConfigError, InputError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".bmp", ".jpg", ".jpeg", ".pgm", ".ppm")
 

@@ -18,7 +18,7 @@ import os
 import sqlite3
 from typing import Iterator
 
-from ..errors import ConfigError, StoreUnavailable
+from vi_stream.errors import ConfigError, StoreUnavailable
 
 CATALOGUE = "catalogue.sqlite"
 log = logging.getLogger("vi_stream.store")

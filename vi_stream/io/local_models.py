@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import os
 
-from ..errors import NotFoundError, StateError
-from .files import fsync_dir, write_durably
+from vi_stream.errors import NotFoundError, StateError
+from vi_stream.io.files import fsync_dir, write_durably
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (name TEXT NOT NULL, major INTEGER NOT NULL, minor INTEGER NOT NULL,

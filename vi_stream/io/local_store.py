@@ -30,13 +30,13 @@ import sqlite3
 import threading
 from typing import Iterator
 
-from .. import record as rec
-from ..storage import HistoryQuery, side_row, supersedes
-from ..errors import ConfigError, NotFoundError, StoreUnavailable
-from . import local_models
-from .files import fsync_dir, write_durably
-from .local_guard import CATALOGUE, FolderGuard, ident
-from .local_models import LocalModels, make_leaf
+from vi_stream import record as rec
+from vi_stream.storage import HistoryQuery, side_row, supersedes
+from vi_stream.errors import ConfigError, NotFoundError, StoreUnavailable
+from vi_stream.io import local_models
+from vi_stream.io.files import fsync_dir, write_durably
+from vi_stream.io.local_guard import CATALOGUE, FolderGuard, ident
+from vi_stream.io.local_models import LocalModels, make_leaf
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);

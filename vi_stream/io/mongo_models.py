@@ -8,8 +8,8 @@ update (the compare-and-set) and its log entry is written after it.
 """
 from __future__ import annotations
 
-from ..errors import NotFoundError, StateError
-from .mongo_docs import from_mongo, to_mongo
+from vi_stream.errors import NotFoundError, StateError
+from vi_stream.io.mongo_docs import from_mongo, to_mongo
 
 
 class MongoModels:

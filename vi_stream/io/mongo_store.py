@@ -19,12 +19,12 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-from .. import record as rec
-from ..storage import HistoryQuery, side_row, supersedes
-from ..errors import ConfigError, NotFoundError, StoreUnavailable
-from ..uris import redact
-from .mongo_docs import from_mongo, oid as _oid, to_mongo
-from .mongo_models import MongoModels
+from vi_stream import record as rec
+from vi_stream.storage import HistoryQuery, side_row, supersedes
+from vi_stream.errors import ConfigError, NotFoundError, StoreUnavailable
+from vi_stream.uris import redact
+from vi_stream.io.mongo_docs import from_mongo, oid as _oid, to_mongo
+from vi_stream.io.mongo_models import MongoModels
 
 def _transient(err: Exception) -> bool:
     import pymongo.errors as pe

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import paramiko
 
-from ..errors import ConfigError, ModelError, NotFoundError, ServiceError
+from vi_stream.errors import ConfigError, ModelError, NotFoundError, ServiceError
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def fetch_configured(name: str, cache_dir: str, env: Mapping[str, str] | None = 
 
 def fetch_model(settings: SftpSettings, name: str, cache_dir: str) -> str:
     """Fetch ``models/<name>`` (and ``config.yaml``) into ``cache_dir``; returns the model's path."""
-    from ..model import read_meta
+    from vi_stream.model import read_meta
 
     if not name or "/" in name or name in (".", ".."):
         raise ConfigError(f"model name must be a plain file name, got {name!r}")

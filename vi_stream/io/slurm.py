@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from typing import Protocol
 
-from ..errors import ServiceError
+from vi_stream.errors import ServiceError
 
 TERMINAL_OK = ("COMPLETED",)
 RETRYABLE = ("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
@@ -71,7 +71,7 @@ class SshShell:
     """A submit host over SSH; files by SFTP. ``env`` is exported in every command (SLURM_CONF, PATH)."""
 
     def __init__(self, settings, env: dict[str, str] | None = None):
-        from .sftp import _connect
+        from vi_stream.io.sftp import _connect
         self.settings, self.env = settings, dict(env or {})
         self.client = _connect(settings)
         self.sftp = self.client.open_sftp()

@@ -21,9 +21,9 @@ import os
 import struct
 import threading
 
-from ..errors import ConfigError, InputError
-from ..record import Record
-from .files import fsync_dir, write_durably
+from vi_stream.errors import ConfigError, InputError
+from vi_stream.record import Record
+from vi_stream.io.files import fsync_dir, write_durably
 
 MAGIC = b"VISPOOL1"
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..threads import share as _share
-from ..search.kernels import LIST_WIDTH, project_four
+from vi_stream.threads import share as _share
+from vi_stream.search.kernels import LIST_WIDTH, project_four
 
 
 def interp_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,13 +19,13 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from .. import postprocess
-from ..errors import ConfigError, InputError, ModelError
-from ..tiling import check_tiling, make_grid, owned_cells, stitch, tile
-from . import aggregate, filecheck
-from .features import FEATURE_STRIDE, PatchFeatures
-from .index import PatchIndex
-from .stats import Moments, Reservoir
+from vi_stream import postprocess
+from vi_stream.errors import ConfigError, InputError, ModelError
+from vi_stream.tiling import check_tiling, make_grid, owned_cells, stitch, tile
+from vi_stream.model import aggregate, filecheck
+from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
+from vi_stream.model.index import PatchIndex
+from vi_stream.model.stats import Moments, Reservoir
 
 
 @dataclass(frozen=True)
@@ -381,7 +381,7 @@ def _jsonable(d: dict) -> dict:
 
 
 def _version() -> str:
-    from .._version import __version__
+    from vi_stream._version import __version__
     return __version__
 
 

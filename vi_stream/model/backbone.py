@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from vi_stream.errors import ModelError
 
 # (expand_ratio, kernel, stride, in, out, repeats) for EfficientNet-Lite0
 _LITE0_STAGES = (

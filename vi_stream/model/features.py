@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ModelError
-from . import aggregate
-from .backbone import FeatureExtractor
+from vi_stream.errors import ModelError
+from vi_stream.model import aggregate
+from vi_stream.model.backbone import FeatureExtractor
 
 FEATURE_STRIDE = 8
 

@@ -26,7 +26,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import ModelError
+from vi_stream.errors import ModelError
 
 # The largest bank a fit makes: ModelConfig.validate refuses a bank_size whose reservoir
 # (bank_size rows x every raw feature dimension, float32, held in memory while fitting) would
@@ -59,8 +59,8 @@ ALGORITHM = "sha256"
 
 def check_sizes(tile: int, taps, bank_size: int) -> None:
     """ConfigError unless a fit with these settings writes a file :func:`inspect` accepts."""
-    from ..errors import ConfigError
-    from .backbone import block_table
+    from vi_stream.errors import ConfigError
+    from vi_stream.model.backbone import block_table
     if not 32 <= tile <= MAX_TILE:
         raise ConfigError(f"tile must be 32-{MAX_TILE} px, got {tile}")
     table = block_table()

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ModelError
-from .. import search
-from . import stats
+from vi_stream.errors import ModelError
+from vi_stream import search
+from vi_stream.model import stats
 
 
 @dataclass

@@ -19,10 +19,10 @@ import zipfile
 
 import numpy as np
 
-from ..errors import ModelError
-from .anomaly import AnomalyModel, Intensity, config_from_meta
-from . import filecheck, selfcheck
-from .index import PatchIndex
+from vi_stream.errors import ModelError
+from vi_stream.model.anomaly import AnomalyModel, Intensity, config_from_meta
+from vi_stream.model import filecheck, selfcheck
+from vi_stream.model.index import PatchIndex
 
 log = logging.getLogger("vi_stream.model")
 

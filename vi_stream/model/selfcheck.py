@@ -19,7 +19,7 @@ import logging
 
 import numpy as np
 
-from ..errors import ModelError
+from vi_stream.errors import ModelError
 
 log = logging.getLogger("vi_stream.model")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..threads import share as _share
+from vi_stream.threads import share as _share
 
 
 # ---------------------------------------------------------------- streaming fit

@@ -15,11 +15,11 @@ dimension-major in half precision (:mod:`.layout`); the inner loops are LLVM IR
 (:mod:`.emit`) or, where that cannot be built, plain numba (:mod:`.plain`), chosen in
 :mod:`.kernels`. ``bench/search.py`` measures this against faiss-cpu.
 """
-from .exact import exact_nn_distance
-from .kernels import BACKEND
-from .layout import LIST_WIDTH, Lists, by_list, half_precision, list_layout
-from .scan import nearest_in_lists, row_sq, rows_above, scan_pairs
-from .tree import Tree, group_scores, medoid_tree, nearest_cell_tree, nearest_k_tree, two_nearest_groups
+from vi_stream.search.exact import exact_nn_distance
+from vi_stream.search.kernels import BACKEND
+from vi_stream.search.layout import LIST_WIDTH, Lists, by_list, half_precision, list_layout
+from vi_stream.search.scan import nearest_in_lists, row_sq, rows_above, scan_pairs
+from vi_stream.search.tree import Tree, group_scores, medoid_tree, nearest_cell_tree, nearest_k_tree, two_nearest_groups
 
 __all__ = ["BACKEND", "LIST_WIDTH", "Lists", "Tree", "by_list", "exact_nn_distance", "group_scores",
            "half_precision", "list_layout", "medoid_tree", "nearest_cell_tree", "nearest_in_lists",

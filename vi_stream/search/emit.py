@@ -27,7 +27,7 @@ import llvmlite.ir as ir
 from numba import types
 from numba.core import cgutils
 
-from .layout import LIST_WIDTH
+from vi_stream.search.layout import LIST_WIDTH
 
 F32, I32, I64 = ir.FloatType(), ir.IntType(32), ir.IntType(64)
 VEC, IVEC = ir.VectorType(F32, LIST_WIDTH), ir.VectorType(I32, LIST_WIDTH)

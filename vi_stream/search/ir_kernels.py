@@ -4,7 +4,7 @@ from __future__ import annotations
 from numba import types
 from numba.extending import intrinsic
 
-from . import emit
+from vi_stream.search import emit
 
 
 @intrinsic

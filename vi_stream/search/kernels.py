@@ -13,7 +13,7 @@ import os
 
 import numba
 
-from .layout import LIST_WIDTH  # noqa: F401 - the kernels' vector width, for their callers
+from vi_stream.search.layout import LIST_WIDTH  # noqa: F401 - the kernels' vector width, for their callers
 
 TESTED_NUMBA = ((0, 58), (0, 68))   # inclusive (major, minor) range the IR kernels were tested on
 
@@ -52,8 +52,8 @@ def _choose() -> str:
 BACKEND = _choose()
 
 if BACKEND == "ir":
-    from .ir_kernels import distances_of_four, min_of_four, nearest_of_four, project_four
+    from vi_stream.search.ir_kernels import distances_of_four, min_of_four, nearest_of_four, project_four
 else:
-    from .plain import distances_of_four, min_of_four, nearest_of_four, project_four
+    from vi_stream.search.plain import distances_of_four, min_of_four, nearest_of_four, project_four
 
 __all__ = ["BACKEND", "LIST_WIDTH", "distances_of_four", "min_of_four", "nearest_of_four", "project_four"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ..threads import share as _share
-from .kernels import distances_of_four, min_of_four, nearest_of_four
-from .layout import Lists, by_list
+from vi_stream.threads import share as _share
+from vi_stream.search.kernels import distances_of_four, min_of_four, nearest_of_four
+from vi_stream.search.layout import Lists, by_list
 
 @numba.njit(cache=True, inline="always")
 def _load_quad(q, pair_q, quads, k, xs):  # pragma: no cover - compiled

@@ -6,9 +6,9 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from ..threads import share as _share
-from .layout import Lists, by_list, list_layout
-from .scan import list_distances, scan_pairs
+from vi_stream.threads import share as _share
+from vi_stream.search.layout import Lists, by_list, list_layout
+from vi_stream.search.scan import list_distances, scan_pairs
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def two_nearest_groups(g_score, nt):  # pragma: no cover - compiled
