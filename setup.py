@@ -50,7 +50,7 @@ setup(
     long_description=open(os.path.join(here, "README.md")).read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["vi_stream", "vi_stream.*"]),
-    package_data={"vi_stream": ["web/*.html", "web/*.js", "web/*.css"]},   # the operator's page
+    package_data={"vi_stream": ["web/static/*.html", "web/static/*.js", "web/static/*.css"]},   # the operator's page
     python_requires=">=3.10",
     install_requires=REQUIRES,
     extras_require={"test": TEST_REQUIRES + DOCS_REQUIRES, "docs": DOCS_REQUIRES},

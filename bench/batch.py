@@ -28,9 +28,9 @@ import common
 
 sys.path.insert(0, os.path.dirname(common.HERE))
 from tests.cluster_helpers import slurm_available, sshd, start_slurm, stop  # noqa: E402
-from vi_stream import synthetic  # noqa: E402
-from vi_stream.batch import BatchOptions, BatchRun  # noqa: E402
-from vi_stream.io.local_store import LocalStore  # noqa: E402
+from vi_stream.evaluation import synthetic  # noqa: E402
+from vi_stream.scale.batch import BatchOptions, BatchRun  # noqa: E402
+from vi_stream.store.local import LocalStore  # noqa: E402
 from vi_stream.io.slurm import SshShell  # noqa: E402
 from vi_stream.model import save  # noqa: E402
 

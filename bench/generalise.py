@@ -35,8 +35,8 @@ import numpy as np
 import common
 import genset
 import setfiles
-from vi_stream import synthetic
-from vi_stream.metrics import RegionOverlap, auroc
+from vi_stream.evaluation import synthetic
+from vi_stream.evaluation.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
 
 TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge")

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 import setfiles
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 
 LADDER = (1.0, 0.6, 0.35, 0.2, 0.1)
 CONTRAST = (0.15, 0.8)

@@ -31,7 +31,7 @@ ROOT = os.path.dirname(HERE)
 
 def _model(folder: str) -> str:
     from vi_stream.model import ModelConfig, save
-    from vi_stream import synthetic
+    from vi_stream.evaluation import synthetic
     from vi_stream.model import AnomalyModel
     m = AnomalyModel.fit((synthetic.module_image((256, 256), seed=700 + i).image for i in range(10)),
                          ModelConfig(bank_size=5000, cells=64))

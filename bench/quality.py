@@ -15,8 +15,8 @@ import time
 import numpy as np
 
 import common  # noqa: F401  (environment)
-from vi_stream import synthetic
-from vi_stream.metrics import auroc, f1
+from vi_stream.evaluation import synthetic
+from vi_stream.evaluation.metrics import auroc, f1
 from vi_stream.model import AnomalyModel, ModelConfig
 from vi_stream.model.anomaly import raw_features, to_heatmap
 from vi_stream.search import exact_nn_distance

@@ -23,7 +23,7 @@ import requests
 
 import common
 from vi_stream.model import save
-from vi_stream.simulate import Simulator
+from vi_stream.evaluation.simulate import Simulator
 
 
 def _rss_mb(pid: int) -> float:

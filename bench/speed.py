@@ -24,7 +24,7 @@ import statistics
 import time
 
 import common
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 
 

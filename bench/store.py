@@ -25,11 +25,12 @@ import numpy as np
 
 import common
 import stream
-from vi_stream import record, synthetic
+from vi_stream.store import record
+from vi_stream.evaluation import synthetic
 from vi_stream.frame import Frame, Result
-from vi_stream.io.local_store import LocalStore
-from vi_stream.io.spool import Spool
-from vi_stream.writer import StoreWriter
+from vi_stream.store.local import LocalStore
+from vi_stream.store.spool import Spool
+from vi_stream.store.writer import StoreWriter
 
 
 def results(n: int, size: int) -> list[Result]:
@@ -55,7 +56,7 @@ def backend(kind: str, folder: str):
         return
     import mongomock
     import mongomock.gridfs
-    from vi_stream.io.mongo_store import MongoStore
+    from vi_stream.store.mongo import MongoStore
     mongomock.gridfs.enable_gridfs_integration()
     s = MongoStore(client=mongomock.MongoClient(), database="bench").start()
     yield s, lambda: sum(f["length"] for f in s.db.fs.files.find({}, {"length": 1}))

@@ -27,9 +27,9 @@ import numpy as np
 import zmq
 
 import common
-from vi_stream import config as config_mod
-from vi_stream import synthetic
-from vi_stream.daemon import Daemon
+from vi_stream.service import config as config_mod
+from vi_stream.evaluation import synthetic
+from vi_stream.service.daemon import Daemon
 from vi_stream.frame import Result
 from vi_stream.io import bsread_codec as codec
 

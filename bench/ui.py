@@ -27,11 +27,11 @@ import numpy as np
 import requests
 
 import common
-from vi_stream import config as config_mod
-from vi_stream import record as rec
-from vi_stream.daemon import Daemon
-from vi_stream.io.local_store import LocalStore
-from vi_stream.simulate import Simulator
+from vi_stream.service import config as config_mod
+from vi_stream.store import record as rec
+from vi_stream.service.daemon import Daemon
+from vi_stream.store.local import LocalStore
+from vi_stream.evaluation.simulate import Simulator
 
 CHROMIUM = os.environ.get("VI_STREAM_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",

@@ -32,9 +32,9 @@ import zmq
 
 import common
 from vi_stream.io import bsread_codec as codec
-from vi_stream.merge import Merger
+from vi_stream.scale.merge import Merger
 from vi_stream.model import save
-from vi_stream.simulate import Simulator
+from vi_stream.evaluation.simulate import Simulator
 
 
 def _worker(model: str, cam: int, name: str, threads: int, state: str) -> tuple[subprocess.Popen, int]:

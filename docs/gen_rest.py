@@ -93,7 +93,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if the page is not what the document says")
     args = ap.parse_args()
-    from vi_stream.openapi import spec
+    from vi_stream.web.openapi import spec
     new = render(json.loads(json.dumps(spec())))
     if args.check:
         old = open(TARGET).read() if os.path.exists(TARGET) else ""

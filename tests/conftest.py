@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 
-from vi_stream import synthetic  # noqa: E402
+from vi_stream.evaluation import synthetic  # noqa: E402
 from vi_stream.model import AnomalyModel, ModelConfig, save  # noqa: E402
 
 from .cluster_helpers import cluster  # noqa: E402,F401 - one Slurm cluster per session, for every module
@@ -47,7 +47,7 @@ BACKENDS = ["local", "mongomock"] + (["mongodb"] if os.environ.get("VI_STREAM_TE
 def store(request, tmp_path):
     """Each store backend, started and empty: the contract tests run on all of them (a real MongoDB
     when VI_STREAM_TEST_MONGO_URI is set)."""
-    from vi_stream.io.local_store import LocalStore
+    from vi_stream.store.local import LocalStore
     from .store_helpers import mongomock_store, real_mongo_store
     if request.param == "local":
         cm = contextlib.closing(LocalStore(str(tmp_path / "store")).start())

@@ -7,8 +7,8 @@ import time
 
 import zmq
 
-from vi_stream import config as config_mod
-from vi_stream.daemon import Daemon
+from vi_stream.service import config as config_mod
+from vi_stream.service.daemon import Daemon
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import uuid
 
 import numpy as np
 
-from vi_stream import record as rec
+from vi_stream.store import record as rec
 from vi_stream.errors import StoreUnavailable
 from vi_stream.frame import Frame, Result
 
@@ -47,7 +47,7 @@ def render(result: Result) -> rec.Record:
 def mongomock_store():
     import mongomock
     import mongomock.gridfs
-    from vi_stream.io.mongo_store import MongoStore
+    from vi_stream.store.mongo import MongoStore
     mongomock.gridfs.enable_gridfs_integration()
     client = mongomock.MongoClient()
     store = MongoStore(client=client, database=f"test-{uuid.uuid4().hex[:8]}").start()
@@ -60,7 +60,7 @@ def mongomock_store():
 @contextlib.contextmanager
 def real_mongo_store():
     """Against ``VI_STREAM_TEST_MONGO_URI`` in a throw-away ``test-<uuid>`` database."""
-    from vi_stream.io.mongo_store import MongoStore
+    from vi_stream.store.mongo import MongoStore
     uri = os.environ["VI_STREAM_TEST_MONGO_URI"]
     name = f"test-{uuid.uuid4().hex[:8]}"
     store = MongoStore(uri, database=name).start()

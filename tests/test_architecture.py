@@ -1,4 +1,4 @@
-"""The package's shape: no import cycles, no module over the size README allows."""
+"""The package's shape: packages by concern in layers, no import cycles, no module over the size allowed."""
 from __future__ import annotations
 
 import ast
@@ -82,7 +82,7 @@ def _cycles(g: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_graph_sees_relative_and_function_level_imports():
     g = graph()
-    assert "vi_stream.errors" in g["vi_stream.config"]          # from .errors import ConfigError
+    assert "vi_stream.errors" in g["vi_stream.service.config"]   # from vi_stream.errors import ConfigError
     assert "vi_stream.io.sftp" in g["vi_stream.cli"]            # imported inside a function
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -98,3 +98,71 @@ def test_no_module_is_longer_than_readme_allows():
     long = {_module_name(p): n for p in PKG.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES and _module_name(p) not in LONGER}
     assert long == {}
+
+
+# What each package may import (besides itself and the base modules at the top: errors, frame,
+# ratelog, threads, _version). Each package's docstring says the same in words; ``cli`` may import
+# anything and nothing may import it.
+BASE = {"vi_stream", "vi_stream._version", "vi_stream.errors", "vi_stream.frame", "vi_stream.ratelog",
+        "vi_stream.threads"}
+MAY_IMPORT = {
+    "search": set(),
+    "model": {"search"},
+    "io": {"model"},
+    "processing": {"model"},
+    "store": {"model", "io"},
+    "registry": {"model", "io", "store", "processing.settings"},
+    "evaluation": {"model", "io", "search"},
+    "web": {"model", "processing", "store", "registry"},
+    "scale": {"model", "io", "processing", "store", "web.server"},
+    "service": {"search", "model", "io", "processing", "store", "registry", "evaluation", "web", "scale"},
+    "client": set(),
+    "": {"client"},     # vi_stream/__init__.py: Client, lazily
+    "__main__": {"cli"},
+}
+
+
+def _package(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _allowed(src_pkg: str, target: str) -> bool:
+    rest = target[len("vi_stream."):]
+    return any(rest == a or rest.startswith(a + ".") for a in MAY_IMPORT[src_pkg])
+
+
+def layering_violations(g: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for mod, targets in g.items():
+        src = _package(mod)
+        for t in targets:
+            if t in BASE or _package(t) == src:
+                continue
+            if _package(t) == "cli" and mod != "vi_stream.__main__":   # python -m vi_stream runs the CLI
+                bad.append(f"{mod} imports {t}: nothing imports the CLI")
+            elif src == "cli":
+                continue
+            elif src not in MAY_IMPORT or not _allowed(src, t):
+                bad.append(f"{mod} imports {t}")
+    return sorted(bad)
+
+
+def test_every_package_says_what_it_owns_and_may_import():
+    for pkg in [p for p in PKG.iterdir() if (p / "__init__.py").is_file()]:
+        doc = ast.get_docstring(ast.parse((pkg / "__init__.py").read_text())) or ""
+        assert len(doc) > 80 and "import" in doc, f"{pkg.name}/__init__.py: say what it owns and may import"
+        assert pkg.name in MAY_IMPORT or pkg.name == "cli", f"{pkg.name}: give it a row in MAY_IMPORT"
+
+
+def test_packages_are_layered():
+    assert layering_violations(graph()) == []
+
+
+def test_the_layering_check_sees_a_violation():
+    g = {"vi_stream.model.anomaly": {"vi_stream.web.app"}, "vi_stream.store.local": {"vi_stream.service.daemon"},
+         "vi_stream.web.app": {"vi_stream.cli"}, "vi_stream.cli": {"vi_stream.web.app"},
+         "vi_stream.processing.processor": {"vi_stream.errors", "vi_stream.model.anomaly"}}
+    assert layering_violations(g) == ["vi_stream.model.anomaly imports vi_stream.web.app",
+                                      "vi_stream.store.local imports vi_stream.service.daemon",
+                                      "vi_stream.web.app imports vi_stream.cli: nothing imports the CLI"]

@@ -10,10 +10,10 @@ import time
 import cv2
 import pytest
 
-from vi_stream import synthetic
-from vi_stream.batch import BatchOptions, BatchRun
+from vi_stream.evaluation import synthetic
+from vi_stream.scale.batch import BatchOptions, BatchRun
 from vi_stream.errors import ConfigError
-from vi_stream.io.local_store import LocalStore
+from vi_stream.store.local import LocalStore
 from vi_stream.io.slurm import Slurm, SshShell, expand_tasks
 
 from .conftest import SMALL_SHAPE

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 from vi_stream.cli import main
 from vi_stream.model import read_meta
 from vi_stream.io.files import write_image
@@ -155,7 +155,7 @@ def test_malformed_run_flags_are_usage_errors(flags):
 def _bad_yaml_values():
     """For every option, a YAML value of the wrong type (and a few of the right type but out of range)."""
     from dataclasses import fields
-    from vi_stream.config import DaemonConfig
+    from vi_stream.service.config import DaemonConfig
     wrong = {"str": 12, "int": "twelve", "float": "fast", "bool": "yes", "tuple[int, ...]": "all",
              "tuple[str, ...]": "all"}
     for f in fields(DaemonConfig):
@@ -170,7 +170,7 @@ def _bad_yaml_values():
 @pytest.mark.parametrize("key, value", list(_bad_yaml_values()))
 def test_every_yaml_option_refuses_a_bad_value(tmp_path, key, value):
     import yaml
-    from vi_stream import config as config_mod
+    from vi_stream.service import config as config_mod
     from vi_stream.errors import ConfigError
     f = tmp_path / "vi.yaml"
     base = {"input": "tcp://127.0.0.1:1", "prefix": "CAM"}

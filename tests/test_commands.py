@@ -19,12 +19,12 @@ import pytest
 import requests
 import zmq
 
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 from vi_stream.cli import build_parser
 from vi_stream.io import bsread_codec as codec
-from vi_stream.io import spool
+from vi_stream.store import spool
 from vi_stream.io.files import write_image
-from vi_stream.io.local_store import LocalStore
+from vi_stream.store.local import LocalStore
 from vi_stream.model import read_meta
 
 from . import cluster_helpers

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from bsread import PULL, source
 
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 from vi_stream.io import bsread_codec as codec
 
 from .conftest import SMALL_SHAPE
@@ -145,8 +145,8 @@ def test_start_stop_idempotent_and_roi_applies_between_frames(model):
 def test_daemon_without_a_context_makes_one_with_an_io_thread_per_stream_and_ends_it(model, tmp_path):
     import zmq
 
-    from vi_stream import config as config_mod
-    from vi_stream.daemon import IO_THREADS, Daemon
+    from vi_stream.service import config as config_mod
+    from vi_stream.service.daemon import IO_THREADS, Daemon
     img = synthetic.module_image(SMALL_SHAPE, seed=9500).image
     with bound_push() as (push, port):
         cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": str(tmp_path)}, input=f"tcp://127.0.0.1:{port}",
@@ -183,7 +183,7 @@ def assert_books_balance(s: dict) -> None:
 def test_every_frame_is_accounted_for_once(model, monkeypatch):
     """Receive errors used to be rejected but not received (151 received, 157 processed + rejected), and
     a result that failed to render was neither stored nor spooled nor counted anywhere but render_failed."""
-    from vi_stream import record
+    from vi_stream.store import record
     img = synthetic.module_image((256, 256), seed=9250).image
     real_build = record.build
     monkeypatch.setattr(record, "build", lambda r, *a, **k: (_ for _ in ()).throw(OverflowError("test"))
@@ -215,8 +215,8 @@ def test_a_start_that_fails_half_way_lets_go_of_everything_it_opened(model, tmp_
     so the same configuration starts cleanly once the port is free."""
     import socket
 
-    from vi_stream import config as config_mod
-    from vi_stream.daemon import Daemon
+    from vi_stream.service import config as config_mod
+    from vi_stream.service.daemon import Daemon
     from vi_stream.errors import ConfigError
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vi_stream import synthetic
-from vi_stream.drift import DriftWatch, judge, ks_critical, ks_statistic, wasserstein
+from vi_stream.evaluation import synthetic
+from vi_stream.registry.drift import DriftWatch, judge, ks_critical, ks_statistic, wasserstein
 from vi_stream.model import AnomalyModel
 
 from .conftest import SMALL_CONFIG, SMALL_SHAPE

@@ -17,9 +17,9 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 from vi_stream.io import bsread_codec as codec
-from vi_stream.io.local_store import LocalStore
+from vi_stream.store.local import LocalStore
 
 from .daemon_helpers import bound_push, pull, running_daemon, wait_for
 from .store_helpers import FlakyStore
@@ -230,8 +230,8 @@ _WRITER = textwrap.dedent('''
 def test_sigkill_in_the_middle_of_a_write_then_a_restart_keeps_all_that_was_reported_stored(tmp_path, point,
                                                                                            nth):
     from .store_helpers import render
-    from vi_stream.io.spool import Spool
-    from vi_stream.writer import StoreWriter
+    from vi_stream.store.spool import Spool
+    from vi_stream.store.writer import StoreWriter
     script = _WRITER.format(tests=os.path.join(ROOT, "tests"), store=str(tmp_path / "store"),
                             spool=str(tmp_path / "spool"))
     p = subprocess.run([sys.executable, "-c", script, point, str(nth)], capture_output=True, text=True,
@@ -273,7 +273,7 @@ def test_sigterm_with_frames_in_every_stage_exits_0_and_the_books_balance(model_
     """The store's disk fills up (every write refused: results go to the spool), a sender
     keeps the input queue full: SIGTERM exits 0 within 20 s; after the store has room, a restart's
     replay stores every result the daemon reported processed."""
-    from vi_stream.simulate import Simulator
+    from vi_stream.evaluation.simulate import Simulator
     with small_filesystem(tmp_path / "store-fs", "32m") as store_fs:
         filler = os.path.join(store_fs, "filler")
         sim = Simulator(0, "FLT", fps=30, shape=(384, 384), pool=3)
@@ -308,8 +308,8 @@ def test_sigterm_with_frames_in_every_stage_exits_0_and_the_books_balance(model_
         assert rec_ == proc + rej + disc and proc == stored + spooled + aside + unrend + lost + not_stored
         assert lost == 0 and not_stored == 0 and spooled >= 4
         os.unlink(filler)                                           # the store's disk has room again
-        from vi_stream.io.spool import Spool
-        from vi_stream.writer import StoreWriter
+        from vi_stream.store.spool import Spool
+        from vi_stream.store.writer import StoreWriter
         store = LocalStore(os.path.join(store_fs, "store")).start()
         w = StoreWriter(store, Spool(spool), lambda r: pytest.fail("nothing new to render"),
                         retry=(0.05, 0.1)).start()

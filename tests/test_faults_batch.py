@@ -12,8 +12,8 @@ import cv2
 import pytest
 import requests
 
-from vi_stream import synthetic
-from vi_stream.io.local_store import LocalStore
+from vi_stream.evaluation import synthetic
+from vi_stream.store.local import LocalStore
 
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import bound_push, running_daemon, wait_for

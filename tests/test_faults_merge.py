@@ -268,7 +268,7 @@ def _feed(seq, pulses, t0: float = 0.0, dt: float = 0.0, sec_offset: int = 0):
 
 
 def test_a_slow_camera_restart_is_confirmed_though_its_first_pulses_went_out_unconfirmed():
-    from vi_stream.merge_order import Sequencer
+    from vi_stream.scale.merge_order import Sequencer
     seq = Sequencer(max_wait=0.5, buffer=8, window=64)
     out, t = _feed(seq, range(20))
     assert out == list(range(20))
@@ -283,7 +283,7 @@ def test_a_slow_camera_restart_is_confirmed_though_its_first_pulses_went_out_unc
 def test_a_confirmed_jump_forward_counts_no_gaps_and_memory_stays_bounded():
     import random
 
-    from vi_stream.merge_order import MAX_HELD, Sequencer
+    from vi_stream.scale.merge_order import MAX_HELD, Sequencer
     seq = Sequencer(max_wait=0.5, buffer=8, window=64)
     _feed(seq, range(10))
     out, t = _feed(seq, [BOGUS + 2, BOGUS, BOGUS + 1, BOGUS + 3])        # e.g. a camera paused for days

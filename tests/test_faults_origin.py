@@ -21,7 +21,7 @@ import threading
 import pytest
 import requests
 
-from vi_stream import config as config_mod
+from vi_stream.service import config as config_mod
 from vi_stream.errors import ConfigError
 
 from .daemon_helpers import bound_push, running_daemon, wait_for
@@ -211,7 +211,7 @@ def test_a_json_route_refuses_a_body_that_is_not_declared_json(daemon):
 
 # ---------------------------------------------------------------------- guessing the token
 def test_login_failures_are_rate_limited_per_client_address(model):
-    from vi_stream.guard import MAX_FAILURES
+    from vi_stream.web.guard import MAX_FAILURES
     with bound_push() as (_push, port), running_daemon(model, port, token=TOKEN) as (d, _ctx):
         p = d.rest_port
         login = {"Content-Type": "application/json"}
@@ -240,7 +240,7 @@ def test_login_failures_are_rate_limited_per_client_address(model):
 
 
 def test_the_failure_book_is_bounded_and_forgets_after_its_window():
-    from vi_stream.guard import FailureLimiter
+    from vi_stream.web.guard import FailureLimiter
     now = [0.0]
     book = FailureLimiter(max_failures=3, window_s=60.0, max_clients=100, clock=lambda: now[0])
     for i in range(10_000):

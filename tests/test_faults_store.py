@@ -20,8 +20,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from vi_stream.io.local_store import LocalStore
-from vi_stream.simulate import Simulator
+from vi_stream.store.local import LocalStore
+from vi_stream.evaluation.simulate import Simulator
 
 from .daemon_helpers import wait_for
 from .store_helpers import make_record

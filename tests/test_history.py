@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from vi_stream import review
+from vi_stream.store import review
 from vi_stream.errors import ConfigError
-from vi_stream.io.local_store import LocalStore
-from vi_stream.storage import HistoryQuery
+from vi_stream.store.local import LocalStore
+from vi_stream.store.protocols import HistoryQuery
 
 from .store_helpers import make_record
 

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import zmq
 
-from vi_stream import config as config_mod
-from vi_stream import synthetic
-from vi_stream.daemon import Daemon
+from vi_stream.service import config as config_mod
+from vi_stream.evaluation import synthetic
+from vi_stream.service.daemon import Daemon
 from vi_stream.errors import ConfigError, ServiceError
 from vi_stream.io import bsread_codec as codec
 from vi_stream.io.camera_in import CameraSource
 from vi_stream.io.files import write_image
-from vi_stream.processor import RateLimitedLog
+from vi_stream.processing.processor import RateLimitedLog
 
 from .daemon_helpers import pull, recv
 

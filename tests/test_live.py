@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from vi_stream import Client
-from vi_stream.auth import Sessions
+from vi_stream.web.auth import Sessions
 from vi_stream.errors import AuthError, ConfigError, CsrfError, Overloaded, StateError
-from vi_stream.live import Hub, Live, Trends, qa_colour
+from vi_stream.web.live import Hub, Live, Trends, qa_colour
 
 from .daemon_helpers import bound_push, running_daemon, wait_for
 from .store_helpers import make_result, render

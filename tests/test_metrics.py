@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from vi_stream.metrics import auroc, f1
+from vi_stream.evaluation.metrics import auroc, f1
 
 
 def test_auroc_known_values():
@@ -44,7 +44,7 @@ def _aupro_reference(masks, maps, limit=0.3):
 
 
 def test_aupro_equals_its_definition():
-    from vi_stream.metrics import aupro
+    from vi_stream.evaluation.metrics import aupro
     rng = np.random.default_rng(3)
     masks, maps = [], []
     for i in range(4):
@@ -60,7 +60,7 @@ def test_aupro_equals_its_definition():
 
 def test_aupro_weighs_regions_not_pixels():
     """A large defect found and a small one missed: pixel AUROC stays high, AUPRO halves."""
-    from vi_stream.metrics import aupro
+    from vi_stream.evaluation.metrics import aupro
     m = np.zeros((100, 100), np.uint8)
     m[10:60, 10:60] = 1                      # 2,500 px, found
     m[80:86, 80:86] = 1                      # 36 px, missed
@@ -75,7 +75,7 @@ def test_aupro_weighs_regions_not_pixels():
 
 
 def test_aupro_needs_both_kinds_of_pixel_and_a_range():
-    from vi_stream.metrics import RegionOverlap, aupro
+    from vi_stream.evaluation.metrics import RegionOverlap, aupro
     assert math.isnan(aupro([np.zeros((4, 4))], [np.ones((4, 4))]))
     with pytest.raises(ValueError, match="hi > lo"):
         RegionOverlap(1.0, 1.0)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 from vi_stream.errors import ConfigError, InputError, ModelError
-from vi_stream.metrics import auroc
+from vi_stream.evaluation.metrics import auroc
 from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta, save
 from vi_stream.model.anomaly import raw_features, to_heatmap
 from vi_stream.search import exact_nn_distance

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import checks
 
-from vi_stream import openapi, rest
+from vi_stream.web import openapi
+from vi_stream.web import app as rest
 
 from .daemon_helpers import bound_push, running_daemon
 

@@ -53,5 +53,5 @@ def test_the_wheel_carries_the_operators_page(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     wheel = next(f for f in os.listdir(tmp_path) if f.endswith(".whl"))
     names = set(zipfile.ZipFile(os.path.join(tmp_path, wheel)).namelist())
-    shipped = {f"vi_stream/web/{f}" for f in os.listdir(os.path.join(ROOT, "vi_stream", "web"))}
+    shipped = {f"vi_stream/web/static/{f}" for f in os.listdir(os.path.join(ROOT, "vi_stream", "web", "static"))}
     assert shipped and shipped <= names, shipped - names

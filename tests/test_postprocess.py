@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vi_stream import postprocess
+from vi_stream.model import postprocess
 
 
 def reference_defects(heat, threshold, min_area):

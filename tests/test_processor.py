@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from vi_stream.frame import Frame, Result
-from vi_stream.processor import Processor
+from vi_stream.processing.processor import Processor
 
 from .daemon_helpers import wait_for
 

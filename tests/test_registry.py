@@ -11,9 +11,9 @@ import requests
 
 from vi_stream import Client
 from vi_stream.errors import ConfigError, InputError, ModelError, NotFoundError, StateError, StoreUnavailable
-from vi_stream.follower import ModelFollower
+from vi_stream.registry.follower import ModelFollower
 from vi_stream.model import load, save
-from vi_stream.registry import Registry
+from vi_stream.registry.versions import Registry
 
 from .daemon_helpers import bound_push, running_daemon, wait_for
 from .test_results_rest import IMAGES, frame
@@ -167,7 +167,7 @@ def test_promote_expected_and_rollback_are_logged(store, model_path, second_path
 
 # ---------------------------------------------------------------------- a daemon following an alias
 def test_a_daemon_follows_its_alias_between_frames_and_stamps_each_result(tmp_path, model_path, second_path):
-    from vi_stream.io.local_store import LocalStore
+    from vi_stream.store.local import LocalStore
     with LocalStore(str(tmp_path / "store")) as store:
         reg = Registry(store)
         reg.register(_bytes(model_path), "pads", "1.0")
@@ -206,7 +206,7 @@ def test_a_daemon_follows_its_alias_between_frames_and_stamps_each_result(tmp_pa
 
 
 def test_a_follower_runs_the_cached_version_while_the_store_is_down(tmp_path, model_path):
-    from vi_stream.io.local_store import LocalStore
+    from vi_stream.store.local import LocalStore
     with LocalStore(str(tmp_path / "store")) as store:
         reg = Registry(store)
         reg.register(_bytes(model_path), "pads", "1.0")
@@ -228,7 +228,7 @@ def test_a_follower_runs_the_cached_version_while_the_store_is_down(tmp_path, mo
 
 
 def test_run_flags_for_following_an_alias_are_checked():
-    from vi_stream import config as config_mod
+    from vi_stream.service import config as config_mod
     base = dict(env={}, input="tcp://127.0.0.1:1")
     for over, words in (({"model_alias": "production", "model": "m.npz"}, "not both"),
                         ({"model_alias": "production", "store": "off"}, "needs a store"),

@@ -6,8 +6,9 @@ import time
 import pytest
 import requests
 
-from vi_stream import Client, config as config_mod
-from vi_stream import synthetic
+from vi_stream import Client
+from vi_stream.service import config as config_mod
+from vi_stream.evaluation import synthetic
 from vi_stream.errors import AuthError, ConfigError, InputError, NotFoundError, Overloaded, ServiceError
 
 from .conftest import SMALL_SHAPE
@@ -224,7 +225,8 @@ def test_errors_travel_by_class(daemon):
 
 
 def test_a_flood_of_idle_connections_is_capped_and_the_control_plane_answers(model):
-    from vi_stream import rest, server
+    from vi_stream.web import app as rest
+    from vi_stream.web import server
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         d.server.server_close()   # rebind a server with a small cap on the same app, for a bounded test
         d.server.shutdown()
@@ -256,7 +258,7 @@ def _answers(c: Client) -> bool:
 
 
 def test_an_idle_connection_is_dropped_after_the_timeout(daemon, monkeypatch):
-    from vi_stream import server
+    from vi_stream.web import server
     assert 0 < server._QuietHandler.head_timeout <= 30   # the production default: idle sockets do not live forever
     monkeypatch.setattr(server._QuietHandler, "head_timeout", 0.5)   # shortened to keep the test quick
     s = socket.create_connection(("127.0.0.1", daemon.rest_port), timeout=5)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import requests
 
-from vi_stream import Client, synthetic
+from vi_stream import Client
+from vi_stream.evaluation import synthetic
 from vi_stream.errors import InputError, NotFoundError, StateError
 from vi_stream.io import bsread_codec as codec
-from vi_stream.io.local_store import LocalStore
+from vi_stream.store.local import LocalStore
 
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import bound_push, running_daemon, wait_for

@@ -6,10 +6,11 @@ import cv2
 import numpy as np
 import pytest
 
-from vi_stream import Client, synthetic
+from vi_stream import Client
+from vi_stream.evaluation import synthetic
 from vi_stream.errors import ConfigError, StateError
-from vi_stream.registry import Registry
-from vi_stream.retrain import freeze_gate, promote, verified_tiles
+from vi_stream.registry.versions import Registry
+from vi_stream.registry.retrain import freeze_gate, promote, verified_tiles
 
 from .conftest import SMALL_SHAPE
 from .daemon_helpers import bound_push, running_daemon, wait_for
@@ -100,7 +101,7 @@ def test_the_gate_refuses_a_regression_unless_forced_and_records_it(store, model
     with pytest.raises(StateError, match="a gate needs verified defect tiles"):
         freeze_gate(store)
     # a hand-made review: one defect side and one good side, each one verified tile
-    import vi_stream.record as rec
+    import vi_stream.store.record as rec
     from vi_stream.frame import Frame, Result
     from vi_stream.model import load
     m = load(model_path)
@@ -126,7 +127,7 @@ def test_the_gate_refuses_a_regression_unless_forced_and_records_it(store, model
 
 
 def test_shadow_mode_scores_beside_production_and_keeps_the_disagreements(tmp_path, model_path):
-    from vi_stream.io.local_store import LocalStore
+    from vi_stream.store.local import LocalStore
     eager = _rewrite(model_path, str(tmp_path / "eager.npz"), _meta_change(lambda m: m.update(threshold=1e-6)))
     with LocalStore(str(tmp_path / "store")) as store:
         reg = Registry(store)
@@ -150,7 +151,7 @@ def test_shadow_mode_scores_beside_production_and_keeps_the_disagreements(tmp_pa
 
 
 def test_retrain_refuses_what_it_cannot_do(store, model_path, training_dir, tmp_path):
-    from vi_stream.retrain import retrain
+    from vi_stream.registry.retrain import retrain
     reg = Registry(store)
     with pytest.raises(Exception, match="promote one first"):
         retrain(reg, training_dir)

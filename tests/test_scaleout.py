@@ -14,13 +14,13 @@ import pytest
 import requests
 import zmq
 
-from vi_stream import config as config_mod
+from vi_stream.service import config as config_mod
 from vi_stream.io import bsread_codec as codec
-from vi_stream.io.local_store import LocalStore
-from vi_stream.merge import Merger, make_app
-from vi_stream.server import serve
-from vi_stream.simulate import Simulator
-from vi_stream.storage import HistoryQuery
+from vi_stream.store.local import LocalStore
+from vi_stream.scale.merge import Merger, make_app
+from vi_stream.web.server import serve
+from vi_stream.evaluation.simulate import Simulator
+from vi_stream.store.protocols import HistoryQuery
 
 from .daemon_helpers import wait_for
 from .store_helpers import make_record
@@ -137,7 +137,7 @@ def _second_handle(store, tmp_path):
     """Another connection to the same store, as a second worker process has."""
     if isinstance(store, LocalStore):
         return LocalStore(store.folder).start()
-    from vi_stream.io.mongo_store import MongoStore
+    from vi_stream.store.mongo import MongoStore
     return MongoStore(client=store.client, database=store.db.name).start()
 
 

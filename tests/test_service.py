@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from vi_stream.service import JournalFormatter, Notifier, setup_logging, status_line, supervise, watchdog_interval
-from vi_stream.simulate import Simulator
+from vi_stream.service.systemd import JournalFormatter, Notifier, setup_logging, status_line, supervise, watchdog_interval
+from vi_stream.evaluation.simulate import Simulator
 
 from .daemon_helpers import wait_for
 
@@ -184,7 +184,7 @@ def test_structured_journal_entries_over_the_native_protocol(tmp_path):
 
 
 def test_journal_is_used_only_when_stderr_is_the_journal():
-    from vi_stream.service import journal_connected
+    from vi_stream.service.systemd import journal_connected
     st = os.fstat(2)
     assert journal_connected({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
     assert not journal_connected({"JOURNAL_STREAM": "1:2"})

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from vi_stream.errors import ConfigError, ServiceError
-from vi_stream.io import spool as spool_mod
-from vi_stream.io.local_store import LocalStore
-from vi_stream.io.spool import Spool
-from vi_stream.writer import StoreWriter
+from vi_stream.store import spool as spool_mod
+from vi_stream.store.local import LocalStore
+from vi_stream.store.spool import Spool
+from vi_stream.store.writer import StoreWriter
 
 from .daemon_helpers import wait_for
 from .store_helpers import FlakyStore, make_record, make_result, mongomock_store, real_mongo_store, render

@@ -168,7 +168,7 @@ def test_kmeans_separates_clear_clusters():
 
 
 def test_latency_histogram_is_cumulative_per_upper_bound():
-    from vi_stream.statistics import Statistics
+    from vi_stream.processing.statistics import Statistics
     s = Statistics()
     for latency in (0.01, 0.07, 0.07, 3.0, 100.0):
         s.output(True, latency)

@@ -11,12 +11,13 @@ import cv2
 import numpy as np
 import pytest
 
-from vi_stream import postprocess, record as rec
+from vi_stream.model import postprocess
+from vi_stream.store import record as rec
 from vi_stream.errors import ConfigError, InputError, NotFoundError, StateError, StoreUnavailable
-from vi_stream.io.local_store import LocalStore
-from vi_stream import review
-from vi_stream.daemon import open_store
-from vi_stream.storage import summary
+from vi_stream.store.local import LocalStore
+from vi_stream.store import review
+from vi_stream.service.daemon import open_store
+from vi_stream.store.protocols import summary
 
 from .store_helpers import TILE, make_record, make_result, mongomock_store
 
@@ -267,7 +268,7 @@ def _closed_port() -> int:
 
 
 def test_mongo_server_down_is_unavailable_not_a_crash():
-    from vi_stream.io.mongo_store import MongoStore
+    from vi_stream.store.mongo import MongoStore
     store = MongoStore(f"mongodb://127.0.0.1:{_closed_port()}/x", timeout_ms=200).start()  # no server: starts
     try:
         with pytest.raises(StoreUnavailable, match="cannot"):
@@ -280,7 +281,7 @@ def test_mongo_server_down_is_unavailable_not_a_crash():
 
 def test_which_mongo_errors_mean_spool_and_retry():
     import pymongo.errors as pe
-    from vi_stream.io.mongo_store import _transient
+    from vi_stream.store.mongo import _transient
     assert _transient(pe.AutoReconnect("primary gone"))
     assert _transient(pe.ServerSelectionTimeoutError("no servers"))
     assert _transient(pe.OperationFailure("disk", code=14031))            # out of disk space on the server
@@ -304,7 +305,7 @@ def test_local_store_disk_failure_is_unavailable(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- selection
 def test_open_store_selection(tmp_path):
-    from vi_stream import config as config_mod
+    from vi_stream.service import config as config_mod
     assert open_store("off") is None
     s = open_store(str(tmp_path / "here"))
     assert isinstance(s, LocalStore) and s.folder == str(tmp_path / "here")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vi_stream import synthetic
+from vi_stream.evaluation import synthetic
 
 
 def test_same_seed_same_image_and_mask_different_seed_differs():

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vi_stream.errors import ConfigError
-from vi_stream.tiling import make_grid, owned_cells, stitch, tile, untile
+from vi_stream.model.tiling import make_grid, owned_cells, stitch, tile, untile
 
 
 @settings(max_examples=60, deadline=None)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import requests
 
-from vi_stream import record as record_mod
-from vi_stream.live import MAX_LISTENERS
-from vi_stream.simulate import Simulator
+from vi_stream.store import record as record_mod
+from vi_stream.web.live import MAX_LISTENERS
+from vi_stream.evaluation.simulate import Simulator
 
 from .daemon_helpers import running_daemon, wait_for
 from .store_helpers import make_record

@@ -7,7 +7,7 @@ import numpy as np
 import zmq
 
 from vi_stream.errors import ConfigError, InputError
-from vi_stream import record as rec
+from vi_stream.store import record as rec
 from vi_stream.frame import Frame
 from vi_stream.io import bsread_codec as codec
 

@@ -19,9 +19,9 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-from vi_stream import postprocess
+from vi_stream.model import postprocess
 from vi_stream.errors import ConfigError, InputError, ModelError
-from vi_stream.tiling import check_tiling, make_grid, owned_cells, stitch, tile
+from vi_stream.model.tiling import check_tiling, make_grid, owned_cells, stitch, tile
 from vi_stream.model import aggregate, filecheck
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex

@@ -13,7 +13,8 @@ Any patch whose true distance is above the gate is therefore refined; the gate s
 the decision threshold, so masks and verdicts are those of the full search. Lists are held
 dimension-major in half precision (:mod:`.layout`); the inner loops are LLVM IR
 (:mod:`.emit`) or, where that cannot be built, plain numba (:mod:`.plain`), chosen in
-:mod:`.kernels`. ``bench/search.py`` measures this against faiss-cpu.
+:mod:`.kernels`. ``bench/search.py`` measures this against faiss-cpu. May import only the base
+modules (``threads``): the model calls it, it knows nothing of models.
 """
 from vi_stream.search.exact import exact_nn_distance
 from vi_stream.search.kernels import BACKEND

@@ -1,0 +1,6 @@
+"""``python -m vi_stream``: the same as the ``vi_stream`` command."""
+import sys
+
+from vi_stream.cli import main
+
+sys.exit(main())

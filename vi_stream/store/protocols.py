@@ -1,0 +1,237 @@
+"""What a results store is: small protocols, one implementation per backend.
+
+Two backends keep the same logical schema (the ATLAS ITk visual-inspection app's):
+:class:`~vi_stream.io.mongo_store.MongoStore` (MongoDB + GridFS) and
+:class:`~vi_stream.io.local_store.LocalStore` (SQLite catalogue + PNG files), the
+embedded default. The daemon picks one (:func:`vi_stream.daemon.open_store`); review
+(:mod:`vi_stream.review`) and the store writer are written against these protocols only.
+
+A backend's ``write`` is idempotent: a replayed record changes nothing that is already
+there, and a side that already shows the record keeps its review (verified tiles,
+corrections). It raises :class:`~vi_stream.errors.StoreUnavailable` when it cannot be
+written *now* (server down, network cut, disk full); the writer spools and retries.
+Any other exception is a fault of this record, retried a few times and then set aside.
+A store connects in ``start()`` (or ``with store:``) and lets go in ``close()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Protocol
+
+from vi_stream.store import record as rec
+from vi_stream.errors import ConfigError
+
+
+class Lifetime(Protocol):
+    description: str
+
+    def start(self) -> "Lifetime":
+        """Connect (create folders, open the catalogue or the client) and ensure indexes; returns self."""
+
+    def close(self) -> None: ...
+
+
+class Images(Protocol):
+    def get_image(self, image_id: str) -> bytes:
+        """PNG bytes; NotFoundError for an unknown id."""
+
+    def put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
+        """Store content-addressed images (an id already there is skipped)."""
+
+
+class Results(Protocol):
+    def write(self, records: list[rec.Record]) -> None:
+        """Idempotent: results, their images and the module's side they now show."""
+
+    def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]: ...
+
+    def get_module(self, name: str) -> dict:
+        """The module document; NotFoundError if unknown."""
+
+    def count_results(self, module: str | None = None) -> int: ...
+
+    def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
+        """Replace the side if it still shows ``expect_result_id``; False if it changed meanwhile."""
+
+    def find_sides(self, query: "HistoryQuery") -> tuple[list[dict], int]:
+        """One page of module sides (:func:`side_row` rows) matching ``query``, and how many match in all.
+        Answered from indexes on the sides' rows, never by reading the module documents."""
+
+
+class Store(Lifetime, Images, Results, Protocol):
+    """A results store: what the daemon, the writer and review need."""
+
+
+class ModelShelf(Protocol):
+    """Where the model registry (:mod:`vi_stream.registry`) keeps its files, versions and aliases.
+    Documents are JSON-ready dicts; the backend owns only atomicity, the registry the rules."""
+
+    def put_model(self, doc: dict, data: bytes) -> dict:
+        """Store a version (``doc`` names ``name``, ``major``, ``minor``, ``sha256``) and its file, file
+        first; the stored doc. The same name@version again: the stored doc if it has the same
+        sha256, else StateError."""
+
+    def get_model_doc(self, name: str, major: int, minor: int) -> dict:
+        """NotFoundError if unknown."""
+
+    def list_model_docs(self, name: str | None = None) -> list[dict]:
+        """Every version (of ``name``), by name, then newest version first."""
+
+    def get_model_file(self, sha256: str) -> bytes: ...
+
+    def get_aliases(self) -> dict[str, dict]:
+        """alias -> {"name", "version", "set_at", "set_by", "reason"}."""
+
+    def set_alias(self, alias: str, target: dict, expected: str | None, change: dict) -> bool:
+        """Point ``alias`` at ``target`` and append ``change`` to its log, atomically, if the alias
+        points at ``expected`` now (``name@X.Y``; ``""`` for no target yet; None: do not check).
+        False, and nothing changed, otherwise."""
+
+    def alias_changes(self, alias: str | None = None, limit: int = 100) -> list[dict]:
+        """The alias log, newest first."""
+
+    def update_model_doc(self, name: str, major: int, minor: int, fields: dict) -> dict:
+        """Set top-level ``fields`` of a version's document (never its file or hash); the new document."""
+
+    def put_gate_set(self, doc: dict) -> None:
+        """Keep a frozen promotion-gate set (``doc["id"]`` is new; the set never changes after)."""
+
+    def get_gate_set(self, gate_id: str | None = None) -> dict | None:
+        """The gate set ``gate_id``, or the newest one; None when there is none."""
+
+    def put_shadow(self, doc: dict) -> None:
+        """Keep one shadow-mode comparison (a candidate's verdict beside production's)."""
+
+    def list_shadow(self, limit: int = 50) -> list[dict]:
+        """Shadow-mode comparisons, newest first."""
+
+
+class BatchRecords(Protocol):
+    """``vi_stream batch`` runs, one record each (inputs, state, progress, jobs, log tails)."""
+
+    def put_batch(self, doc: dict) -> None: ...
+
+    def update_batch(self, batch_id: str, fields: dict) -> None:
+        """Set top-level ``fields``; NotFoundError for an unknown batch."""
+
+    def get_batch(self, batch_id: str) -> dict: ...
+
+    def list_batches(self, limit: int = 50) -> list[dict]:
+        """Newest first."""
+
+
+def summary(module: dict) -> dict:
+    """A module as listed by ``GET /api/modules``: who/when, and per side score, verdict and review progress."""
+    out = {k: module.get(k) for k in ("name", "description", "uploaded_by", "uploaded_at", "last_updated_at")}
+    for s in rec.SIDES:
+        side = module.get(s)
+        out[s] = None if not side else {
+            "result_id": side.get("result_id"), "score": side.get("score"),
+            "is_anomalous": side.get("is_anomalous"), "defects": len(side.get("defects") or []),
+            "tile_count": side.get("tile_count"), "verified": sum(bool(v) for v in side.get("verified_masks", [])),
+            "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id"),
+            "tag": side.get("tag"), "acquired_at": side.get("acquired_at"),
+        }
+    return out
+
+
+def supersedes(new: dict, current: dict | None) -> bool:
+    """Whether a result may replace the side ``current`` shows: only a newer acquisition does
+    (time of acquisition, then pulse id). With several workers an older frame can finish after
+    a newer one; its result is kept in ``results`` but the side keeps the newer image."""
+    if not current:
+        return True
+    def key(side: dict) -> tuple[str, int]:
+        return str(side.get("acquired_at") or ""), int(side.get("pulse_id") or -1)
+    return key(new) >= key(current)
+
+
+def side_row(module: str, side_name: str, side: dict) -> dict:
+    """What the history lists and filters on for one module side (kept beside the module document,
+    indexed, updated with it)."""
+    verified = sum(bool(v) for v in side.get("verified_masks") or [])
+    tiles = int(side.get("tile_count") or 0)
+    return {"module": module, "side": side_name, "result_id": side.get("result_id"),
+            "processed_at": side.get("processed_at") or "", "acquired_at": side.get("acquired_at"),
+            "score": float(side.get("score") or 0.0), "is_anomalous": bool(side.get("is_anomalous")),
+            "tag": side.get("tag") or "", "tile_count": tiles, "verified": verified,
+            "reviewed": tiles > 0 and verified == tiles, "defects": len(side.get("defects") or []),
+            "model_id": side.get("model_id"), "model_version": side.get("model_version"),
+            "threshold": side.get("threshold"),
+            "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id")}
+
+
+def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
+    """A query-string integer in [lo, hi] (``default`` when absent or empty); ConfigError naming it."""
+    if raw is None or raw == "":
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= n <= hi:
+        raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
+    return n
+
+
+SORTS = ("processed_at", "score", "module")
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Filters, order and page of ``GET /api/history``; every field checked by :meth:`parse`."""
+
+    since: str | None = None          # processed_at >= (ISO-8601)
+    until: str | None = None          # processed_at < (ISO-8601)
+    anomalous: bool | None = None     # verdict
+    reviewed: bool | None = None      # every tile verified (True) or not (False)
+    tag: str | None = None            # exact
+    module: str | None = None         # name starts with
+    model_version: str | None = None  # exact: name@X.Y
+    sort: str = "processed_at"
+    descending: bool = True
+    limit: int = 50
+    skip: int = 0
+
+    @classmethod
+    def parse(cls, params: Mapping[str, Any]) -> "HistoryQuery":
+        """From query-string parameters (all strings); ConfigError naming the first bad one."""
+        unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "model_version",
+                                        "sort", "order", "limit", "skip"})
+        if unknown:
+            raise ConfigError(f"unknown history filter(s): {', '.join(unknown)}")
+
+        def get(name: str) -> str | None:
+            v = params.get(name)
+            return None if v is None or v == "" else str(v)
+
+        def when(name: str) -> str | None:
+            v = get(name)
+            if v is None:
+                return None
+            try:
+                t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
+            if t.tzinfo is None:
+                raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
+            return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+        def choice(name: str, options: dict) -> Any:
+            v = get(name)
+            if v is None:
+                return None
+            if v not in options:
+                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {v!r}")
+            return options[v]
+
+        sort = choice("sort", {s: s for s in SORTS}) or "processed_at"
+        return cls(since=when("from"), until=when("to"),
+                   anomalous=choice("verdict", {"anomalous": True, "good": False}),
+                   reviewed=choice("reviewed", {"yes": True, "no": False}),
+                   tag=get("tag"), module=get("module"), model_version=get("model_version"), sort=sort,
+                   descending=choice("order", {"desc": True, "asc": False}) is not False,
+                   limit=int_param("limit", get("limit"), 50, 1, MAX_PAGE),
+                   skip=int_param("skip", get("skip"), 0, 0, 10**7))

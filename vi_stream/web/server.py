@@ -1,0 +1,290 @@
+"""The REST control plane's HTTP server: threaded, bounded, with deadlines on every request.
+
+* A thread per connection, at most ``max_connections`` at once; one more gets a 503 at once
+  (no thread). ``reserve`` connections more are kept for the control routes
+  (:data:`CONTROL_ROUTES`: ``/status``, ``/start``, ``/stop``, ``/statistics`` ...): a
+  connection that lands in the reserve has ``reserve_head_timeout`` s to send its head and
+  is answered 503 unless it names a control route. The server reads the request line before
+  it knows the route, so the reserve is kept by route, not by credentials: a control route
+  answers in milliseconds, and a slow sender holds a reserve slot for a couple of seconds.
+* Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
+  s of the accept (a client trickling one byte every few seconds is cut off with a 408),
+  a body within ``BODY_GRACE`` s plus its size at ``BODY_MIN_RATE``
+  (:mod:`vi_stream.bodylimit` reads it, after checking its size against the route's limit),
+  and every write (a response, one event of a stream) within ``timeout`` s, so a live
+  stream whose reader stopped is dropped once the little it may buffer is full.
+* The listen backlog is ``BACKLOG`` (socketserver's default of 5 dropped SYNs under a burst
+  of clients, which then waited seconds for the kernel to retry).
+* A client that times out or goes away is logged at debug level on one line; a fault in the
+  server is one error line. Nothing goes raw to stderr.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import socket
+import socketserver
+import sys
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+
+import bottle
+
+from vi_stream.web import bodylimit
+
+log = logging.getLogger("vi_stream.rest")
+
+
+MAX_CONNECTIONS = 64        # concurrent connections; more are answered 503 at once ...
+RESERVED = 8                # ... except these few more, for the control routes only
+BACKLOG = 1024              # connections the kernel queues before the server accepts them (capped by somaxconn)
+HEAD_TIMEOUT = 5.0          # seconds from accept to the end of the request head
+RESERVE_HEAD_TIMEOUT = 2.0  # the same for a connection in the reserve
+WRITE_TIMEOUT = 10.0        # seconds one write may take (a response; one event of a live stream)
+BODY_GRACE = 10.0           # a body's deadline: this ...
+BODY_MIN_RATE = 256 * 1024  # ... plus its size at this many bytes/s
+STREAM_SNDBUF = 64 * 1024   # a live stream's send buffer: what a stalled reader may leave unread
+CONTROL_ROUTES = frozenset({("GET", "/status"), ("POST", "/start"), ("POST", "/stop"), ("GET", "/statistics"),
+                            ("GET", "/metrics"), ("GET", "/config"), ("POST", "/config"), ("GET", "/model"),
+                            ("POST", "/model/reload"), ("GET", "/roi"), ("POST", "/roi")})
+
+
+class Late(TimeoutError):
+    """A client did not send its request (head or body) before its deadline."""
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's input with a deadline over everything read (``deadline``, monotonic s)
+    rather than a timeout per read: a trickle of one byte per timeout cannot keep it waiting."""
+
+    def __init__(self, sock: socket.socket, write_timeout: float):
+        self.sock, self.write_timeout = sock, write_timeout
+        self.deadline, self.what = math.inf, "request"
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Late(f"{self.what} not complete within its deadline")
+        self.sock.settimeout(min(left, 3600.0))
+        try:
+            return self.sock.recv_into(buf)
+        except socket.timeout:
+            raise Late(f"{self.what} not complete within its deadline") from None
+        finally:
+            self.sock.settimeout(self.write_timeout)   # writes keep their own timeout
+
+
+def _json_reply(code: str, error: str, message: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"state": "error", "error": error, "message": message}).encode()
+    return (f"HTTP/1.0 {code}\r\nContent-Type: application/json\r\nConnection: close\r\n".encode() + extra
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most ``max_connections`` (+ ``reserve`` for control routes) at
+    once: one beyond that gets a 503 written straight to its socket (no thread)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = BACKLOG
+    max_connections = MAX_CONNECTIONS
+    reserve = RESERVED
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._reserve = threading.BoundedSemaphore(self.reserve) if self.reserve else None
+        self.refused = self.reserve_used = self.late = 0
+
+    def process_request(self, request, client_address) -> None:
+        if self._slots.acquire(blocking=False):
+            slots = self._slots
+        elif self._reserve is not None and self._reserve.acquire(blocking=False):
+            slots = self._reserve
+            self.reserve_used += 1
+        else:
+            self.refused += 1
+            try:
+                request.settimeout(1.0)
+                request.sendall(_json_reply("503 Service Unavailable", "Overloaded", "too many connections, "
+                                            "try again", b"Retry-After: 1\r\n"))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        t = threading.Thread(target=self._serve_one, args=(request, client_address, slots), daemon=True,
+                             name="vi-rest-conn")
+        t.reserved = slots is self._reserve
+        try:
+            t.start()
+        except BaseException:
+            slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def _serve_one(self, request, client_address, slots) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            slots.release()
+            self.shutdown_request(request)
+
+    def handle_error(self, request, client_address) -> None:
+        """socketserver prints a traceback to stderr here: one log line instead, debug for a client
+        that timed out or went away, error for anything else."""
+        err = sys.exc_info()[1]
+        who = client_address[0] if isinstance(client_address, tuple) else client_address
+        if isinstance(err, (TimeoutError, ConnectionError)):
+            log.debug("client %s: %s", who, err or type(err).__name__)
+        else:
+            tb = err.__traceback__ if err is not None else None
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else ""
+            log.error("request from %s failed: %r%s", who, err, where)
+
+
+class _StreamAwareHandler(ServerHandler):
+    """wsgiref's response writer; a live stream gets a small send buffer, so a reader that stops
+    reading blocks the stream's next write soon, and the write deadline ends it."""
+
+    def send_preamble(self) -> None:
+        if (self.headers.get("Content-Type") or "").startswith("text/event-stream"):
+            try:
+                self.request_handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+            except OSError:
+                pass
+        super().send_preamble()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = WRITE_TIMEOUT                     # the socket's timeout: one write's deadline
+    head_timeout = HEAD_TIMEOUT
+    reserve_head_timeout = RESERVE_HEAD_TIMEOUT
+
+    def setup(self) -> None:
+        super().setup()
+        self._reader = _DeadlineReader(self.connection, self.timeout)
+        self.reserved = getattr(threading.current_thread(), "reserved", False)
+        self._reader.what = "request head"
+        self._reader.deadline = time.monotonic() + (self.reserve_head_timeout if self.reserved else self.head_timeout)
+        self.rfile = io.BufferedReader(self._reader, 65536)
+
+    def handle(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if len(self.raw_requestline) > 65536:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(414)
+                return
+            if not self.parse_request():     # an error was sent
+                return
+        except Late as err:
+            self._late(err)
+            return
+        if self.reserved and (self.command, urlsplit(self.path).path) not in CONTROL_ROUTES:
+            self.connection.sendall(_json_reply("503 Service Unavailable", "Overloaded", "too many connections; "
+                                                "only the control routes are answered now, try again",
+                                                b"Retry-After: 1\r\n"))
+            return
+        environ = self.get_environ()
+        environ[bodylimit.DEADLINE_KEY] = self._body_deadline
+        handler = _StreamAwareHandler(self.rfile, self.wfile, self.get_stderr(), environ, multithread=True)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
+
+    def _body_deadline(self, size: int) -> None:
+        """The deadline of a body of (at most) ``size`` bytes, from now (called before it is read); in the
+        reserve the grace is the reserve's head deadline, so a slow body cannot hold a reserve slot either."""
+        self._reader.what = "request body"
+        grace = self.reserve_head_timeout if self.reserved else BODY_GRACE
+        self._reader.deadline = time.monotonic() + grace + size / BODY_MIN_RATE
+
+    def _late(self, err: Late) -> None:
+        self.server.late += 1
+        log.debug("client %s did not send its request head within the %g s deadline: dropped",
+                  self.client_address[0], self.reserve_head_timeout if self.reserved else self.head_timeout)
+        try:
+            self.connection.settimeout(1.0)
+            self.connection.sendall(_json_reply("408 Request Timeout", "Late", str(err)))
+        except OSError:
+            pass
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            _linger(self.connection)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.debug("%s - %s", self.address_string(), format % args)
+
+    def get_stderr(self) -> "_LogStream":
+        """wsgiref prints a failed response's traceback here: the journal gets it, at debug level when
+        it is only a client gone away mid-stream (a closed monitor tab)."""
+        return _LogStream()
+
+
+def _linger(sock: socket.socket, seconds: float = 1.0, most: int = 4 << 20) -> None:
+    """Closing with unread input makes the kernel reset the connection, and the client may lose the
+    answer already sent (a 413 before the body it is still sending): half-close, then read and
+    discard what keeps coming, for ``seconds`` or ``most`` bytes at most."""
+    try:
+        sock.setblocking(False)
+        try:
+            if not sock.recv(1, socket.MSG_PEEK):
+                return                                  # the client closed: nothing pending
+        except BlockingIOError:
+            return                                      # nothing unread
+        sock.shutdown(socket.SHUT_WR)
+        end, got = time.monotonic() + seconds, 0
+        while got < most and (left := end - time.monotonic()) > 0:
+            sock.settimeout(left)
+            part = sock.recv(65536)
+            if not part:
+                return
+            got += len(part)
+    except OSError:
+        pass
+
+
+class _LogStream:
+    """A file for wsgiref's error output: what is written until a flush becomes one log record."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self._parts.append(text)
+
+    def flush(self) -> None:
+        text, self._parts = "".join(self._parts).strip(), []
+        if text:
+            gone = any(w in text for w in ("BrokenPipe", "ConnectionReset", "TimeoutError", "timed out", "Late"))
+            last = text.splitlines()[-1]
+            if gone:
+                log.debug("client gone or too slow: %s", last)
+            else:
+                log.error("response failed: %s", " | ".join(x.strip() for x in text.splitlines()[-3:]))
+
+
+def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0, max_connections: int = MAX_CONNECTIONS,
+          reserve: int = RESERVED, limits: bodylimit.Limits | None = None) -> tuple[WSGIServer, threading.Thread]:
+    """Start a threaded WSGI server for ``app`` behind the body limits (``limits``, the REST
+    routes' by default); returns (server, thread). ``server.server_port`` is the port."""
+    server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections, "reserve": reserve})
+    wrapped = bodylimit.BodyLimit(app, limits or bodylimit.rest_limits())
+    server = make_server(host, port, wrapped, server_class=server_class, handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)
+    thread.start()
+    return server, thread
