@@ -203,6 +203,10 @@ def test_a_daemon_follows_its_alias_between_frames_and_stamps_each_result(tmp_pa
                 load(second_path).threshold, rel=1e-6)
             with pytest.raises(StateError, match="follows alias"):
                 client.reload_model(model_path)
+            # by name too, and refused before any SFTP fetch is tried (none is configured here: a fetch
+            # first would answer with the SFTP settings' error instead of the reason)
+            with pytest.raises(StateError, match="follows alias"):
+                client.reload_model(name="pads.npz")
 
 
 def test_a_follower_runs_the_cached_version_while_the_store_is_down(tmp_path, model_path):

@@ -92,7 +92,7 @@ def test_fit_register_promote_review_retrain_gate_promote_between_frames_and_rol
         assert sum(r["model_version"] == "pads@1.1" for r in c.history()[0]) == 1
 
 
-def test_the_gate_refuses_a_regression_unless_forced_and_records_it(store, model_path, tmp_path):
+def test_the_gate_refuses_a_regression_unless_forced_and_records_it(store, model_path, tmp_path, monkeypatch):
     reg = Registry(store)
     reg.register(_bytes(model_path), "pads", "1.0")
     blind = _rewrite(model_path, str(tmp_path / "blind.npz"), _meta_change(lambda m: m.update(threshold=1e6)))
@@ -124,6 +124,21 @@ def test_the_gate_refuses_a_regression_unless_forced_and_records_it(store, model
     assert reg.changes("production")[0]["gate"]["forced"] is True
     assert reg.version("pads", "1.1")["gate"][gate["id"]]["recall"] == 0.0      # kept with the version
     promote(reg, "staging", "pads", "1.1", "no gate on other aliases")
+    # A move by someone else while the gate is judged: the gate compared against what the alias showed
+    # (1.1, as blind as the candidate), so the promotion must not land on what it shows now (1.0).
+    blind2 = _rewrite(model_path, str(tmp_path / "blind2.npz"), _meta_change(lambda m: m.update(threshold=2e6)))
+    reg.register(_bytes(blind2), "pads", "1.2")
+    from vi_stream.registry import retrain as retrain_mod
+    judged = retrain_mod.gate_metrics
+
+    def judged_while_bob_rolls_back(registry, doc, gate, *args, **kw):
+        if doc["version"] == "1.2" and reg.resolve("production")["version"] == "1.1":
+            Registry(store).promote("production", "pads", "1.0", "bob: back to the one that finds defects")
+        return judged(registry, doc, gate, *args, **kw)
+    monkeypatch.setattr(retrain_mod, "gate_metrics", judged_while_bob_rolls_back)
+    with pytest.raises(StateError, match="points at pads@1.0, not pads@1.1"):
+        promote(reg, "production", "pads", "1.2", "alice: as good as production")
+    assert reg.resolve("production")["version"] == "1.0"
 
 
 def test_shadow_mode_scores_beside_production_and_keeps_the_disagreements(tmp_path, model_path):

@@ -115,6 +115,15 @@ def promote(registry: Registry, alias: str, name: str, version: str, reason: str
     check = None
     gate = registry.shelf.get_gate_set() if alias in GATED_ALIASES else None
     current = registry.aliases().get(alias)
+    if alias in GATED_ALIASES:
+        # The gate is judged against the version the alias shows now, so the move is made only if it
+        # still shows that one when written (a compare-and-set): a concurrent move is a 409, never a
+        # promotion past the gate. A caller's ``expected`` must name that same version.
+        judged_at = ref(current) or ""
+        if expected is not None and expected != judged_at:
+            raise StateError(f"alias {alias!r} points at {judged_at or 'nothing'}, not {expected or 'nothing'}; "
+                             "reload and decide again")
+        expected = judged_at
     if gate is not None and current is not None:
         cand = gate_metrics(registry, registry.version(name, version), gate)
         prod = gate_metrics(registry, registry.version(current["name"], current["version"]), gate)

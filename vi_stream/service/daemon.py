@@ -271,6 +271,10 @@ class Daemon:
         self.processor.set_pipeline(Pipeline(model, version))
 
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
+        # Refused before anything is fetched: a following daemon's model is the alias's to change.
+        if self.follower is not None:
+            raise StateError(f"this daemon follows alias {self.follower.alias!r}: promote a version to change "
+                             "its model (vi_stream models promote)")
         if name is not None:
             # Fetch from the project's SFTP storage first; a failed fetch keeps everything as is.
             from vi_stream.io.sftp import fetch_configured
@@ -278,9 +282,6 @@ class Daemon:
         path = path or self.model_path
         if not path:
             raise ConfigError("no model path to reload from")
-        if self.follower is not None:
-            raise StateError(f"this daemon follows alias {self.follower.alias!r}: promote a version to change "
-                             "its model (vi_stream models promote)")
         with self._reload_lock:
             try:
                 model = load(path, self.config.device, self.config.allow_unchecked)
