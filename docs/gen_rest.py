@@ -1,4 +1,4 @@
-"""Writes docs/reference/rest-api.md from the daemon's own OpenAPI document (``vi_stream.openapi.spec``).
+"""Writes docs/reference/rest-api.md from the daemon's own OpenAPI document (``vi_stream.web.openapi.spec``).
 
 The page is generated, never edited: ``python docs/gen_rest.py`` rewrites it, ``--check`` exits 1 when
 it is not what the document says (a test runs that), so the manual's reference cannot drift from

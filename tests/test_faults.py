@@ -170,9 +170,9 @@ _WRITER = textwrap.dedent('''
     import os, signal, sys, threading, time
     sys.path.insert(0, {tests!r})
     from vi_stream.io import local_store, spool as spool_mod
-    from vi_stream.io.local_store import LocalStore
-    from vi_stream.io.spool import Spool
-    from vi_stream.writer import StoreWriter
+    from vi_stream.store.local import LocalStore
+    from vi_stream.store.spool import Spool
+    from vi_stream.store.writer import StoreWriter
     from store_helpers import FlakyStore, make_result, render
 
     point, nth = sys.argv[1], int(sys.argv[2])

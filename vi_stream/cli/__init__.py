@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--kind", default="grey8", choices=("grey8", "grey16", "rgb"))
     y.add_argument("--seed", type=int, default=0)
     y.add_argument("--families", default="classic",
-                   help="defect families: classic (the first five), all, or a comma list (see vi_stream.synthetic)")
+                   help="defect families: classic (the first five), all, or a comma list (see vi_stream.evaluation.synthetic)")
     y.add_argument("--line", type=int, help="draw a varied module line with this seed (default: the classic module)")
     y.add_argument("--contrast", type=float, help="defect contrast in (0, 1] (default 1)")
 

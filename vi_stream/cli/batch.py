@@ -1,4 +1,4 @@
-"""``vi_stream batch run | list | show | cancel``: backlogs on a Slurm cluster (:mod:`vi_stream.batch`)."""
+"""``vi_stream batch run | list | show | cancel``: backlogs on a Slurm cluster (:mod:`vi_stream.scale.batch`)."""
 from __future__ import annotations
 
 import argparse

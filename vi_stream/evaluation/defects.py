@@ -3,7 +3,7 @@ polarity (brighter or darker than its surroundings), width and edge sharpness.
 
 Each painter draws a *coverage* map (0..1, soft where the defect is diffuse) and pulls the
 reflectance under it towards a target (bright metal or dark residue); the ground-truth mask
-is where the coverage reaches one half. :func:`vi_stream.synthetic.module_image` paints
+is where the coverage reaches one half. :func:`vi_stream.evaluation.synthetic.module_image` paints
 them before lighting and noise, as it does its first five kinds, and blends each by its
 contrast (so the same defect can be drawn fainter and fainter: a contrast ladder).
 
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 BRIGHT, DARK = 0.97, 0.06     # reflectance a defect pulls towards
-SUBSTRATE = np.array([0.50, 0.36, 0.14])   # the flex's colour (RGB, linear), shared with vi_stream.synthetic
+SUBSTRATE = np.array([0.50, 0.36, 0.14])   # the flex's colour (RGB, linear), shared with vi_stream.evaluation.synthetic
 
 
 def _where(rng: np.random.Generator, pad_cov: np.ndarray, lay, margin: int, place: str | None = None

@@ -12,7 +12,7 @@ physical defects are, and each comes with its exact ground-truth mask:
 - ``missing_metal``  part of a pad's metallisation missing (substrate shows)
 - ``damaged_metal``  a pad edge chipped / eroded irregularly
 
-Beyond these five, :mod:`vi_stream.defects` adds ten more families (``FAMILIES`` lists all
+Beyond these five, :mod:`vi_stream.evaluation.defects` adds ten more families (``FAMILIES`` lists all
 fifteen), each randomised in size, shape, place, polarity, width and sharpness; every defect
 can be drawn at a chosen contrast, and the module itself can vary (:class:`Variation`).
 

@@ -1,6 +1,6 @@
 """The anomaly model: fitted on good images only, scores any image.
 
-    >>> from vi_stream.synthetic import module_image
+    >>> from vi_stream.evaluation.synthetic import module_image
     >>> goods = [module_image(seed=i).image for i in range(10)]
     >>> model = AnomalyModel.fit(goods, ModelConfig(bank_size=20000))   # doctest: +SKIP
     >>> r = model.score(module_image(seed=99, defects=("dust",)).image)  # doctest: +SKIP

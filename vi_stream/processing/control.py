@@ -2,7 +2,7 @@
 
 Nothing outside the daemon reaches into the processor, the sink or the store writer;
 every change of settings goes through :meth:`Control.set_config`, which checks all of
-them first (:mod:`vi_stream.settings`) and then applies all or nothing.
+them first (:mod:`vi_stream.processing.settings`) and then applies all or nothing.
 """
 from __future__ import annotations
 
@@ -48,13 +48,13 @@ class Control(Protocol):
         """Load another model (a file, or fetched by name over SFTP) and switch to it between frames."""
 
     def live_feed(self) -> Any:
-        """The live monitor's feed (:class:`vi_stream.live.Live`): events, previews, trends, log tail."""
+        """The live monitor's feed (:class:`vi_stream.web.live.Live`): events, previews, trends, log tail."""
 
     def results_store(self) -> Any:
         """The results store (read-back and review); StateError when the daemon runs without one."""
 
     def model_registry(self) -> Any:
-        """The model registry (:class:`vi_stream.registry.Registry`) in the store; StateError without one."""
+        """The model registry (:class:`vi_stream.registry.versions.Registry`) in the store; StateError without one."""
 
     def model_moved(self) -> None:
         """An alias moved through this daemon: a daemon following it switches now, not at its next poll."""
@@ -63,7 +63,7 @@ class Control(Protocol):
         """The drift watch: state, the last chunk's measures, the chunks kept."""
 
     def retrain(self, images: str, **kw: Any) -> dict:
-        """Start retraining in the background (:func:`vi_stream.retrain.retrain`); the job's state."""
+        """Start retraining in the background (:func:`vi_stream.registry.retrain.retrain`); the job's state."""
 
     def retrain_status(self) -> dict:
         """The retraining job: idle, running (with progress), done (the version) or failed (why)."""

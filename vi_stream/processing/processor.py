@@ -2,7 +2,7 @@
 
 It owns the stopped/processing state machine and the statistics. Settings
 (ROI, threshold) are swapped atomically between frames: a worker reads the
-current :class:`~vi_stream.pipeline.Settings` once per frame.
+current :class:`~vi_stream.processing.settings.Settings` once per frame.
 
 Frames are never silently lost: a frame taken from the input is processed,
 rejected (counted by reason) or, if it could not be finished before stop()'s
@@ -90,7 +90,7 @@ class Processor:
         return self._settings
 
     def apply(self, clean: dict) -> None:
-        """Apply settings already checked by :func:`vi_stream.settings.validate`, all in one swap."""
+        """Apply settings already checked by :func:`vi_stream.processing.settings.validate`, all in one swap."""
         with self._settings_lock:
             s = self._settings
             self._settings = Settings(clean.get("roi", s.roi), clean.get("threshold", s.threshold))
@@ -328,7 +328,7 @@ def _drain(q: queue.Queue) -> int:
 
 
 class Watcher(Protocol):
-    """What the processor tells the live monitor (:class:`vi_stream.live.Live`); both must return at once."""
+    """What the processor tells the live monitor (:class:`vi_stream.web.live.Live`); both must return at once."""
 
     def result(self, result: Result) -> None: ...
     def rejected(self, reason: str, frame: Frame | None) -> None: ...

@@ -8,7 +8,7 @@ Aliases (``production``, ``candidate``, any other word) point at versions, as ML
 may name the version the alias is ``expected`` to point at now, and is refused (409) when
 it does not, so two operators cannot overwrite each other's promotion unknowingly.
 
-The backends (:class:`~vi_stream.storage.ModelShelf`) keep files and documents; the
+The backends (:class:`~vi_stream.store.protocols.ModelShelf`) keep files and documents; the
 rules are here, once, for both.
 """
 from __future__ import annotations
@@ -133,7 +133,7 @@ class Registry:
         """Point ``alias`` at ``name@version``; StateError (409) if ``expected`` is given and the
         alias points elsewhere now. Returns the change as logged (``changed``: False when the alias
         was there already). ``gate``: the promotion gate's verdict, logged with the change
-        (:func:`vi_stream.retrain.promote` checks it; this does not)."""
+        (:func:`vi_stream.registry.retrain.promote` checks it; this does not)."""
         check_word("alias", alias)
         if not isinstance(reason, str) or not reason.strip():
             raise ConfigError("give a reason: it is kept in the alias log (who, when, from, to, why)")

@@ -13,7 +13,7 @@
    ``retries`` times; a cancelled batch stops. A task counts as done only when its
    outputs are complete (every input scored).
 4. Each finished task's records are fetched (checksummed: a record cut short is refused and
-   the task runs again) and go through a :class:`~vi_stream.writer.StoreWriter` with the
+   the task runs again) and go through a :class:`~vi_stream.store.writer.StoreWriter` with the
    batch's own spool: nothing is lost when
    the store is down, and the results' ids are deterministic, so a batch ingested twice
    (a retry, a restart) stores nothing twice.

@@ -8,7 +8,7 @@ bounded buffer ordered by pulse id, and publishes one stream:
   s, then counted in ``gaps`` (a dead or slow worker never stalls the output); a pulse that comes after a
   later one was sent is forwarded at once and counted ``late``; one seen twice is dropped (``duplicates``);
 * one bogus pulse id is forwarded as an ``outlier`` without moving the sequence, and a camera restart (ids
-  from 0 again) is detected and ordered again (``restarts``): :mod:`vi_stream.merge_order` has the rules.
+  from 0 again) is detected and ordered again (``restarts``): :mod:`vi_stream.scale.merge_order` has the rules.
 
 Messages are forwarded unchanged (the same bytes); only the main header is read. The
 added latency (arrival -> sent) is measured. ``/status`` and ``/statistics`` are served on

@@ -116,7 +116,7 @@ class DaemonConfig:
             raise ConfigError(f"preview_side must be 64-4096 px, got {self.preview_side!r}")
         if self.camera_fps is not None and not (math.isfinite(self.camera_fps) and self.camera_fps > 0):
             raise ConfigError(f"camera_fps must be a positive number, got {self.camera_fps!r}")
-        # The run-time settings: the same checks as POST /config (vi_stream.settings).
+        # The run-time settings: the same checks as POST /config (vi_stream.processing.settings).
         settings.check_threshold(self.threshold)
         settings.check_roi(self.roi)
         settings.check_log_level(self.log_level)

@@ -182,7 +182,7 @@ class Daemon:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ control (vi_stream.control.Control)
+    # ------------------------------------------------------------------ control (vi_stream.processing.control.Control)
     def status(self) -> str:
         return self.processor.state
 
@@ -303,7 +303,7 @@ class Daemon:
         return d
 
     def set_config(self, changes: dict) -> dict:
-        """Change run-time settings: all are checked first (vi_stream.settings), then all applied."""
+        """Change run-time settings: all are checked first (vi_stream.processing.settings), then all applied."""
         if not isinstance(changes, dict):
             raise ConfigError("config must be an object of option: value")
         unknown = [str(k) for k in changes if k not in config_mod.DaemonConfig.__dataclass_fields__]
@@ -328,7 +328,7 @@ def _load_model(cfg: config_mod.DaemonConfig) -> AnomalyModel:
 def open_store(spec: str | None) -> Store | None:
     """The daemon's choice of store: ``mongodb://...`` -> MongoStore; ``off`` -> None; else a local store
     folder. Not connected yet (``start()`` does that). The default (MONGO_* environment, else the
-    state directory) is resolved by :func:`vi_stream.config.build`, which hands the result here."""
+    state directory) is resolved by :func:`vi_stream.service.config.build`, which hands the result here."""
     if not spec:
         raise ConfigError("no store named: give a mongodb:// URI, a folder or 'off' (config.build fills in the default)")
     if spec == "off":

@@ -68,7 +68,7 @@ def _unavailable(err: Exception, what: str) -> StoreUnavailable:
 
 
 class LocalStore(FolderGuard, LocalModels):
-    """A :class:`~vi_stream.storage.Store` in a folder. ``start()`` opens it (creating it if needed)."""
+    """A :class:`~vi_stream.store.protocols.Store` in a folder. ``start()`` opens it (creating it if needed)."""
 
     def __init__(self, folder: str):
         self.folder = os.path.abspath(folder)

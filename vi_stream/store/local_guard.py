@@ -2,7 +2,7 @@
 
 SQLite keeps writing to a catalogue that was deleted (``rm -rf`` of the store folder, a
 restore over it) as if nothing happened. :class:`FolderGuard`, mixed into
-:class:`~vi_stream.io.local_store.LocalStore`, remembers the device and inode of the folder
+:class:`~vi_stream.store.local.LocalStore`, remembers the device and inode of the folder
 and of the catalogue when opened and checks them at every use (two ``stat`` calls), before a
 transaction and after its commit. When they differ the store is *lost*: every call raises
 StoreUnavailable (the writer spools, REST answers 503) naming what went, until a valid store is

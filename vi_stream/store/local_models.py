@@ -1,4 +1,4 @@
-"""The model registry's shelf in the local store (:class:`~vi_stream.storage.ModelShelf`).
+"""The model registry's shelf in the local store (:class:`~vi_stream.store.protocols.ModelShelf`).
 
 Layout under the store folder, beside the results::
 
@@ -45,7 +45,7 @@ def _target(doc: dict | None) -> str:
 
 
 class LocalModels:
-    """Mixed into :class:`~vi_stream.io.local_store.LocalStore` (its folder, lock and transactions)."""
+    """Mixed into :class:`~vi_stream.store.local.LocalStore` (its folder, lock and transactions)."""
 
     def _model_path(self, sha256: str) -> str:
         return os.path.join(self.folder, "models", sha256 + ".npz")

@@ -9,7 +9,7 @@
 side (score, defects, model_id, processing_parameters, pulse_id, ...).
 ``results``: every processed frame (the side as it was stored), ``_id`` = result id.
 
-Ids are deterministic (see :mod:`vi_stream.record`), so replays are upserts: an
+Ids are deterministic (see :mod:`vi_stream.store.record`), so replays are upserts: an
 image that exists is not written again, a result is replaced by itself, and a side
 already showing the result is left alone (its review survives).
 """

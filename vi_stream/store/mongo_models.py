@@ -1,4 +1,4 @@
-"""The model registry's shelf on MongoDB (:class:`~vi_stream.storage.ModelShelf`).
+"""The model registry's shelf on MongoDB (:class:`~vi_stream.store.protocols.ModelShelf`).
 
 Collections: ``models`` (one document per version, unique on name+major+minor),
 ``aliases`` (unique on alias), ``alias_changes`` (the log), ``gate_sets`` (frozen promotion-gate
@@ -13,7 +13,7 @@ from vi_stream.store.mongo_docs import from_mongo, to_mongo
 
 
 class MongoModels:
-    """Mixed into :class:`~vi_stream.io.mongo_store.MongoStore` (its ``db``, ``_call`` and converters)."""
+    """Mixed into :class:`~vi_stream.store.mongo.MongoStore` (its ``db``, ``_call`` and converters)."""
 
     def ensure_model_indexes(self) -> None:
         self.db.models.create_index([("name", 1), ("major", -1), ("minor", -1)], unique=True, name="version")

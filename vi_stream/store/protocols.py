@@ -1,10 +1,10 @@
 """What a results store is: small protocols, one implementation per backend.
 
 Two backends keep the same logical schema (the ATLAS ITk visual-inspection app's):
-:class:`~vi_stream.io.mongo_store.MongoStore` (MongoDB + GridFS) and
-:class:`~vi_stream.io.local_store.LocalStore` (SQLite catalogue + PNG files), the
-embedded default. The daemon picks one (:func:`vi_stream.daemon.open_store`); review
-(:mod:`vi_stream.review`) and the store writer are written against these protocols only.
+:class:`~vi_stream.store.mongo.MongoStore` (MongoDB + GridFS) and
+:class:`~vi_stream.store.local.LocalStore` (SQLite catalogue + PNG files), the
+embedded default. The daemon picks one (:func:`vi_stream.service.daemon.open_store`); review
+(:mod:`vi_stream.store.review`) and the store writer are written against these protocols only.
 
 A backend's ``write`` is idempotent: a replayed record changes nothing that is already
 there, and a side that already shows the record keeps its review (verified tiles,

@@ -56,7 +56,7 @@ def read_json(raw: bytes) -> Any:
 
 def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1",
              allowed_hosts: tuple[str, ...] = ()) -> bottle.Bottle:
-    """The routes; every request passes :class:`vi_stream.guard.RequestGuard` first (Host, Origin,
+    """The routes; every request passes :class:`vi_stream.web.guard.RequestGuard` first (Host, Origin,
     Content-Type, token guessing), whether a token is set or not."""
     app = bottle.Bottle()
     app.config["autojson"] = False

@@ -8,7 +8,7 @@ without them makes the server read nothing), into a spooled buffer (memory up to
 ``MEMORY_BYTES``, then one temporary file never larger than the route's limit); bottle
 takes that as its parsed body and does not copy it again. A chunked body is decoded as it
 arrives and cut off as soon as it passes the limit (:class:`PayloadTooLarge`, 413, raised
-to the route, which answers it like any bad input). The server (:mod:`vi_stream.server`)
+to the route, which answers it like any bad input). The server (:mod:`vi_stream.web.server`)
 gives the read a deadline from the size allowed (:class:`BodyTimeout`, 408).
 
 The 413 here uses the REST envelope: ``{"state": "error", "status": ..., "error":

@@ -1,4 +1,4 @@
-"""REST routes of the model registry and the drift watch (added to :func:`vi_stream.rest.make_app`).
+"""REST routes of the model registry and the drift watch (added to :func:`vi_stream.web.app.make_app`).
 
 ``GET /api/models``, ``GET /api/models/<name>/<version>``, ``POST /api/models?name=&version=``
 (the model file as the body), ``GET /api/aliases``, ``POST /api/aliases/<alias>``

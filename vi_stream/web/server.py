@@ -10,7 +10,7 @@
 * Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
   s of the accept (a client trickling one byte every few seconds is cut off with a 408),
   a body within ``BODY_GRACE`` s plus its size at ``BODY_MIN_RATE``
-  (:mod:`vi_stream.bodylimit` reads it, after checking its size against the route's limit),
+  (:mod:`vi_stream.web.bodylimit` reads it, after checking its size against the route's limit),
   and every write (a response, one event of a stream) within ``timeout`` s, so a live
   stream whose reader stopped is dropped once the little it may buffer is full.
 * The listen backlog is ``BACKLOG`` (socketserver's default of 5 dropped SYNs under a burst
