@@ -1,4 +1,4 @@
-"""What enters (Frame) and what leaves (Result) the pipeline."""
+"""What enters (Frame) and what leaves (Result) the pipeline, and the rule for the module name a frame carries."""
 from __future__ import annotations
 
 import time
@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from vi_stream.errors import InputError
 
 
 @dataclass
@@ -36,3 +38,21 @@ class Result:
     defects: list[dict]
     parameters: dict                  # ROI, thresholds, tiling, model id
     timings: dict
+
+
+MODULE_MAX = 256              # characters of a module name
+
+
+def check_module(name) -> str:
+    """A module name the store can file and REST reach (``/api/modules/<name>``, a staging file name):
+    1-256 printable characters, none of them '/' or '\\', no space at either end, not '.' or '..'.
+    Raises InputError (one line) otherwise."""
+    if not isinstance(name, str) or not name:
+        raise InputError(f"a module name is 1-{MODULE_MAX} characters, got {name!r}")
+    shown = repr(name if len(name) <= 80 else name[:80] + "...")
+    if len(name) > MODULE_MAX:
+        raise InputError(f"module name of {len(name)} characters (at most {MODULE_MAX}): {shown}")
+    if name in (".", "..") or name != name.strip() or any(c in "/\\" or not c.isprintable() for c in name):
+        raise InputError(f"module name {shown} cannot be filed: no '/', '\\', control characters or spaces "
+                         "at its ends, and not '.' or '..'")
+    return name

@@ -94,13 +94,14 @@ def _shell(args: argparse.Namespace):
 
 
 def _inputs(args: argparse.Namespace, store, folder: str) -> tuple[list[str], dict]:
+    from vi_stream.frame import check_module
     from vi_stream.store import record as rec
     from vi_stream.io import files
     if args.images:
         return files.list_images(args.images), {}
     paths, sides = [], {}
     for i, name in enumerate(dict.fromkeys(args.modules)):      # each once, in the order given
-        module = store.get_module(rec.check_module(name))       # a name that is no path: staged in `folder`
+        module = store.get_module(check_module(name))       # a name that is no path: staged in `folder`
         for side in rec.SIDES:
             if module.get(side):
                 file = f"{name}__{side}.png" if len(name.encode()) <= 200 else f"module-{i}__{side}.png"
@@ -122,9 +123,9 @@ def run(args: argparse.Namespace) -> int:
     from vi_stream.service.daemon import open_store
     from vi_stream.errors import ConfigError
     from vi_stream.registry.versions import Registry, ref
-    from vi_stream.store import record as rec
+    from vi_stream.frame import check_module
     for name in getattr(args, "modules", None) or []:
-        rec.check_module(name)         # before the store opens: one line, nothing staged
+        check_module(name)         # before the store opens: one line, nothing staged
     store = open_store(args.store or default_store())
     if store is None:
         raise ConfigError("a batch records itself and its results in a store: not --store off")

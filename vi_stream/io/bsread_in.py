@@ -7,8 +7,7 @@ import numpy as np
 import zmq
 
 from vi_stream.errors import ConfigError, InputError
-from vi_stream.store import record as rec
-from vi_stream.frame import Frame
+from vi_stream.frame import Frame, check_module
 from vi_stream.io import bsread_codec as codec
 
 
@@ -89,12 +88,12 @@ class BsreadSource:
 
     def _module(self, msg: codec.Message) -> str:
         """The module name (the prefix without the channel). One the store could not file or REST not
-        reach (a '/', a control character, over 256 characters: rec.check_module) is refused, as a bad
+        reach (a '/', a control character, over 256 characters: frame.check_module) is refused, as a bad
         side is: filing it under another name would mix two modules' images."""
         ch = msg.channels.get(self.module_channel)
         try:
             value = codec.value(ch, 4096) if ch is not None and ch.type == "string" else None
-            return rec.check_module(value.strip() if isinstance(value, str) and value.strip() else self.prefix)
+            return check_module(value.strip() if isinstance(value, str) and value.strip() else self.prefix)
         except InputError as err:
             raise codec.DecodeError("bad_module", f"pulse {msg.pulse_id}: {self.module_channel}: {err}"[:300]) from err
 

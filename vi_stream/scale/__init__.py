@@ -2,6 +2,7 @@
 stream (:mod:`.merge`).
 
 May import the base modules, ``model``, ``io`` (streams, SFTP, Slurm), ``processing`` (the
-pipeline a batch task runs), ``store`` (a batch's writer and spool) and ``web.server`` (the merger's
-status server); never ``service`` or ``cli``.
+pipeline a batch task runs), ``store`` (a batch's writer and spool), ``web.server`` (the merger's
+status server) and ``service.systemd`` (the merger speaks sd_notify as the daemon does); nothing else
+of ``service``, nor ``cli``.
 """

@@ -36,7 +36,7 @@ from datetime import datetime
 
 from vi_stream.store import record as rec
 from vi_stream.errors import ConfigError, InputError, StateError
-from vi_stream.frame import Frame
+from vi_stream.frame import Frame, check_module
 from vi_stream.io import files
 from vi_stream.store import spool
 from vi_stream.io.files import write_durably
@@ -145,7 +145,7 @@ class BatchRun:
         name = os.path.basename(path)
         module, side = self.sides.get(name, (os.path.splitext(name)[0], "left"))
         try:
-            return rec.check_module(module), side
+            return check_module(module), side
         except InputError as err:
             raise InputError(f"input {name!r}: {err}") from err
 

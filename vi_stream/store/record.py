@@ -41,24 +41,6 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, PNG_LEVEL,  # modules 15% faster and 
               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
-MODULE_MAX = 256              # characters of a module name
-
-
-def check_module(name) -> str:
-    """A module name the store can file and REST reach (``/api/modules/<name>``, a staging file name):
-    1-256 printable characters, none of them '/' or '\\', no space at either end, not '.' or '..'.
-    Raises InputError (one line) otherwise."""
-    if not isinstance(name, str) or not name:
-        raise InputError(f"a module name is 1-{MODULE_MAX} characters, got {name!r}")
-    shown = repr(name if len(name) <= 80 else name[:80] + "...")
-    if len(name) > MODULE_MAX:
-        raise InputError(f"module name of {len(name)} characters (at most {MODULE_MAX}): {shown}")
-    if name in (".", "..") or name != name.strip() or any(c in "/\\" or not c.isprintable() for c in name):
-        raise InputError(f"module name {shown} cannot be filed: no '/', '\\', control characters or spaces "
-                         "at its ends, and not '.' or '..'")
-    return name
-
-
 def image_id(png: bytes) -> str:
     return hashlib.sha256(png).hexdigest()[:24]
 
