@@ -114,7 +114,7 @@ MAY_IMPORT = {
     "registry": {"model", "io", "store", "processing.settings"},
     "evaluation": {"model", "io", "search"},
     "web": {"model", "processing", "store", "registry"},
-    "scale": {"model", "io", "processing", "store", "web.server", "service.systemd"},
+    "scale": {"model", "io", "processing", "store", "web.server", "web.replies", "service.systemd"},
     "service": {"search", "model", "io", "processing", "store", "registry", "evaluation", "web", "scale"},
     "client": set(),
     "": {"client"},     # vi_stream/__init__.py: Client, lazily

@@ -111,6 +111,20 @@ def test_unknown_route_and_method_are_json_errors(daemon):
     assert r.status_code == 405 and r.json()["state"] == "error"
 
 
+def test_every_error_names_its_class_so_the_client_raises_it(daemon):
+    """A 405 came without ``error`` (the client raised a bare ServiceError for the caller's mistake)."""
+    from vi_stream.errors import MethodNotAllowed
+    for method, path, code, name in (("GET", "/start", 405, "MethodNotAllowed"), ("DELETE", "/status", 405,
+                                     "MethodNotAllowed"), ("GET", "/nope", 404, "NotFoundError")):
+        r = requests.request(method, url(daemon, path), timeout=5)
+        body = r.json()
+        assert (r.status_code, body["error"], body["state"], body["status"]) == (code, name, "error", "stopped")
+        assert r.headers["Content-Type"] == "application/json" and body["message"]
+    with pytest.raises(MethodNotAllowed) as err:
+        Client(f"http://127.0.0.1:{daemon.rest_port}", timeout=5)._call("GET", "/start")
+    assert err.value.status == 405 and not isinstance(err.value, ServiceError)
+
+
 def test_token_protects_mutating_routes(model):
     with bound_push() as (push, port), running_daemon(model, port, token="s3cret-s3cret-s3cret") as (d, _ctx):
         anon = Client(f"http://127.0.0.1:{d.rest_port}", timeout=5)
@@ -222,6 +236,30 @@ def test_errors_travel_by_class(daemon):
     assert not isinstance(err.value, ConfigError) and err.value.status == 400
     r = requests.get(url(daemon, "/api/modules/nothing"), timeout=5).json()
     assert r["error"] == "NotFoundError"
+
+
+def test_every_changing_route_asks_for_credentials_without_saying_so(daemon):
+    """The check is a plugin on every route that is not a read (login and logout aside), not a wrapper each
+    route must remember: every POST of the app, asked without credentials, is 401 and changes nothing."""
+    import re
+    from vi_stream.web import app as rest
+    from vi_stream.web import server
+    app = rest.make_app(daemon, token="s3cret-s3cret-s3cret")
+    srv, _ = server.serve(app, "127.0.0.1", 0)
+    try:
+        changing = [r for r in app.routes if r.method not in ("GET", "HEAD", "OPTIONS")]
+        assert len(changing) >= 14
+        for route in changing:
+            path = re.sub(r"<\w+:int>", "0", re.sub(r"<(\w+)>", "x", route.rule))
+            r = requests.post(f"http://127.0.0.1:{srv.server_port}{path}", json={}, timeout=5)
+            if route.rule in ("/api/login", "/api/logout"):
+                assert r.status_code != 401 or r.json()["message"] == "wrong token", route.rule
+            else:
+                assert (r.status_code, r.json()["error"]) == (401, "AuthError"), route.rule
+        assert daemon.status() == "stopped"
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def test_a_flood_of_idle_connections_is_capped_and_the_control_plane_answers(model):

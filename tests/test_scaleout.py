@@ -103,6 +103,23 @@ def test_the_merger_serves_status_and_statistics(workers):
         server.server_close()
 
 
+def test_the_merger_answers_a_documented_state_and_json_errors(workers):
+    """It answered status "merging" (not one of Control's STATES) and an HTML page for an unknown route."""
+    from vi_stream.processing.control import STATES
+    server, _ = serve(make_app(workers.merger), "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert requests.get(base + "/status", timeout=5).json()["status"] == "processing" in STATES
+        for method, path, code, name in (("GET", "/nope", 404, "NotFoundError"),
+                                         ("POST", "/status", 405, "MethodNotAllowed")):
+            r = requests.request(method, base + path, timeout=5)
+            assert r.status_code == code and r.headers["Content-Type"] == "application/json"
+            assert (r.json()["state"], r.json()["error"], r.json()["status"]) == ("error", name, "processing")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # ---------------------------------------------------------------------- worker identity
 def test_two_workers_of_one_camera_have_their_own_spool_and_name():
     env = {"VI_STREAM_STATE_DIR": "/var/lib/vi_stream/CAM1"}

@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import requests
 
-from vi_stream.errors import AuthError, BodyTimeout, ConfigError, CrossSiteError, MediaTypeError, NotFoundError, Overloaded, PayloadTooLarge, ServiceError, StateError, TooManyAttempts, UnknownHostError, ViStreamError, InputError, by_name
+from vi_stream.errors import AuthError, BodyTimeout, ConfigError, CrossSiteError, MediaTypeError, MethodNotAllowed, NotFoundError, Overloaded, PayloadTooLarge, ServiceError, StateError, TooManyAttempts, UnknownHostError, ViStreamError, InputError, by_name
 
 # When a body names no class of ours (a proxy's answer), the status picks one.
-_BY_STATUS = {400: ConfigError, 401: AuthError, 403: CrossSiteError, 404: NotFoundError, 408: BodyTimeout,
+_BY_STATUS = {400: ConfigError, 401: AuthError, 403: CrossSiteError, 404: NotFoundError, 405: MethodNotAllowed, 408: BodyTimeout,
               409: StateError, 413: PayloadTooLarge, 415: MediaTypeError, 421: UnknownHostError,
               429: TooManyAttempts, 503: Overloaded}
 

@@ -9,6 +9,7 @@
     │   └── BodyTimeout      a request body that did not arrive before its deadline (HTTP 408)
     ├── ModelError           model file corrupt, wrong version, pickle; backbone problems
     ├── NotFoundError        unknown id or route object (HTTP 404)
+    ├── MethodNotAllowed     a route asked with a method it does not answer (HTTP 405)
     ├── StateError           operation not allowed in the current state (HTTP 409)
     ├── UnknownHostError     a Host header that names no address of this daemon: DNS rebinding (HTTP 421)
     ├── AuthError            missing or wrong credentials (HTTP 401)
@@ -59,6 +60,12 @@ class ModelError(ViStreamError):
 
 class NotFoundError(ViStreamError, LookupError):
     status = 404
+
+
+class MethodNotAllowed(ViStreamError):
+    """A known route asked with a method it does not answer: the caller's to mend (HTTP 405)."""
+
+    status = 405
 
 
 class StateError(ViStreamError):

@@ -2,7 +2,7 @@
 stream (:mod:`.merge`).
 
 May import the base modules, ``model``, ``io`` (streams, SFTP, Slurm), ``processing`` (the
-pipeline a batch task runs), ``store`` (a batch's writer and spool), ``web.server`` (the merger's
-status server) and ``service.systemd`` (the merger speaks sd_notify as the daemon does); nothing else
+pipeline a batch task runs), ``store`` (a batch's writer and spool), ``web.server`` and ``web.replies`` (the merger's
+status server and its replies, the daemon's envelope) and ``service.systemd`` (the merger speaks sd_notify as the daemon does); nothing else
 of ``service``, nor ``cli``.
 """

@@ -20,7 +20,6 @@ import json
 import logging
 import threading
 import time
-from typing import Any
 
 import bottle
 import numpy as np
@@ -30,6 +29,8 @@ from vi_stream.io import bsread_codec as codec
 from vi_stream.io.bsread_out import bind_sender
 from vi_stream.scale.merge_order import MAX_HELD, Sequencer
 from vi_stream.ratelog import RateLimitedLog
+from vi_stream.processing.control import PROCESSING, STOPPED
+from vi_stream.web import replies
 from vi_stream.web.server import serve
 from vi_stream.service.systemd import Notifier, supervise, watchdog_interval
 
@@ -138,6 +139,11 @@ class Merger:
         if len(self._latency) > 10_000:
             del self._latency[:5_000]
 
+    def state(self) -> str:
+        """One of :data:`vi_stream.processing.control.STATES`, as the daemon's ``/status`` answers."""
+        running = self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        return PROCESSING if running else STOPPED
+
     def healthy(self) -> bool:
         """Progress, for the systemd watchdog: the loop thread lives and turned within ``health_max_age`` s
         (it turns at least every 0.2 s, messages or not)."""
@@ -164,19 +170,18 @@ class Merger:
 
 
 def make_app(merger: Merger) -> bottle.Bottle:
-    app = bottle.Bottle()
-
-    def reply(**fields: Any) -> str:
-        bottle.response.content_type = "application/json"
-        return json.dumps({"state": "ok", "status": "merging", **fields}, default=str)
+    """``/status`` and ``/statistics`` in the daemon's envelope: ``status`` is one of the documented
+    states (``processing`` while the merge loop runs, else ``stopped``), and an unknown route or a wrong
+    method is the same JSON error as the daemon's (:mod:`vi_stream.web.replies`)."""
+    app = replies.install(bottle.Bottle(), merger.state)
 
     @app.get("/status")
     def status():
-        return reply()
+        return replies.reply()
 
     @app.get("/statistics")
     def statistics():
-        return reply(statistics=merger.statistics())
+        return replies.reply(statistics=merger.statistics())
 
     return app
 

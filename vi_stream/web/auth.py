@@ -6,6 +6,11 @@ the ``X-CSRF-Token`` header (the page). The cookie is HttpOnly and SameSite=Stri
 page scripts cannot read it and other sites cannot send it; the CSRF token is handed to
 the page by ``GET /api/session`` and a forged form has no way to learn it. Reading needs
 no credentials. Sessions live in memory: a daemon restart logs everyone out.
+
+:class:`CredentialsCheck` is the bottle plugin that asks for them: every route that is not a read
+(GET, HEAD, OPTIONS) is checked, unless its route config says it takes the credentials itself
+(``credentials=True``: logging in) or needs none (``open=True``: logging out). A new route is
+guarded by its method; nobody has to remember a wrapper.
 """
 from __future__ import annotations
 
@@ -14,7 +19,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from typing import Any, Callable
+
+import bottle
 
 from vi_stream.errors import AuthError, CsrfError, StateError
 
@@ -78,3 +85,28 @@ class Sessions:
             raise AuthError("missing or wrong token (Authorization: Bearer <token>), or log in on the page")
         if not csrf_header or not hmac.compare_digest(csrf_header.encode(), want.encode()):
             raise CsrfError(f"logged in, but the request lacks the session's CSRF token ({CSRF_HEADER})")
+
+
+READS = ("GET", "HEAD", "OPTIONS")
+
+
+class CredentialsCheck:
+    """The bottle plugin: :meth:`Sessions.check` before every changing route (see the module's docstring);
+    what it raises is answered by :class:`vi_stream.web.replies.Replies`, installed outside it."""
+
+    name = "vi_stream_credentials"
+    api = 2
+
+    def __init__(self, sessions: Sessions):
+        self.sessions = sessions
+
+    def apply(self, callback: Callable, route: bottle.Route) -> Callable:
+        if route.method in READS or route.config.get("credentials") or route.config.get("open"):
+            return callback
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            request = bottle.request
+            self.sessions.check(request.get_header("Authorization", ""), request.get_cookie(COOKIE),
+                                request.get_header(CSRF_HEADER))
+            return callback(*args, **kwargs)
+        return checked

@@ -46,8 +46,8 @@ class Limits(NamedTuple):
 
 def rest_limits() -> Limits:
     """The REST routes' limits: the large bodies are the model uploads and the corrected masks."""
-    from vi_stream.web.app import MAX_MASK_BYTES
-    from vi_stream.web.models_routes import MAX_MODEL_BYTES
+    from vi_stream.web.routes.models import MAX_MODEL_BYTES
+    from vi_stream.web.routes.reviews import MAX_MASK_BYTES
     return Limits((("POST", re.compile(r"/api/models"), MAX_MODEL_BYTES),
                    ("POST", re.compile(r"/api/modules/[^/]+/[^/]+/tiles/\d+/mask"), MAX_MASK_BYTES)))
 
