@@ -166,3 +166,17 @@ def test_the_layering_check_sees_a_violation():
     assert layering_violations(g) == ["vi_stream.model.anomaly imports vi_stream.web.app",
                                       "vi_stream.store.local imports vi_stream.service.daemon",
                                       "vi_stream.web.app imports vi_stream.cli: nothing imports the CLI"]
+
+
+def test_the_control_interface_speaks_in_results_not_internals():
+    """``live_feed()``, ``results_store()`` and ``model_registry()`` returned ``Any``, and route handlers
+    reached through them into the store and the registry (``api.model_registry().shelf``): every method
+    of the interface, and of what it hands out, names what it returns, and no route module imports the
+    store's review or the registry's steps."""
+    from vi_stream.processing import control
+    for proto in (control.Control, control.LiveFeed, control.Results, control.Models):
+        for name, fn in vars(proto).items():
+            if callable(fn) and not name.startswith("_"):
+                assert fn.__annotations__.get("return") not in (None, "Any"), f"{proto.__name__}.{name}"
+    for path in (PKG / "web" / "routes").glob("*.py"):
+        assert not {"vi_stream.store.review", "vi_stream.registry.retrain"} & _imports(path), path.name

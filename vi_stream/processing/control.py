@@ -3,10 +3,14 @@
 Nothing outside the daemon reaches into the processor, the sink or the store writer;
 every change of settings goes through :meth:`Control.set_config`, which checks all of
 them first (:mod:`vi_stream.processing.settings`) and then applies all or nothing.
+It speaks in results (dicts, bytes): the results, the model registry and the live feed are
+reached through :class:`Results`, :class:`Models` and :class:`LiveFeed`, whose business steps
+(correcting a mask, a gated promotion, telling the daemon an alias moved) happen behind them,
+not in a route handler.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 STOPPED = "stopped"
 PROCESSING = "processing"
@@ -47,17 +51,14 @@ class Control(Protocol):
     def reload_model(self, path: str | None, name: str | None = None) -> dict:
         """Load another model (a file, or fetched by name over SFTP) and switch to it between frames."""
 
-    def live_feed(self) -> Any:
-        """The live monitor's feed (:class:`vi_stream.web.live.Live`): events, previews, trends, log tail."""
+    def live_feed(self) -> "LiveFeed":
+        """The live monitor's feed (:class:`vi_stream.web.live.Live`): events and trends."""
 
-    def results_store(self) -> Any:
-        """The results store (read-back and review); StateError when the daemon runs without one."""
+    def results(self) -> "Results":
+        """Results read back and reviewed; each call answers StateError when the daemon runs without a store."""
 
-    def model_registry(self) -> Any:
-        """The model registry (:class:`vi_stream.registry.versions.Registry`) in the store; StateError without one."""
-
-    def model_moved(self) -> None:
-        """An alias moved through this daemon: a daemon following it switches now, not at its next poll."""
+    def models(self) -> "Models":
+        """The model registry in the store; each call answers StateError when the daemon runs without one."""
 
     def drift_status(self) -> dict:
         """The drift watch: state, the last chunk's measures, the chunks kept."""
@@ -70,3 +71,65 @@ class Control(Protocol):
 
     def shadow_status(self) -> dict:
         """Shadow mode's agreement counts and disagreements; StateError when it is off."""
+
+
+class LiveFeed(Protocol):
+    def events(self, client: str | None) -> Iterator[bytes]:
+        """A new listener's server-sent events, starting with a snapshot; Overloaded beyond the cap."""
+
+    def trend_bins(self) -> dict:
+        """``{"bin_s": seconds per bin, "bins": [...]}``: the recent scores, rates and latencies."""
+
+
+class Results(Protocol):
+    def modules(self, limit: int, skip: int) -> list[dict]:
+        """Summaries of the modules, newest first."""
+
+    def module(self, name: str) -> dict:
+        """One module's document; NotFoundError."""
+
+    def image(self, image_id: str) -> bytes:
+        """A PNG by its id: a live preview, else the store's; NotFoundError."""
+
+    def history(self, query: Any) -> tuple[list[dict], int]:
+        """Sides matching a :class:`vi_stream.store.protocols.HistoryQuery`, and how many match in all."""
+
+    def correct_mask(self, name: str, side: str, tile: int, png: bytes, result_id: str | None) -> dict:
+        """Store an operator's corrected mask of a tile; the side as it is now (StateError if it moved on)."""
+
+    def verify(self, name: str, side: str, tile: int, verified: Any, result_id: str | None) -> dict:
+        """Mark a tile's result right or wrong; the side as it is now."""
+
+    def batches(self) -> list[dict]:
+        """The ``vi_stream batch`` records."""
+
+    def batch(self, batch_id: str) -> dict:
+        """One batch record; NotFoundError."""
+
+
+class Models(Protocol):
+    def versions(self, name: str | None) -> list[dict]:
+        """The registered versions (of one model, or all)."""
+
+    def version(self, name: str, version: str) -> dict:
+        """One version's document; NotFoundError."""
+
+    def register(self, data: bytes, name: str, version: str | None, by: str) -> dict:
+        """Register a model file as a new version; its document."""
+
+    def aliases(self) -> tuple[dict, list[dict]]:
+        """The aliases, and their recent changes."""
+
+    def promote(self, alias: str, name: str, version: str, reason: Any, by: str, expected: str | None,
+                force: bool) -> dict:
+        """Move an alias past the promotion gate (StateError: stale ``expected`` or refused by the gate); a
+        daemon following it switches now. The change."""
+
+    def rollback(self, alias: str, reason: Any, by: str) -> dict:
+        """Move an alias back to its previous version; a daemon following it switches now. The change."""
+
+    def gate_set(self) -> dict:
+        """The promotion gate's frozen set; NotFoundError before the first."""
+
+    def freeze_gate(self, by: str) -> dict:
+        """Freeze the verified tiles as the gate's new set; its summary."""

@@ -27,6 +27,7 @@ from vi_stream.processing.processor import Processor
 from vi_stream.registry.versions import Registry, ref
 from vi_stream.registry.retrain import RetrainJob
 from vi_stream.registry.shadow import ShadowWatch
+from vi_stream.service.desks import ModelsDesk, ResultsDesk
 from vi_stream.web.app import make_app
 from vi_stream.web.server import serve
 from vi_stream.store.protocols import Store
@@ -77,6 +78,8 @@ class Daemon:
         self.sink: BsreadSink | None = None
         settings = settings_mod.Settings(settings_mod.check_roi(cfg.roi), settings_mod.check_threshold(cfg.threshold))
         self.live = Live(self._live_status, preview_side=cfg.preview_side)
+        self._results = ResultsDesk(self.results_store, self.live.images.get)
+        self._models = ModelsDesk(self.model_registry, self.model_moved)
         self.drift = DriftWatch(self.model.meta.get("calibration_scores") or [], self.model.threshold,
                                 chunk=cfg.drift_chunk, version=self.model_version)
         self.retrain_job = RetrainJob()
@@ -211,6 +214,12 @@ class Daemon:
 
     def live_feed(self) -> Live:
         return self.live
+
+    def results(self) -> ResultsDesk:
+        return self._results
+
+    def models(self) -> ModelsDesk:
+        return self._models
 
     def _live_status(self) -> dict:
         """What the monitor shows besides frames: the statistics, the threshold in force, the model."""

@@ -358,11 +358,18 @@ class Live:
         """The first events of a new stream: status, the hour's trends, recent verdicts, the last
         frame and the log's tail, so a tab opened now shows everything at once."""
         first: list[tuple[str, Any]] = [("status", self.status_event()),
-                                        ("trends", {"bin_s": self.trends.bin_s, "bins": self.trends.summary()}),
+                                        ("trends", self.trend_bins()),
                                         ("recent", list(self.recent)), ("logs", list(self.log.lines))]
         if self.last_frame is not None:
             first.append(("frame", self.last_frame))
         return first
+
+    def events(self, client: str | None) -> Iterator[bytes]:
+        """A new listener's stream, the snapshot first; Overloaded beyond the cap, before anything is sent."""
+        return self.hub.stream(self.hub.subscribe(client), self.snapshot())
+
+    def trend_bins(self) -> dict:
+        return {"bin_s": self.trends.bin_s, "bins": self.trends.summary()}
 
     def statistics(self) -> dict:
         return {**self.hub.statistics(), "previews_rendered": self.rendered, "previews_skipped": self.skipped,

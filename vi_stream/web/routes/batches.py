@@ -10,8 +10,8 @@ from vi_stream.web.replies import reply
 def add(app: bottle.Bottle, api: Control) -> None:
     @app.get("/api/batches")
     def batches():
-        return reply(batches=api.results_store().list_batches())
+        return reply(batches=api.results().batches())
 
     @app.get("/api/batches/<batch_id>")
     def batch(batch_id):
-        return reply(batch=api.results_store().get_batch(batch_id))
+        return reply(batch=api.results().batch(batch_id))

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import bottle
 
-from vi_stream.errors import ConfigError, InputError, NotFoundError
+from vi_stream.errors import ConfigError, InputError
 from vi_stream.processing.control import Control
-from vi_stream.registry import retrain
 from vi_stream.web.body import json_object, text, who
 from vi_stream.web.replies import reply
 
@@ -25,11 +24,11 @@ def add(app: bottle.Bottle, api: Control) -> None:
     @app.get("/api/models")
     def list_models():
         name = bottle.request.query.get("name") or None
-        return reply(models=api.model_registry().versions(name))
+        return reply(models=api.models().versions(name))
 
     @app.get("/api/models/<name>/<version>")
     def get_model(name, version):
-        return reply(model=api.model_registry().version(name, version))
+        return reply(model=api.models().version(name, version))
 
     @app.post("/api/models", raw_body=True)   # the model file, not JSON
     def register_model():
@@ -40,14 +39,14 @@ def add(app: bottle.Bottle, api: Control) -> None:
         data = bottle.request.body.read(MAX_MODEL_BYTES + 1)
         if len(data) > MAX_MODEL_BYTES:
             raise InputError(f"the model file is larger than {MAX_MODEL_BYTES // 2**20} MB")
-        doc = api.model_registry().register(data, name, q.get("version") or None,
-                                            by=q.get("by") or f"rest@{bottle.request.remote_addr}", source="rest")
+        doc = api.models().register(data, name, q.get("version") or None,
+                                    by=q.get("by") or f"rest@{bottle.request.remote_addr}")
         return reply(model=doc)
 
     @app.get("/api/aliases")
     def aliases():
-        reg = api.model_registry()
-        return reply(aliases=reg.aliases(), changes=reg.changes(limit=50))
+        aliases, changes = api.models().aliases()
+        return reply(aliases=aliases, changes=changes)
 
     @app.post("/api/aliases/<alias>")
     def promote(alias):
@@ -58,30 +57,24 @@ def add(app: bottle.Bottle, api: Control) -> None:
         force = data.get("force", False)
         if not isinstance(force, bool):
             raise ConfigError("force must be true or false")
-        change = retrain.promote(api.model_registry(), alias, text(data, "name"), text(data, "version"),
-                                 data.get("reason"), who(data), expected, force)
-        api.model_moved()
+        change = api.models().promote(alias, text(data, "name"), text(data, "version"), data.get("reason"),
+                                      who(data), expected, force)
         return reply(change=change)
 
     @app.post("/api/aliases/<alias>/rollback")
     def rollback(alias):
         data = json_object('send {"reason": ...}')
-        change = api.model_registry().rollback(alias, data.get("reason"), who(data))
-        api.model_moved()
+        change = api.models().rollback(alias, data.get("reason"), who(data))
         return reply(change=change)
 
     @app.get("/api/gate")
     def gate():
-        doc = api.model_registry().shelf.get_gate_set()
-        if doc is None:
-            raise NotFoundError("no gate set yet: verify defect and good tiles, then POST /api/gate")
-        return reply(gate=doc)
+        return reply(gate=api.models().gate_set())
 
     @app.post("/api/gate")
     def freeze_gate():
         data = json_object('send {} or {"by": ...}')
-        doc = retrain.freeze_gate(api.model_registry().shelf, who(data))
-        return reply(gate={k: v for k, v in doc.items() if k != "tiles"})
+        return reply(gate=api.models().freeze_gate(who(data)))
 
     @app.get("/api/retrain")
     def retrain_status():

@@ -43,18 +43,16 @@ def static_file(name: str) -> bytes:
 def add(app: bottle.Bottle, api: Control, sessions: Sessions) -> None:
     @app.get("/api/events")
     def events():
-        live = api.live_feed()
-        listener = live.hub.subscribe(bottle.request.environ.get("REMOTE_ADDR"))   # 503 beyond a cap (the peer's
-        # own address: remote_addr would believe a client's X-Forwarded-For)
+        stream = api.live_feed().events(bottle.request.environ.get("REMOTE_ADDR"))   # 503 beyond a cap (the
+        # peer's own address: remote_addr would believe a client's X-Forwarded-For)
         bottle.response.content_type = "text/event-stream; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")
         bottle.response.set_header("X-Accel-Buffering", "no")   # a reverse proxy must not buffer it
-        return live.hub.stream(listener, live.snapshot())
+        return stream
 
     @app.get("/api/trends")
     def trends():
-        live = api.live_feed()
-        return reply(bin_s=live.trends.bin_s, bins=live.trends.summary())
+        return reply(**api.live_feed().trend_bins())
 
     @app.get("/api/session")
     def session():

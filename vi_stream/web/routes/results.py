@@ -7,7 +7,7 @@ import bottle
 
 from vi_stream.errors import ConfigError
 from vi_stream.processing.control import Control
-from vi_stream.store.protocols import HistoryQuery, int_param, summary
+from vi_stream.store.protocols import HistoryQuery, int_param
 from vi_stream.web.replies import reply
 
 _IMAGE_ID = re.compile(r"[0-9a-fA-F]{24}")
@@ -21,20 +21,17 @@ def add(app: bottle.Bottle, api: Control) -> None:
     @app.get("/api/modules")
     def list_modules():
         limit, skip = _query_int("limit", 100, 1, 1000), _query_int("skip", 0, 0, 10**9)
-        mods = api.results_store().list_modules(limit, skip)
-        return reply(modules=[summary(m) for m in mods], limit=limit, skip=skip)
+        return reply(modules=api.results().modules(limit, skip), limit=limit, skip=skip)
 
     @app.get("/api/modules/<name>")
     def get_module(name):
-        return reply(module=api.results_store().get_module(name))
+        return reply(module=api.results().module(name))
 
     @app.get("/api/images/<image_id>")
     def get_image(image_id):
         if not _IMAGE_ID.fullmatch(image_id):
             raise ConfigError(f"an image id is 24 hex digits, got {image_id[:40]!r}")
-        data = api.live_feed().images.get(image_id.lower())   # a live preview, else the store's
-        if data is None:
-            data = api.results_store().get_image(image_id.lower())
+        data = api.results().image(image_id.lower())
         bottle.response.content_type = "image/png"
         bottle.response.set_header("Cache-Control", "public, max-age=31536000, immutable")  # content-addressed
         bottle.response.set_header("ETag", f'"{image_id.lower()}"')
@@ -43,5 +40,5 @@ def add(app: bottle.Bottle, api: Control) -> None:
     @app.get("/api/history")
     def history():
         query = HistoryQuery.parse(dict(bottle.request.query.decode().allitems()))
-        rows, total = api.results_store().find_sides(query)
+        rows, total = api.results().history(query)
         return reply(sides=rows, total=total, limit=query.limit, skip=query.skip)

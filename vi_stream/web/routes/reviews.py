@@ -5,7 +5,6 @@ import bottle
 
 from vi_stream.errors import InputError
 from vi_stream.processing.control import Control
-from vi_stream.store import review
 from vi_stream.web.body import json_object
 from vi_stream.web.replies import reply
 
@@ -21,12 +20,11 @@ def add(app: bottle.Bottle, api: Control) -> None:
         png = bottle.request.body.read(MAX_MASK_BYTES + 1)
         if len(png) > MAX_MASK_BYTES:
             raise InputError(f"the corrected mask is larger than {MAX_MASK_BYTES // 2**20} MB")
-        side_doc = review.correct_mask(api.results_store(), name, side, tile, png, bottle.request.query.get("result_id"))
+        side_doc = api.results().correct_mask(name, side, tile, png, bottle.request.query.get("result_id"))
         return reply(side=side_doc)
 
     @app.post("/api/modules/<name>/<side>/tiles/<tile:int>/verify")
     def verify(name, side, tile):
         data = json_object('send {"verified": true|false}')
-        side_doc = review.verify(api.results_store(), name, side, tile, data.get("verified", True),
-                                 data.get("result_id"))
+        side_doc = api.results().verify(name, side, tile, data.get("verified", True), data.get("result_id"))
         return reply(side=side_doc)
