@@ -284,7 +284,14 @@ class StoreWriter:
 
     def _replay(self) -> None:
         self._progress = self.clock()
-        for seq, r in self.spool.head(self.batch):
+        head = self.spool.head(self.batch)
+        gone = self.spool.take_vanished()
+        if gone:
+            with self.lock:
+                self.lost += gone         # removed from the spool folder by hand: the books say so
+            log.error("%d spooled result(s) vanished from %s (the folder or its files were removed): lost",
+                      gone, self.spool.folder)
+        for seq, r in head:
             if isinstance(r, InputError):
                 self._set_aside(seq, str(r))
                 continue
