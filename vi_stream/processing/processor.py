@@ -7,6 +7,9 @@ current :class:`~vi_stream.processing.settings.Settings` once per frame.
 Frames are never silently lost: a frame taken from the input is processed,
 rejected (counted by reason) or, if it could not be finished before stop()'s
 deadline, counted as ``discarded_on_stop``.
+
+Longer than 300 lines: the state machine and its three loops share one run's queues, progress
+and lock; split, stop()'s promise (the books settled under the lock) would span files.
 """
 from __future__ import annotations
 

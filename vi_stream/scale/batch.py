@@ -20,6 +20,10 @@
 
 The batch is a record in the store (inputs, state, progress per task, job ids, start and
 end, the tail of each task's log), listed by ``GET /api/batches`` and the client.
+
+Longer than 300 lines: a batch's life (stage, submit, follow, retry, ingest, record) is one state
+machine over one record; its command line is apart (vi_stream.cli.batch), as are Slurm's
+commands (vi_stream.io.slurm).
 """
 from __future__ import annotations
 
