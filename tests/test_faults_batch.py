@@ -41,6 +41,11 @@ def test_a_module_name_rest_cannot_reach_or_too_long_is_refused_like_a_bad_side(
         d.processor.start()
         for i, name in enumerate(bad + ["M-OK"]):
             push.send_multipart(frame(i + 1, img, name, "left"))
+        # a name that is not UTF-8: decoded with replacement characters, two such names would be filed
+        # as one module ('A\xff' and 'A\xfe' both read 'A\ufffd')
+        parts = frame(len(bad) + 2, img, "M-QQ", "left")
+        push.send_multipart([b"M-\xff\xfe" if part == b"M-QQ" else part for part in parts])
+        bad = bad + ["not utf-8"]
         base = f"http://127.0.0.1:{d.rest_port}"
         wait_for(lambda: d.processor.statistics()["store"]["stored"] >= 1
                  and d.processor.statistics()["frames_rejected_total"] + d.processor.statistics()["store"]["stored"]
@@ -95,6 +100,19 @@ def test_batch_inputs_whose_names_make_bad_module_names_are_refused_before_stagi
     assert not (tmp_path / "w").exists()
 
 
+def test_a_batch_input_whose_record_name_no_file_system_takes_is_refused_before_staging(tmp_path, model_path):
+    """An input named with 255 bytes (the most a file name may have) is a valid module name, but its
+    record, the name plus '.rec', could not be written on the node: the task failed there, retried,
+    and the batch failed. Refused at once instead, in one line, with nothing staged."""
+    images = tmp_path / "in"
+    images.mkdir()
+    cv2.imwrite(str(images / ("A" * 251 + ".png")), synthetic.module_image(SMALL_SHAPE, seed=9902).image)
+    p = vi("batch", "run", "--images", images, "--model", model_path, "--workdir", tmp_path / "w",
+           "--store", tmp_path / "store")
+    one_line_error(p, "255 bytes", "rename it")
+    assert not (tmp_path / "w").exists()
+
+
 def test_two_inputs_of_one_stem_in_one_task_are_both_stored_and_counted(cluster, tmp_path, model_path):
     """dup.png and dup.tif once both wrote dup.rec: Slurm said COMPLETED, the batch ended failed and
     its record said stored 0 while two results had reached the store."""
@@ -131,10 +149,10 @@ def test_a_failed_batch_records_what_it_stored(cluster, tmp_path, model_path):
         assert doc["state"] == "failed" and doc["stored"] == s.count_results() == 1, json.dumps(doc)[:2000]
 
 
-@pytest.mark.parametrize("prefix", ["CAM/1", "CAM\\1", ".."])
+@pytest.mark.parametrize("prefix", ["CAM/1", "CAM\\1", "..", "C" * 300, "CAM\x07"])
 def test_a_camera_prefix_that_cannot_be_a_module_name_is_refused_at_start(model_path, prefix):
     """The prefix names a frame's module when the stream has no MODULE channel (and a --camera's
     always): one that cannot be filed is refused before anything starts, not on every frame."""
     p = vi("run", "tcp://127.0.0.1:9", prefix, "--model", model_path, "--store", "off", "--rest-port", 0,
            "--output-port", 0, timeout=120)
-    one_line_error(p, "prefix", repr(prefix))
+    one_line_error(p, "prefix", repr(prefix) if len(prefix) < 80 else "of 300 characters")

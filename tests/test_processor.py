@@ -6,6 +6,7 @@ import queue
 import threading
 
 import numpy as np
+import pytest
 
 from vi_stream.frame import Frame, Result
 from vi_stream.processing.processor import Processor
@@ -102,3 +103,25 @@ def test_health_is_progress_of_every_stage():
     pipe.release.set()
     wait_for(lambda: p.statistics()["frames_processed"] == 1 and p.healthy(max_age=5))
     p.stop()
+
+
+def test_latency_is_measured_on_the_processors_own_clock():
+    """Every time the processor measures (stage progress, rates, latency) is on the clock it was given:
+    latency was once real time (the frame's own stamp, time.monotonic) beside an injected clock."""
+    now = [1000.0]
+    frames: queue.Queue = queue.Queue()
+    pipe = SlowPipeline()
+    pipe.hold = {7}
+    p = Processor(lambda: FakeSource(frames), pipe, [lambda r: True], clock=lambda: now[0])
+    p.start()
+    try:
+        frames.put(_frame(7))
+        assert pipe.entered.wait(10)
+        now[0] = 1002.5                                 # 2.5 s pass on the processor's clock
+        pipe.release.set()
+        wait_for(lambda: p.statistics()["frames_processed"] == 1)
+        wait_for(lambda: p.statistics()["latency_ms"]["p50"] is not None)
+        # 2.5 s on its clock, plus the real instants between the frame's making and its taking
+        assert p.statistics()["latency_ms"]["p50"] == pytest.approx(2500.0, abs=100)
+    finally:
+        p.stop()

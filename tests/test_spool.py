@@ -214,3 +214,27 @@ def test_writer_health_means_progress(tmp_path):
     wait_for(lambda: w.statistics()["stored"] == 1 and w.healthy(max_age=5.0))
     w.close()
     inner.close()
+
+
+def test_the_spool_folder_removed_while_results_wait_in_it(tmp_path):
+    """An operator removes the spool folder while the store is down and results wait in it: the writer
+    goes on (it once died on the first missing file), counts what vanished as lost (the books still
+    balance), spools new results into the folder made again, and stores them when the store is back."""
+    import shutil
+    inner = LocalStore(str(tmp_path / "store")).start()
+    store = FlakyStore(inner)
+    store.down.set()
+    w = _writer(store, str(tmp_path / "spool")).start()
+    for i in range(5):
+        w.submit(make_result(i, "M-S", "left"))
+    wait_for(lambda: w.statistics()["spooled"] == 5)
+    shutil.rmtree(tmp_path / "spool")
+    for i in range(5, 8):
+        w.submit(make_result(i, "M-S", "left"))
+    store.down.clear()
+    wait_for(lambda: w.statistics()["stored"] == 3 and w.statistics()["spooled"] == 0, timeout=30)
+    st = w.statistics()
+    assert w.healthy(60) and st["lost"] == 5 and st["stored"] == 3
+    w.close()
+    assert inner.count_results() == 3 and inner.get_module("M-S")["left"]["pulse_id"] == 7
+    inner.close()

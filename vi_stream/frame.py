@@ -52,6 +52,8 @@ def check_module(name) -> str:
     shown = repr(name if len(name) <= 80 else name[:80] + "...")
     if len(name) > MODULE_MAX:
         raise InputError(f"module name of {len(name)} characters (at most {MODULE_MAX}): {shown}")
+    if "\ufffd" in name:     # what a decoder puts for bytes that are not UTF-8: two names would read alike
+        raise InputError(f"module name {shown} is not valid UTF-8")
     if name in (".", "..") or name != name.strip() or any(c in "/\\" or not c.isprintable() for c in name):
         raise InputError(f"module name {shown} cannot be filed: no '/', '\\', control characters or spaces "
                          "at its ends, and not '.' or '..'")

@@ -23,6 +23,9 @@ Everything is deterministic for a seed. Output kinds: ``grey8`` (uint8),
     >>> s = module_image(seed=1, defects=("scratch",))
     >>> s.image.shape, s.mask.dtype, s.defects[0]["type"]
     ((768, 768), dtype('uint8'), 'scratch')
+
+Longer than 300 lines: the scene and its five classic defects are drawn by one renderer over
+one layout; the ten other families are apart (vi_stream.evaluation.defects).
 """
 from __future__ import annotations
 

@@ -12,6 +12,9 @@ drive psi-bsread's mflow receive loop so that every malformed message is
 rejected with a *reason* (and the size of every array is checked before it
 is decompressed); tests prove it byte-compatible with psi-bsread in both
 directions. Compression uses the same bitshuffle/lz4 libraries.
+
+Longer than 300 lines: one wire format, its decoder and encoder side by side, so what one writes
+the other reads by the same rules (and the tests prove both against psi-bsread).
 """
 from __future__ import annotations
 

@@ -5,6 +5,9 @@
     >>> model = AnomalyModel.fit(goods, ModelConfig(bank_size=20000))   # doctest: +SKIP
     >>> r = model.score(module_image(seed=99, defects=("dust",)).image)  # doctest: +SKIP
     >>> r.is_anomalous, r.defects[0]["bbox"]                              # doctest: +SKIP
+
+Longer than 300 lines: fitting and scoring share one configuration, one feature path and one
+bank; the parts each uses are apart (tiling, features, aggregate, index, stats, postprocess).
 """
 from __future__ import annotations
 

@@ -7,6 +7,9 @@ current :class:`~vi_stream.processing.settings.Settings` once per frame.
 Frames are never silently lost: a frame taken from the input is processed,
 rejected (counted by reason) or, if it could not be finished before stop()'s
 deadline, counted as ``discarded_on_stop``.
+
+Longer than 300 lines: the state machine and its three loops share one run's queues, progress
+and lock; split, stop()'s promise (the books settled under the lock) would span files.
 """
 from __future__ import annotations
 
@@ -131,6 +134,7 @@ class Processor:
             run = self._run
             if self.state == STOPPED or run is None:
                 return
+            # Waiting is real time whatever clock measures: a thread join cannot wait on a test's clock.
             run.deadline = time.monotonic() + timeout
             run.stop.set()
             for t in run.threads():
@@ -176,6 +180,9 @@ class Processor:
                     continue
                 if frame is None:
                     continue
+                # The source stamps arrival on the monotonic clock; what the processor measures is on its
+                # own clock (injected in tests), so the stamp is carried over, the decoding time kept.
+                frame.received_at = self.clock() - (time.monotonic() - frame.received_at)
                 self.stats.count("received")
                 # Backpressure: wait for room (the sender's HWM then holds further frames).
                 if not self._put(run, run.inq, frame, "receive", run.stop.is_set):
@@ -289,7 +296,7 @@ class Processor:
                     ok = False
                     self.rlog.warning("output_error", f"output failed: {err!r}")
             run.progress["output"] = self.clock()
-            self.stats.output(ok, time.monotonic() - result.frame.received_at)
+            self.stats.output(ok, self.clock() - result.frame.received_at)
 
     # ------------------------------------------------------------------ reporting
     def statistics(self) -> dict:

@@ -20,6 +20,10 @@
 
 The batch is a record in the store (inputs, state, progress per task, job ids, start and
 end, the tail of each task's log), listed by ``GET /api/batches`` and the client.
+
+Longer than 300 lines: a batch's life (stage, submit, follow, retry, ingest, record) is one state
+machine over one record; its command line is apart (vi_stream.cli.batch), as are Slurm's
+commands (vi_stream.io.slurm).
 """
 from __future__ import annotations
 
@@ -143,6 +147,9 @@ class BatchRun:
     def _module_side(self, path: str) -> tuple[str, str]:
         """(module, side) of an input: as given when re-scoring, else its file name's stem, left."""
         name = os.path.basename(path)
+        if len(record_name(name).encode()) > NAME_MAX:
+            raise InputError(f"input {name[:80]!r}...: its record {name[:20]}...rec would be a file name over "
+                             f"{NAME_MAX} bytes, more than a node's file system takes; rename it")
         module, side = self.sides.get(name, (os.path.splitext(name)[0], "left"))
         try:
             return check_module(module), side
@@ -303,6 +310,9 @@ class BatchRun:
     @staticmethod
     def _render(record: rec.Record) -> rec.Record:
         return record     # rendered on the cluster (score_task): the writer only stores and spools it
+
+
+NAME_MAX = 255          # bytes of one file name on every file system a cluster uses (ext4, xfs, Lustre, GPFS)
 
 
 def record_name(input_name: str) -> str:

@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from vi_stream.web import guard
 from vi_stream.processing import settings
-from vi_stream.errors import ConfigError
+from vi_stream.errors import ConfigError, InputError
+from vi_stream.frame import check_module
 from vi_stream.store.uris import redact
 
 
@@ -122,9 +123,14 @@ class DaemonConfig:
         settings.check_log_level(self.log_level)
         if self.worker is not None:
             settings.check_word("worker", self.worker)
-        if not self.prefix or any(c.isspace() for c in self.prefix) or any(c in "/\\" for c in self.prefix) \
-                or self.prefix in (".", ".."):    # it names a module without a MODULE channel: no path in it
-            raise ConfigError(f"prefix must be a non-empty word without '/' or '\\', got {self.prefix!r}")
+        # The prefix names the module of every frame without a MODULE channel: it must be a module name
+        # (vi_stream.frame.check_module), and a word, as the channel names built from it are.
+        try:
+            check_module(self.prefix)
+        except InputError as err:
+            raise ConfigError(f"prefix: {err}") from None
+        if any(c.isspace() for c in self.prefix):
+            raise ConfigError(f"prefix must be one word, without spaces, got {self.prefix!r}")
         if self.input is None and self.camera is None:
             raise ConfigError("give an input stream (tcp://host:port) or --camera SPEC")
         if self.input is not None and self.camera is not None:

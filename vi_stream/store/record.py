@@ -15,6 +15,9 @@ Ids are deterministic, so a replay never duplicates anything:
 Tiles are a grid of ``tile`` px squares over the scored image (the ROI),
 row-major, the last row and column cut at the image edge. They are the units of
 review: ``verified_masks[i]`` and a corrected mask belong to tile ``i``.
+
+Longer than 300 lines: the record is one format (its side document, its PNG encoders, and the
+correction read back into it); split, what is written and what is read back would live apart.
 """
 from __future__ import annotations
 

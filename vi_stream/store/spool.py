@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import struct
 import threading
@@ -24,6 +25,8 @@ import threading
 from vi_stream.errors import ConfigError, InputError
 from vi_stream.store.record import Record
 from vi_stream.io.files import fsync_dir, write_durably
+
+log = logging.getLogger("vi_stream.store")
 
 MAGIC = b"VISPOOL1"
 
@@ -64,8 +67,10 @@ class Spool:
         self.failed_folder = os.path.join(self.folder, "failed")
         self._lock = threading.Lock()
         self._seqs: list[int] = []
+        self._sizes: dict[int, int] = {}
         self._next = 1
         self._bytes = 0
+        self._vanished = 0            # records gone from the folder under us (removed by hand): lost
         self._lockfile = None
 
     def open(self) -> "Spool":
@@ -87,7 +92,8 @@ class Spool:
                 os.unlink(path)  # an append cut short by a crash: that record was never acknowledged as spooled
             elif name.endswith(".rec") and name[:-4].isdigit():
                 seqs.append(int(name[:-4]))
-                self._bytes += os.path.getsize(path)
+                self._sizes[seqs[-1]] = os.path.getsize(path)
+                self._bytes += self._sizes[seqs[-1]]
         done = [int(n[:-4]) for n in os.listdir(self.failed_folder) if n.endswith(".rec") and n[:-4].isdigit()]
         self._seqs = sorted(seqs)
         self._next = max(self._seqs + done + [0]) + 1
@@ -121,10 +127,19 @@ class Spool:
         data = encode(r)
         with self._lock:
             seq = self._next
-            write_durably(self._path(seq), data)
+            try:
+                write_durably(self._path(seq), data)
+            except FileNotFoundError:
+                # The folder was removed under us: make it again (what it held is gone, and head() says
+                # so) rather than hold every new result in memory until a person notices.
+                os.makedirs(self.failed_folder, exist_ok=True)
+                log.error("spool folder %s was removed while in use: made again; the results it held are lost",
+                          self.folder)
+                write_durably(self._path(seq), data)
             fsync_dir(self.folder)
             self._next += 1
             self._seqs.append(seq)
+            self._sizes[seq] = len(data)
             self._bytes += len(data)
         return seq
 
@@ -137,18 +152,35 @@ class Spool:
             try:
                 with open(self._path(seq), "rb") as f:
                     out.append((seq, decode(f.read())))
+            except FileNotFoundError:
+                self._forget(seq)           # removed by hand: counted by take_vanished(), never retried
             except (InputError, ValueError, KeyError) as err:
                 out.append((seq, InputError(f"spool record {seq}: {err}")))
         return out
+
+    def _forget(self, seq: int) -> None:
+        with self._lock:
+            if seq in self._sizes:
+                self._seqs.remove(seq)
+                self._bytes -= self._sizes.pop(seq)
+                self._vanished += 1
+
+    def take_vanished(self) -> int:
+        """How many records went missing from the folder since the last call (the writer counts them lost)."""
+        with self._lock:
+            n, self._vanished = self._vanished, 0
+        return n
 
     def remove(self, seq: int) -> None:
         """The record is in the store: forget it."""
         with self._lock:
             path = self._path(seq)
-            size = os.path.getsize(path)
-            os.unlink(path)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass                      # stored, and then the folder went: nothing left to forget but the entry
             self._seqs.remove(seq)
-            self._bytes -= size
+            self._bytes -= self._sizes.pop(seq)
 
     def note_unrenderable(self, name: str, reason: str) -> str:
         """A result that could not even be rendered into a record: a ``failed/<name>.reason`` file
@@ -162,10 +194,10 @@ class Spool:
         with self._lock:
             src = self._path(seq)
             dst = os.path.join(self.failed_folder, os.path.basename(src))
-            size = os.path.getsize(src)
+            os.makedirs(self.failed_folder, exist_ok=True)
             with open(dst[:-4] + ".reason", "w") as f:
                 f.write(reason + "\n")
             os.replace(src, dst)
             self._seqs.remove(seq)
-            self._bytes -= size
+            self._bytes -= self._sizes.pop(seq)
         return dst

@@ -12,6 +12,9 @@ record written just before a crash and replayed after it is not duplicated.
 ``submit`` waits when the queue is full (backpressure on the input, as with
 ``--block``): a result is never dropped for the store's sake. The spool is local
 disk, so the queue only fills if rendering (PNG encoding) cannot keep up.
+
+Longer than 300 lines: the writer thread, its spool replay and its books share one lock and one
+promise (order kept, nothing lost); the spool's file format is apart (vi_stream.store.spool).
 """
 from __future__ import annotations
 
@@ -284,7 +287,14 @@ class StoreWriter:
 
     def _replay(self) -> None:
         self._progress = self.clock()
-        for seq, r in self.spool.head(self.batch):
+        head = self.spool.head(self.batch)
+        gone = self.spool.take_vanished()
+        if gone:
+            with self.lock:
+                self.lost += gone         # removed from the spool folder by hand: the books say so
+            log.error("%d spooled result(s) vanished from %s (the folder or its files were removed): lost",
+                      gone, self.spool.folder)
+        for seq, r in head:
             if isinstance(r, InputError):
                 self._set_aside(seq, str(r))
                 continue
