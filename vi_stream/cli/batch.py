@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from vi_stream.cli.models import _who
     from vi_stream.service.config import default_store, state_dir
-    from vi_stream.service.daemon import open_store
+    from vi_stream.store.open import open_store
     from vi_stream.errors import ConfigError
     from vi_stream.registry.versions import Registry, ref
     from vi_stream.frame import check_module

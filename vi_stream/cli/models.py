@@ -111,7 +111,7 @@ def _change(c: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from vi_stream.service.config import default_store
-    from vi_stream.service.daemon import open_store
+    from vi_stream.store.open import open_store
     from vi_stream.errors import ConfigError
     from vi_stream.registry import retrain
     from vi_stream.registry.versions import Registry

@@ -26,7 +26,8 @@ from vi_stream.web import prometheus
 from vi_stream.web import models_routes as rest_models
 from vi_stream.store import review
 from vi_stream.web.guard import FailureLimiter, HostPolicy, RequestGuard
-from vi_stream.store.protocols import HistoryQuery, int_param, summary
+from vi_stream.store.protocols import summary
+from vi_stream.web.params import history_query, int_param
 
 log = logging.getLogger("vi_stream.rest")
 
@@ -230,7 +231,7 @@ def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1
     @app.get("/api/history")
     @guarded(False)
     def history():
-        query = HistoryQuery.parse(dict(bottle.request.query.decode().allitems()))
+        query = history_query(dict(bottle.request.query.decode().allitems()))
         rows, total = api.results_store().find_sides(query)
         return reply(sides=rows, total=total, limit=query.limit, skip=query.skip)
 
