@@ -83,7 +83,8 @@ class Daemon:
         self.shadow: ShadowWatch | None = None
         self.shadow_follower: ModelFollower | None = None
         if cfg.shadow_alias:
-            self.shadow = ShadowWatch(cfg.shadow_every, cfg.prefix, self.store)
+            self.shadow = ShadowWatch(cfg.shadow_every, cfg.prefix,
+                                      self.store.shadows if self.store is not None else None)
             self.shadow_follower = ModelFollower(self.registry, cfg.shadow_alias, config_mod.model_cache_dir(),
                                                  cfg.device, apply=self.shadow.set_model, poll=cfg.model_poll)
         watchers = (self.live, self.drift) + ((self.shadow,) if self.shadow is not None else ())
@@ -250,7 +251,7 @@ class Daemon:
     def shadow_status(self) -> dict:
         if self.shadow is None:
             raise StateError("shadow mode is off: start the daemon with --shadow-alias ALIAS")
-        stored = self.store.list_shadow(50) if self.store is not None else []
+        stored = self.store.shadows.list_shadow(50) if self.store is not None else []
         return {**self.shadow.status(), "stored_disagreements": stored}
 
     def drift_status(self) -> dict:

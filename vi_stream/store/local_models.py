@@ -3,8 +3,7 @@
 Layout under the store folder, beside the results::
 
     catalogue.sqlite   models (name, major, minor, sha256, doc), aliases (alias, doc),
-                       alias_changes (seq, alias, doc), gate_sets (seq, id, doc), shadow (seq, doc),
-                       batches (seq, id, doc): ``vi_stream batch`` records
+                       alias_changes (seq, alias, doc)
     models/<sha256>.npz   the model files, content-addressed
 
 A file is written (temp name, fsync, rename) before the row that names it, as images are.
@@ -25,9 +24,6 @@ CREATE TABLE IF NOT EXISTS aliases (alias TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alias_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, alias TEXT NOT NULL,
                                           doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alias_changes_alias ON alias_changes (alias, seq);
-CREATE TABLE IF NOT EXISTS gate_sets (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS shadow (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
 """
 
 
@@ -123,46 +119,3 @@ class LocalModels:
             self._db.execute("UPDATE models SET doc = ? WHERE name = ? AND major = ? AND minor = ?",
                              (json.dumps(doc), name, major, minor))
         return doc
-
-    def put_gate_set(self, doc: dict) -> None:
-        with self._transaction("keep a gate set"):
-            self._db.execute("INSERT INTO gate_sets (id, doc) VALUES (?, ?)", (doc["id"], json.dumps(doc)))
-
-    def get_gate_set(self, gate_id: str | None = None) -> dict | None:
-        with self._locked():
-            row = (self._db.execute("SELECT doc FROM gate_sets WHERE id = ?", (gate_id,)) if gate_id is not None
-                   else self._db.execute("SELECT doc FROM gate_sets ORDER BY seq DESC LIMIT 1")).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def put_shadow(self, doc: dict) -> None:
-        with self._transaction("keep a shadow comparison"):
-            self._db.execute("INSERT INTO shadow (doc) VALUES (?)", (json.dumps(doc),))
-
-    def list_shadow(self, limit: int = 50) -> list[dict]:
-        with self._locked():
-            rows = self._db.execute("SELECT doc FROM shadow ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def put_batch(self, doc: dict) -> None:
-        with self._transaction("record a batch"):
-            self._db.execute("INSERT INTO batches (id, doc) VALUES (?, ?)", (doc["id"], json.dumps(doc)))
-
-    def update_batch(self, batch_id: str, fields: dict) -> None:
-        with self._transaction("update a batch"):
-            row = self._db.execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no batch {batch_id!r}")
-            self._db.execute("UPDATE batches SET doc = ? WHERE id = ?",
-                             (json.dumps({**json.loads(row[0]), **fields}), batch_id))
-
-    def get_batch(self, batch_id: str) -> dict:
-        with self._locked():
-            row = self._db.execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no batch {batch_id!r}")
-        return json.loads(row[0])
-
-    def list_batches(self, limit: int = 50) -> list[dict]:
-        with self._locked():
-            rows = self._db.execute("SELECT doc FROM batches ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]

@@ -1,8 +1,7 @@
 """The model registry's shelf on MongoDB (:class:`~vi_stream.store.protocols.ModelShelf`).
 
 Collections: ``models`` (one document per version, unique on name+major+minor),
-``aliases`` (unique on alias), ``alias_changes`` (the log), ``gate_sets`` (frozen promotion-gate
-sets), ``shadow`` (shadow-mode comparisons), ``batches`` (``vi_stream batch`` records); the files in the GridFS
+``aliases`` (unique on alias), ``alias_changes`` (the log); the files in the GridFS
 bucket ``model_files`` with the SHA-256 as ``_id``. An alias moves with one conditional
 update (the compare-and-set) and its log entry is written after it.
 """
@@ -19,8 +18,6 @@ class MongoModels:
         self.db.models.create_index([("name", 1), ("major", -1), ("minor", -1)], unique=True, name="version")
         self.db.aliases.create_index([("alias", 1)], unique=True, name="alias")
         self.db.alias_changes.create_index([("alias", 1), ("_id", -1)], name="alias")
-        self.db.gate_sets.create_index([("id", 1)], unique=True, name="id")
-        self.db.batches.create_index([("id", 1)], unique=True, name="id")
 
     def _model_fs(self):
         import gridfs
@@ -50,10 +47,10 @@ class MongoModels:
             except pymongo.errors.DuplicateKeyError:
                 return put()   # registered meanwhile: same file or a clear conflict
             return doc
-        return self._call("register a model", put)
+        return self.call("register a model", put)
 
     def get_model_doc(self, name: str, major: int, minor: int) -> dict:
-        doc = self._call("read a model", self.db.models.find_one, {"name": name, "major": major, "minor": minor},
+        doc = self.call("read a model", self.db.models.find_one, {"name": name, "major": major, "minor": minor},
                          {"_id": 0})
         if doc is None:
             raise NotFoundError(f"no model {name}@{major}.{minor}")
@@ -61,7 +58,7 @@ class MongoModels:
 
     def list_model_docs(self, name: str | None = None) -> list[dict]:
         q = {} if name is None else {"name": name}
-        docs = self._call("list models", lambda: list(
+        docs = self.call("list models", lambda: list(
             self.db.models.find(q, {"_id": 0}).sort([("name", 1), ("major", -1), ("minor", -1)])))
         return [from_mongo(d) for d in docs]
 
@@ -73,10 +70,10 @@ class MongoModels:
                 return self._model_fs().get(sha256).read()
             except gridfs.errors.NoFile as err:
                 raise NotFoundError(f"model file {sha256[:12]} is registered but missing from GridFS") from err
-        return self._call("read a model file", get)
+        return self.call("read a model file", get)
 
     def get_aliases(self) -> dict[str, dict]:
-        docs = self._call("read the aliases", lambda: list(self.db.aliases.find({}, {"_id": 0}).sort("alias", 1)))
+        docs = self.call("read the aliases", lambda: list(self.db.aliases.find({}, {"_id": 0}).sort("alias", 1)))
         return {d.pop("alias"): from_mongo(d) for d in docs}
 
     def set_alias(self, alias: str, target: dict, expected: str | None, change: dict) -> bool:
@@ -98,55 +95,19 @@ class MongoModels:
                     return False
             self.db.alias_changes.insert_one(to_mongo({"alias": alias, **change}))
             return True
-        return self._call("move an alias", move)
+        return self.call("move an alias", move)
 
     def alias_changes(self, alias: str | None = None, limit: int = 100) -> list[dict]:
         q = {} if alias is None else {"alias": alias}
-        docs = self._call("read the alias log", lambda: list(
+        docs = self.call("read the alias log", lambda: list(
             self.db.alias_changes.find(q, {"_id": 0}).sort("_id", -1).limit(limit)))
         return [from_mongo(d) for d in docs]
 
     def update_model_doc(self, name: str, major: int, minor: int, fields: dict) -> dict:
         from pymongo import ReturnDocument
-        doc = self._call("update a model version", self.db.models.find_one_and_update,
+        doc = self.call("update a model version", self.db.models.find_one_and_update,
                          {"name": name, "major": major, "minor": minor}, {"$set": to_mongo(dict(fields))},
                          {"_id": 0}, return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFoundError(f"no model {name}@{major}.{minor}")
         return from_mongo(doc)
-
-    def put_gate_set(self, doc: dict) -> None:
-        self._call("keep a gate set", self.db.gate_sets.insert_one, to_mongo(dict(doc)))
-
-    def get_gate_set(self, gate_id: str | None = None) -> dict | None:
-        q = {} if gate_id is None else {"id": gate_id}
-        docs = self._call("read a gate set", lambda: list(
-            self.db.gate_sets.find(q, {"_id": 0}).sort("_id", -1).limit(1)))
-        return from_mongo(docs[0]) if docs else None
-
-    def put_shadow(self, doc: dict) -> None:
-        self._call("keep a shadow comparison", self.db.shadow.insert_one, to_mongo(dict(doc)))
-
-    def list_shadow(self, limit: int = 50) -> list[dict]:
-        docs = self._call("read shadow comparisons", lambda: list(
-            self.db.shadow.find({}, {"_id": 0}).sort("_id", -1).limit(limit)))
-        return [from_mongo(d) for d in docs]
-
-    def put_batch(self, doc: dict) -> None:
-        self._call("record a batch", self.db.batches.insert_one, to_mongo(dict(doc)))
-
-    def update_batch(self, batch_id: str, fields: dict) -> None:
-        res = self._call("update a batch", self.db.batches.update_one, {"id": batch_id},
-                         {"$set": to_mongo(dict(fields))})
-        if res.matched_count != 1:
-            raise NotFoundError(f"no batch {batch_id!r}")
-
-    def get_batch(self, batch_id: str) -> dict:
-        doc = self._call("read a batch", self.db.batches.find_one, {"id": batch_id}, {"_id": 0})
-        if doc is None:
-            raise NotFoundError(f"no batch {batch_id!r}")
-        return from_mongo(doc)
-
-    def list_batches(self, limit: int = 50) -> list[dict]:
-        docs = self._call("list batches", lambda: list(self.db.batches.find({}, {"_id": 0}).sort("_id", -1).limit(limit)))
-        return [from_mongo(d) for d in docs]

@@ -58,7 +58,13 @@ class Results(Protocol):
 
 
 class Store(Lifetime, Images, Results, Protocol):
-    """A results store: what the daemon, the writer and review need."""
+    """A results store: what the daemon, the writer and review need, and beside the results the other
+    families the backend keeps on the same connection, each a small object behind its own protocol
+    (declared below), so a user is handed only the family it needs."""
+
+    gate_sets: "GateSets"
+    shadows: "ShadowRecords"
+    batches: "BatchRecords"
 
 
 class ModelShelf(Protocol):
@@ -92,11 +98,19 @@ class ModelShelf(Protocol):
     def update_model_doc(self, name: str, major: int, minor: int, fields: dict) -> dict:
         """Set top-level ``fields`` of a version's document (never its file or hash); the new document."""
 
+
+class GateSets(Protocol):
+    """Frozen promotion-gate sets (:mod:`vi_stream.registry.retrain`)."""
+
     def put_gate_set(self, doc: dict) -> None:
         """Keep a frozen promotion-gate set (``doc["id"]`` is new; the set never changes after)."""
 
     def get_gate_set(self, gate_id: str | None = None) -> dict | None:
         """The gate set ``gate_id``, or the newest one; None when there is none."""
+
+
+class ShadowRecords(Protocol):
+    """Shadow-mode comparisons kept for a person to look at (:mod:`vi_stream.registry.shadow`)."""
 
     def put_shadow(self, doc: dict) -> None:
         """Keep one shadow-mode comparison (a candidate's verdict beside production's)."""

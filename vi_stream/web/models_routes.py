@@ -94,7 +94,7 @@ def add_routes(app: bottle.Bottle, api: Control, guarded: Callable, reply: Calla
     @app.get("/api/gate")
     @guarded(False)
     def gate():
-        doc = api.model_registry().shelf.get_gate_set()
+        doc = api.model_registry().shelf.gate_sets.get_gate_set()
         if doc is None:
             raise NotFoundError("no gate set yet: verify defect and good tiles, then POST /api/gate")
         return reply(gate=doc)
@@ -128,12 +128,12 @@ def add_routes(app: bottle.Bottle, api: Control, guarded: Callable, reply: Calla
     @app.get("/api/batches")
     @guarded(False)
     def batches():
-        return reply(batches=api.results_store().list_batches())
+        return reply(batches=api.results_store().batches.list_batches())
 
     @app.get("/api/batches/<batch_id>")
     @guarded(False)
     def batch(batch_id):
-        return reply(batch=api.results_store().get_batch(batch_id))
+        return reply(batch=api.results_store().batches.get_batch(batch_id))
 
     @app.get("/api/drift")
     @guarded(False)
