@@ -36,7 +36,7 @@ from vi_stream.errors import ConfigError, NotFoundError, StoreUnavailable
 from vi_stream.store import local_models, local_records
 from vi_stream.io.files import fsync_dir, write_durably
 from vi_stream.store.local_guard import CATALOGUE, FolderGuard, ident
-from vi_stream.store.local_models import LocalModels, make_leaf
+from vi_stream.store.local_models import LocalShelf, make_leaf
 from vi_stream.store.local_records import LocalBatches, LocalGateSets, LocalShadow
 
 _SCHEMA = """
@@ -68,7 +68,7 @@ def _unavailable(err: Exception, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"local store: cannot {what}: {reason}")
 
 
-class LocalStore(FolderGuard, LocalModels):
+class LocalStore(FolderGuard):
     """A :class:`~vi_stream.store.protocols.Store` in a folder. ``start()`` opens it (creating it if needed)."""
 
     def __init__(self, folder: str):
@@ -79,6 +79,7 @@ class LocalStore(FolderGuard, LocalModels):
         self._identity: tuple | None = None   # (folder, catalogue) as (st_dev, st_ino) when opened
         self._lost: str | None = None          # why the store in use went away; None while it is there
         # The families beside the results, each its own small object on this catalogue.
+        self.models = LocalShelf(self)
         self.gate_sets, self.shadows, self.batches = LocalGateSets(self), LocalShadow(self), LocalBatches(self)
 
     @property

@@ -25,7 +25,8 @@ from vi_stream.errors import ConfigError, NotFoundError, StoreUnavailable
 from vi_stream.store.uris import redact
 from vi_stream.store.mongo_docs import from_mongo, oid as _oid, to_mongo
 from vi_stream.store import mongo_records
-from vi_stream.store.mongo_models import MongoModels
+from vi_stream.store import mongo_models
+from vi_stream.store.mongo_models import MongoShelf
 from vi_stream.store.mongo_records import MongoBatches, MongoGateSets, MongoShadow
 
 def _transient(err: Exception) -> bool:
@@ -40,7 +41,7 @@ def _transient(err: Exception) -> bool:
     return isinstance(err, OSError)
 
 
-class MongoStore(MongoModels):
+class MongoStore:
     """``uri`` names the database in its path (``mongodb://host/itk``; default ``vi_stream``).
 
     ``client`` replaces the connection (tests pass a ``mongomock.MongoClient``).
@@ -63,6 +64,7 @@ class MongoStore(MongoModels):
         self._lock = threading.Lock()
         self._indexed = False
         # The families beside the results, each its own small object on this database.
+        self.models = MongoShelf(self)
         self.gate_sets, self.shadows, self.batches = MongoGateSets(self), MongoShadow(self), MongoBatches(self)
 
     def start(self) -> "MongoStore":
@@ -111,7 +113,7 @@ class MongoStore(MongoModels):
             self.db.sides.create_index([("tag", 1), ("processed_at", -1)], name="tag")
             self.db.sides.create_index([("score", -1)], name="score")
             self.db.sides.create_index([("model_version", 1), ("processed_at", -1)], name="model_version")
-            self.ensure_model_indexes()
+            mongo_models.ensure_indexes(self.db)
             mongo_records.ensure_indexes(self.db)
             if not self.db.sides.find_one({}, {"_id": 1}):
                 # a database written before the history existed: index the sides it holds, once

@@ -62,6 +62,7 @@ class Store(Lifetime, Images, Results, Protocol):
     families the backend keeps on the same connection, each a small object behind its own protocol
     (declared below), so a user is handed only the family it needs."""
 
+    models: "ModelShelf"
     gate_sets: "GateSets"
     shadows: "ShadowRecords"
     batches: "BatchRecords"

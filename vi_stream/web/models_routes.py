@@ -94,7 +94,7 @@ def add_routes(app: bottle.Bottle, api: Control, guarded: Callable, reply: Calla
     @app.get("/api/gate")
     @guarded(False)
     def gate():
-        doc = api.model_registry().shelf.gate_sets.get_gate_set()
+        doc = api.model_registry().store.gate_sets.get_gate_set()
         if doc is None:
             raise NotFoundError("no gate set yet: verify defect and good tiles, then POST /api/gate")
         return reply(gate=doc)
@@ -103,7 +103,7 @@ def add_routes(app: bottle.Bottle, api: Control, guarded: Callable, reply: Calla
     @guarded(True)
     def freeze_gate():
         data = body_object('send {} or {"by": ...}')
-        doc = retrain.freeze_gate(api.model_registry().shelf, who(data))
+        doc = retrain.freeze_gate(api.model_registry().store, who(data))
         return reply(gate={k: v for k, v in doc.items() if k != "tiles"})
 
     @app.get("/api/retrain")
