@@ -95,7 +95,7 @@ def test_an_array_of_images_is_scored_and_every_result_stored_once(cluster, tmp_
         run.fetched.clear()                                   # as if the station had restarted
         again = run._ingest(0, doc["jobs"][0]["job"], _Writer(store))   # ingesting a task again stores nothing new
         assert again and store.count_results() == 4
-        stored = store.get_batch(doc["id"])
+        stored = store.batches.get_batch(doc["id"])
         assert stored["state"] == "done" and set(stored["tasks"]) == {"0", "1"} and stored["jobs"]
     finally:
         shell.close()

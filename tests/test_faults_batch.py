@@ -126,7 +126,7 @@ def test_two_inputs_of_one_stem_in_one_task_are_both_stored_and_counted(cluster,
     assert p.returncode == 0 and "done, 2 results stored" in p.stdout, (p.stdout, p.stderr)
     with LocalStore(store).start() as s:
         assert s.count_results() == 2
-        doc = s.list_batches()[0]
+        doc = s.batches.list_batches()[0]
         assert doc["state"] == "done" and doc["stored"] == 2, json.dumps(doc)[:2000]
 
 
@@ -145,7 +145,7 @@ def test_a_failed_batch_records_what_it_stored(cluster, tmp_path, model_path):
            "--tasks", 2, "--retries", 0, "--command", command, "--timeout", 300, env=dict(os.environ, **cluster[1]))
     assert p.returncode == 1 and "failed, 1 results stored" in p.stdout, (p.stdout, p.stderr)
     with LocalStore(store).start() as s:
-        doc = s.list_batches()[0]
+        doc = s.batches.list_batches()[0]
         assert doc["state"] == "failed" and doc["stored"] == s.count_results() == 1, json.dumps(doc)[:2000]
 
 

@@ -7,6 +7,7 @@ from vi_stream.store import review
 from vi_stream.errors import ConfigError
 from vi_stream.store.local import LocalStore
 from vi_stream.store.protocols import HistoryQuery
+from vi_stream.web.params import history_query
 
 from .store_helpers import make_record
 
@@ -54,7 +55,7 @@ def test_newest_first_with_the_total_and_pages(filled):
     ({"sort": "score", "verdict": "good", "order": "asc", "limit": "1"}, ["M-01"]),
 ])
 def test_filters_and_sorting(filled, params, want):
-    rows, total = filled.find_sides(HistoryQuery.parse(params))
+    rows, total = filled.find_sides(history_query(params))
     assert [r["module"] for r in rows] == want
     if "limit" not in params:
         assert total == len(want)
@@ -88,7 +89,7 @@ def test_filter_by_model_version(store):
         r = _record(i, f"V-{i}", minute=i)
         r.side["model_version"] = version
         store.write([r])
-    rows, total = store.find_sides(HistoryQuery.parse({"model_version": "pads@1.1"}))
+    rows, total = store.find_sides(history_query({"model_version": "pads@1.1"}))
     assert [r["module"] for r in rows] == ["V-3", "V-1"] and total == 2
     assert rows[0]["model_version"] == "pads@1.1"
 
@@ -146,4 +147,4 @@ def test_local_history_reads_indexes_not_the_table(tmp_path, where):
 ])
 def test_bad_filters_are_named(params, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)")):
-        HistoryQuery.parse(params)
+        history_query(params)

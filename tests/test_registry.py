@@ -218,6 +218,8 @@ def test_a_follower_runs_the_cached_version_while_the_store_is_down(tmp_path, mo
         ModelFollower(reg, "production", str(tmp_path / "cache")).initial()
 
     class Down:
+        models = property(lambda self: self)   # its shelf is down too
+
         def __getattr__(self, name):
             def fail(*a, **k):
                 raise StoreUnavailable("MongoDB: connection refused")

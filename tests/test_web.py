@@ -352,7 +352,7 @@ def test_the_batches_page_lists_slurm_batches_and_shows_one(page, daemon):
     doc = {"id": "batch-web-1", "state": "done", "created_at": "2026-11-29T10:00:00.000+00:00", "created_by": "alice",
            "inputs": ["a.png", "b.png"], "jobs": [{"job": "12", "tasks": [0, 1]}], "tasks": {"0": {"state": "STORED"}},
            "stored": 2, "progress": "2 of 2 tasks", "log_tail": {"0/12": ["2 images scored"]}}
-    daemon.store.put_batch(doc)
+    daemon.store.batches.put_batch(doc)
     page.goto(page.base + "/#/batches")
     page.wait_for_selector("#batches[data-ready='1']")
     row = page.locator("#batches tbody tr", has_text="batch-web-1")

@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from vi_stream.cli.models import _who
     from vi_stream.service.config import default_store, state_dir
-    from vi_stream.service.daemon import open_store
+    from vi_stream.store.open import open_store
     from vi_stream.errors import ConfigError
     from vi_stream.registry.versions import Registry, ref
     from vi_stream.frame import check_module
@@ -131,18 +131,18 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("a batch records itself and its results in a store: not --store off")
     with store:
         if args.verb == "list":
-            for b in store.list_batches():
+            for b in store.batches.list_batches():
                 print(f"{b['id']}  {b['state']}  {len(b['inputs'])} inputs  {b.get('progress', '')}  "
                       f"{b['created_at']} by {b['created_by']}")
             return 0
         if args.verb == "show":
-            print(json.dumps(store.get_batch(args.id), indent=2))
+            print(json.dumps(store.batches.get_batch(args.id), indent=2))
             return 0
         shell = _shell(args)
         try:
             if args.verb == "cancel":
                 from vi_stream.io.slurm import Slurm
-                for j in store.get_batch(args.id)["jobs"]:
+                for j in store.batches.get_batch(args.id)["jobs"]:
                     Slurm(shell).cancel(j["job"])
                 print(f"cancelled the jobs of {args.id}")
                 return 0

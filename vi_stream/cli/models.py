@@ -111,7 +111,7 @@ def _change(c: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from vi_stream.service.config import default_store
-    from vi_stream.service.daemon import open_store
+    from vi_stream.store.open import open_store
     from vi_stream.errors import ConfigError
     from vi_stream.registry import retrain
     from vi_stream.registry.versions import Registry
@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 f"\ngate {g}: recall {m['recall']:.3f}, false alarms {m['false_alarm_rate']:.3f}"
                 for g, m in (out.get("gate") or {}).items())
         elif args.verb == "gate":
-            out = retrain.freeze_gate(store, _who(args.by)) if args.action == "freeze" else store.get_gate_set()
+            out = retrain.freeze_gate(store, _who(args.by)) if args.action == "freeze" else store.gate_sets.get_gate_set()
             if out is None:
                 raise ConfigError("no gate set yet: verify tiles, then `vi_stream models gate freeze`")
             text = f"gate {out['id']}: {out['defect_tiles']} defect and {out['good_tiles']} good tiles, " \

@@ -84,7 +84,7 @@ def freeze_gate(store, by: str = "") -> dict:
     digest = hashlib.sha256("".join(sorted(t["image_id"] + t["mask_id"] for t in tiles)).encode()).hexdigest()
     doc = {"id": f"gate-{rec.now_iso()[:19].replace(':', '')}-{digest[:8]}", "created_at": rec.now_iso(),
            "created_by": by or "unknown", "tiles": tiles, **{f"{k}_tiles": n for k, n in counts.items()}}
-    store.put_gate_set(doc)
+    store.gate_sets.put_gate_set(doc)
     return doc
 
 
@@ -95,7 +95,7 @@ def gate_metrics(registry: Registry, doc: dict, gate: dict, model=None) -> dict:
     if have:
         return have
     model = model or registry.load(doc)
-    store = registry.shelf
+    store = registry.store
     hits = {"defect": 0, "good": 0}
     for t in gate["tiles"]:
         tile = files.decode_image(store.get_image(t["image_id"]), f"gate tile {t['image_id']}")
@@ -113,7 +113,7 @@ def promote(registry: Registry, alias: str, name: str, version: str, reason: str
     """:meth:`Registry.promote` behind the gate: to a gated alias, a candidate that does worse than
     the version there now on the newest gate set is refused (StateError) unless ``force``."""
     check = None
-    gate = registry.shelf.get_gate_set() if alias in GATED_ALIASES else None
+    gate = registry.store.gate_sets.get_gate_set() if alias in GATED_ALIASES else None
     current = registry.aliases().get(alias)
     if alias in GATED_ALIASES:
         # The gate is judged against the version the alias shows now, so the move is made only if it
@@ -162,7 +162,7 @@ def retrain(registry: Registry, images_dir: str, from_alias: str = "production",
             yield img
 
     def good_tiles() -> Iterator[np.ndarray]:
-        for t in verified_tiles(registry.shelf):
+        for t in verified_tiles(registry.store):
             if t["label"] != "good":
                 continue
             if min(t["image"].shape[:2]) < config.tile:
@@ -187,7 +187,7 @@ def retrain(registry: Registry, images_dir: str, from_alias: str = "production",
         parse_version(version)
     doc = registry.register(data, name or base_doc["name"], version, by=by,
                             source=f"retrain of {ref(base_doc)} + {seen['tiles']} verified good tiles")
-    gate = registry.shelf.get_gate_set()
+    gate = registry.store.gate_sets.get_gate_set()
     if gate is not None:
         doc = dict(doc, gate={gate["id"]: gate_metrics(registry, doc, gate, model)})
     if to_alias:

@@ -5,7 +5,7 @@ the shadow thread is still busy the frame is skipped and counted, so production 
 waits). A low-priority thread scores the frame's image with the candidate at the
 candidate's own threshold and compares its verdict with production's. Counts of
 agreement go to ``/statistics`` and the page; every comparison where the two disagree is
-kept in the store (``put_shadow``) with both verdicts, scores and versions, so a person can
+kept in the store's shadow records (``put_shadow``) with both verdicts, scores and versions, so a person can
 look at exactly the frames the candidate would have judged differently.
 """
 from __future__ import annotations
@@ -17,14 +17,16 @@ import time
 from collections import deque
 
 from vi_stream.store import record as rec
+from vi_stream.store.protocols import ShadowRecords
 from vi_stream.threads import lower_priority
 
 log = logging.getLogger("vi_stream.shadow")
 
 
 class ShadowWatch:
-    def __init__(self, every: int, prefix: str, shelf=None, keep: int = 50, nice: int = 10):
-        self.every, self.prefix, self.shelf, self.nice = every, prefix, shelf, nice
+    def __init__(self, every: int, prefix: str, records: ShadowRecords | None = None, keep: int = 50,
+                 nice: int = 10):
+        self.every, self.prefix, self.records, self.nice = every, prefix, records, nice
         self.model = None
         self.version: str | None = None
         self.seen = self.compared = self.agreed = self.skipped = self.errors = 0
@@ -101,9 +103,9 @@ class ShadowWatch:
             self.only_candidate += doc["candidate"]["is_anomalous"] and not agree
             if not agree:
                 self.recent.append(doc)
-        if not agree and self.shelf is not None:
+        if not agree and self.records is not None:
             try:
-                self.shelf.put_shadow(doc)
+                self.records.put_shadow(doc)
             except Exception as err:   # kept in memory; the store may be down
                 log.warning("shadow comparison of pulse %s not stored: %r", f.pulse_id, err)
         return doc

@@ -21,7 +21,7 @@ from typing import Any
 from vi_stream.store import record as rec
 from vi_stream.errors import ConfigError, InputError, ModelError, NotFoundError, StateError
 from vi_stream.processing.settings import check_word, parse_version
-from vi_stream.store.protocols import ModelShelf
+from vi_stream.store.protocols import Store
 
 _META_KEYS = ("model_id", "backbone", "layers", "tile", "overlap", "channels", "threshold", "threshold_rule",
               "training_digest", "training_images", "calibration_images", "calibration_scores", "bank_patches",
@@ -61,10 +61,12 @@ def load_bytes(data: bytes, device: str = "cpu", where: str = "model file", allo
 
 
 class Registry:
-    """Versions and aliases in ``shelf`` (a store that is started)."""
+    """Versions and aliases on ``store.models`` (the shelf of a store that is started)."""
 
-    def __init__(self, shelf: ModelShelf, device: str = "cpu"):
-        self.shelf, self.device = shelf, device
+    def __init__(self, store: Store, device: str = "cpu"):
+        # The shelf holds versions and aliases; the store beside it the results, images and gate sets
+        # that retraining and the promotion gate read.
+        self.store, self.shelf, self.device = store, store.models, device
 
     # ------------------------------------------------------------------ versions
     def register(self, data: bytes, name: str, version: str | None = None, by: str = "",

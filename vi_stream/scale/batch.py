@@ -45,6 +45,7 @@ from vi_stream.io import files
 from vi_stream.store import spool
 from vi_stream.io.files import write_durably
 from vi_stream.io.slurm import CANCELLED, RETRYABLE, TERMINAL_OK, Shell, Slurm
+from vi_stream.store.protocols import BatchRecords
 from vi_stream.store.spool import Spool
 from vi_stream.store.writer import StoreWriter
 
@@ -110,13 +111,14 @@ def _split(paths: list[str], tasks: int) -> list[list[str]]:
     return [paths[i::n] for i in range(n)]
 
 
-def new_batch(store, inputs: list[str], model_version: str | None, opts: BatchOptions, by: str) -> dict:
+def new_batch(records: BatchRecords, inputs: list[str], model_version: str | None, opts: BatchOptions,
+              by: str) -> dict:
     digest = hashlib.sha256("\n".join(sorted(inputs)).encode() + (model_version or "").encode()).hexdigest()
     doc = {"id": f"batch-{rec.now_iso()[:19].replace(':', '')}-{digest[:8]}", "state": "staging",
            "created_at": rec.now_iso(), "created_by": by or "unknown", "inputs": [os.path.basename(p) for p in inputs],
            "model_version": model_version, "options": {k: v for k, v in asdict(opts).items() if k != "extra_env"},
            "jobs": [], "tasks": {}, "stored": 0, "log_tail": {}}
-    store.put_batch(doc)
+    records.put_batch(doc)
     return doc
 
 
@@ -135,7 +137,7 @@ class BatchRun:
             raise InputError("two inputs have the same file name: one task folder could not hold both")
         self.where = {p: self._module_side(p) for p in self.inputs}    # checked before anything is staged
         self.slurm = Slurm(shell)
-        self.doc = new_batch(store, self.inputs, model_version, opts, by)
+        self.doc = new_batch(store.batches, self.inputs, model_version, opts, by)
         self.root = posixpath.join(opts.workdir, self.doc["id"])
         self.spool_dir = os.path.join(spool_dir, self.doc["id"])
         self.split = _split(self.inputs, opts.tasks)
@@ -158,7 +160,7 @@ class BatchRun:
 
     def _update(self, **fields) -> None:
         self.doc.update(fields)
-        self.store.update_batch(self.doc["id"], fields)
+        self.store.batches.update_batch(self.doc["id"], fields)
 
     # ------------------------------------------------------------------ staging and submitting
     def stage(self) -> None:

@@ -31,7 +31,7 @@ from vi_stream.service.desks import ModelsDesk, ResultsDesk
 from vi_stream.web.app import make_app
 from vi_stream.web.server import serve
 from vi_stream.store.protocols import Store
-from vi_stream.store.uris import redact
+from vi_stream.store.open import open_store
 from vi_stream.store.writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")
@@ -86,7 +86,8 @@ class Daemon:
         self.shadow: ShadowWatch | None = None
         self.shadow_follower: ModelFollower | None = None
         if cfg.shadow_alias:
-            self.shadow = ShadowWatch(cfg.shadow_every, cfg.prefix, self.store)
+            self.shadow = ShadowWatch(cfg.shadow_every, cfg.prefix,
+                                      self.store.shadows if self.store is not None else None)
             self.shadow_follower = ModelFollower(self.registry, cfg.shadow_alias, config_mod.model_cache_dir(),
                                                  cfg.device, apply=self.shadow.set_model, poll=cfg.model_poll)
         watchers = (self.live, self.drift) + ((self.shadow,) if self.shadow is not None else ())
@@ -259,7 +260,7 @@ class Daemon:
     def shadow_status(self) -> dict:
         if self.shadow is None:
             raise StateError("shadow mode is off: start the daemon with --shadow-alias ALIAS")
-        stored = self.store.list_shadow(50) if self.store is not None else []
+        stored = self.store.shadows.list_shadow(50) if self.store is not None else []
         return {**self.shadow.status(), "stored_disagreements": stored}
 
     def drift_status(self) -> dict:
@@ -332,23 +333,6 @@ def _load_model(cfg: config_mod.DaemonConfig) -> AnomalyModel:
     if not cfg.model:
         raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
     return load(cfg.model, cfg.device, cfg.allow_unchecked)
-
-
-def open_store(spec: str | None) -> Store | None:
-    """The daemon's choice of store: ``mongodb://...`` -> MongoStore; ``off`` -> None; else a local store
-    folder. Not connected yet (``start()`` does that). The default (MONGO_* environment, else the
-    state directory) is resolved by :func:`vi_stream.service.config.build`, which hands the result here."""
-    if not spec:
-        raise ConfigError("no store named: give a mongodb:// URI, a folder or 'off' (config.build fills in the default)")
-    if spec == "off":
-        return None
-    if spec.startswith(("mongodb://", "mongodb+srv://")):
-        from vi_stream.store.mongo import MongoStore
-        return MongoStore(spec)
-    if "://" in spec:
-        raise ConfigError(f"store must be a mongodb:// URI, a folder or 'off', got {redact(spec)!r}")
-    from vi_stream.store.local import LocalStore
-    return LocalStore(spec)
 
 
 def accounting_line(s: dict) -> str:

@@ -45,10 +45,10 @@ class ResultsDesk:
         return review.verify(self._store(), name, side, tile, verified, result_id)
 
     def batches(self) -> list[dict]:
-        return self._store().list_batches()
+        return self._store().batches.list_batches()
 
     def batch(self, batch_id: str) -> dict:
-        return self._store().get_batch(batch_id)
+        return self._store().batches.get_batch(batch_id)
 
 
 class ModelsDesk:
@@ -85,12 +85,12 @@ class ModelsDesk:
         return change
 
     def gate_set(self) -> dict:
-        doc = self._registry().shelf.get_gate_set()
+        doc = self._registry().store.gate_sets.get_gate_set()
         if doc is None:
             raise NotFoundError("no gate set yet: verify defect and good tiles, then POST /api/gate")
         return doc
 
     def freeze_gate(self, by: str) -> dict:
         """Freeze the verified tiles as the gate's new set; its summary (without the tiles)."""
-        doc = retrain.freeze_gate(self._registry().shelf, by)
+        doc = retrain.freeze_gate(self._registry().store, by)
         return {k: v for k, v in doc.items() if k != "tiles"}

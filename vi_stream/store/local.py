@@ -33,10 +33,11 @@ from typing import Iterator
 from vi_stream.store import record as rec
 from vi_stream.store.protocols import HistoryQuery, side_row, supersedes
 from vi_stream.errors import ConfigError, NotFoundError, StoreUnavailable
-from vi_stream.store import local_models
+from vi_stream.store import local_models, local_records
 from vi_stream.io.files import fsync_dir, write_durably
 from vi_stream.store.local_guard import CATALOGUE, FolderGuard, ident
-from vi_stream.store.local_models import LocalModels, make_leaf
+from vi_stream.store.local_models import LocalShelf, make_leaf
+from vi_stream.store.local_records import LocalBatches, LocalGateSets, LocalShadow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);
@@ -67,7 +68,7 @@ def _unavailable(err: Exception, what: str) -> StoreUnavailable:
     return StoreUnavailable(f"local store: cannot {what}: {reason}")
 
 
-class LocalStore(FolderGuard, LocalModels):
+class LocalStore(FolderGuard):
     """A :class:`~vi_stream.store.protocols.Store` in a folder. ``start()`` opens it (creating it if needed)."""
 
     def __init__(self, folder: str):
@@ -77,6 +78,9 @@ class LocalStore(FolderGuard, LocalModels):
         self._lock = threading.Lock()
         self._identity: tuple | None = None   # (folder, catalogue) as (st_dev, st_ino) when opened
         self._lost: str | None = None          # why the store in use went away; None while it is there
+        # The families beside the results, each its own small object on this catalogue.
+        self.models = LocalShelf(self)
+        self.gate_sets, self.shadows, self.batches = LocalGateSets(self), LocalShadow(self), LocalBatches(self)
 
     @property
     def _db_path(self) -> str:
@@ -129,7 +133,7 @@ class LocalStore(FolderGuard, LocalModels):
     def _ensure_schema(self) -> None:
         """Under the lock: the tables and indexes, and what older stores lack."""
         fresh = not self._db.execute("SELECT name FROM sqlite_master WHERE name = 'sides'").fetchone()
-        self._db.executescript(_SCHEMA + local_models.SCHEMA)
+        self._db.executescript(_SCHEMA + local_models.SCHEMA + local_records.SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(sides)")}
         if "model_version" not in columns:   # a store from before the registry: the column, from the rows
             self._db.executescript("BEGIN; ALTER TABLE sides ADD COLUMN model_version TEXT NOT NULL DEFAULT ''; "
@@ -156,6 +160,14 @@ class LocalStore(FolderGuard, LocalModels):
                 self._db = None
             self._identity = self._lost = None
 
+    def reading(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """The catalogue under the lock, checked to be the one at the path (StoreUnavailable if not)."""
+        return self._locked()
+
+    def transaction(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on the catalogue (``what`` names it in a StoreUnavailable)."""
+        return self._transaction(what)
+
     # ------------------------------------------------------------------ files
     def _path(self, image_id: str) -> str:
         return os.path.join(self.folder, "images", image_id[:2], image_id + ".png")
@@ -168,7 +180,7 @@ class LocalStore(FolderGuard, LocalModels):
         write_durably(path, data)
 
     @contextlib.contextmanager
-    def _transaction(self, what: str) -> Iterator[None]:
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
         """One SQLite write transaction under the lock; store-side failures become StoreUnavailable.
         The files are checked before and after: a commit into a catalogue removed meanwhile is not a
         write (StoreUnavailable, so the writer spools it and replays it into the store put back)."""
@@ -176,7 +188,7 @@ class LocalStore(FolderGuard, LocalModels):
             with self._locked():
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    yield
+                    yield self._db
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:

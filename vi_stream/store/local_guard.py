@@ -103,11 +103,11 @@ class FolderGuard:
             log.warning("local store %s is back: reopened the catalogue found there", self.folder)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The lock, with ``self._db`` checked to be the store at the path (StoreUnavailable if not)."""
+    def _locked(self) -> Iterator[sqlite3.Connection]:
+        """The lock, with ``self._db`` checked to be the store at the path (StoreUnavailable if not); yields it."""
         with self._lock:
             self._live()
-            yield
+            yield self._db
 
     def check(self) -> None:
         """StoreUnavailable if the store's files are gone (the writer asks when idle, to report it)."""

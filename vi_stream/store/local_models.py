@@ -3,8 +3,7 @@
 Layout under the store folder, beside the results::
 
     catalogue.sqlite   models (name, major, minor, sha256, doc), aliases (alias, doc),
-                       alias_changes (seq, alias, doc), gate_sets (seq, id, doc), shadow (seq, doc),
-                       batches (seq, id, doc): ``vi_stream batch`` records
+                       alias_changes (seq, alias, doc)
     models/<sha256>.npz   the model files, content-addressed
 
 A file is written (temp name, fsync, rename) before the row that names it, as images are.
@@ -14,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from vi_stream.errors import NotFoundError, StateError
 from vi_stream.io.files import fsync_dir, write_durably
@@ -25,9 +25,6 @@ CREATE TABLE IF NOT EXISTS aliases (alias TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alias_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, alias TEXT NOT NULL,
                                           doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS alias_changes_alias ON alias_changes (alias, seq);
-CREATE TABLE IF NOT EXISTS gate_sets (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS shadow (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
 """
 
 
@@ -44,17 +41,21 @@ def _target(doc: dict | None) -> str:
     return "" if not doc else f"{doc['name']}@{doc['version']}"
 
 
-class LocalModels:
-    """Mixed into :class:`~vi_stream.store.local.LocalStore` (its folder, lock and transactions)."""
+class LocalShelf:
+    """:class:`~vi_stream.store.protocols.ModelShelf` in ``catalogue`` (a LocalStore: its folder, and its
+    connection through ``reading()`` and ``transaction()``)."""
+
+    def __init__(self, catalogue: Any):
+        self._cat = catalogue
 
     def _model_path(self, sha256: str) -> str:
-        return os.path.join(self.folder, "models", sha256 + ".npz")
+        return os.path.join(self._cat.folder, "models", sha256 + ".npz")
 
     def put_model(self, doc: dict, data: bytes) -> dict:
         path = self._model_path(doc["sha256"])
-        with self._transaction("register a model"):
-            row = self._db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
-                                   (doc["name"], doc["major"], doc["minor"])).fetchone()
+        with self._cat.transaction("register a model") as db:
+            row = db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
+                             (doc["name"], doc["major"], doc["minor"])).fetchone()
             if row is not None:
                 have = json.loads(row[0])
                 if have["sha256"] != doc["sha256"]:
@@ -65,104 +66,61 @@ class LocalModels:
                 make_leaf(os.path.dirname(path))
                 write_durably(path, data)
                 fsync_dir(os.path.dirname(path))
-            self._db.execute("INSERT INTO models (name, major, minor, sha256, doc) VALUES (?, ?, ?, ?, ?)",
-                             (doc["name"], doc["major"], doc["minor"], doc["sha256"], json.dumps(doc)))
+            db.execute("INSERT INTO models (name, major, minor, sha256, doc) VALUES (?, ?, ?, ?, ?)",
+                       (doc["name"], doc["major"], doc["minor"], doc["sha256"], json.dumps(doc)))
         return doc
 
     def get_model_doc(self, name: str, major: int, minor: int) -> dict:
-        with self._locked():
-            row = self._db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
-                                   (name, major, minor)).fetchone()
+        with self._cat.reading() as db:
+            row = db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
+                             (name, major, minor)).fetchone()
         if row is None:
             raise NotFoundError(f"no model {name}@{major}.{minor}")
         return json.loads(row[0])
 
     def list_model_docs(self, name: str | None = None) -> list[dict]:
         cond, args = ("WHERE name = ?", (name,)) if name is not None else ("", ())
-        with self._locked():
-            rows = self._db.execute(f"SELECT doc FROM models {cond} ORDER BY name, major DESC, minor DESC",
-                                    args).fetchall()
+        with self._cat.reading() as db:
+            rows = db.execute(f"SELECT doc FROM models {cond} ORDER BY name, major DESC, minor DESC",
+                              args).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def get_model_file(self, sha256: str) -> bytes:
-        self.check()   # a folder removed under us: StoreUnavailable, not "missing"
+        self._cat.check()   # a folder removed under us: StoreUnavailable, not "missing"
         try:
             with open(self._model_path(sha256), "rb") as f:
                 return f.read()
         except FileNotFoundError as err:
-            raise NotFoundError(f"model file {sha256[:12]} is registered but missing from {self.folder}") from err
+            raise NotFoundError(f"model file {sha256[:12]} is registered but missing from {self._cat.folder}") from err
 
     def get_aliases(self) -> dict[str, dict]:
-        with self._locked():
-            rows = self._db.execute("SELECT alias, doc FROM aliases ORDER BY alias").fetchall()
+        with self._cat.reading() as db:
+            rows = db.execute("SELECT alias, doc FROM aliases ORDER BY alias").fetchall()
         return {a: json.loads(d) for a, d in rows}
 
     def set_alias(self, alias: str, target: dict, expected: str | None, change: dict) -> bool:
-        with self._transaction("move an alias"):
-            row = self._db.execute("SELECT doc FROM aliases WHERE alias = ?", (alias,)).fetchone()
+        with self._cat.transaction("move an alias") as db:
+            row = db.execute("SELECT doc FROM aliases WHERE alias = ?", (alias,)).fetchone()
             if expected is not None and _target(json.loads(row[0]) if row else None) != expected:
                 return False
-            self._db.execute("INSERT OR REPLACE INTO aliases (alias, doc) VALUES (?, ?)", (alias, json.dumps(target)))
-            self._db.execute("INSERT INTO alias_changes (alias, doc) VALUES (?, ?)", (alias, json.dumps(change)))
+            db.execute("INSERT OR REPLACE INTO aliases (alias, doc) VALUES (?, ?)", (alias, json.dumps(target)))
+            db.execute("INSERT INTO alias_changes (alias, doc) VALUES (?, ?)", (alias, json.dumps(change)))
         return True
 
     def alias_changes(self, alias: str | None = None, limit: int = 100) -> list[dict]:
         cond, args = ("WHERE alias = ?", [alias]) if alias is not None else ("", [])
-        with self._locked():
-            rows = self._db.execute(f"SELECT doc FROM alias_changes {cond} ORDER BY seq DESC LIMIT ?",
-                                    args + [limit]).fetchall()
+        with self._cat.reading() as db:
+            rows = db.execute(f"SELECT doc FROM alias_changes {cond} ORDER BY seq DESC LIMIT ?",
+                              args + [limit]).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def update_model_doc(self, name: str, major: int, minor: int, fields: dict) -> dict:
-        with self._transaction("update a model version"):
-            row = self._db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
-                                   (name, major, minor)).fetchone()
+        with self._cat.transaction("update a model version") as db:
+            row = db.execute("SELECT doc FROM models WHERE name = ? AND major = ? AND minor = ?",
+                             (name, major, minor)).fetchone()
             if row is None:
                 raise NotFoundError(f"no model {name}@{major}.{minor}")
             doc = {**json.loads(row[0]), **fields}
-            self._db.execute("UPDATE models SET doc = ? WHERE name = ? AND major = ? AND minor = ?",
-                             (json.dumps(doc), name, major, minor))
+            db.execute("UPDATE models SET doc = ? WHERE name = ? AND major = ? AND minor = ?",
+                       (json.dumps(doc), name, major, minor))
         return doc
-
-    def put_gate_set(self, doc: dict) -> None:
-        with self._transaction("keep a gate set"):
-            self._db.execute("INSERT INTO gate_sets (id, doc) VALUES (?, ?)", (doc["id"], json.dumps(doc)))
-
-    def get_gate_set(self, gate_id: str | None = None) -> dict | None:
-        with self._locked():
-            row = (self._db.execute("SELECT doc FROM gate_sets WHERE id = ?", (gate_id,)) if gate_id is not None
-                   else self._db.execute("SELECT doc FROM gate_sets ORDER BY seq DESC LIMIT 1")).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def put_shadow(self, doc: dict) -> None:
-        with self._transaction("keep a shadow comparison"):
-            self._db.execute("INSERT INTO shadow (doc) VALUES (?)", (json.dumps(doc),))
-
-    def list_shadow(self, limit: int = 50) -> list[dict]:
-        with self._locked():
-            rows = self._db.execute("SELECT doc FROM shadow ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def put_batch(self, doc: dict) -> None:
-        with self._transaction("record a batch"):
-            self._db.execute("INSERT INTO batches (id, doc) VALUES (?, ?)", (doc["id"], json.dumps(doc)))
-
-    def update_batch(self, batch_id: str, fields: dict) -> None:
-        with self._transaction("update a batch"):
-            row = self._db.execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no batch {batch_id!r}")
-            self._db.execute("UPDATE batches SET doc = ? WHERE id = ?",
-                             (json.dumps({**json.loads(row[0]), **fields}), batch_id))
-
-    def get_batch(self, batch_id: str) -> dict:
-        with self._locked():
-            row = self._db.execute("SELECT doc FROM batches WHERE id = ?", (batch_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no batch {batch_id!r}")
-        return json.loads(row[0])
-
-    def list_batches(self, limit: int = 50) -> list[dict]:
-        with self._locked():
-            rows = self._db.execute("SELECT doc FROM batches ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
-        return [json.loads(r[0]) for r in rows]

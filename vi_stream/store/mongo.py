@@ -24,7 +24,10 @@ from vi_stream.store.protocols import HistoryQuery, side_row, supersedes
 from vi_stream.errors import ConfigError, NotFoundError, StoreUnavailable
 from vi_stream.store.uris import redact
 from vi_stream.store.mongo_docs import from_mongo, oid as _oid, to_mongo
-from vi_stream.store.mongo_models import MongoModels
+from vi_stream.store import mongo_records
+from vi_stream.store import mongo_models
+from vi_stream.store.mongo_models import MongoShelf
+from vi_stream.store.mongo_records import MongoBatches, MongoGateSets, MongoShadow
 
 def _transient(err: Exception) -> bool:
     import pymongo.errors as pe
@@ -38,7 +41,7 @@ def _transient(err: Exception) -> bool:
     return isinstance(err, OSError)
 
 
-class MongoStore(MongoModels):
+class MongoStore:
     """``uri`` names the database in its path (``mongodb://host/itk``; default ``vi_stream``).
 
     ``client`` replaces the connection (tests pass a ``mongomock.MongoClient``).
@@ -60,6 +63,9 @@ class MongoStore(MongoModels):
         self.db = None
         self._lock = threading.Lock()
         self._indexed = False
+        # The families beside the results, each its own small object on this database.
+        self.models = MongoShelf(self)
+        self.gate_sets, self.shadows, self.batches = MongoGateSets(self), MongoShadow(self), MongoBatches(self)
 
     def start(self) -> "MongoStore":
         """Create the client (it connects in the background) and try the indexes once."""
@@ -83,7 +89,8 @@ class MongoStore(MongoModels):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, what: str, fn, *a, **k):
+    def call(self, what: str, fn, *a, **k):
+        """``fn(*a, **k)``, a server out of reach (or not writable now) raised as StoreUnavailable."""
         try:
             return fn(*a, **k)
         except Exception as err:
@@ -106,14 +113,15 @@ class MongoStore(MongoModels):
             self.db.sides.create_index([("tag", 1), ("processed_at", -1)], name="tag")
             self.db.sides.create_index([("score", -1)], name="score")
             self.db.sides.create_index([("model_version", 1), ("processed_at", -1)], name="model_version")
-            self.ensure_model_indexes()
+            mongo_models.ensure_indexes(self.db)
+            mongo_records.ensure_indexes(self.db)
             if not self.db.sides.find_one({}, {"_id": 1}):
                 # a database written before the history existed: index the sides it holds, once
                 for doc in self.db.modules.find({}, {s: 1 for s in ("name",) + rec.SIDES}):
                     for s in rec.SIDES:
                         if doc.get(s):
                             self._index_side(doc["name"], s, from_mongo(doc[s]))
-        self._call("create indexes", make)  # create_index is a no-op when the same index exists
+        self.call("create indexes", make)  # create_index is a no-op when the same index exists
         self._indexed = True
 
     def close(self) -> None:
@@ -148,7 +156,7 @@ class MongoStore(MongoModels):
                     # Chunks without a files document are what a write cut short leaves: clear, write again.
                     self.db.fs.chunks.delete_many({"files_id": oid})
                     fs.put(images[i], _id=oid, filename=f"{i}.png", contentType="image/png", metadata=meta)
-        self._call("write images", put)
+        self.call("write images", put)
 
     def write(self, records: list[rec.Record]) -> None:
         if not self._indexed:
@@ -156,7 +164,7 @@ class MongoStore(MongoModels):
         for r in records:
             self.put_images(r.images, r.module, r.side_name, r.id)
         for r in records:
-            self._call("write results", self._write_one, r)
+            self.call("write results", self._write_one, r)
 
     def _write_one(self, r: rec.Record) -> None:
         import pymongo.errors
@@ -198,12 +206,12 @@ class MongoStore(MongoModels):
         self.db.sides.replace_one({"module": module, "side": side_name}, row, upsert=True)
 
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
-        res = self._call("update the module", self.db.modules.update_one,
+        res = self.call("update the module", self.db.modules.update_one,
                          {"name": name, f"{side_name}.result_id": _oid(expect_result_id)},
                          {"$set": {side_name: to_mongo(side), "last_updated_at": datetime.now(timezone.utc)}})
         if res.matched_count != 1:
             return False
-        self._call("update the module", self._index_side, name, side_name, side)
+        self.call("update the module", self._index_side, name, side_name, side)
         return True
 
     def find_sides(self, query: HistoryQuery) -> tuple[list[dict], int]:
@@ -232,17 +240,17 @@ class MongoStore(MongoModels):
         def find():
             rows = list(self.db.sides.find(q, {"_id": 0}).sort(sort).skip(query.skip).limit(query.limit))
             return rows, self.db.sides.count_documents(q)
-        rows, total = self._call("read the history", find)
+        rows, total = self.call("read the history", find)
         return [from_mongo(r) for r in rows], total
 
     # ------------------------------------------------------------------ reading
     def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:
-        cur = self._call("list modules", lambda: list(
+        cur = self.call("list modules", lambda: list(
             self.db.modules.find({}).sort([("last_updated_at", -1), ("name", 1)]).skip(skip).limit(limit)))
         return [from_mongo(d) for d in cur]
 
     def get_module(self, name: str) -> dict:
-        doc = self._call("read a module", self.db.modules.find_one, {"name": name})
+        doc = self.call("read a module", self.db.modules.find_one, {"name": name})
         if doc is None:
             raise NotFoundError(f"no module {name!r}")
         return from_mongo(doc)
@@ -255,8 +263,8 @@ class MongoStore(MongoModels):
                 return self._fs().get(_oid(image_id)).read()
             except gridfs.errors.NoFile as err:
                 raise NotFoundError(f"no image {image_id}") from err
-        return self._call("read an image", get)
+        return self.call("read an image", get)
 
     def count_results(self, module: str | None = None) -> int:
         q = {} if module is None else {"module": module}
-        return self._call("count results", self.db.results.count_documents, q)
+        return self.call("count results", self.db.results.count_documents, q)

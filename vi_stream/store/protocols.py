@@ -3,7 +3,7 @@
 Two backends keep the same logical schema (the ATLAS ITk visual-inspection app's):
 :class:`~vi_stream.store.mongo.MongoStore` (MongoDB + GridFS) and
 :class:`~vi_stream.store.local.LocalStore` (SQLite catalogue + PNG files), the
-embedded default. The daemon picks one (:func:`vi_stream.service.daemon.open_store`); review
+embedded default. The daemon picks one (:func:`vi_stream.store.open.open_store`); review
 (:mod:`vi_stream.store.review`) and the store writer are written against these protocols only.
 
 A backend's ``write`` is idempotent: a replayed record changes nothing that is already
@@ -16,11 +16,9 @@ A store connects in ``start()`` (or ``with store:``) and lets go in ``close()``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Mapping, Protocol
+from typing import Protocol
 
 from vi_stream.store import record as rec
-from vi_stream.errors import ConfigError
 
 
 class Lifetime(Protocol):
@@ -60,7 +58,14 @@ class Results(Protocol):
 
 
 class Store(Lifetime, Images, Results, Protocol):
-    """A results store: what the daemon, the writer and review need."""
+    """A results store: what the daemon, the writer and review need, and beside the results the other
+    families the backend keeps on the same connection, each a small object behind its own protocol
+    (declared below), so a user is handed only the family it needs."""
+
+    models: "ModelShelf"
+    gate_sets: "GateSets"
+    shadows: "ShadowRecords"
+    batches: "BatchRecords"
 
 
 class ModelShelf(Protocol):
@@ -94,11 +99,19 @@ class ModelShelf(Protocol):
     def update_model_doc(self, name: str, major: int, minor: int, fields: dict) -> dict:
         """Set top-level ``fields`` of a version's document (never its file or hash); the new document."""
 
+
+class GateSets(Protocol):
+    """Frozen promotion-gate sets (:mod:`vi_stream.registry.retrain`)."""
+
     def put_gate_set(self, doc: dict) -> None:
         """Keep a frozen promotion-gate set (``doc["id"]`` is new; the set never changes after)."""
 
     def get_gate_set(self, gate_id: str | None = None) -> dict | None:
         """The gate set ``gate_id``, or the newest one; None when there is none."""
+
+
+class ShadowRecords(Protocol):
+    """Shadow-mode comparisons kept for a person to look at (:mod:`vi_stream.registry.shadow`)."""
 
     def put_shadow(self, doc: dict) -> None:
         """Keep one shadow-mode comparison (a candidate's verdict beside production's)."""
@@ -162,26 +175,14 @@ def side_row(module: str, side_name: str, side: dict) -> dict:
             "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id")}
 
 
-def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
-    """A query-string integer in [lo, hi] (``default`` when absent or empty); ConfigError naming it."""
-    if raw is None or raw == "":
-        return default
-    try:
-        n = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not lo <= n <= hi:
-        raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
-    return n
-
-
 SORTS = ("processed_at", "score", "module")
 MAX_PAGE = 500
 
 
 @dataclass(frozen=True)
 class HistoryQuery:
-    """Filters, order and page of ``GET /api/history``; every field checked by :meth:`parse`."""
+    """Filters, order and page of a history read (``GET /api/history``; the web layer parses the query
+    string into one: :func:`vi_stream.web.params.history_query`)."""
 
     since: str | None = None          # processed_at >= (ISO-8601)
     until: str | None = None          # processed_at < (ISO-8601)
@@ -194,44 +195,3 @@ class HistoryQuery:
     descending: bool = True
     limit: int = 50
     skip: int = 0
-
-    @classmethod
-    def parse(cls, params: Mapping[str, Any]) -> "HistoryQuery":
-        """From query-string parameters (all strings); ConfigError naming the first bad one."""
-        unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "model_version",
-                                        "sort", "order", "limit", "skip"})
-        if unknown:
-            raise ConfigError(f"unknown history filter(s): {', '.join(unknown)}")
-
-        def get(name: str) -> str | None:
-            v = params.get(name)
-            return None if v is None or v == "" else str(v)
-
-        def when(name: str) -> str | None:
-            v = get(name)
-            if v is None:
-                return None
-            try:
-                t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-            except ValueError:
-                raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
-            if t.tzinfo is None:
-                raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
-            return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-
-        def choice(name: str, options: dict) -> Any:
-            v = get(name)
-            if v is None:
-                return None
-            if v not in options:
-                raise ConfigError(f"{name} must be one of {', '.join(options)}, got {v!r}")
-            return options[v]
-
-        sort = choice("sort", {s: s for s in SORTS}) or "processed_at"
-        return cls(since=when("from"), until=when("to"),
-                   anomalous=choice("verdict", {"anomalous": True, "good": False}),
-                   reviewed=choice("reviewed", {"yes": True, "no": False}),
-                   tag=get("tag"), module=get("module"), model_version=get("model_version"), sort=sort,
-                   descending=choice("order", {"desc": True, "asc": False}) is not False,
-                   limit=int_param("limit", get("limit"), 50, 1, MAX_PAGE),
-                   skip=int_param("skip", get("skip"), 0, 0, 10**7))

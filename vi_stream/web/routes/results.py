@@ -7,7 +7,7 @@ import bottle
 
 from vi_stream.errors import ConfigError
 from vi_stream.processing.control import Control
-from vi_stream.store.protocols import HistoryQuery, int_param
+from vi_stream.web.params import history_query, int_param
 from vi_stream.web.replies import reply
 
 _IMAGE_ID = re.compile(r"[0-9a-fA-F]{24}")
@@ -39,6 +39,6 @@ def add(app: bottle.Bottle, api: Control) -> None:
 
     @app.get("/api/history")
     def history():
-        query = HistoryQuery.parse(dict(bottle.request.query.decode().allitems()))
+        query = history_query(dict(bottle.request.query.decode().allitems()))
         rows, total = api.results().history(query)
         return reply(sides=rows, total=total, limit=query.limit, skip=query.skip)

@@ -1,0 +1,66 @@
+"""Query-string parameters as the store's queries: the web layer's parsing, not the store's.
+
+A store answers a :class:`~vi_stream.store.protocols.HistoryQuery`; what a URL may say, and the
+400 naming a bad parameter (ConfigError), belong to the REST layer that reads URLs.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from vi_stream.errors import ConfigError
+from vi_stream.store.protocols import MAX_PAGE, SORTS, HistoryQuery
+
+
+def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
+    """A query-string integer in [lo, hi] (``default`` when absent or empty); ConfigError naming it."""
+    if raw is None or raw == "":
+        return default
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= n <= hi:
+        raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
+    return n
+
+
+def history_query(params: Mapping[str, Any]) -> HistoryQuery:
+    """``GET /api/history``'s query-string parameters (all strings); ConfigError naming the first bad one."""
+    unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "model_version",
+                                    "sort", "order", "limit", "skip"})
+    if unknown:
+        raise ConfigError(f"unknown history filter(s): {', '.join(unknown)}")
+
+    def get(name: str) -> str | None:
+        v = params.get(name)
+        return None if v is None or v == "" else str(v)
+
+    def when(name: str) -> str | None:
+        v = get(name)
+        if v is None:
+            return None
+        try:
+            t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
+        if t.tzinfo is None:
+            raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
+        return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+    def choice(name: str, options: dict) -> Any:
+        v = get(name)
+        if v is None:
+            return None
+        if v not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {v!r}")
+        return options[v]
+
+    sort = choice("sort", {s: s for s in SORTS}) or "processed_at"
+    return HistoryQuery(since=when("from"), until=when("to"),
+                        anomalous=choice("verdict", {"anomalous": True, "good": False}),
+                        reviewed=choice("reviewed", {"yes": True, "no": False}),
+                        tag=get("tag"), module=get("module"), model_version=get("model_version"), sort=sort,
+                        descending=choice("order", {"desc": True, "asc": False}) is not False,
+                        limit=int_param("limit", get("limit"), 50, 1, MAX_PAGE),
+                        skip=int_param("skip", get("skip"), 0, 0, 10**7))
