@@ -55,7 +55,8 @@ class ModelConfig:
         if self.tile % (2 * FEATURE_STRIDE) or self.overlap % FEATURE_STRIDE:
             raise ConfigError(f"tile must be a multiple of {2 * FEATURE_STRIDE} and overlap of {FEATURE_STRIDE}, "
                               f"got tile={self.tile} overlap={self.overlap}")
-        filecheck.check_sizes(self.tile, self.taps, self.bank_size)   # every file a fit writes must load
+        # every file a fit writes must load
+        filecheck.check_sizes(self.tile, self.taps, self.bank_size, self.cells, self.dim)
         for name, lo in (("dim", 1), ("bank_size", 100), ("cells", 1), ("nprobe", 1), ("batch_size", 1),
                          ("calibration_every", 2), ("max_calibration", 1), ("min_defect_area", 1),
                          ("false_alarm_one_in", 2)):

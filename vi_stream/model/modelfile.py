@@ -2,8 +2,9 @@
 ``allow_pickle=False``) plus a JSON metadata member, written atomically.
 
 Readable without vi_stream: ``json.loads(np.load(path)["meta"].tobytes())``.
-Anything that is not such a file — truncated, corrupt, another format
-version, a pickle, a zip bomb, a member larger than a fit makes — raises
+Anything that is not such a file — truncated, corrupt, encrypted, another
+format version, a pickle, a zip bomb, a member or all members together larger
+than a fit makes, members whose shapes a fit never writes together — raises
 :class:`~vi_stream.errors.ModelError` with a one-line reason, before any array
 data is read (:mod:`.filecheck`). ``save`` writes a digest over every member;
 ``load`` refuses a file whose digest does not match, and a file without one
