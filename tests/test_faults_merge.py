@@ -233,7 +233,7 @@ def test_merge_tells_systemd_ready_pings_the_watchdog_reports_status_and_stoppin
 
 _STUCK = """
 import sys, threading
-from vi_stream import merge
+from vi_stream.scale import merge
 from vi_stream.io import bsread_codec as codec
 take = merge.Merger._take
 def stuck_at_999(self, url, parts):   # a hung merge loop: the message of pulse 999 never returns
@@ -306,8 +306,9 @@ def test_a_confirmed_jump_forward_counts_no_gaps_and_memory_stays_bounded():
     rng = random.Random(7)
     for i in range(20_000):                                               # garbage of every kind
         p = rng.choice([rng.randrange(2 ** 62), (seq.next or 0) + rng.randrange(-200, 200), seq.next or 0])
-        seq.offer(max(0, p), (BASE + rng.randrange(10 ** 6), 0), i * 0.01, p)
-        seq.release(i * 0.01)
+        gaps = seq.counts["gaps"]
+        sent = seq.offer(max(0, p), (BASE + rng.randrange(10 ** 6), 0), i * 0.01, p) + seq.release(i * 0.01)
+        assert seq.counts["gaps"] - gaps <= 8 * len(sent)                 # no one pulse counts more than buffer
     assert len(seq._ring) == 64 and len(seq._held) <= MAX_HELD and len(seq._heap) <= 8 + 1
     assert len(seq._buffered) == len(seq._heap)
 
