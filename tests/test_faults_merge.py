@@ -1,6 +1,9 @@
 """``vi_stream merge`` at the edges (issue 25, findings 8, 10 and 12), driven as an operator runs it: the
 installed command in a subprocess, workers' outputs and the merged stream over real ZMQ, /statistics over
-HTTP, sd_notify over a unix datagram socket the test binds."""
+HTTP, sd_notify over a unix datagram socket the test binds; the ordering rules in-process at the end.
+
+Longer than 300 lines: the merger's edges (restarts, outliers, stale backlogs, bad input, systemd) share one
+subprocess harness and one feeding helper; split, each half would copy them."""
 from __future__ import annotations
 
 import os
