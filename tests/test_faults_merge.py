@@ -1,6 +1,9 @@
 """``vi_stream merge`` at the edges (issue 25, findings 8, 10 and 12), driven as an operator runs it: the
 installed command in a subprocess, workers' outputs and the merged stream over real ZMQ, /statistics over
-HTTP, sd_notify over a unix datagram socket the test binds."""
+HTTP, sd_notify over a unix datagram socket the test binds; the ordering rules in-process at the end.
+
+Longer than 300 lines: the merger's edges (restarts, outliers, stale backlogs, bad input, systemd) share one
+subprocess harness and one feeding helper; split, each half would copy them."""
 from __future__ import annotations
 
 import os
@@ -156,6 +159,19 @@ def test_one_bogus_far_future_pulse_neither_disables_ordering_nor_counts_huge_ga
     assert st["gaps"] == 0 and st["late"] == 0 and st["outliers"] == 1 and st["next_pulse"] == 30, st
 
 
+def test_a_bogus_pulse_before_the_sequence_is_established_is_an_outlier(merge):
+    m = merge(max_wait=1.0)                                    # the first pulses wait 1 s: the bogus one comes meanwhile
+    m.send(range(5))
+    m.send([BOGUS], sec_offset=-BOGUS + 5)
+    wait_for(lambda: BOGUS in m.got and len(m.got) >= 6, timeout=15)
+    m.send(range(5, 10))
+    got = m.wait_got(11, timeout=15)
+    assert [p for p in got if p != BOGUS] == list(range(10)), got
+    st = m.stats()
+    assert st["gaps"] == 0 and st["outliers"] == 1 and st["restarts"] == 0 and st["next_pulse"] == 10, st
+    assert not any("pulse ids jumped" in line for line in m.lines), m.lines
+
+
 def test_a_re_sent_pulse_is_forwarded_once_however_many_late_pulses_came_between(merge):
     m = merge()
     evens, odds = list(range(0, 2600, 2)), list(range(1, 2201, 2))
@@ -220,7 +236,7 @@ def test_merge_tells_systemd_ready_pings_the_watchdog_reports_status_and_stoppin
 
 _STUCK = """
 import sys, threading
-from vi_stream import merge
+from vi_stream.scale import merge
 from vi_stream.io import bsread_codec as codec
 take = merge.Merger._take
 def stuck_at_999(self, url, parts):   # a hung merge loop: the message of pulse 999 never returns
@@ -293,7 +309,74 @@ def test_a_confirmed_jump_forward_counts_no_gaps_and_memory_stays_bounded():
     rng = random.Random(7)
     for i in range(20_000):                                               # garbage of every kind
         p = rng.choice([rng.randrange(2 ** 62), (seq.next or 0) + rng.randrange(-200, 200), seq.next or 0])
-        seq.offer(max(0, p), (BASE + rng.randrange(10 ** 6), 0), i * 0.01, p)
-        seq.release(i * 0.01)
+        gaps = seq.counts["gaps"]
+        sent = seq.offer(max(0, p), (BASE + rng.randrange(10 ** 6), 0), i * 0.01, p) + seq.release(i * 0.01)
+        assert seq.counts["gaps"] - gaps <= 8 * len(sent)                 # no one pulse counts more than buffer
     assert len(seq._ring) == 64 and len(seq._held) <= MAX_HELD and len(seq._heap) <= 8 + 1
     assert len(seq._buffered) == len(seq._heap)
+
+
+@pytest.mark.parametrize("after_restart", [False, True], ids=["at-start", "after-restart"])
+def test_a_bogus_pulse_while_no_sequence_is_established_counts_no_gaps(after_restart):
+    from vi_stream.scale.merge_order import Sequencer
+    seq, t, off = Sequencer(max_wait=0.5, buffer=8, window=64), 0.0, 0
+    if after_restart:
+        _, t = _feed(seq, range(20))
+        off, t = 10_000, t + 1
+        _feed(seq, [0, 1, 2], t0=t, sec_offset=off)                       # a camera restart, confirmed
+        assert seq.counts["restarts"] == 1 and seq.next is None
+    else:
+        _feed(seq, [0, 1, 2])
+    for bogus in (BOGUS, 40):                                             # 10^15, and one within the window
+        seq.offer(bogus, (BASE + 3 + off, 0), t, bogus)
+    out = [o[0] for o in seq.release(t + 1)]
+    assert sorted(out) == [0, 1, 2, 40, BOGUS] and [p for p in out if p < 40] == [0, 1, 2], out
+    more, _ = _feed(seq, [4, 3, 6, 5], t0=t + 1.1, sec_offset=off)
+    assert more == [3, 4, 5, 6], more
+    assert seq.counts["gaps"] == 0 and seq.counts["outliers"] == 2 and seq.counts["late"] == 0, seq.counts
+    assert seq.counts["restarts"] == (1 if after_restart else 0), seq.counts
+
+
+@pytest.mark.parametrize("bogus_sec", [11, 10_000], ids=["sane-timestamp", "future-timestamp"])
+def test_a_bogus_pulse_within_the_window_moves_nothing(bogus_sec):
+    from vi_stream.scale.merge_order import Sequencer
+    seq = Sequencer(max_wait=0.5, buffer=8, window=64)
+    out, t = _feed(seq, range(11))
+    seq.offer(11 + 40, (BASE + bogus_sec, 0), t, 11 + 40)                # 40 ids ahead: inside the window of 64
+    out = [o[0] for o in seq.release(t + 1)]                             # unconfirmed: forwarded as an outlier
+    assert out == [51] and seq.next == 11, out
+    pulses = [p for a, b in zip(range(12, 31, 2), range(11, 31, 2)) for p in (a, b)]
+    out, _ = _feed(seq, pulses, t0=t + 2, dt=0.01)                       # the two workers, alternately first
+    assert out == list(range(11, 31)), out
+    assert seq.counts["gaps"] == 0 and seq.counts["late"] == 0 and seq.counts["restarts"] == 0, seq.counts
+    assert seq.counts["outliers"] == 1
+
+
+def test_a_re_sent_backlog_far_behind_is_dropped_as_stale_not_taken_for_a_restart():
+    from vi_stream.scale.merge_order import Sequencer
+    seq = Sequencer(max_wait=0.5, buffer=8, window=64)
+    out, t = _feed(seq, range(200))
+    assert out == list(range(200))
+    again, t = _feed(seq, [10, 11, 12, 13, 14, 150], t0=t + 1)            # a reconnecting worker's backlog
+    again += [o[0] for o in seq.release(t + 1)]
+    assert again == [] and seq.counts["stale"] == 5 and seq.counts["duplicates"] == 1, seq.counts
+    assert seq.counts["restarts"] == 0 and seq.counts["outliers"] == 0 and seq.next == 200
+    out, _ = _feed(seq, [150, 200, 201], t0=t + 2)                        # the ring is intact: 150 still known
+    assert out == [200, 201] and seq.counts["duplicates"] == 2
+
+
+@pytest.mark.parametrize("bogus_sec", [BASE, BASE + 10 ** 6], ids=["sane-timestamp", "future-timestamp"])
+@pytest.mark.parametrize("waits", [False, True], ids=["real-ones-soon", "max-wait-passes-first"])
+def test_a_bogus_first_pulse_does_not_stop_the_real_sequence(bogus_sec, waits):
+    from vi_stream.scale.merge_order import Sequencer
+    seq = Sequencer(max_wait=0.5, buffer=8, window=64)
+    out = [o[0] for o in seq.offer(BOGUS, (bogus_sec, 0), 0.0, BOGUS)]
+    t = 1.0 if waits else 0.1
+    out += [o[0] for o in seq.release(t)]
+    more, t = _feed(seq, [1, 0, 2, 3, 5, 4], t0=t)
+    out += more + [o[0] for o in seq.release(t + 1)]
+    more, _ = _feed(seq, [7, 6, 8], t0=t + 1.1)
+    out += more
+    assert out == [BOGUS] + list(range(9)), out
+    assert seq.counts["gaps"] == 0 and seq.counts["stale"] == 0 and seq.counts["late"] == 0, seq.counts
+    assert seq.counts["restarts"] == (1 if waits else 0) and seq.counts["outliers"] == (0 if waits else 1)

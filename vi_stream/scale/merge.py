@@ -190,7 +190,7 @@ def status_line(stats: dict) -> str:
     """One line for systemd's STATUS= (``systemctl status vi_stream-merge@CAM1``)."""
     return (f"merging: received {stats['received']}, sent {stats['sent']}, gaps {stats['gaps']}, "
             f"late {stats['late']}, duplicates {stats['duplicates']}, outliers {stats['outliers']}, "
-            f"restarts {stats['restarts']}, bad {stats['bad']}, dropped {stats['dropped']}, "
+            f"restarts {stats['restarts']}, stale {stats['stale']}, bad {stats['bad']}, dropped {stats['dropped']}, "
             f"buffered {stats['buffered']}")
 
 

@@ -10,14 +10,29 @@ What one message can do is bounded, and the sequence can start again:
   ring of ``window`` slots (slot ``id % window``): a pulse at most ``window`` ids behind the next expected that
   was sent is never sent again, however many late pulses came in between (fixed memory: two ids of one window
   never share a slot). Pulses buffered or held are matched too.
-* **Outliers**: a pulse ``window`` or more ids away from the next expected (either way), or one behind the
-  sequence by its id but more than ``CLOCK_MARGIN_S`` after the last sent by its timestamp (its camera
-  restarted), is *held*, not ordered: it moves nothing. Unconfirmed after ``max_wait`` s it is forwarded and
-  counted ``outliers``, so one bogus pulse id (say 10^15) neither moves the next expected nor counts gaps.
-* **Restarts**: ``CONFIRM`` such pulses with distinct ids within ``window`` of each other are a new sequence
-  (a camera restart, ids from 0 again, or a jump further than ``window``): the pulses buffered from the old
-  sequence go out, the ring is cleared, and ordering starts again as at start: the lowest pulse waits up to
-  ``max_wait`` s for ones before it, then the sequence goes on from there (``restarts``).
+* **Stale**: a pulse more than ``window`` ids behind the next expected, not below the first pulse sent of
+  this sequence, with a timestamp older than the last sent (a reconnecting worker's re-sent backlog) is
+  dropped and counted ``stale``: the ring no longer knows whether it went out, and sending it again would be
+  a duplicate far out of order. (Below the sequence's first pulse that first pulse may itself be the bogus
+  one: such pulses are outliers and may confirm a restart.)
+* **Outliers**: a pulse more than ``buffer`` ids ahead of everything known (the next expected and the pulses
+  waiting), more than ``window`` ids behind the next expected, one behind by its id but more than
+  ``CLOCK_MARGIN_S`` after the last sent by its timestamp (its camera restarted), or another frame claiming
+  a waiting id, is *held*, not ordered: it moves nothing. Before a sequence is established (at start, after
+  a restart) the same holds against the pulses waiting: one more than ``buffer`` ids from them is held.
+  Unconfirmed after ``max_wait`` s it is forwarded and counted ``outliers``. So ids in the buffer never lie
+  more than ``buffer`` apart, and no one pop counts more than ``buffer`` gaps; a bogus pulse id (10^15, or
+  next + 4000 with a sane or a future timestamp) neither moves the next expected nor counts gaps. The limit:
+  a bogus id at most ``buffer`` ahead is taken as in sequence; once it went out (``max_wait`` without the
+  pulses before it) it counts up to ``buffer`` gaps and the real pulses before it come out ``late``.
+* **Restarts**: ``CONFIRM`` such pulses with distinct ids within ``buffer`` of each other, none of them stale
+  by the rule above bar the distance (ids in this sequence's range need timestamps not older than the last
+  sent), are a new sequence (a camera restart, ids from 0 again, or a jump further than
+  ``buffer``; a camera restart moves time forward, a re-sent backlog does not): the pulses buffered from the
+  old sequence go out, the ring is cleared, and ordering starts again as at start: the lowest pulse waits up
+  to ``max_wait`` s for ones before it, then the sequence goes on from there (``restarts``). If nothing was
+  established and fewer than ``CONFIRM`` pulses wait (a bogus first pulse), those are forwarded as outliers
+  instead and the agreeing pulses start the sequence, no restart counted.
 """
 from __future__ import annotations
 
@@ -39,6 +54,7 @@ class Sequencer:
         self.max_wait, self.buffer, self.window, self.log = max_wait, buffer, window, log
         self.next: int | None = None
         self._anchor: int | None = None                 # where a restarted sequence starts, until it sends
+        self._start: int | None = None                  # the first pulse sent of this sequence
         self.last_ts: tuple[int, int] | None = None    # timestamp of the last pulse sent in sequence
         self._heap: list[tuple[int, float, int, tuple, Any]] = []
         self._buffered: dict[int, tuple] = {}                           # id -> timestamp of each in the heap
@@ -47,7 +63,8 @@ class Sequencer:
         self._held: list[tuple[tuple, float, Any]] = []                 # (key, arrived, message)
         self._candidates: deque[tuple] = deque(maxlen=4 * CONFIRM)     # keys of recent outliers, for a restart
         self._forwarded: deque[tuple] = deque(maxlen=4 * MAX_HELD)      # keys of outliers sent, for duplicates
-        self.counts = {"gaps": 0, "late": 0, "duplicates": 0, "outliers": 0, "restarts": 0}
+        self.counts = {"gaps": 0, "late": 0, "duplicates": 0, "outliers": 0, "restarts": 0,
+                       "stale": 0}
 
     @property
     def buffered(self) -> int:
@@ -60,8 +77,10 @@ class Sequencer:
         if self._duplicate(key):
             self.counts["duplicates"] += 1
             return []
-        ref = self.next if self.next is not None else self._anchor
-        if ref is not None and self._outlier(pulse, ts, ref):
+        if self._stale(pulse, ts):
+            self.counts["stale"] += 1
+            return []
+        if self._outlier(pulse, ts):
             return self._hold(key, arrived, msg)
         if self.next is not None and pulse < self.next:
             self.counts["late"] += 1
@@ -77,10 +96,24 @@ class Sequencer:
         return self.next is not None and self.next - self.window <= pulse < self.next and \
             self._ring[pulse % self.window] == key
 
-    def _outlier(self, pulse: int, ts: tuple[int, int], ref: int) -> bool:
-        if not ref - self.window <= pulse < ref + self.window or pulse in self._buffered:
-            return True                              # far away, or another frame claiming a buffered id
-        return self.next is not None and pulse < self.next and self.last_ts is not None and \
+    def _stale(self, pulse: int, ts: tuple[int, int]) -> bool:
+        """Further behind than the ring remembers and older than the last sent: a re-sent backlog."""
+        return self.next is not None and pulse < self.next - self.window and self._older(pulse, ts)
+
+    def _older(self, pulse: int, ts: tuple[int, int]) -> bool:
+        """Within this sequence's ids and older than the last sent (below its start, the start may be bogus)."""
+        return self.last_ts is not None and self._start is not None and pulse >= self._start and \
+            tuple(ts) < tuple(self.last_ts)
+
+    def _outlier(self, pulse: int, ts: tuple[int, int]) -> bool:
+        if pulse in self._buffered:
+            return True                              # another frame claiming a buffered id
+        if self.next is None:                        # no sequence yet: compared with what waits
+            return bool(self._buffered) and not \
+                min(self._buffered) - self.buffer <= pulse <= max(self._buffered) + self.buffer
+        if pulse > max([self.next, *self._buffered]) + self.buffer or pulse < self.next - self.window:
+            return True                              # then no pop counts more than ``buffer`` gaps
+        return pulse < self.next and self.last_ts is not None and \
             ts[0] + ts[1] * 1e-9 > self.last_ts[0] + self.last_ts[1] * 1e-9 + CLOCK_MARGIN_S
 
     def _push(self, key: tuple, arrived: float, msg: Any) -> None:
@@ -91,10 +124,12 @@ class Sequencer:
     def _hold(self, key: tuple, arrived: float, msg: Any) -> list[Out]:
         out: list[Out] = []
         self._held.append((key, arrived, msg))
-        self._candidates.append(key)
         if len(self._held) > MAX_HELD:
             out.append(self._forward_outlier(self._held.pop(0)))
-        agree = {k[0] for k in self._candidates if abs(k[0] - key[0]) < self.window}
+        if self._older(key[0], key[1]):
+            return out                               # older than the last sent: not a new sequence
+        self._candidates.append(key)
+        agree = {k[0] for k in self._candidates if abs(k[0] - key[0]) <= self.buffer}
         if len(agree) >= CONFIRM:
             out.extend(self._restart(key[0], agree))
         return out
@@ -110,8 +145,18 @@ class Sequencer:
         return key[0], arrived, msg
 
     def _restart(self, pulse: int, agree: set[int]) -> list[Out]:
-        out = self._flush()
         old_next = self.next
+        if old_next is None and len(self._heap) < CONFIRM:     # nothing was established: what waited is the odd one
+            odd = sorted(self._heap, key=lambda h: (h[0], h[2]))
+            self._heap, self._buffered = [], {}
+            out = [self._forward_outlier(((p, ts), a, m)) for p, a, _, ts, m in odd]
+            new = [h for h in self._held if h[0][0] in agree]
+            self._held = [h for h in self._held if h[0][0] not in agree]
+            self._candidates.clear()
+            for key, arrived, msg in new:
+                self._push(key, arrived, msg)
+            return out
+        out = self._flush()
         new = [h for h in self._held if h[0][0] in agree]
         self._held = [h for h in self._held if h[0][0] not in agree]
         self._ring = [None] * self.window
@@ -156,6 +201,8 @@ class Sequencer:
         self._buffered.pop(pulse, None)
         if self.next is not None and pulse > self.next:
             self.counts["gaps"] += pulse - self.next
+        if self.next is None:
+            self._start = pulse
         self.next, self.last_ts = pulse + 1, ts
         self._ring[pulse % self.window] = (pulse, ts)
         return pulse, arrived, msg
