@@ -30,7 +30,7 @@ from vi_stream.registry.shadow import ShadowWatch
 from vi_stream.web.app import make_app
 from vi_stream.web.server import serve
 from vi_stream.store.protocols import Store
-from vi_stream.store.uris import redact
+from vi_stream.store.opening import open_store
 from vi_stream.store.writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")
@@ -323,23 +323,6 @@ def _load_model(cfg: config_mod.DaemonConfig) -> AnomalyModel:
     if not cfg.model:
         raise ConfigError("no model: give --model MODEL.npz (fit one with `vi_stream train`)")
     return load(cfg.model, cfg.device, cfg.allow_unchecked)
-
-
-def open_store(spec: str | None) -> Store | None:
-    """The daemon's choice of store: ``mongodb://...`` -> MongoStore; ``off`` -> None; else a local store
-    folder. Not connected yet (``start()`` does that). The default (MONGO_* environment, else the
-    state directory) is resolved by :func:`vi_stream.service.config.build`, which hands the result here."""
-    if not spec:
-        raise ConfigError("no store named: give a mongodb:// URI, a folder or 'off' (config.build fills in the default)")
-    if spec == "off":
-        return None
-    if spec.startswith(("mongodb://", "mongodb+srv://")):
-        from vi_stream.store.mongo import MongoStore
-        return MongoStore(spec)
-    if "://" in spec:
-        raise ConfigError(f"store must be a mongodb:// URI, a folder or 'off', got {redact(spec)!r}")
-    from vi_stream.store.local import LocalStore
-    return LocalStore(spec)
 
 
 def accounting_line(s: dict) -> str:
