@@ -220,7 +220,7 @@ def test_merge_tells_systemd_ready_pings_the_watchdog_reports_status_and_stoppin
 
 _STUCK = """
 import sys, threading
-from vi_stream import merge
+from vi_stream.scale import merge
 from vi_stream.io import bsread_codec as codec
 take = merge.Merger._take
 def stuck_at_999(self, url, parts):   # a hung merge loop: the message of pulse 999 never returns
