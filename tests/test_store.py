@@ -16,7 +16,7 @@ from vi_stream.store import record as rec
 from vi_stream.errors import ConfigError, InputError, NotFoundError, StateError, StoreUnavailable
 from vi_stream.store.local import LocalStore
 from vi_stream.store import review
-from vi_stream.store.open import open_store
+from vi_stream.store.opening import open_store
 from vi_stream.store.protocols import summary
 
 from .store_helpers import TILE, make_record, make_result, mongomock_store

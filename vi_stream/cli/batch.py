@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
 
     def verb(name: str, text: str) -> argparse.ArgumentParser:
         v = verbs.add_parser(name, help=text)
+        v.set_defaults(func={"run": _run, "list": _list, "show": _show, "cancel": _cancel}[name])
         v.add_argument("--store", help="mongodb://..., or a local store folder (default: as `run`)")
         return v
 
@@ -63,6 +64,7 @@ def add_parser(sub) -> None:
     t.add_argument("--images", required=True)
     t.add_argument("--out", required=True)
     t.add_argument("--device", default="cpu")
+    t.set_defaults(func=_task)
     verb("list", "batches, newest first")
     v = verb("show", "one batch's record")
     v.add_argument("id")
@@ -112,40 +114,62 @@ def _inputs(args: argparse.Namespace, store, folder: str) -> tuple[list[str], di
     return paths, sides
 
 
-def run(args: argparse.Namespace) -> int:
-    from vi_stream.scale.batch import BatchOptions, BatchRun, score_task
-    if args.verb == "task":
-        n = score_task(args.images, args.out, args.model, args.device)
-        print(f"{n} images scored -> {args.out}", file=sys.stderr)
-        return 0
-    from vi_stream.cli.models import _who
-    from vi_stream.service.config import default_store, state_dir
-    from vi_stream.store.open import open_store
+def _task(args: argparse.Namespace) -> int:
+    from vi_stream.scale.batch import score_task
+    n = score_task(args.images, args.out, args.model, args.device)
+    print(f"{n} images scored -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _open(args: argparse.Namespace):
+    """The store a batch records itself in (imports here: `batch --help` needs no store)."""
     from vi_stream.errors import ConfigError
-    from vi_stream.registry.versions import Registry, ref
-    from vi_stream.frame import check_module
-    for name in getattr(args, "modules", None) or []:
-        check_module(name)         # before the store opens: one line, nothing staged
+    from vi_stream.service.config import default_store
+    from vi_stream.store.opening import open_store
     store = open_store(args.store or default_store())
     if store is None:
         raise ConfigError("a batch records itself and its results in a store: not --store off")
-    with store:
-        if args.verb == "list":
-            for b in store.batches.list_batches():
-                print(f"{b['id']}  {b['state']}  {len(b['inputs'])} inputs  {b.get('progress', '')}  "
-                      f"{b['created_at']} by {b['created_by']}")
-            return 0
-        if args.verb == "show":
-            print(json.dumps(store.batches.get_batch(args.id), indent=2))
-            return 0
+    return store
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        for b in store.batches.list_batches():
+            print(f"{b['id']}  {b['state']}  {len(b['inputs'])} inputs  {b.get('progress', '')}  "
+                  f"{b['created_at']} by {b['created_by']}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _open(args) as store:
+        print(json.dumps(store.batches.get_batch(args.id), indent=2))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from vi_stream.io.slurm import Slurm
+    with _open(args) as store:
         shell = _shell(args)
         try:
-            if args.verb == "cancel":
-                from vi_stream.io.slurm import Slurm
-                for j in store.batches.get_batch(args.id)["jobs"]:
-                    Slurm(shell).cancel(j["job"])
-                print(f"cancelled the jobs of {args.id}")
-                return 0
+            for j in store.batches.get_batch(args.id)["jobs"]:
+                Slurm(shell).cancel(j["job"])
+        finally:
+            shell.close()
+    print(f"cancelled the jobs of {args.id}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vi_stream.cli.models import _who
+    from vi_stream.frame import check_module
+    from vi_stream.registry.versions import Registry, ref
+    from vi_stream.scale.batch import BatchOptions, BatchRun
+    from vi_stream.service.config import state_dir
+    for name in args.modules or []:
+        check_module(name)         # before the store opens: one line, nothing staged
+    with _open(args) as store:
+        shell = _shell(args)
+        try:
             opts = BatchOptions(args.workdir, args.tasks, args.partition, args.time, args.mem, args.cpus, args.gpus,
                                 args.container, args.image, args.remote_command, args.retries).check()
             with tempfile.TemporaryDirectory(prefix="vi-batch-") as tmp:

@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
 
     def verb(name: str, text: str) -> argparse.ArgumentParser:
         v = verbs.add_parser(name, help=text)
+        v.set_defaults(func=_on_registry(VERBS[name]))
         v.add_argument("--store", help="mongodb://..., or a local store folder (default: as `run`)")
         v.add_argument("--json", action="store_true", help="print JSON instead of text")
         return v
@@ -109,55 +110,83 @@ def _change(c: dict) -> str:
     return f"{c['at']}  {c['alias']}: {c['from'] or '-'} -> {c['to']}  {c['action']} by {c['by']}: {c['reason']}{state}"
 
 
-def run(args: argparse.Namespace) -> int:
-    from vi_stream.service.config import default_store
-    from vi_stream.store.open import open_store
+def _list(args, reg, store):
+    out = reg.versions(args.name)
+    return out, "\n".join(_summary(d) for d in out) or "no models registered"
+
+
+def _show(args, reg, store):
+    out = reg.version(args.name, args.version)
+    return out, json.dumps(out, indent=2)
+
+
+def _register(args, reg, store):
+    path, source = _model_file(args)
+    with open(path, "rb") as f:
+        data = f.read()
+    out = reg.register(data, args.name, args.version, by=_who(args.by), source=source,
+                       allow_unchecked=args.allow_unchecked)
+    if out.get("unchecked"):
+        print(f"vi_stream: warning: {out['name']}@{out['version']} has no digest: registered unchecked "
+              "(--allow-unchecked)", file=sys.stderr)
+    return out, "registered " + _summary(out)
+
+
+def _promote(args, reg, store):
+    from vi_stream.registry import retrain
+    out = retrain.promote(reg, args.alias, args.name, args.version, args.reason, _who(args.by),
+                          args.expected, args.force)
+    return out, _change(out) + _gate_line(out.get("gate"))
+
+
+def _rollback(args, reg, store):
+    out = reg.rollback(args.alias, args.reason, _who(args.by))
+    return out, _change(out)
+
+
+def _aliases(args, reg, store):
+    out = {"aliases": reg.aliases(), "changes": reg.changes(limit=20)}
+    return out, "\n".join([f"{a} -> {t['name']}@{t['version']}" for a, t in out["aliases"].items()]
+                          or ["no aliases"]) + "\n" + "\n".join(_change(c) for c in out["changes"])
+
+
+def _retrain(args, reg, store):
+    from vi_stream.registry import retrain
+    out = retrain.retrain(reg, args.images, args.from_alias, args.alias, args.name, args.version, _who(args.by))
+    return out, f"retrained: {_summary(out)} -> alias {args.alias}" + "".join(
+        f"\ngate {g}: recall {m['recall']:.3f}, false alarms {m['false_alarm_rate']:.3f}"
+        for g, m in (out.get("gate") or {}).items())
+
+
+def _gate(args, reg, store):
     from vi_stream.errors import ConfigError
     from vi_stream.registry import retrain
-    from vi_stream.registry.versions import Registry
-    store = open_store(args.store or default_store())
-    if store is None:
-        raise ConfigError("the registry lives in a store: give --store mongodb://... or a folder, not 'off'")
-    with store:
-        reg = Registry(store)
-        if args.verb == "list":
-            out = reg.versions(args.name)
-            text = "\n".join(_summary(d) for d in out) or "no models registered"
-        elif args.verb == "show":
-            out = reg.version(args.name, args.version)
-            text = json.dumps(out, indent=2)
-        elif args.verb == "register":
-            path, source = _model_file(args)
-            with open(path, "rb") as f:
-                data = f.read()
-            out = reg.register(data, args.name, args.version, by=_who(args.by), source=source,
-                               allow_unchecked=args.allow_unchecked)
-            text = "registered " + _summary(out)
-            if out.get("unchecked"):
-                print(f"vi_stream: warning: {out['name']}@{out['version']} has no digest: registered unchecked "
-                      "(--allow-unchecked)", file=sys.stderr)
-        elif args.verb == "promote":
-            out = retrain.promote(reg, args.alias, args.name, args.version, args.reason, _who(args.by),
-                                  args.expected, args.force)
-            text = _change(out) + _gate_line(out.get("gate"))
-        elif args.verb == "retrain":
-            out = retrain.retrain(reg, args.images, args.from_alias, args.alias, args.name, args.version,
-                                  _who(args.by))
-            text = f"retrained: {_summary(out)} -> alias {args.alias}" + "".join(
-                f"\ngate {g}: recall {m['recall']:.3f}, false alarms {m['false_alarm_rate']:.3f}"
-                for g, m in (out.get("gate") or {}).items())
-        elif args.verb == "gate":
-            out = retrain.freeze_gate(store, _who(args.by)) if args.action == "freeze" else store.gate_sets.get_gate_set()
-            if out is None:
-                raise ConfigError("no gate set yet: verify tiles, then `vi_stream models gate freeze`")
-            text = f"gate {out['id']}: {out['defect_tiles']} defect and {out['good_tiles']} good tiles, " \
-                   f"{out['created_at']} by {out['created_by']}"
-        elif args.verb == "rollback":
-            out = reg.rollback(args.alias, args.reason, _who(args.by))
-            text = _change(out)
-        else:
-            out = {"aliases": reg.aliases(), "changes": reg.changes(limit=20)}
-            text = "\n".join([f"{a} -> {t['name']}@{t['version']}" for a, t in out["aliases"].items()]
-                             or ["no aliases"]) + "\n" + "\n".join(_change(c) for c in out["changes"])
-    print(json.dumps(out, indent=2) if args.json else text, file=sys.stdout)
-    return 0
+    out = retrain.freeze_gate(store, _who(args.by)) if args.action == "freeze" else store.gate_sets.get_gate_set()
+    if out is None:
+        raise ConfigError("no gate set yet: verify tiles, then `vi_stream models gate freeze`")
+    return out, (f"gate {out['id']}: {out['defect_tiles']} defect and {out['good_tiles']} good tiles, "
+                 f"{out['created_at']} by {out['created_by']}")
+
+
+VERBS = {"list": _list, "show": _show, "register": _register, "promote": _promote, "rollback": _rollback,
+         "aliases": _aliases, "retrain": _retrain, "gate": _gate}
+
+
+def _on_registry(verb):
+    """The command for a verb: open the store, hand the verb its registry, print what it answers.
+
+    The store and registry import here, not at the top: ``--help`` needs neither, and no verb but
+    ``retrain`` needs the scorer (bench/startup.py)."""
+    def command(args: argparse.Namespace) -> int:
+        from vi_stream.errors import ConfigError
+        from vi_stream.registry.versions import Registry
+        from vi_stream.service.config import default_store
+        from vi_stream.store.opening import open_store
+        store = open_store(args.store or default_store())
+        if store is None:
+            raise ConfigError("the registry lives in a store: give --store mongodb://... or a folder, not 'off'")
+        with store:
+            out, text = verb(args, Registry(store), store)
+        print(json.dumps(out, indent=2) if args.json else text, file=sys.stdout)
+        return 0
+    return command

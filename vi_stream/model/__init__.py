@@ -6,7 +6,18 @@ and defects plus the colour maps and overlays that show it (:mod:`.postprocess`)
 its self-check. May import the base modules and ``search``; nothing of the daemon, the store or the
 web: the model knows nothing of where images come from or go.
 """
-from vi_stream.model.anomaly import AnomalyModel, ModelConfig, ScoreResult
-from vi_stream.model.modelfile import load, read_meta, save
+from vi_stream.model.config import ModelConfig
 
 __all__ = ["AnomalyModel", "ModelConfig", "ScoreResult", "load", "read_meta", "save"]
+
+
+# Lazy: importing one module of the package (the store's record takes postprocess, the command line
+# ModelConfig) must not import torch with the scorer; the first use of these names does.
+def __getattr__(name: str):
+    if name in ("AnomalyModel", "ScoreResult"):
+        from vi_stream.model import anomaly as module
+    elif name in ("load", "read_meta", "save"):
+        from vi_stream.model import modelfile as module
+    else:
+        raise AttributeError(f"module 'vi_stream.model' has no attribute {name!r}")
+    return getattr(module, name)

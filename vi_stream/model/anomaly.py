@@ -24,50 +24,12 @@ import torch
 
 from vi_stream.model import postprocess
 from vi_stream.errors import ConfigError, InputError, ModelError
-from vi_stream.model.tiling import check_tiling, make_grid, owned_cells, stitch, tile
-from vi_stream.model import aggregate, filecheck
+from vi_stream.model.tiling import make_grid, owned_cells, stitch, tile
+from vi_stream.model import aggregate
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    backbone: str = "efficientnet-lite0"
-    taps: tuple[int, ...] = (2, 4, 7)
-    tile: int = 320
-    overlap: int = 64
-    dim: int = 144              # dimensions kept (144 = all of the three taps: a rotation, nothing dropped)
-    bank_size: int = 120_000    # reservoir of normal patches (bounds fit memory)
-    cells: int = 1024           # k-means cells of the index
-    nprobe: int = 4             # cells searched per refined patch
-    gate_fraction: float = 0.5  # refine patches above this fraction of the threshold
-    smooth_sigma: float = 6.0   # px, Gaussian smoothing of the map (chosen on the tuning families: bench/history.md)
-    min_defect_area: int = 16   # px
-    batch_size: int = 16        # tiles per backbone call at most (on CPU also bounded by CPU_CALL_PIXELS)
-    calibration_every: int = 5  # every n-th good image is held out to set the threshold
-    max_calibration: int = 16
-    false_alarm_one_in: int = 20   # threshold: one false alarm expected per this many good images
-    seed: int = 0
-
-    def validate(self) -> "ModelConfig":
-        check_tiling(self.tile, self.overlap)
-        if self.tile % (2 * FEATURE_STRIDE) or self.overlap % FEATURE_STRIDE:
-            raise ConfigError(f"tile must be a multiple of {2 * FEATURE_STRIDE} and overlap of {FEATURE_STRIDE}, "
-                              f"got tile={self.tile} overlap={self.overlap}")
-        # every file a fit writes must load
-        filecheck.check_sizes(self.tile, self.taps, self.bank_size, self.cells, self.dim)
-        for name, lo in (("dim", 1), ("bank_size", 100), ("cells", 1), ("nprobe", 1), ("batch_size", 1),
-                         ("calibration_every", 2), ("max_calibration", 1), ("min_defect_area", 1),
-                         ("false_alarm_one_in", 2)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < lo:
-                raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
-        if not 0.0 <= self.gate_fraction <= 1.0:
-            raise ConfigError(f"gate_fraction must be in [0, 1], got {self.gate_fraction}")
-        if not self.smooth_sigma >= 0:
-            raise ConfigError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
-        return self
+from vi_stream.model.config import ModelConfig
 
 
 # On CPU the backbone is fastest with about 0.3 megapixels per call: the activations then stay

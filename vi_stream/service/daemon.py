@@ -31,7 +31,7 @@ from vi_stream.service.desks import ModelsDesk, ResultsDesk
 from vi_stream.web.app import make_app
 from vi_stream.web.server import serve
 from vi_stream.store.protocols import Store
-from vi_stream.store.open import open_store
+from vi_stream.store.opening import open_store
 from vi_stream.store.writer import StoreWriter
 
 log = logging.getLogger("vi_stream.daemon")

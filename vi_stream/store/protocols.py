@@ -3,7 +3,7 @@
 Two backends keep the same logical schema (the ATLAS ITk visual-inspection app's):
 :class:`~vi_stream.store.mongo.MongoStore` (MongoDB + GridFS) and
 :class:`~vi_stream.store.local.LocalStore` (SQLite catalogue + PNG files), the
-embedded default. The daemon picks one (:func:`vi_stream.store.open.open_store`); review
+embedded default. The daemon picks one (:func:`vi_stream.store.opening.open_store`); review
 (:mod:`vi_stream.store.review`) and the store writer are written against these protocols only.
 
 A backend's ``write`` is idempotent: a replayed record changes nothing that is already

@@ -32,7 +32,6 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
-from vi_stream.model import postprocess
 from vi_stream.errors import InputError
 from vi_stream.frame import Result
 
@@ -124,6 +123,7 @@ def to_8bit(image: np.ndarray) -> np.ndarray:
     """What the model saw, for people: 8-bit, grey stays grey, contrast-stretched unless already uint8."""
     if image.dtype == np.uint8:
         return image
+    from vi_stream.model import postprocess
     img = postprocess.to_display(image)
     return img[..., 0] if image.ndim == 2 else img
 
@@ -205,6 +205,9 @@ def build(result: Result, prefix: str, tile: int = 512, with_tiles: bool = True,
         side["preprocessed"] = _copy(side["original"])  # 8-bit, no ROI: the model saw the original (same files)
     else:
         side["preprocessed"] = _group(images, pre, boxes, scale, with_tiles)
+    # postprocess (numba) here, not at the top: the stores import this module, and a command that
+    # only reads a store (`models list`, `batch list`) should start without numba.
+    from vi_stream.model import postprocess
     palette = postprocess.turbo_palette()
     side["anomaly_map"] = _group(images, postprocess.heat_levels(result.heatmap, threshold), boxes, scale, with_tiles,
                                  encode=lambda levels: encode_indexed_png(levels, palette))
