@@ -1,4 +1,9 @@
-"""Wires configuration, model, adapters, processor and REST into the running service."""
+"""Wires configuration, model, adapters, processor and REST into the running service.
+
+Longer than 300 lines: the wiring of every part and their lifetimes, so that start() and close()
+mirror each other in one place; the business steps behind the control interface are apart
+(vi_stream.service.desks).
+"""
 from __future__ import annotations
 
 import logging

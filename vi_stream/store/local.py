@@ -19,6 +19,10 @@ A catalogue found there is reopened (after ``PRAGMA quick_check``); an empty fol
 initialised afresh, with a warning that the previous store's contents are gone. The store
 never recreates its folder itself once lost. At start a catalogue that fails ``quick_check`` is
 refused with one line (ConfigError).
+
+Longer than 300 lines: the catalogue's schema, its transactions (with the folder guard around
+each) and the results family share one SQLite connection and lock; the other families are apart
+(local_models, local_records).
 """
 from __future__ import annotations
 

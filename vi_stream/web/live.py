@@ -13,6 +13,9 @@
 * :class:`LogTail` keeps the last lines of the daemon's log for the page.
 
 Nothing here blocks the processor: the watcher's methods take a lock for microseconds.
+
+Longer than 300 lines: the monitor's one feed (the hub of streams, the preview cache, the trends,
+the log tail) is started, fed by the processor and closed as one; each part is its own class.
 """
 from __future__ import annotations
 
