@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.test_faults_model import (MEMORY_BOUND, _members, _one_line_400, _peak_growth, _reload, _run_args,
-                                     _start, _stop, _until_ready_or_exit, _upload, _write, daemon)  # noqa: F401
+from tests.test_faults_model import (MEMORY_BOUND, _members, _one_line_400, _peak_growth, _reload,  # noqa: F401
+                                     _upload, _write, daemon, run_refuses_in_one_line)
 
 
 def _patch_central(path: str, member: str, flag: int | None = None, size: int | None = None) -> None:
@@ -82,14 +82,7 @@ def test_an_encrypted_or_impossibly_shaped_file_is_refused_over_rest_with_400(da
 @pytest.mark.parametrize("kind, word", [("encrypted", "encrypted"), ("cross", "shapes disagree"),
                                         ("total", "in all")])
 def test_run_with_an_encrypted_or_impossible_file_exits_2_with_one_line(shapes_files, kind, word):
-    p = _start(_run_args(shapes_files[kind], "off"))
-    try:
-        port, lines = _until_ready_or_exit(p)
-    finally:
-        _stop(p)
-    assert port is None and p.returncode == 2, (p.returncode, lines[-8:])
-    errors = [line for line in lines if "error" in line.lower() or "Traceback" in line]
-    assert len(errors) == 1 and errors[0].startswith("vi_stream: error:") and word in errors[0], lines[-8:]
+    run_refuses_in_one_line(shapes_files[kind], word)
 
 
 def test_the_file_check_refuses_from_the_directory_and_headers_alone(shapes_files, monkeypatch):
