@@ -169,7 +169,7 @@ def _sent(push, pulse: int) -> bool:
 _WRITER = textwrap.dedent('''
     import os, signal, sys, threading, time
     sys.path.insert(0, {tests!r})
-    from vi_stream.io import local_store, spool as spool_mod
+    from vi_stream.store import local as local_store, spool as spool_mod
     from vi_stream.store.local import LocalStore
     from vi_stream.store.spool import Spool
     from vi_stream.store.writer import StoreWriter

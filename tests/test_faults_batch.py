@@ -69,7 +69,7 @@ def test_names_with_a_trailing_newline_are_refused(tmp_path, model_path, argv):
     p = vi(*[a.format(model=model_path) for a in argv], "--store", store)
     one_line_error(p, "must be 1-64 letters")
     with LocalStore(store).start() as s:
-        assert [(d["name"], d["version"]) for d in s.list_model_docs()] == [("pads", "1.0")]
+        assert [(d["name"], d["version"]) for d in s.models.list_model_docs()] == [("pads", "1.0")]
 
 
 def test_batch_staging_of_a_stored_module_never_writes_outside_its_folder(tmp_path, model_path):
