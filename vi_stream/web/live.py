@@ -4,7 +4,13 @@
   at most ``per_client`` of them from one address, so one client cannot shut the others out.
   A listener that cannot keep up loses its oldest events, never slows the others or the
   processor. Each stream starts with ``retry:`` and a snapshot, sends a heartbeat comment
-  when idle, and ends when the daemon closes.
+  when idle, and ends when the daemon closes or after ``max_age`` s (:data:`MAX_STREAM_S`).
+  That end is what frees the slot of a tab that stopped reading: an event stream has no
+  way back, so the daemon cannot see whether a page reads, only whether the kernel takes
+  its bytes, and a reader that never reads absorbs a few hundred KB in socket buffers
+  (minutes of status events) before a write blocks and the server's write deadline
+  drops it. A live tab reconnects by itself after ``retry`` and gets a fresh snapshot; a
+  frozen one does not, so it holds its slot ``max_age`` s at most.
 * :class:`Live` is the processor's watcher. For every scored frame it records a verdict
   at once (QA colour, trends of the last hour) and hands the frame to its own
   low-priority thread, which renders a preview (image and heatmap PNGs, at most
@@ -37,6 +43,8 @@ log = logging.getLogger("vi_stream.live")
 
 MAX_LISTENERS = 16        # open monitor tabs; one more gets 503 (the REST server keeps 64 connections)
 MAX_PER_CLIENT = 4        # of which one address may hold this many
+MAX_STREAM_S = 300.0      # a stream ends after this long (the page reconnects): a tab that stopped reading
+                          # holds its slot this long at most (see the module's docstring)
 HEARTBEAT_S = 15.0        # an idle stream sends a comment this often (proxies and browsers keep it open)
 RETRY_MS = 2000           # the browser reconnects after this long when a stream ends
 QA_MARGIN = 0.2           # yellow: a score within 20% below the threshold
@@ -81,8 +89,11 @@ class Hub:
     """Event fan-out to at most ``max_listeners`` streams, ``per_client`` of them from one address."""
 
     def __init__(self, max_listeners: int = MAX_LISTENERS, heartbeat: float = HEARTBEAT_S,
-                 retry_ms: int = RETRY_MS, queue_size: int = 64, per_client: int = MAX_PER_CLIENT):
+                 retry_ms: int = RETRY_MS, queue_size: int = 64, per_client: int = MAX_PER_CLIENT,
+                 max_age: float = MAX_STREAM_S):
         self.max_listeners, self.heartbeat, self.retry_ms = max_listeners, heartbeat, retry_ms
+        self.max_age = max_age
+        self.expired = 0
         self.per_client = per_client
         self.queue_size = queue_size
         self._listeners: set[_Listener] = set()
@@ -125,11 +136,16 @@ class Hub:
     def stream(self, listener: _Listener, first: list[tuple[str, Any]]) -> Iterator[bytes]:
         """The bytes of one stream: ``retry:``, the ``first`` events, then what is published, with
         heartbeats, until :meth:`close`. Unsubscribes when it ends or the client goes away."""
+        end = time.monotonic() + self.max_age
         try:
             yield f"retry: {self.retry_ms}\n\n".encode() + b"".join(sse(e, d) for e, d in first)
             while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    self.expired += 1      # the page reconnects; a tab that stopped reading does not
+                    return
                 try:
-                    chunk = listener.q.get(timeout=self.heartbeat)
+                    chunk = listener.q.get(timeout=min(self.heartbeat, left))
                 except queue.Empty:
                     if self.closed:
                         return
@@ -150,7 +166,7 @@ class Hub:
 
     def statistics(self) -> dict:
         return {"listeners": self.listeners, "max_listeners": self.max_listeners, "per_client": self.per_client,
-                "refused": self.refused,
+                "refused": self.refused, "expired": self.expired, "max_age_s": self.max_age,
                 "dropped_events": sum(x.dropped for x in list(self._listeners))}
 
 
