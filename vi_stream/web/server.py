@@ -11,8 +11,8 @@ the handler that applies both are one mechanism; split, each part would reach in
   ``reserve_head_timeout`` s to send its head and is answered 503 unless it names a control
   route. So one address (or a few) trickling requests and reconnecting at once holds at most
   its cap and never the reserve; what fills every slot and the reserve is
-  ``(max_connections + reserve) / per_address`` addresses at once (9 by default) - on the
-  machine itself that is any local user, who may bind any of 127.0.0.0/8.
+  ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (16
+  by default) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
 * Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
   s of the accept (a client trickling one byte every few seconds is cut off with a 408),
   and a body at :data:`BODY_MIN_RATE` after :data:`BODY_GRACE` s: at every moment the bytes
