@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 
+import pytest
 import requests
 
 from .daemon_helpers import bound_push, running_daemon, wait_for
@@ -52,39 +53,51 @@ def _stream(port: int, source: str) -> tuple[socket.socket, bytes]:
 
 class SlowSenders:
     """``n`` connections from ``source``, each sending one byte of a request head every ``every`` s
-    (well under the old idle timeout, so none was ever silent for long); a dropped one reconnects,
-    as an attacker would. Runs until :meth:`stop` or ``limit`` s."""
+    (well under the old idle timeout, so none was ever silent for long); a dropped one reconnects
+    at once, as an attacker would (one turned away within ``pause`` s of connecting waits until
+    then: that bounds the churn when most are refused). Runs until :meth:`stop` or ``limit`` s."""
 
     HEAD = b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 4000
 
-    def __init__(self, port: int, n: int, source: str = "127.0.0.6", every: float = 2.0, limit: float = 90.0):
-        self.port, self.n, self.source, self.every, self.limit = port, n, source, every, limit
+    def __init__(self, port: int, n: int, source: str = "127.0.0.6", every: float = 2.0, limit: float = 90.0,
+                 pause: float = 0.0):
+        self.port, self.n, self.source, self.every, self.limit, self.pause = port, n, source, every, limit, pause
         self.dropped = 0
         self._stop = threading.Event()
-        self._socks: list[tuple[socket.socket, int]] = [(_connect(port, source), 0) for _ in range(n)]
+        self._socks: list[list] = [[_connect(port, source), 0, time.monotonic()] for _ in range(n)]
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         end = time.monotonic() + self.limit
         while not self._stop.wait(self.every) and time.monotonic() < end:
-            for i, (s, sent) in enumerate(self._socks):
-                try:
-                    s.sendall(self.HEAD[sent:sent + 1])
-                    self._socks[i] = (s, sent + 1)
-                except OSError:            # the server hung up: count it, come back
-                    self.dropped += 1
-                    s.close()
+            for entry in self._socks:
+                s, sent, since = entry
+                if s is None:
+                    if time.monotonic() < since + self.pause:
+                        continue
+                else:
                     try:
-                        self._socks[i] = (_connect(self.port, self.source), 0)
-                    except OSError:
-                        pass
+                        s.sendall(self.HEAD[sent:sent + 1])
+                        entry[1] = sent + 1
+                        continue
+                    except OSError:            # the server hung up: count it, come back
+                        self.dropped += 1
+                        s.close()
+                        entry[0] = None
+                        if time.monotonic() < since + self.pause:
+                            continue
+                try:
+                    entry[:] = [_connect(self.port, self.source), 0, time.monotonic()]
+                except OSError:
+                    entry[:] = [None, 0, time.monotonic()]
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
-        for s, _ in self._socks:
-            s.close()
+        for s, _, _ in self._socks:
+            if s is not None:
+                s.close()
 
 
 def _get(url: str) -> int:
@@ -98,7 +111,7 @@ def test_slow_senders_and_streams_do_not_lock_out_the_control_routes(model):
     with bound_push() as (_push, port), running_daemon(model, port, token=TOKEN) as (d, _ctx):
         base = f"http://127.0.0.1:{d.rest_port}"
         streams = [_stream(d.rest_port, f"127.0.0.{2 + i % 4}") for i in range(CAMERA_STREAMS)]
-        slow = SlowSenders(d.rest_port, SLOW_SENDERS)
+        slow = [SlowSenders(d.rest_port, SLOW_SENDERS // 6, f"127.0.0.{6 + i}") for i in range(6)]   # 8 each
         try:
             assert all(line.startswith(b"HTTP/1.0 200") for _, line in streams), [x for _, x in streams]
             # the attack holds every ordinary connection: another page request is turned away ...
@@ -110,11 +123,33 @@ def test_slow_senders_and_streams_do_not_lock_out_the_control_routes(model):
                 assert r.status_code == 200, r.text
                 time.sleep(0.3)
             # a trickling head is cut off at its deadline, though no gap in it reached the idle timeout
-            wait_for(lambda: slow.dropped >= SLOW_SENDERS, timeout=30, interval=0.2)
+            wait_for(lambda: sum(x.dropped for x in slow) >= SLOW_SENDERS, timeout=30, interval=0.2)
         finally:
-            slow.stop()
+            for x in slow:
+                x.stop()
             for s, _ in streams:
                 s.close()
+
+
+@pytest.mark.parametrize("addresses,each", [(1, 80), (6, 12)], ids=["one-address", "six-addresses"])
+def test_slow_senders_reconnecting_at_once_do_not_lock_out_the_control_routes(model, addresses, each):
+    """More trickling connections than the server and its reserve hold (72), each reconnecting as
+    soon as it is dropped: from one address, or a few, they hold that address's cap, never the reserve."""
+    with bound_push() as (_push, port), running_daemon(model, port, token=TOKEN) as (d, _ctx):
+        base = f"http://127.0.0.1:{d.rest_port}"
+        slow = [SlowSenders(d.rest_port, each, f"127.0.0.{6 + i}", every=0.05, limit=60, pause=0.5)
+                for i in range(addresses)]
+        try:
+            time.sleep(3)
+            for _ in range(10):
+                assert _get(base + "/status") == 200
+                r = requests.post(base + "/stop", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+                assert r.status_code == 200, r.text
+                time.sleep(0.3)
+            assert _get(base + "/api/trends") == 200      # the cap leaves ordinary routes room too
+        finally:
+            for x in slow:
+                x.stop()
 
 
 def test_one_client_cannot_take_every_live_stream(model):
@@ -156,6 +191,29 @@ def test_a_stream_that_stops_reading_is_dropped(model):
             assert requests.get(f"http://127.0.0.1:{d.rest_port}/status", timeout=10).status_code == 200
         finally:
             s.close()
+
+
+def test_a_tab_that_never_reads_is_dropped_though_its_buffers_never_fill(model):
+    """A frozen tab with an ordinary receive buffer and the daemon's ordinary small events: no write
+    ever blocks (the kernel takes a few hundred KB), yet the stream ends after the hub's max_age."""
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        d.live.hub.max_age = 3.0                                      # MAX_STREAM_S is minutes
+        s = _connect(d.rest_port, "127.0.0.2")
+        try:
+            s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            wait_for(lambda: d.live.hub.listeners == 1, timeout=10)
+            end = time.monotonic() + 15
+            while d.live.hub.listeners and time.monotonic() < end:    # a log line ten times a second
+                d.live.hub.publish("log", {"level": "INFO", "message": "frame scored"})
+                time.sleep(0.1)
+            assert d.live.hub.listeners == 0
+            assert d.live.hub.statistics()["expired"] == 1
+        finally:
+            s.close()
+        # a tab that reads gets its stream ended the same way, then reconnects and gets the snapshot again
+        with requests.get(f"http://127.0.0.1:{d.rest_port}/api/events", stream=True, timeout=10) as r:
+            text = b"".join(r.iter_content(None)).decode()
+        assert text.startswith("retry:") and "event: status" in text
 
 
 # ---------------------------------------------------------------------- bodies
@@ -253,6 +311,37 @@ def test_without_credentials_a_large_upload_is_not_read(model):
         ok, _, _ = _send_chunked(d.rest_port, "/config", b"Authorization: Bearer " + TOKEN.encode() + b"\r\n",
                                  most=8192)
         assert ok.startswith(b"HTTP/1.0 200") and b'"config"' in ok   # with them, it is read (blank: no change)
+
+
+def test_a_huge_declared_body_trickled_is_dropped_soon_after_the_grace(model):
+    """1 GiB declared (the model upload's limit), one byte a second: at the minimum rate it is cut
+    off a few seconds after the grace, not after its declared size at that rate (an hour)."""
+    from vi_stream.web.server import BODY_GRACE
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        s = _connect(d.rest_port, "127.0.0.1", timeout=5)
+        start = time.monotonic()
+        answer = b""
+        try:
+            s.sendall(b"POST /api/models?name=m HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-"
+                      b"stream\r\nContent-Length: 1073741824\r\n\r\n")
+            while time.monotonic() - start < BODY_GRACE + 20:
+                s.settimeout(1.0)
+                try:
+                    part = s.recv(65536)
+                    answer += part
+                    if not part or answer:
+                        break
+                except socket.timeout:
+                    pass
+                try:
+                    s.sendall(b"x")
+                except OSError:
+                    break
+        finally:
+            s.close()
+        took = time.monotonic() - start
+        assert took < BODY_GRACE + 5, (took, answer[:200])
+        assert answer.startswith(b"HTTP/1.0 408"), answer[:300]
 
 
 # ---------------------------------------------------------------------- what a timed-out client leaves in the log

@@ -61,6 +61,21 @@ def raw(port: int, method: str, path: str, headers: dict[str, str] | None = None
         conn.close()
 
 
+def chunked(port: int, path: str, ctype: str | None, body: bytes) -> tuple[int, dict]:
+    """POST ``body`` with Transfer-Encoding: chunked (no Content-Length); (status, JSON answer)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        if ctype is not None:
+            conn.putheader("Content-Type", ctype)
+        conn.putheader("Transfer-Encoding", "chunked")
+        conn.endheaders(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        r = conn.getresponse()
+        return r.status, json.loads(r.read() or b"{}")
+    finally:
+        conn.close()
+
+
 def threshold(d) -> float | None:
     return raw(d.rest_port, "GET", "/config")[2]["config"]["threshold"]
 
@@ -194,6 +209,10 @@ def test_a_json_route_refuses_a_body_that_is_not_declared_json(daemon):
         status, _, doc = raw(port, "POST", "/config", {"Content-Type": ctype}, b'{"threshold": 4242}')
         assert status == 415, (ctype, doc)
         assert doc["state"] == "error" and doc["error"] == "MediaTypeError" and "application/json" in doc["message"]
+    # the same body sent chunked (no Content-Length) is refused as well
+    for ctype in ("text/plain", None):
+        status, doc = chunked(port, "/config", ctype, b'{"threshold": 4242}')
+        assert status == 415 and doc["error"] == "MediaTypeError", (ctype, doc)
     assert threshold(daemon) is None
     # a form's empty body to a route that takes none is refused too
     assert raw(port, "POST", "/start", {"Content-Type": "application/x-www-form-urlencoded"})[0] == 415
@@ -210,7 +229,7 @@ def test_a_json_route_refuses_a_body_that_is_not_declared_json(daemon):
 
 
 # ---------------------------------------------------------------------- guessing the token
-def test_login_failures_are_rate_limited_per_client_address(model):
+def test_wrong_tokens_are_rate_limited_per_client_address_and_the_right_one_never(model):
     from vi_stream.web.guard import MAX_FAILURES
     with bound_push() as (_push, port), running_daemon(model, port, token=TOKEN) as (d, _ctx):
         p = d.rest_port
@@ -220,21 +239,28 @@ def test_login_failures_are_rate_limited_per_client_address(model):
         status, headers, doc = raw(p, "POST", "/api/login", login, b'{"token": "guess-guess-guess-2"}')
         assert status == 429 and doc["error"] == "TooManyAttempts", doc
         assert 1 <= int(headers["retry-after"]) <= 600
-        # locked out for every token, the right one too, and whatever X-Forwarded-For says
+        # a wrong guess beyond the limit is refused, whatever X-Forwarded-For says ...
+        status, _, doc = raw(p, "POST", "/api/login", {**login, "X-Forwarded-For": "10.9.8.7"},
+                             b'{"token": "guess-guess-guess-3"}')
+        assert status == 429 and doc["error"] == "TooManyAttempts", doc
+        assert raw(p, "POST", "/start", {"Authorization": "Bearer wrong-wrong-wrong-wrong"})[0] == 429
+        # ... but the right token is never locked out, though the guessing from its address goes on
         right = json.dumps({"token": TOKEN}).encode()
-        assert raw(p, "POST", "/api/login", login, right)[0] == 429
-        assert raw(p, "POST", "/api/login", {**login, "X-Forwarded-For": "10.9.8.7"}, right)[0] == 429
-        assert raw(p, "POST", "/start", {"Authorization": f"Bearer {TOKEN}"})[0] == 429
+        for i in range(3):
+            status, _, doc = raw(p, "POST", "/api/login", login, right)
+            assert status == 200 and doc["logged_in"], doc
+            assert raw(p, "POST", "/start" if i % 2 == 0 else "/stop", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+            assert raw(p, "POST", "/api/login", login, b'{"token": "guess-guess-guess-4"}')[0] == 429
         assert raw(p, "GET", "/status")[0] == 200                    # reading needs no token: still open
-        # another client address is not locked out by this one
-        status, _, doc = raw(p, "POST", "/api/login", login, right, source="127.0.0.2")
-        assert status == 200 and doc["logged_in"], doc
+        # another client address is not limited by this one's guesses
+        assert raw(p, "POST", "/api/login", login, b'{"token": "guess-guess-guess-5"}', source="127.0.0.2")[0] == 401
         # wrong bearer tokens count as failures as well
         for _ in range(MAX_FAILURES):
             assert raw(p, "POST", "/start", {"Authorization": "Bearer wrong-wrong-wrong-wrong"},
                        source="127.0.0.3")[0] == 401
-        assert raw(p, "POST", "/start", {"Authorization": f"Bearer {TOKEN}"}, source="127.0.0.3")[0] == 429
-        assert raw(p, "POST", "/start", {"Authorization": f"Bearer {TOKEN}"}, source="127.0.0.4")[0] == 200
+        assert raw(p, "POST", "/start", {"Authorization": "Bearer wrong-wrong-wrong-wrong"},
+                   source="127.0.0.3")[0] == 429
+        assert raw(p, "POST", "/start", {"Authorization": f"Bearer {TOKEN}"}, source="127.0.0.3")[0] == 200
         assert d.status() == "processing"
         assert refused(d)["login_rate"] >= 4
 

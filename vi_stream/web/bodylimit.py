@@ -30,6 +30,8 @@ log = logging.getLogger("vi_stream.rest")
 JSON_LIMIT = 64 * 1024        # every route not listed: JSON documents of a few fields
 MEMORY_BYTES = 1024 * 1024    # a body is kept in memory up to this, then in a temporary file
 DEADLINE_KEY = "vi_stream.body_deadline"   # environ: a callable(size) the server sets a read deadline with
+HAS_BODY_KEY = "vi_stream.has_body"   # environ: True when the request has a body (the guard's 415 check:
+                                      # a chunked body's Transfer-Encoding is gone from the environ by then)
 _BLOCK = 64 * 1024
 
 
@@ -75,6 +77,7 @@ class BodyLimit:
                 log.info("%s %s from %s refused: %s", method, path[:100], environ.get("REMOTE_ADDR"), err)
                 return self._error(start_response, err)
             body = _Body(environ, limit, length)
+            environ[HAS_BODY_KEY] = chunked or bool(length)
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["wsgi.input"] = body
             environ["bottle.request.body"] = body       # bottle reads this instead of spooling its own copy

@@ -16,9 +16,13 @@ that runs before every route and refuses, whether a token is set or not:
   foreign page cannot send without asking first (CORS preflight, which this server refuses).
   A form's type is refused even with an empty body. Routes taking files (``raw_body=True``)
   check their own types.
-* a token from an address that got it wrong :data:`MAX_FAILURES` times within
-  :data:`FAILURE_WINDOW_S` (429 with ``Retry-After``), at ``POST /api/login`` and for a bearer
-  token; a logged-in session and reading are not affected. The book is bounded.
+* a wrong token from an address that got it wrong :data:`MAX_FAILURES` times within
+  :data:`FAILURE_WINDOW_S` (429 with ``Retry-After`` instead of 401), at ``POST /api/login`` and
+  for a bearer token. Only wrong answers are limited: the token is compared first, and the right
+  token, a logged-in session and reading always pass, so nobody sharing an address (other local
+  users, everyone behind one ssh tunnel, proxy or NAT) can lock the operator out by guessing.
+  The limit tells a guesser nothing and does not slow it down; what stops guessing is the
+  token's length (at least :data:`MIN_TOKEN_CHARS` characters). The book is bounded.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from urllib.parse import urlsplit
 
 import bottle
 
+from vi_stream.web.bodylimit import HAS_BODY_KEY
 from vi_stream.errors import ConfigError, CrossSiteError, MediaTypeError, TooManyAttempts, UnknownHostError, ViStreamError
 from vi_stream.ratelog import RateLimitedLog
 
@@ -198,16 +203,25 @@ class RequestGuard:
             address = environ.get("REMOTE_ADDR", "")     # never X-Forwarded-For: anyone can write that
             tries_token = login or (mutating and bool(environ.get("HTTP_AUTHORIZATION")))
             try:
-                self.check(environ, mutating, json_body, tries_token, address)
+                self.check(environ, mutating, json_body, address)
             except ViStreamError as err:
                 return self.on_error(err)
             result = callback(*args, **kwargs)
-            if tries_token and bottle.response.status_code == 401:
+            if tries_token and bottle.response.status_code == 401:    # a wrong token, never the right one
+                wait = self.failures.retry_after(address)
                 self.failures.failed(address)
+                if wait is not None:
+                    try:
+                        self._refuse("login_rate", f"{environ.get('REQUEST_METHOD')} "
+                                     f"{environ.get('PATH_INFO', '')[:100]} from {address}", TooManyAttempts(
+                                         f"too many wrong tokens from {address}: try again in {wait} s",
+                                         retry_after=wait))
+                    except ViStreamError as err:
+                        return self.on_error(err)
             return result
         return guarded
 
-    def check(self, environ: dict, mutating: bool, json_body: bool, tries_token: bool, address: str) -> None:
+    def check(self, environ: dict, mutating: bool, json_body: bool, address: str) -> None:
         host = environ.get("HTTP_HOST")
         what = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO', '')[:100]} from {address}"
         if not self.hosts.allows(host):
@@ -222,11 +236,6 @@ class RequestGuard:
             if site is not None and site.lower() not in ("same-origin", "none"):
                 self._refuse("origin", what, CrossSiteError(
                     f"a change sent by a {site[:20]} page is refused: use this daemon's own page"))
-        if tries_token:
-            wait = self.failures.retry_after(address)
-            if wait is not None:
-                self._refuse("login_rate", what, TooManyAttempts(
-                    f"too many wrong tokens from {address}: try again in {wait} s", retry_after=wait))
         if json_body:
             try:
                 _check_json(environ)
@@ -245,7 +254,8 @@ def _check_json(environ: dict) -> None:
     if media == JSON:
         return
     try:
-        has_body = int(environ.get("CONTENT_LENGTH") or 0) > 0 or "HTTP_TRANSFER_ENCODING" in environ
+        has_body = (bool(environ.get(HAS_BODY_KEY)) or int(environ.get("CONTENT_LENGTH") or 0) > 0
+                    or "HTTP_TRANSFER_ENCODING" in environ)
     except ValueError:
         has_body = True
     # wsgiref calls a request without Content-Type text/plain: an empty body of that type is curl's POST

@@ -4,7 +4,8 @@
   at most ``per_client`` of them from one address, so one client cannot shut the others out.
   A listener that cannot keep up loses its oldest events, never slows the others or the
   processor. Each stream starts with ``retry:`` and a snapshot, sends a heartbeat comment
-  when idle, and ends when the daemon closes.
+  when idle, and ends when the daemon closes or after ``max_age`` s: a live tab reconnects, a
+  frozen one does not (see :data:`MAX_STREAM_S`).
 * :class:`Live` is the processor's watcher. For every scored frame it records a verdict
   at once (QA colour, trends of the last hour) and hands the frame to its own
   low-priority thread, which renders a preview (image and heatmap PNGs, at most
@@ -40,6 +41,8 @@ log = logging.getLogger("vi_stream.live")
 
 MAX_LISTENERS = 16        # open monitor tabs; one more gets 503 (the REST server keeps 64 connections)
 MAX_PER_CLIENT = 4        # of which one address may hold this many
+MAX_STREAM_S = 300.0      # a stream's age: a tab that stopped reading holds its slot this long at most (the
+                          # daemon cannot see a page stop reading; its kernel takes a few hundred KB first)
 HEARTBEAT_S = 15.0        # an idle stream sends a comment this often (proxies and browsers keep it open)
 RETRY_MS = 2000           # the browser reconnects after this long when a stream ends
 QA_MARGIN = 0.2           # yellow: a score within 20% below the threshold
@@ -64,8 +67,7 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 class _Listener:
     def __init__(self, size: int, client: str | None = None):
         self.q: queue.Queue = queue.Queue(size)
-        self.client = client
-        self.dropped = 0
+        self.client, self.dropped = client, 0
 
     def offer(self, item: Any) -> None:
         while True:
@@ -84,15 +86,14 @@ class Hub:
     """Event fan-out to at most ``max_listeners`` streams, ``per_client`` of them from one address."""
 
     def __init__(self, max_listeners: int = MAX_LISTENERS, heartbeat: float = HEARTBEAT_S,
-                 retry_ms: int = RETRY_MS, queue_size: int = 64, per_client: int = MAX_PER_CLIENT):
+                 retry_ms: int = RETRY_MS, queue_size: int = 64, per_client: int = MAX_PER_CLIENT,
+                 max_age: float = MAX_STREAM_S):
         self.max_listeners, self.heartbeat, self.retry_ms = max_listeners, heartbeat, retry_ms
-        self.per_client = per_client
-        self.queue_size = queue_size
+        self.max_age, self.expired = max_age, 0
+        self.per_client, self.queue_size = per_client, queue_size
         self._listeners: set[_Listener] = set()
         self._lock = threading.Lock()
-        self._seq = 0
-        self.closed = False
-        self.refused = 0
+        self._seq, self.closed, self.refused = 0, False, 0
 
     @property
     def listeners(self) -> int:
@@ -128,11 +129,16 @@ class Hub:
     def stream(self, listener: _Listener, first: list[tuple[str, Any]]) -> Iterator[bytes]:
         """The bytes of one stream: ``retry:``, the ``first`` events, then what is published, with
         heartbeats, until :meth:`close`. Unsubscribes when it ends or the client goes away."""
+        end = time.monotonic() + self.max_age
         try:
             yield f"retry: {self.retry_ms}\n\n".encode() + b"".join(sse(e, d) for e, d in first)
             while True:
+                left = end - time.monotonic()
+                if left <= 0:
+                    self.expired += 1      # the page reconnects; a tab that stopped reading does not
+                    return
                 try:
-                    chunk = listener.q.get(timeout=self.heartbeat)
+                    chunk = listener.q.get(timeout=min(self.heartbeat, left))
                 except queue.Empty:
                     if self.closed:
                         return
@@ -153,7 +159,7 @@ class Hub:
 
     def statistics(self) -> dict:
         return {"listeners": self.listeners, "max_listeners": self.max_listeners, "per_client": self.per_client,
-                "refused": self.refused,
+                "refused": self.refused, "expired": self.expired, "max_age_s": self.max_age,
                 "dropped_events": sum(x.dropped for x in list(self._listeners))}
 
 
@@ -161,8 +167,7 @@ class ImageCache:
     """The last previews by content id (the same ids as the store's images: SHA-256 prefix)."""
 
     def __init__(self, size: int = 48):
-        self.size = size
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self.size, self._items = size, OrderedDict()
         self._lock = threading.Lock()
 
     def put(self, png: bytes) -> str:
@@ -243,9 +248,8 @@ class LogTail(logging.Handler):
 
     def __init__(self, hub: Hub, size: int = 300, level: int = logging.INFO):
         super().__init__(level)
-        self.hub = hub
+        self.hub, self._seq = hub, 0
         self.lines: deque[dict] = deque(maxlen=size)
-        self._seq = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -267,8 +271,7 @@ class Live:
         self.hub = hub or Hub()
         self.status = status
         self.preview_side, self.qa_margin, self.tick, self.nice = preview_side, qa_margin, tick, nice
-        self.images = ImageCache()
-        self.trends = Trends()
+        self.images, self.trends = ImageCache(), Trends()
         self.log = LogTail(self.hub)
         self.recent: deque[dict] = deque(maxlen=60)   # the last verdicts (the page's colour strip)
         self.last_frame: dict | None = None

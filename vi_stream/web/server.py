@@ -1,18 +1,27 @@
 """The REST control plane's HTTP server: threaded, bounded, with deadlines on every request.
 
-* A thread per connection, at most ``max_connections`` at once; one more gets a 503 at once
-  (no thread). ``reserve`` connections more are kept for the control routes
-  (:data:`CONTROL_ROUTES`: ``/status``, ``/start``, ``/stop``, ``/statistics`` ...): a
-  connection that lands in the reserve has ``reserve_head_timeout`` s to send its head and
-  is answered 503 unless it names a control route. The server reads the request line before
-  it knows the route, so the reserve is kept by route, not by credentials: a control route
-  answers in milliseconds, and a slow sender holds a reserve slot for a couple of seconds.
+Longer than 300 lines: the slots (per server, per address, the reserve), the deadline reader and
+the handler that applies both are one mechanism; split, each part would reach into the others.
+
+* A thread per connection, at most ``max_connections`` at once and at most ``per_address``
+  (:data:`MAX_PER_ADDRESS`) from one client address; one more gets a 503 at once (no thread).
+  ``reserve`` connections more are kept for the control routes (:data:`CONTROL_ROUTES`:
+  ``/status``, ``/start``, ``/stop``, ``/statistics`` ...), at most :data:`RESERVE_PER_ADDRESS`
+  of them per address and within its cap: a connection that lands in the reserve has
+  ``reserve_head_timeout`` s to send its head and is answered 503 unless it names a control
+  route. So one address (or a few) trickling requests and reconnecting at once holds at most
+  its cap and never the reserve; what fills every slot and the reserve is
+  ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (16
+  by default) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
 * Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
   s of the accept (a client trickling one byte every few seconds is cut off with a 408),
-  a body within ``BODY_GRACE`` s plus its size at ``BODY_MIN_RATE``
-  (:mod:`vi_stream.web.bodylimit` reads it, after checking its size against the route's limit),
-  and every write (a response, one event of a stream) within ``timeout`` s, so a live
-  stream whose reader stopped is dropped once the little it may buffer is full.
+  and a body at :data:`BODY_MIN_RATE` after :data:`BODY_GRACE` s: at every moment the bytes
+  received must be at least ``(elapsed - grace) * rate`` (:mod:`vi_stream.web.bodylimit` reads
+  it, after checking its size against the route's limit), so a huge declared body trickled
+  is cut off a few seconds after the grace, not after its size at the rate; and every write
+  (a response, one event of a stream) within ``timeout`` s, so a live stream whose reader
+  stopped is dropped once the little it may buffer is full (and by :mod:`vi_stream.web.live`
+  once it stops taking its events).
 * The listen backlog is ``BACKLOG`` (socketserver's default of 5 dropped SYNs under a burst
   of clients, which then waited seconds for the kernel to retry).
 * A client that times out or goes away is logged at debug level on one line; a fault in the
@@ -42,12 +51,16 @@ log = logging.getLogger("vi_stream.rest")
 
 MAX_CONNECTIONS = 64        # concurrent connections; more are answered 503 at once ...
 RESERVED = 8                # ... except these few more, for the control routes only
+MAX_PER_ADDRESS = 8         # connections from one client address: a browser opens 6 per host, plus a live
+                            # stream or two; without a cap one address trickling requests held all 64 + 8
+RESERVE_PER_ADDRESS = 1     # reserve connections from one address (within its cap): the reserve is for
+                            # a control request now and then, and one address cannot take all of it
 BACKLOG = 1024              # connections the kernel queues before the server accepts them (capped by somaxconn)
 HEAD_TIMEOUT = 5.0          # seconds from accept to the end of the request head
 RESERVE_HEAD_TIMEOUT = 2.0  # the same for a connection in the reserve
 WRITE_TIMEOUT = 10.0        # seconds one write may take (a response; one event of a live stream)
-BODY_GRACE = 10.0           # a body's deadline: this ...
-BODY_MIN_RATE = 256 * 1024  # ... plus its size at this many bytes/s
+BODY_GRACE = 10.0           # a body must arrive at BODY_MIN_RATE after this grace: received bytes >=
+BODY_MIN_RATE = 256 * 1024  # (elapsed - grace) * rate at every moment, checked as it arrives
 STREAM_SNDBUF = 64 * 1024   # a live stream's send buffer: what a stalled reader may leave unread
 CONTROL_ROUTES = frozenset({("GET", "/status"), ("POST", "/start"), ("POST", "/stop"), ("GET", "/statistics"),
                             ("GET", "/metrics"), ("GET", "/config"), ("POST", "/config"), ("GET", "/model"),
@@ -65,9 +78,14 @@ class _DeadlineReader(io.RawIOBase):
     def __init__(self, sock: socket.socket, write_timeout: float):
         self.sock, self.write_timeout = sock, write_timeout
         self.deadline, self.what = math.inf, "request"
+        self.rate = 0.0          # > 0: each byte received moves the deadline on by 1/rate s (a body)
 
     def readable(self) -> bool:
         return True
+
+    def at_rate(self, grace: float, rate: float) -> None:
+        """From now on: the bytes received must keep up with ``rate`` after ``grace`` s."""
+        self.deadline, self.rate = time.monotonic() + grace, rate
 
     def readinto(self, buf) -> int:
         left = self.deadline - time.monotonic()
@@ -75,11 +93,14 @@ class _DeadlineReader(io.RawIOBase):
             raise Late(f"{self.what} not complete within its deadline")
         self.sock.settimeout(min(left, 3600.0))
         try:
-            return self.sock.recv_into(buf)
+            n = self.sock.recv_into(buf)
         except socket.timeout:
             raise Late(f"{self.what} not complete within its deadline") from None
         finally:
             self.sock.settimeout(self.write_timeout)   # writes keep their own timeout
+        if self.rate:
+            self.deadline += n / self.rate
+        return n
 
 
 def _json_reply(code: str, error: str, message: str, extra: bytes = b"") -> bytes:
@@ -97,20 +118,50 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     request_queue_size = BACKLOG
     max_connections = MAX_CONNECTIONS
     reserve = RESERVED
+    per_address = MAX_PER_ADDRESS
 
     def server_activate(self) -> None:
         super().server_activate()
         self._slots = threading.BoundedSemaphore(self.max_connections)
         self._reserve = threading.BoundedSemaphore(self.reserve) if self.reserve else None
-        self.refused = self.reserve_used = self.late = 0
+        self._held: dict[str, list[int]] = {}       # address -> [connections, of which in the reserve]
+        self._held_lock = threading.Lock()
+        self.refused = self.reserve_used = self.late = self.refused_address = 0
+
+    def _take(self, address: str) -> threading.BoundedSemaphore | None:
+        with self._held_lock:
+            held = self._held.setdefault(address, [0, 0])
+            if held[0] >= self.per_address:
+                self.refused_address += 1
+                slots = None
+            elif self._slots.acquire(blocking=False):
+                slots = self._slots
+            elif (self._reserve is not None and held[1] < RESERVE_PER_ADDRESS
+                  and self._reserve.acquire(blocking=False)):
+                slots = self._reserve
+                self.reserve_used += 1
+                held[1] += 1
+            else:
+                slots = None
+            if slots is not None:
+                held[0] += 1
+            elif not held[0]:
+                del self._held[address]
+            return slots
+
+    def _give_back(self, address: str, slots: threading.BoundedSemaphore) -> None:
+        with self._held_lock:
+            held = self._held[address]
+            held[0] -= 1
+            held[1] -= slots is self._reserve
+            if not held[0]:
+                del self._held[address]
+        slots.release()
 
     def process_request(self, request, client_address) -> None:
-        if self._slots.acquire(blocking=False):
-            slots = self._slots
-        elif self._reserve is not None and self._reserve.acquire(blocking=False):
-            slots = self._reserve
-            self.reserve_used += 1
-        else:
+        address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        slots = self._take(address)
+        if slots is None:
             self.refused += 1
             try:
                 request.settimeout(1.0)
@@ -120,24 +171,24 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
                 pass
             self.shutdown_request(request)
             return
-        t = threading.Thread(target=self._serve_one, args=(request, client_address, slots), daemon=True,
+        t = threading.Thread(target=self._serve_one, args=(request, client_address, address, slots), daemon=True,
                              name="vi-rest-conn")
         t.reserved = slots is self._reserve
         try:
             t.start()
         except BaseException:
-            slots.release()
+            self._give_back(address, slots)
             self.shutdown_request(request)
             raise
 
-    def _serve_one(self, request, client_address, slots) -> None:
+    def _serve_one(self, request, client_address, address, slots) -> None:
         try:
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            slots.release()
             self.shutdown_request(request)
+            self._give_back(address, slots)
 
     def handle_error(self, request, client_address) -> None:
         """socketserver prints a traceback to stderr here: one log line instead, debug for a client
@@ -204,11 +255,11 @@ class _QuietHandler(WSGIRequestHandler):
         handler.run(self.server.get_app())
 
     def _body_deadline(self, size: int) -> None:
-        """The deadline of a body of (at most) ``size`` bytes, from now (called before it is read); in the
-        reserve the grace is the reserve's head deadline, so a slow body cannot hold a reserve slot either."""
+        """The body's deadline, from now (called before it is read): its bytes must keep up with
+        BODY_MIN_RATE after a grace; in the reserve the grace is the reserve's head deadline, so a slow
+        body cannot hold a reserve slot either. (``size``, the most it may be, is not needed.)"""
         self._reader.what = "request body"
-        grace = self.reserve_head_timeout if self.reserved else BODY_GRACE
-        self._reader.deadline = time.monotonic() + grace + size / BODY_MIN_RATE
+        self._reader.at_rate(self.reserve_head_timeout if self.reserved else BODY_GRACE, BODY_MIN_RATE)
 
     def _late(self, err: Late) -> None:
         self.server.late += 1
@@ -279,10 +330,12 @@ class _LogStream:
 
 
 def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0, max_connections: int = MAX_CONNECTIONS,
-          reserve: int = RESERVED, limits: bodylimit.Limits | None = None) -> tuple[WSGIServer, threading.Thread]:
+          reserve: int = RESERVED, limits: bodylimit.Limits | None = None,
+          per_address: int = MAX_PER_ADDRESS) -> tuple[WSGIServer, threading.Thread]:
     """Start a threaded WSGI server for ``app`` behind the body limits (``limits``, the REST
     routes' by default); returns (server, thread). ``server.server_port`` is the port."""
-    server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections, "reserve": reserve})
+    server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections, "reserve": reserve,
+                                                             "per_address": per_address})
     wrapped = bodylimit.BodyLimit(app, limits or bodylimit.rest_limits())
     server = make_server(host, port, wrapped, server_class=server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)
