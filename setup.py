@@ -40,7 +40,7 @@ TEST_REQUIRES = [
 # reads the same mkdocs.yml, and the suite builds the site with both.
 DOCS_REQUIRES = [
     "mkdocs-material>=9.5,<10",
-    "zensical>=0.1.4,<0.2",
+    "zensical>=0.0.70,<0.1",   # 0.1 needs zensical-ui, which the package index does not serve
 ]
 
 setup(
