@@ -54,11 +54,11 @@ def _start(tree: str, model: str, state: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit(f"vi_stream run in {tree} did not start: {p.stderr.read()[-2000:]}")
 
 
-async def _one(port: int, timeout: float) -> tuple[str, float]:
+async def _one(port: int, timeout: float, source: str) -> tuple[str, float]:
     t = time.perf_counter()
     try:
         async def ask() -> bytes:
-            r, w = await asyncio.open_connection("127.0.0.1", port)
+            r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
             w.write(b"GET /status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
             await w.drain()
             data = await r.read()
@@ -73,10 +73,13 @@ async def _one(port: int, timeout: float) -> tuple[str, float]:
     return code, time.perf_counter() - t
 
 
-async def _load(port: int, clients: int, requests: int, timeout: float) -> list[tuple[str, float]]:
-    async def client() -> list[tuple[str, float]]:
-        return [await _one(port, timeout) for _ in range(requests)]
-    return [x for xs in await asyncio.gather(*(client() for _ in range(clients))) for x in xs]
+async def _load(port: int, clients: int, requests: int, timeout: float, addresses: int) -> list[tuple[str, float]]:
+    """``clients`` at once, each from one of ``addresses`` loopback addresses (127.0.0.2 and up): the
+    server caps connections per address, so 200 clients from one address measure that cap, not a burst."""
+    async def client(i: int) -> list[tuple[str, float]]:
+        source = f"127.0.{(2 + i % addresses) // 256}.{(2 + i % addresses) % 256}"
+        return [await _one(port, timeout, source) for _ in range(requests)]
+    return [x for xs in await asyncio.gather(*(client(i) for i in range(clients))) for x in xs]
 
 
 def _run(tree: str, model: str, a: argparse.Namespace) -> dict:
@@ -85,7 +88,7 @@ def _run(tree: str, model: str, a: argparse.Namespace) -> dict:
     threading_drain(p)
     try:
         t = time.perf_counter()
-        out = asyncio.run(_load(port, a.clients, a.requests, a.timeout))
+        out = asyncio.run(_load(port, a.clients, a.requests, a.timeout, a.addresses))
         wall = time.perf_counter() - t
     finally:
         p.terminate()
@@ -112,6 +115,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--requests", type=int, default=5, help="requests per client, one after the other")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds a client waits for an answer")
+    ap.add_argument("--addresses", type=int, default=200, help="loopback source addresses the clients come from")
     ap.add_argument("--rounds", type=int, default=2, help="base and this tree, alternating, this many times")
     a = ap.parse_args()
     with common.base_tree(a.base, "vi-http-") as (tree, tmp, rev, head):
@@ -119,7 +123,8 @@ def main() -> None:
         runs = []
         for _ in range(a.rounds):       # alternating: the machine's load drifts between runs
             runs += [{"tree": f"base {rev}", **_run(tree, model, a)}, {"tree": f"this tree (HEAD {head})", **_run(ROOT, model, a)}]
-    common.write("http_load", {"command": f"python bench/http_load.py --base {rev}", "clients": a.clients,
+    common.write("http_load", {"command": f"python bench/http_load.py --base {rev} --addresses {a.addresses}",
+                               "addresses": a.addresses, "clients": a.clients,
                           "requests_per_client": a.requests, "timeout_s": a.timeout, "runs": runs})
 
 
