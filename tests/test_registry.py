@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import logging
 import zipfile
 
@@ -261,3 +262,26 @@ def test_the_models_command_line(tmp_path, model_path, second_path, capsys):
     assert "points at pads@1.0" in capsys.readouterr().err
     assert main(["models", "show", "pads", "7.0"] + st) == 2
     assert main(["models", "register", str(tmp_path / "missing.npz"), "--name", "pads"] + st) == 1
+
+
+def test_a_daemon_following_an_alias_connects_nothing_until_it_starts(tmp_path, model_path, monkeypatch):
+    """Daemon.__init__ promises that nothing connects there: following an alias, it started the store and
+    read the registry in the constructor (so a daemon could not even be built, checked and refused
+    without reaching the store). Now start() does both, and a failure there closes what it opened."""
+    from vi_stream.service import config as config_mod
+    from vi_stream.service.daemon import Daemon
+    from vi_stream.store.local import LocalStore
+    monkeypatch.setenv("VI_STREAM_STATE_DIR", str(tmp_path / "state"))
+    folder = str(tmp_path / "store")
+    cfg = config_mod.DaemonConfig(input="tcp://127.0.0.1:1", model_alias="production", store=folder,
+                                  spool=str(tmp_path / "spool"), rest_port=0, output_port=0)
+    d = Daemon(cfg)
+    assert not os.path.exists(folder)                       # the store was not opened, let alone created
+    with pytest.raises(NotFoundError, match="production"):
+        d.start()                                            # no alias yet and nothing cached: refused here
+    with LocalStore(folder) as store:                       # start() let the store go again
+        reg = Registry(store)
+        reg.register(_bytes(model_path), "pads", "1.0")
+        reg.promote("production", "pads", "1.0", "first")
+    with Daemon(cfg) as d:
+        assert d.model_info()["version"] == "pads@1.0"

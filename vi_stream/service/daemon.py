@@ -56,18 +56,10 @@ class Daemon:
         self.follower: ModelFollower | None = None
         self.model_version: str | None = None       # name@X.Y when the model came from the registry
         if model is None and cfg.model_alias:
+            # The alias's model is read by start(), after it connects the store: nothing connects here.
             self.follower = ModelFollower(self.registry, cfg.model_alias, config_mod.model_cache_dir(), cfg.device,
                                           apply=self._switch_model, poll=cfg.model_poll)
-            try:
-                if self._own_store:
-                    self.store.start()
-                model, doc = self.follower.initial()
-            except BaseException:
-                if self._own_store:
-                    self.store.close()
-                raise
-            self.model_version = ref(doc)
-        self.model = model if model is not None else _load_model(cfg)
+        self.model: AnomalyModel | None = model if model is not None or self.follower else _load_model(cfg)
         self.model_path = cfg.model
         self.writer: StoreWriter | None = None
         if self.store is not None:
@@ -85,8 +77,9 @@ class Daemon:
         self.live = Live(self._live_status, preview_side=cfg.preview_side)
         self._results = ResultsDesk(self.results_store, self.live.images.get)
         self._models = ModelsDesk(self.model_registry, self.model_moved)
-        self.drift = DriftWatch(self.model.meta.get("calibration_scores") or [], self.model.threshold,
-                                chunk=cfg.drift_chunk, version=self.model_version)
+        self.drift = DriftWatch(self.model.meta.get("calibration_scores") or [] if self.model else [],
+                                self.model.threshold if self.model else 0.0, chunk=cfg.drift_chunk,
+                                version=self.model_version)   # a followed alias's reference is set by start()
         self.retrain_job = RetrainJob()
         self.shadow: ShadowWatch | None = None
         self.shadow_follower: ModelFollower | None = None
@@ -120,11 +113,15 @@ class Daemon:
         return self.sink.send(result) if self.sink is not None else False
 
     def start(self) -> "Daemon":
-        """Warm up, connect the store, bind the output and REST. A failure half-way closes what was opened."""
+        """Connect the store (and load a followed alias's model from it), warm up, bind the output and REST.
+        A failure half-way closes what was opened."""
         try:
-            self.warm_up()
             if self.store is not None and self._own_store:
                 self.store.start()
+            if self.model is None:
+                model, doc = self.follower.initial()   # the cached copy when the store is down
+                self._use_model(model, ref(doc))
+            self.warm_up()
             if self.writer is not None:
                 self.writer.start()  # replays what an earlier run left in the spool
             if self.context is None:
