@@ -11,7 +11,7 @@ the handler that applies both are one mechanism; split, each part would reach in
   ``reserve_head_timeout`` s to send its head and is answered 503 unless it names a control
   route. So one address (or a few) trickling requests and reconnecting at once holds at most
   its cap and never the reserve; what fills every slot and the reserve is
-  ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (16
+  ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (12
   by default) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
 * Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
   s of the accept (a client trickling one byte every few seconds is cut off with a 408),
@@ -53,8 +53,9 @@ MAX_CONNECTIONS = 64        # concurrent connections; more are answered 503 at o
 RESERVED = 8                # ... except these few more, for the control routes only
 MAX_PER_ADDRESS = 8         # connections from one client address: a browser opens 6 per host, plus a live
                             # stream or two; without a cap one address trickling requests held all 64 + 8
-RESERVE_PER_ADDRESS = 1     # reserve connections from one address (within its cap): the reserve is for
-                            # a control request now and then, and one address cannot take all of it
+RESERVE_PER_ADDRESS = 2     # reserve connections from one address (within its cap): the reserve is for
+                            # a control request now and then, and one address cannot take all of it;
+                            # 2, as a client's next request may arrive before its last one's slot is back
 BACKLOG = 1024              # connections the kernel queues before the server accepts them (capped by somaxconn)
 HEAD_TIMEOUT = 5.0          # seconds from accept to the end of the request head
 RESERVE_HEAD_TIMEOUT = 2.0  # the same for a connection in the reserve
@@ -187,8 +188,8 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
+            self._give_back(address, slots)   # the answer is out: the slot is free before the close
             self.shutdown_request(request)
-            self._give_back(address, slots)
 
     def handle_error(self, request, client_address) -> None:
         """socketserver prints a traceback to stderr here: one log line instead, debug for a client
