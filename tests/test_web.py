@@ -159,7 +159,7 @@ def _open_tile(page, daemon, tile: int):
     k = canvas.evaluate("c => c.width") / side["image_shape"][1]
     x, y, w, h = side["tiles"][tile]
     canvas.click(position={"x": (x + w / 2) * k, "y": (y + h / 2) * k})
-    page.wait_for_function(f"document.querySelector('#ed-title').textContent.includes('tile {tile + 1} of')")
+    page.wait_for_selector(f"#editor[data-ready='{tile}']")
     return row["module"], row["side"], side
 
 
@@ -222,7 +222,35 @@ def test_verify_marks_the_tile_and_counts_it(page, daemon):
     assert api(daemon, f"/api/modules/{name}")["module"][side_name]["verified_masks"][0] is True
     page.wait_for_function(f"document.querySelector('#side-{side_name} h3').textContent.includes('1 of {side['tile_count']} tiles verified')")
     page.keyboard.press("ArrowRight")                    # the next tile, from the keyboard
-    page.wait_for_function("document.querySelector('#ed-title').textContent.includes('tile 2 of')")
+    page.wait_for_selector("#editor[data-ready='1']")
+
+
+def test_a_tile_still_loading_takes_no_strokes_and_saves_nothing(page, daemon):
+    """Clicking or pressing s before the tile's mask has arrived is refused in words, not a script error."""
+    processing(page, daemon)
+    daemon.stop_processing()
+    row = api(daemon, "/api/history?limit=1")["sides"][0]
+    side = api(daemon, f"/api/modules/{row['module']}")["module"][row["side"]]
+    page.goto(page.base + f"/#/module/{row['module']}")
+    page.wait_for_selector(f"#side-{row['side']}[data-ready]")
+    held = []
+    page.route("**/api/images/**", lambda route: held.append(route))   # the tile's pictures do not arrive yet
+    canvas = page.locator(f"#side-{row['side']} canvas")
+    k = canvas.evaluate("c => c.width") / side["image_shape"][1]
+    x, y, w, h = side["tiles"][0]
+    canvas.click(position={"x": (x + w / 2) * k, "y": (y + h / 2) * k})
+    page.wait_for_function("document.querySelector('#ed-title').textContent.includes('tile 1 of')")
+    page.wait_for_function("document.querySelector('#editor').dataset.ready === undefined")
+    _click_canvas(page, 10, 10)
+    page.keyboard.press("s")
+    page.wait_for_selector("#ed-message.error")
+    assert "still loading" in page.inner_text("#ed-message")
+    assert held, "the test must hold the tile's pictures back"
+    for r in held:
+        r.continue_()
+    page.unroute("**/api/images/**")
+    page.wait_for_selector("#editor[data-ready='0']")
+    assert api(daemon, f"/api/modules/{row['module']}")["module"][row["side"]]["corrected_tiles"] == []
 
 
 def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):

@@ -527,8 +527,10 @@ const editor = {
   },
 
   async load() {
-    const s = this.side(), [x, y, w, h] = s.tiles[review.tile];
+    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile;
     this.box = [x, y, w, h];
+    this.mask = null;                       // no strokes, save or verify until this tile's mask is in
+    delete $("#editor").dataset.ready;
     this.title();
     $("#ed-message").textContent = "";
     const c = $("#ed-canvas");
@@ -543,12 +545,14 @@ const editor = {
       return off;
     };
     const [bg, m] = await Promise.all([crop(review.layer), crop("corrected_mask")]);
+    if (review.tile !== tile || this.side() !== s) return;      // another tile was opened meanwhile
     this.background = bg;
     const d = m.getContext("2d").getImageData(0, 0, w, h).data;
     this.mask = new Uint8Array(w * h);
     for (let i = 0; i < w * h; i++) this.mask[i] = d[4 * i] > 127 ? 255 : 0;
     this.undo = []; this.redo = [];
     this.paint();
+    $("#editor").dataset.ready = String(tile);
   },
 
   title() {
@@ -589,11 +593,19 @@ const editor = {
   },
 
   history(from, to) {
-    if (!from.length) return;
+    if (!from.length || !this.mask) return;
     to.push(this.mask.slice()); this.mask = from.pop(); this.paint();
   },
 
+  loading() {
+    if (this.mask) return false;
+    $("#ed-message").textContent = "The tile is still loading: nothing saved.";
+    $("#ed-message").className = "error";
+    return true;
+  },
+
   async save() {
+    if (this.loading()) return;
     const s = this.side(), [, , w, h] = this.box;
     const png = await greyPng(w, h, this.mask);
     const url = `/api/modules/${encodeURIComponent(review.module.name)}/${review.side}/tiles/${review.tile}/mask` +
@@ -602,6 +614,7 @@ const editor = {
   },
 
   async verify() {
+    if (this.loading()) return;
     const s = this.side();
     const url = `/api/modules/${encodeURIComponent(review.module.name)}/${review.side}/tiles/${review.tile}/verify`;
     await this.send(() => api("POST", url, { verified: true, result_id: s.result_id }), "Tile verified");
@@ -637,6 +650,7 @@ function setupEditor() {
   const c = $("#ed-canvas");
   const at = (ev) => { const r = c.getBoundingClientRect(); return [Math.floor(ev.clientX - r.left), Math.floor(ev.clientY - r.top)]; };
   c.onmousedown = (ev) => {
+    if (!editor.mask) return;
     editor.undo.push(editor.mask.slice()); editor.redo = [];
     if (editor.undo.length > 50) editor.undo.shift();
     editor.drawing = true; editor.last = null; editor.strokeTo(...at(ev));
