@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import threading
 
@@ -179,11 +180,19 @@ def test_login_over_http_sets_a_strict_httponly_cookie(daemon):
 def test_pages_and_images_are_served_and_unknown_assets_are_404(daemon):
     base = f"http://127.0.0.1:{daemon.rest_port}"
     page = requests.get(base + "/", timeout=5)
-    assert page.ok and page.headers["Content-Type"].startswith("text/html") and "/static/app.js" in page.text
-    js = requests.get(base + "/static/app.js", timeout=5)
+    assert page.ok and page.headers["Content-Type"].startswith("text/html") and "/static/main.js" in page.text
+    js = requests.get(base + "/static/main.js", timeout=5)
     assert js.ok and js.headers["Content-Type"].startswith("text/javascript")
-    again = requests.get(base + "/static/app.js", headers={"If-None-Match": js.headers["ETag"]}, timeout=5)
+    again = requests.get(base + "/static/main.js", headers={"If-None-Match": js.headers["ETag"]}, timeout=5)
     assert again.status_code == 304 and not again.content
+    seen, todo = set(), ["main.js"]                          # every module the page imports is served as one
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        r = requests.get(base + "/static/" + name, timeout=5)
+        assert r.ok and r.headers["Content-Type"].startswith("text/javascript"), name
+        todo += [m for m in re.findall(r'from "\./([a-z0-9_-]+\.js)"', r.text) if m not in seen]
+    assert {"core.js", "live.js", "editor.js", "module.js"} <= seen
     for bad in ("../rest.py", "nope.js", "app.py"):
         r = requests.get(base + "/static/" + bad, timeout=5)
         assert r.status_code == 404, bad

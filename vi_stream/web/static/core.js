@@ -1,0 +1,114 @@
+// The page's common ground: the REST call, toasts, the login, the image cache and small formatters.
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+const session = { required: false, loggedIn: false, csrf: null };
+
+// ------------------------------------------------------------------ REST
+export async function api(method, path, body, contentType) {
+  const headers = {};
+  if (session.csrf) headers["X-CSRF-Token"] = session.csrf;
+  let payload;
+  if (body instanceof Uint8Array) { payload = body; headers["Content-Type"] = contentType || "image/png"; }
+  else if (body !== undefined) { payload = JSON.stringify(body); headers["Content-Type"] = "application/json"; }
+  const res = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+  let data = null;
+  try { data = await res.json(); } catch (e) { data = { message: res.statusText }; }
+  if (!res.ok) {
+    const err = new Error(data.message || res.statusText);
+    err.status = res.status; err.data = data;
+    throw err;
+  }
+  return data;
+}
+
+export function toast(text, ok = false) {
+  const t = $("#toast");
+  t.textContent = text; t.className = ok ? "ok" : ""; t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { t.hidden = true; }, ok ? 2500 : 8000);
+}
+
+export async function act(fn, done) {
+  try { const r = await fn(); if (done) toast(done, true); return r; }
+  catch (e) {
+    if (e.status === 401) { toast("Log in first: " + e.message); openLogin(); }
+    else toast(e.message);
+    throw e;
+  }
+}
+
+// ------------------------------------------------------------------ login
+export async function loadSession() {
+  const s = await api("GET", "/api/session");
+  Object.assign(session, { required: s.auth_required, loggedIn: s.logged_in, csrf: s.csrf });
+  $("#login-open").hidden = !session.required || session.loggedIn;
+  $("#logout").hidden = !session.loggedIn;
+  $("#who").textContent = !session.required ? "no token set: changes open to all on this host"
+    : session.loggedIn ? "logged in" : "read-only";
+  document.body.classList.toggle("read-only", session.required && !session.loggedIn);
+}
+
+export function openLogin() { $("#login-error").hidden = true; $("#login").showModal(); $("#login-token").focus(); }
+
+export function setupLogin() {
+  $("#login-open").onclick = openLogin;
+  $("#login-cancel").onclick = () => $("#login").close();
+  $("#login-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/login", { token: $("#login-token").value });
+      $("#login-token").value = "";
+      $("#login").close();
+      await loadSession();
+      toast("Logged in", true);
+    } catch (e) {
+      $("#login-error").textContent = e.message; $("#login-error").hidden = false;
+    }
+  };
+  $("#logout").onclick = async () => { await api("POST", "/api/logout"); await loadSession(); };
+}
+
+const images = new Map();   // id -> HTMLImageElement (ids are content hashes: immutable)
+export function image(id) {
+  if (images.has(id)) return images.get(id);
+  const p = new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => { images.delete(id); reject(new Error("image " + id + " not found")); };
+    img.src = "/api/images/" + id;
+  });
+  images.set(id, p);
+  if (images.size > 64) images.delete(images.keys().next().value);
+  return p;
+}
+
+export function kv(sel, obj) {
+  const el = $(sel);
+  if (!el) return;
+  el.replaceChildren(...Object.entries(obj).flatMap(([k, v]) => {
+    const a = document.createElement("span"), b = document.createElement("span");
+    a.textContent = k; b.textContent = v == null ? "–" : String(v);
+    return [a, b];
+  }));
+}
+
+export function fmt(x) { return x == null || Number.isNaN(x) ? "–" : Number(x).toPrecision(4); }
+
+export function toLocal(iso) {
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+export function rows(sel, items, cells) {
+  const body = $(sel + " tbody");
+  if (!body) return;
+  body.replaceChildren(...items.map((it) => {
+    const tr = document.createElement("tr");
+    for (const v of cells(it)) {
+      const td = document.createElement("td");
+      if (v instanceof Node) td.append(v); else td.textContent = v ?? "";
+      tr.append(td);
+    }
+    return tr;
+  }));
+}

@@ -1,0 +1,200 @@
+// The live side: one event stream per tab (status, verdicts, frames), the monitor view and its trends.
+import { $, act, api, fmt, image, kv, toast } from "./core.js";
+
+const live = { status: null, trends: [], binS: 10, recent: [], frame: null, latencies: [], drift: [], driftJudged: -1 };
+window.vi = live;   // for people debugging in the console, and for the browser tests
+
+// ------------------------------------------------------------------ live stream (one per tab)
+// EventSource retries by itself only after a stream that was open ends; a refusal (503: every
+// stream taken, the daemon restarting) closes it for good. Then the page reconnects itself, with
+// capped exponential back-off, and says so in #link (data-state: live | reconnecting | waiting).
+let source = null, retryDelay = 0, retryTimer = null;
+const RETRY_MIN_MS = 1000, RETRY_MAX_MS = 30000;
+function linkState(state, text) { const l = $("#link"); l.dataset.state = state; l.textContent = text; }
+export function connect() {
+  clearTimeout(retryTimer); retryTimer = null;
+  source = new EventSource("/api/events");
+  source.onopen = () => { retryDelay = 0; linkState("live", "live"); };
+  source.onerror = () => {
+    if (source.readyState !== EventSource.CLOSED) { linkState("reconnecting", "reconnecting…"); return; }
+    source.close();
+    retryDelay = Math.min(RETRY_MAX_MS, retryDelay ? retryDelay * 2 : RETRY_MIN_MS);
+    const at = Date.now() + retryDelay;
+    const tick = () => {
+      const s = Math.max(0, Math.ceil((at - Date.now()) / 1000));
+      linkState("waiting", `offline: retrying in ${s} s`);
+      retryTimer = s > 0 ? setTimeout(tick, Math.min(1000, at - Date.now())) : setTimeout(connect, 0);
+    };
+    tick();
+  };
+  const on = (name, fn) => source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
+  on("status", onStatus);
+  on("trends", (t) => { live.binS = t.bin_s; live.trends = t.bins; drawTrends(); });
+  on("recent", (items) => { live.recent = items; drawStrip(); });
+  on("verdict", onVerdict);
+  on("reject", onVerdict);
+  on("frame", onFrame);
+  on("logs", (lines) => { $("#log") && ($("#log").textContent = ""); lines.forEach(addLog); });
+  on("log", addLog);
+}
+
+function onStatus(s) {
+  live.status = s;
+  const state = $("#state");
+  state.textContent = s.status; state.className = "badge " + s.status;
+  for (const b of s.trend || []) {
+    const i = live.trends.findIndex((x) => x.t === b.t);
+    if (i >= 0) live.trends[i] = b; else live.trends.push(b);
+  }
+  if (s.drift_judged !== undefined && s.drift_judged !== live.driftJudged) {   // a chunk was judged: its figures
+    live.driftJudged = s.drift_judged;
+    api("GET", "/api/drift").then((d) => { live.drift = d.drift.chunks; drawTrends(); }, () => {});
+  }
+  const hour = Date.now() / 1000 - 3600;
+  live.trends = live.trends.filter((b) => b.t >= hour);
+  if (!$("#stats")) return;
+  const st = s.statistics, q = st.queues, store = st.store;
+  $("#start").disabled = s.status === "processing";
+  $("#stop").disabled = s.status !== "processing";
+  kv("#model", { model: s.model_id, version: s.model_version || "a file (no registry)", drift: s.drift,
+                 ...(s.shadow ? { shadow: `${s.shadow.candidate}: ${s.shadow.agreed} of ${s.shadow.compared} agree` } : {}),
+                 "model's threshold": fmt(s.model_threshold),
+                 "threshold in force": s.threshold == null ? fmt(s.model_threshold) + " (model's)" : fmt(s.threshold),
+                 "yellow from": fmt((s.threshold ?? s.model_threshold) * (1 - s.qa_margin)) });
+  const th = $("#threshold");
+  if (document.activeElement !== th) th.placeholder = fmt(s.threshold ?? s.model_threshold);
+  kv("#stats", { "frames/s": st.frames_per_s, "MP/s": st.megapixels_per_s, received: st.frames_received,
+                 processed: st.frames_processed, anomalous: st.frames_anomalous,
+                 "latency p50 / p99 ms": `${st.latency_ms.p50 ?? "–"} / ${st.latency_ms.p99 ?? "–"}`,
+                 "sent / dropped": `${st.output_sent} / ${st.output_dropped}`, "live tabs": s.live.listeners });
+  kv("#queues", { input: `${q.input} of ${q.input_size}`, output: `${q.output} of ${q.output_size}`,
+                  store: store ? `${store.queue} of ${store.queue_size}` : "–" });
+  kv("#store", store ? { state: store.up ? "up" : "DOWN", where: store.store, stored: store.stored,
+                         spooled: store.spooled, failed: store.failed, lost: store.lost,
+                         "last error": store.last_error || "–" } : { state: "off" });
+  const rej = st.frames_rejected;
+  kv("#rejects", Object.keys(rej).length ? rej : { none: "" });
+  drawTrends();
+}
+
+function onVerdict(v) {
+  live.recent.push(v);
+  if (live.recent.length > 60) live.recent.shift();
+  drawStrip();
+  if (!$("#qa")) return;
+  $("#qa").className = "qa " + v.qa;
+  if (v.reason) { $("#now-module").textContent = `rejected: ${v.reason}`; return; }
+  $("#now-module").textContent = `${v.module} · ${v.side} · pulse ${v.pulse_id}`;
+  $("#now-score").textContent = `score ${fmt(v.score)} / threshold ${fmt(v.threshold)}` +
+    (v.defects ? ` · ${v.defects} defect(s)` : "");
+}
+
+function drawStrip() {
+  const strip = $("#strip");
+  if (!strip) return;
+  strip.replaceChildren(...live.recent.slice(-60).map((v) => {
+    const c = document.createElement("span");
+    c.className = "chip " + v.qa;
+    c.title = v.reason ? `rejected: ${v.reason}` : `${v.module} ${v.side} pulse ${v.pulse_id}: ${fmt(v.score)}`;
+    return c;
+  }));
+}
+
+async function onFrame(f) {
+  live.frame = f;
+  if (!$("#frame") || document.hidden) return;   // a tab in the background fetches nothing; shown again, it draws the latest
+  try {
+    const [img, heat] = await Promise.all([image(f.image_id), image(f.heatmap_id)]);
+    if (live.frame !== f) return;   // a newer frame came meanwhile
+    drawFrame(f, img, heat);
+    live.latencies.push(Date.now() / 1000 - f.t_result);
+    if (live.latencies.length > 1000) live.latencies.shift();
+  } catch (e) { /* the preview left the cache: the next frame will do */ }
+}
+
+function drawFrame(f, img, heat) {
+  const c = $("#frame");
+  if (!c) return;
+  if (c.width !== img.width || c.height !== img.height) { c.width = img.width; c.height = img.height; }
+  const g = c.getContext("2d");
+  g.globalAlpha = 1; g.drawImage(img, 0, 0);
+  if ($("#show-heat").checked) { g.globalAlpha = $("#heat-opacity").value / 100; g.drawImage(heat, 0, 0); }
+  g.globalAlpha = 1;
+  if ($("#show-boxes").checked) {
+    g.strokeStyle = "#ff2d55"; g.lineWidth = 2;
+    for (const d of f.boxes) {
+      const [x, y, w, h] = d.bbox.map((v) => v * f.preview_scale);
+      g.strokeRect(x - 2, y - 2, w + 4, h + 4);
+    }
+  }
+  c.dataset.pulse = f.pulse_id;
+  c.dataset.qa = f.qa;
+}
+
+export function redrawFrame() {
+  const f = live.frame;
+  if (f) Promise.all([image(f.image_id), image(f.heatmap_id)]).then(([a, b]) => drawFrame(f, a, b), () => {});
+}
+
+function addLog(line) {
+  const pre = $("#log");
+  if (!pre) return;
+  const span = document.createElement("span");
+  span.className = line.level;
+  span.textContent = `${new Date(line.t * 1000).toLocaleTimeString()} ${line.level} ${line.message}\n`;
+  pre.appendChild(span);
+  while (pre.childNodes.length > 300) pre.removeChild(pre.firstChild);
+  pre.scrollTop = pre.scrollHeight;
+}
+
+// ------------------------------------------------------------------ trend plots
+function plot(sel, series, colours, fixedMax) {
+  const c = $(sel);
+  if (!c) return;
+  const g = c.getContext("2d"), W = c.width, H = c.height, now = Date.now() / 1000;
+  g.clearRect(0, 0, W, H);
+  g.fillStyle = "#fff"; g.fillRect(0, 0, W, H);
+  const vals = series.flatMap((s) => s.map((p) => p[1]).filter((v) => v != null));
+  const max = fixedMax ?? Math.max(1e-9, ...vals) * 1.1;
+  g.fillStyle = "#8a93a3"; g.font = "10px sans-serif";
+  g.fillText(fmt(max), 2, 10); g.fillText("-1 h", 2, H - 2); g.fillText("now", W - 22, H - 2);
+  series.forEach((s, i) => {
+    g.strokeStyle = colours[i]; g.lineWidth = 1.5; g.beginPath();
+    let pen = false;
+    for (const [t, v] of s) {
+      if (v == null) { pen = false; continue; }
+      const x = W * (1 - (now - t) / 3600), y = H - 12 - (H - 20) * Math.min(1, v / max);
+      if (pen) g.lineTo(x, y); else g.moveTo(x, y);
+      pen = true;
+    }
+    g.stroke();
+  });
+}
+
+function drawTrends() {
+  const b = live.trends, at = (k) => b.map((x) => [x.t + live.binS / 2, x[k]]);
+  plot("#tr-score", [at("score_p50"), at("score_p90"), at("score_max")], ["#2e6fd9", "#d9a400", "#d23c3c"]);
+  plot("#tr-anom", [at("anomalous_fraction")], ["#d23c3c"], 1);
+  plot("#tr-fps", [at("fps")], ["#2e9d4f"]);
+  plot("#tr-lat", [at("latency_p99_ms")], ["#6b4fd9"]);
+  plot("#tr-drift", [live.drift.map((c) => [c.at, c.ks]), live.drift.map((c) => [c.at, c.wasserstein])],
+       ["#2e6fd9", "#d9a400"]);
+}
+
+// ------------------------------------------------------------------ monitor view
+export function monitorView(root) {
+  root.append($("#t-monitor").content.cloneNode(true));
+  $("#start").onclick = () => act(() => api("POST", "/start"), "Processing started");
+  $("#stop").onclick = () => act(() => api("POST", "/stop"), "Processing stopped");
+  $("#threshold-form").onsubmit = (ev) => {
+    ev.preventDefault();
+    const v = parseFloat($("#threshold").value);
+    if (!(v > 0)) { toast("The threshold must be a number above 0"); return; }
+    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => { $("#threshold").value = ""; });
+  };
+  $("#threshold-model").onclick = () => act(() => api("POST", "/config", { threshold: null }), "Threshold: the model's");
+  for (const id of ["#show-heat", "#heat-opacity", "#show-boxes"]) $(id).oninput = redrawFrame;
+  if (live.status) onStatus(live.status);
+  drawStrip();
+  redrawFrame();
+}
