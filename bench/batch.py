@@ -27,7 +27,7 @@ import cv2
 import common
 
 sys.path.insert(0, os.path.dirname(common.HERE))
-from tests.cluster_helpers import slurm_available, sshd, start_slurm, stop  # noqa: E402
+from tests.helpers.cluster import slurm_available, sshd, start_slurm, stop  # noqa: E402
 from vi_stream.evaluation import synthetic  # noqa: E402
 from vi_stream.scale.batch import BatchOptions, BatchRun  # noqa: E402
 from vi_stream.store.local import LocalStore  # noqa: E402

@@ -7,14 +7,11 @@ import os
 import numpy as np
 import pytest
 
-
 from vi_stream.evaluation import synthetic  # noqa: E402
-from vi_stream.model import AnomalyModel, ModelConfig, save  # noqa: E402
+from vi_stream.model import AnomalyModel, save  # noqa: E402
 
-from .cluster_helpers import cluster  # noqa: E402,F401 - one Slurm cluster per session, for every module
-
-SMALL_SHAPE = (512, 512)
-SMALL_CONFIG = ModelConfig(bank_size=40_000, cells=256)
+from .helpers import SMALL_CONFIG, SMALL_SHAPE  # noqa: E402
+from .helpers.cluster import cluster  # noqa: E402,F401 - one Slurm cluster per session, for every module
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,7 +45,8 @@ def store(request, tmp_path):
     """Each store backend, started and empty: the contract tests run on all of them (a real MongoDB
     when VI_STREAM_TEST_MONGO_URI is set)."""
     from vi_stream.store.local import LocalStore
-    from .store_helpers import mongomock_store, real_mongo_store
+
+    from .helpers.store import mongomock_store, real_mongo_store
     if request.param == "local":
         cm = contextlib.closing(LocalStore(str(tmp_path / "store")).start())
     elif request.param == "mongomock":

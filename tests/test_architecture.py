@@ -187,3 +187,29 @@ def test_the_control_interface_speaks_in_results_not_internals():
                 assert fn.__annotations__.get("return") not in (None, "Any"), f"{proto.__name__}.{name}"
     for path in (PKG / "web" / "routes").glob("*.py"):
         assert not {"vi_stream.store.review", "vi_stream.registry.retrain"} & _imports(path), path.name
+
+
+TESTS = pathlib.Path(__file__).resolve().parent
+WHOLE_PROJECT = {"test_architecture.py", "test_docs.py", "test_packaging.py", "test_bench_report.py"}
+
+
+def test_tests_mirror_the_package_and_never_import_one_another():
+    """A test of ``vi_stream/<package>`` lives in ``tests/<package>/``; only whole-project checks sit at the
+    top. What tests share is in ``tests/helpers/`` or a conftest, never imported from another test module."""
+    packages = {p.name for p in PKG.iterdir() if (p / "__init__.py").exists()}
+    misplaced, crossing = [], []
+    for path in TESTS.rglob("test_*.py"):
+        rel = path.relative_to(TESTS)
+        if len(rel.parts) == 1:
+            if rel.name not in WHOLE_PROJECT:
+                misplaced.append(str(rel))
+        elif len(rel.parts) != 2 or rel.parts[0] not in packages:
+            misplaced.append(str(rel))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if any(part.startswith("test_") for part in node.module.split(".")):
+                    crossing.append(f"{rel}: from {'.' * node.level}{node.module}")
+            if isinstance(node, ast.ImportFrom) and not node.module:
+                crossing += [f"{rel}: {a.name}" for a in node.names if a.name.startswith("test_")]
+    assert not misplaced, f"tests outside tests/<package>/: {misplaced}"
+    assert not crossing, f"test modules importing one another: {crossing}"

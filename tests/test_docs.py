@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .helpers import ROOT
+
 BIN = os.path.dirname(sys.executable)
 ENV = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
 

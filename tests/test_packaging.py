@@ -4,7 +4,8 @@ import re
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .helpers import ROOT
+
 # PyPI name -> conda-forge name where they differ
 CONDA_NAME = {"opencv-python-headless": "py-opencv", "torch": "pytorch", "PyYAML": "pyyaml",
               "prometheus-client": "prometheus_client"}

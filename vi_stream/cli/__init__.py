@@ -8,7 +8,7 @@ The top of the package: it may import anything, and nothing imports it. :mod:`.o
 ``train``, ``score``, ``evaluate`` and ``synth``, :mod:`.models` and :mod:`.batch` the ``models`` and
 ``batch`` commands, :mod:`.demo` the demo. Each command's parser names its function
 (``set_defaults(func=...)``) and ``main`` calls it; a command imports what it needs when it runs,
-so one that scores nothing starts without torch or numba (tests/test_startup.py, bench/startup.py).
+so one that scores nothing starts without torch or numba (tests/cli/test_startup.py, bench/startup.py).
 """
 from __future__ import annotations
 

@@ -1,0 +1,36 @@
+"""The browser tests' set-up: Debian's chromium driven by Playwright (never `playwright install`), and a
+simulated camera for the page's daemons. Without chromium a test that takes the browser skips, unless
+VI_STREAM_REQUIRE_BROWSER is set (CI), where a missing browser fails."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vi_stream.evaluation.simulate import Simulator
+
+CHROMIUM = os.environ.get("VI_STREAM_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("VI_STREAM_REQUIRE_BROWSER"):
+            pytest.fail(f"no chromium at {CHROMIUM}, and VI_STREAM_REQUIRE_BROWSER is set")
+        pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                    "--disable-background-networking", "--no-first-run"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def camera():
+    sim = Simulator(0, "CAM", fps=4.0, shape=(512, 512), pool=6, defect_rate=0.5, seed=11)
+    port = sim.start()
+    sim.run_in_thread()
+    yield port
+    sim.close()
