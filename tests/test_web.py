@@ -253,7 +253,7 @@ def test_a_tile_still_loading_takes_no_strokes_and_saves_nothing(page, daemon):
     assert api(daemon, f"/api/modules/{row['module']}")["module"][row["side"]]["corrected_tiles"] == []
 
 
-def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):
+def test_saving_a_side_that_was_reimaged_meanwhile_keeps_it_on_its_acquisition_and_says_so(page, daemon):
     processing(page, daemon)
     daemon.stop_processing()
     name, side_name, side = _open_tile(page, daemon, 0)
@@ -262,11 +262,13 @@ def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):
     again.side["acquired_at"] = record_mod.now_iso()                  # (later than what the page shows)
     daemon.store.write([again])
     page.click("#ed-save")
-    page.wait_for_selector("#ed-message.error")
+    page.wait_for_selector("#ed-message.notice")
     text = page.inner_text("#ed-message")
-    assert "re-imaged" in text and "Not saved" in text
+    assert "saved" in text and "A newer acquisition of this side exists" in text
     now = api(daemon, f"/api/modules/{name}")["module"][side_name]
     assert now["result_id"] != side["result_id"] and now["corrected_tiles"] == []
+    kept = api(daemon, f"/api/modules/{name}/{side_name}/results/{side['result_id']}")["side"]
+    assert kept["corrected_tiles"] == [0]
 
 
 def test_with_a_token_the_page_is_read_only_until_login_and_needs_the_csrf_token(browser, model, camera):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import bottle
 
@@ -24,7 +24,7 @@ def _range() -> tuple[str, str]:
     unknown = sorted(set(q.keys()) - {"from", "to"})
     if unknown:
         raise ConfigError(f"unknown report parameter(s): {', '.join(unknown)}; give from and to")
-    until = when("to", q.get("to")) or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    until = when("to", q.get("to")) or datetime.now(UTC).isoformat(timespec="milliseconds")
     since = when("from", q.get("from")) or (datetime.fromisoformat(until) - SHIFT).isoformat(timespec="milliseconds")
     if since >= until:
         raise ConfigError(f"from ({since}) must be before to ({until})")
