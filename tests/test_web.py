@@ -7,6 +7,7 @@ VI_STREAM_REQUIRE_BROWSER is set (CI), where a missing browser fails.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 
@@ -168,8 +169,10 @@ def _set_size(page, px: int) -> None:
 
 
 def _click_canvas(page, x: int, y: int) -> None:
+    """Click tile pixel (x, y): the canvas may sit at a fractional offset and a mouse event's clientX/Y are
+    whole pixels, so the click goes to the first whole pixel inside that tile pixel."""
     box = page.locator("#ed-canvas").bounding_box()
-    page.mouse.click(box["x"] + x + 0.5, box["y"] + y + 0.5)
+    page.mouse.click(math.ceil(box["x"] + x), math.ceil(box["y"] + y))
 
 
 def _disc(mask: np.ndarray, cx: int, cy: int, r: float, value: int) -> None:

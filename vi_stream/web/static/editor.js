@@ -10,8 +10,9 @@ export const editor = {
   async open(sideName, tile) {
     review.side = sideName; review.tile = tile;
     $("#editor").hidden = false;
-    await this.load();
-    $("#editor").scrollIntoView({ block: "nearest" });
+    const loading = this.load();                    // sizes the canvas at once, then waits for the pictures
+    $("#editor").scrollIntoView({ block: "nearest" });   // before it says ready: a click then lands where aimed
+    await loading;
   },
 
   async load() {

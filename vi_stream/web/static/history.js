@@ -90,8 +90,8 @@ export function thumb(r) {
   return img;
 }
 
-export function verdictCell(td, r) {
-  td.textContent = r.is_anomalous ? "⚠ anomalous" : "✓ good";
+export function verdictCell(td, r) {   // the word itself beside the colour
+  td.textContent = r.is_anomalous ? "anomalous" : "good";
   td.className = r.is_anomalous ? "anomalous" : "good";
 }
 
@@ -102,7 +102,6 @@ export function decisionText(r) {
 function historyRow(r, back) {
   const tr = document.createElement("tr");
   const td = () => { const c = document.createElement("td"); tr.append(c); return c; };
-  td().append(thumb(r));
   td().textContent = when(r.processed_at);
   const a = document.createElement("a");
   a.href = moduleLink(r, back); a.textContent = r.module;
@@ -115,5 +114,6 @@ function historyRow(r, back) {
   const d = td(); d.textContent = decisionText(r); if (r.decision) d.className = "decision " + r.decision;
   td().textContent = r.tag || "";
   td().textContent = r.model_version || r.model_id || "";
+  td().append(thumb(r));
   return tr;
 }
