@@ -216,6 +216,7 @@ def test_the_shift_report_shows_verdicts_and_decisions_and_downloads_as_csv(page
     assert "1 to rework" in page.inner_text("#report-summary")
     with page.expect_download() as dl:
         page.click("#report-csv")
-    rows = list(csv.DictReader(io.StringIO(open(dl.value.path(), encoding="utf-8").read())))
+    with open(dl.value.path(), encoding="utf-8") as f:
+        rows = list(csv.DictReader(io.StringIO(f.read())))
     assert [(x["module"], x["verdict"], x["decision"], x["decided_by"]) for x in rows] == [
         ("R-1", "anomalous", "rework", "alice"), ("R-2", "good", "", "")]
