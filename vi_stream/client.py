@@ -148,6 +148,25 @@ class Client:
         return self._call("POST", f"/api/modules/{quote(name, safe='')}/{side}/tiles/{int(tile)}/verify",
                           body)["side"]
 
+    def decide(self, name: str, side: str, verdict: str, categories: list[str] | None = None, comment: str = "",
+               result_id: str | None = None) -> dict:
+        """Record a decision (pass, fail, rework) on acquisition ``result_id`` of a side (the one shown without
+        it); the operator is the token's name (``--operators``)."""
+        body: dict[str, Any] = {"verdict": verdict, "categories": categories or [], "comment": comment}
+        if result_id:
+            body["result_id"] = result_id
+        return self._call("POST", f"/api/modules/{quote(name, safe='')}/{side}/decision", body)["side"]
+
+    def acquisitions(self, name: str, side: str, limit: int = 50) -> list[dict]:
+        """Every acquisition of a module side, newest first (history rows)."""
+        return self._call("GET", f"/api/modules/{quote(name, safe='')}/{side}/results",
+                          params={"limit": limit})["results"]
+
+    def report(self, from_: str | None = None, to: str | None = None) -> list[dict]:
+        """The shift report's rows: every result processed in [from_, to) (default the last 8 h)."""
+        params = {k: v for k, v in (("from", from_), ("to", to)) if v}
+        return self._call("GET", "/api/report", params=params)["rows"]
+
     # the model registry and the drift watch
     def list_models(self, name: str | None = None) -> list[dict]:
         """Registered versions (by name, newest first), each with the aliases pointing at it."""

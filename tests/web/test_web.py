@@ -7,7 +7,7 @@ VI_STREAM_REQUIRE_BROWSER is set (CI), where a missing browser fails.
 """
 from __future__ import annotations
 
-import os
+import math
 
 import cv2
 import numpy as np
@@ -18,9 +18,9 @@ from vi_stream.store import record as record_mod
 from vi_stream.web.live import MAX_LISTENERS
 
 from ..helpers.daemon import running_daemon, wait_for
+from ..helpers.screens import shot
 from ..helpers.store import make_record
 
-SHOTS = os.environ.get("VI_STREAM_SCREENSHOTS")
 TILE = 128
 
 
@@ -40,12 +40,6 @@ def page(browser, daemon):
     yield pg
     context.close()
     assert not errors, errors
-
-
-def shot(pg, name: str) -> None:
-    if SHOTS:
-        os.makedirs(SHOTS, exist_ok=True)
-        pg.screenshot(path=os.path.join(SHOTS, f"{name}.png"))
 
 
 def api(d, path: str):
@@ -141,8 +135,10 @@ def _set_size(page, px: int) -> None:
 
 
 def _click_canvas(page, x: int, y: int) -> None:
+    """Click tile pixel (x, y): the canvas may sit at a fractional offset and a mouse event's clientX/Y are
+    whole pixels, so the click goes to the first whole pixel inside that tile pixel."""
     box = page.locator("#ed-canvas").bounding_box()
-    page.mouse.click(box["x"] + x + 0.5, box["y"] + y + 0.5)
+    page.mouse.click(math.ceil(box["x"] + x), math.ceil(box["y"] + y))
 
 
 def _disc(mask: np.ndarray, cx: int, cy: int, r: float, value: int) -> None:
@@ -226,7 +222,7 @@ def test_a_tile_still_loading_takes_no_strokes_and_saves_nothing(page, daemon):
     assert api(daemon, f"/api/modules/{row['module']}")["module"][row["side"]]["corrected_tiles"] == []
 
 
-def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):
+def test_saving_a_side_that_was_reimaged_meanwhile_keeps_it_on_its_acquisition_and_says_so(page, daemon):
     processing(page, daemon)
     daemon.stop_processing()
     name, side_name, side = _open_tile(page, daemon, 0)
@@ -235,11 +231,13 @@ def test_saving_a_side_that_was_reimaged_meanwhile_says_so(page, daemon):
     again.side["acquired_at"] = record_mod.now_iso()                  # (later than what the page shows)
     daemon.store.write([again])
     page.click("#ed-save")
-    page.wait_for_selector("#ed-message.error")
+    page.wait_for_selector("#ed-message.notice")
     text = page.inner_text("#ed-message")
-    assert "re-imaged" in text and "Not saved" in text
+    assert "saved" in text and "A newer acquisition of this side exists" in text
     now = api(daemon, f"/api/modules/{name}")["module"][side_name]
     assert now["result_id"] != side["result_id"] and now["corrected_tiles"] == []
+    kept = api(daemon, f"/api/modules/{name}/{side_name}/results/{side['result_id']}")["side"]
+    assert kept["corrected_tiles"] == [0]
 
 
 def test_with_a_token_the_page_is_read_only_until_login_and_needs_the_csrf_token(browser, model, camera):

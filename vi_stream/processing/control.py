@@ -95,10 +95,27 @@ class Results(Protocol):
         """Sides matching a :class:`vi_stream.store.protocols.HistoryQuery`, and how many match in all."""
 
     def correct_mask(self, name: str, side: str, tile: int, png: bytes, result_id: str | None) -> dict:
-        """Store an operator's corrected mask of a tile; the side as it is now (StateError if it moved on)."""
+        """Store an operator's corrected mask of a tile of acquisition ``result_id`` (None: the one shown),
+        also when the side was re-imaged since; that acquisition's side as it is now."""
 
     def verify(self, name: str, side: str, tile: int, verified: Any, result_id: str | None) -> dict:
-        """Mark a tile's result right or wrong; the side as it is now."""
+        """Mark a tile of acquisition ``result_id`` right or wrong; that acquisition's side as it is now."""
+
+    def decide(self, name: str, side: str, verdict: Any, categories: Any, comment: Any, by: str,
+               result_id: str | None) -> dict:
+        """An operator's decision (pass, fail, rework) on acquisition ``result_id``; its side as it is now."""
+
+    def acquisition(self, name: str, side: str, result_id: str | None) -> dict:
+        """``{"module", "side_name", "side", "shown", "newer"}``: one acquisition, with what is newer."""
+
+    def newer(self, name: str, side: str, result_id: str | None) -> dict | None:
+        """The row of the acquisition the side shows, when it is not ``result_id``."""
+
+    def acquisitions(self, name: str, side: str, limit: int) -> list[dict]:
+        """Every acquisition of a module side, newest first."""
+
+    def report(self, since: str, until: str) -> tuple[list[dict], bool]:
+        """Every result processed in [since, until), oldest first; whether it was cut short."""
 
     def batches(self) -> list[dict]:
         """The ``vi_stream batch`` records."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 from urllib.parse import quote
 
-from vi_stream.web import guard
+from vi_stream.web import guard, operators
 from vi_stream.processing import settings
 from vi_stream.errors import ConfigError, InputError
 from vi_stream.frame import check_module
@@ -57,6 +57,9 @@ class DaemonConfig:
         nargs="+", metavar="NAME")
     token: str | None = _opt(None, "require 'Authorization: Bearer TOKEN' on mutating routes (or VI_STREAM_TOKEN; "
                                    "at least 16 characters)")
+    operators: str | None = _opt(None, "file of named operators, one 'name:token' or 'name:sha256:HEX' a line: each "
+                                       "logs in with their own token and is named in the alias log, reviews and "
+                                       "decisions (docs/security.md)")
     auto_start: bool = _opt(False, "start processing immediately", flag="--auto-start", const=True)
     log_level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR")
     queue_size: int = _opt(4, "input queue length")
@@ -87,6 +90,8 @@ class DaemonConfig:
             if not 0 <= getattr(self, name) <= 65535:
                 raise ConfigError(f"{name} must be a port number 0-65535, got {getattr(self, name)!r}")
         guard.check_token(self.token)
+        if self.operators is not None:
+            operators.load(self.operators)      # read at start again; here a bad file is refused in one line
         for name in self.rest_allowed_hosts or ():
             guard.check_host_name(name)
         _at_least("queue_size", self.queue_size, 1)

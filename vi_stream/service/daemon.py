@@ -20,6 +20,7 @@ from vi_stream.processing import settings as settings_mod
 from vi_stream.registry.drift import DriftWatch
 from vi_stream.errors import ConfigError, ModelError, StateError
 from vi_stream.registry.follower import ModelFollower
+from vi_stream.web import operators
 from vi_stream.web.guard import exposure_warning
 from vi_stream.io.bsread_in import BsreadSource
 from vi_stream.io.bsread_out import BsreadSink
@@ -138,10 +139,11 @@ class Daemon:
                 self.shadow.start()
                 self.shadow_follower.check_now()      # an alias pointing nowhere yet: found at a later poll
                 self.shadow_follower.start()
-            exposed = exposure_warning(c.rest_host, c.token)
+            named = operators.load(c.operators) if c.operators else None
+            exposed = exposure_warning(c.rest_host, c.token or bool(named))
             if exposed:
                 log.warning("%s", exposed)
-            self.server, _thread = serve(make_app(self, c.token, c.rest_host, c.rest_allowed_hosts or ()),
+            self.server, _thread = serve(make_app(self, c.token, c.rest_host, c.rest_allowed_hosts or (), named),
                                          c.rest_host, c.rest_port)
         except BaseException:
             self.close()

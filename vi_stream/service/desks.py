@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from vi_stream.errors import NotFoundError
+from vi_stream.errors import InputError, NotFoundError
 from vi_stream.registry import retrain
 from vi_stream.registry.versions import Registry
 from vi_stream.store import review
-from vi_stream.store.protocols import HistoryQuery, Store, summary
+from vi_stream.store.protocols import HistoryQuery, Store, side_row, summary
+
+REPORT_ROWS = 100_000    # at most this many results in one shift report
 
 
 class ResultsDesk:
@@ -43,6 +45,38 @@ class ResultsDesk:
 
     def verify(self, name: str, side: str, tile: int, verified: Any, result_id: str | None) -> dict:
         return review.verify(self._store(), name, side, tile, verified, result_id)
+
+    def decide(self, name: str, side: str, verdict: Any, categories: Any, comment: Any, by: str,
+               result_id: str | None) -> dict:
+        return review.decide(self._store(), name, side, verdict, categories, comment, by, result_id)
+
+    def acquisition(self, name: str, side: str, result_id: str | None) -> dict:
+        """One acquisition of a side (None: the one shown) with its review, whether the module shows it,
+        and the newer one it shows when it does not."""
+        store = self._store()
+        doc, shown = review.acquisition(store, name, side, result_id)
+        return {"module": name, "side_name": side, "side": doc, "shown": shown,
+                "newer": None if shown else self.newer(name, side, doc["result_id"])}
+
+    def newer(self, name: str, side: str, result_id: str | None) -> dict | None:
+        """The history row of what the module's side shows, when that is not ``result_id``; else None."""
+        shown = self._store().get_module(name).get(side) or {}
+        if result_id is None or shown.get("result_id") in (None, result_id):
+            return None
+        return side_row(name, side, shown)
+
+    def acquisitions(self, name: str, side: str, limit: int) -> list[dict]:
+        """Every acquisition of a side, newest first (the newest maybe not the one shown: see supersedes)."""
+        if side not in ("left", "right"):
+            raise InputError(f"side must be left or right, got {side!r}")
+        self._store().get_module(name)   # NotFoundError for an unknown module
+        return self._store().list_results(name, side, limit)
+
+    def report(self, since: str, until: str) -> tuple[list[dict], bool]:
+        """Every result processed in [since, until), oldest first, and whether there were more than
+        REPORT_ROWS."""
+        rows = self._store().results_between(since, until, REPORT_ROWS + 1)
+        return rows[:REPORT_ROWS], len(rows) > REPORT_ROWS
 
     def batches(self) -> list[dict]:
         return self._store().batches.list_batches()

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS images (id TEXT PRIMARY KEY, length INTEGER NOT NULL)
 CREATE INDEX IF NOT EXISTS modules_updated ON modules (last_updated_at);
 CREATE INDEX IF NOT EXISTS results_module ON results (module, side, processed_at);
 CREATE INDEX IF NOT EXISTS results_pulse ON results (pulse_id);
+CREATE INDEX IF NOT EXISTS results_time ON results (processed_at);
 CREATE TABLE IF NOT EXISTS sides (module TEXT NOT NULL, side TEXT NOT NULL, processed_at TEXT NOT NULL,
                                   score REAL NOT NULL, is_anomalous INTEGER NOT NULL, reviewed INTEGER NOT NULL,
                                   tag TEXT NOT NULL, model_version TEXT NOT NULL DEFAULT '', row TEXT NOT NULL,
@@ -63,6 +64,8 @@ CREATE INDEX IF NOT EXISTS sides_score ON sides (score);
 """
 _SIDES_MODEL_VERSION = """
 CREATE INDEX IF NOT EXISTS sides_model ON sides (model_version, processed_at);
+CREATE INDEX IF NOT EXISTS sides_queue ON sides (is_anomalous, decision, processed_at);
+CREATE INDEX IF NOT EXISTS sides_decision ON sides (decision, processed_at);
 """
 _SIDE_COLUMNS = {"processed_at": "processed_at", "score": "score", "module": "module"}
 
@@ -143,6 +146,9 @@ class LocalStore(FolderGuard):
             self._db.executescript("BEGIN; ALTER TABLE sides ADD COLUMN model_version TEXT NOT NULL DEFAULT ''; "
                                    "UPDATE sides SET model_version = "
                                    "coalesce(json_extract(row, '$.model_version'), ''); COMMIT;")
+        if "decision" not in {r[1] for r in self._db.execute("PRAGMA table_info(sides)")}:   # before decisions
+            self._db.executescript("BEGIN; ALTER TABLE sides ADD COLUMN decision TEXT NOT NULL DEFAULT ''; "
+                                   "UPDATE sides SET decision = coalesce(json_extract(row, '$.decision'), ''); COMMIT;")
         self._db.executescript(_SIDES_MODEL_VERSION)
         if fresh:   # a store written before the history existed: index the sides it holds, once
             self._db.execute("BEGIN IMMEDIATE")
@@ -236,7 +242,8 @@ class LocalStore(FolderGuard):
 
     def _write_one(self, r: rec.Record) -> None:
         side = r.side
-        self._db.execute("INSERT OR REPLACE INTO results (id, module, side, pulse_id, processed_at, doc) "
+        # OR IGNORE: a replay finds the result there, maybe reviewed since (a result's copy keeps its review)
+        self._db.execute("INSERT OR IGNORE INTO results (id, module, side, pulse_id, processed_at, doc) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (r.id, r.module, r.side_name, side["pulse_id"], side["processed_at"],
                           json.dumps({"_id": r.id, "module": r.module, "side": r.side_name, **side})))
@@ -260,9 +267,10 @@ class LocalStore(FolderGuard):
         """The side's history row, in the caller's transaction."""
         row = side_row(module, side_name, side)
         self._db.execute("INSERT OR REPLACE INTO sides (module, side, processed_at, score, is_anomalous, reviewed, "
-                         "tag, model_version, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "tag, model_version, decision, row) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (module, side_name, row["processed_at"], row["score"], int(row["is_anomalous"]),
-                          int(row["reviewed"]), row["tag"], row["model_version"] or "", json.dumps(row)))
+                          int(row["reviewed"]), row["tag"], row["model_version"] or "", row["decision"] or "",
+                          json.dumps(row)))
 
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
         with self._transaction("update the module"):
@@ -275,7 +283,37 @@ class LocalStore(FolderGuard):
             self._db.execute("UPDATE modules SET doc = ?, last_updated_at = ? WHERE name = ?",
                              (json.dumps(doc), doc["last_updated_at"], name))
             self._index_side(name, side_name, side)
+            self._db.execute("UPDATE results SET doc = ? WHERE id = ?", (json.dumps(
+                {"_id": expect_result_id, "module": name, "side": side_name, **side}), expect_result_id))
             return True
+
+    def get_result(self, result_id: str) -> tuple[str, str, dict]:
+        with self._locked():
+            row = self._db.execute("SELECT module, side, doc FROM results WHERE id = ?", (result_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no result {result_id!r}")
+        doc = json.loads(row[2])
+        return row[0], row[1], {k: v for k, v in doc.items() if k not in ("_id", "module", "side")}
+
+    def set_result(self, result_id: str, side: dict) -> None:
+        with self._transaction("update a result") as db:
+            row = db.execute("SELECT module, side FROM results WHERE id = ?", (result_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no result {result_id!r}")
+            db.execute("UPDATE results SET doc = ? WHERE id = ?",
+                       (json.dumps({"_id": result_id, "module": row[0], "side": row[1], **side}), result_id))
+
+    def list_results(self, module: str, side_name: str, limit: int = 50) -> list[dict]:
+        with self._locked():
+            rows = self._db.execute("SELECT doc FROM results WHERE module = ? AND side = ? "
+                                    "ORDER BY processed_at DESC LIMIT ?", (module, side_name, limit)).fetchall()
+        return [side_row(module, side_name, json.loads(r[0])) for r in rows]
+
+    def results_between(self, since: str, until: str, limit: int) -> list[dict]:
+        with self._locked():
+            rows = self._db.execute("SELECT module, side, doc FROM results WHERE processed_at >= ? AND "
+                                    "processed_at < ? ORDER BY processed_at LIMIT ?", (since, until, limit)).fetchall()
+        return [side_row(m, s, json.loads(d)) for m, s, d in rows]
 
     # ------------------------------------------------------------------ reading
     def list_modules(self, limit: int = 100, skip: int = 0) -> list[dict]:
@@ -298,6 +336,10 @@ class LocalStore(FolderGuard):
             where.append("tag = ?"); args.append(query.tag)
         if query.model_version is not None:
             where.append("model_version = ?"); args.append(query.model_version)
+        if query.decision is not None:
+            where.append({"none": "decision = ''", "any": "decision != ''"}.get(query.decision, "decision = ?"))
+            if query.decision not in ("none", "any"):
+                args.append(query.decision)
         if query.module is not None:   # a name prefix as a range, so the primary key's index serves it
             where.append("module >= ? AND module < ?"); args += [query.module, query.module + "\U0010ffff"]
         cond = (" WHERE " + " AND ".join(where)) if where else ""

@@ -12,6 +12,10 @@ side (score, defects, model_id, processing_parameters, pulse_id, ...).
 Ids are deterministic (see :mod:`vi_stream.store.record`), so replays are upserts: an
 image that exists is not written again, a result is replaced by itself, and a side
 already showing the result is left alone (its review survives).
+
+Longer than 300 lines: the results family (write with its compare-and-set, the history's rows,
+one acquisition read back and reviewed) shares the database and its error mapping; the other
+families are apart (mongo_models, mongo_records).
 """
 from __future__ import annotations
 
@@ -106,6 +110,9 @@ class MongoStore:
             self.db.modules.create_index([("last_updated_at", pymongo.DESCENDING)], name="last_updated")
             self.db.results.create_index([("module", 1), ("side", 1), ("processed_at", -1)], name="module_side")
             self.db.results.create_index([("pulse_id", 1)], name="pulse_id")
+            self.db.results.create_index([("processed_at", 1)], name="time")
+            self.db.sides.create_index([("is_anomalous", 1), ("decision", 1), ("processed_at", 1)], name="queue")
+            self.db.sides.create_index([("decision", 1), ("processed_at", -1)], name="decision")
             self.db.sides.create_index([("module", 1), ("side", 1)], unique=True, name="module_side")
             self.db.sides.create_index([("processed_at", -1)], name="time")
             self.db.sides.create_index([("is_anomalous", 1), ("processed_at", -1)], name="verdict")
@@ -169,8 +176,9 @@ class MongoStore:
     def _write_one(self, r: rec.Record) -> None:
         import pymongo.errors
         side = to_mongo(r.side)
-        self.db.results.replace_one({"_id": _oid(r.id)},
-                                    {"_id": _oid(r.id), "module": r.module, "side": r.side_name, **side}, upsert=True)
+        # $setOnInsert: a replay finds the result there, maybe reviewed since (its copy keeps its review)
+        self.db.results.update_one({"_id": _oid(r.id)}, {"$setOnInsert": {"module": r.module, "side": r.side_name,
+                                                                          **side}}, upsert=True)
         for _attempt in range(8):   # a compare-and-set on the side: other workers may write it meanwhile
             current = self.db.modules.find_one({"name": r.module}, {r.side_name: 1})
             shown = (current or {}).get(r.side_name)
@@ -212,7 +220,35 @@ class MongoStore:
         if res.matched_count != 1:
             return False
         self.call("update the module", self._index_side, name, side_name, side)
+        self.call("update a result", self.db.results.replace_one, {"_id": _oid(expect_result_id)},
+                  {"module": name, "side": side_name, **to_mongo(side)})
         return True
+
+    def get_result(self, result_id: str) -> tuple[str, str, dict]:
+        try:
+            key = _oid(result_id)
+        except Exception:   # bson.errors.InvalidId: not an id this store could hold
+            raise NotFoundError(f"no result {result_id!r}") from None
+        doc = self.call("read a result", self.db.results.find_one, {"_id": key})
+        if doc is None:
+            raise NotFoundError(f"no result {result_id!r}")
+        side = from_mongo({k: v for k, v in doc.items() if k not in ("_id", "module", "side")})
+        return doc["module"], doc["side"], side
+
+    def set_result(self, result_id: str, side: dict) -> None:
+        module, side_name, _ = self.get_result(result_id)
+        self.call("update a result", self.db.results.replace_one, {"_id": _oid(result_id)},
+                  {"module": module, "side": side_name, **to_mongo(side)})
+
+    def list_results(self, module: str, side_name: str, limit: int = 50) -> list[dict]:
+        docs = self.call("list results", lambda: list(self.db.results.find(
+            {"module": module, "side": side_name}).sort([("processed_at", -1)]).limit(limit)))
+        return [side_row(module, side_name, from_mongo(d)) for d in docs]
+
+    def results_between(self, since: str, until: str, limit: int) -> list[dict]:
+        q = {"processed_at": {"$gte": datetime.fromisoformat(since), "$lt": datetime.fromisoformat(until)}}
+        docs = self.call("read results", lambda: list(self.db.results.find(q).sort([("processed_at", 1)]).limit(limit)))
+        return [side_row(d["module"], d["side"], from_mongo(d)) for d in docs]
 
     def find_sides(self, query: HistoryQuery) -> tuple[list[dict], int]:
         q: dict[str, Any] = {}
@@ -231,6 +267,8 @@ class MongoStore:
             q["tag"] = query.tag
         if query.model_version is not None:
             q["model_version"] = query.model_version
+        if query.decision is not None:
+            q["decision"] = {"none": None, "any": {"$ne": None}}.get(query.decision, query.decision)
         if query.module is not None:   # a name prefix: an anchored, escaped regex uses the index
             import re
             q["module"] = {"$regex": "^" + re.escape(query.module)}

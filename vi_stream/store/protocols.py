@@ -50,7 +50,21 @@ class Results(Protocol):
     def count_results(self, module: str | None = None) -> int: ...
 
     def set_side(self, name: str, side_name: str, side: dict, expect_result_id: str) -> bool:
-        """Replace the side if it still shows ``expect_result_id``; False if it changed meanwhile."""
+        """Replace the side, and the stored copy of the result it shows, if it still shows
+        ``expect_result_id``; False if it changed meanwhile."""
+
+    def get_result(self, result_id: str) -> tuple[str, str, dict]:
+        """One acquisition as kept in ``results``: (module, side name, the side as stored for it, with its
+        review when it was reviewed after it stopped being shown); NotFoundError."""
+
+    def set_result(self, result_id: str, side: dict) -> None:
+        """Replace the stored copy of one result (its review: an acquisition no longer shown keeps one)."""
+
+    def list_results(self, module: str, side_name: str, limit: int = 50) -> list[dict]:
+        """Every acquisition of a module side, newest processed first, as :func:`side_row` rows (indexed)."""
+
+    def results_between(self, since: str, until: str, limit: int) -> list[dict]:
+        """Every result processed in [since, until), oldest first, as :func:`side_row` rows (indexed)."""
 
     def find_sides(self, query: "HistoryQuery") -> tuple[list[dict], int]:
         """One page of module sides (:func:`side_row` rows) matching ``query``, and how many match in all.
@@ -172,10 +186,20 @@ def side_row(module: str, side_name: str, side: dict) -> dict:
             "reviewed": tiles > 0 and verified == tiles, "defects": len(side.get("defects") or []),
             "model_id": side.get("model_id"), "model_version": side.get("model_version"),
             "threshold": side.get("threshold"),
-            "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id")}
+            "thumbnail_id": (side.get("original") or {}).get("thumbnail", {}).get("src_id"),
+            **decision_fields(side)}
+
+
+def decision_fields(side: dict) -> dict:
+    """A side's decision (:func:`vi_stream.store.review.decide`) as the history lists it: the verdict
+    (pass, fail or rework; None while undecided), who, when, the defect categories and the comment."""
+    d = side.get("decision") or {}
+    return {"decision": d.get("verdict"), "decided_by": d.get("by"), "decided_at": d.get("at"),
+            "categories": list(d.get("categories") or []), "comment": d.get("comment") or ""}
 
 
 SORTS = ("processed_at", "score", "module")
+DECISIONS = ("none", "any", "pass", "fail", "rework")   # HistoryQuery.decision: undecided, decided, or which
 MAX_PAGE = 500
 
 
@@ -191,6 +215,7 @@ class HistoryQuery:
     tag: str | None = None            # exact
     module: str | None = None         # name starts with
     model_version: str | None = None  # exact: name@X.Y
+    decision: str | None = None       # one of DECISIONS ("none": no decision yet, the review queue's)
     sort: str = "processed_at"
     descending: bool = True
     limit: int = 50

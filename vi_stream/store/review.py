@@ -1,8 +1,13 @@
-"""Review of stored results by a person: corrected masks and verified tiles, over any store.
+"""Review of stored results by a person: corrected masks, verified tiles and a decision, over any store.
 
-Everything is checked before anything is written; new images are written before the
-side points at them, and the side is replaced only if it still shows the result that
-was reviewed, so a failure half-way or a re-imaged side leaves the document as it was.
+A review applies to the acquisition it was made on (its ``result_id``), whether or not the module's
+side still shows it: a side re-imaged while someone reviewed it keeps the new image, and the review
+is kept with the older result in ``results``, where it stays reachable. Everything is checked before
+anything is written; new images are written before the side points at them.
+
+A decision is an operator's verdict on one side's acquisition: ``pass``, ``fail`` or ``rework``,
+with defect categories (:data:`CATEGORIES`), a comment and the operator's name; a changed decision
+keeps the one it replaces in ``decision_history``.
 """
 from __future__ import annotations
 
@@ -15,6 +20,10 @@ import numpy as np
 from vi_stream.store import record as rec
 from vi_stream.errors import InputError, NotFoundError, StateError
 from vi_stream.store.protocols import Store
+
+VERDICTS = ("pass", "fail", "rework")
+CATEGORIES = ("scratch", "particle", "stain", "pad damage", "corrosion", "misalignment", "other")
+MAX_COMMENT = 2000
 
 _locks: "weakref.WeakKeyDictionary[object, threading.Lock]" = weakref.WeakKeyDictionary()
 _locks_guard = threading.Lock()
@@ -29,21 +38,29 @@ def _lock(store: Store) -> threading.Lock:
         return lock
 
 
-def _side(store: Store, name: str, side_name: str, result_id: str | None) -> dict:
+def acquisition(store: Store, name: str, side_name: str, result_id: str | None) -> tuple[dict, bool]:
+    """The side of acquisition ``result_id`` (None: the one the module shows), and whether the module's
+    side shows it (its review is then the module document's)."""
     if side_name not in rec.SIDES:
         raise InputError(f"side must be left or right, got {side_name!r}")
-    side = store.get_module(name).get(side_name)
-    if not side:
-        raise NotFoundError(f"module {name!r} has no {side_name} side stored")
-    if result_id is not None and side.get("result_id") != result_id:
-        raise StateError(f"module {name!r} {side_name} now shows result {side.get('result_id')}, "
-                         f"not {result_id}: reload it before reviewing")
-    return side
+    if result_id is not None and not isinstance(result_id, str):
+        raise InputError("result_id must be a result's id (a string)")
+    shown = store.get_module(name).get(side_name)
+    if result_id is None or (shown and shown.get("result_id") == result_id):
+        if not shown:
+            raise NotFoundError(f"module {name!r} has no {side_name} side stored")
+        return shown, True
+    module, where, side = store.get_result(result_id)
+    if (module, where) != (name, side_name):
+        raise NotFoundError(f"result {result_id} is not an acquisition of module {name!r} {side_name}")
+    return side, False
 
 
-def _replace(store: Store, name: str, side_name: str, old: dict, new: dict) -> dict:
-    if not store.set_side(name, side_name, new, old["result_id"]):
-        raise StateError(f"module {name!r} {side_name} changed during the review; reload it")
+def _save(store: Store, name: str, side_name: str, old: dict, new: dict, shown: bool) -> dict:
+    """Keep ``new`` for the acquisition ``old`` was: on the module's side while it shows it, else (also when
+    it was re-imaged a moment ago) on the result's own copy."""
+    if not (shown and store.set_side(name, side_name, new, old["result_id"])):
+        store.set_result(old["result_id"], new)
     return new
 
 
@@ -51,7 +68,7 @@ def correct_mask(store: Store, name: str, side_name: str, tile: int, png: bytes,
                  result_id: str | None = None) -> dict:
     """Replace tile ``tile`` of the corrected mask with ``png`` and mark it verified; the new side."""
     with _lock(store):
-        side = _side(store, name, side_name, result_id)
+        side, shown = acquisition(store, name, side_name, result_id)
         tile = rec.check_tile(side, tile)
         tile_mask = rec.decode_mask(png, side["tiles"][tile])
         current = cv2.imdecode(np.frombuffer(store.get_image(side["corrected_mask"]["full"]["src_id"]), np.uint8),
@@ -60,7 +77,7 @@ def correct_mask(store: Store, name: str, side_name: str, tile: int, png: bytes,
             raise StateError(f"the stored corrected mask of {name!r} {side_name} is unreadable")
         new, images = rec.correction(side, tile, tile_mask, current)
         store.put_images(images, name, side_name, side["result_id"])
-        return _replace(store, name, side_name, side, new)
+        return _save(store, name, side_name, side, new, shown)
 
 
 def verify(store: Store, name: str, side_name: str, tile: int, verified: bool = True,
@@ -69,11 +86,38 @@ def verify(store: Store, name: str, side_name: str, tile: int, verified: bool = 
     if not isinstance(verified, bool):
         raise InputError(f"verified must be true or false, got {verified!r}")
     with _lock(store):
-        side = _side(store, name, side_name, result_id)
+        side, shown = acquisition(store, name, side_name, result_id)
         tile = rec.check_tile(side, tile)
         new = dict(side)
         flags = list(side["verified_masks"])
         flags[tile] = verified
         new["verified_masks"] = flags
         new["reviewed_at"] = rec.now_iso()
-        return _replace(store, name, side_name, side, new)
+        return _save(store, name, side_name, side, new, shown)
+
+
+def check_decision(verdict: object, categories: object, comment: object) -> tuple[str, list[str], str]:
+    """The decision's fields, checked (InputError naming the first bad one)."""
+    if verdict not in VERDICTS:
+        raise InputError(f"verdict must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+    categories = [] if categories is None else categories
+    if not isinstance(categories, list) or any(c not in CATEGORIES for c in categories):
+        raise InputError(f"categories must be a list of {', '.join(CATEGORIES)}")
+    comment = "" if comment is None else comment
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT:
+        raise InputError(f"comment must be text of at most {MAX_COMMENT} characters")
+    return verdict, sorted(set(categories), key=CATEGORIES.index), comment.strip()
+
+
+def decide(store: Store, name: str, side_name: str, verdict: object, categories: object, comment: object,
+           by: str, result_id: str | None = None) -> dict:
+    """Record an operator's decision on acquisition ``result_id`` of a side (None: the one shown); the new side."""
+    verdict, categories, comment = check_decision(verdict, categories, comment)
+    with _lock(store):
+        side, shown = acquisition(store, name, side_name, result_id)
+        new = dict(side)
+        if side.get("decision"):
+            new["decision_history"] = list(side.get("decision_history") or []) + [side["decision"]]
+        new["decision"] = {"verdict": verdict, "categories": categories, "comment": comment, "by": by,
+                           "at": rec.now_iso()}
+        return _save(store, name, side_name, side, new, shown)

@@ -20,22 +20,24 @@ from vi_stream.processing.control import Control
 from vi_stream.web import replies
 from vi_stream.web.auth import CredentialsCheck, Sessions
 from vi_stream.web.guard import FailureLimiter, HostPolicy, RequestGuard
-from vi_stream.web.routes import batches, control, models, page, results, reviews
+from vi_stream.web.routes import batches, control, models, page, report, results, reviews
 
 
 def make_app(api: Control, token: str | None = None, rest_host: str = "127.0.0.1",
-             allowed_hosts: tuple[str, ...] = ()) -> bottle.Bottle:
-    """The REST app over ``api``; ``token`` guards the changing routes, ``rest_host`` and
-    ``allowed_hosts`` are the names a request's Host may carry."""
+             allowed_hosts: tuple[str, ...] = (), operators: dict[str, bytes] | None = None) -> bottle.Bottle:
+    """The REST app over ``api``; ``token`` (unnamed) and ``operators`` (name -> token digest,
+    :mod:`vi_stream.web.operators`) guard the changing routes, ``rest_host`` and ``allowed_hosts`` are
+    the names a request's Host may carry."""
     app = bottle.Bottle()
     guard = RequestGuard(HostPolicy(rest_host, allowed_hosts), FailureLimiter(), replies.error)
     app.install(guard)                       # installed first: outermost, refuses before anything runs
     replies.install(app, api.status)
-    sessions = Sessions(token)
+    sessions = Sessions(token, operators=operators)
     app.install(CredentialsCheck(sessions))  # innermost: what it raises, Replies answers
     control.add(app, api, guard.counts)
     results.add(app, api)
     reviews.add(app, api)
+    report.add(app, api)
     models.add(app, api)
     batches.add(app, api)
     page.add(app, api, sessions)

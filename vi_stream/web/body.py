@@ -48,7 +48,12 @@ def json_object(hint: str) -> dict:
 
 
 def who(data: dict) -> str:
-    """Who made a change: the body's ``by``, else the client's address."""
+    """Who made a change: the operator whose token or session the request carried (set by
+    :class:`vi_stream.web.auth.CredentialsCheck`; a body cannot claim another name then), else the
+    body's ``by``, else the client's address."""
+    operator = bottle.request.environ.get("vi_stream.operator")
+    if operator:
+        return operator
     by = data.get("by")
     if by is not None and (not isinstance(by, str) or len(by) > 200):
         raise ConfigError("by must be a short string (who made the change)")

@@ -96,7 +96,7 @@ def check_host_name(name: object) -> str:
     return name.lower().strip("[]")
 
 
-def exposure_warning(rest_host: str, token: str | None) -> str | None:
+def exposure_warning(rest_host: str, token: str | bool | None) -> str | None:
     """What to warn about at start: a REST port others can reach, without a token."""
     if token or is_loopback(rest_host):
         return None

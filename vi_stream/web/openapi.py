@@ -84,7 +84,11 @@ _VERSION = {"type": "string", "pattern": "^[0-9]{1,6}[.][0-9]{1,6}$"}
 def spec() -> dict:
     """The OpenAPI 3.0 document of every route."""
     stats = {"type": "object", "required": ["frames_received", "frames_processed", "frames_rejected"]}
-    review_ok = _envelope(side=_SIDE)
+    newer = {"type": "object", "nullable": True, "description": "the history row of the acquisition the side "
+             "shows now, when it is not the one reviewed (null when it is)"}
+    review_ok = _envelope(side=_SIDE, newer=newer)
+    report_range = [_query("from", {"type": "string", "format": "date-time"}),
+                    _query("to", {"type": "string", "format": "date-time"})]
     return {
         "openapi": "3.0.3",
         "info": {"title": "vi_stream REST control plane", "version": __version__,
@@ -149,6 +153,29 @@ def spec() -> dict:
                 params=[_MODULE, _SIDE_NAME, _TILE],
                 body={"required": True, **_json({"type": "object", "properties": {
                     "verified": {"type": "boolean"}, "result_id": {"type": "string"}}})})},
+            "/api/modules/{name}/{side}/decision": {"post": _op(
+                "an operator's decision on a side's acquisition (result_id; the one shown without it), kept with "
+                "that result; the operator is the login's", review_ok, 400, 404, 409, mutating=True,
+                params=[_MODULE, _SIDE_NAME],
+                body={"required": True, **_json({"type": "object", "required": ["verdict"], "properties": {
+                    "verdict": {"type": "string", "enum": ["pass", "fail", "rework"]},
+                    "categories": {"type": "array", "items": {"type": "string"}},
+                    "comment": {"type": "string"}, "result_id": {"type": "string"}, "by": {"type": "string"}}})})},
+            "/api/modules/{name}/{side}/results": {"get": _op(
+                "every acquisition of a module side, newest first (history rows)", _envelope(
+                    results={"type": "array", "items": _OBJECT}, limit={"type": "integer"}), 400, 404, 409,
+                params=[_MODULE, _SIDE_NAME, _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})])},
+            "/api/modules/{name}/{side}/results/{result_id}": {"get": _op(
+                "one acquisition of a side with its review; whether the side shows it, and the newer one if not",
+                _envelope(module={"type": "string"}, side_name={"type": "string"}, side=_SIDE,
+                          shown={"type": "boolean"}, newer=newer), 400, 404, 409,
+                params=[_MODULE, _SIDE_NAME, _path_param("result_id", {"type": "string"})])},
+            "/api/report": {"get": _op(
+                "the shift report: every result processed from..to (default the last 8 h) with verdict and "
+                "decision", _envelope(rows={"type": "array", "items": _OBJECT}, truncated={"type": "boolean"}),
+                400, 409, params=report_range)},
+            "/api/report.csv": {"get": _op(
+                "the shift report as CSV", {"type": "string"}, 400, 409, ok_media="text/csv", params=report_range)},
             "/api/history": {"get": _op(
                 "module sides, newest first, filtered and paged from indexes", _envelope(
                     sides={"type": "array", "items": _OBJECT}, total={"type": "integer"},
@@ -159,6 +186,7 @@ def spec() -> dict:
                         _query("reviewed", {"type": "string", "enum": ["yes", "no"]}),
                         _query("tag", {"type": "string"}), _query("module", {"type": "string"}),
                         _query("model_version", {"type": "string"}),
+                        _query("decision", {"type": "string", "enum": ["none", "any", "pass", "fail", "rework"]}),
                         _query("sort", {"type": "string", "enum": ["processed_at", "score", "module"]}),
                         _query("order", {"type": "string", "enum": ["desc", "asc"]}),
                         _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
@@ -225,8 +253,9 @@ def spec() -> dict:
                                        "quantiles, latency p99", _envelope(bin_s={"type": "number"},
                                                                            bins={"type": "array", "items": _OBJECT}))},
             "/api/session": {"get": _op("whether a token is needed and this browser is logged in; its CSRF "
-                                        "token", _envelope(auth_required={"type": "boolean"},
-                                                           logged_in={"type": "boolean"}))},
+                                        "token, and the operator's name when it has one",
+                                        _envelope(auth_required={"type": "boolean"}, logged_in={"type": "boolean"},
+                                                  operator={"type": "string", "nullable": True}))},
             "/api/login": {"post": _op("exchange the token for a session cookie (HttpOnly, SameSite=Strict) "
                                        "and a CSRF token", _envelope(csrf={"type": "string"}), 400, 401, 409, 429,
                                        post=True,

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from vi_stream.errors import ConfigError
-from vi_stream.store.protocols import MAX_PAGE, SORTS, HistoryQuery
+from vi_stream.store.protocols import DECISIONS, MAX_PAGE, SORTS, HistoryQuery
 
 
 def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int:
@@ -25,28 +25,29 @@ def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int
     return n
 
 
+def when(name: str, v: str | None) -> str | None:
+    """An ISO-8601 time with its zone, as the stores compare them (UTC, milliseconds); ConfigError naming it."""
+    if v is None or v == "":
+        return None
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
+    if t.tzinfo is None:
+        raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def history_query(params: Mapping[str, Any]) -> HistoryQuery:
     """``GET /api/history``'s query-string parameters (all strings); ConfigError naming the first bad one."""
     unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "model_version",
-                                    "sort", "order", "limit", "skip"})
+                                    "decision", "sort", "order", "limit", "skip"})
     if unknown:
         raise ConfigError(f"unknown history filter(s): {', '.join(unknown)}")
 
     def get(name: str) -> str | None:
         v = params.get(name)
         return None if v is None or v == "" else str(v)
-
-    def when(name: str) -> str | None:
-        v = get(name)
-        if v is None:
-            return None
-        try:
-            t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
-        if t.tzinfo is None:
-            raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
-        return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
     def choice(name: str, options: dict) -> Any:
         v = get(name)
@@ -57,10 +58,11 @@ def history_query(params: Mapping[str, Any]) -> HistoryQuery:
         return options[v]
 
     sort = choice("sort", {s: s for s in SORTS}) or "processed_at"
-    return HistoryQuery(since=when("from"), until=when("to"),
+    return HistoryQuery(since=when("from", get("from")), until=when("to", get("to")),
                         anomalous=choice("verdict", {"anomalous": True, "good": False}),
                         reviewed=choice("reviewed", {"yes": True, "no": False}),
-                        tag=get("tag"), module=get("module"), model_version=get("model_version"), sort=sort,
+                        tag=get("tag"), module=get("module"), model_version=get("model_version"),
+                        decision=choice("decision", {d: d for d in DECISIONS}), sort=sort,
                         descending=choice("order", {"desc": True, "asc": False}) is not False,
                         limit=int_param("limit", get("limit"), 50, 1, MAX_PAGE),
                         skip=int_param("skip", get("skip"), 0, 0, 10**7))

@@ -39,8 +39,7 @@ def add(app: bottle.Bottle, api: Control) -> None:
         data = bottle.request.body.read(MAX_MODEL_BYTES + 1)
         if len(data) > MAX_MODEL_BYTES:
             raise InputError(f"the model file is larger than {MAX_MODEL_BYTES // 2**20} MB")
-        doc = api.models().register(data, name, q.get("version") or None,
-                                    by=q.get("by") or f"rest@{bottle.request.remote_addr}")
+        doc = api.models().register(data, name, q.get("version") or None, by=who({"by": q.get("by")}))
         return reply(model=doc)
 
     @app.get("/api/aliases")

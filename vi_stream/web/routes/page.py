@@ -56,15 +56,16 @@ def add(app: bottle.Bottle, api: Control, sessions: Sessions) -> None:
 
     @app.get("/api/session")
     def session():
-        csrf = sessions.csrf(bottle.request.get_cookie(COOKIE))
-        return reply(auth_required=sessions.required, logged_in=csrf is not None, csrf=csrf)
+        entry = sessions.session(bottle.request.get_cookie(COOKIE))
+        return reply(auth_required=sessions.required, logged_in=entry is not None, csrf=entry and entry[0],
+                     operator=entry and entry[1], named_operators=bool(sessions.operators))
 
     @app.post("/api/login", credentials=True)   # takes the token itself; wrong ones count towards the rate limit
     def login():
-        sid, csrf = sessions.login(json_object('send {"token": "..."}').get("token"))
+        sid, csrf, operator = sessions.login(json_object('send {"token": "..."}').get("token"))
         bottle.response.set_header("Set-Cookie", f"{COOKIE}={sid}; HttpOnly; SameSite=Strict; Path=/; "
                                                  f"Max-Age={int(sessions.ttl)}")
-        return reply(auth_required=True, logged_in=True, csrf=csrf)
+        return reply(auth_required=True, logged_in=True, csrf=csrf, operator=operator)
 
     @app.post("/api/logout", open=True)   # ending a session needs no credentials
     def logout():

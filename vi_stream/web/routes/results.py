@@ -1,4 +1,5 @@
-"""The results, read back: modules, one module, images (a live preview or the store's) and the history."""
+"""The results, read back: modules, one module, every acquisition of a side and one of them, images (a live
+preview or the store's) and the history."""
 from __future__ import annotations
 
 import re
@@ -26,6 +27,15 @@ def add(app: bottle.Bottle, api: Control) -> None:
     @app.get("/api/modules/<name>")
     def get_module(name):
         return reply(module=api.results().module(name))
+
+    @app.get("/api/modules/<name>/<side>/results")
+    def acquisitions(name, side):
+        limit = _query_int("limit", 50, 1, 500)
+        return reply(results=api.results().acquisitions(name, side, limit), limit=limit)
+
+    @app.get("/api/modules/<name>/<side>/results/<result_id>")
+    def acquisition(name, side, result_id):
+        return reply(**api.results().acquisition(name, side, result_id))
 
     @app.get("/api/images/<image_id>")
     def get_image(image_id):

@@ -1,5 +1,5 @@
 // Batches run on Slurm.
-import { $, api, rows, toLocal, toast } from "./core.js";
+import { $, api, rows, when, toast } from "./core.js";
 
 // ------------------------------------------------------------------ batches on Slurm
 export async function batchesView(root) {
@@ -16,7 +16,7 @@ export async function batchesView(root) {
       pre.hidden = false;
     };
     return [a, b.state, b.inputs.length, b.progress || "", b.stored ?? "", b.jobs.length,
-            toLocal(b.created_at), b.created_by, b.error || ""];
+            when(b.created_at), b.created_by, b.error || ""];
   });
   $("#batches").dataset.ready = "1";
 }

@@ -1,7 +1,7 @@
 // The page's common ground: the REST call, toasts, the login, the image cache and small formatters.
 
 export const $ = (sel, root = document) => root.querySelector(sel);
-const session = { required: false, loggedIn: false, csrf: null };
+const session = { required: false, loggedIn: false, csrf: null, operator: null };
 
 // ------------------------------------------------------------------ REST
 export async function api(method, path, body, contentType) {
@@ -40,11 +40,11 @@ export async function act(fn, done) {
 // ------------------------------------------------------------------ login
 export async function loadSession() {
   const s = await api("GET", "/api/session");
-  Object.assign(session, { required: s.auth_required, loggedIn: s.logged_in, csrf: s.csrf });
+  Object.assign(session, { required: s.auth_required, loggedIn: s.logged_in, csrf: s.csrf, operator: s.operator });
   $("#login-open").hidden = !session.required || session.loggedIn;
   $("#logout").hidden = !session.loggedIn;
   $("#who").textContent = !session.required ? "no token set: changes open to all on this host"
-    : session.loggedIn ? "logged in" : "read-only";
+    : session.loggedIn ? (session.operator ? "logged in as " + session.operator : "logged in") : "read-only";
   document.body.classList.toggle("read-only", session.required && !session.loggedIn);
 }
 
@@ -93,6 +93,21 @@ export function kv(sel, obj) {
 }
 
 export function fmt(x) { return x == null || Number.isNaN(x) ? "–" : Number(x).toPrecision(4); }
+
+// One date format on every page: local time, YYYY-MM-DD HH:MM:SS (the zone in the title of the page's clock).
+export function when(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+// A view's parameters live in the URL after the hash: #/history?verdict=good&module=M- (bookmarks, back button).
+export function hashParams() {
+  const h = location.hash, q = h.indexOf("?");
+  return new URLSearchParams(q < 0 ? "" : h.slice(q + 1));
+}
 
 export function toLocal(iso) {
   const d = new Date(iso);

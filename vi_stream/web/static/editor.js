@@ -1,17 +1,18 @@
 // The tile editor and the 8-bit grey PNG it saves.
-import { $, api, image, openLogin } from "./core.js";
-import { drawSides, review } from "./module.js";
+import { $, api, image, openLogin, when } from "./core.js";
+import { drawSides, link, review } from "./module.js";
 
 export const editor = {
   box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null,
 
-  side() { return review.module[review.side]; },
+  side() { return review.sides[review.side]; },   // the acquisition shown on the page (maybe not the newest)
 
   async open(sideName, tile) {
     review.side = sideName; review.tile = tile;
     $("#editor").hidden = false;
-    await this.load();
-    $("#editor").scrollIntoView({ block: "nearest" });
+    const loading = this.load();                    // sizes the canvas at once, then waits for the pictures
+    $("#editor").scrollIntoView({ block: "nearest" });   // before it says ready: a click then lands where aimed
+    await loading;
   },
 
   async load() {
@@ -46,7 +47,7 @@ export const editor = {
   title() {
     const s = this.side();
     $("#ed-title").textContent = `${review.module.name} · ${review.side} · tile ${review.tile + 1} of ${s.tile_count}` +
-      (s.verified_masks[review.tile] ? " · verified" : "");
+      ` · acquired ${when(s.acquired_at)}` + (s.verified_masks[review.tile] ? " · ✓ verified" : " · not verified");
   },
 
   paint() {
@@ -110,17 +111,22 @@ export const editor = {
 
   async send(fn, done) {
     try {
-      const r = await fn();
-      review.module[review.side] = r.side;
-      $("#ed-message").textContent = done;
-      $("#ed-message").className = "muted";
+      const r = await fn(), name = review.side;
+      review.sides[name] = r.side; review.newer[name] = r.newer;
+      if (review.module[name] && review.module[name].result_id === r.side.result_id) review.module[name] = r.side;
+      const m = $("#ed-message");
+      m.className = "muted";
+      m.replaceChildren(done + ` on the acquisition of ${when(r.side.acquired_at)}.`);
+      if (r.newer) {   // re-imaged while this was reviewed: kept on the acquisition it was made on, and said so
+        const a = document.createElement("a");
+        a.href = link(name, r.newer.result_id); a.textContent = "open the newer acquisition";
+        m.className = "notice";
+        m.append(` A newer acquisition of this side exists (acquired ${when(r.newer.acquired_at)}): `, a, ".");
+      }
       this.title();
       drawSides();
     } catch (e) {
-      const msg = e.status === 409
-        ? `Not saved: this side was re-imaged or changed meanwhile (${e.message}). Your drawing is still here; ` +
-          "reload the module to review the new image."
-        : e.status === 401 ? "Not saved: log in first." : `Not saved: ${e.message}`;
+      const msg = e.status === 401 ? "Not saved: log in first." : `Not saved: ${e.message}`;
       $("#ed-message").textContent = msg;
       $("#ed-message").className = "error";
       if (e.status === 401) openLogin();
@@ -154,7 +160,7 @@ export function setupEditor() {
   $("#ed-verify").onclick = () => editor.verify();
   $("#ed-close").onclick = () => { $("#editor").hidden = true; editor.box = null; };
   document.onkeydown = (ev) => {
-    if ($("#editor") === null || $("#editor").hidden || ev.target.matches("input[type=number], input:not([type]), select")) return;
+    if ($("#editor") === null || $("#editor").hidden || ev.target.matches("input[type=number], input:not([type]), select, textarea")) return;
     const k = ev.key.toLowerCase();
     if (ev.ctrlKey && k === "z" && !ev.shiftKey) editor.history(editor.undo, editor.redo);
     else if (ev.ctrlKey && (k === "y" || (k === "z" && ev.shiftKey))) editor.history(editor.redo, editor.undo);

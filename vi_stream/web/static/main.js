@@ -6,6 +6,8 @@ import { historyView } from "./history.js";
 import { modelsView } from "./models.js";
 import { batchesView } from "./batches.js";
 import { moduleView } from "./module.js";
+import { queueView } from "./queue.js";
+import { reportView } from "./report.js";
 
 // ------------------------------------------------------------------ routing
 function route() {
@@ -13,9 +15,11 @@ function route() {
   root.replaceChildren();
   for (const a of document.querySelectorAll("header nav a")) a.classList.toggle("active", hash.startsWith(a.getAttribute("href")));
   if (hash.startsWith("#/history")) historyView(root);
+  else if (hash.startsWith("#/queue")) queueView(root);
+  else if (hash.startsWith("#/report")) reportView(root);
   else if (hash.startsWith("#/models")) modelsView(root);
   else if (hash.startsWith("#/batches")) batchesView(root);
-  else if (hash.startsWith("#/module/")) moduleView(root, decodeURIComponent(hash.slice("#/module/".length)));
+  else if (hash.startsWith("#/module/")) moduleView(root, decodeURIComponent(hash.slice("#/module/".length).split("?")[0]));
   else monitorView(root);
 }
 

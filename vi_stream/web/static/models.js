@@ -1,5 +1,5 @@
 // Models: registered versions, aliases and their log.
-import { $, act, api, fmt, kv, rows, toLocal, toast } from "./core.js";
+import { $, act, api, fmt, kv, rows, toast, when } from "./core.js";
 
 // ------------------------------------------------------------------ models: versions, aliases, their log
 const reg = { aliases: {} };
@@ -37,16 +37,16 @@ async function loadModels() {
   catch (e) { if ($("#aliases")) $("#aliases").textContent = e.message; return; }
   reg.aliases = aliases.aliases;
   const shown = {};
-  for (const [a, t] of Object.entries(aliases.aliases)) shown[a] = `${t.name}@${t.version} (since ${toLocal(t.set_at)})`;
+  for (const [a, t] of Object.entries(aliases.aliases)) shown[a] = `${t.name}@${t.version} (since ${when(t.set_at)})`;
   kv("#aliases", Object.keys(shown).length ? shown : { none: "promote a version below" });
   rows("#models", models.models, (d) => {
     const b = document.createElement("button");
     b.textContent = "Promote"; b.className = "needs-auth"; b.dataset.ref = `${d.name}@${d.version}`;
     b.onclick = () => promote(d);
     return [`${d.name}@${d.version}`, d.sha256.slice(0, 12), d.metadata.backbone, d.metadata.tile,
-            fmt(d.metadata.threshold), `${toLocal(d.registered_at)} by ${d.registered_by}`, gateText(d.gate),
+            fmt(d.metadata.threshold), `${when(d.registered_at)} by ${d.registered_by}`, gateText(d.gate),
             d.aliases.join(", "), b];
   });
-  rows("#alias-log", aliases.changes, (c) => [toLocal(c.at), c.alias, c.from || "–", c.to, c.action, c.by, c.reason]);
+  rows("#alias-log", aliases.changes, (c) => [when(c.at), c.alias, c.from || "–", c.to, c.action, c.by, c.reason]);
   $("#models").dataset.ready = "1";
 }
