@@ -101,9 +101,12 @@ def spec() -> dict:
             "/start": {"post": _op("start processing (idempotent)", _envelope(), mutating=True)},
             "/stop": {"post": _op("stop processing, finishing frames already taken (idempotent)", _envelope(),
                                   mutating=True)},
-            "/status": {"get": _op("the envelope: stopped or processing, and whether the store is up", _envelope(
+            "/status": {"get": _op("the envelope: stopped or processing, whether the store is up, the alarms",
+                                   _envelope(
                 store={"type": "object", "nullable": True, "description": "{up, reason}: whether the store takes "
-                       "results now and, when not, why (they wait in the spool); null with --store off"}))},
+                       "results now and, when not, why (they wait in the spool); null with --store off"},
+                alarms={"type": "array", "items": _OBJECT, "description": "[{kind, message}]: store_down, "
+                        "spool_growing, drift_red, anomalous_run (5 anomalous modules in a row)"}))},
             "/roi": {
                 "get": _op("the region of interest", _envelope(roi=_ROI)),
                 "post": _op("set the region of interest", _envelope(roi=_ROI), 400, mutating=True,
@@ -221,9 +224,14 @@ def spec() -> dict:
                 "the live monitor's Server-Sent Events: status, trends, recent, logs, then verdict, frame, "
                 "reject, status, log as they happen (a bounded number of streams: 503 beyond)",
                 {"type": "string"}, ok_media="text/event-stream")},
-            "/api/trends": {"get": _op("the last hour in 10 s bins: frames/s, fraction anomalous, score "
-                                       "quantiles, latency p99", _envelope(bin_s={"type": "number"},
-                                                                           bins={"type": "array", "items": _OBJECT}))},
+            "/api/trends": {"get": _op(
+                "the trends kept in the store (they survive a restart), the last hour unless from/to say: bins "
+                "of 10 s (merged into wider ones beyond 720) with frames/s, fraction anomalous, score "
+                "quantiles, latency p99, the model and threshold that judged them; the drift watch's chunks",
+                _envelope(bin_s={"type": "number"}, bins={"type": "array", "items": _OBJECT},
+                          drift={"type": "array", "items": _OBJECT}, stored={"type": "boolean"}), 400,
+                params=[_query("from", {"type": "string", "format": "date-time"}),
+                        _query("to", {"type": "string", "format": "date-time"})])},
             "/api/session": {"get": _op("whether a token is needed and this browser is logged in; its CSRF "
                                         "token", _envelope(auth_required={"type": "boolean"},
                                                            logged_in={"type": "boolean"}))},
