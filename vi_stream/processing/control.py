@@ -129,8 +129,9 @@ class Models(Protocol):
         """Move an alias past the promotion gate (StateError: stale ``expected`` or refused by the gate); a
         daemon following it switches now. The change."""
 
-    def rollback(self, alias: str, reason: Any, by: str) -> dict:
-        """Move an alias back to its previous version; a daemon following it switches now. The change."""
+    def rollback(self, alias: str, reason: Any, by: str, expected: str | None = None) -> dict:
+        """Move an alias back to its previous version (StateError: stale ``expected``); a daemon following it
+        switches now. The change."""
 
     def gate_set(self) -> dict:
         """The promotion gate's frozen set; NotFoundError before the first."""

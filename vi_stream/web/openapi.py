@@ -192,10 +192,12 @@ def spec() -> dict:
                                                                 "force": {"type": "boolean"},
                                                                 "by": {"type": "string"}}})})},
             "/api/aliases/{alias}/rollback": {"post": _op(
-                "point an alias back at the version before its latest promotion", _envelope(change=_OBJECT),
+                "point an alias back at the version before its latest promotion (409 when it no longer points "
+                "at expected)", _envelope(change=_OBJECT),
                 400, 409, mutating=True, params=[_path_param("alias", _WORD)],
                 body={"required": True, **_json({"type": "object", "required": ["reason"], "properties": {
-                    "reason": {"type": "string", "minLength": 1}, "by": {"type": "string"}}})})},
+                    "reason": {"type": "string", "minLength": 1}, "expected": {"type": "string"},
+                    "by": {"type": "string"}}})})},
             "/api/gate": {
                 "get": _op("the newest promotion-gate set: verified defect and good tiles, frozen",
                            _envelope(gate=_OBJECT), 404, 409),
