@@ -353,7 +353,9 @@ def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tm
         reg.register(f.read(), "webpads", "1.1")
     page.goto(page.base + "/#/models")
     page.wait_for_selector("#models[data-ready='1']")
-    page.fill("#alias-name", "web")
+    page.select_option("#alias-name", "\u0000new")                 # a new alias: named, then added
+    page.fill("#alias-new", "web")
+    page.click("#alias-new-add")
     page.click("button[data-ref='webpads@1.0']")
     page.wait_for_selector("#toast:has-text('Give a reason')")      # a reason is required, nothing sent
     assert "web" not in reg.aliases()
@@ -369,6 +371,7 @@ def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tm
     page.wait_for_selector("#aliases:has-text('webpads@1.1')")      # the page reloaded what is true now
     page.fill("#alias-reason", "1.1 too strict")
     page.click("#rollback")
+    page.click("#confirm-yes")
     page.wait_for_selector("#alias-log tbody tr:first-child:has-text('rollback')")
     assert reg.resolve("web")["version"] == "1.0"
     assert [c["reason"] for c in reg.changes("web")] == ["1.1 too strict", "from the shell",

@@ -155,9 +155,9 @@ export function setupEditor() {
   $("#ed-close").onclick = () => { $("#editor").hidden = true; editor.box = null; };
   document.onkeydown = (ev) => {
     // Shortcuts only on the page itself: never while a dialog is open (the login's token went through them) or
-    // while a field, slider, radio button, select or button takes the keys.
+    // while a field, slider, radio button or select takes the keys.
     if ($("#editor") === null || $("#editor").hidden || document.querySelector("dialog[open]")) return;
-    if (ev.target instanceof Element && ev.target.closest("input, select, textarea, button, [contenteditable], dialog")) return;
+    if (ev.target instanceof Element && ev.target.closest("input, select, textarea, [contenteditable], dialog")) return;
     const k = ev.key.toLowerCase();
     if (ev.ctrlKey && k === "z" && !ev.shiftKey) editor.history(editor.undo, editor.redo);
     else if (ev.ctrlKey && (k === "y" || (k === "z" && ev.shiftKey))) editor.history(editor.redo, editor.undo);

@@ -173,15 +173,15 @@ function addLog(line) {
 // ------------------------------------------------------------------ monitor view
 export function monitorView(root) {
   root.append($("#t-monitor").content.cloneNode(true));
-  $("#start").onclick = () => act(() => api("POST", "/start"), "Processing started");
-  $("#stop").onclick = () => act(() => api("POST", "/stop"), "Processing stopped");
+  $("#start").onclick = () => act(() => api("POST", "/start"), "Processing started").catch(() => {});
+  $("#stop").onclick = () => act(() => api("POST", "/stop"), "Processing stopped").catch(() => {});
   $("#threshold-form").onsubmit = (ev) => {
     ev.preventDefault();
     const v = parseFloat($("#threshold").value);
     if (!(v > 0)) { toast("The threshold must be a number above 0"); return; }
-    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => { $("#threshold").value = ""; });
+    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => { $("#threshold").value = ""; }, () => {});
   };
-  $("#threshold-model").onclick = () => act(() => api("POST", "/config", { threshold: null }), "Threshold: the model's");
+  $("#threshold-model").onclick = () => act(() => api("POST", "/config", { threshold: null }), "Threshold: the model's").catch(() => {});
   for (const id of ["#show-heat", "#heat-opacity", "#show-boxes"]) $(id).oninput = redrawFrame;
   setupRoi(live, redrawFrame);
   setupTrends();
