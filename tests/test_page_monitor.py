@@ -129,7 +129,8 @@ def test_read_only_controls_say_so_and_the_page_fits_a_phone(new_page, token_dae
     pg.goto(pg.base + "/")
     pg.wait_for_selector("#state.stopped")
     for sel in ("#start", "#roi-edit", "#threshold-form button:not([type])"):
-        assert pg.get_attribute(sel, "aria-disabled") == "true", sel
+        assert pg.get_attribute(sel, "data-locked"), sel
+        assert pg.evaluate(f"getComputedStyle(document.querySelector('{sel}'), '::after').content").find("log in") > 0
         assert "log in" in pg.get_attribute(sel, "title").lower()
     phone = new_page(base(token_daemon), viewport={"width": 390, "height": 844})
     for view, ready in (("monitor", "#state.stopped"), ("history", "#history"), ("models", "#models[data-ready='1']"),

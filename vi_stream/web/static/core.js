@@ -60,8 +60,9 @@ export async function loadSession() {
 export function markAuth(root) {
   const ro = session.required && !session.loggedIn;
   for (const el of root.querySelectorAll(".needs-auth")) {
-    if (ro) { el.setAttribute("aria-disabled", "true"); el.dataset.why = "log in to change this"; el.title = "Read-only: log in to change this"; }
-    else if (el.hasAttribute("aria-disabled")) { el.removeAttribute("aria-disabled"); el.title = ""; delete el.dataset.why; }
+    // marked, not disabled: a click still opens the login (a disabled button would take no click at all)
+    if (ro) { el.dataset.locked = "log in to change this"; el.title = "Read-only: log in to change this"; }
+    else if (el.dataset.locked) { delete el.dataset.locked; el.title = ""; }
   }
 }
 new MutationObserver((changes) => {   // views are drawn from templates: mark what they add
