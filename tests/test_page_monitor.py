@@ -26,7 +26,7 @@ TOKEN = "s3cret-s3cret-s3cret"
 
 
 @contextlib.contextmanager
-def daemon_at(model, camera_port: int, state: str, rest_port: int = 0, **over):   # noqa: F811
+def daemon_at(model, camera_port: int, state: str, rest_port: int = 0, **over):
     """A daemon whose store lives in ``state`` (so a second one finds what the first kept), on ``rest_port``."""
     ctx = zmq.Context()
     cfg = config_mod.build(None, env={"VI_STREAM_STATE_DIR": state}, input=f"tcp://127.0.0.1:{camera_port}",
