@@ -9,6 +9,8 @@ import pytest
 
 from vi_stream.evaluation.simulate import Simulator
 
+from ..helpers.daemon import running_daemon
+
 CHROMIUM = os.environ.get("VI_STREAM_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -34,3 +36,23 @@ def camera():
     sim.run_in_thread()
     yield port
     sim.close()
+
+
+@pytest.fixture(scope="module")
+def daemon(model, camera):
+    """The page's daemon: the test model on the simulated camera, records stored in 128 px tiles (a module may
+    define its own ``daemon``)."""
+    with running_daemon(model, camera, store_tile=128) as (d, _ctx):
+        yield d
+
+
+@pytest.fixture
+def page(browser, daemon):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.base = f"http://127.0.0.1:{daemon.rest_port}"
+    yield pg
+    context.close()
+    assert not errors, errors

@@ -46,7 +46,7 @@ def test_start_stop_status_envelope(client, daemon):
     assert client.start() == "processing"  # idempotent
     r = requests.get(url(daemon, "/status"), timeout=5).json()
     # the envelope, plus the store's state when the daemon has one (this one runs without: None)
-    assert r == {"state": "ok", "status": "processing", "store": daemon.store_state()}
+    assert r == {"state": "ok", "status": "processing", "store": daemon.store_state(), "alarms": []}
     assert client.stop() == "stopped"
     assert client.stop() == "stopped"
 

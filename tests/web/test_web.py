@@ -18,40 +18,9 @@ from vi_stream.store import record as record_mod
 from vi_stream.web.live import MAX_LISTENERS
 
 from ..helpers.daemon import running_daemon, wait_for
+from ..helpers.page import api, processing
 from ..helpers.screens import shot
 from ..helpers.store import make_record
-
-TILE = 128
-
-
-@pytest.fixture(scope="module")
-def daemon(model, camera):
-    with running_daemon(model, camera, store_tile=TILE) as (d, _ctx):
-        yield d
-
-
-@pytest.fixture
-def page(browser, daemon):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.base = f"http://127.0.0.1:{daemon.rest_port}"
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
-def api(d, path: str):
-    return requests.get(f"http://127.0.0.1:{d.rest_port}{path}", timeout=10).json()
-
-
-def processing(pg, daemon) -> None:
-    pg.goto(pg.base + "/#/monitor")
-    if daemon.status() != "processing":
-        pg.click("#start")
-    pg.wait_for_selector("#state.processing")
-    pg.wait_for_function("document.querySelector('#frame').dataset.pulse !== ''", timeout=30_000)
 
 
 def test_the_monitor_follows_frames_and_starts_and_stops_from_the_page(page, daemon):
@@ -324,7 +293,9 @@ def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tm
         reg.register(f.read(), "webpads", "1.1")
     page.goto(page.base + "/#/models")
     page.wait_for_selector("#models[data-ready='1']")
-    page.fill("#alias-name", "web")
+    page.select_option("#alias-name", "\u0000new")                 # a new alias: named, then added
+    page.fill("#alias-new", "web")
+    page.click("#alias-new-add")
     page.click("button[data-ref='webpads@1.0']")
     page.wait_for_selector("#toast:has-text('Give a reason')")      # a reason is required, nothing sent
     assert "web" not in reg.aliases()
@@ -340,6 +311,7 @@ def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tm
     page.wait_for_selector("#aliases:has-text('webpads@1.1')")      # the page reloaded what is true now
     page.fill("#alias-reason", "1.1 too strict")
     page.click("#rollback")
+    page.click("#confirm-yes")
     page.wait_for_selector("#alias-log tbody tr:first-child:has-text('rollback')")
     assert reg.resolve("web")["version"] == "1.0"
     assert [c["reason"] for c in reg.changes("web")] == ["1.1 too strict", "from the shell",

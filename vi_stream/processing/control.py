@@ -39,6 +39,9 @@ class Control(Protocol):
     def store_state(self) -> dict | None:
         """``{"up": bool, "reason": why it is down or None}``; None without a store."""
 
+    def alarm_list(self) -> list[dict]:
+        """What the operator must be told now (:mod:`vi_stream.web.alarms`): ``[{"kind", "message"}]``."""
+
     def get_config(self) -> dict:
         """Every option (secrets as ``***``), with the run-time settings as they are now."""
 
@@ -77,8 +80,9 @@ class LiveFeed(Protocol):
     def events(self, client: str | None) -> Iterator[bytes]:
         """A new listener's server-sent events, starting with a snapshot; Overloaded beyond the cap."""
 
-    def trend_bins(self) -> dict:
-        """``{"bin_s": seconds per bin, "bins": [...]}``: the recent scores, rates and latencies."""
+    def trend_bins(self, since: float | None = None, until: float | None = None) -> dict:
+        """``{"bin_s": seconds per bin, "bins": [...], "drift": [...]}`` in [since, until) (epoch s; default
+        the last hour): scores, rates, latencies and drift chunks, kept in the store across restarts."""
 
 
 class Results(Protocol):
@@ -142,8 +146,9 @@ class Models(Protocol):
         """Move an alias past the promotion gate (StateError: stale ``expected`` or refused by the gate); a
         daemon following it switches now. The change."""
 
-    def rollback(self, alias: str, reason: Any, by: str) -> dict:
-        """Move an alias back to its previous version; a daemon following it switches now. The change."""
+    def rollback(self, alias: str, reason: Any, by: str, expected: str | None = None) -> dict:
+        """Move an alias back to its previous version (StateError: stale ``expected``); a daemon following it
+        switches now. The change."""
 
     def gate_set(self) -> dict:
         """The promotion gate's frozen set; NotFoundError before the first."""

@@ -159,8 +159,9 @@ class Registry:
             raise StateError(f"alias {alias!r} moved while this change was made; reload and decide again")
         return dict(change, changed=True)
 
-    def rollback(self, alias: str, reason: str, by: str = "") -> dict:
-        """Point ``alias`` back at the version it showed before its latest promotion."""
+    def rollback(self, alias: str, reason: str, by: str = "", expected: str | None = None) -> dict:
+        """Point ``alias`` back at the version it showed before its latest promotion; with ``expected``
+        (``name@X.Y``), only if the alias still points there (StateError otherwise, as a promotion)."""
         check_word("alias", alias)
         last = next((c for c in self.shelf.alias_changes(alias, 1000) if c.get("action") == "promote"), None)
         if last is None or not last.get("from"):
@@ -168,6 +169,9 @@ class Registry:
         current = ref(self.shelf.get_aliases().get(alias))
         if current == last["from"]:
             raise StateError(f"alias {alias!r} is back at {current} already (rolled back); promote to go elsewhere")
+        if expected is not None and expected != current:
+            raise StateError(f"alias {alias!r} points at {current or 'nothing'}, not {expected}: someone moved it "
+                             "meanwhile; nothing rolled back")
         name, version = parse_ref(last["from"])
         return self.promote(alias, name, version, reason, by, expected=current or "", action="rollback")
 

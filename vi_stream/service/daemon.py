@@ -26,7 +26,9 @@ from vi_stream.io.bsread_in import BsreadSource
 from vi_stream.io.bsread_out import BsreadSink
 from vi_stream.io.camera_in import CameraSource
 from vi_stream.store.spool import Spool
-from vi_stream.web.live import Live
+from vi_stream.web.alarms import Alarms
+from vi_stream.web.live import Live, yellow_from
+from vi_stream.web.trends import TrendRecorder
 from vi_stream.model import AnomalyModel, load
 from vi_stream.processing.pipeline import Pipeline
 from vi_stream.processing.processor import Processor
@@ -75,7 +77,11 @@ class Daemon:
         self.context = context
         self.sink: BsreadSink | None = None
         settings = settings_mod.Settings(settings_mod.check_roi(cfg.roi), settings_mod.check_threshold(cfg.threshold))
-        self.live = Live(self._live_status, preview_side=cfg.preview_side)
+        source = cfg.prefix + (f"/{cfg.worker}" if cfg.worker else "")   # whose trend points these are
+        self.live = Live(self._live_status, preview_side=cfg.preview_side, recorder=TrendRecorder(
+            self.store.trends if self.store is not None else None, source, lambda: self.drift.chunks()))
+        self.live.calibration = list(self.model.meta.get("calibration_scores") or []) if self.model else []
+        self.alarms = Alarms()
         self._results = ResultsDesk(self.results_store, self.live.images.get)
         self._models = ModelsDesk(self.model_registry, self.model_moved)
         self.drift = DriftWatch(self.model.meta.get("calibration_scores") or [] if self.model else [],
@@ -217,6 +223,10 @@ class Daemon:
         st = self.writer.statistics()
         return {"up": st["up"], "reason": st["down_reason"]}
 
+    def alarm_list(self) -> list[dict]:
+        store = self.writer.statistics() if self.writer is not None else None
+        return self.alarms.check(store, self.drift.state, self.live.anomalous_run)
+
     def live_feed(self) -> Live:
         return self.live
 
@@ -233,8 +243,11 @@ class Daemon:
                 "model_version": self.model_version, "drift": self.drift.state, "drift_judged": self.drift.judged,
                 "shadow": ({k: v for k, v in self.shadow.status().items() if k != "disagreements"}
                            if self.shadow is not None else None),
-                "model_threshold": self.model.threshold, "qa_margin": self.live.qa_margin,
-                "rest_host": self.config.rest_host}
+                "model_threshold": self.model.threshold, "alarms": self.alarm_list(),
+                "yellow_from": yellow_from(self.processor.settings.threshold or self.model.threshold,
+                                           self.live.calibration, self.live.qa_margin),
+                "yellow_rule": "above every good calibration image" if self.live.calibration
+                else "within 20% below the threshold", "rest_host": self.config.rest_host}
 
     def results_store(self) -> Store:
         if self.store is None:
@@ -281,6 +294,7 @@ class Daemon:
     def _use_model(self, model: AnomalyModel, version: str | None) -> None:
         """Judge the next frames with ``model`` (under the reload lock): pipeline and drift reference."""
         self.model, self.model_version = model, version
+        self.live.calibration = list(model.meta.get("calibration_scores") or [])
         self.drift.set_reference(model.meta.get("calibration_scores") or [], model.threshold, version)
         self.processor.set_pipeline(Pipeline(model, version))
 

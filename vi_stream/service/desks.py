@@ -113,8 +113,8 @@ class ModelsDesk:
         self._moved()
         return change
 
-    def rollback(self, alias: str, reason: Any, by: str) -> dict:
-        change = self._registry().rollback(alias, reason, by)
+    def rollback(self, alias: str, reason: Any, by: str, expected: str | None = None) -> dict:
+        change = self._registry().rollback(alias, reason, by, expected)
         self._moved()
         return change
 

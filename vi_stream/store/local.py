@@ -41,7 +41,7 @@ from vi_stream.store import local_models, local_records
 from vi_stream.io.files import fsync_dir, write_durably
 from vi_stream.store.local_guard import CATALOGUE, FolderGuard, ident
 from vi_stream.store.local_models import LocalShelf, make_leaf
-from vi_stream.store.local_records import LocalBatches, LocalGateSets, LocalShadow
+from vi_stream.store.local_records import LocalBatches, LocalGateSets, LocalShadow, LocalTrendPoints
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS modules (name TEXT PRIMARY KEY, doc TEXT NOT NULL, last_updated_at TEXT NOT NULL);
@@ -88,6 +88,7 @@ class LocalStore(FolderGuard):
         # The families beside the results, each its own small object on this catalogue.
         self.models = LocalShelf(self)
         self.gate_sets, self.shadows, self.batches = LocalGateSets(self), LocalShadow(self), LocalBatches(self)
+        self.trends = LocalTrendPoints(self)
 
     @property
     def _db_path(self) -> str:

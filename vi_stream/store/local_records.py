@@ -7,6 +7,7 @@ JSON documents, appended in order (``seq``)::
     gate_sets (seq, id, doc)   frozen promotion-gate sets
     shadow (seq, doc)          shadow-mode comparisons
     batches (seq, id, doc)     ``vi_stream batch`` runs
+    trend_points (source, kind, t, doc)   the monitor's trends (10 s bins, drift chunks), by time
 
 They are apart from the results so that what needs a batch record is handed batch records,
 not the whole store (:class:`~vi_stream.store.protocols.BatchRecords` and its siblings).
@@ -22,6 +23,9 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS gate_sets (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shadow (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trend_points (source TEXT NOT NULL, kind TEXT NOT NULL, t REAL NOT NULL, doc TEXT NOT NULL,
+                                         PRIMARY KEY (source, t, kind));
+CREATE INDEX IF NOT EXISTS trend_points_time ON trend_points (t);
 """
 
 
@@ -86,3 +90,28 @@ class LocalBatches:
         with self._cat.reading() as db:
             rows = db.execute("SELECT doc FROM batches ORDER BY seq DESC LIMIT ?", (limit,)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+
+class LocalTrendPoints:
+    """:class:`~vi_stream.store.protocols.TrendPoints` in ``catalogue`` (a LocalStore)."""
+
+    def __init__(self, catalogue: Any):
+        self._cat = catalogue
+
+    def put_trend_points(self, points: list[dict]) -> None:
+        with self._cat.transaction("keep trend points") as db:
+            db.executemany("INSERT OR REPLACE INTO trend_points (source, kind, t, doc) VALUES (?, ?, ?, ?)",
+                           [(p["source"], p["kind"], float(p["t"]), json.dumps(p)) for p in points])
+
+    def trend_points(self, source: str | None, since: float, until: float, limit: int = 100_000) -> list[dict]:
+        where, args = "t >= ? AND t < ?", [since, until]
+        if source is not None:
+            where, args = where + " AND source = ?", args + [source]
+        with self._cat.reading() as db:
+            rows = db.execute(f"SELECT doc FROM trend_points WHERE {where} ORDER BY t LIMIT ?",
+                              (*args, limit)).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def prune_trend_points(self, before: float) -> int:
+        with self._cat.transaction("prune trend points") as db:
+            return db.execute("DELETE FROM trend_points WHERE t < ?", (before,)).rowcount

@@ -31,7 +31,7 @@ from vi_stream.store.mongo_docs import from_mongo, oid as _oid, to_mongo
 from vi_stream.store import mongo_records
 from vi_stream.store import mongo_models
 from vi_stream.store.mongo_models import MongoShelf
-from vi_stream.store.mongo_records import MongoBatches, MongoGateSets, MongoShadow
+from vi_stream.store.mongo_records import MongoBatches, MongoGateSets, MongoShadow, MongoTrendPoints
 
 def _transient(err: Exception) -> bool:
     import pymongo.errors as pe
@@ -70,6 +70,7 @@ class MongoStore:
         # The families beside the results, each its own small object on this database.
         self.models = MongoShelf(self)
         self.gate_sets, self.shadows, self.batches = MongoGateSets(self), MongoShadow(self), MongoBatches(self)
+        self.trends = MongoTrendPoints(self)
 
     def start(self) -> "MongoStore":
         """Create the client (it connects in the background) and try the indexes once."""

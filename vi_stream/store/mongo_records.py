@@ -3,7 +3,8 @@
 Each shares the store's database and its error mapping (:meth:`~vi_stream.store.mongo.MongoStore.call`:
 a server out of reach is StoreUnavailable) and owns one collection: ``gate_sets`` (frozen
 promotion-gate sets, unique ``id``), ``shadow`` (shadow-mode comparisons), ``batches``
-(``vi_stream batch`` runs, unique ``id``); newest first is by ``_id``. They are apart from the results
+(``vi_stream batch`` runs, unique ``id``), ``trend_points`` (the monitor's trends, unique by source, time
+and kind); newest first is by ``_id``. They are apart from the results
 so that what needs a batch record is handed batch records, not the whole store.
 """
 from __future__ import annotations
@@ -18,6 +19,8 @@ def ensure_indexes(db: Any) -> None:
     """The unique ids of gate sets and batches (the caller maps a server out of reach)."""
     db.gate_sets.create_index([("id", 1)], unique=True, name="id")
     db.batches.create_index([("id", 1)], unique=True, name="id")
+    db.trend_points.create_index([("source", 1), ("t", 1), ("kind", 1)], unique=True, name="source_time")
+    db.trend_points.create_index([("t", 1)], name="time")
 
 
 class MongoGateSets:
@@ -76,3 +79,30 @@ class MongoBatches:
         docs = self._store.call("list batches", lambda: list(
             self._store.db.batches.find({}, {"_id": 0}).sort("_id", -1).limit(limit)))
         return [from_mongo(d) for d in docs]
+
+
+class MongoTrendPoints:
+    """:class:`~vi_stream.store.protocols.TrendPoints` on ``store``'s database."""
+
+    def __init__(self, store: Any):
+        self._store = store
+
+    def put_trend_points(self, points: list[dict]) -> None:
+        def put() -> None:   # a few points a tick: one upsert each (a retry replaces what is there)
+            for p in points:
+                self._store.db.trend_points.replace_one({"source": p["source"], "t": float(p["t"]), "kind": p["kind"]},
+                                                        to_mongo(dict(p, t=float(p["t"]))), upsert=True)
+        self._store.call("keep trend points", put)
+
+    def trend_points(self, source: str | None, since: float, until: float, limit: int = 100_000) -> list[dict]:
+        q: dict = {"t": {"$gte": since, "$lt": until}}
+        if source is not None:
+            q["source"] = source
+        docs = self._store.call("read trend points", lambda: list(
+            self._store.db.trend_points.find(q, {"_id": 0}).sort("t", 1).limit(limit)))
+        return [from_mongo(d) for d in docs]
+
+    def prune_trend_points(self, before: float) -> int:
+        res = self._store.call("prune trend points", lambda: self._store.db.trend_points.delete_many(
+            {"t": {"$lt": before}}))
+        return int(res.deleted_count)

@@ -80,6 +80,7 @@ class Store(Lifetime, Images, Results, Protocol):
     gate_sets: "GateSets"
     shadows: "ShadowRecords"
     batches: "BatchRecords"
+    trends: "TrendPoints"
 
 
 class ModelShelf(Protocol):
@@ -146,6 +147,21 @@ class BatchRecords(Protocol):
 
     def list_batches(self, limit: int = 50) -> list[dict]:
         """Newest first."""
+
+
+class TrendPoints(Protocol):
+    """The monitor's trends over time (:mod:`vi_stream.web.trends`), so they survive a restart: one
+    point per closed 10 s bin (``kind`` "bin") and per judged drift chunk (``kind`` "drift"), each with
+    ``source`` (the daemon that wrote it) and ``t`` (epoch seconds)."""
+
+    def put_trend_points(self, points: list[dict]) -> None:
+        """Keep points; one already there (same source, t and kind) is replaced (a retry changes nothing)."""
+
+    def trend_points(self, source: str | None, since: float, until: float, limit: int = 100_000) -> list[dict]:
+        """Points with ``since <= t < until`` (of ``source``; None: every daemon's), oldest first."""
+
+    def prune_trend_points(self, before: float) -> int:
+        """Forget points older than ``before`` (bounded retention); how many went."""
 
 
 def summary(module: dict) -> dict:

@@ -36,6 +36,7 @@ from vi_stream.errors import Overloaded
 from vi_stream.frame import Frame, Result
 from vi_stream.processing.settings import PREVIEW_SIDE
 from vi_stream.threads import lower_priority
+from vi_stream.web.trends import TrendRecorder, Trends
 
 log = logging.getLogger("vi_stream.live")
 
@@ -45,17 +46,25 @@ MAX_STREAM_S = 300.0      # a stream's age: a tab that stopped reading holds its
                           # daemon cannot see a page stop reading; its kernel takes a few hundred KB first)
 HEARTBEAT_S = 15.0        # an idle stream sends a comment this often (proxies and browsers keep it open)
 RETRY_MS = 2000           # the browser reconnects after this long when a stream ends
-QA_MARGIN = 0.2           # yellow: a score within 20% below the threshold
-TREND_BIN_S = 10.0        # trends: one bin per 10 s ...
-TREND_BINS = 360          # ... for the last hour
-_SAMPLES = 256            # scores/latencies kept per bin for its quantiles
+QA_MARGIN = 0.2           # yellow without calibration scores: a score within 20% below the threshold
 
 
-def qa_colour(score: float, threshold: float, anomalous: bool, margin: float = QA_MARGIN) -> str:
-    """green below the threshold's margin, yellow within it, red anomalous (grey is a rejected frame)."""
+def yellow_from(threshold: float, calibration: list[float] | None, margin: float = QA_MARGIN) -> float:
+    """Where yellow starts: above every good image the model was calibrated on (the highest of its
+    ``calibration_scores``: no good module seen scored this high), or, for a model without them, 20%
+    below the threshold."""
+    if calibration:
+        return float(max(calibration))
+    return threshold * (1.0 - margin)
+
+
+def qa_colour(score: float, threshold: float, anomalous: bool, yellow: float | None = None) -> str:
+    """green up to ``yellow`` (:func:`yellow_from`; None: a model without calibration scores), yellow from
+    it to the threshold, red anomalous (grey is a rejected frame)."""
     if anomalous:
         return "red"
-    return "yellow" if score >= threshold * (1.0 - margin) else "green"
+    yellow = yellow_from(threshold, None) if yellow is None else yellow
+    return "yellow" if yellow <= score < threshold else "green"
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
@@ -184,65 +193,6 @@ class ImageCache:
             return self._items.get(key)
 
 
-class Trends:
-    """The last hour in bins of ``bin_s``: frames, anomalous, rejected, score quantiles, latency p99."""
-
-    def __init__(self, bin_s: float = TREND_BIN_S, bins: int = TREND_BINS, clock: Callable[[], float] = time.time):
-        self.bin_s, self.clock = bin_s, clock
-        self._bins: deque[dict] = deque(maxlen=bins)
-        self._lock = threading.Lock()
-
-    def _current(self) -> dict:
-        start = self.clock() // self.bin_s * self.bin_s
-        if not self._bins or self._bins[-1]["t"] != start:
-            self._bins.append({"t": start, "n": 0, "anomalous": 0, "rejected": 0, "scores": [], "latency": []})
-        return self._bins[-1]
-
-    def add(self, score: float, anomalous: bool, latency_s: float) -> None:
-        with self._lock:
-            b = self._current()
-            b["n"] += 1
-            b["anomalous"] += int(anomalous)
-            _keep(b["scores"], score, b["n"])
-            _keep(b["latency"], latency_s, b["n"])
-
-    def reject(self) -> None:
-        with self._lock:
-            self._current()["rejected"] += 1
-
-    def summary(self, since: float | None = None) -> list[dict]:
-        """Per bin: start time (epoch s), frames/s, fraction anomalous, score p50/p90/max, latency p99 (ms)."""
-        with self._lock:
-            bins = [dict(b, scores=list(b["scores"]), latency=list(b["latency"])) for b in self._bins
-                    if since is None or b["t"] >= since]
-        out = []
-        for b in bins:
-            s = np.sort(np.asarray(b["scores"], float))
-            lat = np.sort(np.asarray(b["latency"], float))
-            out.append({"t": b["t"], "frames": b["n"], "rejected": b["rejected"],
-                        "fps": round(b["n"] / self.bin_s, 3),
-                        "anomalous_fraction": round(b["anomalous"] / b["n"], 4) if b["n"] else None,
-                        "score_p50": _q(s, 0.5), "score_p90": _q(s, 0.9), "score_max": _q(s, 1.0),
-                        "latency_p99_ms": None if not lat.size else round(_q(lat, 0.99) * 1e3, 1)})
-        return out
-
-
-def _keep(samples: list, value: float, n: int) -> None:
-    """Reservoir sampling: ``samples`` stays a uniform sample of the bin's ``n`` values so far."""
-    if len(samples) < _SAMPLES:
-        samples.append(value)
-    else:
-        j = int(np.random.randint(n))
-        if j < _SAMPLES:
-            samples[j] = value
-
-
-def _q(sorted_vals: np.ndarray, p: float) -> float | None:
-    if not sorted_vals.size:
-        return None
-    return round(float(sorted_vals[min(len(sorted_vals) - 1, int(p * (len(sorted_vals) - 1) + 0.5))]), 5)
-
-
 class LogTail(logging.Handler):
     """The last ``size`` log lines, each also published to the hub as a ``log`` event."""
 
@@ -267,11 +217,15 @@ class Live:
     first events; ``status()`` is published every ``tick`` s while anyone listens."""
 
     def __init__(self, status: Callable[[], dict], hub: Hub | None = None, preview_side: int = PREVIEW_SIDE,
-                 qa_margin: float = QA_MARGIN, tick: float = 1.0, nice: int = 5):
+                 qa_margin: float = QA_MARGIN, tick: float = 1.0, nice: int = 5,
+                 recorder: TrendRecorder | None = None):
         self.hub = hub or Hub()
         self.status = status
         self.preview_side, self.qa_margin, self.tick, self.nice = preview_side, qa_margin, tick, nice
         self.images, self.trends = ImageCache(), Trends()
+        self.recorder = recorder or TrendRecorder(None, "")
+        self.calibration: list[float] = []   # the running model's good images' scores (the yellow band)
+        self.anomalous_run = 0                # modules judged anomalous in a row, now
         self.log = LogTail(self.hub)
         self.recent: deque[dict] = deque(maxlen=60)   # the last verdicts (the page's colour strip)
         self.last_frame: dict | None = None
@@ -287,13 +241,17 @@ class Live:
         p = result.parameters
         threshold = float(p.get("threshold") or 0.0)
         latency = time.monotonic() - result.frame.received_at
+        yellow = yellow_from(threshold, self.calibration, self.qa_margin)
         verdict = {"pulse_id": int(result.frame.pulse_id), "module": result.frame.module,
                    "side": result.frame.side, "tag": result.frame.tag, "score": round(float(result.score), 5),
                    "threshold": threshold, "is_anomalous": bool(result.is_anomalous),
-                   "qa": qa_colour(float(result.score), threshold, bool(result.is_anomalous), self.qa_margin),
+                   "qa": qa_colour(float(result.score), threshold, bool(result.is_anomalous), yellow),
+                   "yellow_from": round(yellow, 6),
                    "defects": len(result.defects), "model_id": p.get("model_id"),
                    "latency_ms": round(latency * 1e3, 1), "t_result": time.time()}
-        self.trends.add(float(result.score), bool(result.is_anomalous), latency)
+        self.trends.add(float(result.score), bool(result.is_anomalous), latency, p.get("model_id"),
+                        p.get("model_version"), threshold)
+        self.anomalous_run = self.anomalous_run + 1 if result.is_anomalous else 0
         self.recent.append(verdict)
         self.hub.publish("verdict", verdict)
         with self._wake:
@@ -349,6 +307,7 @@ class Live:
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.tick):
+            self.recorder.tick(self.trends)   # closed bins to the store (a down store: the next tick)
             if self.hub.listeners:
                 try:
                     self.hub.publish("status", self.status_event())
@@ -374,12 +333,17 @@ class Live:
         """A new listener's stream, the snapshot first; Overloaded beyond the cap, before anything is sent."""
         return self.hub.stream(self.hub.subscribe(client), self.snapshot())
 
-    def trend_bins(self) -> dict:
-        return {"bin_s": self.trends.bin_s, "bins": self.trends.summary()}
+    def trend_bins(self, since: float | None = None, until: float | None = None) -> dict:
+        """The bins and drift chunks in [since, until) (default: the last hour), read from the store's
+        trend points and the bins not written yet (at most :data:`~vi_stream.web.trends.MAX_POINTS`)."""
+        now = time.time()
+        until = now + self.trends.bin_s if until is None else until
+        since = until - 3600.0 - self.trends.bin_s if since is None else since
+        return self.recorder.read(self.trends, since, until)
 
     def statistics(self) -> dict:
         return {**self.hub.statistics(), "previews_rendered": self.rendered, "previews_skipped": self.skipped,
-                "preview_errors": self.render_errors}
+                "preview_errors": self.render_errors, "trend_points_written": self.recorder.written}
 
     # ------------------------------------------------------------------ lifetime
     def start(self) -> "Live":

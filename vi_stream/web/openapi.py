@@ -1,6 +1,9 @@
 """The REST API described as OpenAPI 3 (served at ``/openapi.json``, readable at ``/docs``).
 
 A test keeps it in step with the routes, and schemathesis fuzzes the daemon against it.
+
+Longer than 300 lines: it is one table of every route and its schemas, read top to bottom; split by
+resource, what a reader compares (parameters, replies, errors across routes) would be scattered.
 """
 from __future__ import annotations
 
@@ -105,9 +108,12 @@ def spec() -> dict:
             "/start": {"post": _op("start processing (idempotent)", _envelope(), mutating=True)},
             "/stop": {"post": _op("stop processing, finishing frames already taken (idempotent)", _envelope(),
                                   mutating=True)},
-            "/status": {"get": _op("the envelope: stopped or processing, and whether the store is up", _envelope(
+            "/status": {"get": _op("the envelope: stopped or processing, whether the store is up, the alarms",
+                                   _envelope(
                 store={"type": "object", "nullable": True, "description": "{up, reason}: whether the store takes "
-                       "results now and, when not, why (they wait in the spool); null with --store off"}))},
+                       "results now and, when not, why (they wait in the spool); null with --store off"},
+                alarms={"type": "array", "items": _OBJECT, "description": "[{kind, message}]: store_down, "
+                        "spool_growing, drift_red, anomalous_run (5 anomalous modules in a row)"}))},
             "/roi": {
                 "get": _op("the region of interest", _envelope(roi=_ROI)),
                 "post": _op("set the region of interest", _envelope(roi=_ROI), 400, mutating=True,
@@ -217,10 +223,12 @@ def spec() -> dict:
                                                                 "force": {"type": "boolean"},
                                                                 "by": {"type": "string"}}})})},
             "/api/aliases/{alias}/rollback": {"post": _op(
-                "point an alias back at the version before its latest promotion", _envelope(change=_OBJECT),
+                "point an alias back at the version before its latest promotion (409 when it no longer points "
+                "at expected)", _envelope(change=_OBJECT),
                 400, 409, mutating=True, params=[_path_param("alias", _WORD)],
                 body={"required": True, **_json({"type": "object", "required": ["reason"], "properties": {
-                    "reason": {"type": "string", "minLength": 1}, "by": {"type": "string"}}})})},
+                    "reason": {"type": "string", "minLength": 1}, "expected": {"type": "string"},
+                    "by": {"type": "string"}}})})},
             "/api/gate": {
                 "get": _op("the newest promotion-gate set: verified defect and good tiles, frozen",
                            _envelope(gate=_OBJECT), 404, 409),
@@ -249,9 +257,14 @@ def spec() -> dict:
                 "the live monitor's Server-Sent Events: status, trends, recent, logs, then verdict, frame, "
                 "reject, status, log as they happen (a bounded number of streams: 503 beyond)",
                 {"type": "string"}, ok_media="text/event-stream")},
-            "/api/trends": {"get": _op("the last hour in 10 s bins: frames/s, fraction anomalous, score "
-                                       "quantiles, latency p99", _envelope(bin_s={"type": "number"},
-                                                                           bins={"type": "array", "items": _OBJECT}))},
+            "/api/trends": {"get": _op(
+                "the trends kept in the store (they survive a restart), the last hour unless from/to say: bins "
+                "of 10 s (merged into wider ones beyond 720) with frames/s, fraction anomalous, score "
+                "quantiles, latency p99, the model and threshold that judged them; the drift watch's chunks",
+                _envelope(bin_s={"type": "number"}, bins={"type": "array", "items": _OBJECT},
+                          drift={"type": "array", "items": _OBJECT}, stored={"type": "boolean"}), 400,
+                params=[_query("from", {"type": "string", "format": "date-time"}),
+                        _query("to", {"type": "string", "format": "date-time"})])},
             "/api/session": {"get": _op("whether a token is needed and this browser is logged in; its CSRF "
                                         "token, and the operator's name when it has one",
                                         _envelope(auth_required={"type": "boolean"}, logged_in={"type": "boolean"},

@@ -38,6 +38,32 @@ def when(name: str, v: str | None) -> str | None:
     return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def time_param(name: str, raw: str | None) -> float | None:
+    """A query-string ISO-8601 time with its zone as epoch seconds (None when absent); ConfigError naming it."""
+    if raw is None or raw == "":
+        return None
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {raw!r}") from None
+    if t.tzinfo is None:
+        raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {raw!r}")
+    return t.timestamp()
+
+
+def trend_range(params: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """``GET /api/trends``'s ``from`` and ``to`` (epoch s; None: the last hour up to now)."""
+    unknown = sorted(set(params) - {"from", "to"})
+    if unknown:
+        raise ConfigError(f"unknown trend parameter(s): {', '.join(unknown)}")
+    since, until = time_param("from", params.get("from")), time_param("to", params.get("to"))
+    if since is not None and until is not None and since >= until:
+        raise ConfigError("from must be before to")
+    if since is not None and until is None and since > datetime.now(timezone.utc).timestamp():
+        raise ConfigError("from must not be in the future")
+    return since, until
+
+
 def history_query(params: Mapping[str, Any]) -> HistoryQuery:
     """``GET /api/history``'s query-string parameters (all strings); ConfigError naming the first bad one."""
     unknown = sorted(set(params) - {"from", "to", "verdict", "reviewed", "tag", "module", "model_version",

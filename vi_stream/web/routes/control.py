@@ -32,7 +32,7 @@ def add(app: bottle.Bottle, api: Control, refused: Callable[[], dict]) -> None:
 
     @app.get("/status")
     def status():
-        return reply(store=api.store_state())
+        return reply(store=api.store_state(), alarms=api.alarm_list())
 
     @app.get("/roi")
     def get_roi():

@@ -4,7 +4,7 @@ set, retraining, shadow mode and the drift watch.
 ``GET /api/models``, ``GET /api/models/<name>/<version>``, ``POST /api/models?name=&version=``
 (the model file as the body), ``GET /api/aliases``, ``POST /api/aliases/<alias>``
 (``{"name", "version", "reason", "expected", "force", "by"}``; 409 when ``expected`` is stale or
-the gate refuses), ``POST /api/aliases/<alias>/rollback`` (``{"reason", "by"}``), ``GET``/``POST
+the gate refuses), ``POST /api/aliases/<alias>/rollback`` (``{"reason", "expected", "by"}``), ``GET``/``POST
 /api/gate`` (the promotion gate's set; freeze a new one), ``GET``/``POST /api/retrain`` (a retraining
 job), ``GET /api/shadow``, ``GET /api/drift``.
 """
@@ -63,7 +63,10 @@ def add(app: bottle.Bottle, api: Control) -> None:
     @app.post("/api/aliases/<alias>/rollback")
     def rollback(alias):
         data = json_object('send {"reason": ...}')
-        change = api.models().rollback(alias, data.get("reason"), who(data))
+        expected = data.get("expected")
+        if expected is not None and not isinstance(expected, str):
+            raise ConfigError("expected must be name@X.Y, \"\" or absent")
+        change = api.models().rollback(alias, data.get("reason"), who(data), expected)
         return reply(change=change)
 
     @app.get("/api/gate")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import time
 
 import bottle
 
@@ -14,6 +15,7 @@ from vi_stream.processing.control import Control
 from vi_stream.web import openapi
 from vi_stream.web.auth import COOKIE, Sessions
 from vi_stream.web.body import json_object
+from vi_stream.web.params import trend_range
 from vi_stream.web.replies import reply
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
@@ -52,7 +54,12 @@ def add(app: bottle.Bottle, api: Control, sessions: Sessions) -> None:
 
     @app.get("/api/trends")
     def trends():
-        return reply(**api.live_feed().trend_bins())
+        since, until = trend_range(bottle.request.query)
+        if since is not None and until is None:
+            until = time.time() + 10.0          # up to now, the open bin included
+        if until is not None and since is None:
+            since = until - 3600.0
+        return reply(**api.live_feed().trend_bins(since, until))
 
     @app.get("/api/session")
     def session():

@@ -1,7 +1,7 @@
 // The page's common ground: the REST call, toasts, the login, the image cache and small formatters.
 
 export const $ = (sel, root = document) => root.querySelector(sel);
-const session = { required: false, loggedIn: false, csrf: null, operator: null };
+export const session = { required: false, loggedIn: false, csrf: null, operator: null };
 
 // ------------------------------------------------------------------ REST
 export async function api(method, path, body, contentType) {
@@ -10,7 +10,13 @@ export async function api(method, path, body, contentType) {
   let payload;
   if (body instanceof Uint8Array) { payload = body; headers["Content-Type"] = contentType || "image/png"; }
   else if (body !== undefined) { payload = JSON.stringify(body); headers["Content-Type"] = "application/json"; }
-  const res = await fetch(path, { method, headers, body: payload, credentials: "same-origin" });
+  let res;
+  try { res = await fetch(path, { method, headers, body: payload, credentials: "same-origin" }); }
+  catch (e) {   // no answer at all: the browser's "Failed to fetch" tells an operator nothing
+    const err = new Error(`The daemon is unreachable (${method} ${path.split("?")[0]} got no answer): is it running?`);
+    err.status = 0; err.unreachable = true;
+    throw err;
+  }
   let data = null;
   try { data = await res.json(); } catch (e) { data = { message: res.statusText }; }
   if (!res.ok) {
@@ -45,8 +51,25 @@ export async function loadSession() {
   $("#logout").hidden = !session.loggedIn;
   $("#who").textContent = !session.required ? "no token set: changes open to all on this host"
     : session.loggedIn ? (session.operator ? "logged in as " + session.operator : "logged in") : "read-only";
+  $("#who").title = session.required && !session.loggedIn ? "log in to start, stop or change anything" : "";
   document.body.classList.toggle("read-only", session.required && !session.loggedIn);
+  markAuth(document);
 }
+
+// Read-only mode shows on every control that needs a login: marked, with the reason; a click still opens the login.
+export function markAuth(root) {
+  const ro = session.required && !session.loggedIn;
+  for (const el of root.querySelectorAll(".needs-auth")) {
+    // marked, not disabled: a click still opens the login (a disabled button would take no click at all)
+    if (ro) { el.dataset.locked = "log in to change this"; el.title = "Read-only: log in to change this"; }
+    else if (el.dataset.locked) { delete el.dataset.locked; el.title = ""; }
+  }
+}
+new MutationObserver((changes) => {   // views are drawn from templates: mark what they add
+  if (!(session.required && !session.loggedIn)) return;
+  for (const c of changes) for (const n of c.addedNodes)
+    if (n.nodeType === 1 && (n.childElementCount || n.classList.contains("needs-auth"))) markAuth(n.parentElement || n);
+}).observe(document.getElementById("view"), { childList: true, subtree: true });
 
 export function openLogin() { $("#login-error").hidden = true; $("#login").showModal(); $("#login-token").focus(); }
 

@@ -160,7 +160,10 @@ export function setupEditor() {
   $("#ed-verify").onclick = () => editor.verify();
   $("#ed-close").onclick = () => { $("#editor").hidden = true; editor.box = null; };
   document.onkeydown = (ev) => {
-    if ($("#editor") === null || $("#editor").hidden || ev.target.matches("input[type=number], input:not([type]), select, textarea")) return;
+    // Shortcuts only on the page itself: never while a dialog is open (the login's token went through them) or
+    // while a field, slider, radio button or select takes the keys.
+    if ($("#editor") === null || $("#editor").hidden || document.querySelector("dialog[open]")) return;
+    if (ev.target instanceof Element && ev.target.closest("input, select, textarea, [contenteditable], dialog")) return;
     const k = ev.key.toLowerCase();
     if (ev.ctrlKey && k === "z" && !ev.shiftKey) editor.history(editor.undo, editor.redo);
     else if (ev.ctrlKey && (k === "y" || (k === "z" && ev.shiftKey))) editor.history(editor.redo, editor.undo);

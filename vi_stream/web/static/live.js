@@ -1,8 +1,13 @@
 // The live side: one event stream per tab (status, verdicts, frames), the monitor view and its trends.
 import { $, act, api, fmt, image, kv, toast } from "./core.js";
+import { frameSeen, linkChanged, statusSeen } from "./health.js";
+import { bindTrends, drawTrends, setupTrends, trendsFromStatus } from "./trendplot.js";
+import { roiOverlay, setupRoi } from "./roi.js";
 
-const live = { status: null, trends: [], binS: 10, recent: [], frame: null, latencies: [], drift: [], driftJudged: -1 };
+const live = { status: null, trends: [], binS: 10, recent: [], frame: null, latencies: [], drift: [], driftJudged: -1,
+               limits: null, range: 3600 };
 window.vi = live;   // for people debugging in the console, and for the browser tests
+bindTrends(live);
 
 // ------------------------------------------------------------------ live stream (one per tab)
 // EventSource retries by itself only after a stream that was open ends; a refusal (503: every
@@ -10,7 +15,7 @@ window.vi = live;   // for people debugging in the console, and for the browser 
 // capped exponential back-off, and says so in #link (data-state: live | reconnecting | waiting).
 let source = null, retryDelay = 0, retryTimer = null;
 const RETRY_MIN_MS = 1000, RETRY_MAX_MS = 30000;
-function linkState(state, text) { const l = $("#link"); l.dataset.state = state; l.textContent = text; }
+function linkState(state, text) { const l = $("#link"); l.dataset.state = state; l.textContent = text; linkChanged(state); }
 export function connect() {
   clearTimeout(retryTimer); retryTimer = null;
   source = new EventSource("/api/events");
@@ -29,7 +34,7 @@ export function connect() {
   };
   const on = (name, fn) => source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
   on("status", onStatus);
-  on("trends", (t) => { live.binS = t.bin_s; live.trends = t.bins; drawTrends(); });
+  on("trends", (t) => { if (live.range === 3600) { live.binS = t.bin_s; live.trends = t.bins; live.drift = t.drift || live.drift; drawTrends(); } });
   on("recent", (items) => { live.recent = items; drawStrip(); });
   on("verdict", onVerdict);
   on("reject", onVerdict);
@@ -42,25 +47,28 @@ function onStatus(s) {
   live.status = s;
   const state = $("#state");
   state.textContent = s.status; state.className = "badge " + s.status;
-  for (const b of s.trend || []) {
-    const i = live.trends.findIndex((x) => x.t === b.t);
-    if (i >= 0) live.trends[i] = b; else live.trends.push(b);
-  }
+  statusSeen(s);
+  trendsFromStatus(s);
   if (s.drift_judged !== undefined && s.drift_judged !== live.driftJudged) {   // a chunk was judged: its figures
     live.driftJudged = s.drift_judged;
-    api("GET", "/api/drift").then((d) => { live.drift = d.drift.chunks; drawTrends(); }, () => {});
+    api("GET", "/api/drift").then((d) => {
+      live.limits = d.drift.limits;
+      const since = Date.now() / 1000 - live.range;
+      const known = new Set(live.drift.map((c) => c.t));
+      for (const c of d.drift.chunks) if (!known.has(c.at) && c.at >= since) live.drift.push({ ...c, t: c.at });
+      drawTrends();
+    }, () => {});
   }
-  const hour = Date.now() / 1000 - 3600;
-  live.trends = live.trends.filter((b) => b.t >= hour);
   if (!$("#stats")) return;
   const st = s.statistics, q = st.queues, store = st.store;
   $("#start").disabled = s.status === "processing";
   $("#stop").disabled = s.status !== "processing";
-  kv("#model", { model: s.model_id, version: s.model_version || "a file (no registry)", drift: s.drift,
+  kv("#model", { model: s.model_version ? `${s.model_version} (id ${s.model_id})` : `${s.model_id} (a file, no registry)`,
+                 drift: s.drift,
                  ...(s.shadow ? { shadow: `${s.shadow.candidate}: ${s.shadow.agreed} of ${s.shadow.compared} agree` } : {}),
                  "model's threshold": fmt(s.model_threshold),
                  "threshold in force": s.threshold == null ? fmt(s.model_threshold) + " (model's)" : fmt(s.threshold),
-                 "yellow from": fmt((s.threshold ?? s.model_threshold) * (1 - s.qa_margin)) });
+                 "yellow from": `${fmt(s.yellow_from)} (${s.yellow_rule})` });
   const th = $("#threshold");
   if (document.activeElement !== th) th.placeholder = fmt(s.threshold ?? s.model_threshold);
   kv("#stats", { "frames/s": st.frames_per_s, "MP/s": st.megapixels_per_s, received: st.frames_received,
@@ -77,31 +85,44 @@ function onStatus(s) {
   drawTrends();
 }
 
+// The verdict feeds the strip at once; the caption and the QA dot follow the frame drawn (drawFrame), so
+// they always name the pulse on screen, also on a fresh load and with the line stopped.
 function onVerdict(v) {
   live.recent.push(v);
   if (live.recent.length > 60) live.recent.shift();
   drawStrip();
-  if (!$("#qa")) return;
-  $("#qa").className = "qa " + v.qa;
-  if (v.reason) { $("#now-module").textContent = `rejected: ${v.reason}`; return; }
-  $("#now-module").textContent = `${v.module} · ${v.side} · pulse ${v.pulse_id}`;
-  $("#now-score").textContent = `score ${fmt(v.score)} / threshold ${fmt(v.threshold)}` +
-    (v.defects ? ` · ${v.defects} defect(s)` : "");
 }
+
+export const QA_TEXT = { green: "good", yellow: "near threshold", red: "anomalous", grey: "rejected" };
+const QA_GLYPH = { green: "✓", yellow: "!", red: "✕", grey: "–" };
 
 function drawStrip() {
   const strip = $("#strip");
   if (!strip) return;
   strip.replaceChildren(...live.recent.slice(-60).map((v) => {
     const c = document.createElement("span");
-    c.className = "chip " + v.qa;
-    c.title = v.reason ? `rejected: ${v.reason}` : `${v.module} ${v.side} pulse ${v.pulse_id}: ${fmt(v.score)}`;
+    c.className = "chip " + v.qa; c.textContent = QA_GLYPH[v.qa]; c.setAttribute("role", "listitem");
+    c.title = (v.reason ? `rejected: ${v.reason}` : `${v.module} ${v.side} pulse ${v.pulse_id}: ${fmt(v.score)}`) +
+      ` (${QA_TEXT[v.qa]})`;
+    c.setAttribute("aria-label", c.title);
     return c;
   }));
 }
 
+function caption(f) {
+  $("#qa").className = "qa " + f.qa;
+  $("#qa").textContent = QA_GLYPH[f.qa];
+  $("#qa-text").textContent = QA_TEXT[f.qa]; $("#qa-text").className = "qa-text " + f.qa;
+  $("#now-module").textContent = `${f.module} · ${f.side} · pulse ${f.pulse_id}`;
+  $("#now-score").textContent = `score ${fmt(f.score)} / threshold ${fmt(f.threshold)}` +
+    (f.defects ? ` · ${f.defects} defect(s)` : "");
+  $("#frame").setAttribute("aria-label", `${f.module} ${f.side} pulse ${f.pulse_id}: ${QA_TEXT[f.qa]}, score ` +
+    `${fmt(f.score)} against ${fmt(f.threshold)}, ${f.boxes_total} defect box(es)`);
+}
+
 async function onFrame(f) {
   live.frame = f;
+  frameSeen(f);
   if (!$("#frame") || document.hidden) return;   // a tab in the background fetches nothing; shown again, it draws the latest
   try {
     const [img, heat] = await Promise.all([image(f.image_id), image(f.heatmap_id)]);
@@ -127,8 +148,10 @@ function drawFrame(f, img, heat) {
       g.strokeRect(x - 2, y - 2, w + 4, h + 4);
     }
   }
+  roiOverlay(g, f);
   c.dataset.pulse = f.pulse_id;
   c.dataset.qa = f.qa;
+  caption(f);
 }
 
 export function redrawFrame() {
@@ -147,53 +170,21 @@ function addLog(line) {
   pre.scrollTop = pre.scrollHeight;
 }
 
-// ------------------------------------------------------------------ trend plots
-function plot(sel, series, colours, fixedMax) {
-  const c = $(sel);
-  if (!c) return;
-  const g = c.getContext("2d"), W = c.width, H = c.height, now = Date.now() / 1000;
-  g.clearRect(0, 0, W, H);
-  g.fillStyle = "#fff"; g.fillRect(0, 0, W, H);
-  const vals = series.flatMap((s) => s.map((p) => p[1]).filter((v) => v != null));
-  const max = fixedMax ?? Math.max(1e-9, ...vals) * 1.1;
-  g.fillStyle = "#8a93a3"; g.font = "10px sans-serif";
-  g.fillText(fmt(max), 2, 10); g.fillText("-1 h", 2, H - 2); g.fillText("now", W - 22, H - 2);
-  series.forEach((s, i) => {
-    g.strokeStyle = colours[i]; g.lineWidth = 1.5; g.beginPath();
-    let pen = false;
-    for (const [t, v] of s) {
-      if (v == null) { pen = false; continue; }
-      const x = W * (1 - (now - t) / 3600), y = H - 12 - (H - 20) * Math.min(1, v / max);
-      if (pen) g.lineTo(x, y); else g.moveTo(x, y);
-      pen = true;
-    }
-    g.stroke();
-  });
-}
-
-function drawTrends() {
-  const b = live.trends, at = (k) => b.map((x) => [x.t + live.binS / 2, x[k]]);
-  plot("#tr-score", [at("score_p50"), at("score_p90"), at("score_max")], ["#2e6fd9", "#d9a400", "#d23c3c"]);
-  plot("#tr-anom", [at("anomalous_fraction")], ["#d23c3c"], 1);
-  plot("#tr-fps", [at("fps")], ["#2e9d4f"]);
-  plot("#tr-lat", [at("latency_p99_ms")], ["#6b4fd9"]);
-  plot("#tr-drift", [live.drift.map((c) => [c.at, c.ks]), live.drift.map((c) => [c.at, c.wasserstein])],
-       ["#2e6fd9", "#d9a400"]);
-}
-
 // ------------------------------------------------------------------ monitor view
 export function monitorView(root) {
   root.append($("#t-monitor").content.cloneNode(true));
-  $("#start").onclick = () => act(() => api("POST", "/start"), "Processing started");
-  $("#stop").onclick = () => act(() => api("POST", "/stop"), "Processing stopped");
+  $("#start").onclick = () => act(() => api("POST", "/start"), "Processing started").catch(() => {});
+  $("#stop").onclick = () => act(() => api("POST", "/stop"), "Processing stopped").catch(() => {});
   $("#threshold-form").onsubmit = (ev) => {
     ev.preventDefault();
     const v = parseFloat($("#threshold").value);
     if (!(v > 0)) { toast("The threshold must be a number above 0"); return; }
-    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => { $("#threshold").value = ""; });
+    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => { $("#threshold").value = ""; }, () => {});
   };
-  $("#threshold-model").onclick = () => act(() => api("POST", "/config", { threshold: null }), "Threshold: the model's");
+  $("#threshold-model").onclick = () => act(() => api("POST", "/config", { threshold: null }), "Threshold: the model's").catch(() => {});
   for (const id of ["#show-heat", "#heat-opacity", "#show-boxes"]) $(id).oninput = redrawFrame;
+  setupRoi(live, redrawFrame);
+  setupTrends();
   if (live.status) onStatus(live.status);
   drawStrip();
   redrawFrame();

@@ -1,6 +1,7 @@
 // vi_stream operator page: monitor, history, models, batches, module review. Plain JavaScript modules,
 // no build step, no library; talks only to the daemon that served it (REST + Server-Sent Events).
 import { $, loadSession, setupLogin, toast } from "./core.js";
+import { setupHealth } from "./health.js";
 import { connect, monitorView, redrawFrame } from "./live.js";
 import { historyView } from "./history.js";
 import { modelsView } from "./models.js";
@@ -24,6 +25,7 @@ function route() {
 }
 
 setupLogin();
+setupHealth();
 loadSession().catch((e) => toast(e.message));
 connect();
 window.addEventListener("hashchange", route);
