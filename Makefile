@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench install docs docs-build clean
+.PHONY: demo test bench install docs docs-build screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ docs: $(STAMP)
 
 docs-build: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The manual's and README's screenshots, taken by the browser tests as they click through the page.
+screenshots: $(STAMP)
+	VI_STREAM_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/web/test_web.py \
+		tests/web/test_page_review.py tests/web/test_page_monitor.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

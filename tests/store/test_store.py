@@ -15,7 +15,6 @@ from vi_stream.errors import (
     ConfigError,
     InputError,
     NotFoundError,
-    StateError,
     StoreUnavailable,
 )
 from vi_stream.model import postprocess
@@ -229,9 +228,10 @@ def test_review_errors(store):
     with pytest.raises(InputError, match="true or false"):
         review.verify(store, "M-G", "left", 0, "yes")
     store.write([make_record(10, "M-G")])  # a newer image of the same side arrives while a person reviews
-    with pytest.raises(StateError, match="reload"):
-        review.correct_mask(store, "M-G", "left", 0, ok, result_id=r.id)
-    assert store.get_module("M-G")["left"]["verified_masks"] == [False] * 9
+    kept = review.correct_mask(store, "M-G", "left", 0, ok, result_id=r.id)   # issue 27: kept on its own
+    assert kept["result_id"] == r.id and kept["verified_masks"][0]                # acquisition, not refused
+    assert store.get_module("M-G")["left"]["verified_masks"] == [False] * 9      # the newer one untouched
+    assert store.get_result(r.id)[2]["verified_masks"][0]
 
 
 def test_indexes_twice_are_harmless(store):

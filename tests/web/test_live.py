@@ -128,7 +128,8 @@ def test_sessions():
         s.login("nope")
     with pytest.raises(AuthError):
         s.login(None)
-    sid, csrf = s.login("tok")
+    sid, csrf, operator = s.login("tok")
+    assert operator is None                       # the one unnamed token (--token)
     s.check("", sid, csrf)
     s.check("Bearer tok", None, None)
     with pytest.raises(CsrfError, match="X-CSRF-Token"):

@@ -20,6 +20,7 @@ from vi_stream.service.daemon import Daemon
 
 from ..helpers.daemon import wait_for
 from ..helpers.page import processing
+from ..helpers.screens import shot
 from ..helpers.store import make_record
 
 TOKEN = "s3cret-s3cret-s3cret"
@@ -41,14 +42,14 @@ def daemon_at(model, camera_port: int, state: str, rest_port: int = 0, **over):
 
 
 @pytest.fixture(scope="module")
-def token_daemon(model, camera):  # noqa: F811
+def token_daemon(model, camera):
     with tempfile.TemporaryDirectory(prefix="vi-state-") as state, \
             daemon_at(model, camera, state, token=TOKEN, store_tile=128) as d:
         yield d
 
 
 @pytest.fixture
-def new_page(browser):  # noqa: F811
+def new_page(browser):
     contexts, errors = [], []
 
     def make(base: str, **kw):
@@ -69,7 +70,7 @@ def base(d) -> str:
 
 
 # ------------------------------------------------------------------ finding 1: honest state, alarm on daemon loss
-def test_a_dead_daemon_is_shown_unreachable_and_the_session_is_rechecked_when_it_is_back(new_page, model, camera):  # noqa: F811
+def test_a_dead_daemon_is_shown_unreachable_and_the_session_is_rechecked_when_it_is_back(new_page, model, camera):
     with tempfile.TemporaryDirectory(prefix="vi-state-") as state:
         with daemon_at(model, camera, state, token=TOKEN) as d:
             port = d.rest_port
@@ -153,7 +154,7 @@ CONTRAST = """(sel) => [...document.querySelectorAll(sel)].map(el => {
 })"""
 
 
-def test_qa_colours_come_from_the_calibration_with_words_and_contrast(new_page, daemon, model):  # noqa: F811
+def test_qa_colours_come_from_the_calibration_with_words_and_contrast(new_page, daemon, model):
     pg = new_page(base(daemon))
     processing(pg, daemon)
     status = pg.evaluate("window.vi.status")
@@ -173,7 +174,7 @@ def test_qa_colours_come_from_the_calibration_with_words_and_contrast(new_page, 
     daemon.stop_processing()
 
 
-def test_the_caption_names_the_frame_drawn_also_on_a_fresh_load_of_a_stopped_line(new_page, daemon):  # noqa: F811
+def test_the_caption_names_the_frame_drawn_also_on_a_fresh_load_of_a_stopped_line(new_page, daemon):
     pg = new_page(base(daemon))
     processing(pg, daemon)
     mismatches = pg.evaluate("""() => new Promise(done => {
@@ -199,18 +200,19 @@ def test_the_caption_names_the_frame_drawn_also_on_a_fresh_load_of_a_stopped_lin
 
 
 # ------------------------------------------------------------------ alarms: a run of anomalous modules, with sound
-def test_a_run_of_anomalous_modules_raises_an_alarm_and_a_tone_when_asked(new_page, daemon):  # noqa: F811
+def test_a_run_of_anomalous_modules_raises_an_alarm_and_a_tone_when_asked(new_page, daemon):
     pg = new_page(base(daemon))
     pg.goto(pg.base + "/")
     pg.check("#alarm-sound")
     pg.reload()
-    pg.wait_for_selector("#state")
-    assert pg.is_checked("#alarm-sound")                  # kept in this browser
+    pg.wait_for_function("document.querySelector('#alarm-sound').checked", timeout=10_000)   # kept in this browser
+    # (the page's modules set it from localStorage once loaded: waiting, not reading at once)
     processing(pg, daemon)
     try:
         daemon.set_config({"threshold": 1e-9})             # every module anomalous from now on
         pg.wait_for_selector("#banner li[data-kind='anomalous_run']", timeout=60_000)
         assert "anomalous modules in a row" in pg.inner_text("#banner")
+        shot(pg, "alarms")
         assert pg.evaluate("window.viHealth.beeps") >= 1
         assert requests.get(base(daemon) + "/status", timeout=5).json()["alarms"][0]["kind"] == "anomalous_run"
     finally:
@@ -219,7 +221,7 @@ def test_a_run_of_anomalous_modules_raises_an_alarm_and_a_tone_when_asked(new_pa
 
 
 # ------------------------------------------------------------------ finding 11: ROI drawn on the image
-def test_the_roi_is_drawn_on_the_image_and_applied(new_page, daemon):  # noqa: F811
+def test_the_roi_is_drawn_on_the_image_and_applied(new_page, daemon):
     pg = new_page(base(daemon))
     processing(pg, daemon)
     try:
@@ -249,7 +251,7 @@ def test_the_roi_is_drawn_on_the_image_and_applied(new_page, daemon):  # noqa: F
         daemon.stop_processing()
 
 
-def test_a_batch_is_shown_as_tables_and_the_registry_operations_on_the_models_page(new_page, daemon, model_path):  # noqa: F811
+def test_a_batch_is_shown_as_tables_and_the_registry_operations_on_the_models_page(new_page, daemon, model_path):
     doc = {"id": "batch-table-1", "state": "failed", "created_at": "2026-11-29T10:00:00.000+00:00", "created_by": "bob",
            "inputs": ["a.png"], "jobs": [{"job": "77", "tasks": [0]}], "stored": 0, "progress": "0 of 1 tasks",
            "tasks": {"0": {"state": "FAILED", "attempts": 3, "job": "77", "seen": ["PENDING", "RUNNING", "FAILED"]}},
@@ -279,7 +281,7 @@ def test_a_batch_is_shown_as_tables_and_the_registry_operations_on_the_models_pa
 
 
 # ------------------------------------------------------------------ finding 9: trends kept in the store
-def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apart(new_page, model, camera):  # noqa: F811
+def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apart(new_page, model, camera):
     with tempfile.TemporaryDirectory(prefix="vi-state-") as state:
         with daemon_at(model, camera, state, store_tile=128) as d:
             d.live.trends.bin_s = 2.0                      # bins of 2 s, so a few close within the test
@@ -296,7 +298,8 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
             assert "kept in the store" in pg.inner_text("#trend-note")
             pg.select_option("#trend-range", "604800")
             pg.wait_for_function("window.vi.range === 604800 && window.vi.trends.length >= 3")
-            assert "7 day(s)" in pg.get_attribute("#tr-fps", "aria-label")
+            pg.wait_for_function("document.querySelector('#tr-fps').getAttribute('aria-label').includes('7 day(s)')",
+                                 timeout=10_000)        # redrawn once the store's answer for the range is in
             pg.select_option("#trend-range", "3600")
             pg.wait_for_function("window.vi.range === 3600 && window.vi.trends.length >= 3")
             # the values under the pointer: on the newest point's x
@@ -311,7 +314,7 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
 
 
 # ------------------------------------------------------------------ finding 7: aliases from a list, rollback
-def test_aliases_are_chosen_from_a_list_and_rollback_shows_its_target_asks_and_sends_expected(new_page, daemon,  # noqa: F811
+def test_aliases_are_chosen_from_a_list_and_rollback_shows_its_target_asks_and_sends_expected(new_page, daemon,
                                                                                               model_path, tmp_path):
     from ..helpers.modelfiles import meta_change, rewrite_model
     reg = daemon.registry

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from vi_stream import Client
-from vi_stream.errors import InputError, NotFoundError, StateError
+from vi_stream.errors import InputError, NotFoundError
 from vi_stream.store.local import LocalStore
 
 from ..helpers.daemon import bound_push, running_daemon, wait_for
@@ -89,7 +89,7 @@ def test_review_over_rest(client, daemon):
     assert r.status_code == 400
     with pytest.raises(InputError, match="left or right"):
         client.verify_tile("M-2", "up", 0)
-    with pytest.raises(StateError):
+    with pytest.raises(NotFoundError, match="no result"):     # an acquisition that does not exist (issue 27: was 409)
         client.verify_tile("M-2", "left", 0, result_id="0" * 24)
     assert client.get_module("M-2") == before  # the refused requests changed nothing
 
