@@ -16,7 +16,6 @@ import requests
 from vi_stream.store import record as record_mod
 
 from ..helpers.daemon import bound_push, running_daemon
-from ..helpers.screens import shot
 from ..helpers.store import make_record
 
 ALICE = "alice-token-0123456789"
@@ -73,7 +72,6 @@ def test_the_review_queue_lists_anomalous_sides_oldest_first_and_a_decision_name
     names = page.locator("#queue tbody td:nth-child(3)").all_inner_texts()
     assert names.index("Q-1 left") < names.index("Q-2 right") and "Q-3 left" not in names
     assert "anomalous" in page.locator("#queue tbody tr", has_text="Q-1 left").inner_text()   # words, not colour only
-    shot(page, "queue")
     page.click("#queue a:text('Q-1 left')")
     page.wait_for_selector("#side-left[data-ready]")
     assert page.inner_text("#module-back") == "‹ back to the review queue"
@@ -157,7 +155,6 @@ def test_the_module_page_zooms_to_full_resolution_lists_defects_and_opens_tiles_
     tile = page.locator("#tiles-left .tile[data-tile='1']")
     assert "✓ verified" in tile.inner_text() and "verified" in tile.get_attribute("aria-label")
     assert "1 of 9 tiles verified" in page.inner_text("#side-left h3")
-    shot(page, "module")
     page.click("#module-back")
     page.wait_for_selector("#history tbody tr")
     assert "module=F6-" in page.evaluate("location.hash")

@@ -85,6 +85,40 @@ def test_the_history_filters_by_verdict_and_links_to_the_module(page, daemon):
     assert page.inner_text("#module-name") == name
 
 
+def test_the_queue_leads_to_a_camera_module_and_a_decision_takes_it_off(page, daemon):
+    """The review round on the simulated camera's own modules: queue, module page with its defects, decision."""
+    processing(page, daemon)
+    wait_for(lambda: api(daemon, "/api/history?verdict=anomalous&decision=none")["total"] >= 2, timeout=60)
+    daemon.stop_processing()
+    # every result judged is stored before the round starts (else a side may be re-imaged under the decision,
+    # which then rightly stays with the acquisition it was made on)
+    def settled():                                     # the books balance: nothing judged is still on its way
+        s = daemon.processor.statistics()
+        st = s["store"]
+        return (daemon.status() == "stopped" and st["queue"] == 0 and st["held_in_memory"] == 0
+                and s["frames_processed"] == st["submitted"] + s["not_stored"]
+                and st["submitted"] + st["carried_over"] == (st["stored"] + st["spooled"] + st["set_aside"]
+                                                            + st["render_failed"] + st["lost"]))
+    wait_for(settled, timeout=30)
+    page.goto(page.base + "/#/queue")
+    page.wait_for_selector("#queue tbody tr")
+    page.wait_for_selector("#state.stopped")            # the header follows the line within its status tick
+    shot(page, "queue")
+    link = page.locator("#queue tbody tr a").first
+    module, side = link.inner_text().split()
+    link.click()
+    page.wait_for_selector(f"#side-{side}[data-ready]")
+    assert page.locator(f"#defects-{side} li").count() == len(api(daemon, f"/api/modules/{module}")["module"][side]["defects"])
+    shot(page, "module")
+    form = page.locator(f"#decide-{side}")
+    form.locator("input[value=rework]").check()
+    form.locator("button").click()
+    page.wait_for_function(f"(document.querySelector('#decision-{side}')?.textContent || '').startsWith('Decision: rework')")
+    page.click("#module-back")
+    page.wait_for_selector("#queue[data-total]")
+    assert f"{module} {side}" not in page.locator("#queue tbody td:nth-child(3)").all_inner_texts()
+
+
 def _open_tile(page, daemon, tile: int):
     """The module review page of the newest stored side, with tile ``tile`` open in the editor (by clicking it)."""
     row = api(daemon, "/api/history?limit=1")["sides"][0]
