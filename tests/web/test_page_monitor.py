@@ -203,8 +203,11 @@ def test_the_caption_names_the_frame_drawn_also_on_a_fresh_load_of_a_stopped_lin
 def test_a_run_of_anomalous_modules_raises_an_alarm_and_a_tone_when_asked(new_page, daemon):
     pg = new_page(base(daemon))
     pg.goto(pg.base + "/")
+    pg.wait_for_selector("#state.stopped, #state.processing")   # the page's script is running: the box is wired
     pg.check("#alarm-sound")
+    pg.wait_for_function("localStorage.getItem('vi.alarmSound') === 'on'")
     pg.reload()
+    pg.wait_for_selector("#state.stopped, #state.processing")
     pg.wait_for_function("document.querySelector('#alarm-sound').checked", timeout=10_000)   # kept in this browser
     # (the page's modules set it from localStorage once loaded: waiting, not reading at once)
     processing(pg, daemon)
@@ -299,7 +302,7 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
             pg.select_option("#trend-range", "604800")
             pg.wait_for_function("window.vi.range === 604800 && window.vi.trends.length >= 3")
             pg.wait_for_function("document.querySelector('#tr-fps').getAttribute('aria-label').includes('7 day(s)')",
-                                 timeout=10_000)        # redrawn once the store's answer for the range is in
+                                 timeout=30_000)        # redrawn once the store's answer for the range is in
             pg.select_option("#trend-range", "3600")
             pg.wait_for_function("window.vi.range === 3600 && window.vi.trends.length >= 3")
             # the values under the pointer: on the newest point's x

@@ -71,7 +71,9 @@ function beep() {
 
 export function setupHealth() {
   const box = $("#alarm-sound");
-  box.checked = localStorage.getItem("vi.alarmSound") === "on";
+  const kept = localStorage.getItem("vi.alarmSound");          // a tick before the script ran counts too
+  box.checked = kept === null ? box.checked : kept === "on";
+  if (box.checked) localStorage.setItem("vi.alarmSound", "on");
   box.onchange = () => { localStorage.setItem("vi.alarmSound", box.checked ? "on" : "off"); if (box.checked) beep(); };
   setInterval(() => { if (state.link !== "live") render(); else age(); }, 1000);
 }
