@@ -39,7 +39,7 @@ from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
 
-TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge")
+TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge") + synthetic.STRUCTURAL
 HELD_OUT = tuple(f for f in synthetic.FAMILIES if f not in TUNING)
 PEERS = ("patchcore", "padim")
 

@@ -1,0 +1,235 @@
+"""Cell-to-cell comparison along the pad lattice: the die-to-die check of wafer and PCB inspection.
+
+Module images repeat: pads and their traces sit on a lattice. A local patch memory (the kNN map)
+sees a pad moved by a few pixels, a missing or extra pad or a cut trace as a normal patch; the
+lattice sees them, because the same place one period away looks different. Steps:
+
+1. :func:`estimate` finds the lattice vector ``a`` (pitch and angle, sub-pixel) from the image
+   itself: the autocorrelation of a windowed central crop (by FFT), its strongest off-centre peak
+   (the shortest among those nearly as strong), refined on the peak ``k`` periods away (``a`` =
+   peak / k, so its error shrinks k times). No lattice (peak below ``MIN_PEAK``, or fewer than
+   ``MIN_PERIODS`` periods in the image) is a :class:`Lattice` with ``found`` False and a reason:
+   the model then scores with the kNN map alone and says so per image.
+2. :func:`residual` compares each pixel of the lightly blurred image with the median of the same
+   place in the ``NEIGHBOURS`` cells on either side along ``a`` (bilinear, numba), taken in pairs
+   (+j, -j) while both lie in the image: one odd cell among them does not move a median, and
+   symmetric pairs cancel a linear illumination gradient. Within one period of the image's edge
+   along ``a`` there is no pair, and the map is 0 there (the kNN map alone judges that band).
+   The absolute difference, smoothed over ``SIGMA`` px, is the per-pixel lattice map.
+
+The map is in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings it to the
+kNN map's units with a gain fitted on the training images (the median image maximum of the
+kNN map on the held-out good images over that of the lattice map on all good ones) and fuses the
+two by a pixelwise maximum.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import cv2
+import numba
+import numpy as np
+
+CROP = 512            # px: the central crop whose autocorrelation gives the lattice
+MIN_PITCH = 12.0      # px: a shorter period is texture or noise, not pads
+MIN_PERIODS = 4       # periods the image must hold along the lattice vector
+MIN_PEAK = 0.35       # normalised autocorrelation at the lattice vector (1 at zero shift)
+NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)
+BLUR = 1.0            # px: sensor noise off before the comparison
+SIGMA = 3.0           # px: smoothing of the residual (a moved edge is a sliver a few px wide)
+
+
+@dataclass(frozen=True)
+class Lattice:
+    found: bool
+    ax: float = 0.0           # the lattice vector, px (x right, y down)
+    ay: float = 0.0
+    peak: float = 0.0         # its normalised autocorrelation
+    reason: str = ""
+
+    @property
+    def pitch(self) -> float:
+        return math.hypot(self.ax, self.ay)
+
+    @property
+    def angle(self) -> float:
+        """Degrees of the lattice vector from the x axis, in (-90, 90]."""
+        a = math.degrees(math.atan2(self.ay, self.ax))
+        return a - 180.0 if a > 90.0 else a + 180.0 if a <= -90.0 else a
+
+    def describe(self) -> dict:
+        """What a Result and a stored record say about the image's lattice."""
+        if not self.found:
+            return {"found": False, "reason": self.reason}
+        return {"found": True, "pitch_px": round(self.pitch, 3), "angle_deg": round(self.angle, 3),
+                "peak": round(self.peak, 3), "vector_px": [round(self.ax, 3), round(self.ay, 3)]}
+
+
+def grey(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float32 luminance in [0, 1] (colour: the mean of the channels)."""
+    g = image.astype(np.float32)
+    if g.ndim == 3:
+        g = g.mean(axis=2)
+    return (g - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+
+
+@functools.lru_cache(maxsize=8)
+def _window(h: int, w: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Hann window of an (h, w) crop and its own autocorrelation up to ``reach``."""
+    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    return win, _correlate(win, reach)
+
+
+def _correlate(x: np.ndarray, reach: int) -> np.ndarray:
+    """Autocorrelation of ``x`` at shifts up to ``reach`` (zero-padded: no wrap), zero shift at the
+    centre of a (2 reach + 1)^2 array."""
+    h, w = x.shape
+    ph, pw = cv2.getOptimalDFTSize(h + reach), cv2.getOptimalDFTSize(w + reach)
+    pad = np.zeros((ph, pw), np.float32)
+    pad[:h, :w] = x
+    f = cv2.dft(pad, flags=cv2.DFT_COMPLEX_OUTPUT)
+    ac = cv2.idft(cv2.mulSpectrums(f, f, 0, conjB=True), flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+    ac = np.roll(ac, (reach, reach), axis=(0, 1))
+    return np.ascontiguousarray(ac[:2 * reach + 1, :2 * reach + 1])
+
+
+def _autocorrelation(g: np.ndarray, reach: int) -> np.ndarray:
+    """Normalised autocorrelation of a crop up to ``reach``, 1 at zero shift (the centre)."""
+    win, env = _window(g.shape[0], g.shape[1], reach)
+    # divided by the window's own autocorrelation: its envelope falls with the shift and would pull
+    # every peak towards zero (0.3 px per period at a 75 px pitch, measured)
+    a = _correlate((g - g.mean()) * win, reach) / np.maximum(env, np.float32(1e-3 * env[reach, reach]))
+    return a / max(float(a[reach, reach]), 1e-12)
+
+
+def _subpixel(ac: np.ndarray, y: int, x: int) -> tuple[float, float]:
+    """Parabolic refinement of a peak at (y, x)."""
+    def vertex(m, c, p):
+        d = m - 2 * c + p
+        return 0.0 if d >= 0 else float(np.clip(0.5 * (m - p) / d, -0.5, 0.5))
+    return y + vertex(ac[y - 1, x], ac[y, x], ac[y + 1, x]), x + vertex(ac[y, x - 1], ac[y, x], ac[y, x + 1])
+
+
+def estimate(g: np.ndarray) -> Lattice:
+    """The lattice of a grey image (:func:`grey`), or ``found`` False with the reason."""
+    h, w = g.shape
+    ch, cw = min(h, CROP), min(w, CROP)
+    crop = np.ascontiguousarray(g[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
+    if float(crop.std()) < 1e-4:
+        return Lattice(False, reason="flat image")
+    reach = min(ch, cw) // 2             # shifts whose overlap is at least half the crop
+    ac = _autocorrelation(crop, reach)
+    cy = cx = reach
+    local = cv2.dilate(ac, np.ones((5, 5), np.uint8))
+    yy, xx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
+    r = np.hypot(yy, xx)
+    half = (xx > 0) | ((xx == 0) & (yy > 0))
+    cand = (ac >= local) & half & (r >= MIN_PITCH) & (r <= reach - 2) & (ac > 0)
+    ys, xs = np.nonzero(cand)
+    if len(ys) == 0:
+        return Lattice(False, reason="no autocorrelation peak")
+    vals = ac[ys, xs]
+    best = float(vals.max())
+    if best < MIN_PEAK:
+        return Lattice(False, peak=best, reason=f"weak periodicity (peak {best:.2f} < {MIN_PEAK})")
+    strong = vals >= 0.8 * best
+    i = np.flatnonzero(strong)[np.argmin(r[ys[strong], xs[strong]])]
+    py, px = _subpixel(ac, int(ys[i]), int(xs[i]))
+    vy, vx = py - cy, px - cx
+    k = int(reach // math.hypot(vx, vy))
+    if k >= 2:   # refine on the peak k periods away: the same sub-pixel error, divided by k
+        ty, tx = int(round(cy + k * vy)), int(round(cx + k * vx))
+        y0, x0 = max(ty - 2, 1), max(tx - 2, 1)
+        win = ac[y0:ty + 3, x0:tx + 3]
+        if win.size and 0 < ty < 2 * reach and 0 < tx < 2 * reach:
+            wy, wx = np.unravel_index(int(np.argmax(win)), win.shape)
+            qy, qx = y0 + int(wy), x0 + int(wx)
+            if 1 <= qy < 2 * reach and 1 <= qx < 2 * reach and ac[qy, qx] > 0:
+                qy, qx = _subpixel(ac, qy, qx)
+                vy, vx = (qy - cy) / k, (qx - cx) / k
+    pitch = math.hypot(vx, vy)
+    span = min(w / max(abs(vx), 1e-6), h / max(abs(vy), 1e-6))   # periods along the vector
+    if span < MIN_PERIODS:
+        return Lattice(False, vx, vy, float(ac[ys[i], xs[i]]),
+                       reason=f"{span:.1f} periods of {pitch:.1f} px in the image (need {MIN_PERIODS})")
+    return Lattice(True, float(vx), float(vy), float(ac[ys[i], xs[i]]))
+
+
+@numba.njit(inline="always")
+def _sample(g, sx, sy):  # pragma: no cover - compiled
+    h, w = g.shape
+    x0 = min(int(sx), w - 2)
+    y0 = min(int(sy), h - 2)
+    fx = sx - x0
+    fy = sy - y0
+    return ((1 - fy) * ((1 - fx) * g[y0, x0] + fx * g[y0, x0 + 1])
+            + fy * ((1 - fx) * g[y0 + 1, x0] + fx * g[y0 + 1, x0 + 1]))
+
+
+@numba.njit(parallel=True, cache=True)
+def _median_residual(g, ax, ay, k):  # pragma: no cover - compiled
+    """|g - median of g at +-j*a, j = 1..k|, over the pairs whose both cells are in the image: a
+    pair's mean cancels a linear illumination gradient; one-sided cells would not (0 where no pair)."""
+    h, w = g.shape
+    out = np.zeros((h, w), np.float32)
+    for y in numba.prange(h):
+        vals = np.empty(2 * k, np.float32)
+        for x in range(w):
+            n = 0
+            for j in range(1, k + 1):
+                px, py, mx, my = x + j * ax, y + j * ay, x - j * ax, y - j * ay
+                if (px < 0.0 or py < 0.0 or px > w - 1.0 or py > h - 1.0 or mx < 0.0 or my < 0.0
+                        or mx > w - 1.0 or my > h - 1.0):
+                    break
+                for v in (_sample(g, px, py), _sample(g, mx, my)):
+                    i = n                        # insertion sort: at most 2k values
+                    while i > 0 and vals[i - 1] > v:
+                        vals[i] = vals[i - 1]
+                        i -= 1
+                    vals[i] = v
+                    n += 1
+            if n >= 2:
+                med = 0.5 * (vals[n // 2 - 1] + vals[n // 2])
+                out[y, x] = abs(g[y, x] - med)
+    return out
+
+
+def residual(g: np.ndarray, lat: Lattice) -> np.ndarray:
+    """Per-pixel |pixel - median of its lattice neighbours| (float32, smoothed), reflectance units."""
+    b = cv2.GaussianBlur(g, (0, 0), BLUR) if BLUR > 0 else g
+    r = _median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
+    return cv2.GaussianBlur(r, (0, 0), SIGMA, borderType=cv2.BORDER_REPLICATE) if SIGMA > 0 else r
+
+
+def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
+    """The lattice map of an image (None when no lattice is found) and the lattice."""
+    g = grey(image, lo, hi)
+    lat = estimate(g)
+    return (residual(g, lat) if lat.found else None), lat
+
+
+def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
+    """The lattice score's calibration from good images: ``gain`` brings the lattice map to the kNN
+    map's units, so that the median image maximum of ``gain`` x lattice map on good images
+    (``lattice_maxima``: every good image whose lattice was found) is ``weight`` x that of the kNN
+    map on the held-out good ones (``knn_maxima``). Off (``enabled`` False, with the reason) when
+    the lattice was found on fewer than half the good images."""
+    found = [float(v) for v in lattice_maxima if v is not None]
+    n = len(lattice_maxima)
+    if n == 0 or 2 * len(found) < n:
+        return {"enabled": False, "gain": 0.0, "found": len(found), "images": n,
+                "reason": f"lattice found on {len(found)} of {n} good images"}
+    lat, knn = float(np.median(found)), float(np.median(knn_maxima))
+    return {"enabled": True, "gain": float(weight * knn / max(lat, 1e-6)), "found": len(found), "images": n,
+            "lattice_max_median": round(lat, 6), "knn_max_median": round(knn, 6), "weight": weight}
+
+
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gain: float) -> tuple[np.ndarray, dict]:
+    """``heat`` (the kNN map) and ``gain`` x the lattice map, pixelwise maximum; the kNN map alone
+    when the image has no lattice. Returns the map and what the image's lattice was."""
+    lmap, lat = lattice_map(image, lo, hi)
+    if lmap is None:
+        return heat, {**lat.describe(), "used": False}
+    return np.maximum(heat, np.float32(gain) * lmap), {**lat.describe(), "used": True}
