@@ -21,18 +21,19 @@ import common
 import generalise
 import genset
 import setfiles
+
 from vi_stream.model import ModelConfig
 
 DEFAULT_VARIANTS = (("default", ()),)
 
 
-def run(set_dir: str, work: str, variants) -> dict:
+def run(set_dir: str, work: str, variants, families=generalise.TUNING) -> dict:
     out = []
     for label, items in variants:
         config = generalise._override(ModelConfig(), items)
         d = os.path.join(work, label)
-        ours = generalise.run_ours(set_dir, d, config, generalise.TUNING)
-        ev = generalise.evaluate(set_dir, d, generalise.TUNING, ours["threshold"])
+        ours = generalise.run_ours(set_dir, d, config, families)
+        ev = generalise.evaluate(set_dir, d, families, ours["threshold"])
         out.append({"label": label, "overrides": list(items), **ours, **ev})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return {"variants": out}
@@ -46,16 +47,20 @@ def main() -> None:
     ap.add_argument("--variant", nargs="+", action="append", metavar="LABEL [k=v ...]",
                     help="a variant: its label, then ModelConfig overrides (repeatable); the default model "
                          "is always run first")
+    ap.add_argument("--no-default", action="store_true", help="only the variants given (pilot runs)")
+    ap.add_argument("--families", nargs="+", choices=generalise.TUNING, help="only these families (pilot runs)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     if not os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)) or \
             setfiles.load(a.set).get("per_family") != a.per_family:
         genset.build(a.set, per_family=a.per_family, families=generalise.TUNING)
-    variants = list(DEFAULT_VARIANTS) + [(v[0], tuple(v[1:])) for v in a.variant or ()]
+    variants = ([] if a.no_default else list(DEFAULT_VARIANTS)) + [(v[0], tuple(v[1:])) for v in a.variant or ()]
+    if a.no_default or a.families:
+        a.no_write = True        # a pilot: the recorded run has the default model and every tuning family
     result = {"command": "python bench/structural.py" + (f" --per-family {a.per_family}" if a.per_family != 16 else "")
               + "".join(" --variant " + " ".join(v) for v in a.variant or ()),
               "set": {k: v for k, v in setfiles.load(a.set).items() if k != "contrasts"},
-              "tuning_families": list(generalise.TUNING), **run(a.set, a.work, variants)}
+              "tuning_families": list(generalise.TUNING), **run(a.set, a.work, variants, a.families or generalise.TUNING)}
     if a.no_write:
         print(json.dumps(result, indent=1))
     else:

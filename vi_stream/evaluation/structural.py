@@ -15,6 +15,8 @@ the bent trace), closed over 3 px, within the displaced area: pixels an inspecto
 """
 from __future__ import annotations
 
+import itertools
+
 import cv2
 import numpy as np
 
@@ -72,7 +74,6 @@ def _pad_cover(shape, pad: np.ndarray) -> np.ndarray:
 
 
 def _displaced(rng, img, pad_cov, lay, scale, margin, strength):
-    h, w = pad_cov.shape
     pads = _inside(lay, pad_cov.shape, margin) or lay.pads()
     pad = pads[int(rng.integers(len(pads)))]
     gap = max(lay.pitch - lay.pad_w, 6.0)
@@ -102,7 +103,7 @@ def _missing(rng, img, pad_cov, lay, scale, margin, strength):
 def _extra(rng, img, pad_cov, lay, scale, margin, strength):
     """A pad in a lattice column, between two rows (or beyond the first or last), over the traces."""
     rows = sorted(lay.rows)
-    gaps = [(a + b) / 2 for a, b in zip(rows, rows[1:])] or [rows[0] - lay.pad_h]
+    gaps = [(a + b) / 2 for a, b in itertools.pairwise(rows)] or [rows[0] - lay.pad_h]
     y = gaps[int(rng.integers(len(gaps)))]
     room = (rows[1] - rows[0] - lay.pad_h) if len(rows) > 1 else lay.pad_h
     ph = max(4.0 * scale, min(lay.pad_h * rng.uniform(0.3, 0.6), 0.5 * room))

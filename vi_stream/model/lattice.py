@@ -140,7 +140,7 @@ def estimate(g: np.ndarray) -> Lattice:
     vy, vx = py - cy, px - cx
     k = int(reach // math.hypot(vx, vy))
     if k >= 2:   # refine on the peak k periods away: the same sub-pixel error, divided by k
-        ty, tx = int(round(cy + k * vy)), int(round(cx + k * vx))
+        ty, tx = round(cy + k * vy), round(cx + k * vx)
         y0, x0 = max(ty - 2, 1), max(tx - 2, 1)
         win = ac[y0:ty + 3, x0:tx + 3]
         if win.size and 0 < ty < 2 * reach and 0 < tx < 2 * reach:
