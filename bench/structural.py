@@ -20,8 +20,10 @@ import sys
 import common
 import generalise
 import genset
+import numpy as np
 import setfiles
 
+from vi_stream.evaluation import synthetic
 from vi_stream.model import ModelConfig
 
 DEFAULT_VARIANTS = (("default", ()),)
@@ -34,6 +36,11 @@ def run(set_dir: str, work: str, variants, families=generalise.TUNING) -> dict:
         d = os.path.join(work, label)
         ours = generalise.run_ours(set_dir, d, config, families)
         ev = generalise.evaluate(set_dir, d, families, ours["threshold"])
+        keys = ("image_auroc", "pixel_auroc", "aupro", "recall_at_threshold")
+        for name, group in (("structural_mean", [f for f in families if f in synthetic.STRUCTURAL]),
+                            ("others_mean", [f for f in families if f not in synthetic.STRUCTURAL])):
+            if group:
+                ev[name] = {k: round(float(np.mean([ev["per_family"][f][k] for f in group])), 4) for k in keys}
         out.append({"label": label, "overrides": list(items), **ours, **ev})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return {"variants": out}
@@ -60,7 +67,7 @@ def main() -> None:
     result = {"command": "python bench/structural.py" + (f" --per-family {a.per_family}" if a.per_family != 16 else "")
               + "".join(" --variant " + " ".join(v) for v in a.variant or ()),
               "set": {k: v for k, v in setfiles.load(a.set).items() if k != "contrasts"},
-              "tuning_families": list(generalise.TUNING), **run(a.set, a.work, variants, a.families or generalise.TUNING)}
+              "tuning_families": list(generalise.TUNING), "structural_families": list(synthetic.STRUCTURAL), **run(a.set, a.work, variants, a.families or generalise.TUNING)}
     if a.no_write:
         print(json.dumps(result, indent=1))
     else:

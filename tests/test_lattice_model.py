@@ -110,3 +110,18 @@ def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp
     assert model.config.lattice is False and not model.lattice["enabled"]
     r = model.score(synthetic.module_image(SHAPE, seed=5).image)
     assert r.lattice == {"used": False, "reason": "the model predates the lattice score"}
+
+
+def test_the_daemons_pipeline_stamps_each_result_and_stored_record_with_its_lattice(lattice_model):
+    from vi_stream.frame import Frame
+    from vi_stream.processing.pipeline import Pipeline
+    from vi_stream.processing.settings import Settings
+    from vi_stream.store import record as rec
+    pipe = Pipeline(load(str(lattice_model)))
+    grid = pipe.process(Frame(synthetic.module_image(SHAPE, seed=7).image, 1), Settings())
+    flat = pipe.process(Frame(np.full(SHAPE, 90, np.uint8), 2), Settings())
+    assert grid.parameters["lattice"]["used"] and grid.parameters["lattice"]["pitch_px"] > 0
+    assert flat.parameters["lattice"] == {"found": False, "reason": "flat image", "used": False}
+    side = rec.build(grid, "CAM", 128, False).side
+    assert side["processing_parameters"]["lattice"] == grid.parameters["lattice"]
+    json.dumps(side["processing_parameters"])          # as the stream and the store send it
