@@ -78,8 +78,8 @@ def test_a_pad_moved_by_two_pixels_is_the_brightest_place_of_the_map():
     pitch = 40.0
     good = pads((384, 384), pitch, 1.0, gradient=0.2)
     bad = pads((384, 384), pitch, 1.0, gradient=0.2, moved=2.0)
-    gm, glat = lattice.lattice_map(good, 0.0, 1.0)
-    bm, blat = lattice.lattice_map(bad, 0.0, 1.0)
+    (gm, _gc), glat = lattice.lattice_map(good, 0.0, 1.0)
+    (bm, _bc), blat = lattice.lattice_map(bad, 0.0, 1.0)            # the fine map: a moved edge
     assert glat.found and blat.found
     diff = np.abs(bad - good) > 0.05            # where the moved pad's edges swept
     ys, xs = np.nonzero(diff)
@@ -98,9 +98,23 @@ def test_the_band_without_neighbours_on_both_sides_is_left_to_the_knn_map():
     assert raw[:, int(lat.pitch) + 1:-int(lat.pitch) - 1].any()
 
 
-def test_calibration_matches_the_two_maps_on_good_images_and_is_off_without_a_lattice():
-    cal = lattice.calibrate([20.0, 22.0, 24.0], [0.1, 0.11, None, 0.09], weight=1.0)
-    assert cal["enabled"] and cal["gain"] == pytest.approx(22.0 / 0.1) and cal["found"] == 3
-    assert lattice.calibrate([20.0, 22.0], [0.1, 0.2], weight=0.5)["gain"] == pytest.approx(0.5 * 21.0 / 0.15)
-    off = lattice.calibrate([20.0, 22.0], [None, None, 0.1], weight=1.0)
+def test_a_large_faint_region_shows_in_the_coarse_map_more_than_in_the_fine_one():
+    good = pads((384, 512), 32.0, 0.5, noise=0.02)
+    yy, xx = np.mgrid[0:384, 0:512]
+    region = np.exp(-((yy - 192) ** 2 + (xx - 256) ** 2) / (2 * 45.0 ** 2)).astype(np.float32)
+    bad = good * (1 - 0.06 * region)                      # 6% darker, 45 px across: faint, over many cells
+    (gf, gc), _ = lattice.lattice_map(good, 0.0, 1.0)
+    (bf, bc), _ = lattice.lattice_map(bad, 0.0, 1.0)
+    assert bc.max() / gc.max() > 1.5 * (bf.max() / gf.max()), (bc.max() / gc.max(), bf.max() / gf.max())
+    assert bc.max() / gc.max() > 2
+
+
+def test_calibration_matches_each_map_to_the_knn_map_on_good_images_and_is_off_without_a_lattice():
+    cal = lattice.calibrate([20.0, 22.0, 24.0], [[0.1, 0.01], [0.11, 0.02], None, [0.09, 0.03]], weight=1.0)
+    assert cal["enabled"] and cal["gains"] == pytest.approx([22.0 / 0.1, 22.0 / 0.02]) and cal["found"] == 3
+    half = lattice.calibrate([20.0, 22.0], [[0.1, 0.1], [0.2, 0.2]], weight=0.5)
+    assert half["gains"] == pytest.approx([0.5 * 21.0 / 0.15] * 2)
+    off = lattice.calibrate([20.0, 22.0], [None, None, [0.1, 0.1]], weight=1.0)
     assert not off["enabled"] and "1 of 3" in off["reason"]
+    assert lattice.fused_maximum(20.0, [0.1, 0.2], [100.0, 150.0]) == pytest.approx(30.0)
+    assert lattice.fused_maximum(20.0, None, [100.0, 150.0]) == 20.0

@@ -51,13 +51,13 @@ def lattice_model(folders):
 def test_train_with_the_lattice_saves_its_calibration_under_the_digest(lattice_model):
     meta = read_meta(str(lattice_model))
     lat = meta["lattice"]
-    assert meta["config"]["lattice"] is True and lat["enabled"] and lat["gain"] > 0
+    assert meta["config"]["lattice"] is True and lat["enabled"] and len(lat["gains"]) == 2 and min(lat["gains"]) > 0
     # the threshold was set on the fused maps: each calibration score is at least its kNN part
     assert meta["threshold"] >= max(meta["calibration_scores"])
     # the gain is bound by the digest: a file whose gain was edited is refused
     with np.load(lattice_model) as z:
         arrays = {k: z[k] for k in z.files}
-    meta["lattice"]["gain"] *= 10
+    meta["lattice"]["gains"][0] *= 10
     arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
     forged = lattice_model.parent / "forged.npz"
     np.savez(forged, **arrays)
@@ -77,16 +77,17 @@ def test_score_reports_each_images_lattice_or_why_it_had_none(lattice_model, fol
 
 
 def test_the_lattice_map_is_fused_into_the_heatmap(lattice_model):
-    """The fused heatmap is the larger of the kNN map and the scaled lattice map, pixel by pixel."""
+    """The fused heatmap is the largest of the kNN map and the scaled lattice maps, pixel by pixel."""
     from vi_stream.model import lattice
     model = load(str(lattice_model))
     img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
     fused = model.score(img).heatmap
     model.lattice = {"enabled": False, "reason": "test"}
     knn = model.score(img).heatmap
-    lmap, _lat = lattice.lattice_map(img, 0, 255)
-    gain = read_meta(str(lattice_model))["lattice"]["gain"]
-    assert np.allclose(fused, np.maximum(knn, np.float32(gain) * lmap), rtol=1e-5, atol=1e-5)
+    (fine, coarse), _lat = lattice.lattice_map(img, 0, 255)
+    g = read_meta(str(lattice_model))["lattice"]["gains"]
+    expected = np.maximum(np.maximum(knn, np.float32(g[0]) * fine), np.float32(g[1]) * coarse)
+    assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
     assert (fused > knn + 1e-3).any()
 
 

@@ -135,8 +135,8 @@ class AnomalyModel:
         feats: PatchFeatures | None = None
         moments: Moments | None = None
         reservoir: Reservoir | None = None
-        calib: list[tuple[tuple[int, int], np.ndarray, float | None]] = []  # (shape, raw, lattice max)
-        lattice_max: list[float | None] = []                   # each good image's lattice map maximum
+        calib: list[tuple[tuple[int, int], np.ndarray, list | None]] = []  # (shape, raw, lattice maxima)
+        lattice_max: list[list[float] | None] = []              # each good image's lattice maps' maxima
         channels = intensity = None
         n_images = n_tiles = 0
         for i, image in enumerate(images):
@@ -155,8 +155,7 @@ class AnomalyModel:
             n_tiles += raw.shape[0]
             lmax = None
             if config.lattice:
-                lmap, _lat = lattice.lattice_map(image, intensity.lo, intensity.hi)
-                lmax = None if lmap is None else float(lmap.max())
+                lmax = lattice.maxima(lattice.lattice_map(image, intensity.lo, intensity.hi)[0])
                 lattice_max.append(lmax)
             if held_out:
                 calib.append((image.shape[:2], raw, lmax))
@@ -191,7 +190,7 @@ class AnomalyModel:
         lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the larger of its two maps' maxima
-            scores = [max(s, lat["gain"] * c[2]) if c[2] is not None else s for s, c in zip(scores, calib)]
+            scores = [lattice.fused_maximum(s, c[2], lat["gains"]) for s, c in zip(scores, calib)]
         threshold = calibrated_threshold(scores, config.false_alarm_one_in)
         index.gate = float(config.gate_fraction * threshold)
         meta = {
@@ -255,7 +254,7 @@ class AnomalyModel:
         heat = _heat(coarse, fgrid, image.shape, cfg)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
-            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice["gain"])
+            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice["gains"])
             timings["lattice"] = time.perf_counter() - t6
         else:
             lat = {"used": False, "reason": self.lattice.get("reason", "off")}

@@ -15,12 +15,13 @@ lattice sees them, because the same place one period away looks different. Steps
    (+j, -j) while both lie in the image: one odd cell among them does not move a median, and
    symmetric pairs cancel a linear illumination gradient. Within one period of the image's edge
    along ``a`` there is no pair, and the map is 0 there (the kNN map alone judges that band).
-   The absolute difference, smoothed over ``SIGMA`` px, is the per-pixel lattice map.
+   Two maps come of the difference: its magnitude smoothed over 3 px, and the magnitude of the
+   difference smoothed over 12 px (``SCALES``).
 
-The map is in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings it to the
-kNN map's units with a gain fitted on the training images (the median image maximum of the
-kNN map on the held-out good images over that of the lattice map on all good ones) and fuses the
-two by a pixelwise maximum.
+The maps are in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to
+the kNN map's units with a gain fitted on the training images (:func:`calibrate`: the median image
+maximum of the kNN map on the held-out good images over that of the lattice map on all good
+ones) and fuses them by a pixelwise maximum (:func:`fuse`).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ MIN_PERIODS = 4       # periods the image must hold along the lattice vector
 MIN_PEAK = 0.35       # normalised autocorrelation at the lattice vector (1 at zero shift)
 NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)
 BLUR = 1.0            # px: sensor noise off before the comparison
-SIGMA = 3.0           # px: smoothing of the residual (a moved edge is a sliver a few px wide)
+SCALES = (3.0, 12.0)  # px: smoothing of the residual's magnitude (a moved edge is a sliver a few px
+                      # wide), and of the signed residual (a faint region spans cells)
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ def _sample(g, sx, sy):  # pragma: no cover - compiled
 
 @numba.njit(parallel=True, cache=True)
 def _median_residual(g, ax, ay, k):  # pragma: no cover - compiled
-    """|g - median of g at +-j*a, j = 1..k|, over the pairs whose both cells are in the image: a
+    """g - median of g at +-j*a, j = 1..k, over the pairs whose both cells are in the image: a
     pair's mean cancels a linear illumination gradient; one-sided cells would not (0 where no pair)."""
     h, w = g.shape
     out = np.zeros((h, w), np.float32)
@@ -192,44 +194,65 @@ def _median_residual(g, ax, ay, k):  # pragma: no cover - compiled
                     n += 1
             if n >= 2:
                 med = 0.5 * (vals[n // 2 - 1] + vals[n // 2])
-                out[y, x] = abs(g[y, x] - med)
+                out[y, x] = g[y, x] - med
     return out
 
 
 def residual(g: np.ndarray, lat: Lattice) -> np.ndarray:
-    """Per-pixel |pixel - median of its lattice neighbours| (float32, smoothed), reflectance units."""
+    """The lattice maps (len(SCALES), H, W), float32, reflectance units: the difference between each
+    pixel and the median of its lattice neighbours, its magnitude smoothed over SCALES[0] px (a
+    moved edge: slivers of both signs side by side), and smoothed with its sign over SCALES[1] px,
+    then the magnitude (a large faint region: one sign over many cells, while noise and texture
+    average out)."""
     b = cv2.GaussianBlur(g, (0, 0), BLUR) if BLUR > 0 else g
-    r = _median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
-    return cv2.GaussianBlur(r, (0, 0), SIGMA, borderType=cv2.BORDER_REPLICATE) if SIGMA > 0 else r
+    d = _median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
+    fine = cv2.GaussianBlur(np.abs(d), (0, 0), SCALES[0], borderType=cv2.BORDER_REPLICATE)
+    coarse = np.abs(cv2.GaussianBlur(d, (0, 0), SCALES[1], borderType=cv2.BORDER_REPLICATE))
+    return np.stack([fine, coarse])
 
 
 def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
-    """The lattice map of an image (None when no lattice is found) and the lattice."""
+    """The lattice maps of an image (:func:`residual`; None when no lattice is found) and the lattice."""
     g = grey(image, lo, hi)
     lat = estimate(g)
     return (residual(g, lat) if lat.found else None), lat
 
 
+def maxima(maps: np.ndarray | None) -> list[float] | None:
+    """Each lattice map's maximum (what the calibration needs of a good image)."""
+    return None if maps is None else [float(m.max()) for m in maps]
+
+
 def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
-    """The lattice score's calibration from good images: ``gain`` brings the lattice map to the kNN
-    map's units, so that the median image maximum of ``gain`` x lattice map on good images
-    (``lattice_maxima``: every good image whose lattice was found) is ``weight`` x that of the kNN
-    map on the held-out good ones (``knn_maxima``). Off (``enabled`` False, with the reason) when
-    the lattice was found on fewer than half the good images."""
-    found = [float(v) for v in lattice_maxima if v is not None]
+    """The lattice score's calibration from good images: ``gains`` bring each lattice map to the kNN
+    map's units, so that the median image maximum of gain x map on good images (``lattice_maxima``:
+    :func:`maxima` of every good image, None where no lattice was found) is ``weight`` x that of the
+    kNN map on the held-out good ones (``knn_maxima``). Off (``enabled`` False, with the reason)
+    when the lattice was found on fewer than half the good images."""
+    found = [m for m in lattice_maxima if m is not None]
     n = len(lattice_maxima)
     if n == 0 or 2 * len(found) < n:
-        return {"enabled": False, "gain": 0.0, "found": len(found), "images": n,
+        return {"enabled": False, "gains": [], "found": len(found), "images": n,
                 "reason": f"lattice found on {len(found)} of {n} good images"}
-    lat, knn = float(np.median(found)), float(np.median(knn_maxima))
-    return {"enabled": True, "gain": float(weight * knn / max(lat, 1e-6)), "found": len(found), "images": n,
-            "lattice_max_median": round(lat, 6), "knn_max_median": round(knn, 6), "weight": weight}
+    lat = np.median(np.asarray(found, np.float64), axis=0)
+    knn = float(np.median(knn_maxima))
+    return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
+            "images": n, "lattice_max_median": [round(float(v), 6) for v in lat], "knn_max_median": round(knn, 6),
+            "weight": weight, "scales_px": list(SCALES)}
 
 
-def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gain: float) -> tuple[np.ndarray, dict]:
-    """``heat`` (the kNN map) and ``gain`` x the lattice map, pixelwise maximum; the kNN map alone
-    when the image has no lattice. Returns the map and what the image's lattice was."""
-    lmap, lat = lattice_map(image, lo, hi)
-    if lmap is None:
+def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> float:
+    """An image's fused score from its maps' maxima (the fused map is their pixelwise maximum)."""
+    return max([knn_max] + ([g * m for g, m in zip(gains, lattice_max)] if lattice_max is not None else []))
+
+
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains) -> tuple[np.ndarray, dict]:
+    """``heat`` (the kNN map) and each lattice map times its gain, pixelwise maximum; the kNN map
+    alone when the image has no lattice. Returns the map and what the image's lattice was."""
+    maps, lat = lattice_map(image, lo, hi)
+    if maps is None:
         return heat, {**lat.describe(), "used": False}
-    return np.maximum(heat, np.float32(gain) * lmap), {**lat.describe(), "used": True}
+    out = heat
+    for g, m in zip(gains, maps):
+        out = np.maximum(out, np.float32(g) * m)
+    return out, {**lat.describe(), "used": True}
