@@ -118,3 +118,16 @@ def test_calibration_matches_each_map_to_the_knn_map_on_good_images_and_is_off_w
     assert not off["enabled"] and "1 of 3" in off["reason"]
     assert lattice.fused_maximum(20.0, [0.1, 0.2], [100.0, 150.0]) == pytest.approx(30.0)
     assert lattice.fused_maximum(20.0, None, [100.0, 150.0]) == 20.0
+
+
+def test_a_large_image_is_compared_at_the_size_where_its_pitch_is_48_to_96_px():
+    """A 1536 px image with a 150 px pitch: its maps come at full size, and a pad moved by 6 px
+    (2 px at a third of the size) still shows where it moved."""
+    good = pads((1152, 1536), 150.0, 0.7)
+    bad = pads((1152, 1536), 150.0, 0.7, moved=6.0)
+    (gm, _), lat = lattice.lattice_map(good, 0.0, 1.0)
+    (bm, _), _ = lattice.lattice_map(bad, 0.0, 1.0)
+    assert lat.found and abs(lat.pitch - 150.0) < 0.2 and gm.shape == good.shape
+    ys, xs = np.nonzero(np.abs(bad - good) > 0.05)
+    y, x = np.unravel_index(int(np.argmax(bm)), bm.shape)
+    assert abs(y - ys.mean()) < 75 and abs(x - xs.mean()) < 75 and gm.max() < 0.5 * bm.max()

@@ -39,6 +39,7 @@ MIN_PERIODS = 4       # periods the image must hold along the lattice vector
 MIN_PEAK = 0.35       # normalised autocorrelation at the lattice vector (1 at zero shift)
 NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)
 BLUR = 1.0            # px: sensor noise off before the comparison
+WORK_PITCH = 48.0     # px: the maps are computed at a size where the pitch is 48-96 px (lattice_map)
 SCALES = (3.0, 12.0)  # px: smoothing of the residual's magnitude (a moved edge is a sliver a few px
                       # wide), and of the signed residual (a faint region spans cells)
 
@@ -170,20 +171,61 @@ def _sample(g, sx, sy):  # pragma: no cover - compiled
             + fy * ((1 - fx) * g[y0 + 1, x0] + fx * g[y0 + 1, x0 + 1]))
 
 
+@numba.njit(inline="always")
+def _cs(a, b):  # pragma: no cover - compiled
+    return min(a, b), max(a, b)
+
+
+@numba.njit(inline="always")
+def _median8(v0, v1, v2, v3, v4, v5, v6, v7):  # pragma: no cover - compiled
+    """Median of 8 (mean of the middle two) by Batcher's merge network: no branches, 2.5x the
+    insertion sort's speed where every pixel has all four pairs (measured at 2048x2048)."""
+    v0, v1 = _cs(v0, v1)
+    v2, v3 = _cs(v2, v3)
+    v4, v5 = _cs(v4, v5)
+    v6, v7 = _cs(v6, v7)
+    v0, v2 = _cs(v0, v2)
+    v1, v3 = _cs(v1, v3)
+    v4, v6 = _cs(v4, v6)
+    v5, v7 = _cs(v5, v7)
+    v1, v2 = _cs(v1, v2)
+    v5, v6 = _cs(v5, v6)
+    v0, v4 = _cs(v0, v4)
+    v1, v5 = _cs(v1, v5)
+    v2, v6 = _cs(v2, v6)
+    v3, v7 = _cs(v3, v7)
+    v2, v4 = _cs(v2, v4)
+    v3, v5 = _cs(v3, v5)
+    v3, v4 = _cs(v3, v4)
+    return 0.5 * (v3 + v4)
+
+
+@numba.njit(inline="always")
+def _inside(sx, sy, w, h):  # pragma: no cover - compiled
+    return 0.0 <= sx <= w - 1.0 and 0.0 <= sy <= h - 1.0
+
+
 @numba.njit(parallel=True, cache=True)
 def _median_residual(g, ax, ay, k):  # pragma: no cover - compiled
     """g - median of g at +-j*a, j = 1..k, over the pairs whose both cells are in the image: a
-    pair's mean cancels a linear illumination gradient; one-sided cells would not (0 where no pair)."""
+    pair's mean cancels a linear illumination gradient; one-sided cells would not (0 where no pair).
+    k = 4 with every pair inside takes the sorting network; elsewhere an insertion sort."""
     h, w = g.shape
     out = np.zeros((h, w), np.float32)
     for y in numba.prange(h):
         vals = np.empty(2 * k, np.float32)
         for x in range(w):
+            if k == 4 and _inside(x + 4 * ax, y + 4 * ay, w, h) and _inside(x - 4 * ax, y - 4 * ay, w, h):
+                out[y, x] = g[y, x] - _median8(
+                    _sample(g, x + ax, y + ay), _sample(g, x - ax, y - ay),
+                    _sample(g, x + 2 * ax, y + 2 * ay), _sample(g, x - 2 * ax, y - 2 * ay),
+                    _sample(g, x + 3 * ax, y + 3 * ay), _sample(g, x - 3 * ax, y - 3 * ay),
+                    _sample(g, x + 4 * ax, y + 4 * ay), _sample(g, x - 4 * ax, y - 4 * ay))
+                continue
             n = 0
             for j in range(1, k + 1):
                 px, py, mx, my = x + j * ax, y + j * ay, x - j * ax, y - j * ay
-                if (px < 0.0 or py < 0.0 or px > w - 1.0 or py > h - 1.0 or mx < 0.0 or my < 0.0
-                        or mx > w - 1.0 or my > h - 1.0):
+                if not (_inside(px, py, w, h) and _inside(mx, my, w, h)):
                     break
                 for v in (_sample(g, px, py), _sample(g, mx, my)):
                     i = n                        # insertion sort: at most 2k values
@@ -193,8 +235,7 @@ def _median_residual(g, ax, ay, k):  # pragma: no cover - compiled
                     vals[i] = v
                     n += 1
             if n >= 2:
-                med = 0.5 * (vals[n // 2 - 1] + vals[n // 2])
-                out[y, x] = g[y, x] - med
+                out[y, x] = g[y, x] - 0.5 * (vals[n // 2 - 1] + vals[n // 2])
     return out
 
 
@@ -207,15 +248,32 @@ def residual(g: np.ndarray, lat: Lattice) -> np.ndarray:
     b = cv2.GaussianBlur(g, (0, 0), BLUR) if BLUR > 0 else g
     d = _median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
     fine = cv2.GaussianBlur(np.abs(d), (0, 0), SCALES[0], borderType=cv2.BORDER_REPLICATE)
-    coarse = np.abs(cv2.GaussianBlur(d, (0, 0), SCALES[1], borderType=cv2.BORDER_REPLICATE))
+    # the wide smoothing at a quarter of the resolution (the same map to within interpolation, 1/16 the cost)
+    f = 4
+    small = cv2.resize(d, (max(1, d.shape[1] // f), max(1, d.shape[0] // f)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), SCALES[1] / f, borderType=cv2.BORDER_REPLICATE)
+    coarse = np.abs(cv2.resize(small, (d.shape[1], d.shape[0]), interpolation=cv2.INTER_LINEAR))
     return np.stack([fine, coarse])
 
 
 def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
-    """The lattice maps of an image (:func:`residual`; None when no lattice is found) and the lattice."""
+    """The lattice maps of an image (:func:`residual`; None when no lattice is found) and the lattice.
+
+    The maps are computed where the pitch is WORK_PITCH-2x WORK_PITCH px: an image whose pitch is
+    longer is first shrunk by a whole factor (a 2048 px image of a 768 px one's field: 4x), so
+    the cost follows the number of cells, not of pixels, and the smoothing stays the same share of
+    a cell; the maps are brought back to the image's size."""
     g = grey(image, lo, hi)
     lat = estimate(g)
-    return (residual(g, lat) if lat.found else None), lat
+    if not lat.found:
+        return None, lat
+    f = max(1, int(lat.pitch // WORK_PITCH))
+    if f == 1:
+        return residual(g, lat), lat
+    h, w = g.shape
+    small = cv2.resize(g, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    maps = residual(small, Lattice(True, lat.ax * small.shape[1] / w, lat.ay * small.shape[0] / h, lat.peak))
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps]), lat
 
 
 def maxima(maps: np.ndarray | None) -> list[float] | None:
