@@ -93,7 +93,7 @@ def test_a_pad_moved_by_two_pixels_is_the_brightest_place_of_the_map():
 def test_the_band_without_neighbours_on_both_sides_is_left_to_the_knn_map():
     g = pads((256, 320), 30.0, 0.0)
     lat = lattice.estimate(g)
-    raw = lattice._median_residual(g, np.float32(lat.ax), np.float32(lat.ay), lattice.NEIGHBOURS)
+    raw = lattice.median_residual(g, np.float32(lat.ax), np.float32(lat.ay), lattice.NEIGHBOURS)
     assert not raw[:, :int(lat.pitch) - 1].any() and not raw[:, -int(lat.pitch) + 1:].any()
     assert raw[:, int(lat.pitch) + 1:-int(lat.pitch) - 1].any()
 
