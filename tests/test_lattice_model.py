@@ -126,3 +126,24 @@ def test_the_daemons_pipeline_stamps_each_result_and_stored_record_with_its_latt
     side = rec.build(grid, "CAM", 128, False).side
     assert side["processing_parameters"]["lattice"] == grid.parameters["lattice"]
     json.dumps(side["processing_parameters"])          # as the stream and the store send it
+
+
+@pytest.mark.parametrize("bad", [{"enabled": True, "gains": [1.0]}, {"enabled": True, "gains": [1.0, "x"]},
+                                 {"enabled": True, "gains": [1.0, -2.0]}, {"enabled": "yes"}, None])
+def test_a_lattice_calibration_no_fit_writes_is_refused_with_one_line(lattice_model, tmp_path, bad):
+    """Even re-digested (the digest is not a signature), a file whose lattice calibration a fit
+    never writes is refused before it scores anything."""
+    with np.load(lattice_model) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    if bad is None:
+        meta.pop("lattice")
+    else:
+        meta["lattice"] = bad
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    arrays.pop("digest")
+    arrays["digest"] = filecheck.digest_member(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelError, match="bad lattice calibration") as err:
+        load(str(tmp_path / "bad.npz"))
+    assert "\n" not in str(err.value)
