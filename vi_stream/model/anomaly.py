@@ -155,7 +155,7 @@ class AnomalyModel:
             n_tiles += raw.shape[0]
             lmax = None
             if config.lattice:
-                lmax = lattice.maxima(lattice.lattice_map(image, intensity.lo, intensity.hi)[0])
+                lmax = lattice.maxima(lattice.work_maps(image, intensity.lo, intensity.hi)[0])
                 lattice_max.append(lmax)
             if held_out:
                 calib.append((image.shape[:2], raw, lmax))

@@ -178,13 +178,11 @@ def residual(g: np.ndarray, lat: Lattice) -> np.ndarray:
     return np.stack([fine, coarse])
 
 
-def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
-    """The lattice maps of an image (:func:`residual`; None when no lattice is found) and the lattice.
-
-    The maps are computed where the pitch is WORK_PITCH-2x WORK_PITCH px: an image whose pitch is
-    longer is first shrunk by a whole factor (a 2048 px image of a 768 px one's field: 4x), so
-    the cost follows the number of cells, not of pixels, and the smoothing stays the same share of
-    a cell; the maps are brought back to the image's size."""
+def work_maps(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
+    """The lattice maps (:func:`residual`; None when no lattice is found) at the size where the
+    pitch is WORK_PITCH-2x WORK_PITCH px, and the lattice. An image whose pitch is longer is first
+    shrunk by a whole factor (a 2048 px image of a 768 px one's field: 4x), so the cost follows
+    the number of cells, not of pixels, and the smoothing stays the same share of a cell."""
     g = grey(image, lo, hi)
     lat = estimate(g)
     if not lat.found:
@@ -194,7 +192,15 @@ def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | N
         return residual(g, lat), lat
     h, w = g.shape
     small = cv2.resize(g, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    maps = residual(small, Lattice(True, lat.ax * small.shape[1] / w, lat.ay * small.shape[0] / h, lat.peak))
+    return residual(small, Lattice(True, lat.ax * small.shape[1] / w, lat.ay * small.shape[0] / h, lat.peak)), lat
+
+
+def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
+    """The lattice maps of an image at its size (None when no lattice is found), and the lattice."""
+    maps, lat = work_maps(image, lo, hi)
+    if maps is None or maps.shape[1:] == image.shape[:2]:
+        return maps, lat
+    h, w = image.shape[:2]
     return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps]), lat
 
 
@@ -228,11 +234,14 @@ def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> flo
 
 def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains) -> tuple[np.ndarray, dict]:
     """``heat`` (the kNN map) and each lattice map times its gain, pixelwise maximum; the kNN map
-    alone when the image has no lattice. Returns the map and what the image's lattice was."""
-    maps, lat = lattice_map(image, lo, hi)
+    alone when the image has no lattice. Returns the map and what the image's lattice was. The
+    gained maps are combined where they were computed and brought to the image's size once."""
+    maps, lat = work_maps(image, lo, hi)
     if maps is None:
         return heat, {**lat.describe(), "used": False}
-    out = heat
-    for g, m in zip(gains, maps):
-        out = np.maximum(out, np.float32(g) * m)
-    return out, {**lat.describe(), "used": True}
+    comb = np.float32(gains[0]) * maps[0]
+    for g, m in zip(gains[1:], maps[1:]):
+        np.maximum(comb, np.float32(g) * m, out=comb)
+    if comb.shape != heat.shape:
+        comb = cv2.resize(comb, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.maximum(heat, comb), {**lat.describe(), "used": True}
