@@ -47,7 +47,7 @@ def _median_of_pairs(g, stack, k):  # pragma: no cover - compiled
             for j in range(k):                   # pairs while both cells are inside (NaN outside)
                 p = stack[2 * j, y, x]
                 m = stack[2 * j + 1, y, x]
-                if p != p or m != m:
+                if np.isnan(p) or np.isnan(m):
                     break
                 n += 2
             if n == 8:
