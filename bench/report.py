@@ -139,7 +139,9 @@ def structural() -> str:
             f"Module line {st['line']}, {st['size']}², {st['train']} good training images, {st['good']} good test "
             f"images, {st['per_family']} defective images per family at contrasts drawn in {st['contrast_range']} "
             "(for lattice_warp and misplaced_pad's displaced pads the contrast is the displacement: (2 + 8 c) px at "
-            "768). Each variant is fitted on the same images and scored on the same pixels.\n\n"
+            "768). Each variant is fitted on the same images and scored on the same pixels. Fit seconds and MP/s "
+            "are as the run went on a VM shared with other work (not speeds: those are compared interleaved in "
+            "\"Speed levers\").\n\n"
             + _table(["variant", "settings", "fit s", "scoring MP/s", "threshold", "false alarms per good image"], sides)
             + "\n\n" + _table(head, rows) + "\n")
 
