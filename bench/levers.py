@@ -22,7 +22,7 @@ import genset
 
 from vi_stream.model import AnomalyModel, ModelConfig
 
-DEFAULT_VARIANTS = (("tile 512", ("tile=512", "overlap=64")), ("lattice", ("lattice=True",)))
+DEFAULT_VARIANTS = (("tile-512", ("tile=512", "overlap=64")), ("lattice", ("lattice=True",)))
 
 
 def main() -> None:
