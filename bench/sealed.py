@@ -5,9 +5,10 @@
 Design choices are made on the tuning split (bench/structural.py, bench/generalise.py's TUNING on
 line 7). The sealed split is drawn here and nowhere else, only under ``--final``: SEALED_LINES
 (module lines no tuning run uses), seeds from SEALED_BASE up (far from every seed the tuning sets,
-tests and benchmarks draw: tests/test_lattice_sealed.py checks that building the tuning sets never
-draws one), and SEALED_FAMILIES (the families held out of tuning and the structural ones, these on
-lines and seeds never tuned on). Per line: ``--train`` good images to fit a model of that line,
+tests and benchmarks draw: tests/test_sealed_split.py checks that building the tuning sets never
+draws one), and SEALED_FAMILIES: the families held out of tuning, the structural ones (on lines and
+seeds never tuned on), and synthetic.RESERVED, families no other set draws.
+Per line: ``--train`` good images to fit a model of that line,
 ``--good`` good test images and ``--per-family`` defective ones per family at contrasts drawn in
 genset.CONTRAST; with the defaults, 3 lines give 102 good test images and 30 per family.
 
@@ -43,7 +44,7 @@ from vi_stream.model import AnomalyModel, ModelConfig
 
 SEALED_LINES = (9101, 9203, 9307)
 SEALED_BASE = 3_000_000_000        # seeds: SEALED_BASE + 10^7 x line index + 10^5 x split + i
-SEALED_FAMILIES = generalise.HELD_OUT + synthetic.STRUCTURAL
+SEALED_FAMILIES = generalise.HELD_OUT + synthetic.STRUCTURAL + synthetic.RESERVED
 LEDGER = os.path.join("sealed", "ledger.json")   # under the results folder, beside sealed/scores.json
 BOOTSTRAP = 2000
 PIXEL_STEP = 4                     # pixel AUROC on every 4th pixel in each direction (memory)

@@ -13,9 +13,9 @@ from vi_stream.evaluation import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-import genset  # noqa: E402
-import generalise  # noqa: E402
-import sealed  # noqa: E402
+import genset
+import generalise
+import sealed
 sys.path.pop(0)
 
 TINY = ["--size", "192", "--train", "4", "--good", "3", "--per-family", "2", "--allow-dirty",
@@ -68,7 +68,7 @@ def test_building_the_tuning_sets_never_draws_a_sealed_line_or_seed(tmp_path, mo
     real = synthetic.module_image
 
     def spy(shape=(768, 768), seed=0, defects=(), kind="grey8", side=None, contrast=None, variation=None):
-        drawn.append((seed, variation))
+        drawn.append((seed, variation, tuple(defects)))
         return real(shape, seed, defects, kind, side, contrast, variation)
 
     monkeypatch.setattr(synthetic, "module_image", spy)
@@ -76,14 +76,17 @@ def test_building_the_tuning_sets_never_draws_a_sealed_line_or_seed(tmp_path, mo
     genset.build(str(tmp_path / "tuning"), size=128, train=2, good=2, per_family=2, ladder=1,
                  families=generalise.TUNING)                                                      # structural's
     assert len(drawn) > 50
-    seeds = {s for s, _v in drawn}
+    seeds = {s for s, _v, _d in drawn}
     assert not seeds & sealed.sealed_seeds(40, 34, 10)
     assert min(seeds) >= 0 and max(seeds) < sealed.SEALED_BASE
     lines = {synthetic.Variation.draw(line) for line in sealed.SEALED_LINES}
-    assert not {v for _s, v in drawn} & lines
+    assert not {v for _s, v, _d in drawn} & lines
+    assert not {f for _s, _v, d in drawn for f in d} & set(synthetic.RESERVED)
+    assert set(synthetic.RESERVED) <= set(sealed.SEALED_FAMILIES) and not set(synthetic.RESERVED) & set(generalise.TUNING)
     # and no tuning script imports the sealed split
     for name in ("genset.py", "generalise.py", "structural.py", "quality.py", "dims.py"):
-        src = open(os.path.join(ROOT, "bench", name)).read()
+        with open(os.path.join(ROOT, "bench", name)) as f:
+            src = f.read()
         assert "import sealed" not in src and "SEALED" not in src, name
 
 

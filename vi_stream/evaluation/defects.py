@@ -229,7 +229,25 @@ def faint_region(rng, img, pad_cov, lay, scale, margin):
     return (cov >= 0.5).astype(np.uint8)
 
 
+def via_open(rng, img, pad_cov, lay, scale, margin):
+    """A via gone wrong: its hole plugged with metal, or widened into a dark crater 2-3x its size.
+    Reserved for the sealed split."""
+    h, w = pad_cov.shape
+    vias = [v for v in lay.vias() if margin < v[0] < w - margin and margin < v[1] < h - margin] or lay.vias()
+    c = vias[int(rng.integers(len(vias)))]
+    if rng.random() < 0.5:
+        cov = _disc(pad_cov.shape, c, (5.5 * scale, 5.5 * scale), 0, 0.0)
+        target = np.array([0.66, 0.47, 0.20], np.float32) * rng.uniform(1.0, 1.25)   # the traces' metal
+    else:
+        r = rng.uniform(8, 12) * scale
+        cov = _disc(pad_cov.shape, c, (r, r * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 0.0)
+        target = np.float32(DARK)
+    before = img.copy()
+    mask = _apply(img, cov, target)
+    return mask & (np.abs(img - before).max(axis=-1) > 0.03)
+
+
 Painter = Callable[..., np.ndarray]
 PAINTERS: dict[str, Painter] = {f.__name__: f for f in (hairline, fibre, particles, ring, smear, pit, bridge,
                                                          oxidation, trace_break, bubble, trace_open,
-                                                         faint_region)}
+                                                         faint_region, via_open)}

@@ -3,7 +3,9 @@
 - ``lattice_warp``   the lattice locally warped: pads and traces around one pad displaced by a
                      smooth field (a shift and a swirl), nothing brighter or darker than usual;
 - ``misplaced_pad``  one pad displaced rigidly (its gap to the neighbours changes), or missing
-                     (substrate where the lattice wants a pad), or extra (a pad where it wants none).
+                     (substrate where the lattice wants a pad), or extra (a pad where it wants none);
+- ``row_shift``      a run of 3-5 pads of a row displaced together (reserved for the sealed split:
+                     ``synthetic.RESERVED``).
 
 A displacement is a *strength*, not a blend: at strength ``s`` a pad moves by (2 + 8 s) px at 768
 (x 0.8-1.2); :func:`vi_stream.evaluation.synthetic.module_image` passes each defect's contrast here
@@ -125,5 +127,33 @@ def misplaced_pad(rng, img, pad_cov, lay, scale, margin, strength=1.0):
     return painter(rng, img, pad_cov, lay, scale, margin, strength)
 
 
+def row_shift(rng, img, pad_cov, lay, scale, margin, strength=1.0):
+    """A run of 3-5 neighbouring pads of a row displaced together, along the row or across it, by
+    (2 + 8 s) px: a misregistered section of the lattice. Reserved for the sealed split."""
+    pads = _inside(lay, pad_cov.shape, margin) or lay.pads()
+    first = pads[int(rng.integers(len(pads)))]
+    row = sorted((p for p in pads if abs(float(p[:, 1].mean()) - float(first[:, 1].mean())) < lay.pad_h / 2),
+                 key=lambda p: float(p[:, 0].mean()))
+    n = min(int(rng.integers(3, 6)), len(row))
+    i = int(rng.integers(len(row) - n + 1))
+    run = row[i:i + n]
+    gap = max(lay.pitch - lay.pad_w, 6.0)
+    amp = min(_amplitude(rng, strength, scale), 0.6 * gap)
+    a = rng.choice([0.0, np.pi / 2]) + rng.uniform(-0.2, 0.2) + (np.pi if rng.random() < 0.5 else 0.0)
+    d = amp * np.array([np.cos(a), np.sin(a)])
+    cover = np.zeros(pad_cov.shape, np.float32)
+    for p in run:
+        cover = np.maximum(cover, _pad_cover(pad_cov.shape, p))
+    # the gaps between the run's pads move with it: the run's hull is one rigid block
+    hull = cv2.convexHull(np.concatenate(run).astype(np.float32))
+    block = np.zeros(pad_cov.shape, np.float32)
+    cv2.fillConvexPoly(block, np.round(hull[:, 0] * 16).astype(np.int32), 1.0, cv2.LINE_AA, 4)
+    dist = cv2.distanceTransform((np.maximum(block, cover) < 0.5).astype(np.uint8), cv2.DIST_L2, 5)
+    falloff = max(gap - amp, 3.0)
+    wt = np.clip(1.0 - (dist - amp) / falloff, 0.0, 1.0)
+    wt = (wt * wt * (3 - 2 * wt)).astype(np.float32)
+    return _remap(img, (d[0] * wt).astype(np.float32), (d[1] * wt).astype(np.float32), 0.5)
+
+
 # Painters that take the defect's contrast as their strength (module_image does not blend them).
-PAINTERS = {f.__name__: f for f in (lattice_warp, misplaced_pad)}
+PAINTERS = {f.__name__: f for f in (lattice_warp, misplaced_pad, row_shift)}
