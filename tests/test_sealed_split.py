@@ -13,9 +13,10 @@ from vi_stream.evaluation import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-import genset
 import generalise
+import genset
 import sealed
+
 sys.path.pop(0)
 
 TINY = ["--size", "192", "--train", "4", "--good", "3", "--per-family", "2", "--allow-dirty",
