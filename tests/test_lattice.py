@@ -131,3 +131,12 @@ def test_a_large_image_is_compared_at_the_size_where_its_pitch_is_48_to_96_px():
     ys, xs = np.nonzero(np.abs(bad - good) > 0.05)
     y, x = np.unravel_index(int(np.argmax(bm)), bm.shape)
     assert abs(y - ys.mean()) < 75 and abs(x - xs.mean()) < 75 and gm.max() < 0.5 * bm.max()
+
+
+def test_a_2048_px_module_has_its_lattice_found():
+    """The generator's module at 2048 px (pitch about 200 px): a 512 px crop alone holds 2.5 periods."""
+    v = synthetic.Variation.draw(7)
+    lay = synthetic._Layout(np.random.default_rng(4), 2048, 2048, v)
+    truth = lay.rot @ np.array([lay.pitch, 0.0])
+    lat = lattice.estimate(lattice.grey(synthetic.module_image((2048, 2048), seed=4, variation=v).image, 0, 255))
+    assert lat.found and np.hypot(lat.ax - truth[0], lat.ay - truth[1]) < 0.3, (lat, truth)
