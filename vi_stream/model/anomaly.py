@@ -201,7 +201,7 @@ class AnomalyModel:
             "overlap": config.overlap,
             "channels": channels,
             "intensity": [intensity.lo, intensity.hi],
-            "config": _jsonable(asdict(config)),
+            "config": _saved_config(config),
             "training_images": n_images - len(calib),
             "calibration_images": len(calib),
             "training_tiles": int(n_tiles),
@@ -358,6 +358,17 @@ def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
         rate = float(np.mean(-np.expm1(-np.exp(-(mu + k * b)))))
         lo, hi = (k, hi) if rate > 1.0 / one_in else (lo, k)
     return 0.5 * (lo + hi)
+
+
+def _saved_config(config: ModelConfig) -> dict:
+    """The config as the file keeps it. With the lattice score off and its weight at the default, the
+    two lattice settings are left out: an older vi_stream (a worker, a Slurm node not yet upgraded)
+    refuses a file naming settings it does not know, and reading such a file takes them as off."""
+    d = _jsonable(asdict(config))
+    if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
+        d.pop("lattice")
+        d.pop("lattice_weight")
+    return d
 
 
 def _jsonable(d: dict) -> dict:
