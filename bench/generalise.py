@@ -39,8 +39,8 @@ from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
 
-TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge")
-HELD_OUT = tuple(f for f in synthetic.FAMILIES if f not in TUNING)
+TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge") + synthetic.STRUCTURAL
+HELD_OUT = tuple(f for f in synthetic.FAMILIES if f not in TUNING and f not in synthetic.RESERVED)
 PEERS = ("patchcore", "padim")
 
 
@@ -145,7 +145,7 @@ def main() -> None:
     if not os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)):
         genset.build(a.set)
     desc = setfiles.load(a.set)
-    families = {"tuning": TUNING, "held_out": HELD_OUT, "all": synthetic.FAMILIES}[a.families]
+    families = {"tuning": TUNING, "held_out": HELD_OUT, "all": TUNING + HELD_OUT}[a.families]
     config = _override(ModelConfig(), a.config)
     ours = run_ours(a.set, os.path.join(a.work, "ours"), config, families)
     result = {

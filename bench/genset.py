@@ -36,7 +36,7 @@ def image(shape, seed, line, families=(), contrast=None):
 
 
 def build(out: str, size: int = 768, train: int = 40, good: int = 20, per_family: int = 8, ladder: int = 3,
-          line: int = 7, families=synthetic.FAMILIES) -> dict:
+          line: int = 7, families=tuple(f for f in synthetic.FAMILIES if f not in synthetic.RESERVED)) -> dict:
     """Write the set to ``out`` (created) and return its description."""
     os.makedirs(out, exist_ok=True)
     shape = (size, size)

@@ -117,6 +117,74 @@ def generalise() -> str:
                       "recall at threshold", "detection limit"], rows) + "\n")
 
 
+def structural() -> str:
+    d = load("structural")
+    if not d:
+        return ""
+    st, variants = d["set"], d["variants"]
+    fams = list(variants[0]["per_family"])
+    head = ["family"] + [f"{v['label']}: image AUROC / pixel AUROC / AUPRO / recall at threshold" for v in variants]
+
+    def cells(r):
+        return f"{r['image_auroc']} / {r['pixel_auroc']} / {r['aupro']} / {r['recall_at_threshold']}"
+    rows = [[f + (" (structural)" if f in d.get("structural_families", []) else "")]
+            + [cells(v["per_family"][f]) for v in variants] for f in fams]
+    for key, label in (("structural_mean", "**structural families, mean**"), ("others_mean", "the other tuning families, mean")):
+        if key in variants[0]:
+            rows.append([label] + [cells(v[key]) for v in variants])
+    sides = [[v["label"], " ".join(v["overrides"]) or "(defaults)", v["fit_seconds"], v["score_mp_per_s"],
+              v["threshold"], v["false_alarms_per_good_image"]] for v in variants]
+    return (f"## Structural families, tuning split: `{d['command']}` ({_when(d)})\n\n"
+            f"**Tuning figures** (design choices are made on them; they claim nothing about generalisation). "
+            f"Module line {st['line']}, {st['size']}², {st['train']} good training images, {st['good']} good test "
+            f"images, {st['per_family']} defective images per family at contrasts drawn in {st['contrast_range']} "
+            "(for lattice_warp and misplaced_pad's displaced pads the contrast is the displacement: (2 + 8 c) px at "
+            "768). Each variant is fitted on the same images and scored on the same pixels. Fit seconds and MP/s "
+            "are as the run went on a VM shared with other work (not speeds: those are compared interleaved in "
+            "\"Speed levers\").\n\n"
+            + _table(["variant", "settings", "fit s", "scoring MP/s", "threshold", "false alarms per good image"], sides)
+            + "\n\n" + _table(head, rows) + "\n")
+
+
+def sealed() -> str:
+    d = load("sealed")
+    if not d:
+        return ""
+    o, run = d["overall"], d["run"]
+    rows = [[f, r["images"], f"{r['image_auroc']} ({r['image_auroc_95'][0]}–{r['image_auroc_95'][1]})",
+             r["pixel_auroc"], r["aupro"], r["recall_at_threshold"]] for f, r in d["per_family"].items()]
+    rows.append(["**overall**", o["defective_images"], f"{o['image_auroc']} ({o['image_auroc_95'][0]}–"
+                 f"{o['image_auroc_95'][1]})", o["pixel_auroc_mean"], o["aupro_mean"], o["recall_at_threshold"]])
+    return (f"## Sealed split: `{d['command']}` ({_when(d)})\n\n"
+            f"Commit {run['commit'][:10]}{' (with uncommitted changes)' if run['dirty'] else ''}, settings "
+            f"{run['settings_digest']}{', run again: ' + run['again'] if run.get('again') else ''}. Module lines "
+            f"{', '.join(map(str, d['lines']))} (one model each), {o['good_images']} good test images, "
+            f"false alarms per good image {o['false_alarms_per_good_image']}. Image AUROC with its bootstrap 95% "
+            "interval; scores pooled across lines as score / that line's threshold. Every image's score: "
+            "`bench/results/sealed/scores.json`.\n\n"
+            + _table(["family", "defective images", "image AUROC (95%)", "pixel AUROC", "AUPRO", "recall at threshold"],
+                     rows) + "\n")
+
+
+def levers() -> str:
+    d = load("levers")
+    if not d:
+        return ""
+    rows = []
+    for size, per in d["per_size"].items():
+        for label, r in per.items():
+            parts = ", ".join(f"{k} {v}" for k, v in r["parts_ms"].items())
+            rows.append([f"{size}²", label, " ".join(r["overrides"]) or "(defaults)", r["mp_per_s"],
+                         f"{r['mp_per_s_range'][0]}–{r['mp_per_s_range'][1]}", r["time_vs_default"], parts])
+    return (f"## Speed levers, interleaved: `{d['command']}` ({_when(d)})\n\n"
+            f"One model per setting, fitted on the same {d['train']} good images of line 7; each round every "
+            f"model scores the same image once, in turn ({d['rounds']} rounds), so the VM's drift falls on all "
+            "alike: compare the per-round time ratios, not the MP/s across sections. Their quality: "
+            "\"Structural families\" (tuning figures).\n\n"
+            + _table(["size", "variant", "settings", "MP/s (median)", "range", "time vs default (median ratio)",
+                      "parts (ms, medians)"], rows) + "\n")
+
+
 def dims() -> str:
     d = load("dims")
     if not d:
@@ -379,6 +447,13 @@ def headline() -> str:
     """The manual's headline table: one line per benchmark, the figure that matters, the command."""
     rows = []
     s, m, st, so = load("speed"), load("memory"), load("stream"), load("soak")
+    sd = load("sealed")
+    if sd:
+        o = sd["overall"]
+        rows.append(["sealed split (drawn once, by `--final`): image AUROC (95%) / pixel AUROC / AUPRO",
+                     f"{o['image_auroc']} ({o['image_auroc_95'][0]}–{o['image_auroc_95'][1]}) / "
+                     f"{o['pixel_auroc_mean']} / {o['aupro_mean']}; recall {o['recall_at_threshold']} at "
+                     f"{o['false_alarms_per_good_image']} false alarms per good image", "`python bench/sealed.py --final`"])
     g = load("generalise")
     if g:
         o, p = g["ours"], g.get("patchcore")
@@ -447,7 +522,7 @@ def bench_readme() -> str:
              "Generated by `python bench/report.py` from `bench/results/*.json`; do not edit by hand. "
              "Each section names the command that wrote its results file. Measured on the project's 2-core "
              "VM (no GPU), whose speed drifts between runs: compare figures from one run.\n"]
-    parts += [x for x in (quality(), generalise(), dims(), speed(), ab_speed(), ab_speed("ab_issue26"), search(), memory(), stream(), store(), ui(), workers(), batch(), soak(), http(), startup()) if x]
+    parts += [x for x in (sealed(), quality(), generalise(), structural(), levers(), dims(), speed(), ab_speed(), ab_speed("ab_issue26"), search(), memory(), stream(), store(), ui(), workers(), batch(), soak(), http(), startup()) if x]
     with open(os.path.join(HERE, "history.md")) as f:
         parts.append(f.read())
     return "\n".join(parts)

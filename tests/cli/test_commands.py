@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -29,19 +28,9 @@ from vi_stream.store.local import LocalStore
 
 from ..helpers import SMALL_SHAPE
 from ..helpers import cluster as cluster_helpers
+from ..helpers.cli import VI, ok, vi
 from ..helpers.cluster import free_port
 from ..helpers.daemon import wait_for
-
-VI = os.path.join(os.path.dirname(sys.executable), "vi_stream")     # the installed console script
-
-
-def vi(*args, env=None, timeout=300, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([VI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
-
-
-def ok(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert p.returncode == 0 and "Traceback" not in p.stderr, f"rc {p.returncode}\n{p.stdout}\n{p.stderr}"
-    return p
 
 
 # ---------------------------------------------------------------------------------------------- the parser

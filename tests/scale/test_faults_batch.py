@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import pytest
@@ -16,20 +14,10 @@ from vi_stream.evaluation import synthetic
 from vi_stream.store.local import LocalStore
 
 from ..helpers import SMALL_SHAPE
+from ..helpers.cli import VI, one_line_error, vi
 from ..helpers.daemon import bound_push, running_daemon, wait_for
 from ..helpers.rest import frame
 from ..helpers.store import make_record
-
-VI = os.path.join(os.path.dirname(sys.executable), "vi_stream")
-
-
-def vi(*args, env=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([VI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
-    assert p.returncode == 2 and "Traceback" not in p.stderr, (p.returncode, p.stderr)
-    assert len(p.stderr.strip().splitlines()) == 1 and all(w in p.stderr for w in words), p.stderr
 
 
 def test_a_module_name_rest_cannot_reach_or_too_long_is_refused_like_a_bad_side(model):

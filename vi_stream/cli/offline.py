@@ -44,6 +44,10 @@ _MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
 def _model_config(args: argparse.Namespace):
     from vi_stream.model import ModelConfig
     over = {k: getattr(args, k) for k, _ in _MODEL_OPTIONS if getattr(args, k, None) is not None}
+    if getattr(args, "lattice", None) is not None:
+        over["lattice"] = args.lattice == "on"
+    if getattr(args, "lattice_weight", None) is not None:
+        over["lattice_weight"] = args.lattice_weight
     return replace(ModelConfig(), **over).validate()
 
 
@@ -53,6 +57,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     for name, text in _MODEL_OPTIONS:
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=int,
                        help=f"{text} (default {getattr(ModelConfig(), name)})")
+    g.add_argument("--lattice", choices=("on", "off"),
+                   help="fuse the lattice (cell-to-cell) score with the kNN map; an image without a lattice "
+                        f"is scored by the kNN map alone (default {'on' if ModelConfig().lattice else 'off'})")
+    g.add_argument("--lattice-weight", type=float, dest="lattice_weight",
+                   help="the lattice map's good-image maxima as a share of the kNN map's "
+                        f"(default {ModelConfig().lattice_weight})")
 
 
 def add_parsers(sub) -> None:
@@ -107,6 +117,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"model {model.model_id}: {m['training_images']} training + {m['calibration_images']} calibration images, "
           f"{m['bank_patches']} of {m['training_patches']} patches kept, threshold {model.threshold:.4g}, "
           f"fit in {m['fit_seconds']:.1f} s -> {args.out}")
+    lat = m.get("lattice", {})
+    print(f"lattice score: on, found on {lat['found']} of {lat['images']} good images" if lat.get("enabled")
+          else f"lattice score: off ({lat.get('reason', 'off')})")
     rule = m["threshold_rule"]
     print(f"threshold set for one false alarm per {rule['false_alarm_one_in']} good images, "
           f"from {rule['calibration_images']} held-out good images")

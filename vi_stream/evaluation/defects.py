@@ -19,6 +19,7 @@ import numpy as np
 
 BRIGHT, DARK = 0.97, 0.06     # reflectance a defect pulls towards
 SUBSTRATE = np.array([0.50, 0.36, 0.14])   # the flex's colour (RGB, linear), shared with vi_stream.evaluation.synthetic
+PAD = np.array([0.93, 0.82, 0.50])         # the pads' metal (RGB, linear), shared likewise
 
 
 def _where(rng: np.random.Generator, pad_cov: np.ndarray, lay, margin: int, place: str | None = None
@@ -198,6 +199,55 @@ def bubble(rng, img, pad_cov, lay, scale, margin):
     return (edge >= 0.5).astype(np.uint8)
 
 
+def trace_open(rng, img, pad_cov, lay, scale, margin):
+    """A thin cut across a trace (1.2-3 px wide), anywhere along it: the interruption a patch of a few
+    pixels barely shows, while the trace's lattice neighbours are whole (issue 28)."""
+    h, w = pad_cov.shape
+    traces = [(a, b) for a, b in lay.traces() if margin < min(a[0], b[0]) and max(a[0], b[0]) < w - margin
+              and margin < min(a[1], b[1]) and max(a[1], b[1]) < h - margin]
+    a, b = traces[int(rng.integers(len(traces)))] if traces else lay.traces()[0]
+    c = a + rng.uniform(0.15, 0.85) * (b - a)
+    d = (b - a) / (np.linalg.norm(b - a) + 1e-9)
+    across = np.array([-d[1], d[0]]) * 6 * scale        # the trace is 9 px wide at 768
+    cov = _stroke(pad_cov.shape, np.array([c - across, c + across]), rng.uniform(1.2, 3.0) * scale, 0.0)
+    before = img.copy()
+    mask = _apply(img, cov, SUBSTRATE.astype(np.float32) * rng.uniform(0.9, 1.1))
+    return mask & (np.abs(img - before).max(axis=-1) > 0.03)   # the trace's metal, not the substrate beside it
+
+
+def faint_region(rng, img, pad_cov, lay, scale, margin):
+    """A large faint discoloration (a burn, a stain over many pads): a soft region of 70-160 px
+    radius whose reflectance is scaled by a tint 25-40% away from one at full contrast (the sets draw it
+    at contrast 0.15-0.8: 4-32%), darker or brighter."""
+    h, w = pad_cov.shape
+    c = rng.uniform([margin, margin], [w - margin, h - margin])
+    r = rng.uniform(70, 160) * scale
+    cov = _disc(pad_cov.shape, c, (r, r * rng.uniform(0.6, 1.0)), rng.uniform(0, 180), 0.25 * r)
+    change = rng.uniform(0.25, 0.40) * (1 if rng.random() < 0.5 else -1)
+    tint = (1.0 + change * rng.uniform(0.7, 1.3, 3)).astype(np.float32)
+    img[:] = img * (1 + cov[..., None] * (tint - 1))
+    return (cov >= 0.5).astype(np.uint8)
+
+
+def via_open(rng, img, pad_cov, lay, scale, margin):
+    """A via gone wrong: its hole plugged with metal, or widened into a dark crater 2-3x its size.
+    Reserved for the sealed split."""
+    h, w = pad_cov.shape
+    vias = [v for v in lay.vias() if margin < v[0] < w - margin and margin < v[1] < h - margin] or lay.vias()
+    c = vias[int(rng.integers(len(vias)))]
+    if rng.random() < 0.5:
+        cov = _disc(pad_cov.shape, c, (5.5 * scale, 5.5 * scale), 0, 0.0)
+        target = np.array([0.66, 0.47, 0.20], np.float32) * rng.uniform(1.0, 1.25)   # the traces' metal
+    else:
+        r = rng.uniform(8, 12) * scale
+        cov = _disc(pad_cov.shape, c, (r, r * rng.uniform(0.7, 1.0)), rng.uniform(0, 180), 0.0)
+        target = np.float32(DARK)
+    before = img.copy()
+    mask = _apply(img, cov, target)
+    return mask & (np.abs(img - before).max(axis=-1) > 0.03)
+
+
 Painter = Callable[..., np.ndarray]
 PAINTERS: dict[str, Painter] = {f.__name__: f for f in (hairline, fibre, particles, ring, smear, pit, bridge,
-                                                         oxidation, trace_break, bubble)}
+                                                         oxidation, trace_break, bubble, trace_open,
+                                                         faint_region, via_open)}

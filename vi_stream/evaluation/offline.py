@@ -66,20 +66,27 @@ def score(model_path: str, images_dir: str, out_dir: str, threshold: float | Non
         files.write_image(os.path.join(out_dir, f"{s}_mask.png"), (r.mask * 255).astype(np.uint8))
         files.write_image(os.path.join(out_dir, f"{s}_overlay.png"),
                           postprocess.overlay(img, r.heatmap, r.threshold, r.mask))
-        rows.append((os.path.basename(p), f"{r.score:.6f}", int(r.is_anomalous), len(r.defects)))
+        rows.append((os.path.basename(p), f"{r.score:.6f}", int(r.is_anomalous), len(r.defects), _lattice_cell(r.lattice)))
         results.append(Scored(p, r.score, r.is_anomalous, r.defects,
                               r.heatmap if keep_maps else np.empty(0), r.mask if keep_maps else np.empty(0)))
         if progress:
             progress(1)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["file", "score", "is_anomalous", "defects"])
+    w.writerow(["file", "score", "is_anomalous", "defects", "lattice"])
     w.writerows(rows)
     files.write_text(os.path.join(out_dir, "scores.csv"), buf.getvalue())
     if failures:
         raise InputError(f"{len(failures)} of {len(paths)} images could not be scored (others were written): "
                          + "; ".join(failures))
     return results
+
+
+def _lattice_cell(lat: dict) -> str:
+    """scores.csv's lattice column: the lattice the image's score used, or why it used none."""
+    if lat.get("used"):
+        return f"pitch {lat['pitch_px']:.2f} px at {lat['angle_deg']:.2f} deg"
+    return "none: " + lat.get("reason", "off")
 
 
 def find_mask(masks_dir: str, image_path: str) -> str | None:

@@ -12,8 +12,10 @@ physical defects are, and each comes with its exact ground-truth mask:
 - ``missing_metal``  part of a pad's metallisation missing (substrate shows)
 - ``damaged_metal``  a pad edge chipped / eroded irregularly
 
-Beyond these five, :mod:`vi_stream.evaluation.defects` adds ten more families (``FAMILIES`` lists all
-fifteen), each randomised in size, shape, place, polarity, width and sharpness; every defect
+Beyond these five, :mod:`vi_stream.evaluation.defects` adds thirteen more families and
+:mod:`vi_stream.evaluation.structural` three in which the pad lattice itself is wrong (``FAMILIES`` lists
+all twenty-one; ``STRUCTURAL`` the four of issue 28 in the tuning split; ``RESERVED`` two that only
+the sealed split draws), each randomised in size, shape, place, polarity, width and sharpness; every defect
 can be drawn at a chosen contrast, and the module itself can vary (:class:`Variation`).
 
 Everything is deterministic for a seed. Output kinds: ``grey8`` (uint8),
@@ -36,15 +38,20 @@ import cv2
 import numpy as np
 
 from vi_stream.evaluation import defects as _families
+from vi_stream.evaluation import structural as _structural
 
 DEFECT_TYPES = ("scratch", "dust", "stain", "missing_metal", "damaged_metal")
-FAMILIES = DEFECT_TYPES + tuple(_families.PAINTERS)   # every defect family the generator draws
+STRUCTURAL = ("trace_open", "faint_region", "lattice_warp", "misplaced_pad")   # the lattice's own (issue 28)
+# Families no tuning or generalisation set draws: only the sealed split's --final run (bench/sealed.py).
+RESERVED = ("via_open", "row_shift")
+# every family drawn, in a fixed order (sets draw seeds by a family's place in it): new ones at the end
+FAMILIES = DEFECT_TYPES + tuple(f for f in (*_families.PAINTERS, *_structural.PAINTERS) if f not in RESERVED) + RESERVED
 KINDS = ("grey8", "grey16", "rgb")
 
 # Material colours (RGB, linear 0..1); grey images use their luminance.
 _SUBSTRATE = _families.SUBSTRATE
 _TRACE = np.array([0.66, 0.47, 0.20])
-_PAD = np.array([0.93, 0.82, 0.50])
+_PAD = _families.PAD
 _VIA = np.array([0.30, 0.22, 0.10])
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -210,8 +217,9 @@ def _local(h: int, w: int, cx: float, cy: float, rad: float) -> tuple[slice, sli
 
 
 def _add_defect(kind: str, rng: np.random.Generator, img: np.ndarray, pad_cov: np.ndarray,
-                lay: _Layout) -> np.ndarray:
-    """Paint one defect into ``img`` in place; return its boolean mask."""
+                lay: _Layout, strength: float = 1.0) -> np.ndarray:
+    """Paint one defect into ``img`` in place; return its boolean mask. ``strength`` is read by the
+    structural painters only (a displacement's size; the others are blended by the caller)."""
     h, w = pad_cov.shape
     scale = min(h, w) / 768.0
     mask = np.zeros((h, w), np.uint8)
@@ -278,6 +286,8 @@ def _add_defect(kind: str, rng: np.random.Generator, img: np.ndarray, pad_cov: n
         mask[cov > 0.5] = 1
     elif kind in _families.PAINTERS:
         mask = _families.PAINTERS[kind](rng, img, pad_cov, lay, scale, margin)
+    elif kind in _structural.PAINTERS:
+        mask = _structural.PAINTERS[kind](rng, img, pad_cov, lay, scale, margin, strength)
     else:
         raise ValueError(f"unknown defect type {kind!r}; known: {', '.join(FAMILIES)}")
     return mask
@@ -317,8 +327,9 @@ def module_image(shape: tuple[int, int] = (768, 768), seed: int = 0, defects: Se
     mask = np.zeros((h, w), np.uint8)
     info = []
     for d, c in zip(defects, strengths):
-        before = None if c is None else img.copy()
-        m = _add_defect(d, rng, img, pad_cov, lay)
+        geometric = d in _structural.PAINTERS     # takes its contrast as a strength, not a blend
+        before = None if c is None or geometric else img.copy()
+        m = _add_defect(d, rng, img, pad_cov, lay, 1.0 if c is None else float(c))
         if before is not None:
             img[:] = before + np.float32(c) * (img - before)
         ys, xs = np.nonzero(m)

@@ -25,7 +25,7 @@ import torch
 from vi_stream.model import postprocess
 from vi_stream.errors import ConfigError, InputError, ModelError
 from vi_stream.model.tiling import make_grid, owned_cells, stitch, tile
-from vi_stream.model import aggregate
+from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
@@ -54,6 +54,7 @@ class ScoreResult:
     threshold: float
     defects: list[dict]
     timings: dict = field(default_factory=dict)  # seconds: backbone, features, search, post
+    lattice: dict = field(default_factory=dict)  # the image's lattice and whether its score was used
 
     @property
     def is_anomalous(self) -> bool:
@@ -113,6 +114,7 @@ class AnomalyModel:
         self.meta = meta
         self.features = PatchFeatures(config.backbone, config.taps, channels, device)
         self.features.set_projection(mean, components)
+        self.lattice = meta.get("lattice") or {"enabled": False, "reason": "the model predates the lattice score"}
 
     # ------------------------------------------------------------------ identity
     @property
@@ -133,7 +135,8 @@ class AnomalyModel:
         feats: PatchFeatures | None = None
         moments: Moments | None = None
         reservoir: Reservoir | None = None
-        calib: list[tuple[tuple[int, int], np.ndarray, int]] = []  # (shape, raw features, grid ny*nx)
+        calib: list[tuple[tuple[int, int], np.ndarray, list | None]] = []  # (shape, raw, lattice maxima)
+        lattice_max: list[list[float] | None] = []              # each good image's lattice maps' maxima
         channels = intensity = None
         n_images = n_tiles = 0
         for i, image in enumerate(images):
@@ -150,8 +153,12 @@ class AnomalyModel:
                         and len(calib) < config.max_calibration)
             raw = raw_features(feats, image, config, intensity)
             n_tiles += raw.shape[0]
+            lmax = None
+            if config.lattice:
+                lmax = lattice.maxima(lattice.work_maps(image, intensity.lo, intensity.hi)[0])
+                lattice_max.append(lmax)
             if held_out:
-                calib.append((image.shape[:2], raw))
+                calib.append((image.shape[:2], raw, lmax))
             else:
                 flat = raw.reshape(-1, raw.shape[-1])
                 moments.update(flat)
@@ -173,13 +180,17 @@ class AnomalyModel:
         index = PatchIndex.build(bank, config.cells, config.nprobe, config.seed)
         # Threshold from held-out good images, searched exhaustively within the probed cells.
         scores = []
-        for shape, raw in calib:
+        for shape, raw, _lmax in calib:
             fgrid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
             src, dst = owned_cells(fgrid)
             q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
             coarse = np.empty(fgrid.height * fgrid.width, np.float32)
             coarse[dst] = index.distance(q, gate=0.0)
             scores.append(float(_heat(coarse, fgrid, shape, config).max()))
+        lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
+               else {"enabled": False, "reason": "off (lattice=False)"})
+        if lat["enabled"]:   # an image's fused maximum is the larger of its two maps' maxima
+            scores = [lattice.fused_maximum(s, c[2], lat["gains"]) for s, c in zip(scores, calib)]
         threshold = calibrated_threshold(scores, config.false_alarm_one_in)
         index.gate = float(config.gate_fraction * threshold)
         meta = {
@@ -190,7 +201,7 @@ class AnomalyModel:
             "overlap": config.overlap,
             "channels": channels,
             "intensity": [intensity.lo, intensity.hi],
-            "config": _jsonable(asdict(config)),
+            "config": _saved_config(config),
             "training_images": n_images - len(calib),
             "calibration_images": len(calib),
             "training_tiles": int(n_tiles),
@@ -198,6 +209,7 @@ class AnomalyModel:
             "bank_patches": int(len(bank)),
             "training_digest": digest.hexdigest(),
             "calibration_scores": [round(v, 6) for v in scores],
+            "lattice": lat,
             "threshold_rule": {"rule": "gumbel", "false_alarm_one_in": config.false_alarm_one_in,
                                "calibration_images": len(calib)},
             "fit_seconds": round(time.perf_counter() - started, 3),
@@ -240,9 +252,15 @@ class AnomalyModel:
             timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
         heat = _heat(coarse, fgrid, image.shape, cfg)
+        if self.lattice.get("enabled"):
+            t6 = time.perf_counter()
+            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice["gains"])
+            timings["lattice"] = time.perf_counter() - t6
+        else:
+            lat = {"used": False, "reason": self.lattice.get("reason", "off")}
         mask, defects = postprocess.defects_from(heat, thr, cfg.min_defect_area)
-        timings["post"] = time.perf_counter() - t5
-        return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings)
+        timings["post"] = time.perf_counter() - t5 - timings.get("lattice", 0.0)
+        return ScoreResult(heat, mask, float(heat.max()), thr, defects, timings, lat)
 
     def _feature_chunks(self, tiles: np.ndarray, timings: dict) -> Iterator[np.ndarray | torch.Tensor]:
         """Projected features (n, D, h, w) of up to CHUNK_TILES tiles at a time: NCHW numpy on
@@ -342,6 +360,17 @@ def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
     return 0.5 * (lo + hi)
 
 
+def _saved_config(config: ModelConfig) -> dict:
+    """The config as the file keeps it. With the lattice score off and its weight at the default, the
+    two lattice settings are left out: an older vi_stream (a worker, a Slurm node not yet upgraded)
+    refuses a file naming settings it does not know, and reading such a file takes them as off."""
+    d = _jsonable(asdict(config))
+    if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
+        d.pop("lattice")
+        d.pop("lattice_weight")
+    return d
+
+
 def _jsonable(d: dict) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
@@ -355,6 +384,7 @@ def config_from_meta(meta: dict) -> ModelConfig:
     try:
         c = dict(meta["config"])
         c["taps"] = tuple(c["taps"])
+        c.setdefault("lattice", False)   # a file from before the lattice score has no calibration for it
         unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
         if unknown:
             raise ModelError(f"model was written by a newer vi_stream ({meta.get('vi_stream_version', '?')}: "

@@ -29,6 +29,10 @@ class ModelConfig:
     max_calibration: int = 16
     false_alarm_one_in: int = 20   # threshold: one false alarm expected per this many good images
     seed: int = 0
+    # The lattice score (model/lattice.py): each pixel against the same place in its lattice
+    # neighbours, fused with the kNN map by a pixelwise maximum at a gain fitted on the good images.
+    lattice: bool = False
+    lattice_weight: float = 1.0   # the lattice map's good-image maxima as a share of the kNN map's
 
     def validate(self) -> "ModelConfig":
         # Here, not at the top: the command line reads the defaults for its help without numba or torch.
@@ -49,6 +53,10 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
         if not 0.0 <= self.gate_fraction <= 1.0:
             raise ConfigError(f"gate_fraction must be in [0, 1], got {self.gate_fraction}")
+        if not isinstance(self.lattice, bool):
+            raise ConfigError(f"lattice must be true or false, got {self.lattice!r}")
+        if not (isinstance(self.lattice_weight, (int, float)) and 0 < self.lattice_weight <= 10):
+            raise ConfigError(f"lattice_weight must be in (0, 10], got {self.lattice_weight!r}")
         if not self.smooth_sigma >= 0:
             raise ConfigError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
         return self

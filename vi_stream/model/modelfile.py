@@ -93,6 +93,7 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
                              f"expected {ndim})")
     check_tiles = members.get("check_tiles")
     config = config_from_meta(meta)
+    _check_lattice(meta, config, path)
     d = arrays["components"].shape[1]
     k = arrays["centres"].shape[0]
     if (arrays["bank"].shape[1] != d or arrays["centres"].shape[1] != d or arrays["medoids"].shape != (k, d)
@@ -113,6 +114,26 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
     selfcheck.verify(model, check_tiles, path, required=digested)
     model.file_digest = members["digest"].tobytes().decode() if digested else None
     return model
+
+
+def _check_lattice(meta: dict, config, path: str) -> None:
+    """The lattice score's calibration (model/lattice.py) is what a fit writes: with the setting on,
+    ``lattice`` holds ``enabled`` and, when enabled, one finite positive gain per lattice map."""
+    from vi_stream.model.lattice import SCALES
+    if not config.lattice:
+        return
+    lat = meta.get("lattice")
+    problem = None
+    if not isinstance(lat, dict) or not isinstance(lat.get("enabled"), bool):
+        problem = "the lattice setting is on but the file has no lattice calibration"
+    elif lat["enabled"]:
+        gains = lat.get("gains")
+        if not (isinstance(gains, list) and len(gains) == len(SCALES)
+                and all(isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g < float("inf")
+                        for g in gains)):
+            problem = f"lattice gains {gains!r} are not {len(SCALES)} finite positive numbers"
+    if problem:
+        raise ModelError(f"{path}: bad lattice calibration: {problem}")
 
 
 class _open:

@@ -26,5 +26,6 @@ class Pipeline:
             "model_version": self.version,
             "vi_stream_version": __version__,
             "image_shape": list(image.shape),
+            "lattice": r.lattice,   # the image's lattice and whether its score was fused in (model/lattice.py)
         }
         return Result(frame, image, r.heatmap, r.mask, r.score, r.is_anomalous, r.defects, params, r.timings)

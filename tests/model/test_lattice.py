@@ -1,0 +1,142 @@
+"""The lattice score (vi_stream.model.lattice): the lattice found from the image itself, on synthetic
+lattices whose pitch and rotation are known, and the cell-to-cell map that sees what moved."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from vi_stream.evaluation import synthetic
+from vi_stream.model import lattice
+
+
+def pads(shape, pitch: float, angle_deg: float, pad=(0.55, 0.7), row_gap: float = 2.2, seed: int = 0,
+         noise: float = 0.01, gradient: float = 0.0, moved: float = 0.0) -> np.ndarray:
+    """Rows of bright rectangles on a dark ground, every ``pitch`` px along a direction at ``angle_deg``;
+    ``moved`` px shifts the pad at the centre along the rows; drawn 4x larger and area-averaged."""
+    h, w = shape
+    up = 4
+    big = np.full((h * up, w * up), 0.3, np.float32)
+    a = math.radians(angle_deg)
+    u, v = np.array([math.cos(a), math.sin(a)]), np.array([-math.sin(a), math.cos(a)])
+    c = np.array([w / 2, h / 2])
+    pw, ph = pad[0] * pitch, pad[1] * pitch
+    for r in range(-int(h / (row_gap * pitch)) - 1, int(h / (row_gap * pitch)) + 2):
+        for k in range(-int(w / pitch) - 2, int(w / pitch) + 3):
+            o = c + (k * pitch + (0.5 * pitch if r % 2 else 0)) * u + r * row_gap * pitch * v
+            if r == 0 and k == 0:
+                o = o + moved * u
+            corners = np.array([o - pw / 2 * u - ph / 2 * v, o + pw / 2 * u - ph / 2 * v,
+                                o + pw / 2 * u + ph / 2 * v, o - pw / 2 * u + ph / 2 * v])
+            cv2.fillConvexPoly(big, np.round(corners * up * 16).astype(np.int32), 0.9, cv2.LINE_AA, 4)
+    img = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA)
+    img *= 1 + gradient * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
+    img += np.random.default_rng(seed).normal(0, noise, img.shape).astype(np.float32)
+    return img
+
+
+@pytest.mark.parametrize("pitch,angle", [(20.5, 0.0), (37.3, -3.0), (64.0, 2.5), (83.7, 1.0), (48.2, -0.4)])
+def test_pitch_and_rotation_of_a_known_lattice_are_found_to_a_tenth_of_a_pixel(pitch, angle):
+    lat = lattice.estimate(pads((512, 640), pitch, angle))
+    assert lat.found, lat.reason
+    assert abs(lat.pitch - pitch) < 0.1, (lat.pitch, pitch)
+    assert abs(lat.angle - angle) < 0.15, (lat.angle, angle)
+    assert lat.describe()["pitch_px"] == round(lat.pitch, 3)
+
+
+def test_the_generators_modules_give_their_layouts_pitch_and_rotation():
+    """The synthetic modules' own layout (rows of pads, traces, staggered rows, lighting, texture)."""
+    for line, seed in ((None, 0), (7, 1), (11, 2), (20, 3)):
+        v = synthetic.Variation.draw(line) if line is not None else synthetic.Variation()
+        lay = synthetic._Layout(np.random.default_rng(seed), 768, 768, v)    # the same draws as the image
+        truth = lay.rot @ np.array([lay.pitch, 0.0])
+        img = synthetic.module_image((768, 768), seed=seed, variation=v if line is not None else None).image
+        lat = lattice.estimate(lattice.grey(img, 0, 255))
+        assert lat.found and np.hypot(lat.ax - truth[0], lat.ay - truth[1]) < 0.1, (line, lat, truth)
+
+
+@pytest.mark.parametrize("what", ["noise", "texture", "flat", "too few periods"])
+def test_no_lattice_is_reported_with_its_reason(what):
+    rng = np.random.default_rng(3)
+    if what == "noise":
+        g = rng.normal(0.5, 0.1, (384, 384)).astype(np.float32)
+    elif what == "texture":
+        g = cv2.GaussianBlur(rng.normal(0.5, 0.1, (384, 384)).astype(np.float32), (0, 0), 8)
+    elif what == "flat":
+        g = np.full((256, 256), 0.4, np.float32)
+    else:
+        g = pads((200, 200), 60.0, 0.0)
+    lat = lattice.estimate(g)
+    assert not lat.found and lat.reason and lat.describe() == {"found": False, "reason": lat.reason}
+    m, lat2 = lattice.lattice_map(g, 0.0, 1.0)
+    assert m is None and lat2 == lat
+
+
+def test_a_pad_moved_by_two_pixels_is_the_brightest_place_of_the_map():
+    pitch = 40.0
+    good = pads((384, 384), pitch, 1.0, gradient=0.2)
+    bad = pads((384, 384), pitch, 1.0, gradient=0.2, moved=2.0)
+    (gm, _gc), glat = lattice.lattice_map(good, 0.0, 1.0)
+    (bm, _bc), blat = lattice.lattice_map(bad, 0.0, 1.0)            # the fine map: a moved edge
+    assert glat.found and blat.found
+    diff = np.abs(bad - good) > 0.05            # where the moved pad's edges swept
+    ys, xs = np.nonzero(diff)
+    assert len(ys) > 20
+    y, x = np.unravel_index(int(np.argmax(bm)), bm.shape)
+    assert abs(y - ys.mean()) < pitch / 2 and abs(x - xs.mean()) < pitch / 2
+    # the good lattice under a 20% illumination gradient stays far below the moved pad
+    assert gm.max() < 0.5 * bm.max(), (gm.max(), bm.max())
+
+
+def test_the_band_without_neighbours_on_both_sides_is_left_to_the_knn_map():
+    g = pads((256, 320), 30.0, 0.0)
+    lat = lattice.estimate(g)
+    raw = lattice.median_residual(g, np.float32(lat.ax), np.float32(lat.ay), lattice.NEIGHBOURS)
+    assert not raw[:, :int(lat.pitch) - 1].any() and not raw[:, -int(lat.pitch) + 1:].any()
+    assert raw[:, int(lat.pitch) + 1:-int(lat.pitch) - 1].any()
+
+
+def test_a_large_faint_region_shows_in_the_coarse_map_more_than_in_the_fine_one():
+    good = pads((384, 512), 32.0, 0.5, noise=0.02)
+    yy, xx = np.mgrid[0:384, 0:512]
+    region = np.exp(-((yy - 192) ** 2 + (xx - 256) ** 2) / (2 * 45.0 ** 2)).astype(np.float32)
+    bad = good * (1 - 0.06 * region)                      # 6% darker, 45 px across: faint, over many cells
+    (gf, gc), _ = lattice.lattice_map(good, 0.0, 1.0)
+    (bf, bc), _ = lattice.lattice_map(bad, 0.0, 1.0)
+    assert bc.max() / gc.max() > 1.5 * (bf.max() / gf.max()), (bc.max() / gc.max(), bf.max() / gf.max())
+    assert bc.max() / gc.max() > 2
+
+
+def test_calibration_matches_each_map_to_the_knn_map_on_good_images_and_is_off_without_a_lattice():
+    cal = lattice.calibrate([20.0, 22.0, 24.0], [[0.1, 0.01], [0.11, 0.02], None, [0.09, 0.03]], weight=1.0)
+    assert cal["enabled"] and cal["gains"] == pytest.approx([22.0 / 0.1, 22.0 / 0.02]) and cal["found"] == 3
+    half = lattice.calibrate([20.0, 22.0], [[0.1, 0.1], [0.2, 0.2]], weight=0.5)
+    assert half["gains"] == pytest.approx([0.5 * 21.0 / 0.15] * 2)
+    off = lattice.calibrate([20.0, 22.0], [None, None, [0.1, 0.1]], weight=1.0)
+    assert not off["enabled"] and "1 of 3" in off["reason"]
+    assert lattice.fused_maximum(20.0, [0.1, 0.2], [100.0, 150.0]) == pytest.approx(30.0)
+    assert lattice.fused_maximum(20.0, None, [100.0, 150.0]) == 20.0
+
+
+def test_a_large_image_is_compared_at_the_size_where_its_pitch_is_48_to_96_px():
+    """A 1536 px image with a 150 px pitch: its maps come at full size, and a pad moved by 6 px
+    (2 px at a third of the size) still shows where it moved."""
+    good = pads((1152, 1536), 150.0, 0.7)
+    bad = pads((1152, 1536), 150.0, 0.7, moved=6.0)
+    (gm, _), lat = lattice.lattice_map(good, 0.0, 1.0)
+    (bm, _), _ = lattice.lattice_map(bad, 0.0, 1.0)
+    assert lat.found and abs(lat.pitch - 150.0) < 0.2 and gm.shape == good.shape
+    ys, xs = np.nonzero(np.abs(bad - good) > 0.05)
+    y, x = np.unravel_index(int(np.argmax(bm)), bm.shape)
+    assert abs(y - ys.mean()) < 75 and abs(x - xs.mean()) < 75 and gm.max() < 0.5 * bm.max()
+
+
+def test_a_2048_px_module_has_its_lattice_found():
+    """The generator's module at 2048 px (pitch about 200 px): a 512 px crop alone holds 2.5 periods."""
+    v = synthetic.Variation.draw(7)
+    lay = synthetic._Layout(np.random.default_rng(4), 2048, 2048, v)
+    truth = lay.rot @ np.array([lay.pitch, 0.0])
+    lat = lattice.estimate(lattice.grey(synthetic.module_image((2048, 2048), seed=4, variation=v).image, 0, 255))
+    assert lat.found and np.hypot(lat.ax - truth[0], lat.ay - truth[1]) < 0.3, (lat, truth)

@@ -1,0 +1,147 @@
+"""The lattice score as a user meets it: ``vi_stream train --lattice on`` and ``vi_stream score`` (the
+installed console script, as in tests/test_commands.py), its calibration in the model file under the
+digest, the per-image report (lattice found, or why not), and model files from before it."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from vi_stream.errors import ModelError
+from vi_stream.evaluation import synthetic
+from vi_stream.io.files import write_image
+from vi_stream.model import filecheck, load, read_meta
+
+from ..helpers.cli import ok
+from ..helpers.cli import vi as run
+
+SHAPE = (256, 256)
+FIT = ("--tile", 128, "--overlap", 32, "--bank-size", 2000, "--cells", 16, "--calibration-every", 2)
+
+
+def vi(*args) -> subprocess.CompletedProcess:
+    return ok(run(*args))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lattice")
+    for i in range(6):
+        write_image(str(root / "good" / f"g{i}.png"), synthetic.module_image(SHAPE, seed=300 + i).image)
+    s = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",))
+    write_image(str(root / "test" / "pad.png"), s.image)
+    noise = np.random.default_rng(0).integers(60, 200, SHAPE).astype(np.uint8)   # no lattice in it
+    write_image(str(root / "test" / "noise.png"), noise)
+    return root
+
+
+@pytest.fixture(scope="module")
+def lattice_model(folders):
+    out = folders / "lattice.npz"
+    p = vi("train", "--images", folders / "good", "--out", out, "--lattice", "on", *FIT)
+    assert "lattice score: on, found on 6 of 6 good images" in p.stdout, p.stdout
+    return out
+
+
+def test_train_with_the_lattice_saves_its_calibration_under_the_digest(lattice_model):
+    meta = read_meta(str(lattice_model))
+    lat = meta["lattice"]
+    assert meta["config"]["lattice"] is True and lat["enabled"] and len(lat["gains"]) == 2 and min(lat["gains"]) > 0
+    # the threshold was set on the fused maps: each calibration score is at least its kNN part
+    assert meta["threshold"] >= max(meta["calibration_scores"])
+    # the gain is bound by the digest: a file whose gain was edited is refused
+    with np.load(lattice_model) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta["lattice"]["gains"][0] *= 10
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    forged = lattice_model.parent / "forged.npz"
+    np.savez(forged, **arrays)
+    with pytest.raises(ModelError, match="digest does not match"):
+        load(str(forged))
+
+
+def test_score_reports_each_images_lattice_or_why_it_had_none(lattice_model, folders, tmp_path):
+    vi("score", "--model", lattice_model, "--images", folders / "test", "--out", tmp_path)
+    with open(tmp_path / "scores.csv") as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    assert rows["pad.png"]["lattice"].startswith("pitch ")
+    assert rows["noise.png"]["lattice"].startswith("none: ")
+    model = load(str(lattice_model))
+    r = model.score(synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image)
+    assert r.lattice["used"] and r.lattice["found"] and 10 < r.lattice["pitch_px"] < 22 and "lattice" in r.timings
+
+
+def test_the_lattice_map_is_fused_into_the_heatmap(lattice_model):
+    """The fused heatmap is the largest of the kNN map and the scaled lattice maps, pixel by pixel."""
+    from vi_stream.model import lattice
+    model = load(str(lattice_model))
+    img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
+    fused = model.score(img).heatmap
+    model.lattice = {"enabled": False, "reason": "test"}
+    knn = model.score(img).heatmap
+    (fine, coarse), _lat = lattice.lattice_map(img, 0, 255)
+    g = read_meta(str(lattice_model))["lattice"]["gains"]
+    expected = np.maximum(np.maximum(knn, np.float32(g[0]) * fine), np.float32(g[1]) * coarse)
+    assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
+    assert (fused > knn + 1e-3).any()
+
+
+def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp_path):
+    out = tmp_path / "plain.npz"
+    p = vi("train", "--images", folders / "good", "--out", out, "--lattice", "off", *FIT)
+    assert "lattice score: off" in p.stdout
+    # as an older vi_stream wrote it: no lattice setting, no lattice calibration, digest over that
+    with np.load(out) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    # with the lattice off the file names no lattice setting: an older vi_stream loads it
+    assert "lattice" not in meta["config"] and "lattice_weight" not in meta["config"]
+    meta.pop("lattice")
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    arrays.pop("digest")
+    arrays["digest"] = filecheck.digest_member(arrays)
+    old = tmp_path / "old.npz"
+    np.savez(old, **arrays)
+    model = load(str(old))
+    assert model.config.lattice is False and not model.lattice["enabled"]
+    r = model.score(synthetic.module_image(SHAPE, seed=5).image)
+    assert r.lattice == {"used": False, "reason": "the model predates the lattice score"}
+
+
+def test_the_daemons_pipeline_stamps_each_result_and_stored_record_with_its_lattice(lattice_model):
+    from vi_stream.frame import Frame
+    from vi_stream.processing.pipeline import Pipeline
+    from vi_stream.processing.settings import Settings
+    from vi_stream.store import record as rec
+    pipe = Pipeline(load(str(lattice_model)))
+    grid = pipe.process(Frame(synthetic.module_image(SHAPE, seed=7).image, 1), Settings())
+    flat = pipe.process(Frame(np.full(SHAPE, 90, np.uint8), 2), Settings())
+    assert grid.parameters["lattice"]["used"] and grid.parameters["lattice"]["pitch_px"] > 0
+    assert flat.parameters["lattice"] == {"found": False, "reason": "flat image", "used": False}
+    side = rec.build(grid, "CAM", 128, False).side
+    assert side["processing_parameters"]["lattice"] == grid.parameters["lattice"]
+    json.dumps(side["processing_parameters"])          # as the stream and the store send it
+
+
+@pytest.mark.parametrize("bad", [{"enabled": True, "gains": [1.0]}, {"enabled": True, "gains": [1.0, "x"]},
+                                 {"enabled": True, "gains": [1.0, -2.0]}, {"enabled": "yes"}, None])
+def test_a_lattice_calibration_no_fit_writes_is_refused_with_one_line(lattice_model, tmp_path, bad):
+    """Even re-digested (the digest is not a signature), a file whose lattice calibration a fit
+    never writes is refused before it scores anything."""
+    with np.load(lattice_model) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    if bad is None:
+        meta.pop("lattice")
+    else:
+        meta["lattice"] = bad
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    arrays.pop("digest")
+    arrays["digest"] = filecheck.digest_member(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelError, match="bad lattice calibration") as err:
+        load(str(tmp_path / "bad.npz"))
+    assert "\n" not in str(err.value)
