@@ -30,18 +30,6 @@ def daemon(model, tmp_path_factory):
         yield d
 
 
-@pytest.fixture
-def page(browser, daemon):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.base = f"http://127.0.0.1:{daemon.rest_port}"
-    yield pg
-    context.close()
-    assert not errors, errors
-
-
 def _write(daemon, module, side="left", pulse=1, defect=True, acquired=None):
     r = make_record(pulse, module, side, defect=defect)
     if acquired:

@@ -25,21 +25,8 @@ def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int
     return n
 
 
-def when(name: str, v: str | None) -> str | None:
-    """An ISO-8601 time with its zone, as the stores compare them (UTC, milliseconds); ConfigError naming it."""
-    if v is None or v == "":
-        return None
-    try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {v!r}") from None
-    if t.tzinfo is None:
-        raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {v!r}")
-    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def time_param(name: str, raw: str | None) -> float | None:
-    """A query-string ISO-8601 time with its zone as epoch seconds (None when absent); ConfigError naming it."""
+def _instant(name: str, raw: str | None) -> datetime | None:
+    """A query-string ISO-8601 time that names its zone (None when absent); ConfigError naming the parameter."""
     if raw is None or raw == "":
         return None
     try:
@@ -48,7 +35,19 @@ def time_param(name: str, raw: str | None) -> float | None:
         raise ConfigError(f"{name} must be an ISO-8601 time (2026-11-29T15:00:00+00:00), got {raw!r}") from None
     if t.tzinfo is None:
         raise ConfigError(f"{name} must name its time zone (e.g. +00:00 or Z), got {raw!r}")
-    return t.timestamp()
+    return t
+
+
+def when(name: str, v: str | None) -> str | None:
+    """An ISO-8601 time with its zone, as the stores compare them (UTC, milliseconds); ConfigError naming it."""
+    t = _instant(name, v)
+    return None if t is None else t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def time_param(name: str, raw: str | None) -> float | None:
+    """A query-string ISO-8601 time with its zone as epoch seconds (None when absent); ConfigError naming it."""
+    t = _instant(name, raw)
+    return None if t is None else t.timestamp()
 
 
 def trend_range(params: Mapping[str, Any]) -> tuple[float | None, float | None]:
