@@ -297,11 +297,12 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
             assert "point(s)" in label and "p50" in label
             assert "kept in the store" in pg.inner_text("#trend-note")
             pg.select_option("#trend-range", "604800")
-            pg.wait_for_function("window.vi.range === 604800 && window.vi.trends.length >= 3")
+            # over 7 days the store's 2 s bins come back merged into wider ones (at most 720 points a read)
+            pg.wait_for_function("window.vi.range === 604800 && window.vi.trends.length >= 1")
             pg.wait_for_function("document.querySelector('#tr-fps').getAttribute('aria-label').includes('7 day(s)')",
                                  timeout=30_000)        # redrawn once the store's answer for the range is in
             pg.select_option("#trend-range", "3600")
-            pg.wait_for_function("window.vi.range === 3600 && window.vi.trends.length >= 3")
+            pg.wait_for_function("window.vi.range === 3600 && window.vi.trends.length >= 1")
             # the values under the pointer: on the newest point's x
             t = pg.evaluate("window.vi.trends[window.vi.trends.length - 1].t + window.vi.binS / 2")
             x = pg.evaluate(f"(() => {{ const c = document.querySelector('#tr-score'); const r = c.getBoundingClientRect();"
