@@ -193,3 +193,11 @@ def run_refuses_in_one_line(path: str, word: str) -> None:
     assert port is None and p.returncode == 2, (p.returncode, lines[-8:])
     errors = [line for line in lines if "error" in line.lower() or "Traceback" in line]
     assert len(errors) == 1 and errors[0].startswith("vi_stream: error:") and word in errors[0], lines[-8:]
+
+
+def register_two_versions(registry, model_path: str, folder, name: str) -> None:
+    """``name@1.0`` (the test model) and ``name@1.1`` (the same fit, its threshold 1.0) in ``registry``."""
+    second = rewrite_model(model_path, str(folder / "v2.npz"), meta_change(lambda m: m.update(threshold=1.0)))
+    for version, path in (("1.0", model_path), ("1.1", second)):
+        with open(path, "rb") as f:
+            registry.register(f.read(), name, version)

@@ -317,13 +317,9 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
 # ------------------------------------------------------------------ finding 7: aliases from a list, rollback
 def test_aliases_are_chosen_from_a_list_and_rollback_shows_its_target_asks_and_sends_expected(new_page, daemon,
                                                                                               model_path, tmp_path):
-    from ..helpers.modelfiles import meta_change, rewrite_model
+    from ..helpers.modelfiles import register_two_versions
     reg = daemon.registry
-    with open(model_path, "rb") as f:
-        reg.register(f.read(), "listpads", "1.0")
-    second = rewrite_model(model_path, str(tmp_path / "v2.npz"), meta_change(lambda m: m.update(threshold=1.0)))
-    with open(second, "rb") as f:
-        reg.register(f.read(), "listpads", "1.1")
+    register_two_versions(reg, model_path, tmp_path, "listpads")
     reg.promote("line", "listpads", "1.0", "first")
     reg.promote("line", "listpads", "1.1", "second")
     pg = new_page(base(daemon))

@@ -318,13 +318,9 @@ def _stream_from(base: str, source: str) -> requests.Response:
 
 
 def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tmp_path):
-    from ..helpers.modelfiles import meta_change, rewrite_model
+    from ..helpers.modelfiles import register_two_versions
     reg = daemon.registry
-    with open(model_path, "rb") as f:
-        reg.register(f.read(), "webpads", "1.0")
-    second = rewrite_model(model_path, str(tmp_path / "v2.npz"), meta_change(lambda m: m.update(threshold=1.0)))
-    with open(second, "rb") as f:
-        reg.register(f.read(), "webpads", "1.1")
+    register_two_versions(reg, model_path, tmp_path, "webpads")
     page.goto(page.base + "/#/models")
     page.wait_for_selector("#models[data-ready='1']")
     page.select_option("#alias-name", "\u0000new")                 # a new alias: named, then added

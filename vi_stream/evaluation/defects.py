@@ -175,12 +175,17 @@ def oxidation(rng, img, pad_cov, lay, scale, margin):
     return _apply(img, cov, tint)
 
 
-def trace_break(rng, img, pad_cov, lay, scale, margin):
-    """A gap across a trace: the trace's metal gone, substrate showing."""
-    h, w = pad_cov.shape
+def _inner_trace(rng, shape, lay, margin):
+    """One trace (its two ends) drawn at random among those ``margin`` inside the image (any, if none is)."""
+    h, w = shape
     traces = [(a, b) for a, b in lay.traces() if margin < min(a[0], b[0]) and max(a[0], b[0]) < w - margin
               and margin < min(a[1], b[1]) and max(a[1], b[1]) < h - margin]
-    a, b = traces[int(rng.integers(len(traces)))] if traces else lay.traces()[0]
+    return traces[int(rng.integers(len(traces)))] if traces else lay.traces()[0]
+
+
+def trace_break(rng, img, pad_cov, lay, scale, margin):
+    """A gap across a trace: the trace's metal gone, substrate showing."""
+    a, b = _inner_trace(rng, pad_cov.shape, lay, margin)
     c = a + rng.uniform(0.3, 0.7) * (b - a)
     d = (b - a) / (np.linalg.norm(b - a) + 1e-9)
     half = rng.uniform(2, 6) * scale
@@ -202,10 +207,7 @@ def bubble(rng, img, pad_cov, lay, scale, margin):
 def trace_open(rng, img, pad_cov, lay, scale, margin):
     """A thin cut across a trace (1.2-3 px wide), anywhere along it: the interruption a patch of a few
     pixels barely shows, while the trace's lattice neighbours are whole (issue 28)."""
-    h, w = pad_cov.shape
-    traces = [(a, b) for a, b in lay.traces() if margin < min(a[0], b[0]) and max(a[0], b[0]) < w - margin
-              and margin < min(a[1], b[1]) and max(a[1], b[1]) < h - margin]
-    a, b = traces[int(rng.integers(len(traces)))] if traces else lay.traces()[0]
+    a, b = _inner_trace(rng, pad_cov.shape, lay, margin)
     c = a + rng.uniform(0.15, 0.85) * (b - a)
     d = (b - a) / (np.linalg.norm(b - a) + 1e-9)
     across = np.array([-d[1], d[0]]) * 6 * scale        # the trace is 9 px wide at 768

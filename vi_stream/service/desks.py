@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from vi_stream.errors import InputError, NotFoundError
+from vi_stream.errors import NotFoundError
 from vi_stream.registry import retrain
 from vi_stream.registry.versions import Registry
+from vi_stream.store import record as rec
 from vi_stream.store import review
 from vi_stream.store.protocols import HistoryQuery, Store, side_row, summary
 
@@ -67,8 +68,7 @@ class ResultsDesk:
 
     def acquisitions(self, name: str, side: str, limit: int) -> list[dict]:
         """Every acquisition of a side, newest first (the newest maybe not the one shown: see supersedes)."""
-        if side not in ("left", "right"):
-            raise InputError(f"side must be left or right, got {side!r}")
+        rec.check_side(side)
         self._store().get_module(name)   # NotFoundError for an unknown module
         return self._store().list_results(name, side, limit)
 

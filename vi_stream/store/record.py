@@ -317,6 +317,13 @@ def correction(side: dict, tile: int, tile_mask: np.ndarray, full_corrected: np.
     return new, images
 
 
+def check_side(side_name: Any) -> str:
+    """A module side's name as a request gives it: left or right (InputError otherwise)."""
+    if side_name not in SIDES:
+        raise InputError(f"side must be left or right, got {side_name!r}")
+    return side_name
+
+
 def check_tile(side: dict, tile: Any) -> int:
     n = side.get("tile_count", 0)
     if isinstance(tile, bool) or not isinstance(tile, int) or not 0 <= tile < n:

@@ -41,8 +41,7 @@ def _lock(store: Store) -> threading.Lock:
 def acquisition(store: Store, name: str, side_name: str, result_id: str | None) -> tuple[dict, bool]:
     """The side of acquisition ``result_id`` (None: the one the module shows), and whether the module's
     side shows it (its review is then the module document's)."""
-    if side_name not in rec.SIDES:
-        raise InputError(f"side must be left or right, got {side_name!r}")
+    rec.check_side(side_name)
     if result_id is not None and not isinstance(result_id, str):
         raise InputError("result_id must be a result's id (a string)")
     shown = store.get_module(name).get(side_name)
