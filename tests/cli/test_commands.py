@@ -256,6 +256,38 @@ def _msg(pulse: int) -> list[bytes]:
     return codec.Encoder().encode(m)
 
 
+def test_run_with_named_operators(tmp_path, model_path):
+    """``vi_stream run --operators FILE``: a bad file is refused before start in one line naming its line; a
+    good one lets alice log in with her own token, and the page's session names her."""
+    import requests
+
+    from ..helpers.modelfiles import (
+        run_args,
+        start_run,
+        stop_process,
+        until_ready_or_exit,
+    )
+    bad = tmp_path / "bad-operators"
+    bad.write_text("alice:short\n")
+    p = vi(*run_args(model_path, "off", "--operators", str(bad)))
+    assert p.returncode == 2 and "line 1" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    good = tmp_path / "operators"
+    good.write_text("alice:alice-token-0123456789\n")
+    env = dict(os.environ, VI_STREAM_STATE_DIR=str(tmp_path / "state"))
+    proc = start_run(run_args(model_path, str(tmp_path / "store"), "--operators", str(good)), env=env)
+    try:
+        port, lines = until_ready_or_exit(proc)
+        assert port, "\n".join(lines[-10:])
+        base = f"http://127.0.0.1:{port}"
+        assert requests.post(base + "/start", timeout=10).status_code == 401          # a login is needed now
+        s = requests.Session()
+        r = s.post(base + "/api/login", json={"token": "alice-token-0123456789"}, timeout=10)
+        assert r.ok and r.json()["operator"] == "alice"
+        assert s.get(base + "/api/session", timeout=10).json()["operator"] == "alice"
+    finally:
+        stop_process(proc)
+
+
 def test_merge():
     """Two workers' outputs in, one stream back in pulse order; /statistics over REST."""
     ctx = zmq.Context()
