@@ -27,7 +27,7 @@ import pytest
 import requests
 
 from ..helpers.daemon import bound_push, running_daemon, wait_for
-from ..helpers.http import connect, open_stream
+from ..helpers.http import connect, get_from, open_stream, read_stream, stream_from
 
 VI_STREAM = os.path.join(os.path.dirname(sys.executable), "vi_stream")
 TOKEN = "a-token-long-enough-for-the-checks"
@@ -140,23 +140,77 @@ def test_slow_senders_reconnecting_at_once_do_not_lock_out_the_control_routes(mo
                 x.stop()
 
 
+EVENT = b"\n\nid: "          # a published event (the snapshot's carry no id): the stream follows the daemon
+
+
 def test_one_client_cannot_take_every_live_stream(model):
+    """One address opening stream after stream (a page reloaded again and again: each old stream stays
+    open until the daemon's writes find it gone) holds at most ``per_client``: each new one ends its
+    oldest, and another client still gets in."""
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         base = f"http://127.0.0.1:{d.rest_port}"
+        per_client = d.live.hub.per_client
         taken = [open_stream(d.rest_port, "127.0.0.2") for _ in range(CAMERA_STREAMS)]
         try:
-            ok = [line for _, line in taken if line.startswith(b"HTTP/1.0 200")]
-            refused = [line for _, line in taken if line.startswith(b"HTTP/1.0 503")]
-            assert len(ok) + len(refused) == CAMERA_STREAMS and refused, [x for _, x in taken]
+            assert all(line.startswith(b"HTTP/1.0 200") for _, line in taken), [x for _, x in taken]
+            for s, _ in taken[:-per_client]:
+                assert read_stream(s)[1]                 # the older ones ended: their connections closed ...
+            for s, _ in taken[-per_client:]:
+                got, ended = read_stream(s, EVENT)       # ... the newest follow the daemon's events
+                assert EVENT in got and not ended
+            superseded = b'"superseded":%d' % (CAMERA_STREAMS - per_client)
+            assert superseded in read_stream(taken[-1][0], superseded)[0]       # counted in the status events
             mine = requests.get(base + "/api/events", stream=True, timeout=10)   # the operator's monitor
             assert mine.status_code == 200
             mine.close()
-            again = requests.get(base + "/api/events", timeout=10, headers={"Accept": "text/event-stream"},
-                                 stream=True)
-            assert again.status_code == 200       # a slot freed by a closed tab is free again
-            again.close()
         finally:
             for s, _ in taken:
+                s.close()
+
+
+def test_at_the_cap_only_a_client_holding_a_stream_gets_another_and_ends_its_own(model):
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        sources = ["127.0.0.2"] * 4 + ["127.0.0.3"] * 4 + ["127.0.0.4"] * 4 + ["127.0.0.5"] * 3 + ["127.0.0.6"]
+        assert len(sources) == d.live.hub.max_listeners
+        held = [open_stream(d.rest_port, source) for source in sources]
+        try:
+            assert all(line.startswith(b"HTTP/1.0 200") for _, line in held), [x for _, x in held]
+            stranger = stream_from(f"http://127.0.0.1:{d.rest_port}", "127.0.0.7")   # refused, as ever
+            assert stranger.status_code == 503 and "close a monitor tab" in stranger.json()["message"]
+            for s, _ in held:                                           # and it ended nobody's stream
+                got, ended = read_stream(s, EVENT)
+                assert EVENT in got and not ended
+            s, line = open_stream(d.rest_port, "127.0.0.6")             # one of its own: it replaces it
+            held.append((s, line))
+            assert line.startswith(b"HTTP/1.0 200") and read_stream(held[-2][0])[1]
+            assert EVENT in read_stream(s, EVENT)[0] and d.live.hub.listeners == d.live.hub.max_listeners
+        finally:
+            for s, _ in held:
+                s.close()
+
+
+def test_an_address_at_its_connection_cap_gives_up_its_oldest_stream_for_a_request(model):
+    """A page reloaded a few times: its old streams, not yet found gone, held the address's connections,
+    and the new page's scripts were answered 503 (the page stayed dead). An address holding no
+    stream is still refused at its cap."""
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        per_address = d.server.per_address
+        streams = [open_stream(d.rest_port, "127.0.0.2") for _ in range(d.live.hub.per_client)]
+        idle = [connect(d.rest_port, "127.0.0.2") for _ in range(per_address - len(streams))]
+        idle += [connect(d.rest_port, "127.0.0.3") for _ in range(per_address)]
+        try:
+            s, line = get_from(d.rest_port, "127.0.0.2", "/static/live.js")
+            idle.append(s)
+            assert line.startswith(b"HTTP/1.0 200"), line
+            assert read_stream(streams[0][0])[1]                         # its oldest stream made room
+            s, line = get_from(d.rest_port, "127.0.0.3", "/static/live.js")
+            idle.append(s)
+            assert line.startswith(b"HTTP/1.0 503"), line              # no stream of its own to give up
+            for s, _ in streams[1:]:                                    # and it ended nobody's stream
+                got, ended = read_stream(s, EVENT)
+                assert EVENT in got and not ended
+        finally:
+            for s in idle + [s for s, _ in streams]:
                 s.close()
 
 

@@ -201,8 +201,8 @@ def test_the_caption_names_the_frame_drawn_also_on_a_fresh_load_of_a_stopped_lin
 
 # ------------------------------------------------------------------ alarms: a run of anomalous modules, with sound
 def test_a_run_of_anomalous_modules_raises_an_alarm_and_a_tone_when_asked(new_page, model, camera):
-    # its own daemon: a reloaded page's old stream lingers until the daemon's next writes find it closed, and
-    # the module's daemon may still hold streams of the tests before (4 per address at most)
+    # its own daemon: it makes every module anomalous (threshold 1e-9) and leaves the alarm raised, which the
+    # module's other tests must not see (a reloaded page's old stream no longer matters: the new one ends it)
     with tempfile.TemporaryDirectory(prefix="vi-state-") as state, daemon_at(model, camera, state) as daemon:
         pg = new_page(base(daemon))
         pg.goto(pg.base + "/")

@@ -18,6 +18,7 @@ from vi_stream.store import record as record_mod
 from vi_stream.web.live import MAX_LISTENERS
 
 from ..helpers.daemon import running_daemon, wait_for
+from ..helpers.http import stream_from
 from ..helpers.page import api, processing
 from ..helpers.screens import shot
 from ..helpers.store import make_record
@@ -289,12 +290,10 @@ def test_open_tabs_up_to_the_cap_leave_the_control_plane_answering(browser, mode
             t.goto(base + "/")
         for t in tabs:
             t.wait_for_function("document.querySelector('#link').textContent === 'live'")
-        mine = requests.get(base + "/api/events", timeout=5)              # one more from this client: refused
-        assert mine.status_code == 503 and "limit per client" in mine.json()["message"]
-        streams = [_stream_from(base, f"127.0.0.{2 + i % 4}") for i in range(MAX_LISTENERS - len(tabs))]
+        streams = [stream_from(base, f"127.0.0.{2 + i % 4}") for i in range(MAX_LISTENERS - len(tabs))]
         assert all(s.status_code == 200 for s in streams)                 # other clients fill the rest
         wait_for(lambda: d.live.hub.listeners == MAX_LISTENERS)
-        over = requests.get(base + "/api/events", timeout=5)
+        over = stream_from(base, "127.0.0.6")                             # a client with no stream: refused
         assert over.status_code == 503 and over.headers["Retry-After"] and "close a monitor tab" in over.json()["message"]
         for _ in range(20):
             assert requests.get(base + "/status", timeout=5).json()["status"] == "stopped"
@@ -305,16 +304,6 @@ def test_open_tabs_up_to_the_cap_leave_the_control_plane_answering(browser, mode
         d.close()                                       # the daemon stops: every stream ends
         for s in streams:
             assert b"event: status" in b"".join(s.iter_content(None))
-
-
-def _stream_from(base: str, source: str) -> requests.Response:
-    """A live stream opened from another loopback address (another host, as the server counts)."""
-    from requests.adapters import HTTPAdapter
-    session = requests.Session()
-    adapter = HTTPAdapter()
-    adapter.init_poolmanager(1, 1, source_address=(source, 0))
-    session.mount("http://", adapter)
-    return session.get(base + "/api/events", stream=True, timeout=10)
 
 
 def test_promote_and_roll_back_from_the_models_page(page, daemon, model_path, tmp_path):

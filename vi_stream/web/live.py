@@ -2,6 +2,7 @@
 
 * :class:`Hub` fans events out to a bounded number of listeners (one per open monitor tab),
   at most ``per_client`` of them from one address, so one client cannot shut the others out.
+  A new stream from an address at its limit ends that address's oldest (see :meth:`Hub.subscribe`).
   A listener that cannot keep up loses its oldest events, never slows the others or the
   processor. Each stream starts with ``retry:`` and a snapshot, sends a heartbeat comment
   when idle, and ends when the daemon closes or after ``max_age`` s: a live tab reconnects, a
@@ -74,9 +75,10 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 
 class _Listener:
-    def __init__(self, size: int, client: str | None = None):
+    def __init__(self, size: int, client: str | None = None, seq: int = 0):
         self.q: queue.Queue = queue.Queue(size)
         self.client, self.dropped = client, 0
+        self.seq = seq          # the order streams were opened in: the oldest of a client's is superseded first
 
     def offer(self, item: Any) -> None:
         while True:
@@ -103,6 +105,7 @@ class Hub:
         self._listeners: set[_Listener] = set()
         self._lock = threading.Lock()
         self._seq, self.closed, self.refused = 0, False, 0
+        self._opened, self.superseded = 0, 0      # streams opened; ended for a newer one from their client
 
     @property
     def listeners(self) -> int:
@@ -116,20 +119,42 @@ class Hub:
                 listener.offer(chunk)
 
     def subscribe(self, client: str | None = None) -> _Listener:
-        """A new stream for ``client`` (its address; None: not counted per client)."""
+        """A new stream for ``client`` (its address; None: not counted per client).
+
+        A client at its limit, or at the global one while it holds a stream, has its oldest stream
+        ended instead of being refused: a reloaded or closed tab's stream stays open until a write
+        finds its socket gone (a second or two, up to about a minute when the browser keeps it
+        half-open), and the newest tab is the one someone is looking at. A client holding no stream
+        never ends another's."""
         with self._lock:
             if self.closed:
                 raise Overloaded("the daemon is shutting down")
+            mine = sum(x.client == client for x in self._listeners) if client is not None else 0
+            if mine >= self.per_client or (mine and len(self._listeners) >= self.max_listeners):
+                self._supersede(client)
             if len(self._listeners) >= self.max_listeners:
                 self.refused += 1
                 raise Overloaded(f"{self.max_listeners} live streams are open already; close a monitor tab")
-            if client is not None and sum(x.client == client for x in self._listeners) >= self.per_client:
-                self.refused += 1
-                raise Overloaded(f"{self.per_client} live streams are open from {client} already (the limit per "
-                                 "client); close a monitor tab")
-            listener = _Listener(self.queue_size, client)
+            self._opened += 1
+            listener = _Listener(self.queue_size, client, self._opened)
             self._listeners.add(listener)
             return listener
+
+    def supersede(self, client: str) -> bool:
+        """End ``client``'s oldest stream, if it has one: its newer request needs the room (the REST
+        server asks when the address is at its connection limit). True if a stream was ended."""
+        with self._lock:
+            return self._supersede(client)
+
+    def _supersede(self, client: str) -> bool:
+        own = [x for x in self._listeners if x.client == client]
+        if not own:
+            return False
+        oldest = min(own, key=lambda x: x.seq)
+        self._listeners.discard(oldest)
+        oldest.offer(None)           # its generator returns and the connection closes
+        self.superseded += 1
+        return True
 
     def unsubscribe(self, listener: _Listener) -> None:
         with self._lock:
@@ -168,7 +193,8 @@ class Hub:
 
     def statistics(self) -> dict:
         return {"listeners": self.listeners, "max_listeners": self.max_listeners, "per_client": self.per_client,
-                "refused": self.refused, "expired": self.expired, "max_age_s": self.max_age,
+                "refused": self.refused, "expired": self.expired, "superseded": self.superseded,
+                "max_age_s": self.max_age,
                 "dropped_events": sum(x.dropped for x in list(self._listeners))}
 
 

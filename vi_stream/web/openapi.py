@@ -255,7 +255,8 @@ def spec() -> dict:
                                       "fractions; the chunks kept", _envelope(drift=_OBJECT))},
             "/api/events": {"get": _op(
                 "the live monitor's Server-Sent Events: status, trends, recent, logs, then verdict, frame, "
-                "reject, status, log as they happen (a bounded number of streams: 503 beyond)",
+                "reject, status, log as they happen (a bounded number of streams: a client's newest ends its "
+                "oldest; one holding none gets 503 when every stream is taken)",
                 {"type": "string"}, ok_media="text/event-stream")},
             "/api/trends": {"get": _op(
                 "the trends kept in the store (they survive a restart), the last hour unless from/to say: bins "

@@ -13,6 +13,10 @@ the handler that applies both are one mechanism; split, each part would reach in
   its cap and never the reserve; what fills every slot and the reserve is
   ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (12
   by default) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
+  An address at its cap that holds a live stream has its oldest stream ended (``make_room``)
+  and the new connection served: a page reloaded a few times leaves its old streams open
+  until the daemon's writes find them gone, and they would hold the slots the new page's
+  scripts need (a module answered 503 leaves the page dead).
 * Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
   s of the accept (a client trickling one byte every few seconds is cut off with a 408),
   and a body at :data:`BODY_MIN_RATE` after :data:`BODY_GRACE` s: at every moment the bytes
@@ -38,6 +42,7 @@ import socketserver
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
@@ -120,6 +125,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     max_connections = MAX_CONNECTIONS
     reserve = RESERVED
     per_address = MAX_PER_ADDRESS
+    make_room = None        # (address) -> True if it ended one of the address's live streams to make room
 
     def server_activate(self) -> None:
         super().server_activate()
@@ -132,7 +138,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     def _take(self, address: str) -> threading.BoundedSemaphore | None:
         with self._held_lock:
             held = self._held.setdefault(address, [0, 0])
-            if held[0] >= self.per_address:
+            if held[0] >= self.per_address and not (self.make_room and self.make_room(address)):
                 self.refused_address += 1
                 slots = None
             elif self._slots.acquire(blocking=False):
@@ -332,11 +338,16 @@ class _LogStream:
 
 def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0, max_connections: int = MAX_CONNECTIONS,
           reserve: int = RESERVED, limits: bodylimit.Limits | None = None,
-          per_address: int = MAX_PER_ADDRESS) -> tuple[WSGIServer, threading.Thread]:
+          per_address: int = MAX_PER_ADDRESS,
+          make_room: Callable[[str], bool] | None = None) -> tuple[WSGIServer, threading.Thread]:
     """Start a threaded WSGI server for ``app`` behind the body limits (``limits``, the REST
-    routes' by default); returns (server, thread). ``server.server_port`` is the port."""
+    routes' by default); returns (server, thread). ``server.server_port`` is the port.
+    ``make_room(address)``: end one of the address's live streams, True if there was one (an
+    address at its cap is then served; the ended stream's slot comes back as it closes)."""
     server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections, "reserve": reserve,
-                                                             "per_address": per_address})
+                                                             "per_address": per_address,
+                                                             "make_room": staticmethod(make_room) if make_room
+                                                             else None})
     wrapped = bodylimit.BodyLimit(app, limits or bodylimit.rest_limits())
     server = make_server(host, port, wrapped, server_class=server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)
