@@ -218,6 +218,28 @@ def test_history_over_http(daemon):
         client.history(sort="colour")
 
 
+@pytest.mark.parametrize("path, what", [("/api/report", "report"), ("/api/report.csv", "report"),
+                                        ("/api/trends", "trend")])
+def test_the_report_and_the_trends_read_a_time_range_alike(daemon, path, what):
+    """The same mistake gets the same answer from either: the report named a "to" nobody gave when
+    "from" was in the future, and the two put "from must be before to" differently."""
+    def get(**params) -> requests.Response:
+        return requests.get(f"http://127.0.0.1:{daemon.rest_port}{path}", params=params, timeout=5)
+
+    def refused(**params) -> str:
+        r = get(**params)
+        assert r.status_code == 400, (params, r.text)
+        return r.json()["message"]
+
+    assert get(**{"from": "2000-01-01T00:00:00Z"}).ok and get(to="2000-01-01T00:00:00+01:00").ok
+    assert refused(**{"from": "2999-01-01T00:00:00Z"}) == "from (2999-01-01T00:00:00.000+00:00) must not be in the future"
+    assert refused(**{"from": "2026-01-02T01:00:00+01:00", "to": "2026-01-01T00:00:00Z"}) == (
+        "from (2026-01-02T00:00:00.000+00:00) must be before to (2026-01-01T00:00:00.000+00:00)")
+    assert refused(since="2026-01-01T00:00:00Z") == f"unknown {what} parameter(s): since; give from and to"
+    assert "from must name its time zone" in refused(**{"from": "2026-01-01T00:00:00"})
+    assert "to must be an ISO-8601 time" in refused(to="yesterday")
+
+
 def test_the_event_stream_over_http_ends_when_the_daemon_closes(model):
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         sock = socket.create_connection(("127.0.0.1", d.rest_port), timeout=10)

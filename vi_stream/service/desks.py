@@ -53,18 +53,14 @@ class ResultsDesk:
 
     def acquisition(self, name: str, side: str, result_id: str | None) -> dict:
         """One acquisition of a side (None: the one shown) with its review, whether the module shows it,
-        and the newer one it shows when it does not."""
-        store = self._store()
-        doc, shown = review.acquisition(store, name, side, result_id)
-        return {"module": name, "side_name": side, "side": doc, "shown": shown,
-                "newer": None if shown else self.newer(name, side, doc["result_id"])}
+        and the newer one it shows when it does not (from the same read of the module)."""
+        doc, shown = review.located(self._store(), name, side, result_id)
+        return {"module": name, "side_name": side, "side": doc, "shown": doc is shown,
+                "newer": None if doc is shown else _newer(name, side, shown, doc["result_id"])}
 
     def newer(self, name: str, side: str, result_id: str | None) -> dict | None:
         """The history row of what the module's side shows, when that is not ``result_id``; else None."""
-        shown = self._store().get_module(name).get(side) or {}
-        if result_id is None or shown.get("result_id") in (None, result_id):
-            return None
-        return side_row(name, side, shown)
+        return _newer(name, side, self._store().get_module(name).get(side) or {}, result_id)
 
     def acquisitions(self, name: str, side: str, limit: int) -> list[dict]:
         """Every acquisition of a side, newest first (the newest maybe not the one shown: see supersedes)."""
@@ -83,6 +79,13 @@ class ResultsDesk:
 
     def batch(self, batch_id: str) -> dict:
         return self._store().batches.get_batch(batch_id)
+
+
+def _newer(name: str, side: str, shown: dict, result_id: str | None) -> dict | None:
+    """The history row of ``shown`` (the side the module shows, {} for none) when it is not ``result_id``."""
+    if result_id is None or shown.get("result_id") in (None, result_id):
+        return None
+    return side_row(name, side, shown)
 
 
 class ModelsDesk:

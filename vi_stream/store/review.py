@@ -41,18 +41,25 @@ def _lock(store: Store) -> threading.Lock:
 def acquisition(store: Store, name: str, side_name: str, result_id: str | None) -> tuple[dict, bool]:
     """The side of acquisition ``result_id`` (None: the one the module shows), and whether the module's
     side shows it (its review is then the module document's)."""
+    side, shown = located(store, name, side_name, result_id)
+    return side, side is shown
+
+
+def located(store: Store, name: str, side_name: str, result_id: str | None) -> tuple[dict, dict]:
+    """The side of acquisition ``result_id`` (None: the one the module shows) and the side the module
+    shows ({} for none), from one read of the module: the first is the second when it shows it."""
     rec.check_side(side_name)
     if result_id is not None and not isinstance(result_id, str):
         raise InputError("result_id must be a result's id (a string)")
-    shown = store.get_module(name).get(side_name)
-    if result_id is None or (shown and shown.get("result_id") == result_id):
+    shown = store.get_module(name).get(side_name) or {}
+    if result_id is None or shown.get("result_id") == result_id:
         if not shown:
             raise NotFoundError(f"module {name!r} has no {side_name} side stored")
-        return shown, True
+        return shown, shown
     module, where, side = store.get_result(result_id)
     if (module, where) != (name, side_name):
         raise NotFoundError(f"result {result_id} is not an acquisition of module {name!r} {side_name}")
-    return side, False
+    return side, shown
 
 
 def _save(store: Store, name: str, side_name: str, old: dict, new: dict, shown: bool) -> dict:

@@ -38,28 +38,29 @@ def _instant(name: str, raw: str | None) -> datetime | None:
     return t
 
 
+def utc(t: datetime) -> str:
+    """A time as the stores compare them: ISO-8601 in UTC, with milliseconds."""
+    return t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def when(name: str, v: str | None) -> str | None:
-    """An ISO-8601 time with its zone, as the stores compare them (UTC, milliseconds); ConfigError naming it."""
+    """An ISO-8601 time with its zone, as the stores compare them (:func:`utc`); ConfigError naming it."""
     t = _instant(name, v)
-    return None if t is None else t.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return None if t is None else utc(t)
 
 
-def time_param(name: str, raw: str | None) -> float | None:
-    """A query-string ISO-8601 time with its zone as epoch seconds (None when absent); ConfigError naming it."""
-    t = _instant(name, raw)
-    return None if t is None else t.timestamp()
-
-
-def trend_range(params: Mapping[str, Any]) -> tuple[float | None, float | None]:
-    """``GET /api/trends``'s ``from`` and ``to`` (epoch s; None: the last hour up to now)."""
+def time_range(params: Mapping[str, Any], what: str) -> tuple[datetime | None, datetime | None]:
+    """A query string's ``from`` and ``to`` (None when absent; each route has its own defaults, ``to``
+    now), the only parameters of ``what`` ("report", "trend"); ConfigError for any other, a time
+    without its zone, ``from`` not before ``to``, or ``from`` alone in the future."""
     unknown = sorted(set(params) - {"from", "to"})
     if unknown:
-        raise ConfigError(f"unknown trend parameter(s): {', '.join(unknown)}")
-    since, until = time_param("from", params.get("from")), time_param("to", params.get("to"))
+        raise ConfigError(f"unknown {what} parameter(s): {', '.join(unknown)}; give from and to")
+    since, until = _instant("from", params.get("from")), _instant("to", params.get("to"))
     if since is not None and until is not None and since >= until:
-        raise ConfigError("from must be before to")
-    if since is not None and until is None and since > datetime.now(timezone.utc).timestamp():
-        raise ConfigError("from must not be in the future")
+        raise ConfigError(f"from ({utc(since)}) must be before to ({utc(until)})")
+    if since is not None and until is None and since > datetime.now(timezone.utc):
+        raise ConfigError(f"from ({utc(since)}) must not be in the future")
     return since, until
 
 

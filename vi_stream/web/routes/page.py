@@ -15,7 +15,7 @@ from vi_stream.processing.control import Control
 from vi_stream.web import openapi
 from vi_stream.web.auth import COOKIE, Sessions
 from vi_stream.web.body import json_object
-from vi_stream.web.params import trend_range
+from vi_stream.web.params import time_range
 from vi_stream.web.replies import reply
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
@@ -54,7 +54,7 @@ def add(app: bottle.Bottle, api: Control, sessions: Sessions) -> None:
 
     @app.get("/api/trends")
     def trends():
-        since, until = trend_range(bottle.request.query)
+        since, until = (None if t is None else t.timestamp() for t in time_range(bottle.request.query, "trend"))
         if since is not None and until is None:
             until = time.time() + 10.0          # up to now, the open bin included
         if until is not None and since is None:

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import bottle
 
-from vi_stream.errors import ConfigError
 from vi_stream.processing.control import Control
-from vi_stream.web.params import when
+from vi_stream.web.params import time_range, utc
 from vi_stream.web.replies import reply
 
 SHIFT = timedelta(hours=8)   # without ``from``: the 8 hours before ``to`` (default now)
@@ -20,15 +19,10 @@ COLUMNS = ("processed_at", "acquired_at", "module", "side", "verdict", "score", 
 
 
 def _range() -> tuple[str, str]:
-    q = bottle.request.query
-    unknown = sorted(set(q.keys()) - {"from", "to"})
-    if unknown:
-        raise ConfigError(f"unknown report parameter(s): {', '.join(unknown)}; give from and to")
-    until = when("to", q.get("to")) or datetime.now(UTC).isoformat(timespec="milliseconds")
-    since = when("from", q.get("from")) or (datetime.fromisoformat(until) - SHIFT).isoformat(timespec="milliseconds")
-    if since >= until:
-        raise ConfigError(f"from ({since}) must be before to ({until})")
-    return since, until
+    """``from`` and ``to`` as the stores compare them: to defaults to now, from to the SHIFT before to."""
+    since, until = time_range(bottle.request.query, "report")
+    until = until or datetime.now(UTC)
+    return utc(since or until - SHIFT), utc(until)
 
 
 def line(row: dict) -> dict:
