@@ -25,9 +25,10 @@ def get_from(port: int, source: str, path: str, headers: bytes = b"") -> tuple[s
     return s, head.split(b"\r\n", 1)[0]
 
 
-def open_stream(port: int, source: str) -> tuple[socket.socket, bytes]:
-    """A live stream opened by a client at ``source``: (socket, its status line)."""
-    return get_from(port, source, "/api/events", b"Accept: text/event-stream\r\n")
+def open_stream(port: int, source: str, tab: str | None = None) -> tuple[socket.socket, bytes]:
+    """A live stream opened by a client at ``source`` (from the page ``tab``, as a page sends it):
+    (socket, its status line)."""
+    return get_from(port, source, "/api/events" + (f"?tab={tab}" if tab else ""), b"Accept: text/event-stream\r\n")
 
 
 def read_stream(s: socket.socket, until: bytes | None = None, timeout: float = 15.0) -> tuple[bytes, bool]:
@@ -48,10 +49,11 @@ def read_stream(s: socket.socket, until: bytes | None = None, timeout: float = 1
     return got, False
 
 
-def stream_from(base: str, source: str) -> requests.Response:
-    """A live stream opened with requests from another loopback address (another host, as the server counts)."""
+def stream_from(base: str, source: str, tab: str | None = None) -> requests.Response:
+    """A live stream opened with requests from another loopback address (another host, as the server counts),
+    from the page ``tab`` when given."""
     session = requests.Session()
     adapter = HTTPAdapter()
     adapter.init_poolmanager(1, 1, source_address=(source, 0))
     session.mount("http://", adapter)
-    return session.get(base + "/api/events", stream=True, timeout=10)
+    return session.get(base + "/api/events", params={"tab": tab} if tab else None, stream=True, timeout=10)

@@ -143,72 +143,111 @@ def test_slow_senders_reconnecting_at_once_do_not_lock_out_the_control_routes(mo
 EVENT = b"\n\nid: "          # a published event (the snapshot's carry no id): the stream follows the daemon
 
 
+TABS = [f"{i:032x}" for i in range(1, 40)]     # the page's ids for its tabs (128 bits, hex)
+
+
+def _following(streams: list[tuple[socket.socket, bytes]]) -> bool:
+    """Every stream still open and following the daemon's events (none ended, none waiting)."""
+    for s, _ in streams:
+        got, ended = read_stream(s, EVENT)
+        if ended or EVENT not in got:
+            return False
+    return True
+
+
 def test_one_client_cannot_take_every_live_stream(model):
-    """One address opening stream after stream (a page reloaded again and again: each old stream stays
-    open until the daemon's writes find it gone) holds at most ``per_client``: each new one ends its
-    oldest, and another client still gets in."""
+    """Tabs from one address beyond ``per_client`` are refused, saying why, and end nobody's stream: under
+    1b979f7 the newest ended the oldest, so five tabs took turns, each reconnecting every few seconds."""
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         base = f"http://127.0.0.1:{d.rest_port}"
         per_client = d.live.hub.per_client
-        taken = [open_stream(d.rest_port, "127.0.0.2") for _ in range(CAMERA_STREAMS)]
+        held = [open_stream(d.rest_port, "127.0.0.2", tab) for tab in TABS[:per_client]]
         try:
-            assert all(line.startswith(b"HTTP/1.0 200") for _, line in taken), [x for _, x in taken]
-            for s, _ in taken[:-per_client]:
-                assert read_stream(s)[1]                 # the older ones ended: their connections closed ...
-            for s, _ in taken[-per_client:]:
-                got, ended = read_stream(s, EVENT)       # ... the newest follow the daemon's events
-                assert EVENT in got and not ended
-            superseded = b'"superseded":%d' % (CAMERA_STREAMS - per_client)
-            assert superseded in read_stream(taken[-1][0], superseded)[0]       # counted in the status events
+            assert all(line.startswith(b"HTTP/1.0 200") for _, line in held), [x for _, x in held]
+            for tab in TABS[per_client:per_client + 3] + [None]:          # more tabs, and a client without one
+                over = stream_from(base, "127.0.0.2", tab)
+                assert over.status_code == 503 and over.headers["Retry-After"], (tab, over.status_code)
+                assert over.json()["message"] == (f"{per_client} live streams are open from 127.0.0.2 already (the "
+                                                  "limit per client address); close a monitor tab there")
+            assert _following(held) and _following(held)                  # no turns taken: all stay
+            assert d.live.hub.statistics()["superseded"] == 0 and d.live.hub.listeners == per_client
             mine = requests.get(base + "/api/events", stream=True, timeout=10)   # the operator's monitor
             assert mine.status_code == 200
             mine.close()
-        finally:
-            for s, _ in taken:
-                s.close()
-
-
-def test_at_the_cap_only_a_client_holding_a_stream_gets_another_and_ends_its_own(model):
-    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
-        sources = ["127.0.0.2"] * 4 + ["127.0.0.3"] * 4 + ["127.0.0.4"] * 4 + ["127.0.0.5"] * 3 + ["127.0.0.6"]
-        assert len(sources) == d.live.hub.max_listeners
-        held = [open_stream(d.rest_port, source) for source in sources]
-        try:
-            assert all(line.startswith(b"HTTP/1.0 200") for _, line in held), [x for _, x in held]
-            stranger = stream_from(f"http://127.0.0.1:{d.rest_port}", "127.0.0.7")   # refused, as ever
-            assert stranger.status_code == 503 and "close a monitor tab" in stranger.json()["message"]
-            for s, _ in held:                                           # and it ended nobody's stream
-                got, ended = read_stream(s, EVENT)
-                assert EVENT in got and not ended
-            s, line = open_stream(d.rest_port, "127.0.0.6")             # one of its own: it replaces it
-            held.append((s, line))
-            assert line.startswith(b"HTTP/1.0 200") and read_stream(held[-2][0])[1]
-            assert EVENT in read_stream(s, EVENT)[0] and d.live.hub.listeners == d.live.hub.max_listeners
         finally:
             for s, _ in held:
                 s.close()
 
 
-def test_an_address_at_its_connection_cap_gives_up_its_oldest_stream_for_a_request(model):
+def test_a_tabs_new_stream_ends_its_own_old_one_and_no_other(model):
+    """A reloaded page's old stream stays open until the daemon's writes find it gone: the new page's
+    stream (the same tab id, from the same address) ends it. Another tab's, or the same id from
+    another address, ends nothing; a tab id that is not 8-64 hex digits is refused."""
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        base = f"http://127.0.0.1:{d.rest_port}"
+        held = [open_stream(d.rest_port, "127.0.0.2", TABS[0]), open_stream(d.rest_port, "127.0.0.2", TABS[1]),
+                open_stream(d.rest_port, "127.0.0.3", TABS[0]), open_stream(d.rest_port, "127.0.0.2")]
+        try:
+            assert all(line.startswith(b"HTTP/1.0 200") for _, line in held), [x for _, x in held]
+            reloaded = open_stream(d.rest_port, "127.0.0.2", TABS[0])
+            held.append(reloaded)
+            assert reloaded[1].startswith(b"HTTP/1.0 200"), reloaded[1]
+            got, ended = read_stream(held[0][0])                           # the tab's old stream ends, told why
+            assert ended and b"event: superseded" in got
+            assert _following(held[1:])                                    # the rest follow the daemon
+            assert b'"superseded":1' in read_stream(reloaded[0], b'"superseded":1')[0]   # counted in the status
+            for bad in ("abc", "x" * 32, "0" * 65, "", "12345678-9abc"):
+                r = requests.get(base + "/api/events", params={"tab": bad}, timeout=10)
+                assert r.status_code == 400 and r.json()["error"] == "ConfigError", (bad, r.status_code)
+                assert r.json()["message"].startswith("tab must be 8-64 hex digits") and "\n" not in r.json()["message"]
+            assert d.live.hub.statistics()["superseded"] == 1 and d.live.hub.listeners == 4
+        finally:
+            for s, _ in held:
+                s.close()
+
+
+def test_at_the_cap_a_new_stream_is_refused_unless_it_replaces_its_own_tabs(model):
+    with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
+        base = f"http://127.0.0.1:{d.rest_port}"
+        sources = ["127.0.0.2"] * 4 + ["127.0.0.3"] * 4 + ["127.0.0.4"] * 4 + ["127.0.0.5"] * 3 + ["127.0.0.6"]
+        assert len(sources) == d.live.hub.max_listeners
+        held = [open_stream(d.rest_port, source, tab) for source, tab in zip(sources, TABS)]
+        try:
+            assert all(line.startswith(b"HTTP/1.0 200") for _, line in held), [x for _, x in held]
+            stranger = stream_from(base, "127.0.0.7", TABS[30])
+            assert stranger.status_code == 503 and "close a monitor tab" in stranger.json()["message"]
+            another_tab = stream_from(base, "127.0.0.6", TABS[31])        # its address holds one: refused too
+            assert another_tab.status_code == 503 and "16 live streams are open" in another_tab.json()["message"]
+            assert _following(held)                                        # and they ended nobody's stream
+            s, line = open_stream(d.rest_port, "127.0.0.6", TABS[15])     # that tab reloaded: it replaces its own
+            held.append((s, line))
+            assert line.startswith(b"HTTP/1.0 200") and read_stream(held[15][0])[1]
+            assert EVENT in read_stream(s, EVENT)[0] and d.live.hub.listeners == d.live.hub.max_listeners
+            assert d.live.hub.statistics()["superseded"] == 1
+        finally:
+            for s, _ in held:
+                s.close()
+
+
+def test_live_streams_do_not_count_toward_an_addresss_connections(model):
     """A page reloaded a few times: its old streams, not yet found gone, held the address's connections,
-    and the new page's scripts were answered 503 (the page stayed dead). An address holding no
-    stream is still refused at its cap."""
+    and the new page's scripts were answered 503 (the page stayed dead); 1b979f7 then ended the address's
+    oldest stream for each connection over the cap. Streams are the hub's to cap: an address holding
+    its 4 still has its 8 ordinary connections, and not one more."""
     with bound_push() as (_push, port), running_daemon(model, port) as (d, _ctx):
         per_address = d.server.per_address
-        streams = [open_stream(d.rest_port, "127.0.0.2") for _ in range(d.live.hub.per_client)]
-        idle = [connect(d.rest_port, "127.0.0.2") for _ in range(per_address - len(streams))]
-        idle += [connect(d.rest_port, "127.0.0.3") for _ in range(per_address)]
+        streams = [open_stream(d.rest_port, "127.0.0.2", tab) for tab in TABS[:d.live.hub.per_client]]
+        idle = [connect(d.rest_port, "127.0.0.2") for _ in range(per_address - 1)]
         try:
-            s, line = get_from(d.rest_port, "127.0.0.2", "/static/live.js")
+            s, line = get_from(d.rest_port, "127.0.0.2", "/static/live.js")   # its 8th ordinary connection
             idle.append(s)
             assert line.startswith(b"HTTP/1.0 200"), line
-            assert read_stream(streams[0][0])[1]                         # its oldest stream made room
-            s, line = get_from(d.rest_port, "127.0.0.3", "/static/live.js")
+            assert read_stream(s)[1]                                         # answered and closed: its slot is back
+            idle.append(connect(d.rest_port, "127.0.0.2"))                  # 8 held again
+            s, line = get_from(d.rest_port, "127.0.0.2", "/static/live.js")   # a 9th: the cap still holds
             idle.append(s)
-            assert line.startswith(b"HTTP/1.0 503"), line              # no stream of its own to give up
-            for s, _ in streams[1:]:                                    # and it ended nobody's stream
-                got, ended = read_stream(s, EVENT)
-                assert EVENT in got and not ended
+            assert line.startswith(b"HTTP/1.0 503"), line
+            assert _following(streams) and d.live.hub.statistics()["superseded"] == 0
         finally:
             for s in idle + [s for s, _ in streams]:
                 s.close()

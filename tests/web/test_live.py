@@ -56,6 +56,26 @@ def test_listeners_are_capped_and_a_slow_one_loses_its_oldest_events_only():
     assert hub.subscribe() is not None                   # a freed slot is free again
 
 
+def test_a_tabs_new_stream_ends_its_own_old_one_and_beyond_the_caps_nothing_ends():
+    hub = Hub(max_listeners=5, per_client=3)
+    a, b = hub.subscribe("10.0.0.1", "aa" * 16), hub.subscribe("10.0.0.1", "bb" * 16)
+    other = hub.subscribe("10.0.0.2", "aa" * 16)             # the same id from another address: another tab
+    again = hub.subscribe("10.0.0.1", "aa" * 16)             # tab aa reloaded: its old stream ends, told why
+    assert _events([a.q.get_nowait()]) == ["superseded"] and a.q.get_nowait() is None
+    assert hub.superseded == 1 and hub.listeners == 3
+    bare = hub.subscribe("10.0.0.1")                          # no tab id: it ends nothing
+    with pytest.raises(Overloaded, match=r"3 live streams are open from 10.0.0.1 already \(the limit per client"):
+        hub.subscribe("10.0.0.1", "cc" * 16)                  # a 4th tab from one address is refused ...
+    third = hub.subscribe("10.0.0.3", "cc" * 16)
+    with pytest.raises(Overloaded, match="5 live streams are open already"):
+        hub.subscribe("10.0.0.4", "dd" * 16)                  # ... and a 6th from anywhere
+    assert hub.refused == 2 and hub.superseded == 1 and hub.listeners == 5
+    for listener in (b, other, again, bare, third):           # ... and every open stream stays
+        assert listener.q.empty()
+    hub.subscribe("10.0.0.2", "aa" * 16)                      # at the global cap its own tab still replaces its stream
+    assert other.q.get_nowait() and other.q.get_nowait() is None and hub.listeners == 5
+
+
 @pytest.mark.parametrize("score, anomalous, colour", [(0.5, False, "green"), (0.85, False, "yellow"),
                                                       (0.99, False, "yellow"), (1.2, True, "red")])
 def test_qa_colours(score, anomalous, colour):

@@ -202,7 +202,7 @@ def test_the_caption_names_the_frame_drawn_also_on_a_fresh_load_of_a_stopped_lin
 # ------------------------------------------------------------------ alarms: a run of anomalous modules, with sound
 def test_a_run_of_anomalous_modules_raises_an_alarm_and_a_tone_when_asked(new_page, model, camera):
     # its own daemon: it makes every module anomalous (threshold 1e-9) and leaves the alarm raised, which the
-    # module's other tests must not see (a reloaded page's old stream no longer matters: the new one ends it)
+    # module's other tests must not see (a reloaded page's old stream no longer matters: its tab's new one ends it)
     with tempfile.TemporaryDirectory(prefix="vi-state-") as state, daemon_at(model, camera, state) as daemon:
         pg = new_page(base(daemon))
         pg.goto(pg.base + "/")

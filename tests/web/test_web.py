@@ -290,10 +290,12 @@ def test_open_tabs_up_to_the_cap_leave_the_control_plane_answering(browser, mode
             t.goto(base + "/")
         for t in tabs:
             t.wait_for_function("document.querySelector('#link').textContent === 'live'")
+        mine = requests.get(base + "/api/events", timeout=5)              # one more from this client: refused
+        assert mine.status_code == 503 and "limit per client" in mine.json()["message"]
         streams = [stream_from(base, f"127.0.0.{2 + i % 4}") for i in range(MAX_LISTENERS - len(tabs))]
         assert all(s.status_code == 200 for s in streams)                 # other clients fill the rest
         wait_for(lambda: d.live.hub.listeners == MAX_LISTENERS)
-        over = stream_from(base, "127.0.0.6")                             # a client with no stream: refused
+        over = stream_from(base, "127.0.0.6")                             # every stream taken: refused
         assert over.status_code == 503 and over.headers["Retry-After"] and "close a monitor tab" in over.json()["message"]
         for _ in range(20):
             assert requests.get(base + "/status", timeout=5).json()["status"] == "stopped"

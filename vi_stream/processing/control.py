@@ -77,8 +77,9 @@ class Control(Protocol):
 
 
 class LiveFeed(Protocol):
-    def events(self, client: str | None) -> Iterator[bytes]:
-        """A new listener's server-sent events, starting with a snapshot; Overloaded beyond the cap."""
+    def events(self, client: str | None, tab: str | None = None) -> Iterator[bytes]:
+        """A new listener's server-sent events, starting with a snapshot; Overloaded beyond the cap. A
+        stream from the same client and page ``tab`` as an open one ends that one (a reloaded page)."""
 
     def trend_bins(self, since: float | None = None, until: float | None = None) -> dict:
         """``{"bin_s": seconds per bin, "bins": [...], "drift": [...]}`` in [since, until) (epoch s; default

@@ -150,7 +150,7 @@ class Daemon:
             if exposed:
                 log.warning("%s", exposed)
             self.server, _thread = serve(make_app(self, c.token, c.rest_host, c.rest_allowed_hosts or (), named),
-                                         c.rest_host, c.rest_port, make_room=self.live.hub.supersede)
+                                         c.rest_host, c.rest_port)
         except BaseException:
             self.close()
             raise

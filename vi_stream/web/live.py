@@ -2,7 +2,8 @@
 
 * :class:`Hub` fans events out to a bounded number of listeners (one per open monitor tab),
   at most ``per_client`` of them from one address, so one client cannot shut the others out.
-  A new stream from an address at its limit ends that address's oldest (see :meth:`Hub.subscribe`).
+  A new stream from a tab that holds one already (a reloaded page) ends its old one, and only that
+  (see :meth:`Hub.subscribe`).
   A listener that cannot keep up loses its oldest events, never slows the others or the
   processor. Each stream starts with ``retry:`` and a snapshot, sends a heartbeat comment
   when idle, and ends when the daemon closes or after ``max_age`` s: a live tab reconnects, a
@@ -75,10 +76,9 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
 
 
 class _Listener:
-    def __init__(self, size: int, client: str | None = None, seq: int = 0):
+    def __init__(self, size: int, client: str | None = None, tab: str | None = None):
         self.q: queue.Queue = queue.Queue(size)
-        self.client, self.dropped = client, 0
-        self.seq = seq          # the order streams were opened in: the oldest of a client's is superseded first
+        self.client, self.tab, self.dropped = client, tab, 0
 
     def offer(self, item: Any) -> None:
         while True:
@@ -105,7 +105,7 @@ class Hub:
         self._listeners: set[_Listener] = set()
         self._lock = threading.Lock()
         self._seq, self.closed, self.refused = 0, False, 0
-        self._opened, self.superseded = 0, 0      # streams opened; ended for a newer one from their client
+        self.superseded = 0        # streams ended for a newer one from their own tab
 
     @property
     def listeners(self) -> int:
@@ -118,43 +118,36 @@ class Hub:
             for listener in self._listeners:
                 listener.offer(chunk)
 
-    def subscribe(self, client: str | None = None) -> _Listener:
-        """A new stream for ``client`` (its address; None: not counted per client).
+    def subscribe(self, client: str | None = None, tab: str | None = None) -> _Listener:
+        """A new stream for ``client`` (its address; None: not counted per client) from the page ``tab``
+        (the page's id for its browser tab, kept across reloads; None: a client without one).
 
-        A client at its limit, or at the global one while it holds a stream, has its oldest stream
-        ended instead of being refused: a reloaded or closed tab's stream stays open until a write
-        finds its socket gone (a second or two, up to about a minute when the browser keeps it
-        half-open), and the newest tab is the one someone is looking at. A client holding no stream
-        never ends another's."""
+        A stream from the same client and tab as an open one ends that one (it gets a ``superseded``
+        event, then its end): a reloaded page's old stream stays open until a write finds its socket
+        gone (a second or two, up to about a minute when the browser keeps it half-open), and would
+        hold a place the new page needs. Nothing else ends a stream: beyond the caps a new one is
+        refused, so more tabs than the cap, or a stranger behind the same address, never take turns
+        with the open ones."""
         with self._lock:
             if self.closed:
                 raise Overloaded("the daemon is shutting down")
-            mine = sum(x.client == client for x in self._listeners) if client is not None else 0
-            if mine >= self.per_client or (mine and len(self._listeners) >= self.max_listeners):
-                self._supersede(client)
+            if tab is not None:
+                old = next((x for x in self._listeners if x.client == client and x.tab == tab), None)
+                if old is not None:
+                    self._listeners.discard(old)
+                    old.offer(sse("superseded", {"reason": "a newer stream from this tab"}))
+                    old.offer(None)          # its generator returns and the connection closes
+                    self.superseded += 1
             if len(self._listeners) >= self.max_listeners:
                 self.refused += 1
                 raise Overloaded(f"{self.max_listeners} live streams are open already; close a monitor tab")
-            self._opened += 1
-            listener = _Listener(self.queue_size, client, self._opened)
+            if client is not None and sum(x.client == client for x in self._listeners) >= self.per_client:
+                self.refused += 1
+                raise Overloaded(f"{self.per_client} live streams are open from {client} already (the limit per "
+                                 "client address); close a monitor tab there")
+            listener = _Listener(self.queue_size, client, tab)
             self._listeners.add(listener)
             return listener
-
-    def supersede(self, client: str) -> bool:
-        """End ``client``'s oldest stream, if it has one: its newer request needs the room (the REST
-        server asks when the address is at its connection limit). True if a stream was ended."""
-        with self._lock:
-            return self._supersede(client)
-
-    def _supersede(self, client: str) -> bool:
-        own = [x for x in self._listeners if x.client == client]
-        if not own:
-            return False
-        oldest = min(own, key=lambda x: x.seq)
-        self._listeners.discard(oldest)
-        oldest.offer(None)           # its generator returns and the connection closes
-        self.superseded += 1
-        return True
 
     def unsubscribe(self, listener: _Listener) -> None:
         with self._lock:
@@ -355,9 +348,10 @@ class Live:
             first.append(("frame", self.last_frame))
         return first
 
-    def events(self, client: str | None) -> Iterator[bytes]:
-        """A new listener's stream, the snapshot first; Overloaded beyond the cap, before anything is sent."""
-        return self.hub.stream(self.hub.subscribe(client), self.snapshot())
+    def events(self, client: str | None, tab: str | None = None) -> Iterator[bytes]:
+        """A new listener's stream, the snapshot first; Overloaded beyond the cap, before anything is sent
+        (``tab``: see :meth:`Hub.subscribe`)."""
+        return self.hub.stream(self.hub.subscribe(client, tab), self.snapshot())
 
     def trend_bins(self, since: float | None = None, until: float | None = None) -> dict:
         """The bins and drift chunks in [since, until) (default: the last hour), read from the store's

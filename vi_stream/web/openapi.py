@@ -255,9 +255,11 @@ def spec() -> dict:
                                       "fractions; the chunks kept", _envelope(drift=_OBJECT))},
             "/api/events": {"get": _op(
                 "the live monitor's Server-Sent Events: status, trends, recent, logs, then verdict, frame, "
-                "reject, status, log as they happen (a bounded number of streams: a client's newest ends its "
-                "oldest; one holding none gets 503 when every stream is taken)",
-                {"type": "string"}, ok_media="text/event-stream")},
+                "reject, status, log as they happen (at most 16 streams, 4 per client address: 503 beyond). "
+                "tab names the page's browser tab: a stream from the same address and tab as an open one "
+                "ends that one (a reloaded page's), which gets a superseded event",
+                {"type": "string"}, 400, ok_media="text/event-stream",
+                params=[_query("tab", {"type": "string", "pattern": "^[0-9a-fA-F]{8,64}$"})])},
             "/api/trends": {"get": _op(
                 "the trends kept in the store (they survive a restart), the last hour unless from/to say: bins "
                 "of 10 s (merged into wider ones beyond 720) with frames/s, fraction anomalous, score "

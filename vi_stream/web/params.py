@@ -5,6 +5,7 @@ A store answers a :class:`~vi_stream.store.protocols.HistoryQuery`; what a URL m
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
@@ -23,6 +24,19 @@ def int_param(name: str, raw: str | None, default: int, lo: int, hi: int) -> int
     if not lo <= n <= hi:
         raise ConfigError(f"{name} must be {lo}-{hi}, got {n}")
     return n
+
+
+_TAB = re.compile(r"[0-9a-fA-F]{8,64}")
+
+
+def tab_id(raw: str | None) -> str | None:
+    """``GET /api/events``' ``tab``, the page's id for its browser tab (None when absent); ConfigError
+    unless it is 8-64 hex digits."""
+    if raw is None:
+        return None
+    if not _TAB.fullmatch(raw):
+        raise ConfigError(f"tab must be 8-64 hex digits (the page's id for its tab), got {raw[:80]!r}")
+    return raw.lower()
 
 
 def _instant(name: str, raw: str | None) -> datetime | None:

@@ -13,10 +13,12 @@ the handler that applies both are one mechanism; split, each part would reach in
   its cap and never the reserve; what fills every slot and the reserve is
   ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (12
   by default) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
-  An address at its cap that holds a live stream has its oldest stream ended (``make_room``)
-  and the new connection served: a page reloaded a few times leaves its old streams open
-  until the daemon's writes find them gone, and they would hold the slots the new page's
-  scripts need (a module answered 503 leaves the page dead).
+  A live stream (an answer of type ``text/event-stream``) leaves its address's count once it
+  is answered; it keeps its place among the ``max_connections``. The app caps its streams
+  itself (:class:`vi_stream.web.live.Hub`: 4 per address, 16 in all), and a page reloaded a
+  few times leaves its old streams open until the daemon's writes find them gone: counted,
+  they held the connections the new page's scripts need (a module answered 503 leaves the
+  page dead). A connection is counted until then, so one refused as a stream is too.
 * Deadlines, not idle timeouts: the whole request head must arrive within ``head_timeout``
   s of the accept (a client trickling one byte every few seconds is cut off with a 408),
   and a body at :data:`BODY_MIN_RATE` after :data:`BODY_GRACE` s: at every moment the bytes
@@ -42,7 +44,6 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
@@ -115,6 +116,16 @@ def _json_reply(code: str, error: str, message: str, extra: bytes = b"") -> byte
             + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
+class _Seat:
+    """One connection's place: its address, the slots it took (``reserved``: the reserve's), and
+    whether it counts toward its address's cap (a live stream stops counting once answered)."""
+
+    __slots__ = ("address", "slots", "reserved", "counted")
+
+    def __init__(self, address: str, slots: threading.BoundedSemaphore, reserved: bool):
+        self.address, self.slots, self.reserved, self.counted = address, slots, reserved, True
+
+
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     """A thread per connection, at most ``max_connections`` (+ ``reserve`` for control routes) at
     once: one beyond that gets a 503 written straight to its socket (no thread)."""
@@ -125,7 +136,6 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     max_connections = MAX_CONNECTIONS
     reserve = RESERVED
     per_address = MAX_PER_ADDRESS
-    make_room = None        # (address) -> True if it ended one of the address's live streams to make room
 
     def server_activate(self) -> None:
         super().server_activate()
@@ -138,7 +148,7 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     def _take(self, address: str) -> threading.BoundedSemaphore | None:
         with self._held_lock:
             held = self._held.setdefault(address, [0, 0])
-            if held[0] >= self.per_address and not (self.make_room and self.make_room(address)):
+            if held[0] >= self.per_address:
                 self.refused_address += 1
                 slots = None
             elif self._slots.acquire(blocking=False):
@@ -156,14 +166,26 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
                 del self._held[address]
             return slots
 
-    def _give_back(self, address: str, slots: threading.BoundedSemaphore) -> None:
+    def _uncount(self, seat: _Seat) -> None:
+        """The connection is a live stream now: it leaves its address's count (the app caps streams)."""
         with self._held_lock:
-            held = self._held[address]
-            held[0] -= 1
-            held[1] -= slots is self._reserve
-            if not held[0]:
-                del self._held[address]
-        slots.release()
+            if not seat.counted or seat.reserved:      # the reserve answers no stream
+                return
+            seat.counted = False
+            self._drop(seat.address, False)
+
+    def _give_back(self, seat: _Seat) -> None:
+        with self._held_lock:
+            if seat.counted:
+                self._drop(seat.address, seat.reserved)
+        seat.slots.release()
+
+    def _drop(self, address: str, reserved: bool) -> None:
+        held = self._held[address]
+        held[0] -= 1
+        held[1] -= reserved
+        if not held[0]:
+            del self._held[address]
 
     def process_request(self, request, client_address) -> None:
         address = client_address[0] if isinstance(client_address, tuple) else str(client_address)
@@ -178,23 +200,24 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
                 pass
             self.shutdown_request(request)
             return
-        t = threading.Thread(target=self._serve_one, args=(request, client_address, address, slots), daemon=True,
+        seat = _Seat(address, slots, slots is self._reserve)
+        t = threading.Thread(target=self._serve_one, args=(request, client_address, seat), daemon=True,
                              name="vi-rest-conn")
-        t.reserved = slots is self._reserve
+        t.seat = seat
         try:
             t.start()
         except BaseException:
-            self._give_back(address, slots)
+            self._give_back(seat)
             self.shutdown_request(request)
             raise
 
-    def _serve_one(self, request, client_address, address, slots) -> None:
+    def _serve_one(self, request, client_address, seat: _Seat) -> None:
         try:
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            self._give_back(address, slots)   # the answer is out: the slot is free before the close
+            self._give_back(seat)             # the answer is out: the slot is free before the close
             self.shutdown_request(request)
 
     def handle_error(self, request, client_address) -> None:
@@ -214,7 +237,8 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 class _StreamAwareHandler(ServerHandler):
     """wsgiref's response writer; a live stream gets a small send buffer, so a reader that stops
-    reading blocks the stream's next write soon, and the write deadline ends it."""
+    reading blocks the stream's next write soon, and the write deadline ends it, and it leaves its
+    address's count of connections (the app caps its streams)."""
 
     def send_preamble(self) -> None:
         if (self.headers.get("Content-Type") or "").startswith("text/event-stream"):
@@ -222,6 +246,8 @@ class _StreamAwareHandler(ServerHandler):
                 self.request_handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
             except OSError:
                 pass
+            if self.request_handler.seat is not None:
+                self.request_handler.server._uncount(self.request_handler.seat)
         super().send_preamble()
 
 
@@ -233,7 +259,8 @@ class _QuietHandler(WSGIRequestHandler):
     def setup(self) -> None:
         super().setup()
         self._reader = _DeadlineReader(self.connection, self.timeout)
-        self.reserved = getattr(threading.current_thread(), "reserved", False)
+        self.seat: _Seat | None = getattr(threading.current_thread(), "seat", None)
+        self.reserved = self.seat is not None and self.seat.reserved
         self._reader.what = "request head"
         self._reader.deadline = time.monotonic() + (self.reserve_head_timeout if self.reserved else self.head_timeout)
         self.rfile = io.BufferedReader(self._reader, 65536)
@@ -338,16 +365,11 @@ class _LogStream:
 
 def serve(app: bottle.Bottle, host: str = "127.0.0.1", port: int = 0, max_connections: int = MAX_CONNECTIONS,
           reserve: int = RESERVED, limits: bodylimit.Limits | None = None,
-          per_address: int = MAX_PER_ADDRESS,
-          make_room: Callable[[str], bool] | None = None) -> tuple[WSGIServer, threading.Thread]:
+          per_address: int = MAX_PER_ADDRESS) -> tuple[WSGIServer, threading.Thread]:
     """Start a threaded WSGI server for ``app`` behind the body limits (``limits``, the REST
-    routes' by default); returns (server, thread). ``server.server_port`` is the port.
-    ``make_room(address)``: end one of the address's live streams, True if there was one (an
-    address at its cap is then served; the ended stream's slot comes back as it closes)."""
+    routes' by default); returns (server, thread). ``server.server_port`` is the port."""
     server_class = type("_Server", (_ThreadingWSGIServer,), {"max_connections": max_connections, "reserve": reserve,
-                                                             "per_address": per_address,
-                                                             "make_room": staticmethod(make_room) if make_room
-                                                             else None})
+                                                             "per_address": per_address})
     wrapped = bodylimit.BodyLimit(app, limits or bodylimit.rest_limits())
     server = make_server(host, port, wrapped, server_class=server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="vi-rest", daemon=True)

@@ -15,7 +15,7 @@ from vi_stream.processing.control import Control
 from vi_stream.web import openapi
 from vi_stream.web.auth import COOKIE, Sessions
 from vi_stream.web.body import json_object
-from vi_stream.web.params import time_range
+from vi_stream.web.params import tab_id, time_range
 from vi_stream.web.replies import reply
 
 WEB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
@@ -45,7 +45,8 @@ def static_file(name: str) -> bytes:
 def add(app: bottle.Bottle, api: Control, sessions: Sessions) -> None:
     @app.get("/api/events")
     def events():
-        stream = api.live_feed().events(bottle.request.environ.get("REMOTE_ADDR"))   # 503 beyond a cap (the
+        tab = tab_id(bottle.request.query.get("tab"))          # 400 for a bad one, before a stream is taken
+        stream = api.live_feed().events(bottle.request.environ.get("REMOTE_ADDR"), tab)   # 503 beyond a cap (the
         # peer's own address: remote_addr would believe a client's X-Forwarded-For)
         bottle.response.content_type = "text/event-stream; charset=utf-8"
         bottle.response.set_header("Cache-Control", "no-store")

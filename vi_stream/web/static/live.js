@@ -13,12 +13,27 @@ bindTrends(live);
 // EventSource retries by itself only after a stream that was open ends; a refusal (503: every
 // stream taken, the daemon restarting) closes it for good. Then the page reconnects itself, with
 // capped exponential back-off, and says so in #link (data-state: live | reconnecting | waiting).
+//
+// The stream names this tab (?tab=, 128 random bits kept in sessionStorage: the same after a reload,
+// another in another tab): the daemon ends this tab's earlier stream for it, which a reloaded page
+// leaves open until the daemon's writes find it gone, and never another tab's. A duplicated tab
+// starts with a copy of its origin's sessionStorage: when its stream ends the other's, that one
+// is told ("superseded") and takes a fresh id, so the two do not take turns.
 let source = null, retryDelay = 0, retryTimer = null;
-const RETRY_MIN_MS = 1000, RETRY_MAX_MS = 30000;
+const RETRY_MIN_MS = 1000, RETRY_MAX_MS = 30000, TAB_KEY = "vi.tab";
+let tab = null;
 function linkState(state, text) { const l = $("#link"); l.dataset.state = state; l.textContent = text; linkChanged(state); }
-export function connect() {
+function tabId(fresh = false) {
+  if (!tab) try { tab = sessionStorage.getItem(TAB_KEY); } catch { /* storage off: a new id per page */ }
+  if (fresh || !/^[0-9a-f]{32}$/.test(tab || "")) {
+    tab = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+    try { sessionStorage.setItem(TAB_KEY, tab); } catch { /* kept for this page only */ }
+  }
+  return tab;
+}
+export function connect(freshTab = false) {
   clearTimeout(retryTimer); retryTimer = null;
-  source = new EventSource("/api/events");
+  source = new EventSource("/api/events?tab=" + tabId(freshTab));
   source.onopen = () => { retryDelay = 0; linkState("live", "live"); };
   source.onerror = () => {
     if (source.readyState !== EventSource.CLOSED) { linkState("reconnecting", "reconnecting…"); return; }
@@ -33,6 +48,7 @@ export function connect() {
     tick();
   };
   const on = (name, fn) => source.addEventListener(name, (ev) => fn(JSON.parse(ev.data)));
+  on("superseded", () => { source.close(); connect(true); });   // a duplicate of this tab took its id
   on("status", onStatus);
   on("trends", (t) => { if (live.range === 3600) { live.binS = t.bin_s; live.trends = t.bins; live.drift = t.drift || live.drift; drawTrends(); } });
   on("recent", (items) => { live.recent = items; drawStrip(); });
