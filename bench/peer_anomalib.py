@@ -79,9 +79,13 @@ def load_backbone(extractor) -> None:
             m.eps = BN_EPS
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
+def to_tensor(images: np.ndarray, norm: str = "imagenet") -> torch.Tensor:
+    """Images as the backbone's input: ImageNet's mean and spread (anomalib's default), or the
+    weights' own TF-Lite scaling, (v - 127) / 128 on 8-bit values (what vi_stream feeds them)."""
     x = torch.from_numpy(np.asarray(images, np.float32) / 255.0)
     x = x[:, None].repeat(1, 3, 1, 1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    if norm == "tflite":
+        return (x * 255.0 - 127.0) / 128.0
     return (x - MEAN) / STD
 
 
@@ -101,18 +105,25 @@ def main() -> None:
     ap.add_argument("set_dir")
     ap.add_argument("out_dir")
     ap.add_argument("--model", choices=("patchcore", "padim"), default="patchcore")
-    ap.add_argument("--coreset", type=float, default=0.01)
+    ap.add_argument("--coreset", type=float, default=0.01, help="PatchCore's coreset ratio (anomalib's default: 0.1)")
+    ap.add_argument("--norm", choices=("imagenet", "tflite"), default="imagenet",
+                    help="input normalisation: ImageNet's (anomalib's default) or the weights' own TF-Lite 127/128")
+    ap.add_argument("--seed", type=int, default=0, help="seeds the coreset's random start")
+    ap.add_argument("--train", type=int, help="fit on the first N training images only (all by default)")
+    ap.add_argument("--no-ladder", action="store_true", help="score the test splits but not the contrast ladders")
     a = ap.parse_args()
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
+    np.random.seed(a.seed)
     os.makedirs(a.out_dir, exist_ok=True)
     desc = setfiles.load(a.set_dir)
     model = build(a.model)
 
     t0 = time.perf_counter()
     model.train()
-    for img in setfiles.stack(a.set_dir, "train"):
+    train = setfiles.stack(a.set_dir, "train")
+    for img in train[:a.train] if a.train else train:
         with torch.no_grad():
-            model(to_tensor(img[None]))
+            model(to_tensor(img[None], a.norm))
     t_embed = time.perf_counter() - t0
     with torch.no_grad():
         if a.model == "patchcore":
@@ -124,14 +135,17 @@ def main() -> None:
 
     def score(img):
         with torch.no_grad():
-            out = model(to_tensor(img[None]))
+            out = model(to_tensor(img[None], a.norm))
         return float(out.pred_score.reshape(-1)[0]), out.anomaly_map[0, 0].numpy()
 
     score_s, pixels = setfiles.score_splits(a.set_dir, a.out_dir, desc["families"], score,
-                                            log=lambda name, s: print(name, np.round(s, 3).tolist(), flush=True))
+                                            log=lambda name, s: print(name, np.round(s, 3).tolist(), flush=True),
+                                            ladders=not a.no_ladder)
     run = {"model": a.model, "anomalib": __import__("anomalib").__version__, "timm": timm.__version__,
            "torch": torch.__version__, "layers": LAYERS, "coreset": a.coreset if a.model == "patchcore" else None,
            "n_features": 100 if a.model == "padim" else None,
+           "norm": a.norm, "seed": a.seed, "train_images": len(train[:a.train] if a.train else train),
+           "ladders": not a.no_ladder,
            "bank": int(model.memory_bank.shape[0]) if a.model == "patchcore" else None,
            "embed_seconds": round(t_embed, 1), "fit_seconds": round(fit_s, 1),
            "score_mp_per_s": round(pixels / 1e6 / score_s, 3)}

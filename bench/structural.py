@@ -1,6 +1,7 @@
 """The structural families of issue 28 on the TUNING split: settings side by side (tuning figures).
 
     python bench/structural.py [--per-family 16] [--variant LABEL k=v ...] [--no-write]
+                               [--peer-python PY --peer LABEL [peer_anomalib options] ...]
 
 The set is bench/genset.py's (the tuning module line 7, its seeds), restricted to the tuning
 families of bench/generalise.py (TUNING: the design's own eight and the four structural ones),
@@ -9,12 +10,18 @@ overrides, the default model first) is fitted on the same training images and sc
 pixels, and each family is evaluated by bench/generalise.py's code (image AUROC, pixel AUROC,
 AUPRO, recall at the fitted threshold, detection limit on the contrast ladder). These are tuning
 figures: design choices are made on them, so they claim nothing about generalisation.
+
+With ``--peer-python`` (bench/setup_peer.sh) each ``--peer LABEL OPTIONS`` runs anomalib's
+PatchCore (bench/peer_anomalib.py with those options, written ``k=v``: ``norm=tflite``,
+``coreset=0.05``, ``seed=1``, ``train=20``) on the same set, without the ladders (the peer has no threshold to count them
+against), and puts its figures beside ours; a peer's outputs are reused while newer than the set.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import subprocess
 import sys
 
 import common
@@ -36,14 +43,40 @@ def run(set_dir: str, work: str, variants, families=generalise.TUNING) -> dict:
         d = os.path.join(work, label)
         ours = generalise.run_ours(set_dir, d, config, families)
         ev = generalise.evaluate(set_dir, d, families, ours["threshold"])
-        keys = ("image_auroc", "pixel_auroc", "aupro", "recall_at_threshold")
-        for name, group in (("structural_mean", [f for f in families if f in synthetic.STRUCTURAL]),
-                            ("others_mean", [f for f in families if f not in synthetic.STRUCTURAL])):
-            if group:
-                ev[name] = {k: round(float(np.mean([ev["per_family"][f][k] for f in group])), 4) for k in keys}
+        ev.update(_means(ev, families))
         out.append({"label": label, "overrides": list(items), **ours, **ev})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return {"variants": out}
+
+
+def run_peers(python: str, set_dir: str, work: str, peers, families=generalise.TUNING) -> list[dict]:
+    """Each peer variant (a label and bench/peer_anomalib.py options) on the set, evaluated by the
+    same code as ours (no threshold: recall is counted above the highest good image's score)."""
+    out = []
+    for label, options in peers:
+        d = os.path.join(work, "peer", label)
+        run_json = os.path.join(d, "run.json")
+        if not setfiles.newer_than_set(run_json, set_dir):
+            flags = [x for o in options for x in ("--" + o.partition("=")[0], o.partition("=")[2])]
+            subprocess.run([python, os.path.join(common.HERE, "peer_anomalib.py"), set_dir, d, "--no-ladder", *flags],
+                           check=True)
+        with open(run_json) as f:
+            run = json.load(f)
+        ev = generalise.evaluate(set_dir, d, families)
+        out.append({"label": label, "options": list(options), "run": run, **ev, **_means(ev, families)})
+        print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
+    return out
+
+
+def _means(ev: dict, families) -> dict:
+    keys = [k for k in ("image_auroc", "pixel_auroc", "aupro", "recall_at_threshold", "recall_no_false_alarm")
+            if k in next(iter(ev["per_family"].values()))]
+    out = {}
+    for name, group in (("structural_mean", [f for f in families if f in synthetic.STRUCTURAL]),
+                        ("others_mean", [f for f in families if f not in synthetic.STRUCTURAL])):
+        if group:
+            out[name] = {k: round(float(np.mean([ev["per_family"][f][k] for f in group])), 4) for k in keys}
+    return out
 
 
 def main() -> None:
@@ -57,7 +90,16 @@ def main() -> None:
     ap.add_argument("--no-default", action="store_true", help="only the variants given (pilot runs)")
     ap.add_argument("--families", nargs="+", choices=generalise.TUNING, help="only these families (pilot runs)")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--peer-python", help="interpreter of the anomalib environment (bench/setup_peer.sh)")
+    ap.add_argument("--peer", nargs="+", action="append", metavar="LABEL [OPTION ...]",
+                    help="a peer variant: its label, then bench/peer_anomalib.py options as k=v (repeatable; "
+                         "with --peer-python)")
     a = ap.parse_args()
+    if a.peer and not a.peer_python:
+        ap.error("--peer needs --peer-python (bench/setup_peer.sh makes the environment)")
+    bad = [o for p in a.peer or () for o in p[1:] if "=" not in o]
+    if bad:
+        ap.error(f"peer options are k=v (norm=tflite, coreset=0.05, seed=1, train=20), got {' '.join(bad)}")
     if not os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)) or \
             setfiles.load(a.set).get("per_family") != a.per_family:
         genset.build(a.set, per_family=a.per_family, families=generalise.TUNING)
@@ -65,9 +107,13 @@ def main() -> None:
     if a.no_default or a.families:
         a.no_write = True        # a pilot: the recorded run has the default model and every tuning family
     result = {"command": "python bench/structural.py" + (f" --per-family {a.per_family}" if a.per_family != 16 else "")
-              + "".join(" --variant " + " ".join(v) for v in a.variant or ()),
+              + "".join(" --variant " + " ".join(v) for v in a.variant or ())
+              + (" --peer-python PEER" + "".join(" --peer " + " ".join(p) for p in a.peer) if a.peer else ""),
               "set": {k: v for k, v in setfiles.load(a.set).items() if k != "contrasts"},
               "tuning_families": list(generalise.TUNING), "structural_families": list(synthetic.STRUCTURAL), **run(a.set, a.work, variants, a.families or generalise.TUNING)}
+    if a.peer:
+        result["peers"] = run_peers(a.peer_python, a.set, a.work, [(p[0], tuple(p[1:])) for p in a.peer],
+                                    a.families or generalise.TUNING)
     if a.no_write:
         print(json.dumps(result, indent=1))
     else:

@@ -13,7 +13,7 @@ import pytest
 from vi_stream.errors import ModelError
 from vi_stream.evaluation import synthetic
 from vi_stream.io.files import write_image
-from vi_stream.model import filecheck, load, read_meta
+from vi_stream.model import filecheck, lattice, load, read_meta
 
 from ..helpers.cli import ok
 from ..helpers.cli import vi as run
@@ -49,7 +49,8 @@ def lattice_model(folders):
 def test_train_with_the_lattice_saves_its_calibration_under_the_digest(lattice_model):
     meta = read_meta(str(lattice_model))
     lat = meta["lattice"]
-    assert meta["config"]["lattice"] is True and lat["enabled"] and len(lat["gains"]) == 2 and min(lat["gains"]) > 0
+    assert meta["config"]["lattice"] is True and lat["enabled"] and min(lat["gains"]) > 0
+    assert lat["maps"] == list(lattice.MAPS) and len(lat["gains"]) == len(lattice.MAPS)
     # the threshold was set on the fused maps: each calibration score is at least its kNN part
     assert meta["threshold"] >= max(meta["calibration_scores"])
     # the gain is bound by the digest: a file whose gain was edited is refused
@@ -76,17 +77,42 @@ def test_score_reports_each_images_lattice_or_why_it_had_none(lattice_model, fol
 
 def test_the_lattice_map_is_fused_into_the_heatmap(lattice_model):
     """The fused heatmap is the largest of the kNN map and the scaled lattice maps, pixel by pixel."""
-    from vi_stream.model import lattice
     model = load(str(lattice_model))
     img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
     fused = model.score(img).heatmap
     model.lattice = {"enabled": False, "reason": "test"}
     knn = model.score(img).heatmap
-    (fine, coarse), _lat = lattice.lattice_map(img, 0, 255)
-    g = read_meta(str(lattice_model))["lattice"]["gains"]
-    expected = np.maximum(np.maximum(knn, np.float32(g[0]) * fine), np.float32(g[1]) * coarse)
+    maps, _lat = lattice.lattice_map(img, 0, 255)
+    expected = knn
+    for g, m in zip(read_meta(str(lattice_model))["lattice"]["gains"], maps, strict=True):
+        expected = np.maximum(expected, np.float32(g) * m)
     assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
     assert (fused > knn + 1e-3).any()
+
+
+def test_a_lattice_model_with_two_maps_scores_as_it_was_calibrated(lattice_model, tmp_path):
+    """A model file fitted when the lattice score had two maps (its calibration names no maps and
+    holds two gains) is scored with those two maps at their blur, so an upgrade does not move its
+    scores; a calibration naming a map this vi_stream does not know is refused in one line."""
+    with np.load(lattice_model) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    for k in ("maps", "blur_px"):
+        meta["lattice"].pop(k)
+    meta["lattice"]["gains"] = [150.0, 300.0]
+    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+    arrays.pop("digest")
+    arrays["digest"] = filecheck.digest_member(arrays)
+    old = tmp_path / "two-maps.npz"
+    np.savez(old, **arrays)
+    model = load(str(old))
+    img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
+    fused = model.score(img).heatmap
+    model.lattice = {"enabled": False, "reason": "test"}
+    knn = model.score(img).heatmap
+    (fine3, coarse), _ = lattice.lattice_map(img, 0, 255, lattice.LEGACY_MAPS, lattice.LEGACY_BLUR)
+    expected = np.maximum(np.maximum(knn, np.float32(150.0) * fine3), np.float32(300.0) * coarse)
+    assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp_path):
@@ -127,6 +153,9 @@ def test_the_daemons_pipeline_stamps_each_result_and_stored_record_with_its_latt
 
 
 @pytest.mark.parametrize("bad", [{"enabled": True, "gains": [1.0]}, {"enabled": True, "gains": [1.0, "x"]},
+                                 {"enabled": True, "gains": [1.0] * 4, "maps": ["moved", "fine", "coarse", "skew"],
+                                  "blur_px": 0.7},
+                                 {"enabled": True, "gains": [1.0] * 3, "maps": list(lattice.MAPS), "blur_px": 0.7},
                                  {"enabled": True, "gains": [1.0, -2.0]}, {"enabled": "yes"}, None])
 def test_a_lattice_calibration_no_fit_writes_is_refused_with_one_line(lattice_model, tmp_path, bad):
     """Even re-digested (the digest is not a signature), a file whose lattice calibration a fit

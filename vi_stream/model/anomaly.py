@@ -254,7 +254,7 @@ class AnomalyModel:
         heat = _heat(coarse, fgrid, image.shape, cfg)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
-            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice["gains"])
+            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice)
             timings["lattice"] = time.perf_counter() - t6
         else:
             lat = {"used": False, "reason": self.lattice.get("reason", "off")}

@@ -14,9 +14,22 @@ lattice sees them, because the same place one period away looks different. Steps
    place in the ``NEIGHBOURS`` cells on either side along ``a`` (bilinear, numba), taken in pairs
    (+j, -j) while both lie in the image: one odd cell among them does not move a median, and
    symmetric pairs cancel a linear illumination gradient. Within one period of the image's edge
-   along ``a`` there is no pair, and the map is 0 there (the kNN map alone judges that band).
-   Two maps come of the difference: its magnitude smoothed over 3 px, and the magnitude of the
-   difference smoothed over 12 px (``SCALES``).
+   along ``a`` there is no pair, and the maps are 0 there (the kNN map alone judges that band).
+   Five maps (``MAPS``) come of the difference ``d`` and of that median ``ref``:
+
+   - ``moved``: how far the pixel lies outside the range its neighbours' median takes within
+     ``TOLERANCE`` px (its grey dilation and erosion). Pads and traces sit up to a pixel off
+     their lattice place from cell to cell; a tolerant comparison forgives that and still sees
+     a pad or a warp moved by two pixels or more (the comparison of wafer inspection);
+   - ``cut``: that tolerant difference band-passed (1 px less 3 px): a cut across a trace keeps
+     its contrast, while the substrate's smooth texture, which differs from cell to cell, cancels;
+   - ``fine``: ``d`` smoothed with its sign over 1.5 px, then the magnitude (a cut, a pad
+     missing or extra: one sign over a few pixels, while noise averages out);
+   - ``coarse`` and ``wide``: the same over 12 and 24 px (a faint region over many cells).
+
+   A model file fitted when the lattice score had two maps names none and is scored with the two it was
+   calibrated for (``LEGACY_MAPS``: the magnitude of ``d`` smoothed over 3 px, and ``coarse``),
+   at its blur: its scores do not change with an upgrade.
 
 The maps are in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to
 the kNN map's units with a gain fitted on the training images (:func:`calibrate`: the median image
@@ -39,10 +52,13 @@ MIN_PITCH = 12.0      # px: a shorter period is texture or noise, not pads
 MIN_PERIODS = 4       # periods the image must hold along the lattice vector
 MIN_PEAK = 0.35       # normalised autocorrelation at the lattice vector (1 at zero shift)
 NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)
-BLUR = 1.0            # px: sensor noise off before the comparison
+BLUR = 0.7            # px: sensor noise off before the comparison
 WORK_PITCH = 48.0     # px: the maps are computed at a size where the pitch is 48-96 px (lattice_map)
-SCALES = (3.0, 12.0)  # px: smoothing of the residual's magnitude (a moved edge is a sliver a few px
-                      # wide), and of the signed residual (a faint region spans cells)
+TOLERANCE = 1         # px: how far a neighbour's edge may sit from this cell's before it counts (moved)
+MAPS = ("moved", "cut", "fine", "coarse", "wide")   # what a fit computes and calibrates, in order
+LEGACY_MAPS = ("fine3", "coarse")              # what a model file without "maps" was calibrated for
+LEGACY_BLUR = 1.0
+SMOOTHING = {"cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
 
 
 @dataclass(frozen=True)
@@ -175,24 +191,79 @@ def _estimate(g: np.ndarray) -> Lattice:
     return Lattice(True, float(vx), float(vy), float(ac[ys[i], xs[i]]))
 
 
-def residual(g: np.ndarray, lat: Lattice) -> np.ndarray:
-    """The lattice maps (len(SCALES), H, W), float32, reflectance units: the difference between each
-    pixel and the median of its lattice neighbours, its magnitude smoothed over SCALES[0] px (a
-    moved edge: slivers of both signs side by side), and smoothed with its sign over SCALES[1] px,
-    then the magnitude (a large faint region: one sign over many cells, while noise and texture
-    average out)."""
-    b = cv2.GaussianBlur(g, (0, 0), BLUR) if BLUR > 0 else g
+def residual(g: np.ndarray, lat: Lattice, maps=MAPS, blur: float = BLUR) -> np.ndarray:
+    """The lattice maps (len(maps), H, W), float32, reflectance units, named by ``maps`` (the
+    module's docstring says what each shows)."""
+    b = cv2.GaussianBlur(g, (0, 0), blur) if blur > 0 else np.ascontiguousarray(g, np.float32)
     d = median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
-    fine = cv2.GaussianBlur(np.abs(d), (0, 0), SCALES[0], borderType=cv2.BORDER_REPLICATE)
-    # the wide smoothing at a quarter of the resolution (the same map to within interpolation, 1/16 the cost)
+    parts = _Parts(b, d)
+    return np.stack([_MAP[name](parts) for name in maps])
+
+
+class _Parts:
+    """What the maps are made of, each computed once: the blurred image ``b``, its difference
+    ``d`` from the neighbours' median, and ``tolerant``, the signed part of ``b`` outside the range
+    that median takes within TOLERANCE px (0 inside it, and where no pair of neighbours is)."""
+
+    def __init__(self, b: np.ndarray, d: np.ndarray):
+        self.b, self.d = b, d
+        self._tolerant = None
+
+    @property
+    def tolerant(self) -> np.ndarray:
+        if self._tolerant is None:
+            ref = self.b - self.d
+            k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
+            # above the range's top, or below its bottom (never both: the dilation is >= the erosion)
+            t = cv2.max(cv2.subtract(self.b, cv2.dilate(ref, k)), 0.0)
+            t += cv2.min(cv2.subtract(self.b, cv2.erode(ref, k)), 0.0)
+            t[self.d == 0] = 0
+            self._tolerant = t
+        return self._tolerant
+
+
+def _signed(d: np.ndarray, sigma: float) -> np.ndarray:
+    """|d smoothed over sigma px|; from 8 px on at a quarter of the resolution (the same map to
+    within interpolation, 1/16 the cost)."""
+    if sigma < 8:
+        return np.abs(cv2.GaussianBlur(d, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE))
     f = 4
     small = cv2.resize(d, (max(1, d.shape[1] // f), max(1, d.shape[0] // f)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), SCALES[1] / f, borderType=cv2.BORDER_REPLICATE)
-    coarse = np.abs(cv2.resize(small, (d.shape[1], d.shape[0]), interpolation=cv2.INTER_LINEAR))
-    return np.stack([fine, coarse])
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REPLICATE)
+    return np.abs(cv2.resize(small, (d.shape[1], d.shape[0]), interpolation=cv2.INTER_LINEAR))
 
 
-def work_maps(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
+def _cut(p: _Parts) -> np.ndarray:
+    """The tolerant difference band-passed (Gaussians of CUT px less 3 CUT px): a thin feature
+    (a cut across a trace) keeps its contrast, the substrate's smooth texture, which differs from
+    cell to cell, cancels."""
+    t = p.tolerant
+    return np.abs(cv2.GaussianBlur(t, (0, 0), SMOOTHING["cut"], borderType=cv2.BORDER_REPLICATE)
+                  - cv2.GaussianBlur(t, (0, 0), 3 * SMOOTHING["cut"], borderType=cv2.BORDER_REPLICATE))
+
+
+_MAP = {"moved": lambda p: np.abs(p.tolerant),
+        "cut": _cut,
+        "fine": lambda p: _signed(p.d, SMOOTHING["fine"]),
+        "coarse": lambda p: _signed(p.d, SMOOTHING["coarse"]),
+        "wide": lambda p: _signed(p.d, SMOOTHING["wide"]),
+        "fine3": lambda p: cv2.GaussianBlur(np.abs(p.d), (0, 0), SMOOTHING["fine3"], borderType=cv2.BORDER_REPLICATE)}
+
+
+def spec(calibration: dict | None) -> tuple[tuple[str, ...], float]:
+    """The maps and the blur a model's lattice calibration was made for (:func:`calibrate`); a
+    calibration fitted when the score had two maps names none: LEGACY_MAPS at LEGACY_BLUR."""
+    if calibration and "maps" in calibration:
+        unknown = [m for m in calibration["maps"] if m not in _MAP]
+        if unknown:
+            raise ValueError(f"the model's lattice calibration names maps this vi_stream does not know: "
+                             f"{', '.join(unknown)}; upgrade vi_stream or refit the model")
+        return tuple(calibration["maps"]), float(calibration["blur_px"])
+    return LEGACY_MAPS, LEGACY_BLUR
+
+
+def work_maps(image: np.ndarray, lo: float, hi: float, maps=MAPS, blur: float = BLUR
+              ) -> tuple[np.ndarray | None, Lattice]:
     """The lattice maps (:func:`residual`; None when no lattice is found) at the size where the
     pitch is WORK_PITCH-2x WORK_PITCH px, and the lattice. An image whose pitch is longer is first
     shrunk by a whole factor (a 2048 px image of a 768 px one's field: 4x), so the cost follows
@@ -203,19 +274,21 @@ def work_maps(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | Non
         return None, lat
     f = max(1, int(lat.pitch // WORK_PITCH))
     if f == 1:
-        return residual(g, lat), lat
+        return residual(g, lat, maps, blur), lat
     h, w = g.shape
     small = cv2.resize(g, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    return residual(small, Lattice(True, lat.ax * small.shape[1] / w, lat.ay * small.shape[0] / h, lat.peak)), lat
+    shrunk = Lattice(True, lat.ax * small.shape[1] / w, lat.ay * small.shape[0] / h, lat.peak)
+    return residual(small, shrunk, maps, blur), lat
 
 
-def lattice_map(image: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray | None, Lattice]:
+def lattice_map(image: np.ndarray, lo: float, hi: float, maps=MAPS, blur: float = BLUR
+                ) -> tuple[np.ndarray | None, Lattice]:
     """The lattice maps of an image at its size (None when no lattice is found), and the lattice."""
-    maps, lat = work_maps(image, lo, hi)
-    if maps is None or maps.shape[1:] == image.shape[:2]:
-        return maps, lat
+    out, lat = work_maps(image, lo, hi, maps, blur)
+    if out is None or out.shape[1:] == image.shape[:2]:
+        return out, lat
     h, w = image.shape[:2]
-    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in maps]), lat
+    return np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in out]), lat
 
 
 def maxima(maps: np.ndarray | None) -> list[float] | None:
@@ -238,7 +311,7 @@ def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     knn = float(np.median(knn_maxima))
     return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
             "images": n, "lattice_max_median": [round(float(v), 6) for v in lat], "knn_max_median": round(knn, 6),
-            "weight": weight, "scales_px": list(SCALES)}
+            "weight": weight, "maps": list(MAPS), "blur_px": BLUR}
 
 
 def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> float:
@@ -246,16 +319,18 @@ def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> flo
     return max([knn_max] + ([g * m for g, m in zip(gains, lattice_max)] if lattice_max is not None else []))
 
 
-def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains) -> tuple[np.ndarray, dict]:
-    """``heat`` (the kNN map) and each lattice map times its gain, pixelwise maximum; the kNN map
-    alone when the image has no lattice. Returns the map and what the image's lattice was. The
-    gained maps are combined where they were computed and brought to the image's size once."""
-    maps, lat = work_maps(image, lo, hi)
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, calibration: dict) -> tuple[np.ndarray, dict]:
+    """``heat`` (the kNN map) and each lattice map times its gain (``calibration``, the model's
+    :func:`calibrate`), pixelwise maximum; the kNN map alone when the image has no lattice.
+    Returns the map and what the image's lattice was. The gained maps are combined where they
+    were computed and brought to the image's size once."""
+    gains = calibration["gains"]
+    maps, lat = work_maps(image, lo, hi, *spec(calibration))
     if maps is None:
         return heat, {**lat.describe(), "used": False}
-    comb = np.float32(gains[0]) * maps[0]
+    comb = cv2.multiply(maps[0], float(gains[0]))
     for g, m in zip(gains[1:], maps[1:]):
-        np.maximum(comb, np.float32(g) * m, out=comb)
+        cv2.max(comb, cv2.multiply(m, float(g), dst=m), dst=comb)
     if comb.shape != heat.shape:
         comb = cv2.resize(comb, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.maximum(heat, comb), {**lat.describe(), "used": True}

@@ -118,8 +118,9 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
 
 def _check_lattice(meta: dict, config, path: str) -> None:
     """The lattice score's calibration (model/lattice.py) is what a fit writes: with the setting on,
-    ``lattice`` holds ``enabled`` and, when enabled, one finite positive gain per lattice map."""
-    from vi_stream.model.lattice import SCALES
+    ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes and one finite
+    positive gain per map (a calibration fitted when the score had two maps names none: two)."""
+    from vi_stream.model import lattice as lattice_score
     if not config.lattice:
         return
     lat = meta.get("lattice")
@@ -128,10 +129,15 @@ def _check_lattice(meta: dict, config, path: str) -> None:
         problem = "the lattice setting is on but the file has no lattice calibration"
     elif lat["enabled"]:
         gains = lat.get("gains")
-        if not (isinstance(gains, list) and len(gains) == len(SCALES)
-                and all(isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g < float("inf")
-                        for g in gains)):
-            problem = f"lattice gains {gains!r} are not {len(SCALES)} finite positive numbers"
+        try:
+            maps, _blur = lattice_score.spec(lat)
+        except (ValueError, TypeError, KeyError) as err:
+            problem = str(err) if isinstance(err, ValueError) else f"bad map list ({err!r})"
+        else:
+            if not (isinstance(gains, list) and len(gains) == len(maps)
+                    and all(isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g < float("inf")
+                            for g in gains)):
+                problem = f"lattice gains {gains!r} are not {len(maps)} finite positive numbers (one per map)"
     if problem:
         raise ModelError(f"{path}: bad lattice calibration: {problem}")
 
