@@ -4,12 +4,9 @@ Module images repeat: pads and their traces sit on a lattice. A local patch memo
 sees a pad moved by a few pixels, a missing or extra pad or a cut trace as a normal patch; the
 lattice sees them, because the same place one period away looks different. Steps:
 
-1. :func:`estimate` finds the lattice vector ``a`` (pitch and angle, sub-pixel) from the image
-   itself: the autocorrelation of a windowed central crop (by FFT), its strongest off-centre peak
-   (the shortest among those nearly as strong), refined on the peak ``k`` periods away (``a`` =
-   peak / k, so its error shrinks k times). No lattice (peak below ``MIN_PEAK``, or fewer than
-   ``MIN_PERIODS`` periods in the image) is a :class:`Lattice` with ``found`` False and a reason:
-   the model then scores with the kNN map alone and says so per image.
+1. :func:`~.lattice_estimate.estimate` finds the lattice vector ``a`` (pitch and angle,
+   sub-pixel) from the image itself, or says why there is none (:mod:`.lattice_estimate`): the
+   model then scores with the kNN map alone and says so per image.
 2. :func:`residual` compares each pixel of the lightly blurred image with the median of the same
    place in the ``NEIGHBOURS`` cells on either side along ``a`` (bilinear, numba), taken in pairs
    (+j, -j) while both lie in the image: one odd cell among them does not move a median, and
@@ -33,24 +30,17 @@ lattice sees them, because the same place one period away looks different. Steps
 
 The maps are in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to
 the kNN map's units with a gain fitted on the training images (:func:`calibrate`: the median image
-maximum of the kNN map on the held-out good images over that of the lattice map on all good
-ones) and fuses them by a pixelwise maximum (:func:`fuse`).
+maximum of the kNN map on the held-out good images over the GOOD_QUANTILE-th percentile of that of
+the lattice map on all good ones) and fuses them by a pixelwise maximum (:func:`fuse`).
 """
 from __future__ import annotations
-
-import functools
-import math
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from vi_stream.model.lattice_estimate import Lattice, estimate, grey  # noqa: F401  (the score's public names)
 from vi_stream.model.lattice_kernels import median_residual
 
-CROP = 512            # px: the central crop whose autocorrelation gives the lattice
-MIN_PITCH = 12.0      # px: a shorter period is texture or noise, not pads
-MIN_PERIODS = 4       # periods the image must hold along the lattice vector
-MIN_PEAK = 0.35       # normalised autocorrelation at the lattice vector (1 at zero shift)
 NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)
 BLUR = 0.7            # px: sensor noise off before the comparison
 WORK_PITCH = 48.0     # px: the maps are computed at a size where the pitch is 48-96 px (lattice_map)
@@ -58,137 +48,8 @@ TOLERANCE = 1         # px: how far a neighbour's edge may sit from this cell's 
 MAPS = ("moved", "cut", "fine", "coarse", "wide")   # what a fit computes and calibrates, in order
 LEGACY_MAPS = ("fine3", "coarse")              # what a model file without "maps" was calibrated for
 LEGACY_BLUR = 1.0
+GOOD_QUANTILE = 90    # percentile of the good images' map maxima matched to the kNN map's median (calibrate)
 SMOOTHING = {"cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
-
-
-@dataclass(frozen=True)
-class Lattice:
-    found: bool
-    ax: float = 0.0           # the lattice vector, px (x right, y down)
-    ay: float = 0.0
-    peak: float = 0.0         # its normalised autocorrelation
-    reason: str = ""
-
-    @property
-    def pitch(self) -> float:
-        return math.hypot(self.ax, self.ay)
-
-    @property
-    def angle(self) -> float:
-        """Degrees of the lattice vector from the x axis, in (-90, 90]."""
-        a = math.degrees(math.atan2(self.ay, self.ax))
-        return a - 180.0 if a > 90.0 else a + 180.0 if a <= -90.0 else a
-
-    def describe(self) -> dict:
-        """What a Result and a stored record say about the image's lattice."""
-        if not self.found:
-            return {"found": False, "reason": self.reason}
-        return {"found": True, "pitch_px": round(self.pitch, 3), "angle_deg": round(self.angle, 3),
-                "peak": round(self.peak, 3), "vector_px": [round(self.ax, 3), round(self.ay, 3)]}
-
-
-def grey(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """float32 luminance in [0, 1] (colour: the mean of the channels)."""
-    g = image.astype(np.float32)
-    if g.ndim == 3:
-        g = g.mean(axis=2)
-    return (g - np.float32(lo)) * np.float32(1.0 / (hi - lo))
-
-
-@functools.lru_cache(maxsize=8)
-def _window(h: int, w: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
-    """The Hann window of an (h, w) crop and its own autocorrelation up to ``reach``."""
-    win = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    return win, _correlate(win, reach)
-
-
-def _correlate(x: np.ndarray, reach: int) -> np.ndarray:
-    """Autocorrelation of ``x`` at shifts up to ``reach`` (zero-padded: no wrap), zero shift at the
-    centre of a (2 reach + 1)^2 array."""
-    h, w = x.shape
-    ph, pw = cv2.getOptimalDFTSize(h + reach), cv2.getOptimalDFTSize(w + reach)
-    pad = np.zeros((ph, pw), np.float32)
-    pad[:h, :w] = x
-    f = cv2.dft(pad, flags=cv2.DFT_COMPLEX_OUTPUT)
-    ac = cv2.idft(cv2.mulSpectrums(f, f, 0, conjB=True), flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
-    ac = np.roll(ac, (reach, reach), axis=(0, 1))
-    return np.ascontiguousarray(ac[:2 * reach + 1, :2 * reach + 1])
-
-
-def _autocorrelation(g: np.ndarray, reach: int) -> np.ndarray:
-    """Normalised autocorrelation of a crop up to ``reach``, 1 at zero shift (the centre)."""
-    win, env = _window(g.shape[0], g.shape[1], reach)
-    # divided by the window's own autocorrelation: its envelope falls with the shift and would pull
-    # every peak towards zero (0.3 px per period at a 75 px pitch, measured)
-    a = _correlate((g - g.mean()) * win, reach) / np.maximum(env, np.float32(1e-3 * env[reach, reach]))
-    return a / max(float(a[reach, reach]), 1e-12)
-
-
-def _subpixel(ac: np.ndarray, y: int, x: int) -> tuple[float, float]:
-    """Parabolic refinement of a peak at (y, x)."""
-    def vertex(m, c, p):
-        d = m - 2 * c + p
-        return 0.0 if d >= 0 else float(np.clip(0.5 * (m - p) / d, -0.5, 0.5))
-    return y + vertex(ac[y - 1, x], ac[y, x], ac[y + 1, x]), x + vertex(ac[y, x - 1], ac[y, x], ac[y, x + 1])
-
-
-def estimate(g: np.ndarray) -> Lattice:
-    """The lattice of a grey image (:func:`grey`), or ``found`` False with the reason. An image
-    larger than 1.5 CROP is first shrunk by a whole factor, so that the crop holds as many periods
-    of the same field of view (a 2048 px image's 512 px crop held 2.5 periods of its 200 px pitch:
-    no peak within reach; at half size it holds 5)."""
-    f = max(1, min(g.shape) // (3 * CROP // 2))
-    if f == 1:
-        return _estimate(g)
-    small = cv2.resize(g, (g.shape[1] // f, g.shape[0] // f), interpolation=cv2.INTER_AREA)
-    lat = _estimate(small)
-    if not lat.found:
-        return lat
-    return Lattice(True, lat.ax * g.shape[1] / small.shape[1], lat.ay * g.shape[0] / small.shape[0], lat.peak)
-
-
-def _estimate(g: np.ndarray) -> Lattice:
-    h, w = g.shape
-    ch, cw = min(h, CROP), min(w, CROP)
-    crop = np.ascontiguousarray(g[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw])
-    if float(crop.std()) < 1e-4:
-        return Lattice(False, reason="flat image")
-    reach = min(ch, cw) // 2             # shifts whose overlap is at least half the crop
-    ac = _autocorrelation(crop, reach)
-    cy = cx = reach
-    local = cv2.dilate(ac, np.ones((5, 5), np.uint8))
-    yy, xx = np.mgrid[-reach:reach + 1, -reach:reach + 1]
-    r = np.hypot(yy, xx)
-    half = (xx > 0) | ((xx == 0) & (yy > 0))
-    cand = (ac >= local) & half & (r >= MIN_PITCH) & (r <= reach - 2) & (ac > 0)
-    ys, xs = np.nonzero(cand)
-    if len(ys) == 0:
-        return Lattice(False, reason="no autocorrelation peak")
-    vals = ac[ys, xs]
-    best = float(vals.max())
-    if best < MIN_PEAK:
-        return Lattice(False, peak=best, reason=f"weak periodicity (peak {best:.2f} < {MIN_PEAK})")
-    strong = vals >= 0.8 * best
-    i = np.flatnonzero(strong)[np.argmin(r[ys[strong], xs[strong]])]
-    py, px = _subpixel(ac, int(ys[i]), int(xs[i]))
-    vy, vx = py - cy, px - cx
-    k = int(reach // math.hypot(vx, vy))
-    if k >= 2:   # refine on the peak k periods away: the same sub-pixel error, divided by k
-        ty, tx = round(cy + k * vy), round(cx + k * vx)
-        y0, x0 = max(ty - 2, 1), max(tx - 2, 1)
-        win = ac[y0:ty + 3, x0:tx + 3]
-        if win.size and 0 < ty < 2 * reach and 0 < tx < 2 * reach:
-            wy, wx = np.unravel_index(int(np.argmax(win)), win.shape)
-            qy, qx = y0 + int(wy), x0 + int(wx)
-            if 1 <= qy < 2 * reach and 1 <= qx < 2 * reach and ac[qy, qx] > 0:
-                qy, qx = _subpixel(ac, qy, qx)
-                vy, vx = (qy - cy) / k, (qx - cx) / k
-    pitch = math.hypot(vx, vy)
-    span = min(w / max(abs(vx), 1e-6), h / max(abs(vy), 1e-6))   # periods along the vector
-    if span < MIN_PERIODS:
-        return Lattice(False, vx, vy, float(ac[ys[i], xs[i]]),
-                       reason=f"{span:.1f} periods of {pitch:.1f} px in the image (need {MIN_PERIODS})")
-    return Lattice(True, float(vx), float(vy), float(ac[ys[i], xs[i]]))
 
 
 def residual(g: np.ndarray, lat: Lattice, maps=MAPS, blur: float = BLUR) -> np.ndarray:
@@ -298,19 +159,22 @@ def maxima(maps: np.ndarray | None) -> list[float] | None:
 
 def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     """The lattice score's calibration from good images: ``gains`` bring each lattice map to the kNN
-    map's units, so that the median image maximum of gain x map on good images (``lattice_maxima``:
-    :func:`maxima` of every good image, None where no lattice was found) is ``weight`` x that of the
-    kNN map on the held-out good ones (``knn_maxima``). Off (``enabled`` False, with the reason)
+    map's units, so that the GOOD_QUANTILE-th percentile of the image maxima of gain x map on good
+    images (``lattice_maxima``: :func:`maxima` of every good image, None where no lattice was found)
+    is ``weight`` x the median image maximum of the kNN map on the held-out good ones
+    (``knn_maxima``). The percentile rather than the median: the coarse maps' good maxima have a
+    long tail (substrate texture that differs from cell to cell), which the median let through as
+    false alarms. Off (``enabled`` False, with the reason)
     when the lattice was found on fewer than half the good images."""
     found = [m for m in lattice_maxima if m is not None]
     n = len(lattice_maxima)
     if n == 0 or 2 * len(found) < n:
         return {"enabled": False, "gains": [], "found": len(found), "images": n,
                 "reason": f"lattice found on {len(found)} of {n} good images"}
-    lat = np.median(np.asarray(found, np.float64), axis=0)
+    lat = np.percentile(np.asarray(found, np.float64), GOOD_QUANTILE, axis=0)
     knn = float(np.median(knn_maxima))
     return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
-            "images": n, "lattice_max_median": [round(float(v), 6) for v in lat], "knn_max_median": round(knn, 6),
+            "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE, "knn_max_median": round(knn, 6),
             "weight": weight, "maps": list(MAPS), "blur_px": BLUR}
 
 
