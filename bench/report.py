@@ -166,7 +166,8 @@ def _structural_peers(d: dict, variants: list, fams: list) -> str:
             "the same EfficientNet-Lite0 weights, full-resolution input, greedy coreset, 9-neighbour reweighting, no "
             "lattice score, no calibrated threshold). Ours has taps 2, 4 and 7, a projection to 144 dimensions, "
             "a uniform bank of 120,000 patches, σ 6 smoothing and, in the lattice variant, the lattice maps. "
-            "Recall here is counted above the highest good image's score, on both sides.\n\n"
+            "Recall here is counted above the highest good image's score, on both sides. The peer's fit seconds "
+            "and MP/s are as each run went on the shared VM (the first beside other work), not speeds.\n\n"
             + _table(["peer", "options", "normalisation", "coreset", "seed", "training images", "bank", "fit s",
                       "scoring MP/s"], runs) + "\n\n"
             + _table(["family"] + [f"{v['label']}: image AUROC / pixel AUROC / AUPRO / recall, no false alarm"
