@@ -17,6 +17,7 @@ from vi_stream.model import filecheck, lattice, load, read_meta
 
 from ..helpers.cli import ok
 from ..helpers.cli import vi as run
+from ..helpers.modelfiles import meta_change, rewrite_model
 
 SHAPE = (256, 256)
 FIT = ("--tile", 128, "--overlap", 32, "--bank-size", 2000, "--cells", 16, "--calibration-every", 2)
@@ -173,4 +174,32 @@ def test_a_lattice_calibration_no_fit_writes_is_refused_with_one_line(lattice_mo
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ModelError, match="bad lattice calibration") as err:
         load(str(tmp_path / "bad.npz"))
+    assert "\n" not in str(err.value)
+
+
+FIVE = list(lattice.MAPS)
+
+
+@pytest.mark.parametrize("edit, named", [
+    ({"blur_px": None}, "blur_px"), ({"blur_px": "abc"}, "blur_px"), ({"blur_px": True}, "blur_px"),
+    ({"blur_px": -1.0}, "blur_px"), ({"blur_px": float("nan")}, "blur_px"), ({"blur_px": float("inf")}, "blur_px"),
+    ({"blur_px": 1e5}, "blur_px"), ({"blur_px": "0.7"}, "blur_px"), ("no blur_px", "blur_px"),
+    ({"maps": [], "gains": []}, "maps"), ({"maps": "moved"}, "maps"), ({"maps": [["moved"]] + FIVE[1:]}, "maps")],
+    ids=["none", "text", "bool", "negative", "nan", "inf", "huge", "quoted", "missing", "no-maps", "a-string",
+         "a-list-in-the-list"])
+def test_a_lattice_calibration_naming_a_blur_or_maps_no_fit_writes_is_refused_at_load(lattice_model, tmp_path,
+                                                                                      edit, named):
+    """Re-digested, a calibration that names the maps (a fit since the five maps) but a blur no fit writes,
+    or maps that are not a list of names, was loaded: a negative or NaN blur silently skipped the blur, a
+    blur of 1e5 px took a minute an image and one of Infinity px had OpenCV ask for 8 GiB (the daemon
+    killed); no maps and no gains passed and every score failed on an IndexError. Refused in one line
+    naming the field, as the gains are."""
+    def change(meta):
+        if edit == "no blur_px":
+            meta["lattice"].pop("blur_px")
+        else:
+            meta["lattice"].update(edit)
+    bad = rewrite_model(str(lattice_model), str(tmp_path / "bad.npz"), meta_change(change))
+    with pytest.raises(ModelError, match=f"bad lattice calibration: {named} ") as err:
+        load(bad)
     assert "\n" not in str(err.value)

@@ -48,6 +48,8 @@ TOLERANCE = 1         # px: how far a neighbour's edge may sit from this cell's 
 MAPS = ("moved", "cut", "fine", "coarse", "wide")   # what a fit computes and calibrates, in order
 LEGACY_MAPS = ("fine3", "coarse")              # what a model file without "maps" was calibrated for
 LEGACY_BLUR = 1.0
+MAX_BLUR = 8.0        # px: the most blur a calibration may name (a fit writes BLUR; a Gaussian of 1e5 px
+                      # takes a minute an image, one of Infinity px asks OpenCV for 8 GiB)
 GOOD_QUANTILE = 90    # percentile of the good images' map maxima matched to the kNN map's median (calibrate)
 SMOOTHING = {"cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
 
@@ -113,14 +115,26 @@ _MAP = {"moved": lambda p: np.abs(p.tolerant),
 
 def spec(calibration: dict | None) -> tuple[tuple[str, ...], float]:
     """The maps and the blur a model's lattice calibration was made for (:func:`calibrate`); a
-    calibration fitted when the score had two maps names none: LEGACY_MAPS at LEGACY_BLUR."""
-    if calibration and "maps" in calibration:
-        unknown = [m for m in calibration["maps"] if m not in _MAP]
-        if unknown:
-            raise ValueError(f"the model's lattice calibration names maps this vi_stream does not know: "
-                             f"{', '.join(unknown)}; upgrade vi_stream or refit the model")
-        return tuple(calibration["maps"]), float(calibration["blur_px"])
-    return LEGACY_MAPS, LEGACY_BLUR
+    calibration fitted when the score had two maps names none: LEGACY_MAPS at LEGACY_BLUR.
+    ValueError, naming the field, for maps that are not a non-empty list of map names this
+    vi_stream computes, or a ``blur_px`` that is not a number of pixels from 0 to MAX_BLUR."""
+    if not calibration or "maps" not in calibration:
+        return LEGACY_MAPS, LEGACY_BLUR
+    maps, blur = calibration["maps"], calibration.get("blur_px")
+    if not (isinstance(maps, list) and maps and all(isinstance(m, str) for m in maps)):
+        raise ValueError(f"maps {_short(repr(maps))} is not a list of map names")
+    unknown = [m for m in maps if m not in _MAP]
+    if unknown:
+        raise ValueError(f"maps {_short(', '.join(unknown))}: not maps this vi_stream computes; "
+                         "upgrade vi_stream or refit the model")
+    if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= MAX_BLUR:
+        raise ValueError(f"blur_px {_short(repr(blur))} is not a number of pixels from 0 to {MAX_BLUR:g}")
+    return tuple(maps), float(blur)
+
+
+def _short(text: str) -> str:
+    """``text`` cut to 80 characters for a one-line message (a file's list may be long)."""
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def work_maps(image: np.ndarray, lo: float, hi: float, maps=MAPS, blur: float = BLUR

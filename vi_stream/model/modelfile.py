@@ -118,8 +118,9 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
 
 def _check_lattice(meta: dict, config, path: str) -> None:
     """The lattice score's calibration (model/lattice.py) is what a fit writes: with the setting on,
-    ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes and one finite
-    positive gain per map (a calibration fitted when the score had two maps names none: two)."""
+    ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes at a blur a fit
+    writes (:func:`~vi_stream.model.lattice.spec`) and one finite positive gain per map (a
+    calibration fitted when the score had two maps names none: two)."""
     from vi_stream.model import lattice as lattice_score
     if not config.lattice:
         return
@@ -131,8 +132,8 @@ def _check_lattice(meta: dict, config, path: str) -> None:
         gains = lat.get("gains")
         try:
             maps, _blur = lattice_score.spec(lat)
-        except (ValueError, TypeError, KeyError) as err:
-            problem = str(err) if isinstance(err, ValueError) else f"bad map list ({err!r})"
+        except ValueError as err:          # the maps or the blur (lattice.spec names which)
+            problem = str(err)
         else:
             if not (isinstance(gains, list) and len(gains) == len(maps)
                     and all(isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g < float("inf")
