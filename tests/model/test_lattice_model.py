@@ -13,7 +13,7 @@ import pytest
 from vi_stream.errors import ModelError
 from vi_stream.evaluation import synthetic
 from vi_stream.io.files import write_image
-from vi_stream.model import filecheck, lattice, load, read_meta
+from vi_stream.model import lattice, load, read_meta
 
 from ..helpers.cli import ok
 from ..helpers.cli import vi as run
@@ -55,14 +55,12 @@ def test_train_with_the_lattice_saves_its_calibration_under_the_digest(lattice_m
     # the threshold was set on the fused maps: each calibration score is at least its kNN part
     assert meta["threshold"] >= max(meta["calibration_scores"])
     # the gain is bound by the digest: a file whose gain was edited is refused
-    with np.load(lattice_model) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta["lattice"]["gains"][0] *= 10
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-    forged = lattice_model.parent / "forged.npz"
-    np.savez(forged, **arrays)
+    def tenfold(meta):
+        meta["lattice"]["gains"][0] *= 10
+    forged = rewrite_model(str(lattice_model), str(lattice_model.parent / "forged.npz"), meta_change(tenfold),
+                           seal=False)
     with pytest.raises(ModelError, match="digest does not match"):
-        load(str(forged))
+        load(forged)
 
 
 def test_score_reports_each_images_lattice_or_why_it_had_none(lattice_model, folders, tmp_path):
@@ -95,18 +93,11 @@ def test_a_lattice_model_with_two_maps_scores_as_it_was_calibrated(lattice_model
     """A model file fitted when the lattice score had two maps (its calibration names no maps and
     holds two gains) is scored with those two maps at their blur, so an upgrade does not move its
     scores; a calibration naming a map this vi_stream does not know is refused in one line."""
-    with np.load(lattice_model) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays["meta"].tobytes())
-    for k in ("maps", "blur_px"):
-        meta["lattice"].pop(k)
-    meta["lattice"]["gains"] = [150.0, 300.0]
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-    arrays.pop("digest")
-    arrays["digest"] = filecheck.digest_member(arrays)
-    old = tmp_path / "two-maps.npz"
-    np.savez(old, **arrays)
-    model = load(str(old))
+    def two_maps(meta):
+        for k in ("maps", "blur_px"):
+            meta["lattice"].pop(k)
+        meta["lattice"]["gains"] = [150.0, 300.0]
+    model = load(rewrite_model(str(lattice_model), str(tmp_path / "two-maps.npz"), meta_change(two_maps)))
     img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
     fused = model.score(img).heatmap
     model.lattice = {"enabled": False, "reason": "test"}
@@ -121,18 +112,10 @@ def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp
     p = vi("train", "--images", folders / "good", "--out", out, "--lattice", "off", *FIT)
     assert "lattice score: off" in p.stdout
     # as an older vi_stream wrote it: no lattice setting, no lattice calibration, digest over that
-    with np.load(out) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays["meta"].tobytes())
+    meta = read_meta(str(out))
     # with the lattice off the file names no lattice setting: an older vi_stream loads it
     assert "lattice" not in meta["config"] and "lattice_weight" not in meta["config"]
-    meta.pop("lattice")
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-    arrays.pop("digest")
-    arrays["digest"] = filecheck.digest_member(arrays)
-    old = tmp_path / "old.npz"
-    np.savez(old, **arrays)
-    model = load(str(old))
+    model = load(rewrite_model(str(out), str(tmp_path / "old.npz"), meta_change(lambda m: m.pop("lattice"))))
     assert model.config.lattice is False and not model.lattice["enabled"]
     r = model.score(synthetic.module_image(SHAPE, seed=5).image)
     assert r.lattice == {"used": False, "reason": "the model predates the lattice score"}
@@ -161,19 +144,14 @@ def test_the_daemons_pipeline_stamps_each_result_and_stored_record_with_its_latt
 def test_a_lattice_calibration_no_fit_writes_is_refused_with_one_line(lattice_model, tmp_path, bad):
     """Even re-digested (the digest is not a signature), a file whose lattice calibration a fit
     never writes is refused before it scores anything."""
-    with np.load(lattice_model) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(arrays["meta"].tobytes())
-    if bad is None:
-        meta.pop("lattice")
-    else:
-        meta["lattice"] = bad
-    arrays["meta"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
-    arrays.pop("digest")
-    arrays["digest"] = filecheck.digest_member(arrays)
-    np.savez(tmp_path / "bad.npz", **arrays)
+    def change(meta):
+        if bad is None:
+            meta.pop("lattice")
+        else:
+            meta["lattice"] = bad
+    path = rewrite_model(str(lattice_model), str(tmp_path / "bad.npz"), meta_change(change))
     with pytest.raises(ModelError, match="bad lattice calibration") as err:
-        load(str(tmp_path / "bad.npz"))
+        load(path)
     assert "\n" not in str(err.value)
 
 
