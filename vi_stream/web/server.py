@@ -10,9 +10,10 @@ the handler that applies both are one mechanism; split, each part would reach in
   of them per address and within its cap: a connection that lands in the reserve has
   ``reserve_head_timeout`` s to send its head and is answered 503 unless it names a control
   route. So one address (or a few) trickling requests and reconnecting at once holds at most
-  its cap and never the reserve; what fills every slot and the reserve is
-  ``max_connections / per_address + reserve / RESERVE_PER_ADDRESS`` addresses at once (12
-  by default) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
+  its cap and never the reserve; what fills every slot is 6 addresses at once by default (4
+  of them holding 4 live streams each besides their cap: streams leave the count, below), and
+  the reserve too 7 (an address below its cap takes ``RESERVE_PER_ADDRESS`` of it once the
+  rest is full) - on the machine itself that is any local user, who may bind any of 127.0.0.0/8.
   A live stream (an answer of type ``text/event-stream``) leaves its address's count once it
   is answered; it keeps its place among the ``max_connections``. The app caps its streams
   itself (:class:`vi_stream.web.live.Hub`: 4 per address, 16 in all), and a page reloaded a
