@@ -125,3 +125,31 @@ def test_a_duplicated_tab_takes_an_id_of_its_own(browser, model, camera):
             assert d.live.hub.statistics()["superseded"] == 1 and d.live.hub.listeners == 2
         finally:
             context.close()
+
+
+# As a browser that blocks this site's storage leaves the page (Chromium with its cookies blocked: both
+# storages' getters throw "Access is denied for this document").
+NO_STORAGE = """for (const name of ['localStorage', 'sessionStorage'])
+  Object.defineProperty(window, name, {get() { throw new DOMException('Access is denied for this document.',
+                                                                      'SecurityError'); }});"""
+
+
+def test_a_page_without_web_storage_goes_live(browser, model, camera):
+    """The page keeps its tab id in sessionStorage and the alarm sound's switch in localStorage. With the
+    site's storage blocked, health.js's setup threw on localStorage before main.js reached connect(): the
+    page never opened a stream, and live.js's care for a throwing sessionStorage never ran. Now it goes
+    live (with a tab id for the page alone) and its stream's events arrive, with no error on the page."""
+    with running_daemon(model, camera) as (d, _ctx):
+        context = browser.new_context()
+        try:
+            pg = context.new_page()
+            errors = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.add_init_script(NO_STORAGE)
+            pg.goto(f"http://127.0.0.1:{d.rest_port}/")
+            pg.wait_for_function(LIVE, timeout=10_000)
+            pg.wait_for_selector("#state.stopped", timeout=10_000)       # its stream's events arrive
+            assert pg.evaluate("document.querySelector('#alarm-sound').click(), 1")   # the switch still works
+            assert d.live.hub.listeners == 1 and not errors, errors
+        finally:
+            context.close()

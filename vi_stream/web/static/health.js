@@ -5,6 +5,7 @@
 import { $, loadSession } from "./core.js";
 
 const GONE_AFTER_MS = 4000;     // a stream that ends and is back within this (an expired stream) is no alarm
+const SOUND_KEY = "vi.alarmSound";
 const state = { link: "connecting", downSince: null, status: null, lastFrameAt: null, alarms: [], heard: new Set(),
                 wasDown: false };
 window.viHealth = state;
@@ -45,7 +46,7 @@ function render() {
   $("#banner").hidden = !alarms.length;
   const fresh = alarms.filter((a) => !state.heard.has(a.kind));
   state.heard = new Set(alarms.map((a) => a.kind));
-  if (fresh.length && localStorage.getItem("vi.alarmSound") === "on") beep();
+  if (fresh.length && soundSetting() === "on") beep();
   age();
 }
 
@@ -69,11 +70,23 @@ function beep() {
   } catch (e) { /* no audio in this browser: the banner still says it */ }
 }
 
+// The switch is read from localStorage at each new alarm (another tab may have flipped it). A browser that
+// keeps no storage for the site throws on every access (Chromium with the site's cookies blocked): the
+// switch then lasts as long as the page, which must still connect (main.js calls setupHealth first).
+let soundThisPage = null;
+function soundSetting() {
+  try { return localStorage.getItem(SOUND_KEY); } catch { return soundThisPage; }
+}
+function keepSound(value) {
+  soundThisPage = value;
+  try { localStorage.setItem(SOUND_KEY, value); } catch { /* kept for this page only */ }
+}
+
 export function setupHealth() {
   const box = $("#alarm-sound");
-  const kept = localStorage.getItem("vi.alarmSound");          // a tick before the script ran counts too
+  const kept = soundSetting();                                  // a tick before the script ran counts too
   box.checked = kept === null ? box.checked : kept === "on";
-  if (box.checked) localStorage.setItem("vi.alarmSound", "on");
-  box.onchange = () => { localStorage.setItem("vi.alarmSound", box.checked ? "on" : "off"); if (box.checked) beep(); };
+  if (box.checked) keepSound("on");
+  box.onchange = () => { keepSound(box.checked ? "on" : "off"); if (box.checked) beep(); };
   setInterval(() => { if (state.link !== "live") render(); else age(); }, 1000);
 }
