@@ -61,8 +61,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="fuse the lattice (cell-to-cell) score with the kNN map; an image without a lattice "
                         f"is scored by the kNN map alone (default {'on' if ModelConfig().lattice else 'off'})")
     g.add_argument("--lattice-weight", type=float, dest="lattice_weight",
-                   help="the lattice map's good-image maxima as a share of the kNN map's "
-                        f"(default {ModelConfig().lattice_weight})")
+                   help="the share of the kNN map's median good-image maximum that each lattice map's 90th "
+                        f"percentile good-image maximum is scaled to (default {ModelConfig().lattice_weight})")
 
 
 def add_parsers(sub) -> None:

@@ -189,7 +189,7 @@ class AnomalyModel:
             scores.append(float(_heat(coarse, fgrid, shape, config).max()))
         lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
-        if lat["enabled"]:   # an image's fused maximum is the larger of its two maps' maxima
+        if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
             scores = [lattice.fused_maximum(s, c[2], lat["gains"]) for s, c in zip(scores, calib)]
         threshold = calibrated_threshold(scores, config.false_alarm_one_in)
         index.gate = float(config.gate_fraction * threshold)

@@ -32,7 +32,8 @@ class ModelConfig:
     # The lattice score (model/lattice.py): each pixel against the same place in its lattice
     # neighbours, fused with the kNN map by a pixelwise maximum at a gain fitted on the good images.
     lattice: bool = False
-    lattice_weight: float = 1.0   # the lattice map's good-image maxima as a share of the kNN map's
+    lattice_weight: float = 1.0   # each lattice map's good-image maxima (90th percentile) as a share of the
+                                  # kNN map's (median): lattice.calibrate
 
     def validate(self) -> "ModelConfig":
         # Here, not at the top: the command line reads the defaults for its help without numba or torch.
