@@ -76,7 +76,10 @@ def main() -> None:
     tiles = np.concatenate([tile(im, cfg.tile, cfg.overlap, 0.0, 1 / 255.0)[0] for im in images])
     step = tiles_per_call(cfg, pf.device)
     batches = [pf.to_tensor(tiles[i:i + step]) for i in range(0, len(tiles), step)]
-    calib = [np.ascontiguousarray(pf.to_tensor(tiles[i:i + 1]).numpy()) for i in range(0, 60, 3)]
+    # int8 calibration on tiles of other training images than those measured
+    others = np.concatenate([tile(genset.image((768, 768), 10_100 + i, 7).image, cfg.tile, cfg.overlap, 0.0, 1 / 255.0)[0]
+                             for i in range(3)])
+    calib = [np.ascontiguousarray(pf.to_tensor(t[None]).numpy()) for t in others[:20]]
     with tempfile.TemporaryDirectory() as work:
         sessions = _sessions(pf, batches[0], calib, work)
         runs = {"torch": lambda x: [t.numpy() for t in pf.trunk_forward(x)]}

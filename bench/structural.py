@@ -56,7 +56,7 @@ def run_peers(python: str, set_dir: str, work: str, peers, families=generalise.T
     for label, options in peers:
         d = os.path.join(work, "peer", label)
         run_json = os.path.join(d, "run.json")
-        if not setfiles.newer_than_set(run_json, set_dir):
+        if not setfiles.newer_than_set(run_json, set_dir) or not _same_options(run_json, options):
             flags = [x for o in options for x in ("--" + o.partition("=")[0], o.partition("=")[2])]
             subprocess.run([python, os.path.join(common.HERE, "peer_anomalib.py"), set_dir, d, "--no-ladder", *flags],
                            check=True)
@@ -66,6 +66,23 @@ def run_peers(python: str, set_dir: str, work: str, peers, families=generalise.T
         out.append({"label": label, "options": list(options), "run": run, **ev, **_means(ev, families)})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return out
+
+
+def _same_options(run_json: str, options) -> bool:
+    """Whether the peer's cached run was made with these options (a label reused with other options
+    would otherwise report the old run beside the new options)."""
+    with open(run_json) as f:
+        run = json.load(f)
+    keys = {"norm": "norm", "coreset": "coreset", "seed": "seed", "train": "train_images"}
+    for o in options:
+        k, _, v = o.partition("=")
+        try:
+            v = json.loads(v)          # numbers as numbers (0.010 is 0.01); a word stays a word
+        except ValueError:
+            pass
+        if k in keys and run.get(keys[k]) != v:
+            return False
+    return True
 
 
 def _means(ev: dict, families) -> dict:

@@ -96,7 +96,7 @@ def test_a_pad_moved_by_two_pixels_is_the_brightest_place_of_the_map():
     assert gm.max() < 0.5 * bm.max(), (gm.max(), bm.max())
 
 
-def test_pads_a_pixel_off_their_place_are_forgiven_and_a_pad_moved_by_two_is_not():
+def test_pads_a_pixel_off_their_place_are_forgiven_and_a_pad_moved_by_three_is_not():
     """The tolerant comparison (``moved``): on a lattice whose every pad sits up to a pixel off its
     place (as real pads and the generator's do), the plain residual's map lights the jittered edges
     at more than a quarter of what it shows for a pad moved by three pixels; the tolerant map

@@ -40,6 +40,19 @@ def test_a_stream_starts_with_retry_and_the_snapshot_then_follows_and_ends_on_cl
         hub.subscribe()
 
 
+def test_a_stream_whose_snapshot_fails_gives_its_slot_back():
+    """A status that raises while a new stream's first events are gathered: the request fails, and
+    the stream's slot is free again (it stayed taken until the daemon restarted)."""
+    def broken():
+        raise RuntimeError("status unavailable")
+    live = Live(broken, hub=Hub(max_listeners=1))
+    with pytest.raises(RuntimeError, match="status unavailable"):
+        live.events("10.0.0.1", "ab" * 8)
+    assert live.hub.listeners == 0
+    live.status = lambda: {"status": "idle"}
+    assert next(live.events("10.0.0.1", "ab" * 8)).startswith(b"retry:")
+
+
 def test_listeners_are_capped_and_a_slow_one_loses_its_oldest_events_only():
     hub = Hub(max_listeners=2, queue_size=3)
     slow, fast = hub.subscribe(), hub.subscribe()

@@ -38,7 +38,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vi_stream.model.lattice_estimate import Lattice, estimate, grey  # noqa: F401  (the score's public names)
+from vi_stream.model.lattice_estimate import Lattice, estimate, grey
 from vi_stream.model.lattice_kernels import median_residual
 
 NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)

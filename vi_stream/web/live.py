@@ -351,7 +351,13 @@ class Live:
     def events(self, client: str | None, tab: str | None = None) -> Iterator[bytes]:
         """A new listener's stream, the snapshot first; Overloaded beyond the cap, before anything is sent
         (``tab``: see :meth:`Hub.subscribe`)."""
-        return self.hub.stream(self.hub.subscribe(client, tab), self.snapshot())
+        listener = self.hub.subscribe(client, tab)
+        try:
+            first = self.snapshot()
+        except BaseException:
+            self.hub.unsubscribe(listener)     # the stream never started: its slot is free again
+            raise
+        return self.hub.stream(listener, first)
 
     def trend_bins(self, since: float | None = None, until: float | None = None) -> dict:
         """The bins and drift chunks in [since, until) (default: the last hour), read from the store's
