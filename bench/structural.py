@@ -1,7 +1,7 @@
 """The structural families of issue 28 on the TUNING split: settings side by side (tuning figures).
 
     python bench/structural.py [--per-family 16] [--variant LABEL k=v ...] [--no-write]
-                               [--peer-python PY --peer LABEL [peer_anomalib options] ...]
+                               [--peer-python PY --peer LABEL [k=v ...] ...]
 
 The set is bench/genset.py's (the tuning module line 7, its seeds), restricted to the tuning
 families of bench/generalise.py (TUNING: the design's own eight and the four structural ones),
@@ -13,8 +13,9 @@ figures: design choices are made on them, so they claim nothing about generalisa
 
 With ``--peer-python`` (bench/setup_peer.sh) each ``--peer LABEL OPTIONS`` runs anomalib's
 PatchCore (bench/peer_anomalib.py with those options, written ``k=v``: ``norm=tflite``,
-``coreset=0.05``, ``seed=1``, ``train=20``) on the same set, without the ladders (the peer has no threshold to count them
-against), and puts its figures beside ours; a peer's outputs are reused while newer than the set.
+``coreset=0.05``, ``seed=1``, ``train=20``) on the same set, without the ladders (the peer has
+no threshold to count them against), and puts its figures beside ours; a peer's outputs are reused
+while newer than the set and made with the same options.
 """
 from __future__ import annotations
 
@@ -56,21 +57,25 @@ def run_peers(python: str, set_dir: str, work: str, peers, families=generalise.T
     for label, options in peers:
         d = os.path.join(work, "peer", label)
         run_json = os.path.join(d, "run.json")
-        if not setfiles.newer_than_set(run_json, set_dir) or not _same_options(run_json, options):
+        run = _cached_run(run_json, set_dir, options)
+        if run is None:
             flags = [x for o in options for x in ("--" + o.partition("=")[0], o.partition("=")[2])]
             subprocess.run([python, os.path.join(common.HERE, "peer_anomalib.py"), set_dir, d, "--no-ladder", *flags],
                            check=True)
-        with open(run_json) as f:
-            run = json.load(f)
+            with open(run_json) as f:
+                run = json.load(f)
         ev = generalise.evaluate(set_dir, d, families)
         out.append({"label": label, "options": list(options), "run": run, **ev, **_means(ev, families)})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return out
 
 
-def _same_options(run_json: str, options) -> bool:
-    """Whether the peer's cached run was made with these options (a label reused with other options
-    would otherwise report the old run beside the new options)."""
+def _cached_run(run_json: str, set_dir: str, options) -> dict | None:
+    """The peer's cached run (its run.json) when it is newer than the set and was made with these
+    options, else None (a label reused with other options would otherwise report the old run beside
+    the new options)."""
+    if not setfiles.newer_than_set(run_json, set_dir):
+        return None
     with open(run_json) as f:
         run = json.load(f)
     keys = {"norm": "norm", "coreset": "coreset", "seed": "seed", "train": "train_images"}
@@ -81,8 +86,8 @@ def _same_options(run_json: str, options) -> bool:
         except ValueError:
             pass
         if k in keys and run.get(keys[k]) != v:
-            return False
-    return True
+            return None
+    return run
 
 
 def _means(ev: dict, families) -> dict:

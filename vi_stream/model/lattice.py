@@ -35,6 +35,8 @@ the lattice map on all good ones) and fuses them by a pixelwise maximum (:func:`
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -70,19 +72,16 @@ class _Parts:
 
     def __init__(self, b: np.ndarray, d: np.ndarray):
         self.b, self.d = b, d
-        self._tolerant = None
 
-    @property
+    @functools.cached_property
     def tolerant(self) -> np.ndarray:
-        if self._tolerant is None:
-            ref = self.b - self.d
-            k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
-            # above the range's top, or below its bottom (never both: the dilation is >= the erosion)
-            t = cv2.max(cv2.subtract(self.b, cv2.dilate(ref, k)), 0.0)
-            t += cv2.min(cv2.subtract(self.b, cv2.erode(ref, k)), 0.0)
-            t[self.d == 0] = 0
-            self._tolerant = t
-        return self._tolerant
+        ref = self.b - self.d
+        k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
+        # above the range's top, or below its bottom (never both: the dilation is >= the erosion)
+        t = cv2.max(cv2.subtract(self.b, cv2.dilate(ref, k)), 0.0)
+        t += cv2.min(cv2.subtract(self.b, cv2.erode(ref, k)), 0.0)
+        t[self.d == 0] = 0
+        return t
 
 
 def _signed(d: np.ndarray, sigma: float) -> np.ndarray:
@@ -178,8 +177,8 @@ def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     is ``weight`` x the median image maximum of the kNN map on the held-out good ones
     (``knn_maxima``). The percentile rather than the median: the coarse maps' good maxima have a
     long tail (substrate texture that differs from cell to cell), which the median let through as
-    false alarms. Off (``enabled`` False, with the reason)
-    when the lattice was found on fewer than half the good images."""
+    false alarms. Off (``enabled`` False, with the reason) when the lattice was found on fewer than
+    half the good images."""
     found = [m for m in lattice_maxima if m is not None]
     n = len(lattice_maxima)
     if n == 0 or 2 * len(found) < n:
@@ -188,8 +187,8 @@ def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     lat = np.percentile(np.asarray(found, np.float64), GOOD_QUANTILE, axis=0)
     knn = float(np.median(knn_maxima))
     return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
-            "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE, "knn_max_median": round(knn, 6),
-            "weight": weight, "maps": list(MAPS), "blur_px": BLUR}
+            "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE,
+            "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR}
 
 
 def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> float:
