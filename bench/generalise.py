@@ -101,13 +101,8 @@ def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = Non
             row["ladder_flagged"] = flagged
             row["detection_limit"] = min(found) if found else None
         per[fam] = row
-    keys = [k for k in ("image_auroc", "pixel_auroc", "aupro", "recall_no_false_alarm", "recall_at_threshold")
-            if k in next(iter(per.values()))]
-    out = {"per_family": per}
-    for label, fams in (("held_out_mean", [f for f in families if f in HELD_OUT]),
-                        ("tuning_mean", [f for f in families if f in TUNING])):
-        if fams:
-            out[label] = {k: round(float(np.mean([per[f][k] for f in fams])), 4) for k in keys}
+    out = {"per_family": per, **group_means(per, (("held_out_mean", [f for f in families if f in HELD_OUT]),
+                                                    ("tuning_mean", [f for f in families if f in TUNING])))}
     # Overall ranking: every defective image of the held-out families against the good ones.
     held = [f for f in families if f in HELD_OUT]
     if held:
@@ -119,6 +114,14 @@ def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = Non
         if held:
             out["held_out_recall_at_threshold"] = round(float((s_all > threshold).mean()), 3)
     return out
+
+
+def group_means(per: dict, groups) -> dict:
+    """Each group's (a label and its families) mean of the per-family metrics; empty groups left out."""
+    keys = [k for k in ("image_auroc", "pixel_auroc", "aupro", "recall_no_false_alarm", "recall_at_threshold")
+            if k in next(iter(per.values()))]
+    return {label: {k: round(float(np.mean([per[f][k] for f in fams])), 4) for k in keys}
+            for label, fams in groups if fams}
 
 
 def _override(config: ModelConfig, items) -> ModelConfig:

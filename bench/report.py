@@ -161,7 +161,8 @@ def _structural_peers(d: dict, variants: list, fams: list) -> str:
         if all(key in v for v in sides):
             rows.append([label] + [cells(v[key]) for v in sides])
     runs = [[p["label"], " ".join(p["options"]) or "(defaults)", p["run"]["norm"], p["run"]["coreset"], p["run"]["seed"],
-             p["run"]["train_images"], p["run"]["bank"], p["run"]["fit_seconds"], p["run"]["score_mp_per_s"]] for p in peers]
+             p["run"]["train_images"], p["run"]["bank"], p["run"]["fit_seconds"], p["run"]["score_mp_per_s"],
+             p.get("carried_from", d["machine"]["date"])] for p in peers]
     return ("\nThe peer on the same set: anomalib's PatchCore (bench/peer_anomalib.py: taps blocks.2 + blocks.4 of "
             "the same EfficientNet-Lite0 weights, full-resolution input, greedy coreset, 9-neighbour reweighting, no "
             "lattice score, no calibrated threshold). Ours has taps 2, 4 and 7, a projection to 144 dimensions, "
@@ -169,7 +170,7 @@ def _structural_peers(d: dict, variants: list, fams: list) -> str:
             "Recall here is counted above the highest good image's score, on both sides. The peer's fit seconds "
             "and MP/s are as each run went on the shared VM (the first beside other work), not speeds.\n\n"
             + _table(["peer", "options", "normalisation", "coreset", "seed", "training images", "bank", "fit s",
-                      "scoring MP/s"], runs) + "\n\n"
+                      "scoring MP/s", "run on"], runs) + "\n\n"
             + _table(["family"] + [f"{v['label']}: image AUROC / pixel AUROC / AUPRO / recall, no false alarm"
                                    for v in sides], rows) + "\n")
 
@@ -198,19 +199,31 @@ def levers() -> str:
     d = load("levers")
     if not d:
         return ""
-    rows = []
+    rows, peer = [], False
     for size, per in d["per_size"].items():
         for label, r in per.items():
-            parts = ", ".join(f"{k} {v}" for k, v in r["parts_ms"].items())
-            rows.append([f"{size}²", label, " ".join(r["overrides"]) or "(defaults)", r["mp_per_s"],
-                         f"{r['mp_per_s_range'][0]}–{r['mp_per_s_range'][1]}", r["time_vs_default"], parts])
+            if label == "patchcore":        # the peer's turn in the same rounds (bench/peer_speed.py)
+                peer = True
+                settings = (f"anomalib {r['anomalib']} PatchCore, {r['norm']} normalisation, coreset {r['coreset']} "
+                            f"of {r['train_images']} images: bank {r['bank']}")
+                parts = ""
+            else:
+                settings = " ".join(r["overrides"]) or "(defaults)"
+                parts = ", ".join(f"{k} {v}" for k, v in r["parts_ms"].items())
+            rows.append([f"{size}²", label, settings, r["mp_per_s"], f"{r['mp_per_s_range'][0]}–{r['mp_per_s_range'][1]}",
+                         r["time_vs_default"], r.get("times_peer", ""), parts])
     return (f"## Speed levers, interleaved: `{d['command']}` ({_when(d)})\n\n"
             f"One model per setting, fitted on the same {d['train']} good images of line 7; each round every "
             f"model scores the same image once, in turn ({d['rounds']} rounds), so the VM's drift falls on all "
             "alike: compare the per-round time ratios, not the MP/s across sections. Their quality: "
-            "\"Structural families\" (tuning figures).\n\n"
+            "\"Structural families\" (tuning figures)."
+            + (" The peer (anomalib's PatchCore, bench/peer_speed.py in its own process) takes its turn in every "
+               "round; \"times the peer\" is the median per-round ratio of the peer's time to the variant's. The "
+               "peer fits on as many of the same images as keep its patches within the command's cap (its greedy "
+               "coreset takes minutes per 100,000 patches here); its smaller bank can only make its search "
+               "faster." if peer else "") + "\n\n"
             + _table(["size", "variant", "settings", "MP/s (median)", "range", "time vs default (median ratio)",
-                      "parts (ms, medians)"], rows) + "\n")
+                      "times the peer (median ratio)", "parts (ms, medians)"], rows) + "\n")
 
 
 def runtime() -> str:

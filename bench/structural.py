@@ -15,7 +15,10 @@ With ``--peer-python`` (bench/setup_peer.sh) each ``--peer LABEL OPTIONS`` runs 
 PatchCore (bench/peer_anomalib.py with those options, written ``k=v``: ``norm=tflite``,
 ``coreset=0.05``, ``seed=1``, ``train=20``) on the same set, without the ladders (the peer has
 no threshold to count them against), and puts its figures beside ours; a peer's outputs are reused
-while newer than the set and made with the same options.
+while newer than the set and made with the same options. A peer's fit takes 10-30 minutes here, so
+the peers recorded in bench/results/structural.json on the same set (its description unchanged:
+the same images, drawn again from the same seeds) are carried into the new record unless this run
+names them again, each marked with the date of the run that made it (``carried_from``).
 """
 from __future__ import annotations
 
@@ -28,7 +31,6 @@ import sys
 import common
 import generalise
 import genset
-import numpy as np
 import setfiles
 
 from vi_stream.evaluation import synthetic
@@ -90,15 +92,31 @@ def _cached_run(run_json: str, set_dir: str, options) -> dict | None:
     return run
 
 
+def carried_peers(previous: dict, result: dict) -> list[dict]:
+    """The peers of the previous record (``previous``) that ``result`` does not run again, when both
+    were made on the same set and every tuning family; each keeps the date of the run that made it."""
+    if not previous or previous.get("set") != result["set"] or \
+            previous.get("tuning_families") != result["tuning_families"]:
+        return []
+    ran = {p["label"] for p in result.get("peers", [])}
+    when = previous.get("machine", {}).get("date", "?")
+    return [{**p, "carried_from": p.get("carried_from", when)} for p in previous.get("peers", [])
+            if p["label"] not in ran]
+
+
+def _recorded() -> dict:
+    """bench/results/structural.json as written (with its machine block and date), or {}."""
+    try:
+        with open(os.path.join(common.RESULTS, "structural.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def _means(ev: dict, families) -> dict:
-    keys = [k for k in ("image_auroc", "pixel_auroc", "aupro", "recall_at_threshold", "recall_no_false_alarm")
-            if k in next(iter(ev["per_family"].values()))]
-    out = {}
-    for name, group in (("structural_mean", [f for f in families if f in synthetic.STRUCTURAL]),
-                        ("others_mean", [f for f in families if f not in synthetic.STRUCTURAL])):
-        if group:
-            out[name] = {k: round(float(np.mean([ev["per_family"][f][k] for f in group])), 4) for k in keys}
-    return out
+    return generalise.group_means(ev["per_family"],
+                                  (("structural_mean", [f for f in families if f in synthetic.STRUCTURAL]),
+                                   ("others_mean", [f for f in families if f not in synthetic.STRUCTURAL])))
 
 
 def main() -> None:
@@ -136,6 +154,9 @@ def main() -> None:
     if a.peer:
         result["peers"] = run_peers(a.peer_python, a.set, a.work, [(p[0], tuple(p[1:])) for p in a.peer],
                                     a.families or generalise.TUNING)
+    carried = carried_peers(_recorded(), result)
+    if carried:
+        result["peers"] = result.get("peers", []) + carried
     if a.no_write:
         print(json.dumps(result, indent=1))
     else:

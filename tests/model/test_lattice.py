@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vi_stream.evaluation import synthetic
-from vi_stream.model import lattice
+from vi_stream.model import lattice, lattice_kernels
 
 
 def pads(shape, pitch: float, angle_deg: float, pad=(0.55, 0.7), row_gap: float = 2.2, seed: int = 0,
@@ -128,6 +128,41 @@ def test_the_band_without_neighbours_on_both_sides_is_left_to_the_knn_map():
     raw = lattice.median_residual(g, np.float32(lat.ax), np.float32(lat.ay), lattice.NEIGHBOURS)
     assert not raw[:, :int(lat.pitch) - 1].any() and not raw[:, -int(lat.pitch) + 1:].any()
     assert raw[:, int(lat.pitch) + 1:-int(lat.pitch) - 1].any()
+
+
+def test_each_pixel_is_compared_with_numpys_median_of_the_pairs_inside_the_image():
+    """The sorting networks (8, 6 and 4 values) and the two-value mean give what np.median gives over
+    the pairs of neighbours whose both cells lie inside, in every band of the image (1-4 pairs)."""
+    rng = np.random.default_rng(7)
+    g = cv2.GaussianBlur(rng.random((60, 90), np.float32), (0, 0), 1.0)
+    ax, ay, k = 7.3, 1.6, 4
+    stack = []
+    for j in range(1, k + 1):
+        for sign in (1.0, -1.0):
+            m = np.float32([[1, 0, sign * j * ax], [0, 1, sign * j * ay]])
+            stack.append(cv2.warpAffine(g, m, (90, 60), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan")))
+    stack = np.array(stack)
+    want, pairs = np.zeros_like(g), np.zeros(g.shape, int)
+    for y in range(60):
+        for x in range(90):
+            n = 0
+            while n < k and not np.isnan(stack[2 * n:2 * n + 2, y, x]).any():
+                n += 1
+            pairs[y, x] = n
+            if n:
+                want[y, x] = g[y, x] - np.median(stack[:2 * n, y, x])
+    got = lattice_kernels.median_residual(g, np.float32(ax), np.float32(ay), k)
+    assert set(np.unique(pairs)) == {0, 1, 2, 3, 4}
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_the_autocorrelation_at_a_few_shifts_is_the_plain_sum_of_products():
+    x = np.random.default_rng(2).standard_normal((70, 50)).astype(np.float32)
+    sy, sx = np.array([0, 3, -4, 10, 69, 0], np.int64), np.array([0, -7, 5, 49, 0, -50], np.int64)
+    want = [float((x[max(0, -dy):70 - max(0, dy), max(0, -dx):50 - max(0, dx)].astype(np.float64)
+                   * x[max(0, dy):70 - max(0, -dy), max(0, dx):50 - max(0, -dx)]).sum()) for dy, dx in zip(sy, sx)]
+    np.testing.assert_allclose(lattice_kernels.correlations(x, sy, sx), want, rtol=1e-5, atol=1e-4)
 
 
 def test_a_large_faint_region_shows_in_the_coarse_map_more_than_in_the_fine_one():

@@ -115,6 +115,8 @@ class AnomalyModel:
         self.features = PatchFeatures(config.backbone, config.taps, channels, device)
         self.features.set_projection(mean, components)
         self.lattice = meta.get("lattice") or {"enabled": False, "reason": "the model predates the lattice score"}
+        # the maps and blur its calibration names, read once (a model file's were checked at load)
+        self._lattice_spec = lattice.spec(self.lattice) if self.lattice.get("enabled") else None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -254,7 +256,8 @@ class AnomalyModel:
         heat = _heat(coarse, fgrid, image.shape, cfg)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
-            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice)
+            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
+                                     self.lattice["gains"], *self._lattice_spec)
             timings["lattice"] = time.perf_counter() - t6
         else:
             lat = {"used": False, "reason": self.lattice.get("reason", "off")}

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from vi_stream.model.lattice_estimate import Lattice, estimate, grey
-from vi_stream.model.lattice_kernels import median_residual
+from vi_stream.model.lattice_kernels import gained_maximum, median_residual, tolerant_residual
 
 NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at the image's edges)
 BLUR = 0.7            # px: sensor noise off before the comparison
@@ -62,7 +62,10 @@ def residual(g: np.ndarray, lat: Lattice, maps=MAPS, blur: float = BLUR) -> np.n
     b = cv2.GaussianBlur(g, (0, 0), blur) if blur > 0 else np.ascontiguousarray(g, np.float32)
     d = median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
     parts = _Parts(b, d)
-    return np.stack([_MAP[name](parts) for name in maps])
+    out = np.empty((len(maps),) + d.shape, np.float32)
+    for i, name in enumerate(maps):          # each map written in its place (a stack would copy them all)
+        _MAP[name](parts, out[i])
+    return out
 
 
 class _Parts:
@@ -75,41 +78,40 @@ class _Parts:
 
     @functools.cached_property
     def tolerant(self) -> np.ndarray:
-        ref = self.b - self.d
-        k = np.ones((2 * TOLERANCE + 1, 2 * TOLERANCE + 1), np.uint8)
-        # above the range's top, or below its bottom (never both: the dilation is >= the erosion)
-        t = cv2.max(cv2.subtract(self.b, cv2.dilate(ref, k)), 0.0)
-        t += cv2.min(cv2.subtract(self.b, cv2.erode(ref, k)), 0.0)
-        t[self.d == 0] = 0
-        return t
+        return tolerant_residual(self.b, self.d, TOLERANCE)
 
 
-def _signed(d: np.ndarray, sigma: float) -> np.ndarray:
-    """|d smoothed over sigma px|; from 8 px on at a quarter of the resolution (the same map to
-    within interpolation, 1/16 the cost)."""
+def _signed(d: np.ndarray, sigma: float, out: np.ndarray) -> None:
+    """|d smoothed over sigma px| into ``out``; from 8 px on at a quarter of the resolution (the
+    same map to within interpolation, 1/16 the cost)."""
     if sigma < 8:
-        return np.abs(cv2.GaussianBlur(d, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE))
-    f = 4
-    small = cv2.resize(d, (max(1, d.shape[1] // f), max(1, d.shape[0] // f)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REPLICATE)
-    return np.abs(cv2.resize(small, (d.shape[1], d.shape[0]), interpolation=cv2.INTER_LINEAR))
+        cv2.GaussianBlur(d, (0, 0), sigma, dst=out, borderType=cv2.BORDER_REPLICATE)
+    else:
+        f = 4
+        small = cv2.resize(d, (max(1, d.shape[1] // f), max(1, d.shape[0] // f)), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REPLICATE)
+        cv2.resize(small, (d.shape[1], d.shape[0]), dst=out, interpolation=cv2.INTER_LINEAR)
+    np.abs(out, out=out)
 
 
-def _cut(p: _Parts) -> np.ndarray:
-    """The tolerant difference band-passed (Gaussians of CUT px less 3 CUT px): a thin feature
-    (a cut across a trace) keeps its contrast, the substrate's smooth texture, which differs from
-    cell to cell, cancels."""
+def _cut(p: _Parts, out: np.ndarray) -> None:
+    """The tolerant difference band-passed (Gaussians of CUT px less 3 CUT px) into ``out``: a thin
+    feature (a cut across a trace) keeps its contrast, the substrate's smooth texture, which
+    differs from cell to cell, cancels."""
     t = p.tolerant
-    return np.abs(cv2.GaussianBlur(t, (0, 0), SMOOTHING["cut"], borderType=cv2.BORDER_REPLICATE)
-                  - cv2.GaussianBlur(t, (0, 0), 3 * SMOOTHING["cut"], borderType=cv2.BORDER_REPLICATE))
+    cv2.GaussianBlur(t, (0, 0), SMOOTHING["cut"], dst=out, borderType=cv2.BORDER_REPLICATE)
+    cv2.subtract(out, cv2.GaussianBlur(t, (0, 0), 3 * SMOOTHING["cut"], borderType=cv2.BORDER_REPLICATE), dst=out)
+    np.abs(out, out=out)
 
 
-_MAP = {"moved": lambda p: np.abs(p.tolerant),
+# each map of the parts, written into the array given
+_MAP = {"moved": lambda p, out: np.abs(p.tolerant, out=out),
         "cut": _cut,
-        "fine": lambda p: _signed(p.d, SMOOTHING["fine"]),
-        "coarse": lambda p: _signed(p.d, SMOOTHING["coarse"]),
-        "wide": lambda p: _signed(p.d, SMOOTHING["wide"]),
-        "fine3": lambda p: cv2.GaussianBlur(np.abs(p.d), (0, 0), SMOOTHING["fine3"], borderType=cv2.BORDER_REPLICATE)}
+        "fine": lambda p, out: _signed(p.d, SMOOTHING["fine"], out),
+        "coarse": lambda p, out: _signed(p.d, SMOOTHING["coarse"], out),
+        "wide": lambda p, out: _signed(p.d, SMOOTHING["wide"], out),
+        "fine3": lambda p, out: cv2.GaussianBlur(np.abs(p.d), (0, 0), SMOOTHING["fine3"], dst=out,
+                                                 borderType=cv2.BORDER_REPLICATE)}
 
 
 def spec(calibration: dict | None) -> tuple[tuple[str, ...], float]:
@@ -196,18 +198,16 @@ def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> flo
     return max([knn_max] + ([g * m for g, m in zip(gains, lattice_max)] if lattice_max is not None else []))
 
 
-def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, calibration: dict) -> tuple[np.ndarray, dict]:
-    """``heat`` (the kNN map) and each lattice map times its gain (``calibration``, the model's
-    :func:`calibrate`), pixelwise maximum; the kNN map alone when the image has no lattice.
-    Returns the map and what the image's lattice was. The gained maps are combined where they
-    were computed and brought to the image's size once."""
-    gains = calibration["gains"]
-    maps, lat = work_maps(image, lo, hi, *spec(calibration))
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float
+         ) -> tuple[np.ndarray, dict]:
+    """``heat`` (the kNN map) and each lattice map (``maps`` at ``blur``, as :func:`spec` reads a
+    calibration) times its gain (the calibration's ``gains``), pixelwise maximum; the kNN map alone
+    when the image has no lattice. Returns the map and what the image's lattice was. The gained
+    maps are combined where they were computed and brought to the image's size once."""
+    maps, lat = work_maps(image, lo, hi, maps, blur)
     if maps is None:
         return heat, {**lat.describe(), "used": False}
-    comb = cv2.multiply(maps[0], float(gains[0]))
-    for g, m in zip(gains[1:], maps[1:]):
-        cv2.max(comb, cv2.multiply(m, float(g), dst=m), dst=comb)
+    comb = gained_maximum(maps, np.asarray(gains, np.float32))
     if comb.shape != heat.shape:
         comb = cv2.resize(comb, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return np.maximum(heat, comb), {**lat.describe(), "used": True}
+    return np.maximum(heat, comb, out=comb), {**lat.describe(), "used": True}
