@@ -49,13 +49,14 @@ def read(name: str) -> dict:
     return d
 
 
-def model_for(size: int, n_good: int = 10):
+def model_for(size: int, n_good: int = 10, config=None):
     """A model fitted on ``n_good`` good synthetic modules of ``size`` x ``size``, as a user would fit
-    one for the images they score (a model fitted on another size scores out of distribution)."""
+    one for the images they score (a model fitted on another size scores out of distribution);
+    ``config`` a ModelConfig (the defaults when None)."""
     from vi_stream.evaluation import synthetic
     from vi_stream.model import AnomalyModel, ModelConfig
     return AnomalyModel.fit((synthetic.module_image((size, size), seed=500 + i).image for i in range(n_good)),
-                            ModelConfig())
+                            config or ModelConfig())
 
 
 def _short(rev: str, root: str) -> str:

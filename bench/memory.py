@@ -1,7 +1,9 @@
 """Peak memory of fitting on 1000 training tiles (run in a child process so the
 peak is the fit's own).
 
-    python bench/memory.py [--tiles 1000]
+    python bench/memory.py [--tiles 1000] [--config k=v ...]
+
+``--config`` sets ModelConfig fields (``lattice=True``: its maps of every good image are in the peak).
 """
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ import sys
 import common
 
 CHILD = r"""
-import os, resource, sys, time, json
-from vi_stream import synthetic
+import ast, dataclasses, os, resource, sys, time, json
+from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 n_images = int(sys.argv[1])
-cfg = ModelConfig()
+cfg = dataclasses.replace(ModelConfig(), **{k: ast.literal_eval(v) for k, _, v in (i.partition("=") for i in sys.argv[2:])})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 imgs = (synthetic.module_image((768, 768), seed=i).image for i in range(n_images))
@@ -31,12 +33,17 @@ print(json.dumps({"rss_before_fit_mb": before / 1024, "peak_rss_mb": resource.ge
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiles", type=int, default=1000)
+    ap.add_argument("--config", nargs="+", default=[], metavar="k=v", help="ModelConfig fields (lattice=True)")
     a = ap.parse_args()
     n_images = -(-a.tiles // 9)  # 768x768 -> 9 tiles of 320 px with 64 px overlap
-    p = subprocess.run([sys.executable, "-c", CHILD, str(n_images)], capture_output=True, text=True, check=True)
+    p = subprocess.run([sys.executable, "-c", CHILD, str(n_images), *a.config], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"the fit failed (exit {p.returncode}):\n{p.stderr[-2000:]}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
     res = {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}
-    common.write("memory", {"images": n_images, **res})
+    common.write("memory", {"command": "python bench/memory.py" + (f" --tiles {a.tiles}" if a.tiles != 1000 else "")
+                            + (" --config " + " ".join(a.config) if a.config else ""),
+                            "config": list(a.config), "images": n_images, **res})
 
 
 if __name__ == "__main__":

@@ -271,7 +271,7 @@ def speed() -> str:
         rows.append([f"score {key.split('_')[1]}²", s["model_fitted_on"],
                      f"{s['megapixels_per_s']} MP/s ({1e3 * s['seconds_per_image']:.0f} ms/image)",
                      f"{_pct(s['outside_backbone_fraction'])} (calls {_pct(lo)}–{_pct(hi)})", split])
-    return (f"## Speed: `python bench/speed.py` ({_when(d)})\n\n"
+    return (f"## Speed: `{d.get('command', 'python bench/speed.py')}` ({_when(d)})\n\n"
             "Scoring time is the median of 15 calls; the share outside the backbone is the median of the "
             "calls' shares (this VM's speed drifts by ±30% between runs, so shares within one call are the "
             "fair comparison).\n\n"
@@ -333,7 +333,7 @@ def memory() -> str:
     d = load("memory")
     if not d:
         return ""
-    return (f"## Memory: `python bench/memory.py` ({_when(d)})\n\n"
+    return (f"## Memory: `{d.get('command', 'python bench/memory.py')}` ({_when(d)})\n\n"
             + _table(["fit on", "tiles", "patches seen", "bank", "RSS before", "peak RSS", "fit time"],
                      [[f"{d['images']} images", d["training_tiles"], d["training_patches"], d["bank"],
                        f"{d['rss_before_fit_mb']} MB", f"**{d['peak_rss_mb']} MB**", f"{d['fit_seconds']} s"]])
@@ -528,17 +528,19 @@ def headline() -> str:
                      f"{o['held_out_recall_at_threshold']}, {o['false_alarms_per_good_image']}{peer_recall}",
                      "`python bench/generalise.py --peer-python …`"])
     if s:
-        rows.append(["scoring 768² / 2048²", f"{s['score_768']['megapixels_per_s']} / "
-                     f"{s['score_2048']['megapixels_per_s']} MP/s", "`python bench/speed.py`"])
-        rows.append(["fit 40 good 768² images", f"{s['fit']['seconds']} s", "`python bench/speed.py`"])
+        made = f"`{s.get('command', 'python bench/speed.py')}`"
+        rows.append(["scoring 768² / 2048²" + (f" ({' '.join(s['config'])})" if s.get("config") else ""),
+                     f"{s['score_768']['megapixels_per_s']} / {s['score_2048']['megapixels_per_s']} MP/s", made])
+        rows.append([f"fit {s['fit']['images']} good 768² images", f"{s['fit']['seconds']} s", made])
     se = load("search")
     if se:
         rows.append(["patch search vs faiss-cpu IVF (same cells, same work)",
                      f"{se['ours']['ms_per_image_median']} vs {se['faiss_ivf_fp16_two_stage']['ms_per_image_median']} "
                      "ms per 768² image", "`python bench/search.py`"])
     if m:
-        rows.append([f"peak memory fitting {m['training_tiles']} tiles", f"{m['peak_rss_mb']} MB",
-                     "`python bench/memory.py`"])
+        rows.append([f"peak memory fitting {m['training_tiles']} tiles"
+                     + (f" ({' '.join(m['config'])})" if m.get("config") else ""), f"{m['peak_rss_mb']} MB",
+                     f"`{m.get('command', 'python bench/memory.py')}`"])
     if st:
         e = st["end_to_end_with_model_saturated"]
         rows.append(["stream 2048², bsread in → scored → bsread out", f"{e['frames_per_s']} frames/s",

@@ -1,6 +1,6 @@
 """Scoring speed and fit time.
 
-    python bench/speed.py [--repeats 5]
+    python bench/speed.py [--repeats 15] [--config k=v ...]
 
 Scoring: 768x768 and 2048x2048 grey images, median of `--repeats` calls
 after a warm-up, tiles/s and megapixels/s, with the time split into the
@@ -9,7 +9,8 @@ post-processing). The share outside the backbone is taken per call and its
 median reported with its range, and each part's time is its median over the
 calls: the VM's speed drifts from call to call, so one call's split (what
 this reported before) moved the share by a point or more. Fit: 40 good
-768x768 images.
+768x768 images. ``--config`` sets ModelConfig fields (``lattice=True``: the lattice score's cost
+is in the figures).
 
 Each size is scored by a model fitted on good images of that size, as in use:
 the 768x768 model finds 45% of a good 2048x2048 synthetic module above half
@@ -24,6 +25,7 @@ import statistics
 import time
 
 import common
+import generalise
 from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 
@@ -33,14 +35,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--fit-images", type=int, default=40)
     ap.add_argument("--fit-images-2048", type=int, default=10)
+    ap.add_argument("--config", nargs="+", default=[], metavar="k=v", help="ModelConfig fields (lattice=True)")
     a = ap.parse_args()
+    config = generalise._override(ModelConfig(), a.config)
     train = [synthetic.module_image((768, 768), seed=i).image for i in range(a.fit_images)]
     t0 = time.perf_counter()
-    model = AnomalyModel.fit(train, ModelConfig())
+    model = AnomalyModel.fit(train, config)
     fit_s = time.perf_counter() - t0
-    out = {"fit": {"images": a.fit_images, "size": "768x768", "seconds": round(fit_s, 1),
+    out = {"command": "python bench/speed.py" + (f" --repeats {a.repeats}" if a.repeats != 15 else "")
+                      + (" --config " + " ".join(a.config) if a.config else ""),
+           "config": list(a.config),
+           "fit": {"images": a.fit_images, "size": "768x768", "seconds": round(fit_s, 1),
                    "training_patches": model.meta["training_patches"], "bank": model.meta["bank_patches"]}}
-    models = {768: model, 2048: common.model_for(2048, a.fit_images_2048)}
+    models = {768: model, 2048: common.model_for(2048, a.fit_images_2048, config)}
     for size in (768, 2048):
         model = models[size]
         img = synthetic.module_image((size, size), seed=4242, defects=("dust", "scratch")).image
