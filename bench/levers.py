@@ -110,7 +110,8 @@ def _speed(mp: float, times: list[float], default: list[float]) -> dict:
 
 class _Peer:
     """bench/peer_speed.py in the peer's environment, fitted on the training images that fit
-    ``--peer-patches``; ``score()`` has it score the image once and returns its seconds."""
+    ``--peer-patches``; ``score()`` has it score the image and returns its seconds. The process and
+    its folder are cleaned up however the run ends."""
 
     def __init__(self, a, train: list, img) -> None:
         per_image = (img.shape[0] // 8) * (img.shape[1] // 8)
@@ -118,31 +119,45 @@ class _Peer:
         self.args = [a.peer_python, os.path.join(common.HERE, "peer_speed.py"), "",
                      "--norm", a.peer_norm, "--coreset", str(a.peer_coreset)]
         self.train, self.img = np.stack(train[:self.n]), img
+        self.proc = None
 
     def __enter__(self) -> "_Peer":
         self.tmp = tempfile.TemporaryDirectory(prefix="vi-peer-speed-")
-        np.save(os.path.join(self.tmp.name, "train.npy"), self.train)
-        np.save(os.path.join(self.tmp.name, "image.npy"), self.img)
-        self.args[2] = self.tmp.name
-        self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "TQDM_DISABLE": "1"})  # no coreset progress bar
+        try:
+            np.save(os.path.join(self.tmp.name, "train.npy"), self.train)
+            np.save(os.path.join(self.tmp.name, "image.npy"), self.img)
+            self.args[2] = self.tmp.name
+            self.proc = subprocess.Popen(self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "TQDM_DISABLE": "1"})  # no coreset progress bar
+            self.fit = json.loads(self._line("before it was ready"))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _line(self, when: str) -> str:
         line = self.proc.stdout.readline()
         if not line:
-            raise SystemExit(f"the peer ended before it was ready (exit {self.proc.wait()}): {' '.join(self.args)}")
-        self.fit = json.loads(line)
-        return self
+            raise SystemExit(f"the peer ended {when} (exit {self.proc.wait()}): {' '.join(self.args)}")
+        return line
 
     def score(self) -> float:
         self.proc.stdin.write("score\n")
         self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"the peer ended mid-run (exit {self.proc.wait()})")
-        return float(line)
+        line = self._line("mid-run")
+        try:
+            return float(line)
+        except ValueError:
+            raise SystemExit(f"the peer answered {line.strip()[:200]!r}, not a time") from None
 
     def __exit__(self, *exc) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
         self.tmp.cleanup()
 
 

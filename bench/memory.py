@@ -19,7 +19,12 @@ import ast, dataclasses, os, resource, sys, time, json
 from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 n_images = int(sys.argv[1])
-cfg = dataclasses.replace(ModelConfig(), **{k: ast.literal_eval(v) for k, _, v in (i.partition("=") for i in sys.argv[2:])})
+def value(v):                    # as bench/generalise.py's overrides: a Python literal, else the text
+    try:
+        return ast.literal_eval(v)
+    except (ValueError, SyntaxError):
+        return v
+cfg = dataclasses.replace(ModelConfig(), **{k: value(v) for k, _, v in (i.partition("=") for i in sys.argv[2:])})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 imgs = (synthetic.module_image((768, 768), seed=i).image for i in range(n_images))
@@ -35,10 +40,12 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=1000)
     ap.add_argument("--config", nargs="+", default=[], metavar="k=v", help="ModelConfig fields (lattice=True)")
     a = ap.parse_args()
-    n_images = -(-a.tiles // 9)  # 768x768 -> 9 tiles of 320 px with 64 px overlap
+    n_images = -(-a.tiles // 9)  # 768x768 -> 9 tiles of 320 px with 64 px overlap (the tiles fitted are reported)
     p = subprocess.run([sys.executable, "-c", CHILD, str(n_images), *a.config], capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"the fit failed (exit {p.returncode}):\n{p.stderr[-2000:]}")
+    if not p.stdout.strip():
+        raise SystemExit(f"the fit printed nothing:\n{p.stderr[-2000:]}")
     res = json.loads(p.stdout.strip().splitlines()[-1])
     res = {k: round(v, 1) if isinstance(v, float) else v for k, v in res.items()}
     common.write("memory", {"command": "python bench/memory.py" + (f" --tiles {a.tiles}" if a.tiles != 1000 else "")

@@ -23,6 +23,7 @@ names them again, each marked with the date of the run that made it (``carried_f
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -94,14 +95,29 @@ def _cached_run(run_json: str, set_dir: str, options) -> dict | None:
 
 def carried_peers(previous: dict, result: dict) -> list[dict]:
     """The peers of the previous record (``previous``) that ``result`` does not run again, when both
-    were made on the same set and every tuning family; each keeps the date of the run that made it."""
+    were made on the same set (the same description and, where both records have one, the same
+    digest of its images) and every tuning family; each keeps the date of the run that made it."""
     if not previous or previous.get("set") != result["set"] or \
             previous.get("tuning_families") != result["tuning_families"]:
         return []
+    if "set_digest" in previous and previous["set_digest"] != result.get("set_digest"):
+        return []                 # the generator drew other images from the same seeds
     ran = {p["label"] for p in result.get("peers", [])}
     when = previous.get("machine", {}).get("date", "?")
     return [{**p, "carried_from": p.get("carried_from", when)} for p in previous.get("peers", [])
             if p["label"] not in ran]
+
+
+def set_digest(set_dir: str) -> str:
+    """sha256 of the set's images and masks (its .npy files, in name order): the description names
+    the seeds, and a changed generator draws other images from them."""
+    h = hashlib.sha256()
+    for name in sorted(f for f in os.listdir(set_dir) if f.endswith(".npy")):
+        h.update(name.encode())
+        with open(os.path.join(set_dir, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def _recorded() -> dict:
@@ -150,6 +166,7 @@ def main() -> None:
               + "".join(" --variant " + " ".join(v) for v in a.variant or ())
               + (" --peer-python PEER" + "".join(" --peer " + " ".join(p) for p in a.peer) if a.peer else ""),
               "set": {k: v for k, v in setfiles.load(a.set).items() if k != "contrasts"},
+              "set_digest": set_digest(a.set),
               "tuning_families": list(generalise.TUNING), "structural_families": list(synthetic.STRUCTURAL), **run(a.set, a.work, variants, a.families or generalise.TUNING)}
     if a.peer:
         result["peers"] = run_peers(a.peer_python, a.set, a.work, [(p[0], tuple(p[1:])) for p in a.peer],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import structural
@@ -37,3 +39,18 @@ def test_peers_of_another_set_or_other_families_are_not_carried():
     new = {"set": dict(SET), "tuning_families": ["scratch"]}
     assert structural.carried_peers(record(SET, ["pc-a"]), new) == []
     assert structural.carried_peers({}, {"set": dict(SET), "tuning_families": list(FAMILIES)}) == []
+    # the same description, other images (a changed generator): the digests differ
+    previous = {**record(SET, ["pc-a"]), "set_digest": "aa"}
+    assert structural.carried_peers(previous, {"set": dict(SET), "tuning_families": list(FAMILIES),
+                                               "set_digest": "bb"}) == []
+    assert len(structural.carried_peers(previous, {"set": dict(SET), "tuning_families": list(FAMILIES),
+                                                   "set_digest": "aa"})) == 1
+
+
+def test_the_set_digest_follows_the_images(tmp_path):
+    np.save(tmp_path / "good.npy", np.zeros((2, 4, 4), np.uint8))
+    (tmp_path / "set.json").write_text("{}")
+    first = structural.set_digest(str(tmp_path))
+    assert structural.set_digest(str(tmp_path)) == first
+    np.save(tmp_path / "good.npy", np.ones((2, 4, 4), np.uint8))
+    assert structural.set_digest(str(tmp_path)) != first

@@ -117,8 +117,13 @@ def test_score_reports_unreadable_images_but_writes_the_rest(model_path, sets, t
     for f in os.listdir(sets / "test"):
         (mixed / f).write_bytes((sets / "test" / f).read_bytes())
     (mixed / "zzz_broken.png").write_bytes(b"nope")
+    # a float image with a NaN region: its score would be NaN, and NaN > threshold is False
+    first = cv2.imread(str(sorted((sets / "test").iterdir())[0]), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    first[10:20, 10:20] = np.nan
+    assert cv2.imwrite(str(mixed / "zzz_nan.tiff"), first)
     rc, out, err = _run("score", "--model", model_path, "--images", str(mixed), "--out", str(tmp_path / "o"))
-    assert rc == 2 and "zzz_broken.png" in err and "1 of 4" in err
+    assert rc == 2 and "zzz_broken.png" in err and "2 of 5" in err
+    assert "zzz_nan.tiff: image has 100 pixel values that are not finite" in err
     assert len(list(csv.DictReader(open(tmp_path / "o" / "scores.csv")))) == 3
 
 

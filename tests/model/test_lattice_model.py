@@ -155,6 +155,20 @@ def test_a_lattice_calibration_no_fit_writes_is_refused_with_one_line(lattice_mo
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("bad", [{"enabled": True, "gains": [1.0]}, {"enabled": True}, "on", []])
+def test_a_lattice_calibration_in_a_model_with_the_lattice_off_is_refused(lattice_model, tmp_path, bad):
+    """Re-digested, a file whose lattice setting is off was not checked for its calibration: one that
+    was on (one gain for two maps) loaded, and every score read past the end of the gains in compiled
+    code; one that was not a table failed at load with a traceback."""
+    def change(meta):
+        meta["config"]["lattice"] = False
+        meta["lattice"] = bad
+    path = rewrite_model(str(lattice_model), str(tmp_path / "bad.npz"), meta_change(change))
+    with pytest.raises(ModelError, match="bad lattice calibration: the lattice setting is off") as err:
+        load(path)
+    assert "\n" not in str(err.value)
+
+
 FIVE = list(lattice.MAPS)
 
 

@@ -137,6 +137,11 @@ def test_input_errors(model):
         model.score(np.zeros((64, 64), np.int64))
     with pytest.raises(InputError, match="shape"):
         model.score(np.zeros((4, 64, 64), np.uint8))
+    holes = np.full((64, 64), 0.5, np.float32)
+    holes[3, 4], holes[5, 6] = np.nan, np.inf
+    with pytest.raises(InputError, match="2 pixel values that are not finite") as err:
+        model.score(holes)
+    assert err.value.reason == "not_finite"
 
 
 def test_fit_needs_enough_images_and_consistent_channels():

@@ -72,6 +72,9 @@ def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
     absurd = codec.Message(8, 1, 2)
     absurd.channels["CAM:FPICTURE"] = codec.Channel("CAM:FPICTURE", {"name": "CAM:FPICTURE", "type": "uint8",
                                                                       "shape": [200000, 200000]}, b"\x00" * 64)
+    holes = img.astype(np.float32)
+    holes[5:9, 5:9] = np.nan                                      # would score NaN, which no threshold flags
+    not_finite = codec.Message(9, 1, 2, {"CAM:FPICTURE": codec.channel_from_value("CAM:FPICTURE", holes)})
     short = codec.Encoder().encode(codec.Message(6, 1, 2, {"CAM:FPICTURE": codec.channel_from_value("CAM:FPICTURE", img)}))
     short[2] = short[2][:-5]
     garbage = [
@@ -82,6 +85,7 @@ def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
         codec.Encoder().encode(wrong_type),                      # unsupported_type
         codec.Encoder().encode(absurd),                          # too_large
         [b"x"],                                                  # bad_parts
+        codec.Encoder().encode(not_finite),                      # not_finite
     ]
     with bound_push() as (push, port), running_daemon(model, port) as (d, ctx):
         out = pull(ctx, d.config.output_port)
@@ -96,7 +100,7 @@ def test_garbage_interleaved_with_good_frames_is_rejected_by_reason(model):
                          and s["frames_processed"] == 1 + len(garbage) and s)
     assert pulses == [1] + [10 + i for i in range(len(garbage))]
     assert stats["frames_rejected"] == {"bad_json": 1, "hash_mismatch": 1, "missing_image": 1, "bad_size": 1,
-                                        "unsupported_type": 1, "too_large": 1, "bad_parts": 1}
+                                        "unsupported_type": 1, "too_large": 1, "bad_parts": 1, "not_finite": 1}
     assert stats["frames_processed"] == 1 + len(garbage)
     assert stats["frames_received"] == stats["frames_processed"] + stats["frames_rejected_total"]
 

@@ -91,6 +91,12 @@ def check_image(image: np.ndarray, channels: int | None = None) -> np.ndarray:
         raise InputError(f"image is too small: {image.shape[1]}x{image.shape[0]} (need at least 16x16)")
     if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
         raise InputError(f"unsupported image type {image.dtype}; use uint8, uint16 or float")
+    if np.issubdtype(image.dtype, np.floating):
+        # a NaN would make the score NaN, and NaN > threshold is False: the image would pass as good
+        bad = image.size - int(np.count_nonzero(np.isfinite(image)))
+        if bad:
+            raise InputError(f"image has {bad} pixel values that are not finite numbers (NaN or infinity)",
+                             "not_finite")
     c = 1 if image.ndim == 2 else 3
     if channels is not None and c != channels:
         raise InputError(f"model expects {'grey' if channels == 1 else 'colour'} images, got "
@@ -115,8 +121,17 @@ class AnomalyModel:
         self.features = PatchFeatures(config.backbone, config.taps, channels, device)
         self.features.set_projection(mean, components)
         self.lattice = meta.get("lattice") or {"enabled": False, "reason": "the model predates the lattice score"}
-        # the maps and blur its calibration names, read once (a model file's were checked at load)
-        self._lattice_spec = lattice.spec(self.lattice) if self.lattice.get("enabled") else None
+
+    @property
+    def lattice(self) -> dict:
+        """The lattice score's calibration (:func:`~vi_stream.model.lattice.calibrate`)."""
+        return self._lattice
+
+    @lattice.setter
+    def lattice(self, calibration: dict) -> None:
+        # the maps and blur it names, read once here rather than per frame (a file's were checked at load)
+        self._lattice_spec = lattice.spec(calibration) if calibration.get("enabled") else None
+        self._lattice = calibration
 
     # ------------------------------------------------------------------ identity
     @property

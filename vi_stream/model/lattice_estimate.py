@@ -4,11 +4,11 @@
 itself: the autocorrelation of a windowed central crop (by FFT), its strongest off-centre peak
 (the shortest among those nearly as strong), refined on the peak ``k`` periods away (``a`` =
 peak / k, so its error shrinks k times). The peaks are found at half the crop's size, a quarter
-of the transforms' work; the correlations that decide and refine (at the first peak and at the
-k-th) are then summed at full size over 3x3 shifts around where the half-size peaks put them
-(:func:`~.lattice_kernels.correlations`). No lattice (peak below ``MIN_PEAK``, or fewer than
-``MIN_PERIODS`` periods in the image) is a :class:`Lattice` with ``found`` False and a reason:
-the model then scores with the kNN map alone and says so per image.
+of the transforms' work; the correlations that decide and refine (the strongest peak, the first
+and the k-th) are then summed at full size over 3x3 shifts around where the half-size peaks put
+them (:func:`~.lattice_kernels.correlations`). No lattice (the strongest peak below
+``MIN_PEAK``, or fewer than ``MIN_PERIODS`` periods in the image) is a :class:`Lattice` with
+``found`` False and a reason: the model then scores with the kNN map alone and says so per image.
 """
 from __future__ import annotations
 
@@ -109,6 +109,9 @@ def _subpixel(ac: np.ndarray, y: int, x: int) -> tuple[float, float]:
     return y + vertex(ac[y - 1, x], ac[y, x], ac[y + 1, x]), x + vertex(ac[y, x - 1], ac[y, x], ac[y, x + 1])
 
 
+_DY, _DX = (a.ravel().astype(np.int64) for a in np.mgrid[-1:2, -1:2])    # a 3x3 neighbourhood of shifts
+
+
 class _Full:
     """The crop's normalised autocorrelation at full size, summed at the few shifts asked for
     (:func:`~.lattice_kernels.correlations`; the same values the transform gives there)."""
@@ -117,27 +120,39 @@ class _Full:
         win, self.env = _window(crop.shape[0], crop.shape[1], reach)
         self.x = np.ascontiguousarray((crop - crop.mean()) * win)
         self.reach = reach
-        self.zero = float(correlations(self.x, np.zeros(1, np.int64), np.zeros(1, np.int64))[0]) / \
-            float(self.env[reach, reach])
+        self.zero = None                     # the sum at zero shift: with the first call's shifts
 
-    def peak(self, y: float, x: float) -> tuple[float, float, float] | None:
-        """The autocorrelation's local maximum nearest the shift (y, x), sub-pixel (parabolic on
-        its 3x3 neighbourhood), and its value there; None when it lies out of reach."""
-        cy, cx = round(y), round(x)
+    def peaks(self, targets) -> list[tuple[float, float, float] | None]:
+        """For each shift (y, x) in ``targets``: the autocorrelation's local maximum nearest it,
+        sub-pixel (parabolic on its 3x3 neighbourhood), and its value there; None when it lies out
+        of reach or more than two steps away. The neighbourhoods of all targets are summed in one
+        call (on two cores, each parallel call is a meeting of the threads; under load, a costly one)."""
+        cur = [(round(y), round(x)) for y, x in targets]
+        out: list[tuple[float, float, float] | None] = [None] * len(cur)
+        todo = list(range(len(cur)))
         for _ in range(3):                   # follow the rise: at most two steps from the guess
-            if not (abs(cy) < self.reach and abs(cx) < self.reach):
-                return None
-            dy, dx = np.mgrid[-1:2, -1:2]
-            sy, sx = (cy + dy).ravel().astype(np.int64), (cx + dx).ravel().astype(np.int64)
-            c = correlations(self.x, sy, sx).reshape(3, 3)
-            env = self.env[self.reach + sy, self.reach + sx].reshape(3, 3)
-            ac = (c / np.maximum(env, 1e-3 * self.env[self.reach, self.reach]) / max(self.zero, 1e-12))
-            iy, ix = np.unravel_index(int(np.argmax(ac)), ac.shape)
-            if (iy, ix) == (1, 1):
-                py, px = _subpixel(ac, 1, 1)
-                return cy + py - 1, cx + px - 1, float(ac[1, 1])
-            cy, cx = cy + int(iy) - 1, cx + int(ix) - 1
-        return None
+            todo = [i for i in todo if abs(cur[i][0]) < self.reach and abs(cur[i][1]) < self.reach]
+            if not todo:
+                break
+            sy = np.concatenate([cur[i][0] + _DY for i in todo] + ([np.zeros(1, np.int64)] if self.zero is None else []))
+            sx = np.concatenate([cur[i][1] + _DX for i in todo] + ([np.zeros(1, np.int64)] if self.zero is None else []))
+            c = correlations(self.x, sy, sx)
+            if self.zero is None:
+                self.zero = max(float(c[-1]) / float(self.env[self.reach, self.reach]), 1e-12)
+                sy, sx, c = sy[:-1], sx[:-1], c[:-1]
+            env = self.env[self.reach + sy, self.reach + sx]
+            ac = (c / np.maximum(env, 1e-3 * self.env[self.reach, self.reach]) / self.zero).reshape(len(todo), 3, 3)
+            left = []
+            for n, i in enumerate(todo):
+                iy, ix = np.unravel_index(int(np.argmax(ac[n])), (3, 3))
+                if (iy, ix) == (1, 1):
+                    py, px = _subpixel(ac[n], 1, 1)
+                    out[i] = (cur[i][0] + py - 1, cur[i][1] + px - 1, float(ac[n, 1, 1]))
+                else:
+                    cur[i] = (cur[i][0] + int(iy) - 1, cur[i][1] + int(ix) - 1)
+                    left.append(i)
+            todo = left
+        return out
 
 
 def estimate(g: np.ndarray) -> Lattice:
@@ -155,6 +170,22 @@ def estimate(g: np.ndarray) -> Lattice:
     return Lattice(True, lat.ax * g.shape[1] / small.shape[1], lat.ay * g.shape[0] / small.shape[0], lat.peak)
 
 
+def _kth(ac: np.ndarray, reach: int, vy: float, vx: float, k: int) -> tuple[float, float] | None:
+    """The peak ``k`` periods away along (vy, vx) in an autocorrelation up to ``reach`` (zero shift
+    at its centre), sub-pixel, relative to the centre; None when it is not there."""
+    ty, tx = round(reach + k * vy), round(reach + k * vx)
+    if not (0 < ty < 2 * reach and 0 < tx < 2 * reach):
+        return None
+    y0, x0 = max(ty - 2, 1), max(tx - 2, 1)
+    win = ac[y0:ty + 3, x0:tx + 3]
+    wy, wx = np.unravel_index(int(np.argmax(win)), win.shape)
+    qy, qx = y0 + int(wy), x0 + int(wx)
+    if not (1 <= qy < 2 * reach and 1 <= qx < 2 * reach and ac[qy, qx] > 0):
+        return None
+    qy, qx = _subpixel(ac, qy, qx)
+    return qy - reach, qx - reach
+
+
 def _estimate(g: np.ndarray) -> Lattice:
     h, w = g.shape
     ch, cw = min(h, CROP), min(w, CROP)
@@ -166,45 +197,40 @@ def _estimate(g: np.ndarray) -> Lattice:
     small = crop if f == 1 else cv2.resize(crop, (cw // f, ch // f), interpolation=cv2.INTER_AREA)
     sreach = reach // f
     ac = _autocorrelation(small, sreach)
-    c = sreach
     local = cv2.dilate(ac, np.ones((5, 5), np.uint8))
     r, allowed = _shifts(sreach, MIN_PITCH / f)
     cand = (ac >= local) & allowed & (ac > 0)
     ys, xs = np.nonzero(cand)
     if len(ys) == 0:
         return Lattice(False, reason="no autocorrelation peak")
-    vals = ac[ys, xs]
+    ys, xs = ys - sreach, xs - sreach    # shifts, at half size
+    vals = ac[ys + sreach, xs + sreach]
     strong = vals >= 0.8 * float(vals.max())
-    i = np.flatnonzero(strong)[np.argmin(r[ys[strong], xs[strong]])]
-    py, px = _subpixel(ac, int(ys[i]), int(xs[i]))
-    vy, vx = py - c, px - c
-    k = int(sreach // math.hypot(vx, vy))
-    if k >= 2:   # the peak k periods away: the same sub-pixel error, divided by k
-        ty, tx = round(c + k * vy), round(c + k * vx)
-        y0, x0 = max(ty - 2, 1), max(tx - 2, 1)
-        win = ac[y0:ty + 3, x0:tx + 3]
-        if win.size and 0 < ty < 2 * sreach and 0 < tx < 2 * sreach:
-            wy, wx = np.unravel_index(int(np.argmax(win)), win.shape)
-            qy, qx = y0 + int(wy), x0 + int(wx)
-            if 1 <= qy < 2 * sreach and 1 <= qx < 2 * sreach and ac[qy, qx] > 0:
-                qy, qx = _subpixel(ac, qy, qx)
-                vy, vx = (qy - c) / k, (qx - c) / k
-            else:
-                k = 1
-        else:
-            k = 1
-    else:
-        k = 1
-    # at full size, where the half-size peaks put them: the first peak decides (MIN_PEAK), the k-th refines
+    i = np.flatnonzero(strong)[np.argmin(r[ys[strong] + sreach, xs[strong] + sreach])]   # the shortest strong one
+    j = int(np.argmax(vals))                                                            # the strongest
+    py, px = _subpixel(ac, int(ys[i]) + sreach, int(xs[i]) + sreach)
+    vy, vx = py - sreach, px - sreach
     full = _Full(crop, reach)
-    first = full.peak(f * vy, f * vx)
-    if first is None:
-        return Lattice(False, reason="no autocorrelation peak at full size")
-    if first[2] < MIN_PEAK:
-        return Lattice(False, peak=first[2], reason=f"weak periodicity (peak {first[2]:.2f} < {MIN_PEAK})")
-    kth = full.peak(k * f * vy, k * f * vx) if k >= 2 else None
-    peak = first[2]
-    vy, vx = (kth[0] / k, kth[1] / k) if kth is not None and kth[2] > 0 else first[:2]
+    # at full size: the strongest peak decides (its half-size value where the search there wanders
+    # off), the first is the lattice vector's first estimate
+    found = full.peaks([(f * int(ys[j]), f * int(xs[j]))] + ([(f * vy, f * vx)] if i != j else []))
+    top, first = found[0], found[-1]
+    best = top[2] if top is not None else float(vals[j])
+    if best < MIN_PEAK:
+        return Lattice(False, peak=best, reason=f"weak periodicity (peak {best:.2f} < {MIN_PEAK})")
+    peak = first[2] if first is not None else float(vals[i])
+    vy, vx = (first[0], first[1]) if first is not None else (f * vy, f * vx)     # full-size px from here
+    # refined on the peak k periods away (the same sub-pixel error, divided by k): found at half size
+    # (k one less where the k-th lies on the edge of reach), then at full size
+    k = int(sreach // max(math.hypot(vx, vy) / f, 1e-6))
+    kth = None
+    while k >= 2 and kth is None:
+        kth = _kth(ac, sreach, vy / f, vx / f, k)
+        k -= kth is None
+    if kth is not None:
+        at_full = full.peaks([(f * kth[0], f * kth[1])])[0]   # kth: the k-th peak itself, at half size
+        vy, vx = (at_full[0] / k, at_full[1] / k) if at_full is not None and at_full[2] > 0 else \
+            (f * kth[0] / k, f * kth[1] / k)
     pitch = math.hypot(vx, vy)
     span = min(w / max(abs(vx), 1e-6), h / max(abs(vy), 1e-6))   # periods along the vector
     if span < MIN_PERIODS:

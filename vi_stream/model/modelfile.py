@@ -122,11 +122,13 @@ def _check_lattice(meta: dict, config, path: str) -> None:
     writes (:func:`~vi_stream.model.lattice.spec`) and one finite positive gain per map (a
     calibration fitted when the score had two maps names none: two)."""
     from vi_stream.model import lattice as lattice_score
-    if not config.lattice:
-        return
     lat = meta.get("lattice")
     problem = None
-    if not isinstance(lat, dict) or not isinstance(lat.get("enabled"), bool):
+    if not config.lattice:
+        # a fit with the setting off writes {"enabled": false, ...} (or, before the lattice score, nothing)
+        if lat is not None and not (isinstance(lat, dict) and lat.get("enabled") is False):
+            problem = "the lattice setting is off but the file has a lattice calibration that is on"
+    elif not isinstance(lat, dict) or not isinstance(lat.get("enabled"), bool):
         problem = "the lattice setting is on but the file has no lattice calibration"
     elif lat["enabled"]:
         gains = lat.get("gains")
