@@ -38,14 +38,15 @@ def write(name: str, result: dict) -> str:
     return path
 
 
-def read(name: str) -> dict:
-    """The last results written under ``name`` (without the machine block), or {}."""
+def read(name: str, machine: bool = False) -> dict:
+    """The last results written under ``name`` (without the machine block unless ``machine``), or {}."""
     try:
         with open(os.path.join(RESULTS, f"{name}.json")) as f:
             d = json.load(f)
     except (OSError, ValueError):
         return {}
-    d.pop("machine", None)
+    if not machine:
+        d.pop("machine", None)
     return d
 
 

@@ -68,8 +68,7 @@ def main() -> None:
             m.score(img)                       # warm-up: tracing, numba
         times = {label: [] for label in models}
         parts = {label: {} for label in models}
-        with contextlib.ExitStack() as stack:
-            peer = stack.enter_context(_Peer(a, train, img)) if a.peer_python else None
+        with _Peer(a, train, img) if a.peer_python else contextlib.nullcontext() as peer:
             turns = list(models)
             for n in range(a.rounds):
                 if peer:

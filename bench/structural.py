@@ -120,15 +120,6 @@ def set_digest(set_dir: str) -> str:
     return h.hexdigest()
 
 
-def _recorded() -> dict:
-    """bench/results/structural.json as written (with its machine block and date), or {}."""
-    try:
-        with open(os.path.join(common.RESULTS, "structural.json")) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
-
-
 def _means(ev: dict, families) -> dict:
     return generalise.group_means(ev["per_family"],
                                   (("structural_mean", [f for f in families if f in synthetic.STRUCTURAL]),
@@ -171,7 +162,7 @@ def main() -> None:
     if a.peer:
         result["peers"] = run_peers(a.peer_python, a.set, a.work, [(p[0], tuple(p[1:])) for p in a.peer],
                                     a.families or generalise.TUNING)
-    carried = carried_peers(_recorded(), result)
+    carried = carried_peers(common.read("structural", machine=True), result)
     if carried:
         result["peers"] = result.get("peers", []) + carried
     if a.no_write:

@@ -120,13 +120,13 @@ class _Full:
         win, self.env = _window(crop.shape[0], crop.shape[1], reach)
         self.x = np.ascontiguousarray((crop - crop.mean()) * win)
         self.reach = reach
-        self.zero = None                     # the sum at zero shift: with the first call's shifts
+        zero = np.zeros(1, np.int64)
+        self.zero = max(float(correlations(self.x, zero, zero)[0]) / float(self.env[reach, reach]), 1e-12)
 
     def peaks(self, targets) -> list[tuple[float, float, float] | None]:
         """For each shift (y, x) in ``targets``: the autocorrelation's local maximum nearest it,
         sub-pixel (parabolic on its 3x3 neighbourhood), and its value there; None when it lies out
-        of reach or more than two steps away. The neighbourhoods of all targets are summed in one
-        call (on two cores, each parallel call is a meeting of the threads; under load, a costly one)."""
+        of reach or more than two steps away."""
         cur = [(round(y), round(x)) for y, x in targets]
         out: list[tuple[float, float, float] | None] = [None] * len(cur)
         todo = list(range(len(cur)))
@@ -134,12 +134,9 @@ class _Full:
             todo = [i for i in todo if abs(cur[i][0]) < self.reach and abs(cur[i][1]) < self.reach]
             if not todo:
                 break
-            sy = np.concatenate([cur[i][0] + _DY for i in todo] + ([np.zeros(1, np.int64)] if self.zero is None else []))
-            sx = np.concatenate([cur[i][1] + _DX for i in todo] + ([np.zeros(1, np.int64)] if self.zero is None else []))
+            sy = np.concatenate([cur[i][0] + _DY for i in todo])
+            sx = np.concatenate([cur[i][1] + _DX for i in todo])
             c = correlations(self.x, sy, sx)
-            if self.zero is None:
-                self.zero = max(float(c[-1]) / float(self.env[self.reach, self.reach]), 1e-12)
-                sy, sx, c = sy[:-1], sx[:-1], c[:-1]
             env = self.env[self.reach + sy, self.reach + sx]
             ac = (c / np.maximum(env, 1e-3 * self.env[self.reach, self.reach]) / self.zero).reshape(len(todo), 3, 3)
             left = []
@@ -203,17 +200,17 @@ def _estimate(g: np.ndarray) -> Lattice:
     ys, xs = np.nonzero(cand)
     if len(ys) == 0:
         return Lattice(False, reason="no autocorrelation peak")
-    ys, xs = ys - sreach, xs - sreach    # shifts, at half size
-    vals = ac[ys + sreach, xs + sreach]
+    vals = ac[ys, xs]
     strong = vals >= 0.8 * float(vals.max())
-    i = np.flatnonzero(strong)[np.argmin(r[ys[strong] + sreach, xs[strong] + sreach])]   # the shortest strong one
-    j = int(np.argmax(vals))                                                            # the strongest
-    py, px = _subpixel(ac, int(ys[i]) + sreach, int(xs[i]) + sreach)
-    vy, vx = py - sreach, px - sreach
+    i = np.flatnonzero(strong)[np.argmin(r[ys[strong], xs[strong]])]   # the shortest strong one
+    j = int(np.argmax(vals))                                            # the strongest
+    py, px = _subpixel(ac, int(ys[i]), int(xs[i]))
+    vy, vx = py - sreach, px - sreach    # a shift, at the estimation size
     full = _Full(crop, reach)
-    # at full size: the strongest peak decides (its half-size value where the search there wanders
-    # off), the first is the lattice vector's first estimate
-    found = full.peaks([(f * int(ys[j]), f * int(xs[j]))] + ([(f * vy, f * vx)] if i != j else []))
+    # at full size: the strongest peak decides (its value at the estimation size where the search
+    # there wanders off), the first is the lattice vector's first estimate
+    found = full.peaks([(f * (int(ys[j]) - sreach), f * (int(xs[j]) - sreach))]
+                       + ([(f * vy, f * vx)] if i != j else []))
     top, first = found[0], found[-1]
     best = top[2] if top is not None else float(vals[j])
     if best < MIN_PEAK:
