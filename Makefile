@@ -23,8 +23,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vi_stream demo
 
+# Two processes, each test file whole in one of them (its module fixtures are built once); TEST_JOBS=0
+# runs the suite in this process (a debugger, -x, or a machine with one core).
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests $(if $(filter-out 0,$(TEST_JOBS)),-n $(TEST_JOBS) --dist loadfile)
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8000

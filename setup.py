@@ -27,6 +27,7 @@ REQUIRES = [
 ]
 TEST_REQUIRES = [
     "pytest>=7",
+    "pytest-xdist>=3.5",     # `make test` runs the suite in two processes, a test file to each
     "hypothesis>=6.80",
     "scikit-image>=0.21",
     "psi-bsread>=1.7",

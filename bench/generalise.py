@@ -124,7 +124,8 @@ def group_means(per: dict, groups) -> dict:
             for label, fams in groups if fams}
 
 
-def _override(config: ModelConfig, items) -> ModelConfig:
+def overrides(items) -> dict:
+    """``k=v`` items as ModelConfig changes: each value a Python literal, else the text."""
     changes = {}
     for item in items:
         key, _, value = item.partition("=")
@@ -132,7 +133,11 @@ def _override(config: ModelConfig, items) -> ModelConfig:
             changes[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             changes[key] = value
-    return replace(config, **changes)
+    return changes
+
+
+def _override(config: ModelConfig, items) -> ModelConfig:
+    return replace(config, **overrides(items))
 
 
 def main() -> None:

@@ -13,18 +13,16 @@ import subprocess
 import sys
 
 import common
+import generalise
+
+from vi_stream.model import ModelConfig
 
 CHILD = r"""
-import ast, dataclasses, os, resource, sys, time, json
+import dataclasses, resource, sys, time, json
 from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 n_images = int(sys.argv[1])
-def value(v):                    # as bench/generalise.py's overrides: a Python literal, else the text
-    try:
-        return ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-        return v
-cfg = dataclasses.replace(ModelConfig(), **{k: value(v) for k, _, v in (i.partition("=") for i in sys.argv[2:])})
+cfg = dataclasses.replace(ModelConfig(), **json.loads(sys.argv[2]))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 imgs = (synthetic.module_image((768, 768), seed=i).image for i in range(n_images))
@@ -41,7 +39,12 @@ def main() -> None:
     ap.add_argument("--config", nargs="+", default=[], metavar="k=v", help="ModelConfig fields (lattice=True)")
     a = ap.parse_args()
     n_images = -(-a.tiles // 9)  # 768x768 -> 9 tiles of 320 px with 64 px overlap (the tiles fitted are reported)
-    p = subprocess.run([sys.executable, "-c", CHILD, str(n_images), *a.config], capture_output=True, text=True)
+    changes = generalise.overrides(a.config)
+    try:
+        generalise._override(ModelConfig(), a.config).validate()   # a bad setting said here, not by the child
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"--config: {err}")
+    p = subprocess.run([sys.executable, "-c", CHILD, str(n_images), json.dumps(changes)], capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"the fit failed (exit {p.returncode}):\n{p.stderr[-2000:]}")
     if not p.stdout.strip():

@@ -154,15 +154,38 @@ def test_shadow_mode_scores_beside_production_and_keeps_the_disagreements(tmp_pa
                                                           shadow_alias="candidate", shadow_every=1) as (d, _):
             c = Client(f"http://127.0.0.1:{d.rest_port}", timeout=30)
             c.start()
-            for i in range(3):
+            for i in range(3):   # one at a time: a frame that comes while the shadow is busy is skipped
                 _send(push, d, c, 10 + i, GOOD.image, f"S{i}", "left")
-            s = wait_for(lambda: (x := c.shadow())["compared"] >= 3 and x, timeout=60)
+                s = wait_for(lambda: (x := c.shadow())["compared"] >= i + 1 and x, timeout=60)
+            assert s["skipped_busy"] == 0
             assert s["candidate"] == "pads@1.1" and s["agreement"] == 0.0 and s["only_candidate_anomalous"] == 3
             assert len(s["stored_disagreements"]) == 3
             dis = s["stored_disagreements"][0]
             assert dis["production"]["version"] == "pads@1.0" and dis["candidate"]["is_anomalous"] is True
             assert all(not c.get_module(f"S{i}")["left"]["is_anomalous"] for i in range(3))   # verdicts unchanged
             assert c.get_statistics()["shadow"]["compared"] >= 3
+
+
+def test_a_shadow_disagreement_is_stored_before_the_status_counts_it():
+    """/shadow's counts and its stored disagreements agree at every moment (the counts were raised
+    first, and a status read between the two listed one disagreement fewer than it counted)."""
+    from types import SimpleNamespace
+    from vi_stream.registry.shadow import ShadowWatch
+
+    class Records:
+        seen_at_put: list[int] = []
+
+        def put_shadow(self, doc):
+            self.seen_at_put.append(watch.status()["compared"])
+
+    watch = ShadowWatch(every=1, prefix="vi", records=Records())
+    candidate = SimpleNamespace(score=lambda image: SimpleNamespace(score=2.0, threshold=1.0, is_anomalous=True))
+    watch.set_model(candidate, {"name": "pads", "version": "1.1"})
+    frame_ = SimpleNamespace(pulse_id=7, module="M", side="left", sec=1, ns=0)
+    result = SimpleNamespace(image=GOOD.image, frame=frame_, parameters={"model_version": "pads@1.0", "threshold": 1.0},
+                             score=0.5, is_anomalous=False)
+    watch.compare(result)
+    assert Records.seen_at_put == [0] and watch.status()["compared"] == 1
 
 
 def test_retrain_refuses_what_it_cannot_do(store, model_path, training_dir, tmp_path):

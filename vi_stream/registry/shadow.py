@@ -95,6 +95,12 @@ class ShadowWatch:
                              "is_anomalous": bool(r.is_anomalous)},
                "seconds": round(time.perf_counter() - started, 3)}
         agree = doc["production"]["is_anomalous"] == doc["candidate"]["is_anomalous"]
+        # Stored before it is counted: a status that counts a disagreement finds it in the store.
+        if not agree and self.records is not None:
+            try:
+                self.records.put_shadow(doc)
+            except Exception as err:   # kept in memory; the store may be down
+                log.warning("shadow comparison of pulse %s not stored: %r", f.pulse_id, err)
         with self._lock:
             self.compared += 1
             self.agreed += agree
@@ -103,11 +109,6 @@ class ShadowWatch:
             self.only_candidate += doc["candidate"]["is_anomalous"] and not agree
             if not agree:
                 self.recent.append(doc)
-        if not agree and self.records is not None:
-            try:
-                self.records.put_shadow(doc)
-            except Exception as err:   # kept in memory; the store may be down
-                log.warning("shadow comparison of pulse %s not stored: %r", f.pulse_id, err)
         return doc
 
     def status(self) -> dict:
