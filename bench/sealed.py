@@ -1,6 +1,7 @@
 """The sealed split (issue 28): module lines, seeds and families that only a ``--final`` run draws.
 
     python bench/sealed.py --final [--again REASON] [--config k=v ...]
+                           [--peer-python PY --peer LABEL [k=v ...] ... [--peers-only]]
 
 Design choices are made on the tuning split (bench/structural.py, bench/generalise.py's TUNING on
 line 7). The sealed split is drawn here and nowhere else, only under ``--final``: SEALED_LINES
@@ -15,12 +16,20 @@ genset.CONTRAST; with the defaults, 3 lines give 102 good test images and 30 per
 A final run records the commit and the model settings in LEDGER, and refuses to run again on
 settings already run unless ``--again REASON`` says why (the reason is recorded too); a tree with
 uncommitted changes under vi_stream/ or bench/ is refused (the commit would not describe the code)
-unless ``--allow-dirty``. Results: bench/results/sealed.json (per family and overall, image AUROC
-with its bootstrap 95% interval, pixel AUROC, AUPRO, recall at each line's fitted threshold, false
-alarms per good image) and bench/results/sealed/scores.json (every image's score and threshold);
-the ledger is bench/results/sealed/ledger.json.
+unless ``--allow-dirty``. Results: bench/results/sealed.json, one entry per model settings under
+``runs`` (per family and overall: image AUROC with its bootstrap 95% interval, pixel AUROC, AUPRO,
+recall at each line's fitted threshold, false alarms per good image) and one per peer variant under
+``peers``; every image's score and threshold in bench/results/sealed/scores-<settings>.json; the
+ledger is bench/results/sealed/ledger.json.
 Scores of different lines' models are pooled as score / that model's threshold (each model's own
 unit: 1 is its operating point).
+
+The peer (``--peer-python PY --peer LABEL k=v ...``, as in bench/structural.py): each line's images
+are written as a set folder under ``--work`` (bench/genset.py's layout); anomalib's PatchCore fits on
+the training images our model fits on, scores the ones our model holds out to set its threshold,
+and gets its threshold from them by our rule (one false alarm in ``false_alarm_one_in``), so both
+sides are pooled across lines and counted at a threshold the same way. A peer does not choose our
+design, so ``--peers-only`` adds peers to the record without running ours or writing the ledger.
 """
 from __future__ import annotations
 
@@ -37,10 +46,13 @@ import common
 import generalise
 import genset
 import numpy as np
+import setfiles
+import structural
 
 from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
+from vi_stream.model.anomaly import calibrated_threshold
 
 SEALED_LINES = (9101, 9203, 9307)
 SEALED_BASE = 3_000_000_000        # seeds: SEALED_BASE + 10^7 x line index + 10^5 x split + i
@@ -96,26 +108,44 @@ def check_ledger(path: str, digest: str, again: str | None) -> list[dict]:
     return runs
 
 
-def run(config: ModelConfig, train: int, good: int, per_family: int, size: int) -> tuple[dict, dict, list[dict]]:
-    shape = (size, size)
+def plan(train: int, good: int, per_family: int, config: ModelConfig) -> list[dict]:
+    """Each line's images, in the order they are drawn: the training images (those the model holds out
+    to set its threshold marked, by its own rule), the good test images, and per family its
+    defective ones with the contrast each is drawn at (one generator for every line, so a run that
+    draws the split for the peers alone draws the same images)."""
     rng = np.random.default_rng(SEALED_BASE)
-    per_image, maps_good, cal = [], [], {}
-    fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
-    fit_s = score_s = 0.0
+    held = [i for i in range(train) if i % config.calibration_every == config.calibration_every - 1]
+    held = set(held[:config.max_calibration])
+    lines = []
     for li, line in enumerate(SEALED_LINES):
-        v = synthetic.Variation.draw(line)
-        t0 = time.perf_counter()
-        model = AnomalyModel.fit((synthetic.module_image(shape, seed(li, 0, i), variation=v).image
-                                  for i in range(train)), config)
-        fit_s += time.perf_counter() - t0
-        thr = model.threshold
-        cal[str(line)] = {"threshold": round(thr, 4), "lattice": model.meta.get("lattice", {})}
         jobs = [("good", 1, i, None) for i in range(good)]
         jobs += [(f, 2 + fi, i, float(rng.uniform(*genset.CONTRAST)))
                  for fi, f in enumerate(SEALED_FAMILIES) for i in range(per_family)]
-        for fam, split, i, contrast in jobs:
-            s = synthetic.module_image(shape, seed(li, split, i), () if fam == "good" else (fam,), contrast=contrast,
-                                       variation=v)
+        lines.append({"index": li, "line": line, "train": list(range(train)), "held_out": sorted(held), "jobs": jobs})
+    return lines
+
+
+def draw(li: int, split: int, i: int, shape, fam: str = "good", contrast: float | None = None,
+         v: synthetic.Variation | None = None) -> synthetic.Sample:
+    return synthetic.module_image(shape, seed(li, split, i), () if fam == "good" else (fam,), contrast=contrast,
+                                  variation=v)
+
+
+def run(config: ModelConfig, train: int, good: int, per_family: int, size: int) -> tuple[dict, dict, list[dict]]:
+    shape = (size, size)
+    per_image, maps_good, cal = [], [], {}
+    fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
+    fit_s = score_s = 0.0
+    for ln in plan(train, good, per_family, config):
+        li, line = ln["index"], ln["line"]
+        v = synthetic.Variation.draw(line)
+        t0 = time.perf_counter()
+        model = AnomalyModel.fit((draw(li, 0, i, shape, v=v).image for i in ln["train"]), config)
+        fit_s += time.perf_counter() - t0
+        thr = model.threshold
+        cal[str(line)] = {"threshold": round(thr, 4), "lattice": model.meta.get("lattice", {})}
+        for fam, split, i, contrast in ln["jobs"]:
+            s = draw(li, split, i, shape, fam, contrast, v)
             t0 = time.perf_counter()
             r = model.score(s.image)
             score_s += time.perf_counter() - t0
@@ -126,6 +156,72 @@ def run(config: ModelConfig, train: int, good: int, per_family: int, size: int) 
             (maps_good if fam == "good" else fam_maps[fam]).append((s.mask, norm))
     timing = {"fit_seconds": round(fit_s, 1), "score_seconds": round(score_s, 1), "line_models": cal}
     return timing, evaluate(per_image, maps_good, fam_maps), per_image
+
+
+def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family: int, size: int) -> list[str]:
+    """Each line's images as a set folder in bench/genset.py's layout (what bench/peer_anomalib.py
+    reads): ``train`` without the images our model holds out, ``calibration`` those (the peer's
+    threshold is set on them by our rule), ``good`` and every family with its masks. A folder
+    already written for the same sizes and holding-out rule is kept."""
+    shape, dirs = (size, size), []
+    for ln in plan(train, good, per_family, config):
+        li, line = ln["index"], ln["line"]
+        d = os.path.join(work, str(line))
+        dirs.append(d)
+        desc = {"size": size, "train": train, "good": good, "per_family": per_family, "line": line,
+                "families": list(SEALED_FAMILIES), setfiles.CALIBRATION: len(ln["held_out"]),
+                "held_out": ln["held_out"]}
+        if os.path.exists(os.path.join(d, setfiles.DESCRIPTION)) and \
+                {k: v for k, v in setfiles.load(d).items() if k != "contrasts"} == desc:
+            continue
+        desc["contrasts"] = {}
+        os.makedirs(d, exist_ok=True)
+        v = synthetic.Variation.draw(line)
+        imgs = [draw(li, 0, i, shape, v=v).image for i in ln["train"]]
+        setfiles.save_stack(d, "train", (im for i, im in enumerate(imgs) if i not in ln["held_out"]))
+        setfiles.save_stack(d, setfiles.CALIBRATION, (imgs[i] for i in ln["held_out"]))
+        by_family: dict[str, list] = {}
+        for fam, split, i, contrast in ln["jobs"]:
+            by_family.setdefault(fam, []).append((draw(li, split, i, shape, fam, contrast, v), contrast))
+        for fam, samples in by_family.items():
+            setfiles.save_stack(d, fam, (s.image for s, _c in samples))
+            if fam != "good":
+                setfiles.save_stack(d, f"{fam}_mask", (s.mask for s, _c in samples))
+                desc["contrasts"][fam] = [c for _s, c in samples]
+        setfiles.describe(d, desc)          # last: a folder without it is written again
+    return dirs
+
+
+def run_peers(python: str, dirs: list[str], peers, one_in: int) -> list[dict]:
+    """Each peer variant on every line's set (bench/structural.py's run_peer), its threshold set on
+    the line's calibration images by our rule (vi_stream.model.anomaly.calibrated_threshold, one
+    false alarm in ``one_in``), its scores and maps pooled as ours are (score / that threshold) and
+    evaluated by the same code."""
+    out = []
+    for label, options in peers:
+        per_image, maps_good, runs = [], [], {}
+        fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
+        for d in dirs:
+            desc = setfiles.load(d)
+            od = os.path.join(d, "peer", label)
+            runs[str(desc["line"])] = structural.run_peer(python, d, od, options)
+            thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in)
+            for fam in ["good", *SEALED_FAMILIES]:
+                o = setfiles.outputs(od, fam)
+                masks = setfiles.stack(d, f"{fam}_mask") if fam != "good" else [None] * len(o["scores"])
+                for k, (sc, m, mask) in enumerate(zip(o["scores"], o["maps"], masks)):
+                    per_image.append({"line": desc["line"], "family": fam, "score": round(float(sc), 5),
+                                      "threshold": round(thr, 5),
+                                      "contrast": desc["contrasts"][fam][k] if fam != "good" else None})
+                    norm = (m.astype(np.float32) / np.float32(thr))
+                    if fam == "good":
+                        maps_good.append((np.zeros(m.shape, np.uint8), norm))
+                    else:
+                        fam_maps[fam].append((np.asarray(mask), norm))
+        out.append({"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"),
+                    **evaluate(per_image, maps_good, fam_maps)})
+        print(label, json.dumps(out[-1]["overall"]), file=sys.stderr)
+    return out
 
 
 def evaluate(per_image: list[dict], maps_good, fam_maps) -> dict:
@@ -170,35 +266,57 @@ def main(argv=None) -> int:
     ap.add_argument("--good", type=int, default=34)
     ap.add_argument("--per-family", type=int, default=10)
     ap.add_argument("--results", default=common.RESULTS, help="folder of the results and the ledger")
+    ap.add_argument("--work", default=os.path.join(common.HERE, ".work", "sealed"),
+                    help="where each line's set is written for the peers, and their outputs")
+    ap.add_argument("--peer-python", help="interpreter of the anomalib environment (bench/setup_peer.sh)")
+    ap.add_argument("--peer", nargs="+", action="append", metavar="LABEL [OPTION ...]",
+                    help="a peer variant, as bench/structural.py's (repeatable; with --peer-python)")
+    ap.add_argument("--peers-only", action="store_true",
+                    help="run only the peers named (ours as recorded; no ledger entry: the peers choose nothing)")
     a = ap.parse_args(argv)
     if not a.final:
         ap.error("the sealed split is drawn by a --final run only (see the docstring); tuning uses "
                  "bench/structural.py and bench/generalise.py")
+    structural.check_peer_args(ap, a)
+    if a.peers_only and not a.peer:
+        ap.error("--peers-only needs --peer")
     config = generalise._override(ModelConfig(), a.config)
     sizes = {"size": a.size, "train": a.train, "good": a.good, "per_family": a.per_family}
     digest = settings_digest(config, sizes)
-    dirty = _git("status", "--porcelain", "--", "vi_stream", "bench").splitlines()
-    dirty = [x for x in dirty if "bench/results/" not in x]
-    if dirty and not a.allow_dirty:
-        raise SystemExit("uncommitted changes under vi_stream/ or bench/: commit first (the run records the "
-                         "commit), or pass --allow-dirty")
+    record = common.read("sealed", folder=a.results)
+    if record and record.get("sizes") != sizes:
+        raise SystemExit(f"{os.path.join(a.results, 'sealed.json')} holds runs at sizes {record.get('sizes')}: "
+                         "results at other sizes do not pool with them; pass another --results folder")
+    record = record or {"sizes": sizes, "lines": list(SEALED_LINES), "families": list(SEALED_FAMILIES),
+                        "runs": [], "peers": []}
     os.makedirs(os.path.join(a.results, "sealed"), exist_ok=True)
-    ledger = os.path.join(a.results, LEDGER)
-    runs = check_ledger(ledger, digest, a.again)
-    entry = {"commit": _git("rev-parse", "HEAD"), "dirty": bool(dirty), "settings_digest": digest,
-             "config": config_dict(config), "sizes": sizes, "date": time.strftime("%Y-%m-%d %H:%M"),
-             "again": a.again}
-    runs.append(entry)                       # recorded before the first image is drawn
-    with open(ledger, "w") as f:
-        json.dump(runs, f, indent=1)
-    timing, result, per_image = run(config, a.train, a.good, a.per_family, a.size)
-    out = {"command": "python bench/sealed.py --final" + (" --config " + " ".join(a.config) if a.config else ""),
-           "run": entry, "lines": list(SEALED_LINES), "families": list(SEALED_FAMILIES), **timing, **result}
-    with open(os.path.join(a.results, "sealed", "scores.json"), "w") as f:
-        json.dump({"run": entry, "images": per_image}, f, indent=0)
-    with open(os.path.join(a.results, "sealed.json"), "w") as f:
-        json.dump({"machine": common.machine(), **out}, f, indent=2)
-    print(json.dumps(result["overall"], indent=1))
+    if not a.peers_only:
+        dirty = _git("status", "--porcelain", "--", "vi_stream", "bench").splitlines()
+        dirty = [x for x in dirty if "bench/results/" not in x]
+        if dirty and not a.allow_dirty:
+            raise SystemExit("uncommitted changes under vi_stream/ or bench/: commit first (the run records the "
+                             "commit), or pass --allow-dirty")
+        ledger = os.path.join(a.results, LEDGER)
+        runs = check_ledger(ledger, digest, a.again)
+        entry = {"commit": _git("rev-parse", "HEAD"), "dirty": bool(dirty), "settings_digest": digest,
+                 "config": config_dict(config), "sizes": sizes, "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "again": a.again}
+        runs.append(entry)                       # recorded before the first image is drawn
+        with open(ledger, "w") as f:
+            json.dump(runs, f, indent=1)
+        timing, result, per_image = run(config, a.train, a.good, a.per_family, a.size)
+        ours = {"command": "python bench/sealed.py --final" + (" --config " + " ".join(a.config) if a.config else ""),
+                "run": entry, **timing, **result}
+        with open(os.path.join(a.results, "sealed", f"scores-{digest}.json"), "w") as f:
+            json.dump({"run": entry, "images": per_image}, f, indent=0)
+        record["runs"] = [r for r in record["runs"] if r["run"]["settings_digest"] != digest] + [ours]
+        print(json.dumps(result["overall"], indent=1))
+    if a.peer:
+        dirs = write_sets(a.work, config, a.train, a.good, a.per_family, a.size)
+        peers = run_peers(a.peer_python, dirs, [(p[0], tuple(p[1:])) for p in a.peer], config.false_alarm_one_in)
+        named = {p["label"] for p in peers}
+        record["peers"] = [p for p in record["peers"] if p["label"] not in named] + peers
+    common.write("sealed", record, folder=a.results)
     return 0
 
 

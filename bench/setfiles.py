@@ -42,8 +42,12 @@ def ladder(family: str) -> str:
     return f"ladder_{family}"
 
 
-def scored_splits(families, ladders: bool = True) -> list[str]:
-    return ["good", *families, *((ladder(f) for f in families) if ladders else ())]
+CALIBRATION = "calibration"   # held-out good images a side sets its threshold on (bench/sealed.py's sets)
+
+
+def scored_splits(families, ladders: bool = True, calibration: bool = False) -> list[str]:
+    return ([CALIBRATION] if calibration else []) + ["good", *families,
+                                                     *((ladder(f) for f in families) if ladders else ())]
 
 
 def outputs(out_dir: str, name: str):
@@ -56,12 +60,13 @@ def newer_than_set(path: str, set_dir: str) -> bool:
 
 def score_splits(set_dir: str, out_dir: str, families, score: Callable[[np.ndarray], tuple[float, np.ndarray]],
                  log: Callable[[str, list[float]], None] | None = None, ladders: bool = True) -> tuple[float, int]:
-    """Scores every test split's images (the ladders' too, unless ``ladders`` is False) with
-    ``score(image) -> (score, map)`` and writes OUT/<split>.npz. Returns the seconds spent inside
-    ``score`` and the pixels it scored."""
+    """Scores every test split's images (the ladders' too, unless ``ladders`` is False, and the
+    CALIBRATION split where the set's description says it has one) with ``score(image) -> (score,
+    map)`` and writes OUT/<split>.npz. Returns the seconds spent inside ``score`` and the pixels it
+    scored."""
     os.makedirs(out_dir, exist_ok=True)
     seconds, pixels = 0.0, 0
-    for name in scored_splits(families, ladders):
+    for name in scored_splits(families, ladders, bool(load(set_dir).get(CALIBRATION))):
         keep_maps = not name.startswith(ladder(""))
         scores, maps = [], []
         for img in stack(set_dir, name):

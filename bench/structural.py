@@ -38,6 +38,7 @@ from vi_stream.evaluation import synthetic
 from vi_stream.model import ModelConfig
 
 DEFAULT_VARIANTS = (("default", ()),)
+PEER_SCRIPT = os.path.join(common.HERE, "peer_anomalib.py")   # run in the peer's environment (--peer-python)
 
 
 def run(set_dir: str, work: str, variants, families=generalise.TUNING) -> dict:
@@ -59,21 +60,35 @@ def run_peers(python: str, set_dir: str, work: str, peers, families=generalise.T
     out = []
     for label, options in peers:
         d = os.path.join(work, "peer", label)
-        run_json = os.path.join(d, "run.json")
-        run = _cached_run(run_json, set_dir, options)
-        if run is None:
-            flags = [x for o in options for x in ("--" + o.partition("=")[0], o.partition("=")[2])]
-            subprocess.run([python, os.path.join(common.HERE, "peer_anomalib.py"), set_dir, d, "--no-ladder", *flags],
-                           check=True)
-            with open(run_json) as f:
-                run = json.load(f)
+        run = run_peer(python, set_dir, d, options)
         ev = generalise.evaluate(set_dir, d, families)
         out.append({"label": label, "options": list(options), "run": run, **ev, **_means(ev, families)})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return out
 
 
-def _cached_run(run_json: str, set_dir: str, options) -> dict | None:
+def run_peer(python: str, set_dir: str, out_dir: str, options) -> dict:
+    """PEER_SCRIPT's outputs for the set in ``out_dir`` (reused while newer than the set and made
+    with the same options, :func:`cached_run`), and its run.json."""
+    run = cached_run(os.path.join(out_dir, "run.json"), set_dir, options)
+    if run is None:
+        flags = [x for o in options for x in ("--" + o.partition("=")[0], o.partition("=")[2])]
+        subprocess.run([python, PEER_SCRIPT, set_dir, out_dir, "--no-ladder", *flags], check=True)
+        with open(os.path.join(out_dir, "run.json")) as f:
+            run = json.load(f)
+    return run
+
+
+def check_peer_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """``--peer`` needs ``--peer-python``, and its options are k=v (an argparse error otherwise)."""
+    if a.peer and not a.peer_python:
+        ap.error("--peer needs --peer-python (bench/setup_peer.sh makes the environment)")
+    bad = [o for p in a.peer or () for o in p[1:] if "=" not in o]
+    if bad:
+        ap.error(f"peer options are k=v (norm=tflite, coreset=0.05, seed=1, train=20), got {' '.join(bad)}")
+
+
+def cached_run(run_json: str, set_dir: str, options) -> dict | None:
     """The peer's cached run (its run.json) when it is newer than the set and was made with these
     options, else None (a label reused with other options would otherwise report the old run beside
     the new options)."""
@@ -142,11 +157,7 @@ def main() -> None:
                     help="a peer variant: its label, then bench/peer_anomalib.py options as k=v (repeatable; "
                          "with --peer-python)")
     a = ap.parse_args()
-    if a.peer and not a.peer_python:
-        ap.error("--peer needs --peer-python (bench/setup_peer.sh makes the environment)")
-    bad = [o for p in a.peer or () for o in p[1:] if "=" not in o]
-    if bad:
-        ap.error(f"peer options are k=v (norm=tflite, coreset=0.05, seed=1, train=20), got {' '.join(bad)}")
+    check_peer_args(ap, a)
     if not os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)) or \
             setfiles.load(a.set).get("per_family") != a.per_family:
         genset.build(a.set, per_family=a.per_family, families=generalise.TUNING)

@@ -15,7 +15,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import generalise
 import genset
+import report
 import sealed
+import setfiles
+
+from vi_stream.model.anomaly import calibrated_threshold
 
 sys.path.pop(0)
 
@@ -33,9 +37,11 @@ def test_nothing_is_drawn_without_final(tmp_path, monkeypatch):
 
 def test_a_final_run_records_its_commit_and_refuses_the_same_settings_twice(tmp_path):
     assert sealed.main(["--final", "--results", str(tmp_path), *TINY]) == 0
-    d = json.loads((tmp_path / "sealed.json").read_text())
+    rec = json.loads((tmp_path / "sealed.json").read_text())
     ledger = json.loads((tmp_path / "sealed" / "ledger.json").read_text())
-    scores = json.loads((tmp_path / "sealed" / "scores.json").read_text())["images"]
+    assert len(rec["runs"]) == 1 and rec["peers"] == []
+    d = rec["runs"][0]
+    scores = json.loads((tmp_path / "sealed" / f"scores-{d['run']['settings_digest']}.json").read_text())["images"]
     assert len(ledger) == 1 and len(ledger[0]["commit"]) == 40 and d["run"] == ledger[0]
     n_lines, n_fam = len(sealed.SEALED_LINES), len(sealed.SEALED_FAMILIES)
     assert len(scores) == n_lines * (3 + 2 * n_fam)
@@ -96,3 +102,87 @@ def test_the_bootstrap_interval_narrows_with_more_images():
     small = sealed.bootstrap_auroc(rng.normal(0, 1, 10), rng.normal(1, 1, 10), reps=500)
     large = sealed.bootstrap_auroc(rng.normal(0, 1, 200), rng.normal(1, 1, 200), reps=500)
     assert small[1] - small[0] > large[1] - large[0] > 0
+
+
+FAKE_PEER = """
+import argparse, json, os, sys
+import numpy as np
+sys.path.insert(0, {bench!r})
+import setfiles
+ap = argparse.ArgumentParser()
+ap.add_argument("set_dir"); ap.add_argument("out_dir"); ap.add_argument("--no-ladder", action="store_true")
+ap.add_argument("--seed", type=int, default=0)
+a = ap.parse_args()
+train = setfiles.stack(a.set_dir, "train").astype(np.float32)
+mean, std = train.mean(0), train.std(0) + 8.0
+def score(img):
+    m = np.abs(img.astype(np.float32) - mean) / std
+    return float(m.max()), m
+setfiles.score_splits(a.set_dir, a.out_dir, setfiles.load(a.set_dir)["families"], score, ladders=False)
+with open(os.path.join(a.out_dir, "run.json"), "w") as f:
+    json.dump({{"model": "mean-and-spread", "seed": a.seed, "train_images": len(train)}}, f)
+"""
+
+
+def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp_path, monkeypatch):
+    """A peer (here a stand-in for anomalib: each pixel's distance from the training images' mean, in
+    their spread) runs on every line, fits on the images our model fits on, gets its threshold from
+    the images our model holds out, and is pooled and evaluated as ours is; --peers-only adds a
+    peer without running ours or touching the ledger."""
+    script = tmp_path / "peer.py"
+    script.write_text(FAKE_PEER.format(bench=os.path.join(ROOT, "bench")))
+    monkeypatch.setattr(sealed.structural, "PEER_SCRIPT", str(script))
+    res, work = tmp_path / "results", tmp_path / "work"
+    common = ["--final", "--results", str(res), "--work", str(work), *TINY, "--peer-python", sys.executable]
+    assert sealed.main([*common, "--peer", "spread", "seed=1"]) == 0
+    rec = json.loads((res / "sealed.json").read_text())
+    ledger = (res / "sealed" / "ledger.json").read_text()
+    assert len(rec["runs"]) == 1 and [p["label"] for p in rec["peers"]] == ["spread"]
+    peer, ours = rec["peers"][0], rec["runs"][0]
+    assert set(peer["runs"]) == {str(line) for line in sealed.SEALED_LINES} and peer["options"] == ["seed=1"]
+    assert peer["overall"]["good_images"] == ours["overall"]["good_images"] == 3 * len(sealed.SEALED_LINES)
+    assert set(peer["per_family"]) == set(ours["per_family"]) == set(sealed.SEALED_FAMILIES)
+    for line in sealed.SEALED_LINES:
+        d = str(work / str(line))
+        desc = setfiles.load(d)
+        assert desc["held_out"] == [1, 3] and desc["calibration"] == 2          # calibration_every=2 of 4
+        assert setfiles.stack(d, "train").shape[0] == 2 and setfiles.stack(d, "calibration").shape[0] == 2
+        assert setfiles.stack(d, "lattice_warp").shape[0] == 2 == len(desc["contrasts"]["lattice_warp"])
+        out = os.path.join(d, "peer", "spread")
+        thr = calibrated_threshold(setfiles.outputs(out, "calibration")["scores"].tolist(), 20)
+        good = setfiles.outputs(out, "good")["scores"]
+        assert peer["overall"]["false_alarms_per_good_image"] >= 0
+        assert thr > 0 and np.isfinite(good / thr).all()
+    # the same threshold rule, pooled over the lines: the peer's false alarms are its good images above 1
+    all_good = np.concatenate([setfiles.outputs(str(work / str(line) / "peer" / "spread"), "good")["scores"] /
+                               calibrated_threshold(setfiles.outputs(str(work / str(line) / "peer" / "spread"),
+                                                                     "calibration")["scores"].tolist(), 20)
+                               for line in sealed.SEALED_LINES])
+    assert peer["overall"]["false_alarms_per_good_image"] == round(float((all_good > 1).mean()), 3)
+    # a second peer alone: ours and the ledger as they were, the first peer kept
+    assert sealed.main([*common, "--peers-only", "--peer", "spread2", "seed=2"]) == 0
+    rec2 = json.loads((res / "sealed.json").read_text())
+    assert rec2["runs"] == rec["runs"] and [p["label"] for p in rec2["peers"]] == ["spread", "spread2"]
+    assert (res / "sealed" / "ledger.json").read_text() == ledger
+    # the report puts the best peer beside ours and says which of issue 28's targets are met
+    monkeypatch.setattr(report, "RESULTS", str(res))
+    text = report.sealed()
+    assert "best peer: image AUROC (95%)" in text and "Issue 28's targets: overall image AUROC >= 0.99:" in text
+    assert "spread2" in text and "(spread" in text
+
+
+def test_peer_options_and_sizes_are_checked_before_anything_is_drawn(tmp_path, capsys):
+    base = ["--final", "--results", str(tmp_path), *TINY]
+    with pytest.raises(SystemExit):
+        sealed.main([*base, "--peer", "spread", "seed=1"])                  # no --peer-python
+    assert "--peer needs --peer-python" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sealed.main([*base, "--peer-python", sys.executable, "--peer", "spread", "seed"])
+    assert "peer options are k=v" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sealed.main([*base, "--peers-only"])
+    assert "--peers-only needs --peer" in capsys.readouterr().err
+    (tmp_path / "sealed.json").write_text(json.dumps({"sizes": {"size": 768}, "runs": [], "peers": []}))
+    with pytest.raises(SystemExit, match="do not pool"):
+        sealed.main(base)
+    assert not (tmp_path / "sealed").exists()
