@@ -309,13 +309,17 @@ def main(argv=None) -> int:
                 "run": entry, **timing, **result}
         with open(os.path.join(a.results, "sealed", f"scores-{digest}.json"), "w") as f:
             json.dump({"run": entry, "images": per_image}, f, indent=0)
-        record["runs"] = [r for r in record["runs"] if r["run"]["settings_digest"] != digest] + [ours]
         print(json.dumps(result["overall"], indent=1))
+    peers = []
     if a.peer:
         dirs = write_sets(a.work, config, a.train, a.good, a.per_family, a.size)
         peers = run_peers(a.peer_python, dirs, [(p[0], tuple(p[1:])) for p in a.peer], config.false_alarm_one_in)
-        named = {p["label"] for p in peers}
-        record["peers"] = [p for p in record["peers"] if p["label"] not in named] + peers
+    # Read again before writing: another run (our other settings, a peer) may have ended meanwhile.
+    record = common.read("sealed", folder=a.results) or record
+    if not a.peers_only:
+        record["runs"] = [r for r in record["runs"] if r["run"]["settings_digest"] != digest] + [ours]
+    named = {p["label"] for p in peers}
+    record["peers"] = [p for p in record["peers"] if p["label"] not in named] + peers
     common.write("sealed", record, folder=a.results)
     return 0
 

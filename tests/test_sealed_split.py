@@ -186,3 +186,19 @@ def test_peer_options_and_sizes_are_checked_before_anything_is_drawn(tmp_path, c
     with pytest.raises(SystemExit, match="do not pool"):
         sealed.main(base)
     assert not (tmp_path / "sealed").exists()
+
+
+def test_a_run_keeps_what_another_run_wrote_meanwhile(tmp_path, monkeypatch):
+    """Two runs at once (our other settings, a peer that takes half an hour): each adds its entry to
+    what is on disk when it ends, not to what was there when it began."""
+    sizes = {"size": 192, "train": 4, "good": 3, "per_family": 2}
+
+    def run_while_another_ends(*args):
+        (tmp_path / "sealed.json").write_text(json.dumps({"sizes": sizes, "runs": [], "peers": [
+            {"label": "other", "options": [], "overall": {}, "per_family": {}}]}))
+        return {}, {"overall": {}, "per_family": {}}, []
+
+    monkeypatch.setattr(sealed, "run", run_while_another_ends)
+    assert sealed.main(["--final", "--results", str(tmp_path), *TINY]) == 0
+    rec = json.loads((tmp_path / "sealed.json").read_text())
+    assert [p["label"] for p in rec["peers"]] == ["other"] and len(rec["runs"]) == 1
