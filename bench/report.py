@@ -182,7 +182,7 @@ TARGETS = (("overall image AUROC >= 0.99", lambda o, f, p: o["image_auroc"] >= 0
            ("recall >= 0.95 at the threshold, <= 1 false alarm in 20 good images",
             lambda o, f, p: o["recall_at_threshold"] >= 0.95 and o["false_alarms_per_good_image"] <= 0.05),
            ("every family at least the best peer's image AUROC, within its interval",
-            lambda o, f, p: bool(p) and all(r["image_auroc_95"][1] >= max(x["per_family"][k]["image_auroc"] for x in p)
+            lambda o, f, p: None if not p else all(r["image_auroc_95"][1] >= max(x["per_family"][k]["image_auroc"] for x in p)
                                             for k, r in f.items())))
 
 
@@ -217,7 +217,8 @@ def sealed() -> str:
         best = max(peers, key=lambda p: p["overall"]["image_auroc"]) if peers else None
         rows.append(["**overall**", o["defective_images"], _auroc95(o), o["pixel_auroc_mean"], o["aupro_mean"],
                      o["recall_at_threshold"]] + ([f"{_auroc95(best['overall'])} ({best['label']})"] if best else []))
-        met = [f"{name}: {'met' if test(o, fam, peers) else 'not met'}" for name, test in TARGETS]
+        met = [f"{name}: {({True: 'met', False: 'not met', None: 'no peer run yet'})[test(o, fam, peers)]}"
+               for name, test in TARGETS]
         out.append(f"### `{r['command']}` ({run['date']})\n\n"
                    f"Commit {run['commit'][:10]}{' (with uncommitted changes)' if run['dirty'] else ''}, settings "
                    f"{run['settings_digest']}{', run again: ' + run['again'] if run.get('again') else ''}; "
