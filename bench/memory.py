@@ -22,7 +22,8 @@ import dataclasses, resource, sys, time, json
 from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
 n_images = int(sys.argv[1])
-cfg = dataclasses.replace(ModelConfig(), **json.loads(sys.argv[2]))
+cfg = dataclasses.replace(ModelConfig(), **{k: tuple(v) if isinstance(v, list) else v   # JSON has no tuples
+                                             for k, v in json.loads(sys.argv[2]).items()})
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 imgs = (synthetic.module_image((768, 768), seed=i).image for i in range(n_images))

@@ -34,7 +34,9 @@ design, so ``--peers-only`` adds peers to the record without running ours or wri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -52,12 +54,12 @@ import structural
 from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
-from vi_stream.model.anomaly import calibrated_threshold
+from vi_stream.model.anomaly import calibrated_threshold, calibration_indices
 
 SEALED_LINES = (9101, 9203, 9307)
 SEALED_BASE = 3_000_000_000        # seeds: SEALED_BASE + 10^7 x line index + 10^5 x split + i
 SEALED_FAMILIES = generalise.HELD_OUT + synthetic.STRUCTURAL + synthetic.RESERVED
-LEDGER = os.path.join("sealed", "ledger.json")   # under the results folder, beside sealed/scores.json
+LEDGER = os.path.join("sealed", "ledger.json")   # under the results folder, beside sealed/scores-<settings>.json
 BOOTSTRAP = 2000
 PIXEL_STEP = 4                     # pixel AUROC on every 4th pixel in each direction (memory)
 
@@ -95,11 +97,37 @@ def _git(*args) -> str:
                           check=True).stdout.strip()
 
 
+@contextlib.contextmanager
+def _locked(results: str):
+    """One run at a time reads, changes and writes the ledger and sealed.json (a peer takes half an
+    hour and may end while another run is writing)."""
+    os.makedirs(os.path.join(results, "sealed"), exist_ok=True)
+    with open(os.path.join(results, "sealed", ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _load(path: str, empty):
+    """The JSON at ``path``, ``empty`` when there is none; a file that does not parse is an error (it
+    is never taken for an empty record, which would drop what it holds)."""
+    if not os.path.exists(path):
+        return empty
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except ValueError as err:
+            raise SystemExit(f"{path} does not parse ({err}): mend it or move it away; nothing was changed")
+
+
+def _save(path: str, data) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)                  # a reader sees the old file or the new one, never half of one
+
+
 def check_ledger(path: str, digest: str, again: str | None) -> list[dict]:
-    runs = []
-    if os.path.exists(path):
-        with open(path) as f:
-            runs = json.load(f)
+    runs = _load(path, [])
     before = [r for r in runs if r["settings_digest"] == digest]
     if before and not again:
         raise SystemExit(f"the sealed split was already run on these settings (commit {before[0]['commit']}, "
@@ -108,20 +136,36 @@ def check_ledger(path: str, digest: str, again: str | None) -> list[dict]:
     return runs
 
 
+def update_record(results: str, sizes: dict, run: dict | None = None, peer: dict | None = None) -> None:
+    """Adds our ``run`` (replacing one on the same settings) or a ``peer`` (replacing one of the same
+    label) to sealed.json as it is on disk now."""
+    path = os.path.join(results, "sealed.json")
+    with _locked(results):
+        record = _load(path, {})
+        record.pop("machine", None)
+        record = record or {"sizes": sizes, "lines": list(SEALED_LINES), "families": list(SEALED_FAMILIES),
+                            "runs": [], "peers": []}
+        if run is not None:
+            record["runs"] = [r for r in record["runs"]
+                              if r["run"]["settings_digest"] != run["run"]["settings_digest"]] + [run]
+        if peer is not None:
+            record["peers"] = [p for p in record["peers"] if p["label"] != peer["label"]] + [peer]
+        _save(path, {"machine": common.machine(), **record})
+
+
 def plan(train: int, good: int, per_family: int, config: ModelConfig) -> list[dict]:
     """Each line's images, in the order they are drawn: the training images (those the model holds out
     to set its threshold marked, by its own rule), the good test images, and per family its
     defective ones with the contrast each is drawn at (one generator for every line, so a run that
     draws the split for the peers alone draws the same images)."""
     rng = np.random.default_rng(SEALED_BASE)
-    held = [i for i in range(train) if i % config.calibration_every == config.calibration_every - 1]
-    held = set(held[:config.max_calibration])
+    held = calibration_indices(train, config)
     lines = []
     for li, line in enumerate(SEALED_LINES):
         jobs = [("good", 1, i, None) for i in range(good)]
         jobs += [(f, 2 + fi, i, float(rng.uniform(*genset.CONTRAST)))
                  for fi, f in enumerate(SEALED_FAMILIES) for i in range(per_family)]
-        lines.append({"index": li, "line": line, "train": list(range(train)), "held_out": sorted(held), "jobs": jobs})
+        lines.append({"index": li, "line": line, "train": list(range(train)), "held_out": held, "jobs": jobs})
     return lines
 
 
@@ -168,13 +212,19 @@ def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family
         li, line = ln["index"], ln["line"]
         d = os.path.join(work, str(line))
         dirs.append(d)
+        contrasts: dict[str, list] = {}
+        for fam, _split, _i, c in ln["jobs"]:
+            if fam != "good":
+                contrasts.setdefault(fam, []).append(c)
         desc = {"size": size, "train": train, "good": good, "per_family": per_family, "line": line,
                 "families": list(SEALED_FAMILIES), setfiles.CALIBRATION: len(ln["held_out"]),
-                "held_out": ln["held_out"]}
-        if os.path.exists(os.path.join(d, setfiles.DESCRIPTION)) and \
-                {k: v for k, v in setfiles.load(d).items() if k != "contrasts"} == desc:
+                "held_out": ln["held_out"], "seeds": [seed(li, 0, 0), seed(li, 1, 0), seed(li, 2, 0)],
+                "contrasts": contrasts}
+        described = os.path.join(d, setfiles.DESCRIPTION)
+        if os.path.exists(described) and setfiles.load(d) == json.loads(json.dumps(desc)):
             continue
-        desc["contrasts"] = {}
+        if os.path.exists(described):
+            os.remove(described)            # a rewrite cut short leaves no description that looks whole
         os.makedirs(d, exist_ok=True)
         v = synthetic.Variation.draw(line)
         imgs = [draw(li, 0, i, shape, v=v).image for i in ln["train"]]
@@ -187,40 +237,37 @@ def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family
             setfiles.save_stack(d, fam, (s.image for s, _c in samples))
             if fam != "good":
                 setfiles.save_stack(d, f"{fam}_mask", (s.mask for s, _c in samples))
-                desc["contrasts"][fam] = [c for _s, c in samples]
         setfiles.describe(d, desc)          # last: a folder without it is written again
     return dirs
 
 
-def run_peers(python: str, dirs: list[str], peers, one_in: int) -> list[dict]:
-    """Each peer variant on every line's set (bench/structural.py's run_peer), its threshold set on
+def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> dict:
+    """One peer variant on every line's set (bench/structural.py's run_peer), its threshold set on
     the line's calibration images by our rule (vi_stream.model.anomaly.calibrated_threshold, one
     false alarm in ``one_in``), its scores and maps pooled as ours are (score / that threshold) and
     evaluated by the same code."""
-    out = []
-    for label, options in peers:
-        per_image, maps_good, runs = [], [], {}
-        fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
-        for d in dirs:
-            desc = setfiles.load(d)
-            od = os.path.join(d, "peer", label)
-            runs[str(desc["line"])] = structural.run_peer(python, d, od, options)
-            thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in)
-            for fam in ["good", *SEALED_FAMILIES]:
-                o = setfiles.outputs(od, fam)
-                masks = setfiles.stack(d, f"{fam}_mask") if fam != "good" else [None] * len(o["scores"])
-                for k, (sc, m, mask) in enumerate(zip(o["scores"], o["maps"], masks)):
-                    per_image.append({"line": desc["line"], "family": fam, "score": round(float(sc), 5),
-                                      "threshold": round(thr, 5),
-                                      "contrast": desc["contrasts"][fam][k] if fam != "good" else None})
-                    norm = (m.astype(np.float32) / np.float32(thr))
-                    if fam == "good":
-                        maps_good.append((np.zeros(m.shape, np.uint8), norm))
-                    else:
-                        fam_maps[fam].append((np.asarray(mask), norm))
-        out.append({"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"),
-                    **evaluate(per_image, maps_good, fam_maps)})
-        print(label, json.dumps(out[-1]["overall"]), file=sys.stderr)
+    per_image, maps_good, runs = [], [], {}
+    fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
+    for d in dirs:
+        desc = setfiles.load(d)
+        od = os.path.join(d, "peer", label)
+        runs[str(desc["line"])] = structural.run_peer(python, d, od, options)
+        thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in)
+        for fam in ["good", *SEALED_FAMILIES]:
+            o = setfiles.outputs(od, fam)
+            masks = setfiles.stack(d, f"{fam}_mask") if fam != "good" else [None] * len(o["scores"])
+            for k, (sc, m, mask) in enumerate(zip(o["scores"], o["maps"], masks)):
+                per_image.append({"line": desc["line"], "family": fam, "score": round(float(sc), 5),
+                                  "threshold": round(thr, 5),
+                                  "contrast": desc["contrasts"][fam][k] if fam != "good" else None})
+                norm = (m.astype(np.float32) / np.float32(thr))
+                if fam == "good":
+                    maps_good.append((np.zeros(m.shape, np.uint8), norm))
+                else:
+                    fam_maps[fam].append((np.asarray(mask), norm))
+    out = {"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"),
+           **evaluate(per_image, maps_good, fam_maps)}
+    print(label, json.dumps(out["overall"]), file=sys.stderr)
     return out
 
 
@@ -283,13 +330,15 @@ def main(argv=None) -> int:
     config = generalise._override(ModelConfig(), a.config)
     sizes = {"size": a.size, "train": a.train, "good": a.good, "per_family": a.per_family}
     digest = settings_digest(config, sizes)
-    record = common.read("sealed", folder=a.results)
+    record = _load(os.path.join(a.results, "sealed.json"), {})
     if record and record.get("sizes") != sizes:
         raise SystemExit(f"{os.path.join(a.results, 'sealed.json')} holds runs at sizes {record.get('sizes')}: "
                          "results at other sizes do not pool with them; pass another --results folder")
-    record = record or {"sizes": sizes, "lines": list(SEALED_LINES), "families": list(SEALED_FAMILIES),
-                        "runs": [], "peers": []}
-    os.makedirs(os.path.join(a.results, "sealed"), exist_ok=True)
+    if record and record.get("families") != list(SEALED_FAMILIES):
+        raise SystemExit(f"{os.path.join(a.results, 'sealed.json')} holds runs on other families: they do not "
+                         "pool with these; pass another --results folder")
+    if a.peer:
+        check_peer_python(a.peer_python)    # before anything is drawn or the ledger written
     if not a.peers_only:
         dirty = _git("status", "--porcelain", "--", "vi_stream", "bench").splitlines()
         dirty = [x for x in dirty if "bench/results/" not in x]
@@ -297,32 +346,37 @@ def main(argv=None) -> int:
             raise SystemExit("uncommitted changes under vi_stream/ or bench/: commit first (the run records the "
                              "commit), or pass --allow-dirty")
         ledger = os.path.join(a.results, LEDGER)
-        runs = check_ledger(ledger, digest, a.again)
         entry = {"commit": _git("rev-parse", "HEAD"), "dirty": bool(dirty), "settings_digest": digest,
                  "config": config_dict(config), "sizes": sizes, "date": time.strftime("%Y-%m-%d %H:%M"),
                  "again": a.again}
-        runs.append(entry)                       # recorded before the first image is drawn
-        with open(ledger, "w") as f:
-            json.dump(runs, f, indent=1)
+        with _locked(a.results):
+            _save(ledger, check_ledger(ledger, digest, a.again) + [entry])   # before the first image is drawn
         timing, result, per_image = run(config, a.train, a.good, a.per_family, a.size)
-        ours = {"command": "python bench/sealed.py --final" + (" --config " + " ".join(a.config) if a.config else ""),
-                "run": entry, **timing, **result}
         with open(os.path.join(a.results, "sealed", f"scores-{digest}.json"), "w") as f:
             json.dump({"run": entry, "images": per_image}, f, indent=0)
+        update_record(a.results, sizes, run={"command": "python bench/sealed.py --final" +
+                                             (" --config " + " ".join(a.config) if a.config else ""),
+                                             "run": entry, **timing, **result})
         print(json.dumps(result["overall"], indent=1))
-    peers = []
     if a.peer:
         dirs = write_sets(a.work, config, a.train, a.good, a.per_family, a.size)
-        peers = run_peers(a.peer_python, dirs, [(p[0], tuple(p[1:])) for p in a.peer], config.false_alarm_one_in)
-    # Read again before writing: another run (our other settings, a peer) may have ended meanwhile.
-    record = common.read("sealed", folder=a.results) or record
-    if not a.peers_only:
-        record["runs"] = [r for r in record["runs"] if r["run"]["settings_digest"] != digest] + [ours]
-    named = {p["label"] for p in peers}
-    record["peers"] = [p for p in record["peers"] if p["label"] not in named] + peers
-    common.write("sealed", record, folder=a.results)
+        calibration = {"calibration_every": config.calibration_every, "max_calibration": config.max_calibration,
+                       "false_alarm_one_in": config.false_alarm_one_in}
+        for label, *options in a.peer:     # each written as it ends: a later one failing loses none
+            peer = run_peer(a.peer_python, dirs, label, tuple(options), config.false_alarm_one_in)
+            update_record(a.results, sizes, peer={**peer, "calibration": calibration})
     return 0
 
+
+def check_peer_python(python: str) -> None:
+    """The peer's script starts in ``python`` (its imports are the environment's test)."""
+    try:
+        p = subprocess.run([python, structural.PEER_SCRIPT, "--help"], capture_output=True, text=True, timeout=300)
+    except OSError as err:
+        raise SystemExit(f"--peer-python {python}: {err.strerror}")
+    if p.returncode:
+        raise SystemExit(f"--peer-python {python} cannot start {os.path.basename(structural.PEER_SCRIPT)} "
+                         f"(bench/setup_peer.sh makes its environment): {(p.stderr.strip().splitlines() or ['?'])[-1]}")
 
 if __name__ == "__main__":
     sys.exit(main())

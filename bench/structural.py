@@ -83,29 +83,37 @@ def check_peer_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """``--peer`` needs ``--peer-python``, and its options are k=v (an argparse error otherwise)."""
     if a.peer and not a.peer_python:
         ap.error("--peer needs --peer-python (bench/setup_peer.sh makes the environment)")
+    named = [p[0] for p in a.peer or () if "=" in p[0]]
+    if named:
+        ap.error(f"a peer is named first, then its options: --peer LABEL k=v ..., got the label {named[0]!r}")
     bad = [o for p in a.peer or () for o in p[1:] if "=" not in o]
     if bad:
         ap.error(f"peer options are k=v (norm=tflite, coreset=0.05, seed=1, train=20), got {' '.join(bad)}")
 
 
+# bench/peer_anomalib.py's options as its run.json records them, and their defaults there
+PEER_DEFAULTS = {"model": "patchcore", "norm": "imagenet", "coreset": 0.01, "seed": 0, "train": None}
+PEER_RECORDED = {"model": "model", "norm": "norm", "coreset": "coreset", "seed": "seed", "train": "train_images"}
+
+
 def cached_run(run_json: str, set_dir: str, options) -> dict | None:
     """The peer's cached run (its run.json) when it is newer than the set and was made with these
-    options, else None (a label reused with other options would otherwise report the old run beside
-    the new options)."""
+    options, every one of them, the defaults of those not given included, else None (a label reused
+    with other options would otherwise report the old run beside the new options)."""
     if not setfiles.newer_than_set(run_json, set_dir):
         return None
     with open(run_json) as f:
         run = json.load(f)
-    keys = {"norm": "norm", "coreset": "coreset", "seed": "seed", "train": "train_images"}
+    want = dict(PEER_DEFAULTS, train=int(setfiles.stack(set_dir, "train").shape[0]))
     for o in options:
         k, _, v = o.partition("=")
         try:
-            v = json.loads(v)          # numbers as numbers (0.010 is 0.01); a word stays a word
+            want[k] = json.loads(v)          # numbers as numbers (0.010 is 0.01); a word stays a word
         except ValueError:
-            pass
-        if k in keys and run.get(keys[k]) != v:
-            return None
-    return run
+            want[k] = v
+    if set(want) - set(PEER_RECORDED):
+        return None                          # an option the record cannot vouch for: run again
+    return run if all(run.get(PEER_RECORDED[k]) == v for k, v in want.items()) else None
 
 
 def carried_peers(previous: dict, result: dict) -> list[dict]:

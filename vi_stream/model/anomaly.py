@@ -166,8 +166,7 @@ class AnomalyModel:
                 reservoir = Reservoir(config.bank_size, feats.raw_dim, config.seed)
             digest.update(f"{image.shape}{image.dtype}".encode())
             digest.update(np.ascontiguousarray(image).tobytes())
-            held_out = (i % config.calibration_every == config.calibration_every - 1
-                        and len(calib) < config.max_calibration)
+            held_out = holds_out(i, len(calib), config)
             raw = raw_features(feats, image, config, intensity)
             n_tiles += raw.shape[0]
             lmax = None
@@ -336,6 +335,21 @@ def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int,
     """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
     grid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
     return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, shape, config)
+
+
+def holds_out(i: int, held: int, config: ModelConfig) -> bool:
+    """Whether :meth:`AnomalyModel.fit` holds its ``i``-th good image out of the bank to set the
+    threshold on, ``held`` being held out already."""
+    return i % config.calibration_every == config.calibration_every - 1 and held < config.max_calibration
+
+
+def calibration_indices(n: int, config: ModelConfig) -> list[int]:
+    """The good images, of ``n``, that :meth:`AnomalyModel.fit` holds out (:func:`holds_out`)."""
+    out: list[int] = []
+    for i in range(n):
+        if holds_out(i, len(out), config):
+            out.append(i)
+    return out
 
 
 def calibrated_threshold(scores, one_in: int) -> float:
