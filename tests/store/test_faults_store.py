@@ -158,6 +158,24 @@ def test_store_folder_removed_while_running_spools_reports_down_and_refuses_regi
     assert _assert_all_readable(store) == stored - at_down
 
 
+def test_a_folder_removed_in_the_middle_of_a_write_is_reported_as_removed(tmp_path, monkeypatch):
+    """The daemon's test above caught the folder going while an image was half written: the reason
+    was the bare "No such file or directory" of that write, not that the store was removed."""
+    from vi_stream.errors import StoreUnavailable
+    store = LocalStore(str(tmp_path / "store"))
+    store.start()
+    real = store._write_file
+
+    def write_as_it_goes(*args):
+        _rm_rf(store.folder)
+        return real(*args)
+
+    monkeypatch.setattr(store, "_write_file", write_as_it_goes)
+    with pytest.raises(StoreUnavailable, match=r"cannot write images: local store: its folder .* was removed"):
+        store.put_images({"a" * 64: b"png"})
+    assert not os.path.exists(store.folder)
+
+
 def test_sigterm_while_the_store_folder_is_gone_then_a_restart_replays_every_result(model_path, camera, tmp_path):
     """The books at SIGTERM never count as stored what went into the deleted file; the spool keeps
     the rest, and the next run (the folder made anew at start, as on a first run) stores them all."""

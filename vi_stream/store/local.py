@@ -210,6 +210,10 @@ class LocalStore(FolderGuard):
                     self._lose(problem)
                     raise StoreUnavailable(f"cannot {what}: {self._lost}")
         except (OSError, sqlite3.OperationalError) as err:
+            try:
+                self.check()      # the files removed under us mid-write: say that, not the error it caused
+            except StoreUnavailable as gone:
+                raise StoreUnavailable(f"cannot {what}: {gone}") from err
             raise _unavailable(err, what) from err
 
     def _known(self, ids: list[str]) -> set[str]:
