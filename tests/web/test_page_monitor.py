@@ -303,6 +303,9 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
                                  timeout=30_000)        # redrawn once the store's answer for the range is in
             pg.select_option("#trend-range", "3600")
             pg.wait_for_function("window.vi.range === 3600 && window.vi.trends.length >= 1")
+            # the hover below maps a time to x with the plot on screen: wait until it is the hour's
+            pg.wait_for_function("document.querySelector('#tr-score').getAttribute('aria-label')"
+                                 ".includes('over the last 1 h')", timeout=30_000)
             # the values under the pointer: on the newest point's x
             t = pg.evaluate("window.vi.trends[window.vi.trends.length - 1].t + window.vi.binS / 2")
             x = pg.evaluate(f"(() => {{ const c = document.querySelector('#tr-score'); const r = c.getBoundingClientRect();"
