@@ -29,19 +29,19 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
 
 
-def write(name: str, result: dict, folder: str = RESULTS) -> str:
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, f"{name}.json")
+def write(name: str, result: dict) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
     with open(path, "w") as f:
         json.dump({"machine": machine(), **result}, f, indent=2)
     print(json.dumps(result, indent=2))
     return path
 
 
-def read(name: str, machine: bool = False, folder: str = RESULTS) -> dict:
+def read(name: str, machine: bool = False) -> dict:
     """The last results written under ``name`` (without the machine block unless ``machine``), or {}."""
     try:
-        with open(os.path.join(folder, f"{name}.json")) as f:
+        with open(os.path.join(RESULTS, f"{name}.json")) as f:
             d = json.load(f)
     except (OSError, ValueError):
         return {}

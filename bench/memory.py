@@ -11,6 +11,7 @@ import argparse
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import common
 import generalise
@@ -42,7 +43,7 @@ def main() -> None:
     n_images = -(-a.tiles // 9)  # 768x768 -> 9 tiles of 320 px with 64 px overlap (the tiles fitted are reported)
     changes = generalise.overrides(a.config)
     try:
-        generalise._override(ModelConfig(), a.config).validate()   # a bad setting said here, not by the child
+        replace(ModelConfig(), **changes).validate()   # a bad setting said here, not by the child
     except (TypeError, ValueError) as err:
         raise SystemExit(f"--config: {err}")
     p = subprocess.run([sys.executable, "-c", CHILD, str(n_images), json.dumps(changes)], capture_output=True, text=True)

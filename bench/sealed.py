@@ -232,11 +232,11 @@ def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family
         setfiles.save_stack(d, setfiles.CALIBRATION, (imgs[i] for i in ln["held_out"]))
         by_family: dict[str, list] = {}
         for fam, split, i, contrast in ln["jobs"]:
-            by_family.setdefault(fam, []).append((draw(li, split, i, shape, fam, contrast, v), contrast))
+            by_family.setdefault(fam, []).append(draw(li, split, i, shape, fam, contrast, v))
         for fam, samples in by_family.items():
-            setfiles.save_stack(d, fam, (s.image for s, _c in samples))
+            setfiles.save_stack(d, fam, (s.image for s in samples))
             if fam != "good":
-                setfiles.save_stack(d, f"{fam}_mask", (s.mask for s, _c in samples))
+                setfiles.save_stack(d, f"{fam}_mask", (s.mask for s in samples))
         setfiles.describe(d, desc)          # last: a folder without it is written again
     return dirs
 
@@ -262,7 +262,7 @@ def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> 
                                   "contrast": desc["contrasts"][fam][k] if fam != "good" else None})
                 norm = (m.astype(np.float32) / np.float32(thr))
                 if fam == "good":
-                    maps_good.append((np.zeros(m.shape, np.uint8), norm))
+                    maps_good.append((None, norm))      # evaluate() reads no mask of a good image
                 else:
                     fam_maps[fam].append((np.asarray(mask), norm))
     out = {"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"),

@@ -92,7 +92,7 @@ def check_peer_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
 
 
 # bench/peer_anomalib.py's options as its run.json records them, and their defaults there
-PEER_DEFAULTS = {"model": "patchcore", "norm": "imagenet", "coreset": 0.01, "seed": 0, "train": None}
+PEER_DEFAULTS = {"model": "patchcore", "norm": "imagenet", "coreset": 0.01, "seed": 0}   # train: all the set's
 PEER_RECORDED = {"model": "model", "norm": "norm", "coreset": "coreset", "seed": "seed", "train": "train_images"}
 
 
