@@ -236,7 +236,41 @@ def sealed() -> str:
                    f"{o['false_alarms_per_good_image']}. Issue 28's targets: " + "; ".join(met) + ".\n\n"
                    + _table(["family", "defective images", "image AUROC (95%)", "pixel AUROC", "AUPRO",
                              "recall at threshold"] + (["best peer: image AUROC (95%)"] if peers else []), rows) + "\n")
-    return "\n".join(out)
+    bands = _by_contrast(d["runs"], peers)
+    return "\n".join(out + ([bands] if bands else []))
+
+
+def _band_cells(bands: list) -> str:
+    return " / ".join("–" if b is None else f"{b['image_auroc']}" for b in bands)
+
+
+def _by_contrast(runs: list[dict], peers: list[dict]) -> str:
+    """Image AUROC per band of the contrast the defects were drawn at, for each of our settings and,
+    per family, the peer variant with the highest image AUROC there (of those whose record has the
+    bands)."""
+    runs = [r for r in runs if r.get("by_contrast")]
+    peers = [p for p in peers if p.get("by_contrast")]
+    if not runs:
+        return ""
+    edges = runs[0]["by_contrast"]["bands"]
+    names = [f"`{' '.join(r['command'].split()[3:]) or 'defaults'}`" for r in runs]
+    rows = []
+    for fam in list(runs[0]["by_contrast"]["per_family"]) + [None]:
+        best = _best(peers, fam)
+        pick = (lambda x: x["by_contrast"]["overall"]) if fam is None else (lambda x: x["by_contrast"]["per_family"][fam])
+        rows.append([fam or "**overall**"] + [_band_cells(pick(r)) for r in runs]
+                    + ([f"{_band_cells(pick(best))} ({best['label']})" if best else "–"] if peers else []))
+    recall = lambda x: " / ".join("–" if b is None else f"{b['recall_at_threshold']}"   # noqa: E731
+                                  for b in x["by_contrast"]["overall"])
+    best = _best(peers)
+    rows.append(["recall at threshold, overall"] + [recall(r) for r in runs]
+                + ([f"{recall(best)} ({best['label']})"] if peers else []))
+    bands = ", ".join(f"{lo}–{hi}" for lo, hi in edges)
+    return (f"### By the contrast a defect was drawn at\n\nImage AUROC (against every good image) in each band of "
+            f"contrast ({bands}), faint / middling / strong; a defect at contrast c is blended into the module at c "
+            "of its full strength. The peer column is, per family, the variant with the highest image AUROC on the "
+            "whole family.\n\n"
+            + _table(["family"] + names + (["best peer"] if peers else []), rows) + "\n")
 
 
 def levers() -> str:

@@ -18,9 +18,10 @@ settings already run unless ``--again REASON`` says why (the reason is recorded 
 uncommitted changes under vi_stream/ or bench/ is refused (the commit would not describe the code)
 unless ``--allow-dirty``. Results: bench/results/sealed.json, one entry per model settings under
 ``runs`` (per family and overall: image AUROC with its bootstrap 95% interval, pixel AUROC, AUPRO,
-recall at each line's fitted threshold, false alarms per good image) and one per peer variant under
-``peers``; every image's score and threshold in bench/results/sealed/scores-<settings>.json; the
-ledger is bench/results/sealed/ledger.json.
+recall at each line's fitted threshold, false alarms per good image; and by CONTRAST_BANDS, image
+AUROC and recall per band of the contrast a defect was drawn at) and one per peer variant under
+``peers``; every image's score and threshold in bench/results/sealed/scores-<settings>.json (a
+peer's in sealed/peer-<label>.json); the ledger is bench/results/sealed/ledger.json.
 Scores of different lines' models are pooled as score / that model's threshold (each model's own
 unit: 1 is its operating point).
 
@@ -61,6 +62,7 @@ SEALED_BASE = 3_000_000_000        # seeds: SEALED_BASE + 10^7 x line index + 10
 SEALED_FAMILIES = generalise.HELD_OUT + synthetic.STRUCTURAL + synthetic.RESERVED
 LEDGER = os.path.join("sealed", "ledger.json")   # under the results folder, beside sealed/scores-<settings>.json
 BOOTSTRAP = 2000
+CONTRAST_BANDS = (genset.CONTRAST[0], 0.35, 0.55, genset.CONTRAST[1])   # edges: faint, middling, strong
 PIXEL_STEP = 4                     # pixel AUROC on every 4th pixel in each direction (memory)
 
 
@@ -241,17 +243,27 @@ def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family
     return dirs
 
 
-def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> dict:
+def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> tuple[dict, list[dict]]:
     """One peer variant on every line's set (bench/structural.py's run_peer), its threshold set on
     the line's calibration images by our rule (vi_stream.model.anomaly.calibrated_threshold, one
     false alarm in ``one_in``), its scores and maps pooled as ours are (score / that threshold) and
-    evaluated by the same code."""
-    per_image, maps_good, runs = [], [], {}
+    evaluated by the same code. Returns the record's entry and every image's score."""
+    runs = {str(setfiles.load(d)["line"]): structural.run_peer(python, d, os.path.join(d, "peer", label), options)
+            for d in dirs}
+    per_image, result = peer_result(dirs, label, one_in)
+    out = {"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"), **result}
+    print(label, json.dumps(out["overall"]), file=sys.stderr)
+    return out, per_image
+
+
+def peer_result(dirs: list[str], label: str, one_in: int) -> tuple[list[dict], dict]:
+    """Every image's score of the peer ``label`` from its outputs in each line's set, with its line's
+    threshold, and their evaluation (:func:`evaluate`)."""
+    per_image, maps_good = [], []
     fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
     for d in dirs:
         desc = setfiles.load(d)
         od = os.path.join(d, "peer", label)
-        runs[str(desc["line"])] = structural.run_peer(python, d, od, options)
         thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in)
         for fam in ["good", *SEALED_FAMILIES]:
             o = setfiles.outputs(od, fam)
@@ -265,10 +277,7 @@ def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> 
                     maps_good.append((None, norm))      # evaluate() reads no mask of a good image
                 else:
                     fam_maps[fam].append((np.asarray(mask), norm))
-    out = {"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"),
-           **evaluate(per_image, maps_good, fam_maps)}
-    print(label, json.dumps(out["overall"]), file=sys.stderr)
-    return out
+    return per_image, evaluate(per_image, maps_good, fam_maps)
 
 
 def evaluate(per_image: list[dict], maps_good, fam_maps) -> dict:
@@ -299,7 +308,32 @@ def evaluate(per_image: list[dict], maps_good, fam_maps) -> dict:
                "aupro_mean": round(float(np.mean([r["aupro"] for r in out.values()])), 4),
                "recall_at_threshold": round(float((bad > 1).mean()), 3),
                "false_alarms_per_good_image": round(float((good > 1).mean()), 3)}
-    return {"per_family": out, "overall": overall}
+    return {"per_family": out, "overall": overall, "by_contrast": by_contrast(per_image)}
+
+
+def by_contrast(per_image: list[dict], edges=CONTRAST_BANDS) -> dict:
+    """Image AUROC (against every good image) and recall at the threshold per band of the contrast
+    the defects were drawn at (the last band's upper edge included), pooled over families and per
+    family: where along the contrast a model stops finding a family. A band without images is
+    None."""
+    good = np.array([r["score"] / r["threshold"] for r in per_image if r["family"] == "good"])
+
+    def bands(rows):
+        out = []
+        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+            last = k == len(edges) - 2
+            bad = np.array([r["score"] / r["threshold"] for r in rows
+                            if lo <= r["contrast"] < hi or (last and r["contrast"] == hi)])
+            out.append(None if not len(bad) else {
+                "images": len(bad),
+                "image_auroc": round(auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]), 4),
+                "recall_at_threshold": round(float((bad > 1).mean()), 3)})
+        return out
+
+    defective = [r for r in per_image if r["family"] != "good"]
+    families = list(dict.fromkeys(r["family"] for r in defective))
+    return {"bands": [[lo, hi] for lo, hi in zip(edges[:-1], edges[1:])], "overall": bands(defective),
+            "per_family": {f: bands([r for r in defective if r["family"] == f]) for f in families}}
 
 
 def main(argv=None) -> int:
@@ -363,8 +397,12 @@ def main(argv=None) -> int:
         calibration = {"calibration_every": config.calibration_every, "max_calibration": config.max_calibration,
                        "false_alarm_one_in": config.false_alarm_one_in}
         for label, *options in a.peer:     # each written as it ends: a later one failing loses none
-            peer = run_peer(a.peer_python, dirs, label, tuple(options), config.false_alarm_one_in)
-            update_record(a.results, sizes, peer={**peer, "calibration": calibration})
+            peer, per_image = run_peer(a.peer_python, dirs, label, tuple(options), config.false_alarm_one_in)
+            entry = {**peer, "calibration": calibration}
+            with _locked(a.results):
+                _save(os.path.join(a.results, "sealed", f"peer-{label}.json"),
+                      {"peer": {k: entry[k] for k in ("label", "options", "date", "calibration")}, "images": per_image})
+            update_record(a.results, sizes, peer=entry)
     return 0
 
 

@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -80,12 +81,16 @@ def run_peer(python: str, set_dir: str, out_dir: str, options) -> dict:
 
 
 def check_peer_args(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
-    """``--peer`` needs ``--peer-python``, and its options are k=v (an argparse error otherwise)."""
+    """``--peer`` needs ``--peer-python``, its label is a file name and its options are k=v (an
+    argparse error otherwise)."""
     if a.peer and not a.peer_python:
         ap.error("--peer needs --peer-python (bench/setup_peer.sh makes the environment)")
     named = [p[0] for p in a.peer or () if "=" in p[0]]
     if named:
         ap.error(f"a peer is named first, then its options: --peer LABEL k=v ..., got the label {named[0]!r}")
+    unsafe = [p[0] for p in a.peer or () if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", p[0])]
+    if unsafe:      # the label names the peer's folder and its scores file
+        ap.error(f"a peer's label is letters, digits, '.', '_' and '-' (it names files), got {unsafe[0]!r}")
     bad = [o for p in a.peer or () for o in p[1:] if "=" not in o]
     if bad:
         ap.error(f"peer options are k=v (norm=tflite, coreset=0.05, seed=1, train=20), got {' '.join(bad)}")

@@ -167,6 +167,13 @@ def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp
     assert rec2["runs"] == rec["runs"] and [p["label"] for p in rec2["peers"]] == ["spread", "spread2"]
     assert (res / "sealed" / "ledger.json").read_text() == ledger
     assert rec2["peers"][1]["calibration"] == {"calibration_every": 2, "max_calibration": 16, "false_alarm_one_in": 20}
+    # every image's score of a peer is kept beside ours, and its bands of contrast come from them
+    kept = json.loads((res / "sealed" / "peer-spread2.json").read_text())
+    assert kept["peer"]["label"] == "spread2" and kept["peer"]["options"] == ["seed=2"]
+    assert len(kept["images"]) == len(sealed.SEALED_LINES) * (3 + 2 * len(sealed.SEALED_FAMILIES))
+    assert rec2["peers"][1]["by_contrast"] == sealed.by_contrast(kept["images"])
+    assert rec2["peers"][1]["by_contrast"]["bands"] == [list(b) for b in zip(sealed.CONTRAST_BANDS[:-1],
+                                                                              sealed.CONTRAST_BANDS[1:])]
     # the report puts, per family, the peer with the highest image AUROC there beside ours
     monkeypatch.setattr(report, "RESULTS", str(res))
     text = report.sealed()
@@ -175,6 +182,30 @@ def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp
         best = max(rec2["peers"], key=lambda p: p["per_family"][fam]["image_auroc"])
         row = next(r for r in text.splitlines() if r.startswith(f"| {fam} |"))
         assert row.endswith(f"({best['label']}) |"), row
+    # and by contrast: ours and, per family, the same best peer, band by band
+    bands = text.split("### By the contrast a defect was drawn at")[1]
+    ours = rec2["runs"][0]
+    for fam in sealed.SEALED_FAMILIES:
+        best = max(rec2["peers"], key=lambda p: p["per_family"][fam]["image_auroc"])
+        row = next(r for r in bands.splitlines() if r.startswith(f"| {fam} |"))
+        cells = [" / ".join("–" if b is None else str(b["image_auroc"]) for b in x["by_contrast"]["per_family"][fam])
+                 for x in (ours, best)]
+        assert row == f"| {fam} | {cells[0]} | {cells[1]} ({best['label']}) |"
+
+
+def test_bands_of_contrast_count_each_defect_once_against_every_good_image():
+    img = lambda fam, c, score: {"family": fam, "contrast": c, "score": score, "threshold": 2.0}   # noqa: E731
+    per_image = [img("good", None, 1.0), img("good", None, 1.2), img("good", None, 1.4),
+                 img("a", 0.15, 1.1), img("a", 0.35, 4.0), img("a", 0.8, 6.0), img("b", 0.5, 0.8)]
+    got = sealed.by_contrast(per_image)
+    assert got["bands"] == [[0.15, 0.35], [0.35, 0.55], [0.55, 0.8]]
+    # faint: a's 0.55 (in threshold units) is above one good image of three; middling: a's 2.0 above all,
+    # b's 0.4 above none; strong: the band's upper edge is in it
+    assert got["overall"] == [{"images": 1, "image_auroc": 0.3333, "recall_at_threshold": 0.0},
+                              {"images": 2, "image_auroc": 0.5, "recall_at_threshold": 0.5},
+                              {"images": 1, "image_auroc": 1.0, "recall_at_threshold": 1.0}]
+    assert got["per_family"]["b"] == [None, {"images": 1, "image_auroc": 0.0, "recall_at_threshold": 0.0}, None]
+    assert [b["images"] for b in got["per_family"]["a"]] == [1, 1, 1]
 
 
 def _record(families: dict, peers: list[dict]) -> dict:
@@ -227,6 +258,9 @@ def test_peer_options_and_sizes_are_checked_before_anything_is_drawn(tmp_path, c
     with pytest.raises(SystemExit):
         sealed.main([*base, "--peer-python", sys.executable, "--peer", "seed=1"])     # the label forgotten
     assert "a peer is named first" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sealed.main([*base, "--peer-python", sys.executable, "--peer", "../pc", "seed=1"])   # names files
+    assert "a peer's label is letters, digits" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="cannot start peer_anomalib.py"):          # no anomalib here
         sealed.main([*base, "--peer-python", sys.executable, "--peer", "pc", "seed=1"])
     with pytest.raises(SystemExit, match="No such file"):
