@@ -240,37 +240,42 @@ def sealed() -> str:
     return "\n".join(out + ([bands] if bands else []))
 
 
-def _band_cells(bands: list) -> str:
-    return " / ".join("–" if b is None else f"{b['image_auroc']}" for b in bands)
+def _band_cells(bands: list, key: str | None = None) -> str:
+    """Each band as image AUROC (recall at the threshold), or its ``key`` alone."""
+    return " / ".join("–" if b is None else str(b[key]) if key else f"{b['image_auroc']} ({b['recall_at_threshold']})"
+                      for b in bands)
 
 
 def _by_contrast(runs: list[dict], peers: list[dict]) -> str:
-    """Image AUROC per band of the contrast the defects were drawn at, for each of our settings and,
-    per family, the peer variant with the highest image AUROC there (of those whose record has the
-    bands)."""
+    """Image AUROC and recall per band of the contrast the defects were drawn at, for each of our
+    settings and, per family, the peer variant the main table names (the highest image AUROC on the
+    whole family; "–" when that variant's record has no bands)."""
     runs = [r for r in runs if r.get("by_contrast")]
-    peers = [p for p in peers if p.get("by_contrast")]
     if not runs:
         return ""
     edges = runs[0]["by_contrast"]["bands"]
+    if any(x["by_contrast"]["bands"] != edges for x in runs + [p for p in peers if p.get("by_contrast")]):
+        raise SystemExit("sealed.json: records split by different bands of contrast do not compare; run them again")
     names = [f"`{' '.join(r['command'].split()[3:]) or 'defaults'}`" for r in runs]
+
+    def peer_cell(best, pick):
+        if best is None:
+            return "–"
+        return f"{_band_cells(pick(best))} ({best['label']})" if best.get("by_contrast") else f"– ({best['label']})"
+
     rows = []
     for fam in list(runs[0]["by_contrast"]["per_family"]) + [None]:
-        best = _best(peers, fam)
         pick = (lambda x: x["by_contrast"]["overall"]) if fam is None else (lambda x: x["by_contrast"]["per_family"][fam])
-        rows.append([fam or "**overall**"] + [_band_cells(pick(r)) for r in runs]
-                    + ([f"{_band_cells(pick(best))} ({best['label']})" if best else "–"] if peers else []))
-    recall = lambda x: " / ".join("–" if b is None else f"{b['recall_at_threshold']}"   # noqa: E731
-                                  for b in x["by_contrast"]["overall"])
-    best = _best(peers)
-    rows.append(["recall at threshold, overall"] + [recall(r) for r in runs]
-                + ([f"{recall(best)} ({best['label']})"] if peers else []))
+        rows.append([fam or "**overall**", _band_cells(pick(runs[0]), "images")] + [_band_cells(pick(r)) for r in runs]
+                    + ([peer_cell(_best(peers, fam), pick)] if peers else []))
     bands = ", ".join(f"{lo}–{hi}" for lo, hi in edges)
-    return (f"### By the contrast a defect was drawn at\n\nImage AUROC (against every good image) in each band of "
-            f"contrast ({bands}), faint / middling / strong; a defect at contrast c is blended into the module at c "
-            "of its full strength. The peer column is, per family, the variant with the highest image AUROC on the "
-            "whole family.\n\n"
-            + _table(["family"] + names + (["best peer"] if peers else []), rows) + "\n")
+    order = "faint / middling / strong" if len(edges) == 3 else "from the faintest band to the strongest"
+    return (f"### By the contrast a defect was drawn at\n\nEach band of contrast ({bands}; {order}): image AUROC "
+            "against every good image, then in brackets the recall at the threshold (the same images on every side); a "
+            "defect at contrast c is blended into the module at c of its full strength. The peer column is, per "
+            "family, the variant the table above names (the highest image AUROC on the whole family); overall, "
+            "the variant with the highest overall image AUROC.\n\n"
+            + _table(["family", "defective images"] + names + (["best peer"] if peers else []), rows) + "\n")
 
 
 def levers() -> str:

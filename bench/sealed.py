@@ -263,21 +263,27 @@ def peer_result(dirs: list[str], label: str, one_in: int) -> tuple[list[dict], d
     fam_maps: dict[str, list] = {f: [] for f in SEALED_FAMILIES}
     for d in dirs:
         desc = setfiles.load(d)
+        li = SEALED_LINES.index(desc["line"])
         od = os.path.join(d, "peer", label)
         thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in)
-        for fam in ["good", *SEALED_FAMILIES]:
+        for split, fam in enumerate(["good", *SEALED_FAMILIES], start=1):    # plan()'s splits, in its order
             o = setfiles.outputs(od, fam)
             masks = setfiles.stack(d, f"{fam}_mask") if fam != "good" else [None] * len(o["scores"])
             for k, (sc, m, mask) in enumerate(zip(o["scores"], o["maps"], masks)):
-                per_image.append({"line": desc["line"], "family": fam, "score": round(float(sc), 5),
-                                  "threshold": round(thr, 5),
-                                  "contrast": desc["contrasts"][fam][k] if fam != "good" else None})
+                per_image.append({"line": desc["line"], "family": fam, "seed": seed(li, split, k),
+                                  "contrast": desc["contrasts"][fam][k] if fam != "good" else None,
+                                  "score": round(float(sc), 5), "threshold": round(thr, 5)})
                 norm = (m.astype(np.float32) / np.float32(thr))
                 if fam == "good":
                     maps_good.append((None, norm))      # evaluate() reads no mask of a good image
                 else:
                     fam_maps[fam].append((np.asarray(mask), norm))
     return per_image, evaluate(per_image, maps_good, fam_maps)
+
+
+def image_auroc(good: np.ndarray, bad: np.ndarray) -> float:
+    """Image AUROC of defective images' scores ``bad`` against good images' ``good``."""
+    return round(auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]), 4)
 
 
 def evaluate(per_image: list[dict], maps_good, fam_maps) -> dict:
@@ -296,27 +302,31 @@ def evaluate(per_image: list[dict], maps_good, fam_maps) -> dict:
         pix = np.concatenate([m[::PIXEL_STEP, ::PIXEL_STEP].ravel() for _mask, m in maps])
         lab = np.concatenate([(mask[::PIXEL_STEP, ::PIXEL_STEP] > 0).ravel() for mask, _m in maps])
         out[fam] = {"images": len(bad),
-                    "image_auroc": round(auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]), 4),
+                    "image_auroc": image_auroc(good, bad),
                     "image_auroc_95": bootstrap_auroc(good, bad),
                     "pixel_auroc": round(auroc(np.r_[np.zeros(good_pix.size, bool), lab], np.r_[good_pix, pix]), 4),
                     "aupro": round(ov.value(), 4), "recall_at_threshold": round(float((bad > 1).mean()), 3)}
     bad = np.concatenate(all_bad)
     overall = {"good_images": len(good), "defective_images": len(bad),
-               "image_auroc": round(auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]), 4),
+               "image_auroc": image_auroc(good, bad),
                "image_auroc_95": bootstrap_auroc(good, bad),
                "pixel_auroc_mean": round(float(np.mean([r["pixel_auroc"] for r in out.values()])), 4),
                "aupro_mean": round(float(np.mean([r["aupro"] for r in out.values()])), 4),
                "recall_at_threshold": round(float((bad > 1).mean()), 3),
                "false_alarms_per_good_image": round(float((good > 1).mean()), 3)}
-    return {"per_family": out, "overall": overall, "by_contrast": by_contrast(per_image)}
+    return {"per_family": out, "overall": overall, "by_contrast": by_contrast(per_image, good)}
 
 
-def by_contrast(per_image: list[dict], edges=CONTRAST_BANDS) -> dict:
-    """Image AUROC (against every good image) and recall at the threshold per band of the contrast
-    the defects were drawn at (the last band's upper edge included), pooled over families and per
-    family: where along the contrast a model stops finding a family. A band without images is
-    None."""
-    good = np.array([r["score"] / r["threshold"] for r in per_image if r["family"] == "good"])
+def by_contrast(per_image: list[dict], good: np.ndarray, edges=CONTRAST_BANDS) -> dict:
+    """Image AUROC against every good image (``good``: their scores over their threshold) and recall
+    at the threshold per band of the contrast the defects were drawn at (the last band's upper edge
+    included), pooled over families and per family: where along the contrast a model stops finding
+    a family. A band without images is None; a contrast outside the edges is a ValueError (it would
+    otherwise be counted nowhere)."""
+    defective = [r for r in per_image if r["family"] != "good"]
+    outside = [r["contrast"] for r in defective if not edges[0] <= r["contrast"] <= edges[-1]]
+    if outside:
+        raise ValueError(f"contrast {outside[0]} is outside the bands {edges[0]}-{edges[-1]}")
 
     def bands(rows):
         out = []
@@ -324,13 +334,10 @@ def by_contrast(per_image: list[dict], edges=CONTRAST_BANDS) -> dict:
             last = k == len(edges) - 2
             bad = np.array([r["score"] / r["threshold"] for r in rows
                             if lo <= r["contrast"] < hi or (last and r["contrast"] == hi)])
-            out.append(None if not len(bad) else {
-                "images": len(bad),
-                "image_auroc": round(auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]), 4),
-                "recall_at_threshold": round(float((bad > 1).mean()), 3)})
+            out.append(None if not len(bad) else {"images": len(bad), "image_auroc": image_auroc(good, bad),
+                                                  "recall_at_threshold": round(float((bad > 1).mean()), 3)})
         return out
 
-    defective = [r for r in per_image if r["family"] != "good"]
     families = list(dict.fromkeys(r["family"] for r in defective))
     return {"bands": [[lo, hi] for lo, hi in zip(edges[:-1], edges[1:])], "overall": bands(defective),
             "per_family": {f: bands([r for r in defective if r["family"] == f]) for f in families}}

@@ -115,8 +115,9 @@ ap.add_argument("--seed", type=int, default=0)
 a = ap.parse_args()
 train = setfiles.stack(a.set_dir, "train").astype(np.float32)
 mean, std = train.mean(0), train.std(0) + 8.0
+rng = np.random.default_rng(a.seed)      # seeds rank the images differently, as anomalib's coreset does
 def score(img):
-    m = np.abs(img.astype(np.float32) - mean) / std
+    m = np.abs(img.astype(np.float32) - mean) / std * np.float32(rng.uniform(0.5, 1.5))
     return float(m.max()), m
 setfiles.score_splits(a.set_dir, a.out_dir, setfiles.load(a.set_dir)["families"], score, ladders=False)
 with open(os.path.join(a.out_dir, "run.json"), "w") as f:
@@ -171,41 +172,57 @@ def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp
     kept = json.loads((res / "sealed" / "peer-spread2.json").read_text())
     assert kept["peer"]["label"] == "spread2" and kept["peer"]["options"] == ["seed=2"]
     assert len(kept["images"]) == len(sealed.SEALED_LINES) * (3 + 2 * len(sealed.SEALED_FAMILIES))
-    assert rec2["peers"][1]["by_contrast"] == sealed.by_contrast(kept["images"])
+    good = np.array([r["score"] / r["threshold"] for r in kept["images"] if r["family"] == "good"])
+    assert rec2["peers"][1]["by_contrast"] == sealed.by_contrast(kept["images"], good)
+    # image by image, the peer's scores pair with ours: the same line, family, seed and contrast in order
+    digest = rec2["runs"][0]["run"]["settings_digest"]
+    our_images = json.loads((res / "sealed" / f"scores-{digest}.json").read_text())["images"]
+    key = lambda r: (r["line"], r["family"], r["seed"], r["contrast"])   # noqa: E731
+    assert [key(r) for r in kept["images"]] == [key(r) for r in our_images]
     assert rec2["peers"][1]["by_contrast"]["bands"] == [list(b) for b in zip(sealed.CONTRAST_BANDS[:-1],
                                                                               sealed.CONTRAST_BANDS[1:])]
     # the report puts, per family, the peer with the highest image AUROC there beside ours
     monkeypatch.setattr(report, "RESULTS", str(res))
     text = report.sealed()
     assert "Issue 28's targets: overall image AUROC >= 0.99:" in text
+    named = set()
     for fam in sealed.SEALED_FAMILIES:
         best = max(rec2["peers"], key=lambda p: p["per_family"][fam]["image_auroc"])
         row = next(r for r in text.splitlines() if r.startswith(f"| {fam} |"))
         assert row.endswith(f"({best['label']}) |"), row
+        named.add(best["label"])
+    assert named == {"spread", "spread2"}      # the two seeds each lead on some family: the choice is per family
     # and by contrast: ours and, per family, the same best peer, band by band
     bands = text.split("### By the contrast a defect was drawn at")[1]
     ours = rec2["runs"][0]
     for fam in sealed.SEALED_FAMILIES:
         best = max(rec2["peers"], key=lambda p: p["per_family"][fam]["image_auroc"])
         row = next(r for r in bands.splitlines() if r.startswith(f"| {fam} |"))
-        cells = [" / ".join("–" if b is None else str(b["image_auroc"]) for b in x["by_contrast"]["per_family"][fam])
-                 for x in (ours, best)]
-        assert row == f"| {fam} | {cells[0]} | {cells[1]} ({best['label']}) |"
+        cells = [" / ".join("–" if b is None else f"{b['image_auroc']} ({b['recall_at_threshold']})"
+                            for b in x["by_contrast"]["per_family"][fam]) for x in (ours, best)]
+        counts = " / ".join("–" if b is None else str(b["images"]) for b in ours["by_contrast"]["per_family"][fam])
+        assert row == f"| {fam} | {counts} | {cells[0]} | {cells[1]} ({best['label']}) |"
+    overall_best = max(rec2["peers"], key=lambda p: p["overall"]["image_auroc"])
+    assert next(r for r in bands.splitlines() if r.startswith("| **overall** |")).endswith(f"({overall_best['label']}) |")
 
 
 def test_bands_of_contrast_count_each_defect_once_against_every_good_image():
-    img = lambda fam, c, score: {"family": fam, "contrast": c, "score": score, "threshold": 2.0}   # noqa: E731
-    per_image = [img("good", None, 1.0), img("good", None, 1.2), img("good", None, 1.4),
-                 img("a", 0.15, 1.1), img("a", 0.35, 4.0), img("a", 0.8, 6.0), img("b", 0.5, 0.8)]
-    got = sealed.by_contrast(per_image)
+    # two lines' models, each with its own threshold: scores count in threshold units
+    img = lambda fam, c, score, thr: {"family": fam, "contrast": c, "score": score, "threshold": thr}   # noqa: E731
+    per_image = [img("good", None, 1.0, 2.0), img("good", None, 3.6, 3.0), img("good", None, 1.4, 2.0),
+                 img("a", 0.15, 1.1, 2.0), img("a", 0.35, 6.0, 3.0), img("a", 0.8, 6.0, 2.0), img("b", 0.5, 2.4, 3.0)]
+    good = np.array([0.5, 1.2, 0.7])
+    got = sealed.by_contrast(per_image, good)
     assert got["bands"] == [[0.15, 0.35], [0.35, 0.55], [0.55, 0.8]]
-    # faint: a's 0.55 (in threshold units) is above one good image of three; middling: a's 2.0 above all,
-    # b's 0.4 above none; strong: the band's upper edge is in it
+    # faint: a's 0.55 is above one good image of three (its raw 1.1 would be above two);
+    # middling: a's 2.0 above all, b's 0.8 above two; strong: the band's upper edge is in it
     assert got["overall"] == [{"images": 1, "image_auroc": 0.3333, "recall_at_threshold": 0.0},
-                              {"images": 2, "image_auroc": 0.5, "recall_at_threshold": 0.5},
+                              {"images": 2, "image_auroc": 0.8333, "recall_at_threshold": 0.5},
                               {"images": 1, "image_auroc": 1.0, "recall_at_threshold": 1.0}]
-    assert got["per_family"]["b"] == [None, {"images": 1, "image_auroc": 0.0, "recall_at_threshold": 0.0}, None]
+    assert got["per_family"]["b"] == [None, {"images": 1, "image_auroc": 0.6667, "recall_at_threshold": 0.0}, None]
     assert [b["images"] for b in got["per_family"]["a"]] == [1, 1, 1]
+    with pytest.raises(ValueError, match="contrast 0.9 is outside"):      # never counted nowhere
+        sealed.by_contrast(per_image + [img("b", 0.9, 9.0, 3.0)], good)
 
 
 def _record(families: dict, peers: list[dict]) -> dict:
