@@ -90,8 +90,15 @@ def settings_digest(config: ModelConfig, sizes: dict) -> str:
                           ).hexdigest()[:16]
 
 
+# Settings added to ModelConfig since the ledger's first entry, with their defaults: at its default such a
+# setting is left out of the digest, so settings run before it existed keep their digest (and the ledger
+# still refuses them a second run).
+ADDED_SINCE_LEDGER = {"zoom": 1.0}
+
+
 def config_dict(config: ModelConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()
+            if not (k in ADDED_SINCE_LEDGER and v == ADDED_SINCE_LEDGER[k])}
 
 
 def _git(*args) -> str:

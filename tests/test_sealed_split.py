@@ -311,3 +311,16 @@ def test_a_run_keeps_what_another_run_wrote_meanwhile(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="does not parse"):
         sealed.update_record(str(tmp_path), sizes, run=rec["runs"][0])
     assert (tmp_path / "sealed.json").read_text() == '{"sizes": '
+
+
+def test_every_ledger_entry_still_has_the_digest_of_its_settings():
+    """A setting added to the model since (zoom) leaves the digest of settings run before it as it
+    was: the ledger still recognises them, and still refuses them a second run without a reason."""
+    with open(os.path.join(ROOT, "bench", "results", "sealed", "ledger.json")) as f:
+        ledger = json.load(f)
+    assert ledger
+    for entry in ledger:
+        config = sealed.ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()})
+        assert sealed.settings_digest(config, entry["sizes"]) == entry["settings_digest"], entry["date"]
+    assert sealed.settings_digest(sealed.ModelConfig(zoom=1.5), ledger[0]["sizes"]) not in {
+        e["settings_digest"] for e in ledger}

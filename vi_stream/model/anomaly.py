@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
+import cv2
 import numpy as np
 import torch
 
@@ -197,12 +198,13 @@ class AnomalyModel:
         # Threshold from held-out good images, searched exhaustively within the probed cells.
         scores = []
         for shape, raw, _lmax in calib:
-            fgrid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+            zshape = zoomed_shape(shape, config.zoom)
+            fgrid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
             src, dst = owned_cells(fgrid)
             q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
             coarse = np.empty(fgrid.height * fgrid.width, np.float32)
             coarse[dst] = index.distance(q, gate=0.0)
-            scores.append(float(_heat(coarse, fgrid, shape, config).max()))
+            scores.append(float(_at_size(_heat(coarse, fgrid, zshape, config), shape).max()))
         lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
@@ -244,7 +246,8 @@ class AnomalyModel:
             raise ConfigError(f"threshold must be a positive number, got {threshold!r}")
         cfg = self.config
         t0 = time.perf_counter()
-        tiles, grid = tile(image, cfg.tile, cfg.overlap, self.intensity.lo,
+        seen = zoomed(image, cfg.zoom)           # what the backbone sees (the image itself at zoom 1)
+        tiles, grid = tile(seen, cfg.tile, cfg.overlap, self.intensity.lo,
                            1.0 / (self.intensity.hi - self.intensity.lo))
         timings = {"tiling": time.perf_counter() - t0, "backbone": 0.0, "features": 0.0, "search": 0.0}
         fgrid = grid.scaled(FEATURE_STRIDE)
@@ -267,7 +270,7 @@ class AnomalyModel:
             coarse[dst[lo:hi]] = d
             timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
-        heat = _heat(coarse, fgrid, image.shape, cfg)
+        heat = _at_size(_heat(coarse, fgrid, seen.shape, cfg), image.shape)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
             heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
@@ -317,11 +320,32 @@ def _features_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelCon
 
 
 def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
-    """(tiles, h, w, raw_dim) unprojected features of one image."""
-    tiles, _grid = tile(image, config.tile, config.overlap, intensity.lo, 1.0 / (intensity.hi - intensity.lo))
+    """(tiles, h, w, raw_dim) unprojected features of one image (at the config's zoom)."""
+    tiles, _grid = tile(zoomed(image, config.zoom), config.tile, config.overlap, intensity.lo,
+                        1.0 / (intensity.hi - intensity.lo))
     out = [f.permute(0, 2, 3, 1).float().cpu().numpy()
            for f in _features_by_chunk(feats, tiles, config, feats.raw_head)]
     return np.concatenate(out)
+
+
+def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
+    """The (height, width) the backbone sees of an image of ``shape`` at ``zoom``."""
+    return (int(round(shape[0] * zoom)), int(round(shape[1] * zoom))) if zoom != 1 else tuple(shape[:2])
+
+
+def zoomed(image: np.ndarray, zoom: float) -> np.ndarray:
+    """The image enlarged ``zoom`` times (bicubic; the image itself at 1)."""
+    if zoom == 1:
+        return image
+    h, w = zoomed_shape(image.shape, zoom)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+
+
+def _at_size(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A map computed on the enlarged image, averaged back to the image's (height, width)."""
+    if heat.shape == tuple(shape[:2]):
+        return heat
+    return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 def _heat(coarse: np.ndarray, fgrid, shape: tuple[int, ...], config: ModelConfig) -> np.ndarray:
@@ -333,8 +357,9 @@ def _heat(coarse: np.ndarray, fgrid, shape: tuple[int, ...], config: ModelConfig
 def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
                 ) -> np.ndarray:
     """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
-    grid = make_grid(shape[0], shape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
-    return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, shape, config)
+    zshape = zoomed_shape(shape, config.zoom)
+    grid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+    return _at_size(_heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, config), shape)
 
 
 def holds_out(i: int, held: int, config: ModelConfig) -> bool:
@@ -394,12 +419,15 @@ def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
 
 def _saved_config(config: ModelConfig) -> dict:
     """The config as the file keeps it. With the lattice score off and its weight at the default, the
-    two lattice settings are left out: an older vi_stream (a worker, a Slurm node not yet upgraded)
-    refuses a file naming settings it does not know, and reading such a file takes them as off."""
+    two lattice settings are left out, and so is a zoom of 1: an older vi_stream (a worker, a Slurm
+    node not yet upgraded) refuses a file naming settings it does not know, and reading such a file
+    takes them as off (and the zoom as 1)."""
     d = _jsonable(asdict(config))
     if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
         d.pop("lattice")
         d.pop("lattice_weight")
+    if config.zoom == ModelConfig().zoom:
+        d.pop("zoom")               # likewise: a file at zoom 1 loads in a vi_stream from before zoom
     return d
 
 

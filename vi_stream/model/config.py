@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from vi_stream.errors import ConfigError
 
 
+MAX_ZOOM = 3.0    # a 4096x4096 image at 3x is 150 MP through the backbone: as far as memory allows
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     backbone: str = "efficientnet-lite0"
@@ -34,6 +37,10 @@ class ModelConfig:
     lattice: bool = False
     lattice_weight: float = 1.0   # each lattice map's good-image maxima (90th percentile) as a share of the
                                   # kNN map's (median): lattice.calibrate
+    # The image is enlarged this many times before the backbone sees it (its map is brought back to
+    # the image's size): a defect of 1-3 px is below the backbone's first stride at 1; the cost grows
+    # as its square. The lattice score always reads the image at its own size.
+    zoom: float = 1.0
 
     def validate(self) -> "ModelConfig":
         # Here, not at the top: the command line reads the defaults for its help without numba or torch.
@@ -56,6 +63,8 @@ class ModelConfig:
             raise ConfigError(f"gate_fraction must be in [0, 1], got {self.gate_fraction}")
         if not isinstance(self.lattice, bool):
             raise ConfigError(f"lattice must be true or false, got {self.lattice!r}")
+        if isinstance(self.zoom, bool) or not isinstance(self.zoom, (int, float)) or not 1 <= self.zoom <= MAX_ZOOM:
+            raise ConfigError(f"zoom must be a number from 1 to {MAX_ZOOM:g}, got {self.zoom!r}")
         if not (isinstance(self.lattice_weight, (int, float)) and 0 < self.lattice_weight <= 10):
             raise ConfigError(f"lattice_weight must be in (0, 10], got {self.lattice_weight!r}")
         if not self.smooth_sigma >= 0:
