@@ -231,7 +231,8 @@ def sealed() -> str:
                for name, test in TARGETS]
         out.append(f"### `{r['command']}` ({run['date']})\n\n"
                    f"Commit {run['commit'][:10]}{' (with uncommitted changes)' if run['dirty'] else ''}, settings "
-                   f"{run['settings_digest']}{', run again: ' + run['again'] if run.get('again') else ''}; "
+                   f"{run['settings_digest']}{', run again: ' + run['again'] if run.get('again') else ''}"
+                   f"{'; how these settings were chosen: ' + run['note'] if run.get('note') else ''}; "
                    f"{o['good_images']} good test images, false alarms per good image "
                    f"{o['false_alarms_per_good_image']}. Issue 28's targets: " + "; ".join(met) + ".\n\n"
                    + _table(["family", "defective images", "image AUROC (95%)", "pixel AUROC", "AUPRO",

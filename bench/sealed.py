@@ -1,6 +1,6 @@
 """The sealed split (issue 28): module lines, seeds and families that only a ``--final`` run draws.
 
-    python bench/sealed.py --final [--again REASON] [--config k=v ...]
+    python bench/sealed.py --final [--again REASON] [--note HOW] [--config k=v ...]
                            [--peer-python PY --peer LABEL [k=v ...] ... [--peers-only]]
 
 Design choices are made on the tuning split (bench/structural.py, bench/generalise.py's TUNING on
@@ -14,7 +14,9 @@ Per line: ``--train`` good images to fit a model of that line,
 genset.CONTRAST; with the defaults, 3 lines give 102 good test images and 30 per family.
 
 A final run records the commit and the model settings in LEDGER, and refuses to run again on
-settings already run unless ``--again REASON`` says why (the reason is recorded too); a tree with
+settings already run unless ``--again REASON`` says why (the reason is recorded too), and new
+settings once the split has been scored on others unless ``--note HOW`` says how they were chosen
+(recorded and reported beside their figures); a tree with
 uncommitted changes under vi_stream/ or bench/ is refused (the commit would not describe the code)
 unless ``--allow-dirty``. Results: bench/results/sealed.json, one entry per model settings under
 ``runs`` (per family and overall: image AUROC with its bootstrap 95% interval, pixel AUROC, AUPRO,
@@ -354,6 +356,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--final", action="store_true", help="draw and score the sealed split (nothing runs without)")
     ap.add_argument("--again", metavar="REASON", help="run although these settings were run before, and why")
+    ap.add_argument("--note", metavar="HOW", help="how these settings were chosen; needed once the split has been "
+                                                  "scored on other settings (recorded beside the figures)")
     ap.add_argument("--allow-dirty", action="store_true", help="run with uncommitted changes (recorded)")
     ap.add_argument("--config", nargs="*", default=[], help="ModelConfig overrides, key=value")
     ap.add_argument("--size", type=int, default=768)
@@ -397,8 +401,15 @@ def main(argv=None) -> int:
         entry = {"commit": _git("rev-parse", "HEAD"), "dirty": bool(dirty), "settings_digest": digest,
                  "config": config_dict(config), "sizes": sizes, "date": time.strftime("%Y-%m-%d %H:%M"),
                  "again": a.again}
+        if a.note:
+            entry["note"] = a.note
         with _locked(a.results):
-            _save(ledger, check_ledger(ledger, digest, a.again) + [entry])   # before the first image is drawn
+            runs = check_ledger(ledger, digest, a.again)
+            if runs and not a.note and digest not in {r["settings_digest"] for r in runs}:
+                raise SystemExit(f"the sealed split was scored on {len(runs)} other setting(s) before: figures of "
+                                 "these settings are read beside what those showed, so say how they were chosen "
+                                 "(--note HOW); it is recorded beside them")
+            _save(ledger, runs + [entry])   # before the first image is drawn
         timing, result, per_image = run(config, a.train, a.good, a.per_family, a.size)
         with open(os.path.join(a.results, "sealed", f"scores-{digest}.json"), "w") as f:
             json.dump({"run": entry, "images": per_image}, f, indent=0)

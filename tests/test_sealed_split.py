@@ -35,7 +35,7 @@ def test_nothing_is_drawn_without_final(tmp_path, monkeypatch):
     assert drawn == [] and not os.listdir(tmp_path)
 
 
-def test_a_final_run_records_its_commit_and_refuses_the_same_settings_twice(tmp_path):
+def test_a_final_run_records_its_commit_and_refuses_the_same_settings_twice(tmp_path, monkeypatch):
     assert sealed.main(["--final", "--results", str(tmp_path), *TINY]) == 0
     rec = json.loads((tmp_path / "sealed.json").read_text())
     ledger = json.loads((tmp_path / "sealed" / "ledger.json").read_text())
@@ -56,6 +56,15 @@ def test_a_final_run_records_its_commit_and_refuses_the_same_settings_twice(tmp_
     with pytest.raises(SystemExit, match="already run on these settings"):
         sealed.main(["--final", "--results", str(tmp_path), *TINY])
     assert json.loads((tmp_path / "sealed" / "ledger.json").read_text()) == ledger
+    # other settings, once the split has been looked at: they say how they were chosen, and it is reported
+    with pytest.raises(SystemExit, match="say how they were chosen"):
+        sealed.main(["--final", "--results", str(tmp_path), *TINY, "smooth_sigma=4"])
+    assert json.loads((tmp_path / "sealed" / "ledger.json").read_text()) == ledger
+    assert sealed.main(["--final", "--results", str(tmp_path), "--note", "on the tuning split", *TINY,
+                        "smooth_sigma=4"]) == 0
+    assert json.loads((tmp_path / "sealed" / "ledger.json").read_text())[1]["note"] == "on the tuning split"
+    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
+    assert "how these settings were chosen: on the tuning split;" in report.sealed()
 
 
 def test_again_runs_and_records_why(tmp_path, monkeypatch):
