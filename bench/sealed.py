@@ -54,6 +54,7 @@ import numpy as np
 import setfiles
 import structural
 
+from vi_stream.errors import ConfigError
 from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import RegionOverlap, auroc
 from vi_stream.model import AnomalyModel, ModelConfig
@@ -99,8 +100,17 @@ ADDED_SINCE_LEDGER = {"zoom": 1.0}
 
 
 def config_dict(config: ModelConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()
-            if not (k in ADDED_SINCE_LEDGER and v == ADDED_SINCE_LEDGER[k])}
+    """The settings as the digest reads them: each value in its field's type (lattice_weight=1 and
+    lattice_weight=1.0 are the same settings, and get the same digest)."""
+    defaults = ModelConfig()
+    out = {}
+    for k, v in dataclasses.asdict(config).items():
+        if isinstance(getattr(defaults, k), float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if k in ADDED_SINCE_LEDGER and v == ADDED_SINCE_LEDGER[k]:
+            continue
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 def _git(*args) -> str:
@@ -379,7 +389,12 @@ def main(argv=None) -> int:
     structural.check_peer_args(ap, a)
     if a.peers_only and not a.peer:
         ap.error("--peers-only needs --peer")
-    config = generalise._override(ModelConfig(), a.config)
+    if a.note is not None and (a.peers_only or not a.note.strip()):
+        ap.error("--note says how our settings were chosen: not with --peers-only, and not blank")
+    try:                         # before the ledger is touched: a setting that cannot fit records nothing
+        config = generalise._override(ModelConfig(), a.config).validate()
+    except ConfigError as err:
+        ap.error(str(err))
     sizes = {"size": a.size, "train": a.train, "good": a.good, "per_family": a.per_family}
     digest = settings_digest(config, sizes)
     record = _load(os.path.join(a.results, "sealed.json"), {})
@@ -401,10 +416,11 @@ def main(argv=None) -> int:
         entry = {"commit": _git("rev-parse", "HEAD"), "dirty": bool(dirty), "settings_digest": digest,
                  "config": config_dict(config), "sizes": sizes, "date": time.strftime("%Y-%m-%d %H:%M"),
                  "again": a.again}
-        if a.note:
-            entry["note"] = a.note
         with _locked(a.results):
             runs = check_ledger(ledger, digest, a.again)
+            earlier = [r["note"] for r in runs if r["settings_digest"] == digest and r.get("note")]
+            if a.note or earlier:
+                entry["note"] = a.note or earlier[-1]     # a rerun keeps how its settings were chosen
             if runs and not a.note and digest not in {r["settings_digest"] for r in runs}:
                 raise SystemExit(f"the sealed split was scored on {len(runs)} other setting(s) before: figures of "
                                  "these settings are read beside what those showed, so say how they were chosen "

@@ -65,6 +65,12 @@ def test_a_final_run_records_its_commit_and_refuses_the_same_settings_twice(tmp_
     assert json.loads((tmp_path / "sealed" / "ledger.json").read_text())[1]["note"] == "on the tuning split"
     monkeypatch.setattr(report, "RESULTS", str(tmp_path))
     assert "how these settings were chosen: on the tuning split;" in report.sealed()
+    # the same settings written otherwise are the same settings (4 and 4.0): --again, and the note stays
+    with pytest.raises(SystemExit, match="already run on these settings"):
+        sealed.main(["--final", "--results", str(tmp_path), *TINY, "smooth_sigma=4.0"])
+    assert sealed.main(["--final", "--results", str(tmp_path), "--again", "a check", *TINY, "smooth_sigma=4"]) == 0
+    assert json.loads((tmp_path / "sealed" / "ledger.json").read_text())[2]["note"] == "on the tuning split"
+    assert "how these settings were chosen: on the tuning split;" in report.sealed()
 
 
 def test_again_runs_and_records_why(tmp_path, monkeypatch):
@@ -292,6 +298,13 @@ def test_peer_options_and_sizes_are_checked_before_anything_is_drawn(tmp_path, c
     with pytest.raises(SystemExit, match="No such file"):
         sealed.main([*base, "--peer-python", str(tmp_path / "nowhere"), "--peer", "pc", "seed=1"])
     assert not (tmp_path / "sealed").exists()                                        # nothing drawn, no ledger
+    with pytest.raises(SystemExit):
+        sealed.main([*base, "zoom=5"])                            # a setting no fit takes: refused, not recorded
+    assert "zoom must be a number from 1 to 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sealed.main([*base, "--note", " "])
+    assert "--note says how our settings were chosen" in capsys.readouterr().err
+    assert not (tmp_path / "sealed").exists()
     (tmp_path / "sealed.json").write_text(json.dumps({"sizes": {"size": 768}, "runs": [], "peers": []}))
     with pytest.raises(SystemExit, match="do not pool"):
         sealed.main(base)

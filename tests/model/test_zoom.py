@@ -10,9 +10,11 @@ import subprocess
 import numpy as np
 import pytest
 
+from vi_stream.errors import InputError
 from vi_stream.evaluation import synthetic
 from vi_stream.io.files import write_image
-from vi_stream.model import load, read_meta
+from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta
+from vi_stream.model.anomaly import calibration_indices, zoomed
 
 from ..helpers.cli import ok
 from ..helpers.cli import vi as run
@@ -77,3 +79,38 @@ def test_a_model_at_zoom_1_names_no_zoom_and_scores_as_before(folders, zoomed_mo
     model = load(str(out))
     assert model.config.zoom == 1.0
     assert model.score(synthetic.module_image(SHAPE, seed=590).image).heatmap.shape == SHAPE
+
+TINY = dict(tile=128, overlap=32, bank_size=2000, cells=16, calibration_every=2)
+
+
+def _images(kind: str, shape=(190, 203)):
+    out = []
+    for i in range(6):
+        img = synthetic.module_image(shape, seed=700 + i, kind="rgb" if kind == "rgb16" else "grey8").image
+        out.append({"grey8": img, "rgb16": img.astype(np.uint16) * 16, "float": img.astype(np.float32) / 255}[kind])
+    return out
+
+
+@pytest.mark.parametrize("kind,zoom,lat", [("grey8", 1.37, False), ("rgb16", 1.5, False), ("float", 1.5, True)])
+def test_a_zoomed_model_scores_its_held_out_images_as_its_fit_did(kind, zoom, lat):
+    """Fit and score see the image through the same zoom: a held-out image scored exhaustively (gate 0)
+    gets the calibration score the fit gave it, at any size, type and with the lattice score."""
+    imgs = _images(kind)
+    config = ModelConfig(**TINY, zoom=zoom, lattice=lat)
+    model = AnomalyModel.fit(imgs, config)
+    model.index.gate = 0.0
+    held = calibration_indices(len(imgs), config)
+    got = [model.score(imgs[i]).score for i in held]
+    assert np.allclose(got, model.meta["calibration_scores"], rtol=1e-4), (got, model.meta["calibration_scores"])
+    r = model.score(imgs[0])
+    assert r.heatmap.shape == imgs[0].shape[:2] and np.isfinite(r.heatmap).all()
+
+
+def test_the_enlarged_image_keeps_to_the_images_values_and_its_size_is_bounded():
+    img = np.zeros((64, 64), np.float32)
+    img[:, 32:] = 1.0                                         # a step: bicubic overshoots on both sides of it
+    model_range = type("I", (), {"lo": 0.0, "hi": 1.0})()
+    z = zoomed(img, 1.5, model_range)
+    assert z.shape == (96, 96) and z.min() == 0.0 and z.max() == 1.0
+    with pytest.raises(InputError, match="at zoom 3 is 199 MP through the backbone"):
+        zoomed(np.zeros((4700, 4700), np.uint8), 3.0, model_range)

@@ -66,9 +66,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="the share of the kNN map's median good-image maximum that each lattice map's 90th "
                         f"percentile good-image maximum is scaled to (default {ModelConfig().lattice_weight})")
     g.add_argument("--zoom", type=float, dest="zoom",
-                   help="enlarge each image this many times before the backbone sees it, 1 to 3: thin "
-                        "defects of a few pixels are found better, at the square of the cost "
-                        f"(default {ModelConfig().zoom:g})")
+                   help="enlarge each image this many times before the backbone sees it, 1 to 3, at the "
+                        "square of the cost; experimental: it found thin cuts better on the tuning line but "
+                        f"not on the sealed lines (docs/model.md) (default {ModelConfig().zoom:g})")
 
 
 def add_parsers(sub) -> None:
@@ -123,6 +123,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"model {model.model_id}: {m['training_images']} training + {m['calibration_images']} calibration images, "
           f"{m['bank_patches']} of {m['training_patches']} patches kept, threshold {model.threshold:.4g}, "
           f"fit in {m['fit_seconds']:.1f} s -> {args.out}")
+    if model.config.zoom != 1:
+        print(f"zoom {model.config.zoom:g}: images are enlarged {model.config.zoom:g}x before the backbone "
+              f"({model.config.zoom ** 2:.2g}x its work per image)")
     lat = m.get("lattice", {})
     print(f"lattice score: on, found on {lat['found']} of {lat['images']} good images" if lat.get("enabled")
           else f"lattice score: off ({lat.get('reason', 'off')})")

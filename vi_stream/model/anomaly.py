@@ -246,7 +246,7 @@ class AnomalyModel:
             raise ConfigError(f"threshold must be a positive number, got {threshold!r}")
         cfg = self.config
         t0 = time.perf_counter()
-        seen = zoomed(image, cfg.zoom)           # what the backbone sees (the image itself at zoom 1)
+        seen = zoomed(image, cfg.zoom, self.intensity)    # what the backbone sees (the image itself at zoom 1)
         tiles, grid = tile(seen, cfg.tile, cfg.overlap, self.intensity.lo,
                            1.0 / (self.intensity.hi - self.intensity.lo))
         timings = {"tiling": time.perf_counter() - t0, "backbone": 0.0, "features": 0.0, "search": 0.0}
@@ -321,7 +321,7 @@ def _features_by_chunk(feats: PatchFeatures, tiles: np.ndarray, config: ModelCon
 
 def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, intensity: Intensity) -> np.ndarray:
     """(tiles, h, w, raw_dim) unprojected features of one image (at the config's zoom)."""
-    tiles, _grid = tile(zoomed(image, config.zoom), config.tile, config.overlap, intensity.lo,
+    tiles, _grid = tile(zoomed(image, config.zoom, intensity), config.tile, config.overlap, intensity.lo,
                         1.0 / (intensity.hi - intensity.lo))
     out = [f.permute(0, 2, 3, 1).float().cpu().numpy()
            for f in _features_by_chunk(feats, tiles, config, feats.raw_head)]
@@ -333,12 +333,25 @@ def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
     return (int(round(shape[0] * zoom)), int(round(shape[1] * zoom))) if zoom != 1 else tuple(shape[:2])
 
 
-def zoomed(image: np.ndarray, zoom: float) -> np.ndarray:
-    """The image enlarged ``zoom`` times (bicubic; the image itself at 1)."""
+MAX_ZOOMED_PIXELS = 64_000_000   # an image enlarged past this is refused (its tiles alone would take GBs)
+
+
+def zoomed(image: np.ndarray, zoom: float, intensity: "Intensity") -> np.ndarray:
+    """The image enlarged ``zoom`` times (bicubic, its overshoot at edges clipped to the model's
+    intensity range, or the image's own where it reaches further, as uint8 clips to 0-255; the image
+    itself at 1). InputError past MAX_ZOOMED_PIXELS."""
     if zoom == 1:
         return image
     h, w = zoomed_shape(image.shape, zoom)
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+    if h * w > MAX_ZOOMED_PIXELS:
+        raise InputError(f"a {image.shape[1]}x{image.shape[0]} image at zoom {zoom:g} is {h * w / 1e6:.0f} MP "
+                         f"through the backbone, more than {MAX_ZOOMED_PIXELS / 1e6:.0f}: send a region of it "
+                         "(roi) or use a model at a lower zoom")
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+    if out.dtype != np.uint8:      # values the image has beyond the model's range are kept, overshoot is not
+        lo, hi = min(intensity.lo, float(image.min())), max(intensity.hi, float(image.max()))
+        np.clip(out, *((lo, hi) if out.dtype.kind == "f" else (int(lo), int(hi))), out=out)
+    return out
 
 
 def _at_size(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -38,8 +38,8 @@ class ModelConfig:
     lattice_weight: float = 1.0   # each lattice map's good-image maxima (90th percentile) as a share of the
                                   # kNN map's (median): lattice.calibrate
     # The image is enlarged this many times before the backbone sees it (its map is brought back to
-    # the image's size): a defect of 1-3 px is below the backbone's first stride at 1; the cost grows
-    # as its square. The lattice score always reads the image at its own size.
+    # the image's size), at the square of the cost; the lattice score reads the image at its own size.
+    # Experimental: thin cuts were found better on the tuning line, not on the sealed lines (docs/model.md).
     zoom: float = 1.0
 
     def validate(self) -> "ModelConfig":

@@ -21,7 +21,7 @@ class Pipeline:
             "roi": settings.roi or [],
             "threshold": r.threshold,
             "model_threshold": self.model.threshold,
-            "tile": cfg.tile, "overlap": cfg.overlap,
+            "tile": cfg.tile, "overlap": cfg.overlap, "zoom": cfg.zoom,
             "model_id": self.model.model_id,
             "model_version": self.version,
             "vi_stream_version": __version__,
