@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 
 import numpy as np
 import pytest
@@ -15,23 +14,18 @@ from vi_stream.evaluation import synthetic
 from vi_stream.io.files import write_image
 from vi_stream.model import lattice, load, read_meta
 
-from ..helpers.cli import ok
-from ..helpers.cli import vi as run
+from ..helpers.cli import SMALL_FIT as FIT
+from ..helpers.cli import good_images
+from ..helpers.cli import vi_ok as vi
 from ..helpers.modelfiles import meta_change, rewrite_model
 
 SHAPE = (256, 256)
-FIT = ("--tile", 128, "--overlap", 32, "--bank-size", 2000, "--cells", 16, "--calibration-every", 2)
-
-
-def vi(*args) -> subprocess.CompletedProcess:
-    return ok(run(*args))
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("lattice")
-    for i in range(6):
-        write_image(str(root / "good" / f"g{i}.png"), synthetic.module_image(SHAPE, seed=300 + i).image)
+    good_images(root / "good", SHAPE, 300)
     s = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",))
     write_image(str(root / "test" / "pad.png"), s.image)
     noise = np.random.default_rng(0).integers(60, 200, SHAPE).astype(np.uint8)   # no lattice in it

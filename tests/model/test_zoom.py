@@ -5,7 +5,6 @@ older vi_stream loads it)."""
 from __future__ import annotations
 
 import csv
-import subprocess
 
 import numpy as np
 import pytest
@@ -16,22 +15,19 @@ from vi_stream.io.files import write_image
 from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta
 from vi_stream.model.anomaly import calibration_indices, zoomed
 
-from ..helpers.cli import ok
+from ..helpers.cli import SMALL_FIT as FIT
+from ..helpers.cli import good_images
+from ..helpers.cli import one_line_error
 from ..helpers.cli import vi as run
+from ..helpers.cli import vi_ok as vi
 
 SHAPE = (192, 192)
-FIT = ("--tile", 128, "--overlap", 32, "--bank-size", 2000, "--cells", 16, "--calibration-every", 2)
-
-
-def vi(*args) -> subprocess.CompletedProcess:
-    return ok(run(*args))
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoom")
-    for i in range(6):
-        write_image(str(root / "good" / f"g{i}.png"), synthetic.module_image(SHAPE, seed=500 + i).image)
+    good_images(root / "good", SHAPE, 500)
     write_image(str(root / "test" / "good.png"), synthetic.module_image(SHAPE, seed=590).image)
     write_image(str(root / "test" / "scratch.png"), synthetic.module_image(SHAPE, seed=591, defects=("scratch",)).image)
     return root
@@ -64,8 +60,8 @@ def test_a_zoomed_model_answers_at_the_images_size_and_finds_the_defect_where_it
 @pytest.mark.parametrize("zoom", ["0.5", "3.5", "nan"])
 def test_a_zoom_out_of_range_is_refused_and_nothing_is_written(folders, tmp_path, zoom):
     out = tmp_path / "m.npz"
-    p = run("train", "--images", folders / "good", "--out", out, "--zoom", zoom, *FIT)
-    assert p.returncode != 0 and "zoom must be a number from 1 to 3" in p.stderr, p.stderr
+    one_line_error(run("train", "--images", folders / "good", "--out", out, "--zoom", zoom, *FIT),
+                   "zoom must be a number from 1 to 3")
     assert not out.exists()
 
 
