@@ -19,13 +19,12 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
-import cv2
 import numpy as np
 import torch
 
 from vi_stream.model import postprocess
 from vi_stream.errors import ConfigError, InputError, ModelError
-from vi_stream.model.tiling import make_grid, owned_cells, stitch, tile
+from vi_stream.model.tiling import at_size, make_grid, owned_cells, stitch, tile, zoomed, zoomed_shape
 from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
@@ -204,7 +203,7 @@ class AnomalyModel:
             q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
             coarse = np.empty(fgrid.height * fgrid.width, np.float32)
             coarse[dst] = index.distance(q, gate=0.0)
-            scores.append(float(_at_size(_heat(coarse, fgrid, zshape, config), shape).max()))
+            scores.append(float(at_size(_heat(coarse, fgrid, zshape, config), shape).max()))
         lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
@@ -270,7 +269,7 @@ class AnomalyModel:
             coarse[dst[lo:hi]] = d
             timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
-        heat = _at_size(_heat(coarse, fgrid, seen.shape, cfg), image.shape)
+        heat = at_size(_heat(coarse, fgrid, seen.shape, cfg), image.shape)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
             heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
@@ -328,39 +327,6 @@ def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, i
     return np.concatenate(out)
 
 
-def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
-    """The (height, width) the backbone sees of an image of ``shape`` at ``zoom``."""
-    return (int(round(shape[0] * zoom)), int(round(shape[1] * zoom))) if zoom != 1 else tuple(shape[:2])
-
-
-MAX_ZOOMED_PIXELS = 64_000_000   # an image enlarged past this is refused (its tiles alone would take GBs)
-
-
-def zoomed(image: np.ndarray, zoom: float, intensity: "Intensity") -> np.ndarray:
-    """The image enlarged ``zoom`` times (bicubic, its overshoot at edges clipped to the model's
-    intensity range, or the image's own where it reaches further, as uint8 clips to 0-255; the image
-    itself at 1). InputError past MAX_ZOOMED_PIXELS."""
-    if zoom == 1:
-        return image
-    h, w = zoomed_shape(image.shape, zoom)
-    if h * w > MAX_ZOOMED_PIXELS:
-        raise InputError(f"a {image.shape[1]}x{image.shape[0]} image at zoom {zoom:g} is {h * w / 1e6:.0f} MP "
-                         f"through the backbone, more than {MAX_ZOOMED_PIXELS / 1e6:.0f}: send a region of it "
-                         "(roi) or use a model at a lower zoom")
-    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
-    if out.dtype != np.uint8:      # values the image has beyond the model's range are kept, overshoot is not
-        lo, hi = min(intensity.lo, float(image.min())), max(intensity.hi, float(image.max()))
-        np.clip(out, *((lo, hi) if out.dtype.kind == "f" else (int(lo), int(hi))), out=out)
-    return out
-
-
-def _at_size(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A map computed on the enlarged image, averaged back to the image's (height, width)."""
-    if heat.shape == tuple(shape[:2]):
-        return heat
-    return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-
-
 def _heat(coarse: np.ndarray, fgrid, shape: tuple[int, ...], config: ModelConfig) -> np.ndarray:
     """The stitched per-patch distances (flat, on the feature grid) as a smoothed full-size map."""
     return postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE, shape[0], shape[1],
@@ -372,7 +338,7 @@ def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int,
     """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
     zshape = zoomed_shape(shape, config.zoom)
     grid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
-    return _at_size(_heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, config), shape)
+    return at_size(_heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, config), shape)
 
 
 def holds_out(i: int, held: int, config: ModelConfig) -> bool:

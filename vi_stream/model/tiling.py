@@ -7,6 +7,9 @@ across tiles stays continuous (no seams), and ``untile(tile(x)) == x`` holds
 *exactly*: the ramp weights are multiples of 2**-16 and accumulate in float64,
 where every product and sum of them with a float32 value is exact.
 
+``zoomed`` enlarges an image before it is tiled (the model's ``zoom`` setting) and ``at_size``
+averages a map made on it back to the image's size.
+
 ``owned_cells``/``stitch`` are the alternative the model scores with: every
 map position is taken from the one tile it is most interior to (overlaps are
 split down the middle), so a position is computed once and never from the
@@ -23,10 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numba
 import numpy as np
 
-from vi_stream.errors import ConfigError
+from vi_stream.errors import ConfigError, InputError
 from vi_stream.threads import share as _share
 
 _WEIGHT_BITS = 16
@@ -212,3 +216,37 @@ def stitch(maps: np.ndarray, grid: TileGrid) -> np.ndarray:
     out = np.empty(grid.height * grid.width, np.float32)
     out[dst] = maps.reshape(-1)[src]
     return out.reshape(grid.height, grid.width)
+
+
+# ------------------------------------------------------------------ zoom
+def zoomed_shape(shape: tuple[int, ...], zoom: float) -> tuple[int, int]:
+    """The (height, width) the backbone sees of an image of ``shape`` at ``zoom``."""
+    return (int(round(shape[0] * zoom)), int(round(shape[1] * zoom))) if zoom != 1 else tuple(shape[:2])
+
+
+MAX_ZOOMED_PIXELS = 64_000_000   # an image enlarged past this is refused (its tiles alone would take GBs)
+
+
+def zoomed(image: np.ndarray, zoom: float, intensity) -> np.ndarray:
+    """The image enlarged ``zoom`` times (bicubic, its overshoot at edges clipped to the model's
+    intensity range, or the image's own where it reaches further, as uint8 clips to 0-255; the image
+    itself at 1). InputError past MAX_ZOOMED_PIXELS."""
+    if zoom == 1:
+        return image
+    h, w = zoomed_shape(image.shape, zoom)
+    if h * w > MAX_ZOOMED_PIXELS:
+        raise InputError(f"a {image.shape[1]}x{image.shape[0]} image at zoom {zoom:g} is {h * w / 1e6:.0f} MP "
+                         f"through the backbone, more than {MAX_ZOOMED_PIXELS / 1e6:.0f}: send a region of it "
+                         "(roi) or use a model at a lower zoom")
+    out = cv2.resize(image, (w, h), interpolation=cv2.INTER_CUBIC)
+    if out.dtype != np.uint8:      # values the image has beyond the model's range are kept, overshoot is not
+        lo, hi = min(intensity.lo, float(image.min())), max(intensity.hi, float(image.max()))
+        np.clip(out, *((lo, hi) if out.dtype.kind == "f" else (int(lo), int(hi))), out=out)
+    return out
+
+
+def at_size(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A map computed on the enlarged image, averaged back to the image's (height, width)."""
+    if heat.shape == tuple(shape[:2]):
+        return heat
+    return cv2.resize(heat, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
