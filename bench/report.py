@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -117,8 +118,61 @@ def generalise() -> str:
                       "recall at threshold", "detection limit"], rows) + "\n")
 
 
-def structural() -> str:
-    d = load("structural")
+def _structural_names() -> list[str]:
+    """The structural runs recorded, one per tuning line: line 7's first, the others by line."""
+    names = [f[:-5] for f in os.listdir(RESULTS) if re.fullmatch(r"structural(-line\d+)?\.json", f)]
+    return sorted(names, key=lambda n: -1 if n == "structural" else int(n[len("structural-line"):]))
+
+
+def structural_lines() -> str:
+    """Each variant's tuning figures on every tuning line that ran it, side by side: a choice is
+    taken when it holds on all of them, not on one."""
+    runs = [load(n) for n in _structural_names()]
+    if len(runs) < 2:
+        return ""
+    labels = list(dict.fromkeys(v["label"] for d in runs for v in d["variants"]))
+    lines = [d["set"]["line"] for d in runs]
+    rows = []
+    for label in labels:
+        by_line = [next((v for v in d["variants"] if v["label"] == label), None) for d in runs]
+        settings = next(" ".join(v["overrides"]) for v in by_line if v is not None) or "(defaults)"
+        cells = ["–" if v is None else f"{v['structural_mean']['image_auroc']} / {v['others_mean']['image_auroc']} / "
+                 f"{v['false_alarms_per_good_image']}" for v in by_line]
+        rows.append([label, settings] + cells + _pooled(by_line, runs[0].get("structural_families", [])))
+    return ("## Structural families across the tuning lines\n\n**Tuning figures**, from the sections above "
+            "(one per line, `bench/structural.py --line L`): per line, the structural families' mean image "
+            "AUROC / the other tuning families' mean image AUROC / false alarms per good image at the fitted "
+            "threshold; a variant is compared by its label. Then the lines pooled as the sealed split pools its "
+            "lines (each image's score over its line's threshold): image AUROC of every defective image against "
+            "every good one, of the structural families' alone, recall at the threshold and false alarms per "
+            "good image. Pooling asks more than each line's ranking: a model whose thresholds sit at different "
+            "places on different lines ranks worse pooled. A choice is taken when it holds on every line and "
+            "pooled: each line is another material, focus and noise.\n\n"
+            + _table(["variant", "settings"] + [f"line {n}" for n in lines]
+                     + ["pooled image AUROC", "pooled, structural", "pooled recall at threshold",
+                        "pooled false alarms per good image"], rows) + "\n")
+
+
+def _pooled(by_line: list, structural_families) -> list:
+    """The lines pooled (every image's score over its line's threshold, as recorded by
+    bench/structural.py): image AUROC of all defective images and of the structural families'
+    against all good ones, recall at the threshold, false alarms per good image; dashes unless the
+    variant ran, with those scores, on every line."""
+    if any(v is None or "scores_over_threshold" not in v for v in by_line):
+        return ["(not on every line)", "", "", ""]
+    from vi_stream.evaluation.metrics import auroc      # here: the rest of the report needs no numpy
+    good = [x for v in by_line for x in v["scores_over_threshold"]["good"]]
+
+    def pooled(which):
+        bad = [x for v in by_line for f, xs in v["scores_over_threshold"].items() if f != "good" and which(f) for x in xs]
+        return bad, round(auroc([0] * len(good) + [1] * len(bad), good + bad), 4)
+    bad, every = pooled(lambda f: True)
+    return [every, pooled(lambda f: f in structural_families)[1], round(sum(x > 1 for x in bad) / len(bad), 3),
+            round(sum(x > 1 for x in good) / len(good), 3)]
+
+
+def structural(name: str = "structural") -> str:
+    d = load(name)
     if not d:
         return ""
     st, variants = d["set"], d["variants"]
@@ -134,7 +188,7 @@ def structural() -> str:
             rows.append([label] + [cells(v[key]) for v in variants])
     sides = [[v["label"], " ".join(v["overrides"]) or "(defaults)", v["fit_seconds"], v["score_mp_per_s"],
               v["threshold"], v["false_alarms_per_good_image"]] for v in variants]
-    return (f"## Structural families, tuning split: `{d['command']}` ({_when(d)})\n\n"
+    return (f"## Structural families, tuning split, line {st['line']}: `{d['command']}` ({_when(d)})\n\n"
             f"**Tuning figures** (design choices are made on them; they claim nothing about generalisation). "
             f"Module line {st['line']}, {st['size']}², {st['train']} good training images, {st['good']} good test "
             f"images, {st['per_family']} defective images per family at contrasts drawn in {st['contrast_range']} "
@@ -672,7 +726,7 @@ def bench_readme() -> str:
              "Generated by `python bench/report.py` from `bench/results/*.json`; do not edit by hand. "
              "Each section names the command that wrote its results file. Measured on the project's 2-core "
              "VM (no GPU), whose speed drifts between runs: compare figures from one run.\n"]
-    parts += [x for x in (sealed(), quality(), generalise(), structural(), levers(), runtime(), dims(), speed(), ab_speed(), ab_speed("ab_issue26"), search(), memory(), stream(), store(), ui(), workers(), batch(), soak(), http(), startup()) if x]
+    parts += [x for x in (sealed(), quality(), generalise(), *[structural(n) for n in _structural_names()], structural_lines(), levers(), runtime(), dims(), speed(), ab_speed(), ab_speed("ab_issue26"), search(), memory(), stream(), store(), ui(), workers(), batch(), soak(), http(), startup()) if x]
     with open(os.path.join(HERE, "history.md")) as f:
         parts.append(f.read())
     return "\n".join(parts)

@@ -346,11 +346,12 @@ def by_contrast(per_image: list[dict], good: np.ndarray, edges=CONTRAST_BANDS) -
     outside = [r["contrast"] for r in defective if not edges[0] <= r["contrast"] <= edges[-1]]
     if outside:
         raise ValueError(f"contrast {outside[0]} is outside the bands {edges[0]}-{edges[-1]}")
+    pairs = list(zip(edges[:-1], edges[1:]))
 
     def bands(rows):
         out = []
-        for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-            last = k == len(edges) - 2
+        for k, (lo, hi) in enumerate(pairs):
+            last = k == len(pairs) - 1
             bad = np.array([r["score"] / r["threshold"] for r in rows
                             if lo <= r["contrast"] < hi or (last and r["contrast"] == hi)])
             out.append(None if not len(bad) else {"images": len(bad), "image_auroc": image_auroc(good, bad),
@@ -358,7 +359,7 @@ def by_contrast(per_image: list[dict], good: np.ndarray, edges=CONTRAST_BANDS) -
         return out
 
     families = list(dict.fromkeys(r["family"] for r in defective))
-    return {"bands": [[lo, hi] for lo, hi in zip(edges[:-1], edges[1:])], "overall": bands(defective),
+    return {"bands": [list(p) for p in pairs], "overall": bands(defective),
             "per_family": {f: bands([r for r in defective if r["family"] == f]) for f in families}}
 
 

@@ -1,15 +1,22 @@
 """The structural families of issue 28 on the TUNING split: settings side by side (tuning figures).
 
-    python bench/structural.py [--per-family 16] [--variant LABEL k=v ...] [--no-write]
+    python bench/structural.py [--line 7] [--per-family 16] [--variant LABEL k=v ...] [--no-write]
                                [--peer-python PY --peer LABEL [k=v ...] ...]
 
-The set is bench/genset.py's (the tuning module line 7, its seeds), restricted to the tuning
+The set is bench/genset.py's (a tuning module line, its seeds), restricted to the tuning
 families of bench/generalise.py (TUNING: the design's own eight and the four structural ones),
 with ``--per-family`` defective images per family. Every variant (a label and ModelConfig
 overrides, the default model first) is fitted on the same training images and scored on the same
 pixels, and each family is evaluated by bench/generalise.py's code (image AUROC, pixel AUROC,
 AUPRO, recall at the fitted threshold, detection limit on the contrast ladder). These are tuning
 figures: design choices are made on them, so they claim nothing about generalisation.
+
+One line is one material, focus and noise: a choice that helps line 7 can hurt others (the zoom of
+bench/history.md's seventeenth session did). TUNING_LINES are the lines a choice is tried on, each
+recorded apart (line 7 in results/structural.json, line L in results/structural-lineL.json;
+bench/report.py puts them side by side); line 7 is sharp and quiet, 13 has the strongest substrate
+texture and 16 the most sensor noise of the first lines drawn, picked by their properties
+(synthetic.Variation), not by any score. The sealed split's lines are refused.
 
 With ``--peer-python`` (bench/setup_peer.sh) each ``--peer LABEL OPTIONS`` runs anomalib's
 PatchCore (bench/peer_anomalib.py with those options, written ``k=v``: ``norm=tflite``,
@@ -39,6 +46,17 @@ from vi_stream.evaluation import synthetic
 from vi_stream.model import ModelConfig
 
 DEFAULT_VARIANTS = (("default", ()),)
+TUNING_LINES = (7, 13, 16)
+
+
+def results_name(line: int) -> str:
+    """The results file (under bench/results/, without .json) of a run on ``line``."""
+    return "structural" if line == 7 else f"structural-line{line}"
+
+
+def set_folder(line: int, root: str = os.path.join(common.HERE, ".work")) -> str:
+    """Where the set of ``line`` is drawn (line 7's keeps the folder it always had)."""
+    return os.path.join(root, "structural-768" if line == 7 else f"structural-768-line{line}")
 PEER_SCRIPT = os.path.join(common.HERE, "peer_anomalib.py")   # run in the peer's environment (--peer-python)
 
 
@@ -50,9 +68,18 @@ def run(set_dir: str, work: str, variants, families=generalise.TUNING) -> dict:
         ours = generalise.run_ours(set_dir, d, config, families)
         ev = generalise.evaluate(set_dir, d, families, ours["threshold"])
         ev.update(_means(ev, families))
-        out.append({"label": label, "overrides": list(items), **ours, **ev})
+        out.append({"label": label, "overrides": list(items), **ours, **ev,
+                    "scores_over_threshold": scores_over_threshold(d, families, ours["threshold"])})
         print(label, json.dumps(ev["tuning_mean"]), file=sys.stderr)
     return {"variants": out}
+
+
+def scores_over_threshold(out_dir: str, families, threshold: float) -> dict:
+    """Every test image's score over the model's threshold (1 is its operating point), the good
+    images' and each family's: the unit in which several lines' models are pooled (bench/report.py
+    pools the tuning lines as bench/sealed.py pools the sealed ones)."""
+    return {split: [round(float(v) / threshold, 4) for v in setfiles.outputs(out_dir, split)["scores"]]
+            for split in ("good", *families)}
 
 
 def run_peers(python: str, set_dir: str, work: str, peers, families=generalise.TUNING) -> list[dict]:
@@ -156,8 +183,11 @@ def _means(ev: dict, families) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--set", default=os.path.join(common.HERE, ".work", "structural-768"))
-    ap.add_argument("--work", default=os.path.join(common.HERE, ".work", "structural"))
+    ap.add_argument("--line", type=int, default=TUNING_LINES[0],
+                    help=f"the module line to tune on (TUNING_LINES: {', '.join(map(str, TUNING_LINES))}); "
+                         "each line's run is recorded apart")
+    ap.add_argument("--set", help="where the set is drawn (default: bench/.work/structural-768[-lineL])")
+    ap.add_argument("--work", help="where the outputs go (default: bench/.work/structural[-lineL])")
     ap.add_argument("--per-family", type=int, default=16)
     ap.add_argument("--variant", nargs="+", action="append", metavar="LABEL [k=v ...]",
                     help="a variant: its label, then ModelConfig overrides (repeatable); the default model "
@@ -171,13 +201,20 @@ def main() -> None:
                          "with --peer-python)")
     a = ap.parse_args()
     check_peer_args(ap, a)
-    if not os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)) or \
-            setfiles.load(a.set).get("per_family") != a.per_family:
-        genset.build(a.set, per_family=a.per_family, families=generalise.TUNING)
+    import sealed              # here: sealed.py imports this module
+    if a.line in sealed.SEALED_LINES:
+        ap.error(f"line {a.line} is a line of the sealed split, which no tuning run reads "
+                 f"(tuning lines: {', '.join(map(str, TUNING_LINES))})")
+    a.set = a.set or set_folder(a.line)
+    a.work = a.work or os.path.join(common.HERE, ".work", results_name(a.line))
+    desc = setfiles.load(a.set) if os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)) else {}
+    if desc.get("per_family") != a.per_family or desc.get("line") != a.line:
+        genset.build(a.set, per_family=a.per_family, families=generalise.TUNING, line=a.line)
     variants = ([] if a.no_default else list(DEFAULT_VARIANTS)) + [(v[0], tuple(v[1:])) for v in a.variant or ()]
     if a.no_default or a.families:
         a.no_write = True        # a pilot: the recorded run has the default model and every tuning family
-    result = {"command": "python bench/structural.py" + (f" --per-family {a.per_family}" if a.per_family != 16 else "")
+    result = {"command": "python bench/structural.py" + (f" --line {a.line}" if a.line != TUNING_LINES[0] else "")
+              + (f" --per-family {a.per_family}" if a.per_family != 16 else "")
               + "".join(" --variant " + " ".join(v) for v in a.variant or ())
               + (" --peer-python PEER" + "".join(" --peer " + " ".join(p) for p in a.peer) if a.peer else ""),
               "set": {k: v for k, v in setfiles.load(a.set).items() if k != "contrasts"},
@@ -186,13 +223,13 @@ def main() -> None:
     if a.peer:
         result["peers"] = run_peers(a.peer_python, a.set, a.work, [(p[0], tuple(p[1:])) for p in a.peer],
                                     a.families or generalise.TUNING)
-    carried = carried_peers(common.read("structural", machine=True), result)
+    carried = carried_peers(common.read(results_name(a.line), machine=True), result)
     if carried:
         result["peers"] = result.get("peers", []) + carried
     if a.no_write:
         print(json.dumps(result, indent=1))
     else:
-        common.write("structural", result)
+        common.write(results_name(a.line), result)
 
 
 if __name__ == "__main__":

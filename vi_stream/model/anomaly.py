@@ -203,7 +203,7 @@ class AnomalyModel:
             q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
             coarse = np.empty(fgrid.height * fgrid.width, np.float32)
             coarse[dst] = index.distance(q, gate=0.0)
-            scores.append(float(at_size(_heat(coarse, fgrid, zshape, config), shape).max()))
+            scores.append(float(_heat(coarse, fgrid, zshape, shape, config).max()))
         lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
@@ -269,7 +269,7 @@ class AnomalyModel:
             coarse[dst[lo:hi]] = d
             timings["search"] += time.perf_counter() - t3
         t5 = time.perf_counter()
-        heat = at_size(_heat(coarse, fgrid, seen.shape, cfg), image.shape)
+        heat = _heat(coarse, fgrid, seen.shape, image.shape, cfg)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
             heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
@@ -327,10 +327,14 @@ def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, i
     return np.concatenate(out)
 
 
-def _heat(coarse: np.ndarray, fgrid, shape: tuple[int, ...], config: ModelConfig) -> np.ndarray:
-    """The stitched per-patch distances (flat, on the feature grid) as a smoothed full-size map."""
-    return postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE, shape[0], shape[1],
+def _heat(coarse: np.ndarray, fgrid, seen: tuple[int, ...], shape: tuple[int, ...], config: ModelConfig
+          ) -> np.ndarray:
+    """The stitched per-patch distances (flat, on the feature grid of the image the backbone saw, of
+    shape ``seen``) as a smoothed map at the image's own ``shape`` (averaged back from ``seen`` at a
+    zoom: :func:`~.tiling.at_size`)."""
+    heat = postprocess.upsample(coarse.reshape(fgrid.height, fgrid.width), FEATURE_STRIDE, seen[0], seen[1],
                                 config.smooth_sigma)
+    return at_size(heat, shape)
 
 
 def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
@@ -338,7 +342,7 @@ def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int,
     """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
     zshape = zoomed_shape(shape, config.zoom)
     grid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
-    return at_size(_heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, config), shape)
+    return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, shape, config)
 
 
 def holds_out(i: int, held: int, config: ModelConfig) -> bool:
