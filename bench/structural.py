@@ -16,7 +16,8 @@ bench/history.md's seventeenth session did). TUNING_LINES are the lines a choice
 recorded apart (line 7 in results/structural.json, line L in results/structural-lineL.json;
 bench/report.py puts them side by side); line 7 is sharp and quiet, 13 has the strongest substrate
 texture and 16 the most sensor noise of the first lines drawn, picked by their properties
-(synthetic.Variation), not by any score. The sealed split's lines are refused.
+(synthetic.Variation), not by any score; no other line is taken (tests/test_sealed_split.py checks
+that none is a line of the sealed split, which this script does not know of).
 
 With ``--peer-python`` (bench/setup_peer.sh) each ``--peer LABEL OPTIONS`` runs anomalib's
 PatchCore (bench/peer_anomalib.py with those options, written ``k=v``: ``norm=tflite``,
@@ -183,9 +184,8 @@ def _means(ev: dict, families) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--line", type=int, default=TUNING_LINES[0],
-                    help=f"the module line to tune on (TUNING_LINES: {', '.join(map(str, TUNING_LINES))}); "
-                         "each line's run is recorded apart")
+    ap.add_argument("--line", type=int, default=TUNING_LINES[0], choices=TUNING_LINES,
+                    help="the module line to tune on; each line's run is recorded apart")
     ap.add_argument("--set", help="where the set is drawn (default: bench/.work/structural-768[-lineL])")
     ap.add_argument("--work", help="where the outputs go (default: bench/.work/structural[-lineL])")
     ap.add_argument("--per-family", type=int, default=16)
@@ -201,10 +201,6 @@ def main() -> None:
                          "with --peer-python)")
     a = ap.parse_args()
     check_peer_args(ap, a)
-    import sealed              # here: sealed.py imports this module
-    if a.line in sealed.SEALED_LINES:
-        ap.error(f"line {a.line} is a line of the sealed split, which no tuning run reads "
-                 f"(tuning lines: {', '.join(map(str, TUNING_LINES))})")
     a.set = a.set or set_folder(a.line)
     a.work = a.work or os.path.join(common.HERE, ".work", results_name(a.line))
     desc = setfiles.load(a.set) if os.path.exists(os.path.join(a.set, setfiles.DESCRIPTION)) else {}

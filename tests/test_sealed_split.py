@@ -18,6 +18,7 @@ import genset
 import report
 import sealed
 import setfiles
+import structural
 
 from vi_stream.model.anomaly import calibrated_threshold
 
@@ -103,6 +104,9 @@ def test_building_the_tuning_sets_never_draws_a_sealed_line_or_seed(tmp_path, mo
     assert min(seeds) >= 0 and max(seeds) < sealed.SEALED_BASE
     lines = {synthetic.Variation.draw(line) for line in sealed.SEALED_LINES}
     assert not {v for _s, v, _d in drawn} & lines
+    # the other tuning lines of bench/structural.py --line are none of the sealed ones, nor draw them
+    assert not set(structural.TUNING_LINES) & set(sealed.SEALED_LINES)
+    assert not {synthetic.Variation.draw(line) for line in structural.TUNING_LINES} & lines
     assert not {f for _s, _v, d in drawn for f in d} & set(synthetic.RESERVED)
     assert set(synthetic.RESERVED) <= set(sealed.SEALED_FAMILIES) and not set(synthetic.RESERVED) & set(generalise.TUNING)
     # and no tuning script imports the sealed split
