@@ -14,8 +14,8 @@ figures: design choices are made on them, so they claim nothing about generalisa
 One line is one material, focus and noise: a choice that helps line 7 can hurt others (the zoom of
 bench/history.md's seventeenth session did). TUNING_LINES are the lines a choice is tried on, each
 recorded apart (line 7 in results/structural.json, line L in results/structural-lineL.json;
-bench/report.py puts them side by side); line 7 is sharp and quiet, 13 has the strongest substrate
-texture and 16 the most sensor noise of the first lines drawn, picked by their properties
+bench/report.py puts them side by side); line 7 has little sensor noise and some focus blur, 13
+the strongest substrate texture and 16 the most sensor noise of the first lines drawn, picked by their properties
 (synthetic.Variation), not by any score; no other line is taken (tests/test_sealed_split.py checks
 that none is a line of the sealed split, which this script does not know of).
 
@@ -48,6 +48,7 @@ from vi_stream.model import ModelConfig
 
 DEFAULT_VARIANTS = (("default", ()),)
 TUNING_LINES = (7, 13, 16)
+PEER_SCRIPT = os.path.join(common.HERE, "peer_anomalib.py")   # run in the peer's environment (--peer-python)
 
 
 def results_name(line: int) -> str:
@@ -58,7 +59,6 @@ def results_name(line: int) -> str:
 def set_folder(line: int, root: str = os.path.join(common.HERE, ".work")) -> str:
     """Where the set of ``line`` is drawn (line 7's keeps the folder it always had)."""
     return os.path.join(root, "structural-768" if line == 7 else f"structural-768-line{line}")
-PEER_SCRIPT = os.path.join(common.HERE, "peer_anomalib.py")   # run in the peer's environment (--peer-python)
 
 
 def run(set_dir: str, work: str, variants, families=generalise.TUNING) -> dict:
