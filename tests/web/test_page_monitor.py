@@ -292,17 +292,17 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
             assert d.live.trends.summary() == []
             pg = new_page(base(d))
             pg.goto(pg.base + "/")
-            pg.wait_for_function("window.vi.trends.length >= 3", timeout=20_000)
+            pg.wait_for_function("window.vi && (window.vi.trends.length >= 3)", timeout=20_000)
             label = pg.get_attribute("#tr-score", "aria-label")
             assert "point(s)" in label and "p50" in label
             assert "kept in the store" in pg.inner_text("#trend-note")
             pg.select_option("#trend-range", "604800")
             # over 7 days the store's 2 s bins come back merged into wider ones (at most 720 points a read)
-            pg.wait_for_function("window.vi.range === 604800 && window.vi.trends.length >= 1")
+            pg.wait_for_function("window.vi && (window.vi.range === 604800 && window.vi.trends.length >= 1)")
             pg.wait_for_function("document.querySelector('#tr-fps').getAttribute('aria-label').includes('7 day(s)')",
                                  timeout=30_000)        # redrawn once the store's answer for the range is in
             pg.select_option("#trend-range", "3600")
-            pg.wait_for_function("window.vi.range === 3600 && window.vi.trends.length >= 1")
+            pg.wait_for_function("window.vi && (window.vi.range === 3600 && window.vi.trends.length >= 1)")
             # the hover below maps a time to x with the plot on screen: wait until it is the hour's
             pg.wait_for_function("document.querySelector('#tr-score').getAttribute('aria-label')"
                                  ".includes('over the last 1 h')", timeout=30_000)

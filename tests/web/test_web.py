@@ -58,11 +58,11 @@ def test_the_threshold_control_changes_the_verdicts(page, daemon):
     n = len(page.evaluate("window.vi.recent"))
     page.wait_for_function(f"window.vi.recent.length > {n + 2} || window.vi.recent.slice(-3).every(v => v.threshold === 1e-9)",
                            timeout=30_000)
-    page.wait_for_function("window.vi.recent.slice(-3).every(v => v.threshold === 1e-9)", timeout=30_000)
+    page.wait_for_function("window.vi && (window.vi.recent.slice(-3).every(v => v.threshold === 1e-9))", timeout=30_000)
     assert all(v["qa"] == "red" and v["is_anomalous"] for v in page.evaluate("window.vi.recent.slice(-3)"))
     page.click("#threshold-model")
     wait_for(lambda: daemon.get_config()["threshold"] is None)
-    page.wait_for_function("window.vi.recent.slice(-1)[0].threshold > 1", timeout=30_000)
+    page.wait_for_function("window.vi && (window.vi.recent.slice(-1)[0].threshold > 1)", timeout=30_000)
     daemon.stop_processing()
 
 
@@ -365,7 +365,7 @@ def drift_every_10_frames(daemon):
 
 def test_the_monitor_plots_the_drift_watch_per_chunk(page, daemon, drift_every_10_frames):
     processing(page, daemon)
-    page.wait_for_function("window.vi.drift.length > 0", timeout=60_000)
+    page.wait_for_function("window.vi && (window.vi.drift.length > 0)", timeout=60_000)
     chunk = page.evaluate("window.vi.drift[0]")
     assert chunk["state"] in ("green", "yellow", "red") and chunk["frames"] >= 10 and "ks" in chunk
     assert page.inner_text("#model").count("drift") == 1

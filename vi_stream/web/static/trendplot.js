@@ -17,16 +17,24 @@ export function trendsFromStatus(s) {
   if (L.trends.length && L.trends[0].t < since) L.trends = L.trends.filter((b) => b.t >= since);
 }
 
+let loads = 0;   // the latest range asked for: an earlier answer that comes later is dropped
+
+// The range takes effect when its bins are in: until then the plots keep the range they show (a
+// redraw in between would put the old range's bins on the new range's axis).
 export async function loadRange(seconds) {
-  L.range = seconds;
+  const asked = ++loads;
   const from = new Date(Date.now() - seconds * 1000).toISOString();
   try {
     const t = await api("GET", "/api/trends?from=" + encodeURIComponent(from));
-    L.binS = t.bin_s; L.trends = t.bins; L.drift = t.drift;
+    if (asked !== loads) return;
+    L.range = seconds; L.binS = t.bin_s; L.trends = t.bins; L.drift = t.drift;
     if ($("#trend-note")) $("#trend-note").textContent = t.stored ? `${t.bins.length} bins of ${t.bin_s} s, kept in the store`
       : "the store is not reachable: only what this daemon holds in memory";
     drawTrends();
-  } catch (e) { toast(e.message); }
+  } catch (e) {
+    if (asked === loads && $("#trend-range")) $("#trend-range").value = String(L.range);   // the range still shown
+    toast(e.message);
+  }
 }
 
 export function setupTrends() {
