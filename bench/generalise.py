@@ -36,7 +36,7 @@ import common
 import genset
 import setfiles
 from vi_stream.evaluation import synthetic
-from vi_stream.evaluation.metrics import RegionOverlap, auroc
+from vi_stream.evaluation.metrics import RegionOverlap, auroc, auroc_of
 from vi_stream.model import AnomalyModel, ModelConfig
 
 TUNING = ("scratch", "dust", "stain", "missing_metal", "damaged_metal", "fibre", "ring", "bridge") + synthetic.STRUCTURAL
@@ -90,7 +90,7 @@ def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = Non
             overlap.add(mask, m)
         ys = np.concatenate([np.zeros(gmaps.size, bool), (np.asarray(masks) > 0).ravel()])
         hs = np.concatenate([gmaps.ravel(), maps.ravel()])
-        row = {"image_auroc": round(auroc(np.r_[np.zeros(len(gs)), np.ones(len(s))], np.r_[gs, s]), 4),
+        row = {"image_auroc": round(auroc_of(gs, s), 4),
                "pixel_auroc": round(auroc(ys, hs), 4), "aupro": round(overlap.value(), 4),
                "recall_no_false_alarm": round(float((s > gs.max()).mean()), 3)}
         if threshold is not None:
@@ -107,8 +107,7 @@ def evaluate(set_dir: str, out_dir: str, families, threshold: float | None = Non
     held = [f for f in families if f in HELD_OUT]
     if held:
         s_all = np.concatenate([setfiles.outputs(out_dir, f)["scores"] for f in held])
-        out["held_out_overall_image_auroc"] = round(auroc(np.r_[np.zeros(len(gs)), np.ones(len(s_all))],
-                                                          np.r_[gs, s_all]), 4)
+        out["held_out_overall_image_auroc"] = round(auroc_of(gs, s_all), 4)
     if threshold is not None:
         out["false_alarms_per_good_image"] = round(float((gs > threshold).mean()), 3)
         if held:

@@ -160,12 +160,12 @@ def _pooled(by_line: list, structural_families) -> list:
     variant ran, with those scores, on every line."""
     if any(v is None or "scores_over_threshold" not in v for v in by_line):
         return ["(not on every line)", "", "", ""]
-    from vi_stream.evaluation.metrics import auroc      # here: the rest of the report needs no numpy
+    from vi_stream.evaluation.metrics import auroc_of   # here: the rest of the report needs no numpy
     good = [x for v in by_line for x in v["scores_over_threshold"]["good"]]
 
     def pooled(which):
         bad = [x for v in by_line for f, xs in v["scores_over_threshold"].items() if f != "good" and which(f) for x in xs]
-        return bad, round(auroc([0] * len(good) + [1] * len(bad), good + bad), 4)
+        return bad, round(auroc_of(good, bad), 4)
     bad, every = pooled(lambda f: True)
     return [every, pooled(lambda f: f in structural_families)[1], round(sum(x > 1 for x in bad) / len(bad), 3),
             round(sum(x > 1 for x in good) / len(good), 3)]

@@ -56,7 +56,7 @@ import structural
 
 from vi_stream.errors import ConfigError
 from vi_stream.evaluation import synthetic
-from vi_stream.evaluation.metrics import RegionOverlap, auroc
+from vi_stream.evaluation.metrics import RegionOverlap, auroc, auroc_of
 from vi_stream.model import AnomalyModel, ModelConfig
 from vi_stream.model.anomaly import calibrated_threshold, calibration_indices
 
@@ -302,7 +302,7 @@ def peer_result(dirs: list[str], label: str, one_in: int) -> tuple[list[dict], d
 
 def image_auroc(good: np.ndarray, bad: np.ndarray) -> float:
     """Image AUROC of defective images' scores ``bad`` against good images' ``good``."""
-    return round(auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad]), 4)
+    return round(auroc_of(good, bad), 4)
 
 
 def evaluate(per_image: list[dict], maps_good, fam_maps) -> dict:

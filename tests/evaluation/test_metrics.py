@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from vi_stream.evaluation.metrics import auroc, f1
+from vi_stream.evaluation.metrics import auroc, auroc_of, f1
 
 
 def test_auroc_known_values():
@@ -12,6 +12,9 @@ def test_auroc_known_values():
     assert auroc([0, 1, 0, 1], [0.1, 0.4, 0.5, 0.8]) == 0.75
     assert auroc([0, 1], [0.5, 0.5]) == 0.5  # ties count half
     assert math.isnan(auroc([1, 1], [0.1, 0.2]))
+    # good against defective scores: 0.5 0.9 against 1.2 0.6 0.95, 5 of 6 pairs ranked right
+    assert auroc_of([0.5, 0.9], [1.2, 0.6, 0.95]) == pytest.approx(5 / 6)
+    assert auroc_of([0.5], [0.5]) == 0.5 and math.isnan(auroc_of([], [0.3]))
 
 
 def test_auroc_matches_pairwise_definition():

@@ -27,6 +27,14 @@ def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def auroc_of(good, bad) -> float:
+    """AUROC of the scores ``bad`` (defective, the positives) against ``good``: how often a defective
+    image outscores a good one, ties counted half."""
+    good = np.asarray(good, np.float64).ravel()
+    bad = np.asarray(bad, np.float64).ravel()
+    return auroc(np.r_[np.zeros(len(good)), np.ones(len(bad))], np.r_[good, bad])
+
+
 def f1(labels: np.ndarray, predicted: np.ndarray) -> float:
     y = np.asarray(labels).ravel().astype(bool)
     p = np.asarray(predicted).ravel().astype(bool)
