@@ -339,12 +339,22 @@ def test_aliases_are_chosen_from_a_list_and_rollback_shows_its_target_asks_and_s
     pg.wait_for_selector("#confirm[open]", state="hidden")
     assert reg.resolve("line")["version"] == "1.1"
     reg.promote("line", "listpads", "1.0", "from the shell")  # someone else moves it meanwhile
+    held = []                                                 # the list's refresh after the refusal is held back
+    pg.route("**/api/aliases", lambda route: held.append(route))
     pg.click("#rollback")
     pg.click("#confirm-yes")
     pg.wait_for_selector("#toast:has-text('not listpads@1.1')")
     assert reg.resolve("line")["version"] == "1.0"            # the page's stale rollback was refused
+    for _ in range(100):
+        if held:
+            break
+        pg.wait_for_timeout(50)
     # a typo is no new alias: only the explicit, checked step makes one, and nothing is sent until a promotion
     pg.select_option("#alias-name", "\u0000new")
+    held[0].continue_()                                       # the refresh lands after "new alias…" was chosen
+    pg.unroute("**/api/aliases")
+    pg.wait_for_selector("#alias-name option[value='line']:has-text('listpads@1.0')", state="attached")
+    assert pg.input_value("#alias-name") == "\u0000new" and pg.is_visible("#alias-new")
     pg.fill("#alias-new", "pro duction")
     pg.click("#alias-new-add")
     pg.wait_for_selector("#toast:has-text('An alias is a word')")

@@ -2,14 +2,17 @@
 import { $, act, api, fmt, kv, rows, when, toast } from "./core.js";
 
 // ------------------------------------------------------------------ models: versions, aliases, their log
-const reg = { aliases: {}, changes: [], extra: new Set() };   // extra: new aliases added on this page, not yet set
+const reg = { aliases: {}, changes: [], extra: new Set(), adding: false };   // extra: new aliases added on this page, not yet set
+                                                                          // adding: the operator chose "new alias…"
 const NEW = "\u0000new";
 const WORD = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export function modelsView(root) {
   root.append($("#t-models").content.cloneNode(true));
+  reg.adding = false;
   $("#alias-name").onchange = () => {
     const add = $("#alias-name").value === NEW;
+    reg.adding = add;
     $("#alias-new-box").hidden = !add;
     if (add) $("#alias-new").focus(); else showRollback();
   };
@@ -30,14 +33,16 @@ function addAlias() {   // a new alias only by this explicit, checked step
   if (!WORD.test(name)) { toast("An alias is a word: letters, digits, '_', '.' or '-', starting with a letter or digit"); return; }
   if (reg.aliases[name] || reg.extra.has(name)) { toast(`Alias ${name} exists already: chosen`); }
   reg.extra.add(name);
+  reg.adding = false;
   fillAliases(name);
   $("#alias-new").value = ""; $("#alias-new-box").hidden = true;
   toast(`New alias ${name}: promote a version to create it`, true);
 }
 
-function fillAliases(choose) {
+function fillAliases(choose) {   // a list refreshed after the operator chose "new alias…" keeps that choice
   const sel = $("#alias-name"), names = [...new Set([...Object.keys(reg.aliases), ...reg.extra])].sort();
-  const keep = choose ?? (sel.value && sel.value !== NEW ? sel.value : names.includes("production") ? "production" : names[0]);
+  const keep = choose ?? (reg.adding ? NEW : sel.value && sel.value !== NEW ? sel.value
+                          : names.includes("production") ? "production" : names[0]);
   sel.replaceChildren(...names.map((n) => new Option(reg.aliases[n] ? `${n} → ${reg.aliases[n].name}@${reg.aliases[n].version}`
                                                                    : `${n} (new: points nowhere yet)`, n)),
                       new Option("new alias…", NEW));
