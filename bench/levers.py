@@ -4,7 +4,7 @@
                            [--peer-python PY [--peer-norm tflite] [--peer-coreset 0.01]]
 
 One model per variant (the defaults first, then each ``--variant``: a label and ModelConfig
-overrides; without any, a larger tile and the lattice score), fitted on the same good images of
+overrides; without any, a larger tile and the kNN map alone), fitted on the same good images of
 the tuning line; then, per image size, rounds in which every model scores the same image once,
 in turn (each round starting with the next one), so the machine's drift falls on all of them
 alike. Reported per variant and size: the median megapixels per second with its
@@ -41,7 +41,7 @@ from vi_stream.model import AnomalyModel, ModelConfig
 # slowed whichever of ours came first by a tenth or more. Both sides are then timed warm: ours after
 # an untimed score, the peer's on its second of two calls (bench/peer_speed.py)
 PAUSE = 0.2
-DEFAULT_VARIANTS = (("tile-512", ("tile=512", "overlap=64")), ("lattice", ("lattice=True",)))
+DEFAULT_VARIANTS = (("tile-512", ("tile=512", "overlap=64")), ("knn-only", ("lattice=False",)))
 
 
 def main() -> None:
@@ -84,7 +84,9 @@ def main() -> None:
         mp = img.shape[0] * img.shape[1] / 1e6
         rows = {}
         for label, items in variants:
-            rows[label] = {"overrides": list(items), **_speed(mp, times[label], times["default"]),
+            rows[label] = {"overrides": list(items),   # and the whole config: the defaults change over time
+                           "config": {k: v for k, v in models[label].meta["config"].items() if k != "seed"},
+                           **_speed(mp, times[label], times["default"]),
                            "parts_ms": {k: round(1e3 * statistics.median(v), 1) for k, v in parts[label].items()}}
             if peer:
                 rows[label]["times_peer"] = round(statistics.median(

@@ -10,10 +10,13 @@ which is appended as it is.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
 import sys
+
+from vi_stream.model.config import ModelConfig, saved_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -38,6 +41,22 @@ def _table(header: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _settings(overrides, config: dict | None = None) -> str:
+    """A variant's settings as they differ from today's defaults, read from the whole config its record
+    keeps: a default changed since (the lattice score, on by default since 2026-12-07) would make the
+    overrides of an older record ("(defaults)" then) say what it was not. A record without its config
+    shows its overrides."""
+    if config is None:
+        return " ".join(overrides) or "(defaults)"
+    then, now = dataclasses.asdict(saved_settings(config)), dataclasses.asdict(ModelConfig())
+    return " ".join(f"{k}={v!r}".replace(" ", "") for k, v in then.items() if k != "seed" and v != now[k]) \
+        or "(defaults)"
+
+
+def _code(settings: str) -> str:
+    return "the defaults" if settings == "(defaults)" else f"`{settings}`"
 
 
 def _pct(x: float) -> str:
@@ -135,7 +154,7 @@ def structural_lines() -> str:
     rows = []
     for label in labels:
         by_line = [next((v for v in d["variants"] if v["label"] == label), None) for d in runs]
-        settings = next(" ".join(v["overrides"]) for v in by_line if v is not None) or "(defaults)"
+        settings = next(_settings(v["overrides"], v.get("config")) for v in by_line if v is not None)
         cells = ["–" if v is None else f"{v['structural_mean']['image_auroc']} / {v['others_mean']['image_auroc']} / "
                  f"{v['false_alarms_per_good_image']}" for v in by_line]
         rows.append([label, settings] + cells + _pooled(by_line, runs[0].get("structural_families", [])))
@@ -186,7 +205,7 @@ def structural(name: str = "structural") -> str:
     for key, label in (("structural_mean", "**structural families, mean**"), ("others_mean", "the other tuning families, mean")):
         if key in variants[0]:
             rows.append([label] + [cells(v[key]) for v in variants])
-    sides = [[v["label"], " ".join(v["overrides"]) or "(defaults)", v["fit_seconds"], v["score_mp_per_s"],
+    sides = [[v["label"], _settings(v["overrides"], v.get("config")), v["fit_seconds"], v["score_mp_per_s"],
               v["threshold"], v["false_alarms_per_good_image"]] for v in variants]
     return (f"## Structural families, tuning split, line {st['line']}: `{d['command']}` ({_when(d)})\n\n"
             f"**Tuning figures** (design choices are made on them; they claim nothing about generalisation). "
@@ -311,7 +330,7 @@ def _by_contrast(runs: list[dict], peers: list[dict]) -> str:
     edges = runs[0]["by_contrast"]["bands"]
     if any(x["by_contrast"]["bands"] != edges for x in runs + [p for p in peers if p.get("by_contrast")]):
         raise SystemExit("sealed.json: records split by different bands of contrast do not compare; run them again")
-    names = [f"`{' '.join(r['command'].split()[3:]) or 'defaults'}`" for r in runs]
+    names = [_code(_settings((), r['run']['config'])) for r in runs]
 
     def peer_cell(best, pick):
         if best is None:
@@ -346,7 +365,7 @@ def levers() -> str:
                             f"of {r['train_images']} images: bank {r['bank']}")
                 parts = ""
             else:
-                settings = " ".join(r["overrides"]) or "(defaults)"
+                settings = _settings(r["overrides"], r.get("config"))
                 parts = ", ".join(f"{k} {v}" for k, v in r["parts_ms"].items())
             rows.append([f"{size}²", label, settings, r["mp_per_s"], f"{r['mp_per_s_range'][0]}–{r['mp_per_s_range'][1]}",
                          r["time_vs_default"], r.get("times_peer", ""), parts])
@@ -465,6 +484,25 @@ def search() -> str:
             "registers) stays faster, so the hand-written search is kept.\n\n"
             + _table(["search", "time per image", "image AUROC", "pixel AUROC",
                       "patches above the gate >1% over the exact distance"], rows) + "\n")
+
+
+def false_alarms() -> str:
+    """Each record of bench/false_alarms.py (one per module drawn): good images over the threshold."""
+    names = sorted(n[:-5] for n in os.listdir(RESULTS) if re.fullmatch(r"false_alarms(-[\w.-]+)?\.json", n))
+    out = []
+    for name in names:
+        d = load(name)
+        rows = [[label, _settings(v["overrides"], v.get("config")), f"{v['false_alarms']} / {v['images']}",
+                 f"**{v['rate']}** ({v['rate_95'][0]}–{v['rate_95'][1]})", " ".join(map(str, v["per_fit"])),
+                 " ".join(map(str, v["highest_over_threshold"]))] for label, v in d["variants"].items()]
+        out.append(f"## False alarms on fresh good images, {d['module']} module at {d['size']}²: `{d['command']}` "
+                   f"({_when(d)})\n\n"
+                   f"Each of {d['fits']} fits draws its own {d['good']} good images (its bank and the held-out images "
+                   f"that set its threshold), then scores the same {d['test']} fresh good images; the target is "
+                   f"{d['target']} per good image (one in 20). Interval: Wilson 95%.\n\n"
+                   + _table(["variant", "settings", "false alarms / images", "per good image (95%)", "per fit",
+                             "highest score / threshold, per fit"], rows) + "\n")
+    return "\n".join(out)
 
 
 def memory() -> str:
@@ -651,7 +689,7 @@ def headline() -> str:
         o = r["overall"]
         peer = (f" (anomalib PatchCore, its best variant {best['label']}: {_auroc95(best['overall'])} / "
                 f"{best['overall']['pixel_auroc_mean']} / {best['overall']['aupro_mean']})" if best else "")
-        rows.append([f"sealed split (drawn once, by `--final`), `{' '.join(r['command'].split()[3:]) or 'defaults'}`: "
+        rows.append([f"sealed split (drawn once, by `--final`), {_code(_settings((), r['run']['config']))}: "
                      "image AUROC (95%) / pixel AUROC / AUPRO",
                      f"{_auroc95(o)} / {o['pixel_auroc_mean']} / {o['aupro_mean']}{peer}; recall "
                      f"{o['recall_at_threshold']} at {o['false_alarms_per_good_image']} false alarms per good image",
@@ -726,7 +764,7 @@ def bench_readme() -> str:
              "Generated by `python bench/report.py` from `bench/results/*.json`; do not edit by hand. "
              "Each section names the command that wrote its results file. Measured on the project's 2-core "
              "VM (no GPU), whose speed drifts between runs: compare figures from one run.\n"]
-    parts += [x for x in (sealed(), quality(), generalise(), *[structural(n) for n in _structural_names()], structural_lines(), levers(), runtime(), dims(), speed(), ab_speed(), ab_speed("ab_issue26"), search(), memory(), stream(), store(), ui(), workers(), batch(), soak(), http(), startup()) if x]
+    parts += [x for x in (sealed(), quality(), generalise(), *[structural(n) for n in _structural_names()], structural_lines(), false_alarms(), levers(), runtime(), dims(), speed(), ab_speed(), ab_speed("ab_issue26"), search(), memory(), stream(), store(), ui(), workers(), batch(), soak(), http(), startup()) if x]
     with open(os.path.join(HERE, "history.md")) as f:
         parts.append(f.read())
     return "\n".join(parts)

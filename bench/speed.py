@@ -9,8 +9,8 @@ post-processing). The share outside the backbone is taken per call and its
 median reported with its range, and each part's time is its median over the
 calls: the VM's speed drifts from call to call, so one call's split (what
 this reported before) moved the share by a point or more. Fit: 40 good
-768x768 images. ``--config`` sets ModelConfig fields (``lattice=True``: the lattice score's cost
-is in the figures).
+768x768 images. ``--config`` sets ModelConfig fields (``lattice=False``: the kNN map alone, without
+the lattice score's cost).
 
 Each size is scored by a model fitted on good images of that size, as in use:
 the 768x768 model finds 45% of a good 2048x2048 synthetic module above half
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--fit-images", type=int, default=40)
     ap.add_argument("--fit-images-2048", type=int, default=10)
-    ap.add_argument("--config", nargs="+", default=[], metavar="k=v", help="ModelConfig fields (lattice=True)")
+    ap.add_argument("--config", nargs="+", default=[], metavar="k=v", help="ModelConfig fields (lattice=False)")
     a = ap.parse_args()
     config = generalise._override(ModelConfig(), a.config)
     train = [synthetic.module_image((768, 768), seed=i).image for i in range(a.fit_images)]

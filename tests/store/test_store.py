@@ -311,6 +311,24 @@ def test_local_store_disk_failure_is_unavailable(tmp_path, monkeypatch):
     store.close()
 
 
+def test_local_store_files_vanishing_mid_write_say_removed_and_the_store_reopens(tmp_path, monkeypatch):
+    """``rm -rf`` of the store folder empties it before removing it: a write that lands in between
+    finds a file gone while the folder and catalogue are still there. That says "removed" (what the
+    operator has to know), not "No such file or directory"; the next write reopens the store."""
+    store = LocalStore(str(tmp_path / "s")).start()
+    real = store._write_file
+
+    def gone(image_id, data):
+        raise FileNotFoundError(2, "No such file or directory", store._path(image_id))
+    monkeypatch.setattr(store, "_write_file", gone)
+    with pytest.raises(StoreUnavailable, match=r"files under .*/s were removed while in use \(.*/images/"):
+        store.write([make_record(1)])
+    monkeypatch.setattr(store, "_write_file", real)
+    store.write([make_record(1)])                 # the folder and catalogue are there: reopened, written
+    assert store.count_results() == 1
+    store.close()
+
+
 # ---------------------------------------------------------------- selection
 def test_open_store_selection(tmp_path):
     from vi_stream.service import config as config_mod

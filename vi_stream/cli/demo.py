@@ -9,6 +9,7 @@ import time
 from vi_stream.evaluation import offline
 from vi_stream.errors import ModelError
 from vi_stream.model import ModelConfig, read_meta
+from vi_stream.model.config import config_from_meta
 
 
 def run_offline_demo(out: str, n_good: int, per_defect: int, device: str = "cpu") -> int:
@@ -40,12 +41,16 @@ def _overlaps(a: list[int], b: list[int]) -> bool:
 
 
 def _cache_usable(path: str, n_good: int) -> bool:
-    """A cached demo model fitted on ``n_good`` images; missing, corrupt or old ones are refitted."""
+    """A cached demo model fitted on ``n_good`` images with today's default settings; missing, corrupt
+    or old ones (fitted before a default changed, as the lattice score's did) are refitted."""
     try:
         meta = read_meta(path)
+        same = config_from_meta(meta) == ModelConfig()
     except ModelError:
         return False
-    return meta.get("training_images", 0) + meta.get("calibration_images", 0) == n_good
+    if not same:
+        print(f"the model cached in {path} was fitted with other settings than today's defaults", file=sys.stderr)
+    return same and meta.get("training_images", 0) + meta.get("calibration_images", 0) == n_good
 
 
 def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:

@@ -15,7 +15,7 @@ import functools
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Iterator
 
@@ -29,7 +29,7 @@ from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
-from vi_stream.model.config import ModelConfig
+from vi_stream.model.config import ModelConfig, config_from_meta  # noqa: F401 (the model file reads it here)
 
 
 # On CPU the backbone is fastest with about 0.3 megapixels per call: the activations then stay
@@ -421,18 +421,3 @@ def _jsonable(d: dict) -> dict:
 def _version() -> str:
     from vi_stream._version import __version__
     return __version__
-
-
-def config_from_meta(meta: dict) -> ModelConfig:
-    try:
-        c = dict(meta["config"])
-        c["taps"] = tuple(c["taps"])
-        c.setdefault("lattice", False)   # a file from before the lattice score has no calibration for it
-        unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
-        if unknown:
-            raise ModelError(f"model was written by a newer vi_stream ({meta.get('vi_stream_version', '?')}: "
-                             f"unknown settings {', '.join(unknown)}); upgrade vi_stream or refit")
-        # settings added since the file was written take their defaults; the file's threshold stands
-        return replace(ModelConfig(), **c).validate()
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelError(f"model metadata has a bad config: {err}") from err

@@ -6,9 +6,9 @@ second (bench/startup.py). ``validate`` imports what it checks against when call
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vi_stream.errors import ConfigError
+from vi_stream.errors import ConfigError, ModelError
 
 
 MAX_ZOOM = 3.0    # a 4096x4096 image at 3x is 150 MP through the backbone: as far as memory allows
@@ -34,7 +34,7 @@ class ModelConfig:
     seed: int = 0
     # The lattice score (model/lattice.py): each pixel against the same place in its lattice
     # neighbours, fused with the kNN map by a pixelwise maximum at a gain fitted on the good images.
-    lattice: bool = False
+    lattice: bool = True
     lattice_weight: float = 1.0   # each lattice map's good-image maxima (90th percentile) as a share of the
                                   # kNN map's (median): lattice.calibrate
     # The image is enlarged this many times before the backbone sees it (its map is brought back to
@@ -70,3 +70,25 @@ class ModelConfig:
         if not self.smooth_sigma >= 0:
             raise ConfigError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
         return self
+
+
+def saved_settings(config: dict, version: str = "?") -> ModelConfig:
+    """The settings of a config as a model file (or a benchmark's record of one) keeps it, not yet
+    validated. A setting it leaves out takes what its absence meant when written: the lattice score
+    off (files from before it, and files with it off, name no lattice), every other its default."""
+    c = dict(config)
+    c["taps"] = tuple(c["taps"])
+    c.setdefault("lattice", False)
+    unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
+    if unknown:
+        raise ModelError(f"model was written by a newer vi_stream ({version}: "
+                         f"unknown settings {', '.join(unknown)}); upgrade vi_stream or refit")
+    return replace(ModelConfig(), **c)
+
+
+def config_from_meta(meta: dict) -> ModelConfig:
+    """A model file's settings, checked (the file's threshold stands whatever the defaults are now)."""
+    try:
+        return saved_settings(meta["config"], meta.get("vi_stream_version", "?")).validate()
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"model metadata has a bad config: {err}") from err

@@ -214,6 +214,10 @@ class LocalStore(FolderGuard):
                 self.check()      # the files removed under us mid-write: say that, not the error it caused
             except StoreUnavailable as gone:
                 raise StoreUnavailable(f"cannot {what}: {gone}") from err
+            if isinstance(err, FileNotFoundError):   # a removal under way (rm -rf empties the folder first)
+                with self._lock:
+                    self._lose(f"its files under {self.folder} were removed while in use ({err.filename or err})")
+                raise StoreUnavailable(f"cannot {what}: {self._lost}") from err
             raise _unavailable(err, what) from err
 
     def _known(self, ids: list[str]) -> set[str]:

@@ -2,6 +2,8 @@
 import { $, api, kv, rows, toast, when } from "./core.js";
 
 // ------------------------------------------------------------------ batches on Slurm
+let shown = 0;   // the latest batch clicked: an earlier one's record that comes later is dropped
+
 export async function batchesView(root) {
   root.append($("#t-batches").content.cloneNode(true));
   let data;
@@ -11,8 +13,9 @@ export async function batchesView(root) {
     a.href = "#/batches"; a.textContent = b.id;
     a.onclick = async (ev) => {
       ev.preventDefault();
-      try { showBatch((await api("GET", "/api/batches/" + encodeURIComponent(b.id))).batch); }
-      catch (e) { toast(e.message); }
+      const asked = ++shown;
+      try { const r = await api("GET", "/api/batches/" + encodeURIComponent(b.id)); if (asked === shown) showBatch(r.batch); }
+      catch (e) { if (asked === shown) toast(e.message); }
     };
     return [a, b.state, b.inputs.length, b.progress || "", b.stored ?? "", b.jobs.length,
             when(b.created_at), b.created_by, b.error || ""];

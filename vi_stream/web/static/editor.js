@@ -1,9 +1,9 @@
 // The tile editor and the 8-bit grey PNG it saves.
 import { $, api, image, openLogin, when } from "./core.js";
-import { drawSides, link, review } from "./module.js";
+import { drawSides, keepSaved, link, review } from "./module.js";
 
 export const editor = {
-  box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null,
+  box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null, loads: 0,
 
   side() { return review.sides[review.side]; },   // the acquisition shown on the page (maybe not the newest)
 
@@ -16,7 +16,7 @@ export const editor = {
   },
 
   async load() {
-    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile;
+    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile, asked = ++this.loads;
     this.box = [x, y, w, h];
     this.mask = null;                       // no strokes, save or verify until this tile's mask is in
     delete $("#editor").dataset.ready;
@@ -34,7 +34,8 @@ export const editor = {
       return off;
     };
     const [bg, m] = await Promise.all([crop(review.layer), crop("corrected_mask")]);
-    if (review.tile !== tile || this.side() !== s) return;      // another tile was opened meanwhile
+    // another tile or layer was asked meanwhile (the same tile on another layer: its pictures may come first)
+    if (asked !== this.loads || review.tile !== tile || this.side() !== s) return;
     this.background = bg;
     const d = m.getContext("2d").getImageData(0, 0, w, h).data;
     this.mask = new Uint8Array(w * h);
@@ -95,10 +96,10 @@ export const editor = {
 
   async save() {
     if (this.loading()) return;
-    const s = this.side(), [, , w, h] = this.box;
-    const png = await greyPng(w, h, this.mask);
+    const s = this.side(), [, , w, h] = this.box;   // the tile's address before the PNG is made: n or p pressed
     const url = `/api/modules/${encodeURIComponent(review.module.name)}/${review.side}/tiles/${review.tile}/mask` +
-      `?result_id=${s.result_id}`;
+      `?result_id=${s.result_id}`;                 // meanwhile must not send this mask to the next tile
+    const png = await greyPng(w, h, this.mask);
     await this.send(() => api("POST", url, png, "image/png"), "Correction saved; tile verified");
   },
 
@@ -110,10 +111,10 @@ export const editor = {
   },
 
   async send(fn, done) {
+    const name = review.side;   // the side saved: the other side's tile may be opened before the answer lands
     try {
-      const r = await fn(), name = review.side;
-      review.sides[name] = r.side; review.newer[name] = r.newer;
-      if (review.module[name] && review.module[name].result_id === r.side.result_id) review.module[name] = r.side;
+      const r = await fn();
+      if (!keepSaved(name, r)) return;   // another acquisition or module is shown now: saved, not drawn over it
       const m = $("#ed-message");
       m.className = "muted";
       m.replaceChildren(done + ` on the acquisition of ${when(r.side.acquired_at)}.`);

@@ -193,9 +193,12 @@ export function monitorView(root) {
   $("#stop").onclick = () => act(() => api("POST", "/stop"), "Processing stopped").catch(() => {});
   $("#threshold-form").onsubmit = (ev) => {
     ev.preventDefault();
-    const v = parseFloat($("#threshold").value);
+    const text = $("#threshold").value, v = parseFloat(text);
     if (!(v > 0)) { toast("The threshold must be a number above 0"); return; }
-    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => { $("#threshold").value = ""; }, () => {});
+    act(() => api("POST", "/config", { threshold: v }), `Threshold set to ${v}`).then(() => {
+      const box = $("#threshold");   // emptied only if it still holds what was sent: a value typed since stays
+      if (box && box.value === text) box.value = "";
+    }, () => {});
   };
   $("#threshold-model").onclick = () => act(() => api("POST", "/config", { threshold: null }), "Threshold: the model's").catch(() => {});
   for (const id of ["#show-heat", "#heat-opacity", "#show-boxes"]) $(id).oninput = redrawFrame;

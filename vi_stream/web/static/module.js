@@ -8,7 +8,10 @@ export const review = { module: null, sides: {}, newer: {}, side: null, tile: 0,
 const VERDICTS = ["pass", "fail", "rework"];
 const CATEGORIES = ["scratch", "particle", "stain", "pad damage", "corrosion", "misalignment", "other"];
 
+let views = 0;   // the latest module page asked for: an earlier one's answers that come later are dropped
+
 export async function moduleView(root, name) {
+  const asked = ++views;
   root.append($("#t-module").content.cloneNode(true));
   const params = hashParams();
   $("#module-name").textContent = name;
@@ -19,19 +22,32 @@ export async function moduleView(root, name) {
   $("#layer").onchange = () => { review.layer = $("#layer").value; drawSides(); if (editor.box) editor.load(); };
   $("#mask-opacity").oninput = () => { for (const v of Object.values(viewers)) v.draw(); editor.paint(); };
   setupEditor();
-  try { review.module = (await api("GET", "/api/modules/" + encodeURIComponent(name))).module; }
-  catch (e) { $("#sides").textContent = e.message; return; }
-  review.sides = {}; review.newer = {};
+  let module;
+  try { module = (await api("GET", "/api/modules/" + encodeURIComponent(name))).module; }
+  catch (e) { if (asked === views) $("#sides").textContent = e.message; return; }
+  const sides = {}, newer = {};   // gathered apart: a later page (back button, another acquisition) may be drawn meanwhile
   for (const s of ["left", "right"]) {
     const want = params.get(s);
-    if (want && review.module[s] && want !== review.module[s].result_id) {
+    if (want && module[s] && want !== module[s].result_id) {
       try {
         const a = await api("GET", `/api/modules/${encodeURIComponent(name)}/${s}/results/${encodeURIComponent(want)}`);
-        review.sides[s] = a.side; review.newer[s] = a.newer;
-      } catch (e) { review.sides[s] = review.module[s]; }
-    } else review.sides[s] = review.module[s];
+        sides[s] = a.side; newer[s] = a.newer;
+      } catch (e) { sides[s] = module[s]; }
+    } else sides[s] = module[s];
   }
+  if (asked !== views) return;
+  Object.assign(review, { module, sides, newer });
   drawSides();
+}
+
+// A save's answer (a decision, a tile) is kept only while the acquisition saved is still the one shown: the
+// operator may have opened another (or another module) before it landed, and that page is not drawn over.
+export function keepSaved(name, r) {
+  const shown = review.sides[name];
+  if (!shown || shown.result_id !== r.side.result_id) return false;
+  review.sides[name] = r.side; review.newer[name] = r.newer;
+  if (review.module[name] && review.module[name].result_id === r.side.result_id) review.module[name] = r.side;
+  return true;
 }
 
 export function link(sideName, resultId) {   // this page on another acquisition of one side
@@ -42,14 +58,22 @@ export function link(sideName, resultId) {   // this page on another acquisition
 
 const viewers = {};
 
+// The sides are drawn apart and swapped in at once: until then the old ones stay, with the operator's field (the
+// decision's comment, say) and its focus, or the keys typed meanwhile would land on <body>, where the editor takes
+// s, v, n and p as its shortcuts. A redraw started while another is under way replaces it: the earlier one stops
+// at its next await, or both would swap theirs in.
+let draws = 0;
+
 export async function drawSides() {
   const m = review.module, holder = $("#sides");
   if (!m || !holder) return;
-  holder.replaceChildren();
+  const drawing = ++draws, stale = () => drawing !== draws || !holder.isConnected;
+  for (const b of holder.children) delete b.dataset.ready;   // on the page, not yet the new drawing
+  const boxes = [], drawn = {};
   for (const name of ["left", "right"]) {
     const box = document.createElement("section");
     box.className = "side"; box.id = "side-" + name;
-    holder.append(box);
+    boxes.push(box);
     const s = review.sides[name];
     if (!s) {
       box.classList.add("missing");
@@ -57,8 +81,30 @@ export async function drawSides() {
       box.dataset.ready = "1";
       continue;
     }
-    await drawSide(box, name, s);
+    drawn[name] = { box, s, viewer: await drawSide(box, name, s, stale) };
+    if (stale()) return;   // redrawn (or another page shown) meanwhile
   }
+  // The decision forms are made last, from the drafts: the operator may have typed into the old ones until now.
+  for (const [name, d] of Object.entries(drawn)) { d.box.append(decisionForm(name, d.s)); viewers[name] = d.viewer; }
+  const at = focused(holder);
+  holder.replaceChildren(...boxes);
+  refocus(at);   // in the same step as the swap: no key can come in between
+}
+
+// Where the operator is on the sides (a field, a tile's button), to be put back there in the new drawing. The
+// same acquisition is drawn the same each time, so the n-th <textarea> (<input>, <button>…) of a side is the same.
+function focused(holder) {
+  const a = document.activeElement, box = a && holder.contains(a) ? a.closest(".side") : null;
+  if (!box) return null;
+  return { side: box.id, tag: a.localName, n: [...box.querySelectorAll(a.localName)].indexOf(a),
+           caret: typeof a.selectionStart === "number" ? [a.selectionStart, a.selectionEnd, a.selectionDirection] : null };
+}
+
+function refocus(at) {
+  const e = at && document.getElementById(at.side)?.querySelectorAll(at.tag)[at.n];
+  if (!e) return;
+  e.focus({ preventScroll: true });
+  if (at.caret) e.setSelectionRange(...at.caret);
 }
 
 function el(tag, props = {}, ...kids) {
@@ -68,7 +114,7 @@ function el(tag, props = {}, ...kids) {
   return e;
 }
 
-async function drawSide(box, name, s) {
+async function drawSide(box, name, s, stale) {   // all but the decision form, which drawSides adds at the swap
   const verified = s.verified_masks.filter(Boolean).length;
   box.append(el("h3", { textContent: `${name}: ${s.is_anomalous ? "⚠ anomalous" : "✓ good"} · score ${fmt(s.score)} · ` +
     `${verified} of ${s.tile_count} tiles verified` }));
@@ -81,13 +127,14 @@ async function drawSide(box, name, s) {
       el("a", { href: link(name, n.result_id), textContent: "open the newer acquisition" }), "."));
   }
   box.append(await acquisitionsList(name, s));
+  if (stale()) return null;   // a newer drawing replaced this one
   const v = viewer(name, s);
   box.append(v.root);
   box.append(defectList(name, s));
   box.append(tileButtons(name, s));
-  box.append(decisionForm(name, s));
   await v.ready;
   box.dataset.ready = "1";
+  return v;
 }
 
 async function acquisitionsList(name, s) {
@@ -174,7 +221,6 @@ function viewer(name, s) {
        btn("Fit", "whole image (0)", () => { fit(); v.draw(); }), btn("1:1", "full resolution (1)", () => zoom(1 / v.k)), zoomText,
        el("span", { className: "muted", textContent: "drag or arrow keys to pan, wheel or +/- to zoom" })), canvas);
   fit();
-  viewers[name] = v;
   v.ready = Promise.all([image(s[review.layer].full.src_id), image(s.corrected_mask.full.src_id)]).then(([img, mask]) => {
     v.full = img; v.mask = tint(mask, [255, 45, 85]);
     canvas.dataset.src = s[review.layer].full.src_id;
@@ -215,6 +261,10 @@ function tileButtons(name, s) {
     (verified === s.tile_count ? " — every tile verified" : "") }), grid);
 }
 
+// What the operator has put in a decision form and not yet saved, by acquisition: a redraw (a tile's save
+// landing, the layer) builds the form again and must not wipe it.
+const drafts = new Map();
+
 function decisionForm(name, s) {
   const d = s.decision;
   const form = el("form", { className: "decision-form", id: "decide-" + name });
@@ -228,16 +278,22 @@ function decisionForm(name, s) {
   const comment = el("textarea", { name: "comment", rows: 2, cols: 40, value: d ? d.comment : "" });
   const save = el("button", { className: "needs-auth", textContent: "Save decision" });
   form.append(status, verdicts, cats, el("label", {}, "comment ", comment), save);
+  const draft = drafts.get(s.result_id);
+  if (draft) {
+    for (const r of form.querySelectorAll("input[name=verdict]")) r.checked = r.value === draft.verdict;
+    for (const c of form.querySelectorAll("input[name=category]")) c.checked = draft.categories.includes(c.value);
+    comment.value = draft.comment;
+  }
+  form.oninput = form.onchange = () => drafts.set(s.result_id, { verdict: form.elements.verdict.value, comment: comment.value,
+    categories: [...form.querySelectorAll("input[name=category]:checked")].map((c) => c.value) });
   form.onsubmit = async (ev) => {
     ev.preventDefault();
     const body = { verdict: form.elements.verdict.value, comment: comment.value, result_id: s.result_id,
                    categories: [...form.querySelectorAll("input[name=category]:checked")].map((c) => c.value) };
     const r = await act(() => api("POST", `/api/modules/${encodeURIComponent(review.module.name)}/${name}/decision`, body),
                         "Decision saved").catch(() => null);
-    if (!r) return;
-    review.sides[name] = r.side; review.newer[name] = r.newer;
-    if (review.module[name] && review.module[name].result_id === r.side.result_id) review.module[name] = r.side;
-    drawSides();
+    if (r) drafts.delete(s.result_id);
+    if (r && keepSaved(name, r)) drawSides();
   };
   return form;
 }

@@ -1,0 +1,101 @@
+"""False alarms on fresh good images at the calibrated threshold, per model setting, over several fits.
+
+    python bench/false_alarms.py [--module classic|line:L] [--size 768] [--good 30] [--fits 3]
+                                 [--test 100] [--variant LABEL k=v ...]
+
+Each fit draws its own ``--good`` good images (its bank and its held-out images, from which the
+threshold is set for one false alarm in ``false_alarm_one_in``, 20), then scores the same
+``--test`` fresh good images: a false alarm is a good image over the threshold. Several fits,
+because the threshold rests on a few held-out images (6 of 30) and moves from one training set to
+the next; a setting's rate is its false alarms over all fits, with the Wilson 95% interval.
+
+``--module classic`` is the module ``vi_stream demo`` and the tests draw (evaluation.synthetic);
+``line:L`` a module line of the generalisation benchmark's generator (bench/genset.py), L one of
+the tuning lines (7, 13, 16). Variants as in bench/levers.py: the defaults first, then each
+``--variant`` (a label and ModelConfig overrides); without any, the kNN map alone (lattice=False).
+Recall is not measured here (bench/structural.py, bench/sealed.py): a setting that trades it for
+fewer false alarms is read there too.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+import common
+import generalise
+import genset
+from structural import TUNING_LINES
+from vi_stream.evaluation import synthetic
+from vi_stream.model import AnomalyModel, ModelConfig
+
+DEFAULT_VARIANTS = (("knn-only", ("lattice=False",)),)
+TEST_SEED = 900_000     # fresh good images: no fit draws these seeds
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion k/n (95% at z 1.96)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    mid, half = (p + z * z / (2 * n)), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (mid - half) / (1 + z * z / n)), min(1.0, (mid + half) / (1 + z * z / n))
+
+
+def module(text: str):
+    """``classic`` or ``line:L`` as a function (shape, seed) -> good image."""
+    if text == "classic":
+        return lambda shape, seed: synthetic.module_image(shape, seed).image
+    kind, _, line = text.partition(":")
+    if kind != "line" or not line.isdigit() or int(line) not in TUNING_LINES:
+        raise argparse.ArgumentTypeError(f"--module is 'classic' or 'line:L' with L one of "
+                                         f"{', '.join(map(str, TUNING_LINES))}, got {text!r}")
+    return lambda shape, seed: genset.image(shape, seed, int(line)).image
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--module", default="classic", help="classic, or line:L for a tuning line (7, 13, 16)")
+    ap.add_argument("--size", type=int, default=768)
+    ap.add_argument("--good", type=int, default=30, help="good images per fit (default 30, as vi_stream demo)")
+    ap.add_argument("--fits", type=int, default=3)
+    ap.add_argument("--test", type=int, default=100, help="fresh good images each fit scores")
+    ap.add_argument("--variant", nargs="+", action="append", metavar="LABEL [k=v ...]")
+    ap.add_argument("--name", default="false_alarms", help="results file under bench/results/ (without .json)")
+    a = ap.parse_args(argv)
+    try:
+        draw = module(a.module)
+    except argparse.ArgumentTypeError as err:
+        ap.error(str(err))
+    if a.good < 2 * ModelConfig().calibration_every or a.fits < 1 or a.test < 1:
+        ap.error("--good must leave held-out images (at least 10), --fits and --test at least 1")
+    variants = [("defaults", ())] + ([(v[0], tuple(v[1:])) for v in a.variant] if a.variant else
+                                     list(DEFAULT_VARIANTS))
+    configs = {label: generalise._override(ModelConfig(), items).validate() for label, items in variants}
+    shape = (a.size, a.size)
+    test = [draw(shape, TEST_SEED + i) for i in range(a.test)]
+    rows = {label: {"overrides": list(items), "per_fit": [], "highest_over_threshold": []}
+            for label, items in variants}
+    for fit in range(a.fits):
+        train = [draw(shape, 100_000 * (fit + 1) + i) for i in range(a.good)]
+        for label, config in configs.items():
+            model = AnomalyModel.fit(train, config)
+            ratios = np.array([model.score(img).score for img in test]) / model.threshold
+            rows[label]["per_fit"].append(int(np.sum(ratios > 1.0)))
+            rows[label]["highest_over_threshold"].append(round(float(ratios.max()), 3))
+            rows[label]["config"] = {k: v for k, v in model.meta["config"].items() if k != "seed"}
+            print(f"fit {fit}: {label}: {rows[label]['per_fit'][-1]} of {a.test} over the threshold", flush=True)
+    for r in rows.values():
+        k, n = sum(r["per_fit"]), a.fits * a.test
+        lo, hi = wilson(k, n)
+        r.update(false_alarms=k, images=n, rate=round(k / n, 4), rate_95=[round(lo, 4), round(hi, 4)])
+    common.write(a.name, {
+        "command": f"python bench/false_alarms.py --module {a.module} --size {a.size} --good {a.good} "
+                   f"--fits {a.fits} --test {a.test}" + "".join(" --variant " + " ".join(v) for v in a.variant or ()),
+        "module": a.module, "size": a.size, "good": a.good, "fits": a.fits, "test": a.test,
+        "target": round(1 / ModelConfig().false_alarm_one_in, 4), "variants": rows})
+
+
+if __name__ == "__main__":
+    main()

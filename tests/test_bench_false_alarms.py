@@ -1,0 +1,52 @@
+"""bench/false_alarms.py: good images over the threshold per setting, over several fits."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import common
+import false_alarms
+
+sys.path.pop(0)
+
+
+def test_wilson_interval_against_values_worked_by_hand():
+    lo, hi = false_alarms.wilson(5, 10)
+    assert (round(lo, 4), round(hi, 4)) == (0.2366, 0.7634)
+    lo, hi = false_alarms.wilson(0, 10)            # none seen: the interval still reaches 0.28
+    assert lo == 0.0 and round(hi, 4) == 0.2775
+    assert false_alarms.wilson(0, 0) == (0.0, 1.0)
+
+
+def test_a_module_other_than_classic_or_a_tuning_line_is_refused_in_one_line():
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "false_alarms.py"), "--module", "line:9101"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        "false_alarms.py: error: --module is 'classic' or 'line:L' with L one of 7, 13, 16, got 'line:9101'")
+
+
+def test_a_run_counts_every_fresh_good_image_of_every_fit(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path))
+    false_alarms.main(["--size", "256", "--good", "10", "--fits", "2", "--test", "3", "--name", "fa",
+                       "--variant", "strict", "false_alarm_one_in=1000"])
+    d = json.loads((tmp_path / "fa.json").read_text())
+    assert list(d["variants"]) == ["defaults", "strict"] and d["target"] == 0.05
+    for v in d["variants"].values():
+        assert len(v["per_fit"]) == 2 and all(0 <= k <= 3 for k in v["per_fit"])
+        assert v["false_alarms"] == sum(v["per_fit"]) and v["images"] == 6
+        assert v["rate"] == round(v["false_alarms"] / 6, 4) and v["rate_95"][0] <= v["rate"] <= v["rate_95"][1]
+    strict = d["variants"]["strict"]
+    assert strict["overrides"] == ["false_alarm_one_in=1000"] and strict["config"]["false_alarm_one_in"] == 1000
+    # a stricter target cannot flag more of the same images than the defaults' threshold over the same fits
+    assert all(s <= t for s, t in zip(strict["highest_over_threshold"], d["variants"]["defaults"]["highest_over_threshold"]))
+
+
+def test_too_few_good_images_to_hold_any_out_is_refused():
+    with pytest.raises(SystemExit):
+        false_alarms.main(["--good", "4"])
