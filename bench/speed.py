@@ -72,7 +72,7 @@ def main() -> None:
             "outside_backbone_fraction_range": [round(min(shares), 3), round(max(shares), 3)],
             "split_seconds": {k: round(v, 4) for k, v in split.items()},
             "all_runs_seconds": [round(v, 4) for v in totals],
-            "model_fitted_on": f"{model.meta['training_images'] + model.meta['calibration_images']} good {size}x{size}",
+            "model_fitted_on": f"{model.meta['good_images']} good {size}x{size}",
             "image_score_vs_threshold": [round(r.score, 3), round(model.threshold, 3)],
         }
     common.write("speed", out)

@@ -43,14 +43,14 @@ def test_train_writes_a_model(tmp_path, capsys):
         write_image(str(good / f"g{i}.png"), synthetic.module_image((192, 192), seed=i).image)
     out = tmp_path / "m.npz"
     rc = main(["train", "--images", str(good), "--out", str(out), "--tile", "128", "--overlap", "32",
-               "--bank-size", "2000", "--cells", "16", "--calibration-every", "2", "--false-alarm-one-in", "50",
-               "--no-progress"])
+               "--bank-size", "2000", "--cells", "16", "--calibration-folds", "0", "--calibration-every", "2",
+               "--false-alarm-one-in", "50", "--no-progress"])
     assert rc == 0 and out.is_file()
     cap = capsys.readouterr()
     assert "one false alarm per 50 good images, from 2 held-out good images" in cap.out
     assert "note: 2 held-out images give a rough threshold" in cap.err and "16 good images give 8" in cap.err
     assert read_meta(str(out))["threshold_rule"] == {"rule": "gumbel", "false_alarm_one_in": 50,
-                                                     "calibration_images": 2}
+                                                     "calibration_images": 2, "folds": 0}
 
 
 def test_score_writes_heatmaps_masks_overlays_and_csv(model_path, sets, tmp_path):

@@ -169,12 +169,26 @@ def test_synth(tmp_path):
 
 
 def test_train(tmp_path):
+    """Every good image sets the threshold, scored against the bank less its fold: 5 images, 5 scores (and
+    the note that 8 would give a lower threshold); fewer images than folds are refused in one line."""
     for i in range(5):
         write_image(str(tmp_path / "good" / f"g{i}.png"), synthetic.module_image((192, 192), seed=i).image)
     out = tmp_path / "m.npz"
-    p = ok(vi("train", "--images", tmp_path / "good", "--out", out, "--tile", 128, "--overlap", 32, "--bank-size",
-              2000, "--cells", 16, "--calibration-every", 2))
-    assert out.exists() and "from 2 held-out good images" in p.stdout, p.stdout
+    small = ["--tile", 128, "--overlap", 32, "--bank-size", 2000, "--cells", 16]
+    p = ok(vi("train", "--images", tmp_path / "good", "--out", out, *small))
+    assert out.exists() and "model " in p.stdout and ": 5 good images, " in p.stdout, p.stdout
+    assert "from the scores of 5 good images against the bank less their fold (5 folds)" in p.stdout, p.stdout
+    assert "note: 5 scores give a rough threshold" in p.stderr and "8 good images give 8 scores" in p.stderr
+    meta = read_meta(str(out))
+    assert meta["training_images"] == meta["calibration_images"] == 5 and len(meta["calibration_scores"]) == 5
+    assert "calibration_folds" not in meta["config"] and meta["threshold_rule"]["folds"] == 5
+    p = vi("train", "--images", tmp_path / "good", "--out", tmp_path / "m6.npz", *small, "--calibration-folds", 6)
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == (
+        "vi_stream: error: need at least 6 good images to fit (one per fold at least: each is scored against the "
+        "other folds' patches to set the threshold), got 5"), p.stderr
+    p = vi("train", "--images", tmp_path / "good", "--out", tmp_path / "m1.npz", *small, "--calibration-folds", 1)
+    assert p.returncode != 0 and "calibration_folds must be 0 (held-out images) or an integer from 2 to 20, got 1" \
+        in p.stderr, p.stderr
 
 
 def test_score(tmp_path, sets, model_path):

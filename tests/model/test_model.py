@@ -1,5 +1,6 @@
 import json
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -146,8 +147,10 @@ def test_input_errors(model):
 
 def test_fit_needs_enough_images_and_consistent_channels():
     imgs = [synthetic.module_image((160, 160), seed=i).image for i in range(9)]
-    with pytest.raises(InputError, match="at least 10 good images"):
-        AnomalyModel.fit(imgs, SMALL_CONFIG)
+    with pytest.raises(InputError, match="at least 5 good images to fit .one per fold"):
+        AnomalyModel.fit(imgs[:4], SMALL_CONFIG)
+    with pytest.raises(InputError, match="at least 10 good images to fit .one in 5 is held out"):
+        AnomalyModel.fit(imgs, replace(SMALL_CONFIG, calibration_folds=0))
     mixed = imgs[:3] + [synthetic.module_image((160, 160), seed=9, kind="rgb").image] * 3
     with pytest.raises(InputError, match="grey"):
         AnomalyModel.fit(mixed, SMALL_CONFIG)

@@ -49,16 +49,16 @@ def _result(score: float):
 
 @pytest.fixture(scope="module")
 def model() -> AnomalyModel:
-    """Fitted on 30 good images, so its reference holds 6 held-out scores, as a model fitted for a line
-    would (the session's 15-image model holds 3: their spread, the Wasserstein measure's unit, is then
-    too rough for a test of where yellow starts)."""
+    """Fitted on 30 good images, as a model fitted for a line would be: its reference holds their 30 scores
+    out of fold. From the session's 15 images each fold's bank holds 12 of them, where the model's holds
+    15: the reference sits higher than the scores in use by more than a test of where yellow starts allows."""
     return AnomalyModel.fit([synthetic.module_image(SMALL_SHAPE, seed=1000 + i).image for i in range(30)],
                             SMALL_CONFIG)
 
 
 def test_a_slowly_brightening_stream_turns_yellow_then_red_and_a_model_fitted_on_it_is_green(model, caplog):
     """Real scores from the fitted model: images brighten by 2 grey levels per frame."""
-    assert len(model.meta["calibration_scores"]) == 6
+    assert len(model.meta["calibration_scores"]) == 30
     watch = DriftWatch(model.meta["calibration_scores"], model.threshold, chunk=10)
     states = []
     with caplog.at_level(logging.INFO, logger="vi_stream.drift"):

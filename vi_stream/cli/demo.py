@@ -50,7 +50,8 @@ def _cache_usable(path: str, n_good: int) -> bool:
         return False
     if not same:
         print(f"the model cached in {path} was fitted with other settings than today's defaults", file=sys.stderr)
-    return same and meta.get("training_images", 0) + meta.get("calibration_images", 0) == n_good
+    good = meta.get("good_images", meta.get("training_images", 0) + meta.get("calibration_images", 0))
+    return same and good == n_good
 
 
 def ensure_model(path: str, n_good: int, device: str = "cpu") -> str:

@@ -35,7 +35,9 @@ _MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
     ("dim", "feature dimensions after PCA"),
     ("cells", "index cells"),
     ("batch_size", "tiles per backbone call at most (on CPU also about 0.3 MP per call)"),
-    ("calibration_every", "every n-th good image is held out to set the threshold"),
+    ("calibration_folds", "the threshold from every good image's score against the bank less its fold "
+                          "(one image in n per fold); 0: hold out every --calibration-every-th image instead"),
+    ("calibration_every", "with --calibration-folds 0, every n-th good image is held out to set the threshold"),
     ("false_alarm_one_in", "threshold for one false alarm expected per this many good images"),
     ("seed", "random seed"),
 )
@@ -120,9 +122,10 @@ def _train(args: argparse.Namespace) -> int:
     from vi_stream.evaluation import offline
     model = offline.train(args.images, args.out, _model_config(args), args.device, _progress(args))
     m = model.meta
-    print(f"model {model.model_id}: {m['training_images']} training + {m['calibration_images']} calibration images, "
-          f"{m['bank_patches']} of {m['training_patches']} patches kept, threshold {model.threshold:.4g}, "
-          f"fit in {m['fit_seconds']:.1f} s -> {args.out}")
+    split = (f"{m['good_images']} good images" if model.config.calibration_folds
+             else f"{m['training_images']} training + {m['calibration_images']} calibration images")
+    print(f"model {model.model_id}: {split}, {m['bank_patches']} of {m['training_patches']} patches kept, "
+          f"threshold {model.threshold:.4g}, fit in {m['fit_seconds']:.1f} s -> {args.out}")
     if model.config.zoom != 1:
         print(f"zoom {model.config.zoom:g}: images are enlarged {model.config.zoom:g}x before the backbone "
               f"({model.config.zoom ** 2:.2g}x its work per image)")
@@ -130,13 +133,15 @@ def _train(args: argparse.Namespace) -> int:
     print(f"lattice score: on, found on {lat['found']} of {lat['images']} good images" if lat.get("enabled")
           else f"lattice score: off ({lat.get('reason', 'off')})")
     rule = m["threshold_rule"]
-    print(f"threshold set for one false alarm per {rule['false_alarm_one_in']} good images, "
-          f"from {rule['calibration_images']} held-out good images")
+    how = (f"the scores of {rule['calibration_images']} good images against the bank less their fold "
+           f"({rule['folds']} folds)" if rule.get("folds") else f"{rule['calibration_images']} held-out good images")
+    print(f"threshold set for one false alarm per {rule['false_alarm_one_in']} good images, from {how}")
     if rule["calibration_images"] < CALIBRATION_ADVISED:
-        every = model.config.calibration_every
-        print(f"note: {rule['calibration_images']} held-out images give a rough threshold (set high to keep the "
-              f"target); {CALIBRATION_ADVISED * every} good images give {CALIBRATION_ADVISED} and a lower one",
-              file=sys.stderr)
+        more = (f"{CALIBRATION_ADVISED} good images give {CALIBRATION_ADVISED} scores" if rule.get("folds") else
+                f"{CALIBRATION_ADVISED * model.config.calibration_every} good images give {CALIBRATION_ADVISED}")
+        what = "scores" if rule.get("folds") else "held-out images"
+        print(f"note: {rule['calibration_images']} {what} give a rough threshold (set high to keep the "
+              f"target); {more} and a lower one", file=sys.stderr)
     return 0
 
 

@@ -11,7 +11,6 @@ bank; the parts each uses are apart (tiling, features, aggregate, index, stats, 
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import time
@@ -23,13 +22,15 @@ import numpy as np
 import torch
 
 from vi_stream.model import postprocess
-from vi_stream.errors import ConfigError, InputError, ModelError
+from vi_stream.errors import ConfigError, InputError
 from vi_stream.model.tiling import at_size, make_grid, owned_cells, stitch, tile, zoomed, zoomed_shape
 from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
 from vi_stream.model.config import ModelConfig, config_from_meta  # noqa: F401 (the model file reads it here)
+from vi_stream.model.calibration import (FoldCache, calibrated_threshold, calibration_indices,  # noqa: F401
+                                         gumbel_k, holds_out)
 
 
 # On CPU the backbone is fastest with about 0.3 megapixels per call: the activations then stay
@@ -152,7 +153,8 @@ class AnomalyModel:
         feats: PatchFeatures | None = None
         moments: Moments | None = None
         reservoir: Reservoir | None = None
-        calib: list[tuple[tuple[int, int], np.ndarray, list | None]] = []  # (shape, raw, lattice maxima)
+        calib: list[tuple[tuple[int, int], np.ndarray, list | None]] = []  # held out: (shape, rows, lattice maxima)
+        folds = FoldCache(config.calibration_folds, config.seed) if config.calibration_folds else None
         lattice_max: list[list[float] | None] = []              # each good image's lattice maps' maxima
         channels = intensity = None
         n_images = n_tiles = 0
@@ -174,15 +176,20 @@ class AnomalyModel:
                 lmax = lattice.maxima(lattice.work_maps(image, intensity.lo, intensity.hi)[0])
                 lattice_max.append(lmax)
             if held_out:
-                calib.append((image.shape[:2], raw, lmax))
+                calib.append((image.shape[:2], _owned_rows(raw, image.shape[:2], config), lmax))
             else:
                 flat = raw.reshape(-1, raw.shape[-1])
                 moments.update(flat)
-                reservoir.update(flat)
+                reservoir.update(flat, folds.fold(i) if folds else 0)
+                if folds:
+                    folds.offer(i, image.shape[:2], _owned_rows(raw, image.shape[:2], config), lmax)
             n_images += 1
             if progress:
                 progress(1)
-        if len(calib) < 2:
+        if folds and n_images < folds.folds:
+            raise InputError(f"need at least {folds.folds} good images to fit (one per fold at least: each is "
+                             f"scored against the other folds' patches to set the threshold), got {n_images}")
+        if not folds and len(calib) < 2:
             raise InputError(f"need at least {2 * config.calibration_every} good images to fit "
                              f"(one in {config.calibration_every} is held out to set the threshold, and it takes "
                              f"two at least), got {n_images}")
@@ -193,17 +200,20 @@ class AnomalyModel:
         components = np.ascontiguousarray(evecs[:, order], np.float32)
         mean = moments.mean.astype(np.float32)
         bank = (reservoir.filled - mean) @ components
-        index = PatchIndex.build(bank, config.cells, config.nprobe, config.seed)
-        # Threshold from held-out good images, searched exhaustively within the probed cells.
+        index = PatchIndex.build(bank, config.cells, config.nprobe, config.seed,
+                                 reservoir.filled_labels if folds else None)
+        # Threshold from good images the bank did not see (out of fold, or held out), searched
+        # exhaustively within the probed cells.
         scores = []
-        for shape, raw, _lmax in calib:
-            zshape = zoomed_shape(shape, config.zoom)
-            fgrid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
-            src, dst = owned_cells(fgrid)
-            q = (raw.reshape(-1, raw.shape[-1])[src] - mean) @ components
-            coarse = np.empty(fgrid.height * fgrid.width, np.float32)
-            coarse[dst] = index.distance(q, gate=0.0)
-            scores.append(float(_heat(coarse, fgrid, zshape, shape, config).max()))
+        if folds:
+            for f in sorted({item[0] for item in folds.items}):
+                others = index.without(f)
+                for _f, shape, rows, lmax in (item for item in folds.items if item[0] == f):
+                    scores.append(_calibration_score(others, shape, rows, mean, components, config))
+                    calib.append((shape, None, lmax))
+            index.labels = None
+        else:
+            scores = [_calibration_score(index, shape, rows, mean, components, config) for shape, rows, _l in calib]
         lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
@@ -219,8 +229,9 @@ class AnomalyModel:
             "channels": channels,
             "intensity": [intensity.lo, intensity.hi],
             "config": _saved_config(config),
-            "training_images": n_images - len(calib),
-            "calibration_images": len(calib),
+            "good_images": n_images,
+            "training_images": n_images if folds else n_images - len(calib),   # in the bank
+            "calibration_images": len(calib),                                    # setting the threshold
             "training_tiles": int(n_tiles),
             "training_patches": int(reservoir.seen),
             "bank_patches": int(len(bank)),
@@ -228,7 +239,7 @@ class AnomalyModel:
             "calibration_scores": [round(v, 6) for v in scores],
             "lattice": lat,
             "threshold_rule": {"rule": "gumbel", "false_alarm_one_in": config.false_alarm_one_in,
-                               "calibration_images": len(calib)},
+                               "calibration_images": len(calib), "folds": config.calibration_folds},
             "fit_seconds": round(time.perf_counter() - started, 3),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "vi_stream_version": _version(),
@@ -327,6 +338,24 @@ def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, i
     return np.concatenate(out)
 
 
+def _owned_rows(raw: np.ndarray, shape: tuple[int, int], config: ModelConfig) -> np.ndarray:
+    """An image's raw features (:func:`raw_features`) at the map cells each tile owns (once each)."""
+    zshape = zoomed_shape(shape, config.zoom)
+    src, _dst = owned_cells(make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE))
+    return raw.reshape(-1, raw.shape[-1])[src]
+
+
+def _calibration_score(index: PatchIndex, shape: tuple[int, int], rows: np.ndarray, mean: np.ndarray,
+                       components: np.ndarray, config: ModelConfig) -> float:
+    """The kNN map's maximum of a good image the bank did not see (its :func:`_owned_rows`)."""
+    zshape = zoomed_shape(shape, config.zoom)
+    fgrid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+    _src, dst = owned_cells(fgrid)
+    coarse = np.empty(fgrid.height * fgrid.width, np.float32)
+    coarse[dst] = index.distance((rows.astype(np.float32) - mean) @ components, gate=0.0)
+    return float(_heat(coarse, fgrid, zshape, shape, config).max())
+
+
 def _heat(coarse: np.ndarray, fgrid, seen: tuple[int, ...], shape: tuple[int, ...], config: ModelConfig
           ) -> np.ndarray:
     """The stitched per-patch distances (flat, on the feature grid of the image the backbone saw, of
@@ -345,67 +374,13 @@ def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int,
     return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, shape, config)
 
 
-def holds_out(i: int, held: int, config: ModelConfig) -> bool:
-    """Whether :meth:`AnomalyModel.fit` holds its ``i``-th good image out of the bank to set the
-    threshold on, ``held`` being held out already."""
-    return i % config.calibration_every == config.calibration_every - 1 and held < config.max_calibration
-
-
-def calibration_indices(n: int, config: ModelConfig) -> list[int]:
-    """The good images, of ``n``, that :meth:`AnomalyModel.fit` holds out (:func:`holds_out`)."""
-    out: list[int] = []
-    for i in range(n):
-        if holds_out(i, len(out), config):
-            out.append(i)
-    return out
-
-
-def calibrated_threshold(scores, one_in: int) -> float:
-    """The image threshold from the scores of held-out good images, for a false-alarm target.
-
-    An image's score is the maximum of many patch distances, so good images' scores follow an
-    extreme-value (Gumbel) law. Its location and scale are estimated from the calibration
-    scores by their moments, and the threshold is location + k * scale, with k chosen so that
-    the *expected* share of good images above it is 1/``one_in`` for this many calibration
-    images: with few of them the estimates are rough, and the plain quantile (k = 3.9 for
-    one in 50) would flag one good image in 21 on average from 8 images, where k = 5.4 keeps
-    one in 50 (:func:`gumbel_k`). The threshold never falls below the highest calibration
-    score plus 2%, so identical calibration images do not put it on their own score.
-    """
-    s = np.asarray(scores, np.float64)
-    if len(s) < 2 or not np.all(np.isfinite(s)):
-        raise ModelError(f"need at least two finite calibration scores, got {list(s)}")
-    mu, beta = _gumbel_moments(s)
-    return float(max(mu + gumbel_k(len(s), one_in) * beta, s.max() * 1.02))
-
-
-def _gumbel_moments(s: np.ndarray):
-    """Location and scale of a Gumbel law from its mean and standard deviation (along the last axis)."""
-    beta = s.std(axis=-1, ddof=1) * math.sqrt(6.0) / math.pi
-    return s.mean(axis=-1) - 0.5772156649 * beta, beta
-
-
-@functools.lru_cache(maxsize=64)
-def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
-    """k such that a good image exceeds mu_hat + k * beta_hat with probability 1/``one_in`` on
-    average, mu_hat and beta_hat being moment estimates from ``n`` Gumbel draws. The law is one
-    of location and scale, so k depends on n and the target only; it is found by simulation
-    (a fixed seed: the same k every time) and bisection."""
-    mu, b = _gumbel_moments(np.random.default_rng(0).gumbel(size=(draws, n)))
-    lo, hi = 0.0, 60.0
-    for _ in range(40):
-        k = 0.5 * (lo + hi)
-        rate = float(np.mean(-np.expm1(-np.exp(-(mu + k * b)))))
-        lo, hi = (k, hi) if rate > 1.0 / one_in else (lo, k)
-    return 0.5 * (lo + hi)
-
-
 def _saved_config(config: ModelConfig) -> dict:
     """The config as the file keeps it. With the lattice score off and its weight at the default, the
     two lattice settings are left out, and so is a zoom of 1: an older vi_stream (a worker, a Slurm
     node not yet upgraded) refuses a file naming settings it does not know, and reading such a file
     takes them as off (and the zoom as 1)."""
     d = _jsonable(asdict(config))
+    d.pop("calibration_folds")      # kept in threshold_rule: it acts at the fit only (config_from_meta)
     if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
         d.pop("lattice")
         d.pop("lattice_weight")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from vi_stream.errors import ConfigError, ModelError
 
 
+MAX_FOLDS = 20    # each fold rebuilds the index's lists less its rows (model/calibration.py): fit time
 MAX_ZOOM = 3.0    # a 4096x4096 image at 3x is 150 MP through the backbone: as far as memory allows
 
 
@@ -28,7 +29,11 @@ class ModelConfig:
     smooth_sigma: float = 6.0   # px, Gaussian smoothing of the map (chosen on the tuning families: bench/history.md)
     min_defect_area: int = 16   # px
     batch_size: int = 16        # tiles per backbone call at most (on CPU also bounded by CPU_CALL_PIXELS)
-    calibration_every: int = 5  # every n-th good image is held out to set the threshold
+    # The threshold from every good image's score against the bank less its own fold's patches (one in
+    # this many images per fold; model/calibration.py); 0: hold out every calibration_every-th image
+    # (at most max_calibration) from the bank instead, as before.
+    calibration_folds: int = 5
+    calibration_every: int = 5
     max_calibration: int = 16
     false_alarm_one_in: int = 20   # threshold: one false alarm expected per this many good images
     seed: int = 0
@@ -65,6 +70,10 @@ class ModelConfig:
             raise ConfigError(f"lattice must be true or false, got {self.lattice!r}")
         if isinstance(self.zoom, bool) or not isinstance(self.zoom, (int, float)) or not 1 <= self.zoom <= MAX_ZOOM:
             raise ConfigError(f"zoom must be a number from 1 to {MAX_ZOOM:g}, got {self.zoom!r}")
+        if isinstance(self.calibration_folds, bool) or not isinstance(self.calibration_folds, int) \
+                or not (self.calibration_folds == 0 or 2 <= self.calibration_folds <= MAX_FOLDS):
+            raise ConfigError(f"calibration_folds must be 0 (held-out images) or an integer from 2 to {MAX_FOLDS}, "
+                              f"got {self.calibration_folds!r}")
         if not (isinstance(self.lattice_weight, (int, float)) and 0 < self.lattice_weight <= 10):
             raise ConfigError(f"lattice_weight must be in (0, 10], got {self.lattice_weight!r}")
         if not self.smooth_sigma >= 0:
@@ -75,10 +84,12 @@ class ModelConfig:
 def saved_settings(config: dict, version: str = "?") -> ModelConfig:
     """The settings of a config as a model file (or a benchmark's record of one) keeps it, not yet
     validated. A setting it leaves out takes what its absence meant when written: the lattice score
-    off (files from before it, and files with it off, name no lattice), every other its default."""
+    off (files from before it, and files with it off, name no lattice), the threshold from held-out
+    images (calibration_folds 0), every other its default."""
     c = dict(config)
     c["taps"] = tuple(c["taps"])
     c.setdefault("lattice", False)
+    c.setdefault("calibration_folds", 0)   # files name their folds in threshold_rule (config_from_meta)
     unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
     if unknown:
         raise ModelError(f"model was written by a newer vi_stream ({version}: "
@@ -89,6 +100,9 @@ def saved_settings(config: dict, version: str = "?") -> ModelConfig:
 def config_from_meta(meta: dict) -> ModelConfig:
     """A model file's settings, checked (the file's threshold stands whatever the defaults are now)."""
     try:
-        return saved_settings(meta["config"], meta.get("vi_stream_version", "?")).validate()
+        # A model file keeps its folds with its threshold rule, not in its config: the setting acts at the
+        # fit only, and a vi_stream from before it (a worker not yet upgraded) refuses settings it does not know.
+        config = {"calibration_folds": (meta.get("threshold_rule") or {}).get("folds", 0), **meta["config"]}
+        return saved_settings(config, meta.get("vi_stream_version", "?")).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"model metadata has a bad config: {err}") from err

@@ -26,14 +26,23 @@ class PatchIndex:
     gate: float = 0.0       # refine patches whose bound exceeds this (0 = refine all)
 
     @classmethod
-    def build(cls, bank: np.ndarray, cells: int, nprobe: int, seed: int = 0) -> "PatchIndex":
+    def build(cls, bank: np.ndarray, cells: int, nprobe: int, seed: int = 0,
+              labels: np.ndarray | None = None) -> "PatchIndex":
+        """The index of ``bank``; ``labels`` (one per row, e.g. its image's fold) are kept with the rows
+        for :meth:`without` (in memory only: a model file does not keep them)."""
         bank = np.ascontiguousarray(bank, np.float32)
         centres, assign = stats.kmeans(bank, cells, seed=seed)
         order = np.argsort(assign, kind="stable")
         bank = np.ascontiguousarray(bank[order])
-        assign = assign[order]
+        counts = np.bincount(assign[order], minlength=len(centres))
+        index = cls._on_cells(bank, centres, counts, nprobe)
+        index.labels = None if labels is None else np.asarray(labels)[order]
+        return index
+
+    @classmethod
+    def _on_cells(cls, bank: np.ndarray, centres: np.ndarray, counts: np.ndarray, nprobe: int) -> "PatchIndex":
+        """The index of ``bank``, whose rows are grouped by cell, ``counts`` of them in each of ``centres``."""
         k = len(centres)
-        counts = np.bincount(assign, minlength=k)
         list_end = np.cumsum(counts).astype(np.int64)
         list_start = (list_end - counts).astype(np.int64)
         medoids = np.empty_like(centres)
@@ -45,6 +54,16 @@ class PatchIndex:
             idx, _ = stats.nearest_centre(centres[j:j + 1], members, (members * members).sum(1))
             medoids[j] = members[idx[0]]
         return cls(bank, centres, medoids, list_start, list_end, min(nprobe, k))
+
+    def without(self, label: int) -> "PatchIndex":
+        """This index less the rows labelled ``label`` (:meth:`build`'s labels), on the same cells: the
+        bank a fold's images are scored against, out of fold (model/calibration.py). Its gate is 0."""
+        if getattr(self, "labels", None) is None:
+            raise ValueError("this index keeps no labels (a fitted model's index does, a loaded one not)")
+        keep = self.labels != label
+        cell_of_row = np.repeat(np.arange(len(self.centres)), self.list_end - self.list_start)
+        counts = np.bincount(cell_of_row[keep], minlength=len(self.centres))
+        return self._on_cells(np.ascontiguousarray(self.bank[keep]), self.centres, counts, self.nprobe)
 
     def __post_init__(self) -> None:
         # The search reads members in half precision (search.Lists); the bank is held at that

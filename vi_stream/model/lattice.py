@@ -30,7 +30,7 @@ lattice sees them, because the same place one period away looks different. Steps
 
 The maps are in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to
 the kNN map's units with a gain fitted on the training images (:func:`calibrate`: the median image
-maximum of the kNN map on the held-out good images over the GOOD_QUANTILE-th percentile of that of
+maximum of the kNN map on the good images that set the threshold over the GOOD_QUANTILE-th percentile of that of
 the lattice map on all good ones) and fuses them by a pixelwise maximum (:func:`fuse`).
 """
 from __future__ import annotations
@@ -176,7 +176,7 @@ def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     """The lattice score's calibration from good images: ``gains`` bring each lattice map to the kNN
     map's units, so that the GOOD_QUANTILE-th percentile of the image maxima of gain x map on good
     images (``lattice_maxima``: :func:`maxima` of every good image, None where no lattice was found)
-    is ``weight`` x the median image maximum of the kNN map on the held-out good ones
+    is ``weight`` x the median image maximum of the kNN map on the good ones the bank did not see
     (``knn_maxima``). The percentile rather than the median: the coarse maps' good maxima have a
     long tail (substrate texture that differs from cell to cell), which the median let through as
     false alarms. Off (``enabled`` False, with the reason) when the lattice was found on fewer than

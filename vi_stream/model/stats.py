@@ -45,6 +45,7 @@ class Reservoir:
 
     def __init__(self, capacity: int, dim: int, seed: int = 0):
         self.data = np.empty((capacity, dim), np.float32)
+        self.labels = np.zeros(capacity, np.uint8)   # each row's label (its image's fold: calibration)
         self.seen = 0
         self.rng = np.random.default_rng(seed)
 
@@ -52,19 +53,25 @@ class Reservoir:
     def filled(self) -> np.ndarray:
         return self.data[: min(self.seen, len(self.data))]
 
-    def update(self, x: np.ndarray) -> None:
+    @property
+    def filled_labels(self) -> np.ndarray:
+        return self.labels[: min(self.seen, len(self.data))]
+
+    def update(self, x: np.ndarray, label: int = 0) -> None:
         cap = len(self.data)
         nb = len(x)
         start = self.seen
         take = max(0, min(nb, cap - start))
         if take:
             self.data[start:start + take] = x[:take]
+            self.labels[start:start + take] = label
         if nb > take:
             idx = np.arange(start + take, start + nb)  # global index of each remaining row
             j = (self.rng.random(len(idx)) * (idx + 1)).astype(np.int64)
             keep = j < cap
             # later rows overwrite earlier ones at the same slot, as in the sequential algorithm
             self.data[j[keep]] = x[take:][keep]
+            self.labels[j[keep]] = label
         self.seen += nb
 
 

@@ -2,7 +2,7 @@
 
 Per chunk of frames (``chunk`` scored frames, or ``window_s`` seconds with at least
 ``min_frames``), the image scores are compared with the model's reference: the scores
-of its held-out good images (``calibration_scores`` in the model file, the same images
+of its good images scored out of fold or held out (``calibration_scores`` in the model file, the same images
 that set its threshold). Three measures, written here in numpy:
 
 * the two-sample Kolmogorov-Smirnov statistic D (the largest gap between the two

@@ -24,8 +24,8 @@ from vi_stream.processing.settings import check_word, parse_version
 from vi_stream.store.protocols import Store
 
 _META_KEYS = ("model_id", "backbone", "layers", "tile", "overlap", "channels", "threshold", "threshold_rule",
-              "training_digest", "training_images", "calibration_images", "calibration_scores", "bank_patches",
-              "created_at", "vi_stream_version", "self_check", "retrained_from")
+              "training_digest", "good_images", "training_images", "calibration_images", "calibration_scores",
+              "bank_patches", "created_at", "vi_stream_version", "self_check", "retrained_from")
 
 
 def parse_ref(value: Any) -> tuple[str, str]:

@@ -1,0 +1,111 @@
+"""The threshold from good images: which images set it, their scores' extreme-value law, the target.
+
+Two ways to get good images' scores that the bank did not see (a score of an image against a bank
+holding its own patches is near 0):
+
+* **out of fold** (``calibration_folds`` k, 5 by default): every good image is in the bank; image i
+  belongs to fold i mod k, the bank's rows remember their image's fold, and each image is scored
+  against the bank less its own fold's rows (:meth:`~vi_stream.model.index.PatchIndex.without`,
+  the same cells). Every image sets the threshold, none is kept from the bank. The features of
+  the images to score are kept in half precision until the bank is built (:class:`FoldCache`, at
+  most CACHE_BYTES: a uniform sample of the images beyond).
+* **held out** (``calibration_folds`` 0): every ``calibration_every``-th image (at most
+  ``max_calibration``) is kept out of the bank and scored against it (:func:`holds_out`).
+
+An image's score is the maximum of its map, so good images' scores follow a Gumbel law, and the
+threshold is set from it for the false-alarm target (:func:`calibrated_threshold`).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from vi_stream.errors import ModelError
+from vi_stream.model.config import ModelConfig
+
+CACHE_BYTES = 384 * 2 ** 20   # features kept to be scored out of fold: 145 images of 768², 20 of 2048²
+
+
+class FoldCache:
+    """What out-of-fold scoring needs of each good image until the bank is built: its fold, its size,
+    its features at the map cells it owns (half precision) and its lattice maps' maxima. At most
+    CACHE_BYTES (counted from the first image): beyond, a uniform sample of all the images offered
+    (algorithm R over images, seeded), so a long training set is calibrated on all of it."""
+
+    def __init__(self, folds: int, seed: int = 0):
+        self.folds, self.items, self.offered, self.capacity = folds, [], 0, None
+        self.rng = np.random.default_rng([seed, 0xCA1])
+
+    def fold(self, i: int) -> int:
+        return i % self.folds
+
+    def offer(self, i: int, shape: tuple[int, int], rows: np.ndarray, lattice_max: list | None) -> None:
+        item = (self.fold(i), shape, rows.astype(np.float16), lattice_max)
+        if self.capacity is None:
+            self.capacity = max(2, CACHE_BYTES // max(1, item[2].nbytes))
+        if len(self.items) < self.capacity:
+            self.items.append(item)
+        else:
+            j = int(self.rng.integers(0, self.offered + 1))
+            if j < self.capacity:
+                self.items[j] = item
+        self.offered += 1
+
+
+def holds_out(i: int, held: int, config: ModelConfig) -> bool:
+    """Whether :meth:`AnomalyModel.fit` holds its ``i``-th good image out of the bank to set the
+    threshold on, ``held`` being held out already (never with ``calibration_folds``: every image
+    is in the bank, and scored by the other folds')."""
+    return (not config.calibration_folds and i % config.calibration_every == config.calibration_every - 1
+            and held < config.max_calibration)
+
+
+def calibration_indices(n: int, config: ModelConfig) -> list[int]:
+    """The good images, of ``n``, that :meth:`AnomalyModel.fit` holds out (:func:`holds_out`)."""
+    out: list[int] = []
+    for i in range(n):
+        if holds_out(i, len(out), config):
+            out.append(i)
+    return out
+
+
+def calibrated_threshold(scores, one_in: int) -> float:
+    """The image threshold from the scores of held-out good images, for a false-alarm target.
+
+    An image's score is the maximum of many patch distances, so good images' scores follow an
+    extreme-value (Gumbel) law. Its location and scale are estimated from the calibration
+    scores by their moments, and the threshold is location + k * scale, with k chosen so that
+    the *expected* share of good images above it is 1/``one_in`` for this many calibration
+    images: with few of them the estimates are rough, and the plain quantile (k = 3.9 for
+    one in 50) would flag one good image in 21 on average from 8 images, where k = 5.4 keeps
+    one in 50 (:func:`gumbel_k`). The threshold never falls below the highest calibration
+    score plus 2%, so identical calibration images do not put it on their own score.
+    """
+    s = np.asarray(scores, np.float64)
+    if len(s) < 2 or not np.all(np.isfinite(s)):
+        raise ModelError(f"need at least two finite calibration scores, got {list(s)}")
+    mu, beta = _gumbel_moments(s)
+    return float(max(mu + gumbel_k(len(s), one_in) * beta, s.max() * 1.02))
+
+
+def _gumbel_moments(s: np.ndarray):
+    """Location and scale of a Gumbel law from its mean and standard deviation (along the last axis)."""
+    beta = s.std(axis=-1, ddof=1) * math.sqrt(6.0) / math.pi
+    return s.mean(axis=-1) - 0.5772156649 * beta, beta
+
+
+@functools.lru_cache(maxsize=64)
+def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
+    """k such that a good image exceeds mu_hat + k * beta_hat with probability 1/``one_in`` on
+    average, mu_hat and beta_hat being moment estimates from ``n`` Gumbel draws. The law is one
+    of location and scale, so k depends on n and the target only; it is found by simulation
+    (a fixed seed: the same k every time) and bisection."""
+    mu, b = _gumbel_moments(np.random.default_rng(0).gumbel(size=(draws, n)))
+    lo, hi = 0.0, 60.0
+    for _ in range(40):
+        k = 0.5 * (lo + hi)
+        rate = float(np.mean(-np.expm1(-np.exp(-(mu + k * b)))))
+        lo, hi = (k, hi) if rate > 1.0 / one_in else (lo, k)
+    return 0.5 * (lo + hi)
