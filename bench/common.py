@@ -38,6 +38,14 @@ def write(name: str, result: dict) -> str:
     return path
 
 
+def recorded_config(model) -> dict:
+    """A fitted model's settings as a record keeps them (bench/report.py reads them back with
+    vi_stream.model.config.saved_settings): the model file's config, less the seed, with the folds
+    its threshold rule names (a model file keeps them there, not in its config)."""
+    return {**{k: v for k, v in model.meta["config"].items() if k != "seed"},
+            "calibration_folds": model.meta["threshold_rule"].get("folds", 0)}
+
+
 def read(name: str, machine: bool = False) -> dict:
     """The last results written under ``name`` (without the machine block unless ``machine``), or {}."""
     try:

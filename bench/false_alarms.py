@@ -3,11 +3,12 @@
     python bench/false_alarms.py [--module classic|line:L] [--size 768] [--good 30] [--fits 3]
                                  [--test 100] [--variant LABEL k=v ...]
 
-Each fit draws its own ``--good`` good images (its bank and its held-out images, from which the
-threshold is set for one false alarm in ``false_alarm_one_in``, 20), then scores the same
-``--test`` fresh good images: a false alarm is a good image over the threshold. Several fits,
-because the threshold rests on a few held-out images (6 of 30) and moves from one training set to
-the next; a setting's rate is its false alarms over all fits, with the Wilson 95% interval.
+Each fit draws its own ``--good`` good images (its bank and the images that set its threshold for
+one false alarm in ``false_alarm_one_in``, 20: all of them scored out of fold by default, or the
+held-out ones), then scores the same ``--test`` fresh good images: a false alarm is a good image
+over the threshold. Several fits, because the threshold moves from one training set to the next
+(from 6 held-out images of 30, widely); a setting's rate is its false alarms over all fits, with
+the Wilson 95% interval.
 
 ``--module classic`` is the module ``vi_stream demo`` and the tests draw (evaluation.synthetic);
 ``line:L`` a module line of the generalisation benchmark's generator (bench/genset.py), L one of
@@ -84,7 +85,7 @@ def main(argv=None) -> None:
             ratios = np.array([model.score(img).score for img in test]) / model.threshold
             rows[label]["per_fit"].append(int(np.sum(ratios > 1.0)))
             rows[label]["highest_over_threshold"].append(round(float(ratios.max()), 3))
-            rows[label]["config"] = {k: v for k, v in model.meta["config"].items() if k != "seed"}
+            rows[label]["config"] = common.recorded_config(model)
             print(f"fit {fit}: {label}: {rows[label]['per_fit'][-1]} of {a.test} over the threshold", flush=True)
     for r in rows.values():
         k, n = sum(r["per_fit"]), a.fits * a.test

@@ -58,7 +58,7 @@ def run_ours(set_dir: str, out_dir: str, config: ModelConfig, families) -> dict:
     return {"fit_seconds": round(fit_s, 1), "score_mp_per_s": round(pixels / 1e6 / score_s, 2),
             "threshold": round(model.threshold, 4), "calibration_scores": model.meta["calibration_scores"],
             "bank": model.meta["bank_patches"],
-            "config": {k: v for k, v in model.meta["config"].items() if k != "seed"}}
+            "config": common.recorded_config(model)}
 
 
 def run_peer(python: str, set_dir: str, out_dir: str, kind: str) -> dict:

@@ -85,7 +85,7 @@ def main() -> None:
         rows = {}
         for label, items in variants:
             rows[label] = {"overrides": list(items),   # and the whole config: the defaults change over time
-                           "config": {k: v for k, v in models[label].meta["config"].items() if k != "seed"},
+                           "config": common.recorded_config(models[label]),
                            **_speed(mp, times[label], times["default"]),
                            "parts_ms": {k: round(1e3 * statistics.median(v), 1) for k, v in parts[label].items()}}
             if peer:

@@ -125,8 +125,11 @@ def generalise() -> str:
             f"drawn in {st['contrast_range']}, a ladder of {st['ladder']} defects per family at "
             f"{st['ladder_contrasts']}. Tuned on: {', '.join(d['tuning_families'])}. Held out (no design choice "
             f"looked at them): {', '.join(d['held_out_families'])}. vi_stream's threshold: one false alarm per "
-            f"{o['config']['false_alarm_one_in']} good images, from every {o['config']['calibration_every']}th training image held out; "
-            f"calibration; threshold {o['threshold']}.{peer_note} Both sides' metrics are computed by the same "
+            f"{o['config']['false_alarm_one_in']} good images, from "
+            + (f"every training image scored out of fold ({o['config']['calibration_folds']} folds); "
+               if o['config'].get('calibration_folds') else
+               f"every {o['config']['calibration_every']}th training image held out; ") +
+            f"threshold {o['threshold']}.{peer_note} Both sides' metrics are computed by the same "
             "code from their maps; the peer runs in its own environment (`bench/setup_peer.sh`) on the same "
             "pixels. Timings of the peer were taken while other work shared the machine (its fit and speed are "
             "indicative; the issue's quiet run read 1.0 MP/s and 783 s for PatchCore).\n\n"
@@ -279,9 +282,12 @@ def sealed() -> str:
     peers = d.get("peers", [])
     out = [f"## Sealed split (`python bench/sealed.py --final`)\n\n"
            f"Module lines {', '.join(map(str, d['lines']))} (one model each, on {d['sizes']['train']} good images less those it "
-           "holds out to set its threshold, one in five with the defaults), "
+           "holds out to set its threshold, one in five, when it holds images out; with folds, on all of them, every "
+           "one scored out of fold), "
            f"{d['sizes']['size']} px; image AUROC with its bootstrap 95% interval; scores pooled across lines as "
-           "score / that line's threshold, the peer's set on the images our model holds out, by our rule. "
+           "score / that line's threshold. The peer fits on four in five of the training images and its threshold is "
+           "set by our rule on the fifth (the images our model holds out when it holds images out: out of fold the "
+           "peer would be fitted once per fold). "
            "Every image's score: `bench/results/sealed/`.\n"]
     if peers:
         out.append(_table(["peer", "options", "overall image AUROC (95%)", "pixel AUROC", "AUPRO",
@@ -497,7 +503,7 @@ def false_alarms() -> str:
                  " ".join(map(str, v["highest_over_threshold"]))] for label, v in d["variants"].items()]
         out.append(f"## False alarms on fresh good images, {d['module']} module at {d['size']}²: `{d['command']}` "
                    f"({_when(d)})\n\n"
-                   f"Each of {d['fits']} fits draws its own {d['good']} good images (its bank and the held-out images "
+                   f"Each of {d['fits']} fits draws its own {d['good']} good images (its bank and the images "
                    f"that set its threshold), then scores the same {d['test']} fresh good images; the target is "
                    f"{d['target']} per good image (one in 20). Interval: Wilson 95%.\n\n"
                    + _table(["variant", "settings", "false alarms / images", "per good image (95%)", "per fit",

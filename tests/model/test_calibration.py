@@ -72,3 +72,14 @@ def test_folds_are_checked_and_a_model_file_keeps_them_with_its_threshold_rule()
     assert config_from_meta(meta).calibration_folds == 5
     del meta["threshold_rule"]["folds"]                          # a file from before folds: it held images out
     assert config_from_meta(meta).calibration_folds == 0
+
+
+def test_a_larger_image_shrinks_the_cache_to_its_bytes(monkeypatch):
+    monkeypatch.setattr(calibration, "CACHE_BYTES", 10 * 160)
+    cache = calibration.FoldCache(5, seed=0)
+    for i in range(8):
+        cache.offer(i, (i, i), np.zeros((10, 8), np.float32), None)         # 160 bytes each: all 8 kept
+    assert len(cache.items) == 8
+    cache.offer(8, (8, 8), np.zeros((40, 8), np.float32), None)            # 640 bytes: room for two of those
+    assert cache.capacity == 2 and len(cache.items) == 2
+    assert sum(item[2].nbytes for item in cache.items) <= calibration.CACHE_BYTES

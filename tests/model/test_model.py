@@ -10,7 +10,7 @@ from vi_stream.errors import ConfigError, InputError, ModelError
 from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import auroc
 from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta, save
-from vi_stream.model.anomaly import raw_features, to_heatmap
+from vi_stream.model.anomaly import calibration_indices, raw_features, to_heatmap
 from vi_stream.search import exact_nn_distance
 
 from ..helpers import SMALL_CONFIG, SMALL_SHAPE
@@ -27,7 +27,8 @@ def test_set():
 def test_quality_guard_against_exact_nearest_neighbour(model, good_images, test_set):
     """Small version of the README quality run: ours vs exhaustive NN over all training patches."""
     cfg = model.config
-    train = [img for i, img in enumerate(good_images) if i % cfg.calibration_every != cfg.calibration_every - 1]
+    held = set(calibration_indices(len(good_images), cfg))       # none out of fold: the bank has every image
+    train = [img for i, img in enumerate(good_images) if i not in held]
     bank = np.concatenate([(raw_features(model.features, img, cfg, model.intensity).reshape(-1, 144) - model.mean)
                            @ model.components for img in train])
     assert len(bank) > model.index.bank.shape[0]  # the baseline sees every patch; we keep a sample

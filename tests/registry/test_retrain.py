@@ -78,6 +78,9 @@ def test_fit_register_promote_review_retrain_gate_promote_between_frames_and_rol
         meta = v11["metadata"]["retrained_from"]
         assert meta["version"] == "pads@1.0" and meta["verified_good_tiles"] == 2
         assert meta["folder_is_base_training_set"] is True
+        md = v11["metadata"]                  # the tiles join the bank; the folder's images alone set the threshold
+        assert md["good_images"] == meta["folder_images"] + 2 == md["training_images"]
+        assert md["calibration_images"] == meta["folder_images"] == len(md["calibration_scores"])
         assert v11["aliases"] == ["candidate"] and gate["id"] in v11["gate"]
         # promote 1.1 between two frames: the gate compares it with 1.0 on the frozen tiles
         change = c.promote("production", "pads", "1.1", "retrained on reviewed tiles", expected="pads@1.0")

@@ -27,7 +27,7 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
     return make
 
 
-CALIBRATION_ADVISED = 8   # held-out good images for a threshold near its false-alarm target
+CALIBRATION_ADVISED = 8   # calibration scores for a threshold near its false-alarm target
 _MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
     ("tile", "tile size in px (multiple of 16)"),
     ("overlap", "tile overlap in px (multiple of 8)"),

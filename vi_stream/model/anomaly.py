@@ -145,8 +145,11 @@ class AnomalyModel:
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, images: Iterable[np.ndarray], config: ModelConfig = ModelConfig(), device: str | None = None,
-            progress: Callable[[int], None] | None = None) -> "AnomalyModel":
-        """Fit on good images (an iterable, consumed once; memory bounded by ``bank_size``)."""
+            progress: Callable[[int], None] | None = None, calibrate_first: int | None = None) -> "AnomalyModel":
+        """Fit on good images (an iterable, consumed once; memory bounded by ``bank_size`` and, out of
+        fold, calibration.CACHE_BYTES). Only the first ``calibrate_first`` images (all by default) may
+        set the threshold: a retrain's verified tiles join the bank, but a tile's maximum is taken over
+        far fewer patches than a module image's and would not follow its law."""
         config = config.validate()
         started = time.perf_counter()
         digest = hashlib.sha256()
@@ -168,7 +171,8 @@ class AnomalyModel:
                 reservoir = Reservoir(config.bank_size, feats.raw_dim, config.seed)
             digest.update(f"{image.shape}{image.dtype}".encode())
             digest.update(np.ascontiguousarray(image).tobytes())
-            held_out = holds_out(i, len(calib), config)
+            may_calibrate = calibrate_first is None or i < calibrate_first
+            held_out = may_calibrate and holds_out(i, len(calib), config)
             raw = raw_features(feats, image, config, intensity)
             n_tiles += raw.shape[0]
             lmax = None
@@ -181,7 +185,7 @@ class AnomalyModel:
                 flat = raw.reshape(-1, raw.shape[-1])
                 moments.update(flat)
                 reservoir.update(flat, folds.fold(i) if folds else 0)
-                if folds:
+                if folds and may_calibrate:
                     folds.offer(i, image.shape[:2], _owned_rows(raw, image.shape[:2], config), lmax)
             n_images += 1
             if progress:

@@ -25,14 +25,16 @@ import numpy as np
 from vi_stream.errors import ModelError
 from vi_stream.model.config import ModelConfig
 
-CACHE_BYTES = 384 * 2 ** 20   # features kept to be scored out of fold: 145 images of 768², 20 of 2048²
+CACHE_BYTES = 384 * 2 ** 20   # features kept to be scored out of fold: 151 images of 768², 21 of 2048²
+GUMBEL_N = 200                # calibration scores the threshold's correction is simulated for at most
 
 
 class FoldCache:
     """What out-of-fold scoring needs of each good image until the bank is built: its fold, its size,
     its features at the map cells it owns (half precision) and its lattice maps' maxima. At most
-    CACHE_BYTES (counted from the first image): beyond, a uniform sample of all the images offered
-    (algorithm R over images, seeded), so a long training set is calibrated on all of it."""
+    CACHE_BYTES: as many images as that holds of the largest offered so far (a larger image
+    shrinks the sample, dropping images at random); beyond, a uniform sample of all the images
+    offered (algorithm R over images, seeded), so a long training set is calibrated on all of it."""
 
     def __init__(self, folds: int, seed: int = 0):
         self.folds, self.items, self.offered, self.capacity = folds, [], 0, None
@@ -43,8 +45,11 @@ class FoldCache:
 
     def offer(self, i: int, shape: tuple[int, int], rows: np.ndarray, lattice_max: list | None) -> None:
         item = (self.fold(i), shape, rows.astype(np.float16), lattice_max)
-        if self.capacity is None:
-            self.capacity = max(2, CACHE_BYTES // max(1, item[2].nbytes))
+        fits = max(2, CACHE_BYTES // max(1, item[2].nbytes))
+        if self.capacity is None or fits < self.capacity:
+            self.capacity = fits
+            while len(self.items) > self.capacity:
+                self.items.pop(int(self.rng.integers(0, len(self.items))))
         if len(self.items) < self.capacity:
             self.items.append(item)
         else:
@@ -72,7 +77,7 @@ def calibration_indices(n: int, config: ModelConfig) -> list[int]:
 
 
 def calibrated_threshold(scores, one_in: int) -> float:
-    """The image threshold from the scores of held-out good images, for a false-alarm target.
+    """The image threshold from the scores of good images the bank did not see, for a false-alarm target.
 
     An image's score is the maximum of many patch distances, so good images' scores follow an
     extreme-value (Gumbel) law. Its location and scale are estimated from the calibration
@@ -80,14 +85,22 @@ def calibrated_threshold(scores, one_in: int) -> float:
     the *expected* share of good images above it is 1/``one_in`` for this many calibration
     images: with few of them the estimates are rough, and the plain quantile (k = 3.9 for
     one in 50) would flag one good image in 21 on average from 8 images, where k = 5.4 keeps
-    one in 50 (:func:`gumbel_k`). The threshold never falls below the highest calibration
-    score plus 2%, so identical calibration images do not put it on their own score.
+    one in 50 (:func:`gumbel_k`). The threshold never falls below :func:`floor`.
     """
     s = np.asarray(scores, np.float64)
     if len(s) < 2 or not np.all(np.isfinite(s)):
         raise ModelError(f"need at least two finite calibration scores, got {list(s)}")
     mu, beta = _gumbel_moments(s)
-    return float(max(mu + gumbel_k(len(s), one_in) * beta, s.max() * 1.02))
+    return float(max(mu + gumbel_k(len(s), one_in) * beta, floor(s, one_in)))
+
+
+def floor(s: np.ndarray, one_in: int) -> float:
+    """The least threshold, whatever the fitted law: 2% above the highest score while there are fewer
+    scores than ``one_in`` (identical scores must not put it on their own score), from then on 2%
+    above their empirical 1 - 1/``one_in`` quantile. Out of fold every good image gives a score; the
+    highest of 40 sits near the 97.5th percentile, and a floor there would set the threshold for
+    fewer false alarms than the target asks (and give up recall for it)."""
+    return float((s.max() if len(s) < one_in else np.quantile(s, 1.0 - 1.0 / one_in)) * 1.02)
 
 
 def _gumbel_moments(s: np.ndarray):
@@ -101,8 +114,9 @@ def gumbel_k(n: int, one_in: int, draws: int = 40_000) -> float:
     """k such that a good image exceeds mu_hat + k * beta_hat with probability 1/``one_in`` on
     average, mu_hat and beta_hat being moment estimates from ``n`` Gumbel draws. The law is one
     of location and scale, so k depends on n and the target only; it is found by simulation
-    (a fixed seed: the same k every time) and bisection."""
-    mu, b = _gumbel_moments(np.random.default_rng(0).gumbel(size=(draws, n)))
+    (a fixed seed: the same k every time) and bisection. Beyond GUMBEL_N scores k is that of GUMBEL_N
+    (it changes by under 1% from there; the simulation's memory grows with n)."""
+    mu, b = _gumbel_moments(np.random.default_rng(0).gumbel(size=(draws, min(n, GUMBEL_N))))
     lo, hi = 0.0, 60.0
     for _ in range(40):
         k = 0.5 * (lo + hi)

@@ -171,7 +171,8 @@ def retrain(registry: Registry, images_dir: str, from_alias: str = "production",
             seen["tiles"] += 1
             yield np.ascontiguousarray(t["image"])
 
-    model = AnomalyModel.fit(chain(folder(), good_tiles()), config, registry.device, progress)
+    model = AnomalyModel.fit(chain(folder(), good_tiles()), config, registry.device, progress,
+                             calibrate_first=len(paths))   # the folder's images set the threshold, not tiles
     same = seen["folder"].hexdigest() == base.meta.get("training_digest")
     model.meta["retrained_from"] = {"version": ref(base_doc), "folder": os.path.abspath(images_dir),
                                     "folder_images": len(paths), "folder_is_base_training_set": same,

@@ -1,5 +1,5 @@
 // The tile editor and the 8-bit grey PNG it saves.
-import { $, api, image, openLogin, when } from "./core.js";
+import { $, api, image, openLogin, toast, when } from "./core.js";
 import { drawSides, keepSaved, link, review } from "./module.js";
 
 export const editor = {
@@ -114,7 +114,10 @@ export const editor = {
     const name = review.side;   // the side saved: the other side's tile may be opened before the answer lands
     try {
       const r = await fn();
-      if (!keepSaved(name, r)) return;   // another acquisition or module is shown now: saved, not drawn over it
+      if (!keepSaved(name, r)) {   // another acquisition or module is shown now: saved, not drawn over it, and said
+        toast(`${done} (${name} side, acquired ${when(r.side.acquired_at)})`, true);
+        return;
+      }
       const m = $("#ed-message");
       m.className = "muted";
       m.replaceChildren(done + ` on the acquisition of ${when(r.side.acquired_at)}.`);
