@@ -72,6 +72,8 @@ def test_folds_are_checked_and_a_model_file_keeps_them_with_its_threshold_rule()
     assert config_from_meta(meta).calibration_folds == 5
     del meta["threshold_rule"]["folds"]                          # a file from before folds: it held images out
     assert config_from_meta(meta).calibration_folds == 0
+    meta["threshold_rule"]["folds"] = 64                         # a future vi_stream's: provenance, the file loads
+    assert config_from_meta(meta).calibration_folds == 0
 
 
 def test_a_larger_image_shrinks_the_cache_to_its_bytes(monkeypatch):

@@ -28,7 +28,7 @@ from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
-from vi_stream.model.config import ModelConfig, config_from_meta  # noqa: F401 (the model file reads it here)
+from vi_stream.model.config import ModelConfig
 from vi_stream.model.calibration import (FoldCache, calibrated_threshold, calibration_indices,  # noqa: F401
                                          gumbel_k, holds_out)
 

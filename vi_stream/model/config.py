@@ -102,7 +102,10 @@ def config_from_meta(meta: dict) -> ModelConfig:
     try:
         # A model file keeps its folds with its threshold rule, not in its config: the setting acts at the
         # fit only, and a vi_stream from before it (a worker not yet upgraded) refuses settings it does not know.
-        config = {"calibration_folds": (meta.get("threshold_rule") or {}).get("folds", 0), **meta["config"]}
+        folds = (meta.get("threshold_rule") or {}).get("folds", 0)
+        if isinstance(folds, bool) or not isinstance(folds, int) or not (folds == 0 or 2 <= folds <= MAX_FOLDS):
+            folds = 0     # a fit's provenance, not a scoring setting: a file naming others still loads
+        config = {"calibration_folds": folds, **meta["config"]}
         return saved_settings(config, meta.get("vi_stream_version", "?")).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"model metadata has a bad config: {err}") from err

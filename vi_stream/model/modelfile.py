@@ -21,7 +21,8 @@ import zipfile
 import numpy as np
 
 from vi_stream.errors import ModelError
-from vi_stream.model.anomaly import AnomalyModel, Intensity, config_from_meta
+from vi_stream.model.anomaly import AnomalyModel, Intensity
+from vi_stream.model.config import config_from_meta
 from vi_stream.model import filecheck, selfcheck
 from vi_stream.model.index import PatchIndex
 

@@ -145,7 +145,7 @@ def retrain(registry: Registry, images_dir: str, from_alias: str = "production",
     """Fit a candidate on the base model's training images plus the tiles verified good, register
     it, measure it on the newest gate set and point ``to_alias`` at it. Returns its version doc."""
     from vi_stream.model import AnomalyModel, ModelConfig, save
-    from vi_stream.model.anomaly import config_from_meta
+    from vi_stream.model.config import config_from_meta
     if to_alias in GATED_ALIASES:
         raise ConfigError(f"retrain gives its candidate a staging alias, not {to_alias!r}: promote it after")
     base_doc = registry.resolve(from_alias)
