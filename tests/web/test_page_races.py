@@ -11,34 +11,13 @@ import requests
 
 from vi_stream.store import record as record_mod
 
-from ..helpers.daemon import bound_push, running_daemon
-from ..helpers.store import make_record
-
-ALICE = "alice-token-0123456789"
+from ..helpers.page import ALICE, login, review_daemon, write_result
 
 
 @pytest.fixture(scope="module")
 def daemon(model, tmp_path_factory):
-    ops = tmp_path_factory.mktemp("ops") / "operators"
-    ops.write_text(f"alice:{ALICE}\n")
-    with bound_push() as (_push, port), running_daemon(model, port, store_tile=128, operators=str(ops)) as (d, _ctx):
+    with review_daemon(model, tmp_path_factory) as d:
         yield d
-
-
-def _write(daemon, module, side="left", pulse=1, defect=True, acquired=None):
-    r = make_record(pulse, module, side, defect=defect)
-    if acquired:
-        r.side["acquired_at"] = acquired
-    daemon.store.write([r])
-    return r
-
-
-def _login(page) -> None:
-    page.goto(page.base + "/#/queue")
-    page.click("#login-open")
-    page.fill("#login-token", ALICE)
-    page.click("#login-submit")
-    page.wait_for_selector("#logout:not([hidden])")
 
 
 def _hold(page, pattern, want=lambda url: True):
@@ -72,7 +51,7 @@ def _release(page, held, pattern) -> None:
 
 
 def test_a_threshold_typed_while_the_previous_one_is_being_set_stays_in_the_box(page, daemon):
-    _login(page)
+    login(page)
     page.goto(page.base + "/#/monitor")
     page.wait_for_selector("#threshold")
     held = _hold(page, "**/config")
@@ -87,8 +66,8 @@ def test_a_threshold_typed_while_the_previous_one_is_being_set_stays_in_the_box(
 
 
 def test_an_earlier_history_answer_is_not_drawn_under_filters_applied_since(page, daemon):
-    _write(daemon, "RH-1", pulse=201, defect=False)
-    _write(daemon, "RH-2", pulse=202)
+    write_result(daemon, "RH-1", pulse=201, defect=False)
+    write_result(daemon, "RH-2", pulse=202)
     held = _hold(page, "**/api/history?*", lambda url: "verdict" not in url)
     page.goto(page.base + "/#/history?module=RH-")
     _wait_held(page, held)                                 # the unfiltered list is slow to come
@@ -101,9 +80,9 @@ def test_an_earlier_history_answer_is_not_drawn_under_filters_applied_since(page
 
 
 def test_an_earlier_shift_report_is_not_drawn_under_the_range_asked_since(page, daemon):
-    _write(daemon, "RR-1", pulse=211)
+    write_result(daemon, "RR-1", pulse=211)
     start = record_mod.now_iso()
-    _write(daemon, "RR-2", pulse=212)
+    write_result(daemon, "RR-2", pulse=212)
     held = _hold(page, "**/api/report?*")
     page.goto(page.base + "/#/report")                     # the last 8 h: slow to come
     _wait_held(page, held)
@@ -131,7 +110,7 @@ def test_the_batch_clicked_last_is_the_one_shown_when_an_earlier_ones_record_com
 
 
 def test_a_layer_chosen_while_the_module_page_is_drawn_gives_one_drawing_not_two(page, daemon):
-    _write(daemon, "RL-1", pulse=221)                       # a left side only: the right one is "missing"
+    write_result(daemon, "RL-1", pulse=221)                       # a left side only: the right one is "missing"
     held = _hold(page, "**/api/modules/RL-1/left/results?*")
     page.goto(page.base + "/#/module/RL-1")
     _wait_held(page, held)                                 # the first drawing waits for the acquisitions' list
@@ -144,8 +123,8 @@ def test_a_layer_chosen_while_the_module_page_is_drawn_gives_one_drawing_not_two
 
 
 def test_an_older_acquisitions_page_that_comes_late_is_not_drawn_over_the_newest(page, daemon):
-    first = _write(daemon, "RA-1", pulse=231)
-    second = _write(daemon, "RA-1", pulse=232, acquired=record_mod.now_iso())
+    first = write_result(daemon, "RA-1", pulse=231)
+    second = write_result(daemon, "RA-1", pulse=232, acquired=record_mod.now_iso())
     held = _hold(page, f"**/api/modules/RA-1/left/results/{first.id}")
     page.goto(page.base + f"/#/module/RA-1?left={first.id}")   # the older acquisition: slow to come
     _wait_held(page, held)
@@ -159,9 +138,9 @@ def test_an_older_acquisitions_page_that_comes_late_is_not_drawn_over_the_newest
 
 
 def test_a_decision_saved_on_an_older_acquisition_lands_without_drawing_it_over_the_newest(page, daemon):
-    first = _write(daemon, "RD-1", pulse=241)
-    second = _write(daemon, "RD-1", pulse=242, acquired=record_mod.now_iso())
-    _login(page)
+    first = write_result(daemon, "RD-1", pulse=241)
+    second = write_result(daemon, "RD-1", pulse=242, acquired=record_mod.now_iso())
+    login(page)
     page.goto(page.base + f"/#/module/RD-1?left={first.id}")
     page.wait_for_selector("#side-left[data-ready]")
     held = _hold(page, "**/api/modules/RD-1/left/decision")
@@ -180,11 +159,11 @@ def test_a_decision_saved_on_an_older_acquisition_lands_without_drawing_it_over_
 
 
 def test_a_tile_verified_on_one_side_stays_on_that_side_when_the_other_sides_tile_is_opened_meanwhile(page, daemon):
-    left = _write(daemon, "RT-1", "left", pulse=251)
-    right = _write(daemon, "RT-1", "right", pulse=252)
+    left = write_result(daemon, "RT-1", "left", pulse=251)
+    right = write_result(daemon, "RT-1", "right", pulse=252)
     srcs = {s: r.side["original"]["full"]["src_id"] for s, r in (("left", left), ("right", right))}
     assert srcs["left"] != srcs["right"]
-    _login(page)
+    login(page)
     page.goto(page.base + "/#/module/RT-1")
     page.wait_for_selector("#side-left[data-ready]")
     page.wait_for_selector("#side-right[data-ready]")
@@ -206,7 +185,7 @@ def test_a_tile_verified_on_one_side_stays_on_that_side_when_the_other_sides_til
 
 
 def test_the_editor_keeps_the_layer_chosen_last_when_the_earlier_layers_tile_comes_later(page, daemon):
-    rec = _write(daemon, "RE-1", pulse=261)
+    rec = write_result(daemon, "RE-1", pulse=261)
     tiled = rec.side["original"]["full"]["tiled_id"]
     assert tiled, "the record's pictures are kept in tiles"
     page.goto(page.base + "/#/module/RE-1")
@@ -221,16 +200,23 @@ def test_the_editor_keeps_the_layer_chosen_last_when_the_earlier_layers_tile_com
     assert page.evaluate("document.querySelector('#ed-canvas').toDataURL()") == shown
 
 
-def test_a_decision_being_written_survives_a_tiles_save_that_lands_meanwhile(page, daemon):
-    _write(daemon, "RW-1", pulse=271)
-    _login(page)
-    page.goto(page.base + "/#/module/RW-1")
+def _tile_saved_and_held(page, daemon, module, pulse, pattern, button):
+    """A result of ``module`` on its page, its left side's tile 0 in the editor, ``button`` (verify or save)
+    pressed and its answer held back (released by the caller)."""
+    write_result(daemon, module, pulse=pulse)
+    login(page)
+    page.goto(page.base + f"/#/module/{module}")
     page.wait_for_selector("#side-left[data-ready]")
     page.click("#tiles-left .tile[data-tile='0']")
     page.wait_for_selector("#editor[data-ready='0']")
-    held = _hold(page, "**/tiles/0/verify")
-    page.click("#ed-verify")
+    held = _hold(page, pattern)
+    page.click(button)
     _wait_held(page, held)
+    return held
+
+
+def test_a_decision_being_written_survives_a_tiles_save_that_lands_meanwhile(page, daemon):
+    held = _tile_saved_and_held(page, daemon, "RW-1", 271, "**/tiles/0/verify", "#ed-verify")
     form = page.locator("#decide-left")                    # the operator starts the decision meanwhile
     form.locator("input[value=rework]").check()
     form.locator("input[value=stain]").check()
@@ -247,15 +233,7 @@ def test_a_decision_being_written_survives_a_tiles_save_that_lands_meanwhile(pag
 
 
 def test_keys_typed_into_the_decision_while_a_tiles_save_redraws_the_page_stay_in_the_comment(page, daemon):
-    _write(daemon, "RK-1", pulse=281)
-    _login(page)
-    page.goto(page.base + "/#/module/RK-1")
-    page.wait_for_selector("#side-left[data-ready]")
-    page.click("#tiles-left .tile[data-tile='0']")
-    page.wait_for_selector("#editor[data-ready='0']")
-    held = _hold(page, "**/tiles/0/mask?*")
-    page.click("#ed-save")
-    _wait_held(page, held)
+    held = _tile_saved_and_held(page, daemon, "RK-1", 281, "**/tiles/0/mask?*", "#ed-save")
     page.click("#ed-next")                                 # tile 2 in the editor: what s and v would act on
     page.wait_for_selector("#editor[data-ready='1']")
     comment = page.locator("#decide-left textarea")

@@ -15,35 +15,19 @@ import requests
 
 from vi_stream.store import record as record_mod
 
-from ..helpers.daemon import bound_push, running_daemon
-from ..helpers.store import make_record
+from ..helpers.page import ALICE, login, review_daemon, write_result
 
-ALICE = "alice-token-0123456789"
 DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
 @pytest.fixture(scope="module")
 def daemon(model, tmp_path_factory):
-    ops = tmp_path_factory.mktemp("ops") / "operators"
-    ops.write_text(f"alice:{ALICE}\n")
-    with bound_push() as (_push, port), running_daemon(model, port, store_tile=128, operators=str(ops)) as (d, _ctx):
+    with review_daemon(model, tmp_path_factory) as d:
         yield d
 
 
-def _write(daemon, module, side="left", pulse=1, defect=True, acquired=None):
-    r = make_record(pulse, module, side, defect=defect)
-    if acquired:
-        r.side["acquired_at"] = acquired
-    daemon.store.write([r])
-    return r
-
-
 def _login(page) -> None:
-    page.goto(page.base + "/#/queue")
-    page.click("#login-open")
-    page.fill("#login-token", ALICE)
-    page.click("#login-submit")
-    page.wait_for_selector("#logout:not([hidden])")
+    login(page)
     assert page.inner_text("#who") == "logged in as alice"
 
 
@@ -52,9 +36,9 @@ def _api(page, path):
 
 
 def test_the_review_queue_lists_anomalous_sides_oldest_first_and_a_decision_names_the_operator(page, daemon):
-    _write(daemon, "Q-1", pulse=31)
-    _write(daemon, "Q-2", "right", pulse=32)
-    _write(daemon, "Q-3", pulse=33, defect=False)
+    write_result(daemon, "Q-1", pulse=31)
+    write_result(daemon, "Q-2", "right", pulse=32)
+    write_result(daemon, "Q-3", pulse=33, defect=False)
     _login(page)
     page.wait_for_selector("#queue tbody tr")
     names = page.locator("#queue tbody td:nth-child(3)").all_inner_texts()
@@ -81,7 +65,7 @@ def test_the_review_queue_lists_anomalous_sides_oldest_first_and_a_decision_name
 
 
 def test_a_review_slower_than_the_reimaging_is_kept_on_its_acquisition_and_both_stay_reachable(page, daemon):
-    first = _write(daemon, "F5-1", pulse=41)
+    first = write_result(daemon, "F5-1", pulse=41)
     _login(page)
     page.goto(page.base + "/#/module/F5-1")
     page.wait_for_selector("#side-left[data-ready]")
@@ -89,7 +73,7 @@ def test_a_review_slower_than_the_reimaging_is_kept_on_its_acquisition_and_both_
     page.wait_for_selector("#editor[data-ready='0']")
     box = page.locator("#ed-canvas").bounding_box()
     page.mouse.click(box["x"] + 20, box["y"] + 20)
-    second = _write(daemon, "F5-1", pulse=42, acquired=record_mod.now_iso())       # re-imaged meanwhile
+    second = write_result(daemon, "F5-1", pulse=42, acquired=record_mod.now_iso())       # re-imaged meanwhile
     page.click("#ed-save")
     page.wait_for_selector("#ed-message.notice")
     text = page.inner_text("#ed-message")
@@ -110,7 +94,7 @@ def test_a_review_slower_than_the_reimaging_is_kept_on_its_acquisition_and_both_
 
 
 def test_the_module_page_zooms_to_full_resolution_lists_defects_and_opens_tiles_from_the_keyboard(page, daemon):
-    rec = _write(daemon, "F6-1", pulse=51)
+    rec = write_result(daemon, "F6-1", pulse=51)
     _login(page)
     page.goto(page.base + "/#/history?module=F6-")
     page.wait_for_selector("#history tbody tr a")
@@ -150,8 +134,8 @@ def test_the_module_page_zooms_to_full_resolution_lists_defects_and_opens_tiles_
 
 
 def test_history_filters_are_in_the_url_the_list_refreshes_and_says_when_nothing_matches(page, daemon):
-    _write(daemon, "H-1", pulse=61, defect=False)
-    _write(daemon, "H-2", pulse=62)
+    write_result(daemon, "H-1", pulse=61, defect=False)
+    write_result(daemon, "H-2", pulse=62)
     page.goto(page.base + "/#/history")
     page.wait_for_selector("#history tbody tr")
     page.select_option("select[name=verdict]", "good")
@@ -172,7 +156,7 @@ def test_history_filters_are_in_the_url_the_list_refreshes_and_says_when_nothing
     # the list refreshes: a side stored now appears without a reload
     page.goto(page.base + "/#/history?module=H-")
     page.wait_for_function("document.querySelector('#history').dataset.total === '2'")
-    _write(daemon, "H-3", pulse=63)
+    write_result(daemon, "H-3", pulse=63)
     page.wait_for_function("document.querySelector('#history').dataset.total === '3'", timeout=15_000)
     assert "H-3" in page.inner_text("#history tbody")
     # nothing matches, or nothing can: said in words
@@ -186,8 +170,8 @@ def test_history_filters_are_in_the_url_the_list_refreshes_and_says_when_nothing
 
 def test_the_shift_report_shows_verdicts_and_decisions_and_downloads_as_csv(page, daemon):
     start = record_mod.now_iso()
-    _write(daemon, "R-1", pulse=71)
-    _write(daemon, "R-2", pulse=72, defect=False)
+    write_result(daemon, "R-1", pulse=71)
+    write_result(daemon, "R-2", pulse=72, defect=False)
     r = requests.post(page.base + "/api/modules/R-1/left/decision", json={"verdict": "rework", "categories": ["stain"]},
                       headers={"Authorization": f"Bearer {ALICE}"}, timeout=10)
     assert r.ok, r.text
