@@ -70,7 +70,8 @@ def main(argv=None) -> None:
     except argparse.ArgumentTypeError as err:
         ap.error(str(err))
     if a.good < 2 * ModelConfig().calibration_every or a.fits < 1 or a.test < 1:
-        ap.error("--good must leave held-out images (at least 10), --fits and --test at least 1")
+        ap.error("--good must be at least 10 (what a variant that holds images out needs), --fits and --test "
+                 "at least 1")
     variants = [("defaults", ())] + ([(v[0], tuple(v[1:])) for v in a.variant] if a.variant else
                                      list(DEFAULT_VARIANTS))
     configs = {label: generalise._override(ModelConfig(), items).validate() for label, items in variants}

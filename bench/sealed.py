@@ -58,7 +58,7 @@ from vi_stream.errors import ConfigError
 from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import RegionOverlap, auroc, auroc_of
 from vi_stream.model import AnomalyModel, ModelConfig
-from vi_stream.model.anomaly import calibrated_threshold, calibration_indices
+from vi_stream.model.calibration import calibrated_threshold, calibration_indices
 
 SEALED_LINES = (9101, 9203, 9307)
 SEALED_BASE = 3_000_000_000        # seeds: SEALED_BASE + 10^7 x line index + 10^5 x split + i
@@ -267,7 +267,7 @@ def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family
 
 def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> tuple[dict, list[dict]]:
     """One peer variant on every line's set (bench/structural.py's run_peer), its threshold set on
-    the line's calibration images by our rule (vi_stream.model.anomaly.calibrated_threshold, one
+    the line's calibration images by our rule (vi_stream.model.calibration.calibrated_threshold, one
     false alarm in ``one_in``), its scores and maps pooled as ours are (score / that threshold) and
     evaluated by the same code. Returns the record's entry and every image's score."""
     runs = {str(setfiles.load(d)["line"]): structural.run_peer(python, d, os.path.join(d, "peer", label), options)

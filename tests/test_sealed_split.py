@@ -20,7 +20,7 @@ import sealed
 import setfiles
 import structural
 
-from vi_stream.model.anomaly import calibrated_threshold
+from vi_stream.model.calibration import calibrated_threshold
 
 sys.path.pop(0)
 

@@ -10,7 +10,8 @@ from vi_stream.errors import ConfigError, InputError, ModelError
 from vi_stream.evaluation import synthetic
 from vi_stream.evaluation.metrics import auroc
 from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta, save
-from vi_stream.model.anomaly import calibration_indices, raw_features, to_heatmap
+from vi_stream.model.anomaly import raw_features, to_heatmap
+from vi_stream.model.calibration import calibration_indices
 from vi_stream.search import exact_nn_distance
 
 from ..helpers import SMALL_CONFIG, SMALL_SHAPE

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from vi_stream.errors import ModelError
-from vi_stream.model.anomaly import calibrated_threshold, gumbel_k
+from vi_stream.model.calibration import calibrated_threshold, gumbel_k
 
 
 @pytest.mark.parametrize("n, one_in", [(4, 20), (8, 20), (8, 100), (16, 50), (40, 20), (150, 20)])

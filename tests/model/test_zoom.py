@@ -13,7 +13,7 @@ from vi_stream.errors import InputError
 from vi_stream.evaluation import synthetic
 from vi_stream.io.files import write_image
 from vi_stream.model import AnomalyModel, ModelConfig, load, read_meta
-from vi_stream.model.anomaly import calibration_indices
+from vi_stream.model.calibration import calibration_indices
 from vi_stream.model.tiling import zoomed
 
 from ..helpers.cli import SMALL_FIT as FIT

@@ -133,13 +133,14 @@ def _train(args: argparse.Namespace) -> int:
     print(f"lattice score: on, found on {lat['found']} of {lat['images']} good images" if lat.get("enabled")
           else f"lattice score: off ({lat.get('reason', 'off')})")
     rule = m["threshold_rule"]
+    folds = rule.get("folds")
     how = (f"the scores of {rule['calibration_images']} good images against the bank less their fold "
-           f"({rule['folds']} folds)" if rule.get("folds") else f"{rule['calibration_images']} held-out good images")
+           f"({folds} folds)" if folds else f"{rule['calibration_images']} held-out good images")
     print(f"threshold set for one false alarm per {rule['false_alarm_one_in']} good images, from {how}")
     if rule["calibration_images"] < CALIBRATION_ADVISED:
-        more = (f"{CALIBRATION_ADVISED} good images give {CALIBRATION_ADVISED} scores" if rule.get("folds") else
+        more = (f"{CALIBRATION_ADVISED} good images give {CALIBRATION_ADVISED} scores" if folds else
                 f"{CALIBRATION_ADVISED * model.config.calibration_every} good images give {CALIBRATION_ADVISED}")
-        what = "scores" if rule.get("folds") else "held-out images"
+        what = "scores" if folds else "held-out images"
         print(f"note: {rule['calibration_images']} {what} give a rough threshold (set high to keep the "
               f"target); {more} and a lower one", file=sys.stderr)
     return 0

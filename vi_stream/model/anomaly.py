@@ -29,8 +29,7 @@ from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
 from vi_stream.model.config import ModelConfig
-from vi_stream.model.calibration import (FoldCache, calibrated_threshold, calibration_indices,  # noqa: F401
-                                         gumbel_k, holds_out)
+from vi_stream.model.calibration import FoldCache, calibrated_threshold, holds_out
 
 
 # On CPU the backbone is fastest with about 0.3 megapixels per call: the activations then stay
@@ -342,18 +341,22 @@ def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, i
     return np.concatenate(out)
 
 
+def _feature_grid(shape: tuple[int, int], config: ModelConfig):
+    """The size of the image the backbone sees (at the config's zoom) and its tiles' feature grid."""
+    zshape = zoomed_shape(shape, config.zoom)
+    return zshape, make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+
+
 def _owned_rows(raw: np.ndarray, shape: tuple[int, int], config: ModelConfig) -> np.ndarray:
     """An image's raw features (:func:`raw_features`) at the map cells each tile owns (once each)."""
-    zshape = zoomed_shape(shape, config.zoom)
-    src, _dst = owned_cells(make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE))
+    src, _dst = owned_cells(_feature_grid(shape, config)[1])
     return raw.reshape(-1, raw.shape[-1])[src]
 
 
 def _calibration_score(index: PatchIndex, shape: tuple[int, int], rows: np.ndarray, mean: np.ndarray,
                        components: np.ndarray, config: ModelConfig) -> float:
     """The kNN map's maximum of a good image the bank did not see (its :func:`_owned_rows`)."""
-    zshape = zoomed_shape(shape, config.zoom)
-    fgrid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+    zshape, fgrid = _feature_grid(shape, config)
     _src, dst = owned_cells(fgrid)
     coarse = np.empty(fgrid.height * fgrid.width, np.float32)
     coarse[dst] = index.distance((rows.astype(np.float32) - mean) @ components, gate=0.0)
@@ -373,8 +376,7 @@ def _heat(coarse: np.ndarray, fgrid, seen: tuple[int, ...], shape: tuple[int, ..
 def to_heatmap(dist: np.ndarray, tshape: tuple[int, int, int], shape: tuple[int, int], config: ModelConfig
                 ) -> np.ndarray:
     """Heatmap from distances of every patch of every tile (benchmarks and tests: reference searches)."""
-    zshape = zoomed_shape(shape, config.zoom)
-    grid = make_grid(zshape[0], zshape[1], config.tile, config.overlap).scaled(FEATURE_STRIDE)
+    zshape, grid = _feature_grid(shape, config)
     return _heat(stitch(dist.reshape(tshape).astype(np.float32), grid), grid, zshape, shape, config)
 
 

@@ -70,8 +70,7 @@ class ModelConfig:
             raise ConfigError(f"lattice must be true or false, got {self.lattice!r}")
         if isinstance(self.zoom, bool) or not isinstance(self.zoom, (int, float)) or not 1 <= self.zoom <= MAX_ZOOM:
             raise ConfigError(f"zoom must be a number from 1 to {MAX_ZOOM:g}, got {self.zoom!r}")
-        if isinstance(self.calibration_folds, bool) or not isinstance(self.calibration_folds, int) \
-                or not (self.calibration_folds == 0 or 2 <= self.calibration_folds <= MAX_FOLDS):
+        if not valid_folds(self.calibration_folds):
             raise ConfigError(f"calibration_folds must be 0 (held-out images) or an integer from 2 to {MAX_FOLDS}, "
                               f"got {self.calibration_folds!r}")
         if not (isinstance(self.lattice_weight, (int, float)) and 0 < self.lattice_weight <= 10):
@@ -79,6 +78,11 @@ class ModelConfig:
         if not self.smooth_sigma >= 0:
             raise ConfigError(f"smooth_sigma must be >= 0, got {self.smooth_sigma}")
         return self
+
+
+def valid_folds(folds) -> bool:
+    """Whether ``folds`` is a calibration_folds setting: 0 (held out) or an integer from 2 to MAX_FOLDS."""
+    return not isinstance(folds, bool) and isinstance(folds, int) and (folds == 0 or 2 <= folds <= MAX_FOLDS)
 
 
 def saved_settings(config: dict, version: str = "?") -> ModelConfig:
@@ -103,7 +107,7 @@ def config_from_meta(meta: dict) -> ModelConfig:
         # A model file keeps its folds with its threshold rule, not in its config: the setting acts at the
         # fit only, and a vi_stream from before it (a worker not yet upgraded) refuses settings it does not know.
         folds = (meta.get("threshold_rule") or {}).get("folds", 0)
-        if isinstance(folds, bool) or not isinstance(folds, int) or not (folds == 0 or 2 <= folds <= MAX_FOLDS):
+        if not valid_folds(folds):
             folds = 0     # a fit's provenance, not a scoring setting: a file naming others still loads
         config = {"calibration_folds": folds, **meta["config"]}
         return saved_settings(config, meta.get("vi_stream_version", "?")).validate()

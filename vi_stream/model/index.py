@@ -5,7 +5,7 @@ exhaustive ``torch.cdist`` over the bank in chunks (exact, and fast there).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ class PatchIndex:
     list_end: np.ndarray    # (K,) int64
     nprobe: int = 4
     gate: float = 0.0       # refine patches whose bound exceeds this (0 = refine all)
+    labels: np.ndarray | None = field(default=None, repr=False)   # each row's label (build's; not in a file)
 
     @classmethod
     def build(cls, bank: np.ndarray, cells: int, nprobe: int, seed: int = 0,
@@ -58,7 +59,7 @@ class PatchIndex:
     def without(self, label: int) -> "PatchIndex":
         """This index less the rows labelled ``label`` (:meth:`build`'s labels), on the same cells: the
         bank a fold's images are scored against, out of fold (model/calibration.py). Its gate is 0."""
-        if getattr(self, "labels", None) is None:
+        if self.labels is None:
             raise ValueError("this index keeps no labels (a fitted model's index does, a loaded one not)")
         keep = self.labels != label
         cell_of_row = np.repeat(np.arange(len(self.centres)), self.list_end - self.list_start)
