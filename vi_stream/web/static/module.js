@@ -284,12 +284,12 @@ function decisionForm(name, s) {
     for (const c of form.querySelectorAll("input[name=category]")) c.checked = draft.categories.includes(c.value);
     comment.value = draft.comment;
   }
-  form.oninput = form.onchange = () => drafts.set(s.result_id, { verdict: form.elements.verdict.value, comment: comment.value,
-    categories: [...form.querySelectorAll("input[name=category]:checked")].map((c) => c.value) });
+  const values = () => ({ verdict: form.elements.verdict.value, comment: comment.value,
+                          categories: [...form.querySelectorAll("input[name=category]:checked")].map((c) => c.value) });
+  form.oninput = form.onchange = () => drafts.set(s.result_id, values());
   form.onsubmit = async (ev) => {
     ev.preventDefault();
-    const body = { verdict: form.elements.verdict.value, comment: comment.value, result_id: s.result_id,
-                   categories: [...form.querySelectorAll("input[name=category]:checked")].map((c) => c.value) };
+    const body = { ...values(), result_id: s.result_id };
     const r = await act(() => api("POST", `/api/modules/${encodeURIComponent(review.module.name)}/${name}/decision`, body),
                         "Decision saved").catch(() => null);
     if (r) drafts.delete(s.result_id);
