@@ -175,6 +175,7 @@ def test_a_tile_verified_on_one_side_stays_on_that_side_when_the_other_sides_til
     page.click("#tiles-right .tile[data-tile='1']")        # the other side's tile, before the answer
     page.wait_for_selector("#editor[data-ready='1']")
     _release(page, held, "**/tiles/0/verify")
+    page.wait_for_function("document.querySelector('#side-left h3').textContent.includes('1 of')")
     page.wait_for_selector("#side-left[data-ready]")
     page.wait_for_selector("#side-right[data-ready]")
     assert page.get_attribute("#view-left", "data-src") == srcs["left"]

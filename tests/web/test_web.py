@@ -183,7 +183,8 @@ def test_a_correction_drawn_on_a_tile_is_stored_pixel_for_pixel(page, daemon):
         cv2.IMREAD_UNCHANGED)
     x, y, w, h = side["tiles"][1]
     assert np.array_equal(full[y:y + h, x:x + w], want)
-    assert "1 of" in page.inner_text(f"#side-{side_name} h3")
+    # the sides are redrawn after the save: the old drawing stays until the new one is swapped in
+    page.wait_for_function(f"document.querySelector('#side-{side_name} h3').textContent.includes('1 of')")
 
 
 def test_verify_marks_the_tile_and_counts_it(page, daemon):
