@@ -38,6 +38,8 @@ def _run(tree: str) -> dict:
         out[key] = {"megapixels_per_s": s["megapixels_per_s"], "outside_backbone_fraction": s["outside_backbone_fraction"],
                     "backbone_ms": round(1e3 * s["split_seconds"]["backbone"], 1),
                     "search_ms": round(1e3 * s["split_seconds"]["search"], 1)}
+        if "lattice" in s["split_seconds"]:       # a revision scoring with the lattice maps
+            out[key]["lattice_ms"] = round(1e3 * s["split_seconds"]["lattice"], 1)
     return out
 
 
