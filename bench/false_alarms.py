@@ -16,6 +16,10 @@ the tuning lines (7, 13, 16). Variants as in bench/levers.py: the defaults first
 ``--variant`` (a label and ModelConfig overrides); without any, the kNN map alone (lattice=False).
 Recall is not measured here (bench/structural.py, bench/sealed.py): a setting that trades it for
 fewer false alarms is read there too.
+
+A threshold is a function of its fit's calibration scores only, so each variant's fits also give
+the false alarms that each confidence of the rule (``CONFIDENCES``, false_alarm_confidence) would
+have given, from the same scores; every fit's calibration and test scores are recorded.
 """
 from __future__ import annotations
 
@@ -30,9 +34,11 @@ import genset
 from structural import TUNING_LINES
 from vi_stream.evaluation import synthetic
 from vi_stream.model import AnomalyModel, ModelConfig
+from vi_stream.model.calibration import calibrated_threshold
 
 DEFAULT_VARIANTS = (("knn-only", ("lattice=False",)),)
 TEST_SEED = 900_000     # fresh good images: no fit draws these seeds
+CONFIDENCES = (0.0, 0.8, 0.9, 0.95)   # the rule's confidences read off every fit (0: the target on average)
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -42,6 +48,21 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     p = k / n
     mid, half = (p + z * z / (2 * n)), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, (mid - half) / (1 + z * z / n)), min(1.0, (mid + half) / (1 + z * z / n))
+
+
+def by_confidence(fits: list[dict], one_in: int) -> dict:
+    """For each of CONFIDENCES: the false alarms per fit had each fit's threshold been set from its
+    calibration scores at that confidence, their rate over all fits with its Wilson interval, and the
+    thresholds as a share of the fit's own."""
+    out = {}
+    for c in CONFIDENCES:
+        thr = [calibrated_threshold(f["calibration_scores"], one_in, c) for f in fits]
+        per = [int(np.sum(np.asarray(f["test_scores"]) > t)) for f, t in zip(fits, thr)]
+        k, n = sum(per), sum(len(f["test_scores"]) for f in fits)
+        lo, hi = wilson(k, n)
+        out[f"{c:g}"] = {"per_fit": per, "false_alarms": k, "rate": round(k / n, 4), "rate_95": [round(lo, 4), round(hi, 4)],
+                         "threshold_vs_fit": [round(t / f["threshold"], 4) for f, t in zip(fits, thr)]}
+    return out
 
 
 def module(text: str):
@@ -77,21 +98,27 @@ def main(argv=None) -> None:
     configs = {label: generalise._override(ModelConfig(), items).validate() for label, items in variants}
     shape = (a.size, a.size)
     test = [draw(shape, TEST_SEED + i) for i in range(a.test)]
-    rows = {label: {"overrides": list(items), "per_fit": [], "highest_over_threshold": []}
+    rows = {label: {"overrides": list(items), "per_fit": [], "highest_over_threshold": [], "fits": []}
             for label, items in variants}
     for fit in range(a.fits):
         train = [draw(shape, 100_000 * (fit + 1) + i) for i in range(a.good)]
         for label, config in configs.items():
             model = AnomalyModel.fit(train, config)
-            ratios = np.array([model.score(img).score for img in test]) / model.threshold
+            scores = np.array([model.score(img).score for img in test])
+            ratios = scores / model.threshold
             rows[label]["per_fit"].append(int(np.sum(ratios > 1.0)))
+            # what the threshold was made of and what it met: another rule can be read off these
+            rows[label]["fits"].append({"threshold": round(model.threshold, 6),
+                                        "calibration_scores": model.meta["calibration_scores"],
+                                        "test_scores": [round(float(v), 6) for v in scores]})
             rows[label]["highest_over_threshold"].append(round(float(ratios.max()), 3))
             rows[label]["config"] = common.recorded_config(model)
             print(f"fit {fit}: {label}: {rows[label]['per_fit'][-1]} of {a.test} over the threshold", flush=True)
-    for r in rows.values():
+    for label, r in rows.items():
         k, n = sum(r["per_fit"]), a.fits * a.test
         lo, hi = wilson(k, n)
-        r.update(false_alarms=k, images=n, rate=round(k / n, 4), rate_95=[round(lo, 4), round(hi, 4)])
+        r.update(false_alarms=k, images=n, rate=round(k / n, 4), rate_95=[round(lo, 4), round(hi, 4)],
+                 by_confidence=by_confidence(r["fits"], configs[label].false_alarm_one_in))
     common.write(a.name, {
         "command": f"python bench/false_alarms.py --module {a.module} --size {a.size} --good {a.good} "
                    f"--fits {a.fits} --test {a.test}" + "".join(" --variant " + " ".join(v) for v in a.variant or ()),

@@ -511,8 +511,23 @@ def false_alarms() -> str:
                    f"that set its threshold), then scores the same {d['test']} fresh good images; the target is "
                    f"{d['target']} per good image (one in 20). Interval: Wilson 95%.\n\n"
                    + _table(["variant", "settings", "false alarms / images", "per good image (95%)", "per fit",
-                             "highest score / threshold, per fit"], rows) + "\n")
+                             "highest score / threshold, per fit"], rows) + "\n" + _by_confidence(d))
     return "\n".join(out)
+
+
+def _by_confidence(d: dict) -> str:
+    """The same fits' false alarms had their thresholds been set at each confidence of the rule."""
+    rows = [[label, "on average" if c == "0" else c, f"{r['false_alarms']} / {v['images']}",
+             f"{r['rate']} ({r['rate_95'][0]}–{r['rate_95'][1]})", " ".join(map(str, r["per_fit"])),
+             " ".join(f"{t:.3f}" for t in r["threshold_vs_fit"])]
+            for label, v in d["variants"].items() if "by_confidence" in v for c, r in v["by_confidence"].items()]
+    if not rows:
+        return ""
+    return ("\nThe same fits, each threshold set again from its own calibration scores at each confidence of the "
+            "rule (`false_alarm_confidence`: at most the target for that share of training sets; \"on average\": "
+            "the target as the mean over training sets, the rule before the confidence):\n\n"
+            + _table(["variant", "confidence", "false alarms / images", "per good image (95%)", "per fit",
+                      "threshold / the fit's, per fit"], rows) + "\n")
 
 
 def memory() -> str:

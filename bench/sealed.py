@@ -96,7 +96,7 @@ def settings_digest(config: ModelConfig, sizes: dict) -> str:
 # Settings added to ModelConfig since the ledger's first entry, with their defaults: at its default such a
 # setting is left out of the digest, so settings run before it existed keep their digest (and the ledger
 # still refuses them a second run).
-ADDED_SINCE_LEDGER = {"zoom": 1.0, "calibration_folds": 0}
+ADDED_SINCE_LEDGER = {"zoom": 1.0, "calibration_folds": 0, "false_alarm_confidence": 0.0}
 
 
 def config_dict(config: ModelConfig) -> dict:
@@ -265,20 +265,22 @@ def write_sets(work: str, config: ModelConfig, train: int, good: int, per_family
     return dirs
 
 
-def run_peer(python: str, dirs: list[str], label: str, options, one_in: int) -> tuple[dict, list[dict]]:
+def run_peer(python: str, dirs: list[str], label: str, options, one_in: int, confidence: float
+             ) -> tuple[dict, list[dict]]:
     """One peer variant on every line's set (bench/structural.py's run_peer), its threshold set on
-    the line's calibration images by our rule (vi_stream.model.calibration.calibrated_threshold, one
-    false alarm in ``one_in``), its scores and maps pooled as ours are (score / that threshold) and
-    evaluated by the same code. Returns the record's entry and every image's score."""
+    the line's calibration images by our rule (vi_stream.model.calibration.calibrated_threshold, at
+    most one false alarm in ``one_in`` at ``confidence``), its scores and maps pooled as ours are
+    (score / that threshold) and evaluated by the same code. Returns the record's entry and every
+    image's score."""
     runs = {str(setfiles.load(d)["line"]): structural.run_peer(python, d, os.path.join(d, "peer", label), options)
             for d in dirs}
-    per_image, result = peer_result(dirs, label, one_in)
+    per_image, result = peer_result(dirs, label, one_in, confidence)
     out = {"label": label, "options": list(options), "runs": runs, "date": time.strftime("%Y-%m-%d %H:%M"), **result}
     print(label, json.dumps(out["overall"]), file=sys.stderr)
     return out, per_image
 
 
-def peer_result(dirs: list[str], label: str, one_in: int) -> tuple[list[dict], dict]:
+def peer_result(dirs: list[str], label: str, one_in: int, confidence: float) -> tuple[list[dict], dict]:
     """Every image's score of the peer ``label`` from its outputs in each line's set, with its line's
     threshold, and their evaluation (:func:`evaluate`)."""
     per_image, maps_good = [], []
@@ -287,7 +289,7 @@ def peer_result(dirs: list[str], label: str, one_in: int) -> tuple[list[dict], d
         desc = setfiles.load(d)
         li = SEALED_LINES.index(desc["line"])
         od = os.path.join(d, "peer", label)
-        thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in)
+        thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in, confidence)
         for split, fam in enumerate(["good", *SEALED_FAMILIES], start=1):    # plan()'s splits, in its order
             o = setfiles.outputs(od, fam)
             masks = setfiles.stack(d, f"{fam}_mask") if fam != "good" else [None] * len(o["scores"])
@@ -440,9 +442,11 @@ def main(argv=None) -> int:
     if a.peer:
         dirs = write_sets(a.work, config, a.train, a.good, a.per_family, a.size)
         calibration = {"calibration_every": config.calibration_every, "max_calibration": config.max_calibration,
-                       "false_alarm_one_in": config.false_alarm_one_in}
+                       "false_alarm_one_in": config.false_alarm_one_in,
+                       "false_alarm_confidence": config.false_alarm_confidence}
         for label, *options in a.peer:     # each written as it ends: a later one failing loses none
-            peer, per_image = run_peer(a.peer_python, dirs, label, tuple(options), config.false_alarm_one_in)
+            peer, per_image = run_peer(a.peer_python, dirs, label, tuple(options), config.false_alarm_one_in,
+                                       config.false_alarm_confidence)
             entry = {**peer, "calibration": calibration}
             with _locked(a.results):
                 _save(os.path.join(a.results, "sealed", f"peer-{label}.json"),

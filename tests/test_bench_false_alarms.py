@@ -41,6 +41,14 @@ def test_a_run_counts_every_fresh_good_image_of_every_fit(tmp_path, monkeypatch)
         assert len(v["per_fit"]) == 2 and all(0 <= k <= 3 for k in v["per_fit"])
         assert v["false_alarms"] == sum(v["per_fit"]) and v["images"] == 6
         assert v["rate"] == round(v["false_alarms"] / 6, 4) and v["rate_95"][0] <= v["rate"] <= v["rate_95"][1]
+        # the rule read off the same fits: at the variant's own confidence it gives the fits' own thresholds
+        # and counts; a higher confidence never sets a lower threshold (the rule on average is not one of
+        # them: from 10 scores it asks more than a confidence of 0.8)
+        own = v["by_confidence"][f"{v['config']['false_alarm_confidence']:g}"]
+        assert own["per_fit"] == v["per_fit"] and all(abs(r - 1) < 1e-4 for r in own["threshold_vs_fit"])
+        steps = [v["by_confidence"][f"{c:g}"]["threshold_vs_fit"] for c in false_alarms.CONFIDENCES if c]
+        assert all(a <= b for lo, hi in zip(steps, steps[1:]) for a, b in zip(lo, hi)), steps
+        assert all(len(f["calibration_scores"]) == 10 and len(f["test_scores"]) == 3 for f in v["fits"])
     strict = d["variants"]["strict"]
     assert strict["overrides"] == ["false_alarm_one_in=1000"] and strict["config"]["false_alarm_one_in"] == 1000
     # a stricter target cannot flag more of the same images than the defaults' threshold over the same fits

@@ -182,6 +182,16 @@ def test_train(tmp_path):
     meta = read_meta(str(out))
     assert meta["training_images"] == meta["calibration_images"] == 5 and len(meta["calibration_scores"]) == 5
     assert "calibration_folds" not in meta["config"] and meta["threshold_rule"]["folds"] == 5
+    assert "at most one false alarm per 20 good images with 90% confidence" in p.stdout, p.stdout
+    assert "false_alarm_confidence" not in meta["config"] and meta["threshold_rule"]["confidence"] == 0.9
+    p = ok(vi("train", "--images", tmp_path / "good", "--out", tmp_path / "m0.npz", *small,
+              "--false-alarm-confidence", 0))
+    assert "one false alarm per 20 good images on average" in p.stdout, p.stdout
+    assert read_meta(str(tmp_path / "m0.npz"))["threshold"] < meta["threshold"]
+    p = vi("train", "--images", tmp_path / "good", "--out", tmp_path / "mc.npz", *small, "--false-alarm-confidence", 1)
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == (
+        "vi_stream: error: false_alarm_confidence must be 0 (the target on average) or a number from 0.5 to 0.99, "
+        "got 1.0"), p.stderr
     p = vi("train", "--images", tmp_path / "good", "--out", tmp_path / "m6.npz", *small, "--calibration-folds", 6)
     assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == (
         "vi_stream: error: need at least 6 good images to fit (one per fold at least: each is scored against the "

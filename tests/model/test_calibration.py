@@ -76,6 +76,19 @@ def test_folds_are_checked_and_a_model_file_keeps_them_with_its_threshold_rule()
     assert config_from_meta(meta).calibration_folds == 0
 
 
+def test_the_confidence_is_checked_and_a_model_file_keeps_it_with_its_threshold_rule():
+    for bad in (0.3, 1.0, 0.995, True, "0.9", -0.1):
+        with pytest.raises(ConfigError, match="false_alarm_confidence must be 0"):
+            ModelConfig(false_alarm_confidence=bad).validate()
+    assert ModelConfig(false_alarm_confidence=0).validate().false_alarm_confidence == 0
+    meta = {"config": {"backbone": "efficientnet-lite0", "taps": [2, 4, 7]}, "threshold_rule": {"confidence": 0.95}}
+    assert config_from_meta(meta).false_alarm_confidence == 0.95
+    del meta["threshold_rule"]["confidence"]                     # a file from before it: the target on average
+    assert config_from_meta(meta).false_alarm_confidence == 0.0
+    meta["threshold_rule"]["confidence"] = 2                     # a future vi_stream's: provenance, the file loads
+    assert config_from_meta(meta).false_alarm_confidence == 0.0
+
+
 def test_a_larger_image_shrinks_the_cache_to_its_bytes(monkeypatch):
     monkeypatch.setattr(calibration, "CACHE_BYTES", 10 * 160)
     cache = calibration.FoldCache(5, seed=0)

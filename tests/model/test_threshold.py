@@ -30,10 +30,31 @@ def test_threshold_keeps_its_false_alarm_target_on_average(n, one_in):
         assert np.mean(plugin) > 1.3 / one_in
 
 
+@pytest.mark.parametrize("n, confidence", [(8, 0.8), (8, 0.9), (40, 0.9), (150, 0.9), (40, 0.95)])
+def test_with_a_confidence_that_share_of_calibrations_keeps_the_target(n, confidence):
+    """The share of calibrations whose threshold lets through at most one good image in 20 is the
+    confidence asked (the floor can only raise it), well above the share the rule on average keeps;
+    the rate is then below the target on average."""
+    rng = np.random.default_rng(7)
+    loc, scale, one_in = 20.0, 1.7, 20
+    kept, kept_on_average, rates = [], [], []
+    for _ in range(3000):
+        s = rng.gumbel(loc, scale, size=n)
+        rate = [-math.expm1(-math.exp(-(calibrated_threshold(s, one_in, c) - loc) / scale)) for c in (confidence, 0.0)]
+        kept.append(rate[0] <= 1 / one_in)
+        kept_on_average.append(rate[1] <= 1 / one_in)
+        rates.append(rate[0])
+    assert confidence - 0.025 <= np.mean(kept) <= confidence + (0.06 if n < one_in else 0.025)
+    assert np.mean(rates) < 1 / one_in
+    if n >= 40:                                   # on average, 62% at 40 scores and 76% at 150 (with the floor)
+        assert np.mean(kept) > np.mean(kept_on_average) + 0.1
+
+
 def test_k_grows_with_the_target_and_shrinks_with_more_images():
     assert gumbel_k(8, 20) < gumbel_k(8, 50) < gumbel_k(8, 100)
     assert gumbel_k(20, 20) < gumbel_k(8, 20) < gumbel_k(4, 20)
     assert gumbel_k(8, 20) == gumbel_k(8, 20)  # a fixed seed: the same threshold every fit
+    assert gumbel_k(40, 20) < gumbel_k(40, 20, 0.8) < gumbel_k(40, 20, 0.9) < gumbel_k(40, 20, 0.95)
 
 
 def test_identical_or_too_few_calibration_scores():

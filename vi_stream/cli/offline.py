@@ -38,7 +38,8 @@ _MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
     ("calibration_folds", "the threshold from every good image's score against the bank less its fold "
                           "(one image in n per fold); 0: hold out every --calibration-every-th image instead"),
     ("calibration_every", "with --calibration-folds 0, every n-th good image is held out to set the threshold"),
-    ("false_alarm_one_in", "threshold for one false alarm expected per this many good images"),
+    ("false_alarm_one_in", "threshold for at most one false alarm per this many good images (at "
+                           "--false-alarm-confidence)"),
     ("seed", "random seed"),
 )
 
@@ -52,6 +53,8 @@ def _model_config(args: argparse.Namespace):
         over["lattice_weight"] = args.lattice_weight
     if getattr(args, "zoom", None) is not None:
         over["zoom"] = args.zoom
+    if getattr(args, "false_alarm_confidence", None) is not None:
+        over["false_alarm_confidence"] = args.false_alarm_confidence
     return replace(ModelConfig(), **over).validate()
 
 
@@ -67,6 +70,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lattice-weight", type=float, dest="lattice_weight",
                    help="the share of the kNN map's median good-image maximum that each lattice map's 90th "
                         f"percentile good-image maximum is scaled to (default {ModelConfig().lattice_weight})")
+    g.add_argument("--false-alarm-confidence", type=float, dest="false_alarm_confidence",
+                   help="the share of training sets whose threshold keeps to --false-alarm-one-in: the rule "
+                        "allows for how few good images set the threshold; 0: the target on average over "
+                        "training sets, the rule of model files from before it "
+                        f"(default {ModelConfig().false_alarm_confidence:g})")
     g.add_argument("--zoom", type=float, dest="zoom",
                    help="enlarge each image this many times before the backbone sees it, 1 to 3, at the "
                         "square of the cost; experimental: it found thin cuts better on the tuning line but "
@@ -136,7 +144,10 @@ def _train(args: argparse.Namespace) -> int:
     folds = rule.get("folds")
     how = (f"the scores of {rule['calibration_images']} good images against the bank less their fold "
            f"({folds} folds)" if folds else f"{rule['calibration_images']} held-out good images")
-    print(f"threshold set for one false alarm per {rule['false_alarm_one_in']} good images, from {how}")
+    conf = rule.get("confidence", 0.0)
+    target = (f"at most one false alarm per {rule['false_alarm_one_in']} good images with {conf:.0%} confidence"
+              if conf else f"one false alarm per {rule['false_alarm_one_in']} good images on average")
+    print(f"threshold set for {target}, from {how}")
     if rule["calibration_images"] < CALIBRATION_ADVISED:
         more = (f"{CALIBRATION_ADVISED} good images give {CALIBRATION_ADVISED} scores" if folds else
                 f"{CALIBRATION_ADVISED * model.config.calibration_every} good images give {CALIBRATION_ADVISED}")

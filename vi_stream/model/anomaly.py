@@ -221,7 +221,7 @@ class AnomalyModel:
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
             scores = [lattice.fused_maximum(s, c[2], lat["gains"]) for s, c in zip(scores, calib)]
-        threshold = calibrated_threshold(scores, config.false_alarm_one_in)
+        threshold = calibrated_threshold(scores, config.false_alarm_one_in, config.false_alarm_confidence)
         index.gate = float(config.gate_fraction * threshold)
         meta = {
             "format_version": cls.FORMAT_VERSION,
@@ -242,6 +242,7 @@ class AnomalyModel:
             "calibration_scores": [round(v, 6) for v in scores],
             "lattice": lat,
             "threshold_rule": {"rule": "gumbel", "false_alarm_one_in": config.false_alarm_one_in,
+                               "confidence": config.false_alarm_confidence,
                                "calibration_images": len(calib), "folds": config.calibration_folds},
             "fit_seconds": round(time.perf_counter() - started, 3),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -386,7 +387,8 @@ def _saved_config(config: ModelConfig) -> dict:
     node not yet upgraded) refuses a file naming settings it does not know, and reading such a file
     takes them as off (and the zoom as 1)."""
     d = _jsonable(asdict(config))
-    d.pop("calibration_folds")      # kept in threshold_rule: it acts at the fit only (config_from_meta)
+    d.pop("calibration_folds")      # kept in threshold_rule: they act at the fit only (config_from_meta)
+    d.pop("false_alarm_confidence")
     if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
         d.pop("lattice")
         d.pop("lattice_weight")

@@ -12,6 +12,8 @@ from vi_stream.errors import ConfigError, ModelError
 
 
 MAX_FOLDS = 20    # each fold rebuilds the index's lists less its rows (model/calibration.py): fit time
+MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.99   # the threshold's confidence: from the median training set to
+                                             # what 40,000 simulated ones resolve (calibration.gumbel_k)
 MAX_ZOOM = 3.0    # a 4096x4096 image at 3x is 150 MP through the backbone: as far as memory allows
 
 
@@ -35,7 +37,8 @@ class ModelConfig:
     calibration_folds: int = 5
     calibration_every: int = 5
     max_calibration: int = 16
-    false_alarm_one_in: int = 20   # threshold: one false alarm expected per this many good images
+    false_alarm_one_in: int = 20   # threshold: at most one false alarm per this many good images ...
+    false_alarm_confidence: float = 0.9   # ... for this share of training sets (0: on average; calibration.py)
     seed: int = 0
     # The lattice score (model/lattice.py): each pixel against the same place in its lattice
     # neighbours, fused with the kNN map by a pixelwise maximum at a gain fitted on the good images.
@@ -70,6 +73,9 @@ class ModelConfig:
             raise ConfigError(f"lattice must be true or false, got {self.lattice!r}")
         if isinstance(self.zoom, bool) or not isinstance(self.zoom, (int, float)) or not 1 <= self.zoom <= MAX_ZOOM:
             raise ConfigError(f"zoom must be a number from 1 to {MAX_ZOOM:g}, got {self.zoom!r}")
+        if not valid_confidence(self.false_alarm_confidence):
+            raise ConfigError(f"false_alarm_confidence must be 0 (the target on average) or a number from "
+                              f"{MIN_CONFIDENCE} to {MAX_CONFIDENCE}, got {self.false_alarm_confidence!r}")
         if not valid_folds(self.calibration_folds):
             raise ConfigError(f"calibration_folds must be 0 (held-out images) or an integer from 2 to {MAX_FOLDS}, "
                               f"got {self.calibration_folds!r}")
@@ -85,15 +91,23 @@ def valid_folds(folds) -> bool:
     return not isinstance(folds, bool) and isinstance(folds, int) and (folds == 0 or 2 <= folds <= MAX_FOLDS)
 
 
+def valid_confidence(c) -> bool:
+    """Whether ``c`` is a false_alarm_confidence setting: 0 (the target on average over training sets)
+    or a share from MIN_CONFIDENCE to MAX_CONFIDENCE."""
+    return not isinstance(c, bool) and isinstance(c, (int, float)) and (c == 0 or MIN_CONFIDENCE <= c <= MAX_CONFIDENCE)
+
+
 def saved_settings(config: dict, version: str = "?") -> ModelConfig:
     """The settings of a config as a model file (or a benchmark's record of one) keeps it, not yet
     validated. A setting it leaves out takes what its absence meant when written: the lattice score
     off (files from before it, and files with it off, name no lattice), the threshold from held-out
-    images (calibration_folds 0), every other its default."""
+    images (calibration_folds 0) for the target on average (false_alarm_confidence 0), every other its
+    default."""
     c = dict(config)
     c["taps"] = tuple(c["taps"])
     c.setdefault("lattice", False)
     c.setdefault("calibration_folds", 0)   # files name their folds in threshold_rule (config_from_meta)
+    c.setdefault("false_alarm_confidence", 0.0)   # and their confidence
     unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
     if unknown:
         raise ModelError(f"model was written by a newer vi_stream ({version}: "
@@ -106,10 +120,12 @@ def config_from_meta(meta: dict) -> ModelConfig:
     try:
         # A model file keeps its folds with its threshold rule, not in its config: the setting acts at the
         # fit only, and a vi_stream from before it (a worker not yet upgraded) refuses settings it does not know.
-        folds = (meta.get("threshold_rule") or {}).get("folds", 0)
-        if not valid_folds(folds):
-            folds = 0     # a fit's provenance, not a scoring setting: a file naming others still loads
-        config = {"calibration_folds": folds, **meta["config"]}
+        rule = meta.get("threshold_rule") or {}
+        folds, confidence = rule.get("folds", 0), rule.get("confidence", 0.0)
+        # a fit's provenance, not scoring settings: a file naming others still loads
+        folds = folds if valid_folds(folds) else 0
+        confidence = confidence if valid_confidence(confidence) else 0.0
+        config = {"calibration_folds": folds, "false_alarm_confidence": confidence, **meta["config"]}
         return saved_settings(config, meta.get("vi_stream_version", "?")).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"model metadata has a bad config: {err}") from err
