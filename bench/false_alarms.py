@@ -1,7 +1,7 @@
 """False alarms on fresh good images at the calibrated threshold, per model setting, over several fits.
 
     python bench/false_alarms.py [--module classic|line:L] [--size 768] [--good 30] [--fits 3]
-                                 [--test 100] [--variant LABEL k=v ...]
+                                 [--test 100] [--variant LABEL k=v ... | --defaults-only] [--name NAME]
 
 Each fit draws its own ``--good`` good images (its bank and the images that set its threshold for
 one false alarm in ``false_alarm_one_in``, 20: all of them scored out of fold by default, or the
@@ -13,7 +13,8 @@ the Wilson 95% interval.
 ``--module classic`` is the module ``vi_stream demo`` and the tests draw (evaluation.synthetic);
 ``line:L`` a module line of the generalisation benchmark's generator (bench/genset.py), L one of
 the tuning lines (7, 13, 16). Variants as in bench/levers.py: the defaults first, then each
-``--variant`` (a label and ModelConfig overrides); without any, the kNN map alone (lattice=False).
+``--variant`` (a label and ModelConfig overrides); without any, the kNN map alone (lattice=False),
+unless ``--defaults-only``.
 Recall is not measured here (bench/structural.py, bench/sealed.py): a setting that trades it for
 fewer false alarms is read there too.
 
@@ -84,6 +85,7 @@ def main(argv=None) -> None:
     ap.add_argument("--fits", type=int, default=3)
     ap.add_argument("--test", type=int, default=100, help="fresh good images each fit scores")
     ap.add_argument("--variant", nargs="+", action="append", metavar="LABEL [k=v ...]")
+    ap.add_argument("--defaults-only", action="store_true", help="the defaults alone, without the kNN map's variant")
     ap.add_argument("--name", default="false_alarms", help="results file under bench/results/ (without .json)")
     a = ap.parse_args(argv)
     try:
@@ -94,7 +96,7 @@ def main(argv=None) -> None:
         ap.error("--good must be at least 10 (what a variant that holds images out needs), --fits and --test "
                  "at least 1")
     variants = [("defaults", ())] + ([(v[0], tuple(v[1:])) for v in a.variant] if a.variant else
-                                     list(DEFAULT_VARIANTS))
+                                     [] if a.defaults_only else list(DEFAULT_VARIANTS))
     configs = {label: generalise._override(ModelConfig(), items).validate() for label, items in variants}
     shape = (a.size, a.size)
     test = [draw(shape, TEST_SEED + i) for i in range(a.test)]
@@ -121,7 +123,8 @@ def main(argv=None) -> None:
                  by_confidence=by_confidence(r["fits"], configs[label].false_alarm_one_in))
     common.write(a.name, {
         "command": f"python bench/false_alarms.py --module {a.module} --size {a.size} --good {a.good} "
-                   f"--fits {a.fits} --test {a.test}" + "".join(" --variant " + " ".join(v) for v in a.variant or ()),
+                   f"--fits {a.fits} --test {a.test}" + "".join(" --variant " + " ".join(v) for v in a.variant or ())
+                   + (" --defaults-only" if a.defaults_only and not a.variant else ""),
         "module": a.module, "size": a.size, "good": a.good, "fits": a.fits, "test": a.test,
         "target": round(1 / ModelConfig().false_alarm_one_in, 4), "variants": rows})
 

@@ -18,11 +18,16 @@ def api(d, path: str):
 
 
 def processing(pg, daemon) -> None:
+    """The monitor on a processing line, with a frame processed since this was called on screen: a page
+    opened first draws the daemon's last frame from before (its stream's snapshot), which must not count."""
+    last = daemon.live.last_frame
+    before = -1 if last is None else int(last["pulse_id"])
     pg.goto(pg.base + "/#/monitor")
     if daemon.status() != "processing":
         pg.click("#start")
     pg.wait_for_selector("#state.processing")
-    pg.wait_for_function("document.querySelector('#frame').dataset.pulse !== ''", timeout=30_000)
+    pg.wait_for_function(f"(p => p !== '' && +p > {before})(document.querySelector('#frame').dataset.pulse)",
+                         timeout=30_000)
 
 
 @contextlib.contextmanager

@@ -129,13 +129,16 @@ def test_read_only_controls_say_so_and_the_page_fits_a_phone(new_page, token_dae
     pg = new_page(base(token_daemon))
     pg.goto(pg.base + "/")
     pg.wait_for_selector("#state.stopped")
+    # the marks are set with #who once GET /api/session is answered, which may come after the stream's status
+    pg.wait_for_function("document.querySelector('#who').textContent !== ''")
     for sel in ("#start", "#roi-edit", "#threshold-form button:not([type])"):
         assert pg.get_attribute(sel, "data-locked"), sel
         assert pg.evaluate(f"getComputedStyle(document.querySelector('{sel}'), '::after').content").find("log in") > 0
         assert "log in" in pg.get_attribute(sel, "title").lower()
     phone = new_page(base(token_daemon), viewport={"width": 390, "height": 844})
-    for view, ready in (("monitor", "#state.stopped"), ("history", "#history"), ("models", "#models[data-ready='1']"),
-                        ("batches", "#batches[data-ready='1']")):
+    # each view with what it loads drawn (the history's table is there before its rows: data-total comes with them)
+    for view, ready in (("monitor", "#state.stopped"), ("history", "#history[data-total]"),
+                        ("models", "#models[data-ready='1']"), ("batches", "#batches[data-ready='1']")):
         phone.goto(phone.base + f"/#/{view}")
         phone.wait_for_selector(ready)
         phone.wait_for_timeout(300)
@@ -295,6 +298,8 @@ def test_trends_survive_a_restart_with_a_range_picker_hover_values_and_drift_apa
             pg.wait_for_function("window.vi && (window.vi.trends.length >= 3)", timeout=20_000)
             label = pg.get_attribute("#tr-score", "aria-label")
             assert "point(s)" in label and "p50" in label
+            # vi.trends may come from the stream's snapshot first; the note only with GET /api/trends's answer
+            pg.wait_for_function("document.querySelector('#trend-note').textContent !== ''", timeout=20_000)
             assert "kept in the store" in pg.inner_text("#trend-note")
             pg.select_option("#trend-range", "604800")
             # over 7 days the store's 2 s bins come back merged into wider ones (at most 720 points a read)

@@ -256,3 +256,28 @@ def test_keys_typed_into_the_decision_while_a_tiles_save_redraws_the_page_stay_i
     assert page.get_attribute("#editor", "data-ready") == "1" and page.is_checked("input[name=tool][value=brush]")
     assert comment.input_value() == "stain on pads 3-4, save and verify, then re-image"
     assert page.evaluate("document.activeElement === document.querySelector('#decide-left textarea')")
+
+
+def test_a_queue_answered_late_is_not_drawn_over_the_one_asked_since(page, daemon):
+    """The queue asked for first is answered (as it was then) after the operator left and came back; the side
+    stored between the two stays listed."""
+    write_result(daemon, "RQ-1", pulse=301)
+    held = []
+
+    def handler(route):                                    # the first queue's answer, taken now, given later
+        if not held and "decision=none" in route.request.url:
+            held.append((route, route.fetch()))
+        else:
+            route.continue_()
+    page.route("**/api/history?*", handler)
+    page.goto(page.base + "/#/queue")
+    _wait_held(page, held)
+    write_result(daemon, "RQ-2", pulse=302)
+    page.goto(page.base + "/#/history")
+    page.goto(page.base + "/#/queue")
+    page.wait_for_function("(document.querySelector('#queue tbody')?.textContent || '').includes('RQ-2')")
+    route, answer = held[0]
+    route.fulfill(response=answer)
+    page.unroute("**/api/history?*")
+    page.wait_for_timeout(800)
+    assert "RQ-2" in page.inner_text("#queue tbody") and "RQ-1" in page.inner_text("#queue tbody")

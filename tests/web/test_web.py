@@ -24,6 +24,22 @@ from ..helpers.screens import shot
 from ..helpers.store import make_record
 
 
+def _stop_and_store(daemon) -> None:
+    """Stops the line and waits until every result judged is stored. The store's writer lags behind: a result
+    still on its way re-images its module's side later, so the newest side (or a total) read before it lands is
+    not the one the page shows next (a tile saved on it then rightly stays with the older acquisition)."""
+    daemon.stop_processing()
+
+    def settled():                                     # the books balance: nothing judged is still on its way
+        s = daemon.processor.statistics()
+        st = s["store"]
+        return (daemon.status() == "stopped" and st["queue"] == 0 and st["held_in_memory"] == 0
+                and s["frames_processed"] == st["submitted"] + s["not_stored"]
+                and st["submitted"] + st["carried_over"] == (st["stored"] + st["spooled"] + st["set_aside"]
+                                                            + st["render_failed"] + st["lost"]))
+    wait_for(settled, timeout=30)
+
+
 def test_the_monitor_follows_frames_and_starts_and_stops_from_the_page(page, daemon):
     daemon.set_config({"log_level": "INFO"})      # what `vi_stream run` logs at by default
     page.goto(page.base + "/")
@@ -70,7 +86,7 @@ def test_the_history_filters_by_verdict_and_links_to_the_module(page, daemon):
     processing(page, daemon)
     wait_for(lambda: api(daemon, "/api/history?verdict=good")["total"] >= 1 and
              api(daemon, "/api/history?verdict=anomalous")["total"] >= 1, timeout=60)
-    daemon.stop_processing()
+    _stop_and_store(daemon)                             # the total asked below is the one the page reads
     page.goto(page.base + "/#/history")
     page.wait_for_selector("#history tbody tr")
     shot(page, "history")
@@ -90,17 +106,9 @@ def test_the_queue_leads_to_a_camera_module_and_a_decision_takes_it_off(page, da
     """The review round on the simulated camera's own modules: queue, module page with its defects, decision."""
     processing(page, daemon)
     wait_for(lambda: api(daemon, "/api/history?verdict=anomalous&decision=none")["total"] >= 2, timeout=60)
-    daemon.stop_processing()
     # every result judged is stored before the round starts (else a side may be re-imaged under the decision,
     # which then rightly stays with the acquisition it was made on)
-    def settled():                                     # the books balance: nothing judged is still on its way
-        s = daemon.processor.statistics()
-        st = s["store"]
-        return (daemon.status() == "stopped" and st["queue"] == 0 and st["held_in_memory"] == 0
-                and s["frames_processed"] == st["submitted"] + s["not_stored"]
-                and st["submitted"] + st["carried_over"] == (st["stored"] + st["spooled"] + st["set_aside"]
-                                                            + st["render_failed"] + st["lost"]))
-    wait_for(settled, timeout=30)
+    _stop_and_store(daemon)
     page.goto(page.base + "/#/queue")
     page.wait_for_selector("#queue tbody tr")
     page.wait_for_selector("#state.stopped")            # the header follows the line within its status tick
@@ -152,7 +160,7 @@ def _disc(mask: np.ndarray, cx: int, cy: int, r: float, value: int) -> None:
 
 def test_a_correction_drawn_on_a_tile_is_stored_pixel_for_pixel(page, daemon):
     processing(page, daemon)
-    daemon.stop_processing()
+    _stop_and_store(daemon)
     name, side_name, side = _open_tile(page, daemon, 1)
     start = cv2.imdecode(np.frombuffer(requests.get(
         page.base + "/api/images/" + side["corrected_mask"]["full"]["tiled_id"][1], timeout=10).content, np.uint8),
@@ -189,7 +197,7 @@ def test_a_correction_drawn_on_a_tile_is_stored_pixel_for_pixel(page, daemon):
 
 def test_verify_marks_the_tile_and_counts_it(page, daemon):
     processing(page, daemon)
-    daemon.stop_processing()
+    _stop_and_store(daemon)
     name, side_name, side = _open_tile(page, daemon, 0)
     page.click("#ed-verify")
     page.wait_for_function("document.querySelector('#ed-message').textContent.includes('verified')")
@@ -202,7 +210,7 @@ def test_verify_marks_the_tile_and_counts_it(page, daemon):
 def test_a_tile_still_loading_takes_no_strokes_and_saves_nothing(page, daemon):
     """Clicking or pressing s before the tile's mask has arrived is refused in words, not a script error."""
     processing(page, daemon)
-    daemon.stop_processing()
+    _stop_and_store(daemon)
     row = api(daemon, "/api/history?limit=1")["sides"][0]
     side = api(daemon, f"/api/modules/{row['module']}")["module"][row["side"]]
     page.goto(page.base + f"/#/module/{row['module']}")
@@ -229,7 +237,7 @@ def test_a_tile_still_loading_takes_no_strokes_and_saves_nothing(page, daemon):
 
 def test_saving_a_side_that_was_reimaged_meanwhile_keeps_it_on_its_acquisition_and_says_so(page, daemon):
     processing(page, daemon)
-    daemon.stop_processing()
+    _stop_and_store(daemon)
     name, side_name, side = _open_tile(page, daemon, 0)
     _click_canvas(page, 10, 10)
     again = make_record(987_654, name, side_name)                    # the side imaged again meanwhile
@@ -252,6 +260,8 @@ def test_with_a_token_the_page_is_read_only_until_login_and_needs_the_csrf_token
         base = f"http://127.0.0.1:{d.rest_port}"
         pg.goto(base + "/")
         pg.wait_for_selector("#state.stopped")
+        # #state comes from the event stream, #who from GET /api/session: either may land first
+        pg.wait_for_function("document.querySelector('#who').textContent !== ''")
         assert pg.inner_text("#who") == "read-only"
         pg.click("#start")                                   # refused: the login form opens
         pg.wait_for_selector("#login[open]")

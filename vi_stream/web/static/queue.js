@@ -2,7 +2,7 @@
 import { $, api, fmt, when } from "./core.js";
 import { decisionText, moduleLink, thumb, verdictCell } from "./history.js";
 
-let timer = null;
+let timer = null, loads = 0;   // loads: the latest queue asked for (loadQueue)
 
 export function queueView(root) {
   root.append($("#t-queue").content.cloneNode(true));
@@ -12,10 +12,16 @@ export function queueView(root) {
 async function loadQueue() {
   clearTimeout(timer);
   if (!$("#queue")) return;
+  // the latest list asked for: a request in flight when the operator left and came back (or the timer fired) may
+  // answer after a newer one, and would draw a side decided since back into the queue
+  const asked = ++loads;
   let data;
   try { data = await api("GET", "/api/history?verdict=anomalous&decision=none&sort=processed_at&order=asc&limit=100"); }
-  catch (e) { $("#queue-message").textContent = "Could not read the queue: " + e.message; $("#queue-message").hidden = false; return; }
-  if (!$("#queue")) return;
+  catch (e) {
+    if (asked !== loads || !$("#queue")) return;
+    $("#queue-message").textContent = "Could not read the queue: " + e.message; $("#queue-message").hidden = false; return;
+  }
+  if (asked !== loads || !$("#queue")) return;
   $("#queue tbody").replaceChildren(...data.sides.map((r) => {
     const tr = document.createElement("tr");
     const td = () => { const c = document.createElement("td"); tr.append(c); return c; };
