@@ -498,7 +498,8 @@ def search() -> str:
 
 def false_alarms() -> str:
     """Each record of bench/false_alarms.py (one per module drawn): good images over the threshold."""
-    names = sorted(n[:-5] for n in os.listdir(RESULTS) if re.fullmatch(r"false_alarms(-[\w.-]+)?\.json", n))
+    names = sorted((n[:-5] for n in os.listdir(RESULTS) if re.fullmatch(r"false_alarms(-[\w.-]+)?\.json", n)),
+                   key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])   # line7 before line13
     out = []
     for name in names:
         d = load(name)
