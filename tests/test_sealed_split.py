@@ -179,7 +179,7 @@ def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp
     # the same threshold rule, pooled over the lines: the peer's false alarms are its good images above 1
     all_good = np.concatenate([setfiles.outputs(str(work / str(line) / "peer" / "spread"), "good")["scores"] /
                                calibrated_threshold(setfiles.outputs(str(work / str(line) / "peer" / "spread"),
-                                                                     "calibration")["scores"].tolist(), 20)
+                                                                     "calibration")["scores"].tolist(), 20, 0.9)
                                for line in sealed.SEALED_LINES])
     assert peer["overall"]["false_alarms_per_good_image"] == round(float((all_good > 1).mean()), 3)
     # a second peer alone: ours and the ledger as they were, the first peer kept
@@ -187,7 +187,8 @@ def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp
     rec2 = json.loads((res / "sealed.json").read_text())
     assert rec2["runs"] == rec["runs"] and [p["label"] for p in rec2["peers"]] == ["spread", "spread2"]
     assert (res / "sealed" / "ledger.json").read_text() == ledger
-    assert rec2["peers"][1]["calibration"] == {"calibration_every": 2, "max_calibration": 16, "false_alarm_one_in": 20}
+    assert rec2["peers"][1]["calibration"] == {"calibration_every": 2, "max_calibration": 16, "false_alarm_one_in": 20,
+                                               "false_alarm_confidence": 0.9}
     # every image's score of a peer is kept beside ours, and its bands of contrast come from them
     kept = json.loads((res / "sealed" / "peer-spread2.json").read_text())
     assert kept["peer"]["label"] == "spread2" and kept["peer"]["options"] == ["seed=2"]

@@ -47,9 +47,9 @@ def test_train_writes_a_model(tmp_path, capsys):
                "--false-alarm-one-in", "50", "--no-progress"])
     assert rc == 0 and out.is_file()
     cap = capsys.readouterr()
-    assert "one false alarm per 50 good images, from 2 held-out good images" in cap.out
+    assert "at most one false alarm per 50 good images with 90% confidence, from 2 held-out good images" in cap.out
     assert "note: 2 held-out images give a rough threshold" in cap.err and "16 good images give 8" in cap.err
-    assert read_meta(str(out))["threshold_rule"] == {"rule": "gumbel", "false_alarm_one_in": 50,
+    assert read_meta(str(out))["threshold_rule"] == {"rule": "gumbel", "false_alarm_one_in": 50, "confidence": 0.9,
                                                      "calibration_images": 2, "folds": 0}
 
 
