@@ -64,29 +64,25 @@ def test_the_cache_keeps_a_uniform_sample_of_the_images_beyond_its_bytes(monkeyp
     assert all(f == s[0] % 5 for f, s, _r, _l in cache.items) and cache.items[0][2].dtype == np.float16
 
 
-def test_folds_are_checked_and_a_model_file_keeps_them_with_its_threshold_rule():
-    for bad in (1, 21, True, 2.0, -1):
-        with pytest.raises(ConfigError, match="calibration_folds must be 0"):
-            ModelConfig(calibration_folds=bad).validate()
-    meta = {"config": {"backbone": "efficientnet-lite0", "taps": [2, 4, 7]}, "threshold_rule": {"folds": 5}}
-    assert config_from_meta(meta).calibration_folds == 5
-    del meta["threshold_rule"]["folds"]                          # a file from before folds: it held images out
-    assert config_from_meta(meta).calibration_folds == 0
-    meta["threshold_rule"]["folds"] = 64                         # a future vi_stream's: provenance, the file loads
-    assert config_from_meta(meta).calibration_folds == 0
-
-
-def test_the_confidence_is_checked_and_a_model_file_keeps_it_with_its_threshold_rule():
-    for bad in (0.3, 1.0, 0.995, True, "0.9", -0.1):
-        with pytest.raises(ConfigError, match="false_alarm_confidence must be 0"):
-            ModelConfig(false_alarm_confidence=bad).validate()
-    assert ModelConfig(false_alarm_confidence=0).validate().false_alarm_confidence == 0
-    meta = {"config": {"backbone": "efficientnet-lite0", "taps": [2, 4, 7]}, "threshold_rule": {"confidence": 0.95}}
-    assert config_from_meta(meta).false_alarm_confidence == 0.95
-    del meta["threshold_rule"]["confidence"]                     # a file from before it: the target on average
-    assert config_from_meta(meta).false_alarm_confidence == 0.0
-    meta["threshold_rule"]["confidence"] = 2                     # a future vi_stream's: provenance, the file loads
-    assert config_from_meta(meta).false_alarm_confidence == 0.0
+@pytest.mark.parametrize("field, key, bad, kept, unknown", [
+    ("calibration_folds", "folds", (1, 21, True, 2.0, -1), 5, 64),
+    ("false_alarm_confidence", "confidence", (0.3, 1.0, 0.995, True, "0.9", -0.1), 0.95, 2),
+])
+def test_a_threshold_setting_is_checked_and_a_model_file_keeps_it_with_its_threshold_rule(field, key, bad, kept,
+                                                                                           unknown):
+    """The folds and the confidence act at the fit only: a file keeps them in threshold_rule, not in its config;
+    a file from before one names none (held-out images, the target on average: 0), and one a future vi_stream
+    names loads as provenance."""
+    for b in bad:
+        with pytest.raises(ConfigError, match=f"{field} must be 0"):
+            ModelConfig(**{field: b}).validate()
+    assert getattr(ModelConfig(**{field: 0}).validate(), field) == 0
+    meta = {"config": {"backbone": "efficientnet-lite0", "taps": [2, 4, 7]}, "threshold_rule": {key: kept}}
+    assert getattr(config_from_meta(meta), field) == kept
+    del meta["threshold_rule"][key]
+    assert getattr(config_from_meta(meta), field) == 0
+    meta["threshold_rule"][key] = unknown
+    assert getattr(config_from_meta(meta), field) == 0
 
 
 def test_a_larger_image_shrinks_the_cache_to_its_bytes(monkeypatch):
