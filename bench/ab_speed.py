@@ -99,7 +99,11 @@ def main() -> None:
                 f.write(keep)
     command = f"python bench/ab_speed.py --base {a.base} --rounds {a.rounds}" + (" --quality" if a.quality else "") \
         + (f" --name {a.name}" if a.name != "ab_speed" else "")
-    record = {"command": command, "base": rev, "head": head, "runs": runs}
+    # "this tree" is the working tree: changes not yet committed are timed too, and the record says so
+    dirty = [x for x in subprocess.run(["git", "status", "--porcelain", "--", "vi_stream", "bench"], cwd=ROOT,
+                                       capture_output=True, text=True, check=True).stdout.splitlines()
+             if "bench/results/" not in x]
+    record = {"command": command, "base": rev, "head": head, "dirty": bool(dirty), "runs": runs}
     if quality:
         keys = sorted(set(quality["base"]) | set(quality["head"]))
         record["quality"] = {"args": " ".join(_QUALITY_ARGS), "figures": {k: [quality["base"].get(k), quality["head"].get(k)] for k in keys},

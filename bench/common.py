@@ -42,9 +42,9 @@ def recorded_config(model) -> dict:
     """A fitted model's settings as a record keeps them (bench/report.py reads them back with
     vi_stream.model.config.saved_settings): the model file's config, less the seed, with the folds
     and the confidence its threshold rule names (a model file keeps them there, not in its config)."""
+    from vi_stream.model.config import rule_settings
     return {**{k: v for k, v in model.meta["config"].items() if k != "seed"},
-            "calibration_folds": model.meta["threshold_rule"].get("folds", 0),
-            "false_alarm_confidence": model.meta["threshold_rule"].get("confidence", 0.0)}
+            **rule_settings(model.meta["threshold_rule"])}
 
 
 def read(name: str, machine: bool = False) -> dict:

@@ -4,7 +4,8 @@
                                  [--test 100] [--variant LABEL k=v ... | --defaults-only] [--name NAME]
 
 Each fit draws its own ``--good`` good images (its bank and the images that set its threshold for
-one false alarm in ``false_alarm_one_in``, 20: all of them scored out of fold by default, or the
+at most one false alarm in ``false_alarm_one_in``, 20, at ``false_alarm_confidence``, 0.9: all of
+them scored out of fold by default, or the
 held-out ones), then scores the same ``--test`` fresh good images: a false alarm is a good image
 over the threshold. Several fits, because the threshold moves from one training set to the next
 (from 6 held-out images of 30, widely); a setting's rate is its false alarms over all fits, with
@@ -57,7 +58,7 @@ def by_confidence(fits: list[dict], one_in: int) -> dict:
     thresholds as a share of the fit's own."""
     out = {}
     for c in CONFIDENCES:
-        thr = [calibrated_threshold(f["calibration_scores"], one_in, c) for f in fits]
+        thr = [calibrated_threshold(f["calibration_scores"], one_in, confidence=c) for f in fits]
         per = [int(np.sum(np.asarray(f["test_scores"]) > t)) for f, t in zip(fits, thr)]
         k, n = sum(per), sum(len(f["test_scores"]) for f in fits)
         lo, hi = wilson(k, n)
@@ -92,6 +93,8 @@ def main(argv=None) -> None:
         draw = module(a.module)
     except argparse.ArgumentTypeError as err:
         ap.error(str(err))
+    if a.defaults_only and a.variant:
+        ap.error("--defaults-only runs the defaults alone: give it or --variant, not both")
     if a.good < 2 * ModelConfig().calibration_every or a.fits < 1 or a.test < 1:
         ap.error("--good must be at least 10 (what a variant that holds images out needs), --fits and --test "
                  "at least 1")
@@ -124,7 +127,7 @@ def main(argv=None) -> None:
     common.write(a.name, {
         "command": f"python bench/false_alarms.py --module {a.module} --size {a.size} --good {a.good} "
                    f"--fits {a.fits} --test {a.test}" + "".join(" --variant " + " ".join(v) for v in a.variant or ())
-                   + (" --defaults-only" if a.defaults_only and not a.variant else ""),
+                   + (" --defaults-only" if a.defaults_only else "") + (f" --name {a.name}" if a.name != "false_alarms" else ""),
         "module": a.module, "size": a.size, "good": a.good, "fits": a.fits, "test": a.test,
         "target": round(1 / ModelConfig().false_alarm_one_in, 4), "variants": rows})
 

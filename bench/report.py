@@ -124,8 +124,8 @@ def generalise() -> str:
             f"images, {st['good']} good test images, {st['per_family']} defective images per family at contrasts "
             f"drawn in {st['contrast_range']}, a ladder of {st['ladder']} defects per family at "
             f"{st['ladder_contrasts']}. Tuned on: {', '.join(d['tuning_families'])}. Held out (no design choice "
-            f"looked at them): {', '.join(d['held_out_families'])}. vi_stream's threshold: one false alarm per "
-            f"{o['config']['false_alarm_one_in']} good images, from "
+            f"looked at them): {', '.join(d['held_out_families'])}. vi_stream's threshold: "
+            f"{_rule(o['config'])} ({o['config']['false_alarm_one_in']} good images), from "
             + (f"every training image scored out of fold ({o['config']['calibration_folds']} folds); "
                if o['config'].get('calibration_folds') else
                f"every {o['config']['calibration_every']}th training image held out; ") +
@@ -291,10 +291,11 @@ def sealed() -> str:
            "Every image's score: `bench/results/sealed/`.\n"]
     if peers:
         out.append(_table(["peer", "options", "overall image AUROC (95%)", "pixel AUROC", "AUPRO",
-                           "recall at threshold", "false alarms per good image", "run on"],
+                           "recall at threshold (its rule)", "false alarms per good image", "run on"],
                           [[p["label"], " ".join(p["options"]) or "defaults", _auroc95(p["overall"]),
                             p["overall"]["pixel_auroc_mean"], p["overall"]["aupro_mean"],
-                            p["overall"]["recall_at_threshold"], p["overall"]["false_alarms_per_good_image"], p["date"]]
+                            f"{p['overall']['recall_at_threshold']} ({_rule(p.get('calibration', {}))})",
+                            p["overall"]["false_alarms_per_good_image"], p["date"]]
                            for p in peers]) + "\n")
     for r in d["runs"]:
         o, run, fam = r["overall"], r["run"], r["per_family"]
@@ -456,7 +457,8 @@ def ab_speed(name: str = "ab_speed") -> str:
         rows.append([r["tree"], f"{r['fit_seconds']} s", f"{a['megapixels_per_s']} MP/s, {_pct(a['outside_backbone_fraction'])}",
                      ms(a), f"{b['megapixels_per_s']} MP/s, {_pct(b['outside_backbone_fraction'])}", ms(b)])
     return (f"## Before and after a change: `{d['command']}` ({_when(d)})\n\n"
-            f"`bench/speed.py` of revision {d['base']} and of this tree, run in turn so both see the same "
+            f"`bench/speed.py` of revision {d['base']} and of this tree"
+            + (" (with changes not yet committed)" if d.get("dirty") else "") + ", run in turn so both see the same "
             "phases of the VM. Compare the shares outside the backbone; the MP/s move with the VM.\n\n"
             + _table(["tree", "fit 40 images", "768²: speed, share outside backbone", f"768²: {parts}",
                       "2048²: speed, share", f"2048²: {parts}"], rows) + "\n" + _ab_quality(d))
@@ -510,10 +512,18 @@ def false_alarms() -> str:
                    f"({_when(d)})\n\n"
                    f"Each of {d['fits']} fits draws its own {d['good']} good images (its bank and the images "
                    f"that set its threshold), then scores the same {d['test']} fresh good images; the target is "
-                   f"{d['target']} per good image (one in 20). Interval: Wilson 95%.\n\n"
+                   f"{d['target']} per good image (one in 20), at most, for the share of training sets its "
+                   "confidence names (the settings' `false_alarm_confidence`). Interval: Wilson 95%.\n\n"
                    + _table(["variant", "settings", "false alarms / images", "per good image (95%)", "per fit",
                              "highest score / threshold, per fit"], rows) + "\n" + _by_confidence(d))
     return "\n".join(out)
+
+
+def _rule(config: dict) -> str:
+    """A threshold rule as a record's config (or a peer's calibration) names it: a record from before the
+    confidence was thresholded for the target on average."""
+    c = config.get("false_alarm_confidence", 0)
+    return f"at most one false alarm in N, confidence {c:g}" if c else "one false alarm in N on average"
 
 
 def _by_confidence(d: dict) -> str:

@@ -30,7 +30,8 @@ unit: 1 is its operating point).
 The peer (``--peer-python PY --peer LABEL k=v ...``, as in bench/structural.py): each line's images
 are written as a set folder under ``--work`` (bench/genset.py's layout); anomalib's PatchCore fits on
 the training images our model fits on, scores the ones our model holds out to set its threshold,
-and gets its threshold from them by our rule (one false alarm in ``false_alarm_one_in``), so both
+and gets its threshold from them by our rule (at most one false alarm in ``false_alarm_one_in`` at
+``false_alarm_confidence``, recorded with the peer), so both
 sides are pooled across lines and counted at a threshold the same way. A peer does not choose our
 design, so ``--peers-only`` adds peers to the record without running ours or writing the ledger.
 """
@@ -289,7 +290,8 @@ def peer_result(dirs: list[str], label: str, one_in: int, confidence: float) -> 
         desc = setfiles.load(d)
         li = SEALED_LINES.index(desc["line"])
         od = os.path.join(d, "peer", label)
-        thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in, confidence)
+        thr = calibrated_threshold(setfiles.outputs(od, setfiles.CALIBRATION)["scores"].tolist(), one_in,
+                                   confidence=confidence)
         for split, fam in enumerate(["good", *SEALED_FAMILIES], start=1):    # plan()'s splits, in its order
             o = setfiles.outputs(od, fam)
             masks = setfiles.stack(d, f"{fam}_mask") if fam != "good" else [None] * len(o["scores"])

@@ -179,7 +179,8 @@ def test_the_peer_fits_on_our_training_images_and_is_thresholded_by_our_rule(tmp
     # the same threshold rule, pooled over the lines: the peer's false alarms are its good images above 1
     all_good = np.concatenate([setfiles.outputs(str(work / str(line) / "peer" / "spread"), "good")["scores"] /
                                calibrated_threshold(setfiles.outputs(str(work / str(line) / "peer" / "spread"),
-                                                                     "calibration")["scores"].tolist(), 20, 0.9)
+                                                                     "calibration")["scores"].tolist(), 20,
+                                                    confidence=0.9)
                                for line in sealed.SEALED_LINES])
     assert peer["overall"]["false_alarms_per_good_image"] == round(float((all_good > 1).mean()), 3)
     # a second peer alone: ours and the ledger as they were, the first peer kept

@@ -18,7 +18,7 @@ def test_threshold_keeps_its_false_alarm_target_on_average(n, one_in):
     rates, plugin = [], []
     for _ in range(3000):
         s = rng.gumbel(loc, scale, size=n)
-        t = calibrated_threshold(s, one_in)
+        t = calibrated_threshold(s, one_in, confidence=0.0)
         rates.append(-math.expm1(-math.exp(-(t - loc) / scale)))
         b = s.std(ddof=1) * math.sqrt(6) / math.pi
         q = s.mean() - 0.5772 * b - b * math.log(-math.log(1 - 1 / one_in))
@@ -40,7 +40,7 @@ def test_with_a_confidence_that_share_of_calibrations_keeps_the_target(n, confid
     kept, kept_on_average, rates = [], [], []
     for _ in range(3000):
         s = rng.gumbel(loc, scale, size=n)
-        rate = [-math.expm1(-math.exp(-(calibrated_threshold(s, one_in, c) - loc) / scale)) for c in (confidence, 0.0)]
+        rate = [-math.expm1(-math.exp(-(calibrated_threshold(s, one_in, confidence=c) - loc) / scale)) for c in (confidence, 0.0)]
         kept.append(rate[0] <= 1 / one_in)
         kept_on_average.append(rate[1] <= 1 / one_in)
         rates.append(rate[0])
@@ -48,6 +48,18 @@ def test_with_a_confidence_that_share_of_calibrations_keeps_the_target(n, confid
     assert np.mean(rates) < 1 / one_in
     if n >= 40:                                   # on average, 62% at 40 scores and 76% at 150 (with the floor)
         assert np.mean(kept) > np.mean(kept_on_average) + 0.1
+
+
+def test_a_large_k_from_few_scores_is_found_and_an_impossible_one_refused():
+    """From 2 scores at one in 20 with confidence 0.99, k is about 238 (the bracket grows to hold it; it had
+    stopped at 60 and returned 60); a k beyond MAX_K (the rule on average from 2 scores at one in 10,000
+    needs about 6,700) is refused in words."""
+    k = gumbel_k(2, 20, 0.99)
+    assert 200 < k < 300
+    assert 600 < gumbel_k(2, 1000, 0.0) < 750
+    with pytest.raises(ModelError, match="^2 calibration scores cannot set a threshold for one false alarm in "
+                                         "10000: give more good images"):
+        gumbel_k(2, 10_000, 0.0)
 
 
 def test_k_grows_with_the_target_and_shrinks_with_more_images():
@@ -58,11 +70,11 @@ def test_k_grows_with_the_target_and_shrinks_with_more_images():
 
 
 def test_identical_or_too_few_calibration_scores():
-    assert calibrated_threshold([5.0, 5.0, 5.0], 20) == pytest.approx(5.1)
-    assert calibrated_threshold([5.0] * 40, 20) == pytest.approx(5.1)      # no spread: the floor, many or few
+    assert calibrated_threshold([5.0, 5.0, 5.0], 20, confidence=0.9) == pytest.approx(5.1)
+    assert calibrated_threshold([5.0] * 40, 20, confidence=0.9) == pytest.approx(5.1)      # no spread: the floor, many or few
     many = np.r_[np.full(38, 5.0), 9.0, 9.0]                               # the quantile, not the highest: 5%
-    assert calibrated_threshold(many, 20) >= 1.02 * np.quantile(many, 0.95) and np.quantile(many, 0.95) < 9.0
+    assert calibrated_threshold(many, 20, confidence=0.0) >= 1.02 * np.quantile(many, 0.95) and np.quantile(many, 0.95) < 9.0
     with pytest.raises(ModelError, match="at least two"):
-        calibrated_threshold([5.0], 20)
+        calibrated_threshold([5.0], 20, confidence=0.9)
     with pytest.raises(ModelError, match="finite"):
-        calibrated_threshold([5.0, float("nan")], 20)
+        calibrated_threshold([5.0, float("nan")], 20, confidence=0.9)

@@ -277,7 +277,27 @@ def test_a_queue_answered_late_is_not_drawn_over_the_one_asked_since(page, daemo
     page.goto(page.base + "/#/queue")
     page.wait_for_function("(document.querySelector('#queue tbody')?.textContent || '').includes('RQ-2')")
     route, answer = held[0]
-    route.fulfill(response=answer)
+    with page.expect_response(lambda r: r.url == route.request.url):
+        route.fulfill(response=answer)
     page.unroute("**/api/history?*")
     page.wait_for_timeout(800)
     assert "RQ-2" in page.inner_text("#queue tbody") and "RQ-1" in page.inner_text("#queue tbody")
+
+
+def test_a_queue_that_could_not_be_read_is_asked_again(page, daemon):
+    """One failed read says so and does not stop the queue's refresh: the next one draws the sides."""
+    write_result(daemon, "RQ-3", pulse=303)
+    failed = []
+
+    def handler(route):
+        if not failed and "decision=none" in route.request.url:
+            failed.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+    page.route("**/api/history?*", handler)
+    page.goto(page.base + "/#/queue")
+    page.wait_for_function("(document.querySelector('#queue-message')?.textContent || '').includes('Could not read')")
+    page.wait_for_function("(document.querySelector('#queue tbody')?.textContent || '').includes('RQ-3')",
+                           timeout=15_000)
+    assert page.is_hidden("#queue-message") and failed

@@ -17,7 +17,7 @@ import requests
 from vi_stream.store import record as record_mod
 from vi_stream.web.live import MAX_LISTENERS
 
-from ..helpers.daemon import running_daemon, wait_for
+from ..helpers.daemon import running_daemon, stored_books_balance, wait_for
 from ..helpers.http import stream_from
 from ..helpers.page import api, processing
 from ..helpers.screens import shot
@@ -29,15 +29,7 @@ def _stop_and_store(daemon) -> None:
     still on its way re-images its module's side later, so the newest side (or a total) read before it lands is
     not the one the page shows next (a tile saved on it then rightly stays with the older acquisition)."""
     daemon.stop_processing()
-
-    def settled():                                     # the books balance: nothing judged is still on its way
-        s = daemon.processor.statistics()
-        st = s["store"]
-        return (daemon.status() == "stopped" and st["queue"] == 0 and st["held_in_memory"] == 0
-                and s["frames_processed"] == st["submitted"] + s["not_stored"]
-                and st["submitted"] + st["carried_over"] == (st["stored"] + st["spooled"] + st["set_aside"]
-                                                            + st["render_failed"] + st["lost"]))
-    wait_for(settled, timeout=30)
+    wait_for(lambda: daemon.status() == "stopped" and stored_books_balance(daemon.processor.statistics()), timeout=30)
 
 
 def test_the_monitor_follows_frames_and_starts_and_stops_from_the_page(page, daemon):

@@ -28,57 +28,47 @@ def _progress_factory(enabled: bool) -> Callable[[int, str], Callable[[int], Non
 
 
 CALIBRATION_ADVISED = 8   # calibration scores for a threshold near its false-alarm target
-_MODEL_OPTIONS = (  # ModelConfig field, help (its default is appended)
-    ("tile", "tile size in px (multiple of 16)"),
-    ("overlap", "tile overlap in px (multiple of 8)"),
-    ("bank_size", "normal patches kept"),
-    ("dim", "feature dimensions after PCA"),
-    ("cells", "index cells"),
-    ("batch_size", "tiles per backbone call at most (on CPU also about 0.3 MP per call)"),
-    ("calibration_folds", "the threshold from every good image's score against the bank less its fold "
-                          "(one image in n per fold); 0: hold out every --calibration-every-th image instead"),
-    ("calibration_every", "with --calibration-folds 0, every n-th good image is held out to set the threshold"),
-    ("false_alarm_one_in", "threshold for at most one false alarm per this many good images (at "
-                           "--false-alarm-confidence)"),
-    ("seed", "random seed"),
+_MODEL_OPTIONS = (  # ModelConfig field, its type, help (its default is appended)
+    ("tile", int, "tile size in px (multiple of 16)"),
+    ("overlap", int, "tile overlap in px (multiple of 8)"),
+    ("bank_size", int, "normal patches kept"),
+    ("dim", int, "feature dimensions after PCA"),
+    ("cells", int, "index cells"),
+    ("batch_size", int, "tiles per backbone call at most (on CPU also about 0.3 MP per call)"),
+    ("calibration_folds", int, "the threshold from every good image's score against the bank less its fold "
+                               "(one image in n per fold); 0: hold out every --calibration-every-th image instead"),
+    ("calibration_every", int, "with --calibration-folds 0, every n-th good image is held out to set the threshold"),
+    ("false_alarm_one_in", int, "threshold for at most one false alarm per this many good images (at "
+                                "--false-alarm-confidence)"),
+    ("false_alarm_confidence", float, "the share of training sets whose threshold keeps to --false-alarm-one-in: "
+                                      "the rule allows for how few good images set the threshold; 0: the target "
+                                      "on average over training sets, the rule of model files from before it"),
+    ("lattice_weight", float, "the share of the kNN map's median good-image maximum that each lattice map's 90th "
+                              "percentile good-image maximum is scaled to"),
+    ("zoom", float, "enlarge each image this many times before the backbone sees it, 1 to 3, at the square of "
+                    "the cost; experimental: it found thin cuts better on the tuning line but not on the sealed "
+                    "lines (docs/model.md)"),
+    ("seed", int, "random seed"),
 )
 
 
 def _model_config(args: argparse.Namespace):
     from vi_stream.model import ModelConfig
-    over = {k: getattr(args, k) for k, _ in _MODEL_OPTIONS if getattr(args, k, None) is not None}
+    over = {k: getattr(args, k) for k, _t, _h in _MODEL_OPTIONS if getattr(args, k, None) is not None}
     if getattr(args, "lattice", None) is not None:
         over["lattice"] = args.lattice == "on"
-    if getattr(args, "lattice_weight", None) is not None:
-        over["lattice_weight"] = args.lattice_weight
-    if getattr(args, "zoom", None) is not None:
-        over["zoom"] = args.zoom
-    if getattr(args, "false_alarm_confidence", None) is not None:
-        over["false_alarm_confidence"] = args.false_alarm_confidence
     return replace(ModelConfig(), **over).validate()
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     from vi_stream.model import ModelConfig
     g = p.add_argument_group("model")
-    for name, text in _MODEL_OPTIONS:
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=int,
-                       help=f"{text} (default {getattr(ModelConfig(), name)})")
+    for name, kind, text in _MODEL_OPTIONS:
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
+                       help=f"{text} (default {getattr(ModelConfig(), name):g})")
     g.add_argument("--lattice", choices=("on", "off"),
                    help="fuse the lattice (cell-to-cell) score with the kNN map; an image without a lattice "
                         f"is scored by the kNN map alone (default {'on' if ModelConfig().lattice else 'off'})")
-    g.add_argument("--lattice-weight", type=float, dest="lattice_weight",
-                   help="the share of the kNN map's median good-image maximum that each lattice map's 90th "
-                        f"percentile good-image maximum is scaled to (default {ModelConfig().lattice_weight})")
-    g.add_argument("--false-alarm-confidence", type=float, dest="false_alarm_confidence",
-                   help="the share of training sets whose threshold keeps to --false-alarm-one-in: the rule "
-                        "allows for how few good images set the threshold; 0: the target on average over "
-                        "training sets, the rule of model files from before it "
-                        f"(default {ModelConfig().false_alarm_confidence:g})")
-    g.add_argument("--zoom", type=float, dest="zoom",
-                   help="enlarge each image this many times before the backbone sees it, 1 to 3, at the "
-                        "square of the cost; experimental: it found thin cuts better on the tuning line but "
-                        f"not on the sealed lines (docs/model.md) (default {ModelConfig().zoom:g})")
 
 
 def add_parsers(sub) -> None:

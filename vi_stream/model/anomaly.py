@@ -28,7 +28,7 @@ from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
-from vi_stream.model.config import ModelConfig
+from vi_stream.model.config import RULE_SETTINGS, ModelConfig
 from vi_stream.model.calibration import FoldCache, calibrated_threshold, holds_out
 
 
@@ -221,7 +221,7 @@ class AnomalyModel:
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
             scores = [lattice.fused_maximum(s, c[2], lat["gains"]) for s, c in zip(scores, calib)]
-        threshold = calibrated_threshold(scores, config.false_alarm_one_in, config.false_alarm_confidence)
+        threshold = calibrated_threshold(scores, config.false_alarm_one_in, confidence=config.false_alarm_confidence)
         index.gate = float(config.gate_fraction * threshold)
         meta = {
             "format_version": cls.FORMAT_VERSION,
@@ -387,8 +387,8 @@ def _saved_config(config: ModelConfig) -> dict:
     node not yet upgraded) refuses a file naming settings it does not know, and reading such a file
     takes them as off (and the zoom as 1)."""
     d = _jsonable(asdict(config))
-    d.pop("calibration_folds")      # kept in threshold_rule: they act at the fit only (config_from_meta)
-    d.pop("false_alarm_confidence")
+    for name in RULE_SETTINGS:      # kept in threshold_rule: they act at the fit only (config.rule_settings)
+        d.pop(name)
     if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
         d.pop("lattice")
         d.pop("lattice_weight")

@@ -27,6 +27,7 @@ from vi_stream.model.config import ModelConfig
 
 CACHE_BYTES = 384 * 2 ** 20   # features kept to be scored out of fold: 151 images of 768², 21 of 2048²
 GUMBEL_N = 200                # calibration scores the threshold's correction is simulated for at most
+MAX_K = 4000.0                # scales of the scores' spread above their location: beyond, no threshold
 
 
 class FoldCache:
@@ -76,7 +77,7 @@ def calibration_indices(n: int, config: ModelConfig) -> list[int]:
     return out
 
 
-def calibrated_threshold(scores, one_in: int, confidence: float = 0.0) -> float:
+def calibrated_threshold(scores, one_in: int, *, confidence: float) -> float:
     """The image threshold from the scores of good images the bank did not see, for a false-alarm target.
 
     An image's score is the maximum of many patch distances, so good images' scores follow an
@@ -87,8 +88,8 @@ def calibrated_threshold(scores, one_in: int, confidence: float = 0.0) -> float:
     training set to the next. With ``confidence`` c (0.9 by default in ModelConfig) k is such
     that the share of good images above the threshold is at most 1/``one_in`` for a share c of
     training sets; with 0 it is 1/``one_in`` *on average* over training sets (the rule before
-    the confidence: from 40 scores, 38% of training sets then let through more than the target,
-    one in ten more than 1.6 times it). The threshold never falls below :func:`floor`.
+    the confidence: from 40 scores, about 40% of training sets then let through more than the
+    target, one in ten 1.6-1.7 times it). The threshold never falls below :func:`floor`.
     """
     s = np.asarray(scores, np.float64)
     if len(s) < 2 or not np.all(np.isfinite(s)):
@@ -119,13 +120,24 @@ def gumbel_k(n: int, one_in: int, confidence: float = 0.0, draws: int = 40_000) 
     in a share c of draws; with 0, it is 1/``one_in`` on average over the draws. The law is one of
     location and scale, so k depends on n, the target and c only; it is found by simulation (a
     fixed seed: the same k every time) and bisection. Beyond GUMBEL_N scores k is that of GUMBEL_N
-    (it changes by under 1% from there; the simulation's memory grows with n)."""
+    (it changes by under 1% from there; the simulation's memory grows with n). From very few scores
+    k is large (238 for 2 scores at one in 20 with confidence 0.99): the bracket grows until it
+    holds k, and a k beyond MAX_K (no threshold from these scores could keep the target) is a
+    ModelError naming what to change."""
     mu, b = _gumbel_moments(np.random.default_rng(0).gumbel(size=(draws, min(n, GUMBEL_N))))
     target = 1.0 / one_in
+
+    def short(k: float) -> bool:                     # does the threshold at k let through too many?
+        rate = -np.expm1(-np.exp(-(mu + k * b)))     # each draw's share of good images above its threshold
+        return float(np.mean(rate)) > target if not confidence else float(np.mean(rate <= target)) < confidence
     lo, hi = 0.0, 60.0
+    while short(hi):
+        lo, hi = hi, 2 * hi
+        if hi > MAX_K:
+            raise ModelError(f"{n} calibration scores cannot set a threshold for one false alarm in {one_in}"
+                             + (f" with confidence {confidence:g}" if confidence else "")
+                             + ": give more good images, or ask for a lower target or confidence")
     for _ in range(40):
         k = 0.5 * (lo + hi)
-        rate = -np.expm1(-np.exp(-(mu + k * b)))     # each draw's share of good images above its threshold
-        short = float(np.mean(rate)) > target if not confidence else float(np.mean(rate <= target)) < confidence
-        lo, hi = (k, hi) if short else (lo, k)
+        lo, hi = (k, hi) if short(k) else (lo, k)
     return 0.5 * (lo + hi)

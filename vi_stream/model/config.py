@@ -13,7 +13,7 @@ from vi_stream.errors import ConfigError, ModelError
 
 MAX_FOLDS = 20    # each fold rebuilds the index's lists less its rows (model/calibration.py): fit time
 MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.99   # the threshold's confidence: from the median training set to
-                                             # what 40,000 simulated ones resolve (calibration.gumbel_k)
+                                             # all but one in a hundred (calibration.gumbel_k)
 MAX_ZOOM = 3.0    # a 4096x4096 image at 3x is 150 MP through the backbone: as far as memory allows
 
 
@@ -97,6 +97,24 @@ def valid_confidence(c) -> bool:
     return not isinstance(c, bool) and isinstance(c, (int, float)) and (c == 0 or MIN_CONFIDENCE <= c <= MAX_CONFIDENCE)
 
 
+# ModelConfig fields a model file keeps in threshold_rule (under these keys), not in its config
+RULE_SETTINGS = {"calibration_folds": ("folds", valid_folds),
+                 "false_alarm_confidence": ("confidence", valid_confidence)}
+
+
+def rule_settings(rule: dict) -> dict:
+    """The settings a model file keeps in its ``threshold_rule``, not in its config (they act at the fit
+    only, and a vi_stream from before them, a worker not yet upgraded, refuses settings it does not
+    know), from that rule: absent (a file from before them) or not valid here (a future vi_stream's),
+    what their absence meant: held-out images, the target on average. A fit's provenance, so such a
+    file still loads."""
+    out = {}
+    for field, (key, valid) in RULE_SETTINGS.items():
+        v = (rule or {}).get(key, 0)
+        out[field] = v if valid(v) else 0
+    return out
+
+
 def saved_settings(config: dict, version: str = "?") -> ModelConfig:
     """The settings of a config as a model file (or a benchmark's record of one) keeps it, not yet
     validated. A setting it leaves out takes what its absence meant when written: the lattice score
@@ -106,8 +124,8 @@ def saved_settings(config: dict, version: str = "?") -> ModelConfig:
     c = dict(config)
     c["taps"] = tuple(c["taps"])
     c.setdefault("lattice", False)
-    c.setdefault("calibration_folds", 0)   # files name their folds in threshold_rule (config_from_meta)
-    c.setdefault("false_alarm_confidence", 0.0)   # and their confidence
+    for field in RULE_SETTINGS:             # files name these in threshold_rule (config_from_meta)
+        c.setdefault(field, 0)
     unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))
     if unknown:
         raise ModelError(f"model was written by a newer vi_stream ({version}: "
@@ -118,14 +136,7 @@ def saved_settings(config: dict, version: str = "?") -> ModelConfig:
 def config_from_meta(meta: dict) -> ModelConfig:
     """A model file's settings, checked (the file's threshold stands whatever the defaults are now)."""
     try:
-        # A model file keeps its folds with its threshold rule, not in its config: the setting acts at the
-        # fit only, and a vi_stream from before it (a worker not yet upgraded) refuses settings it does not know.
-        rule = meta.get("threshold_rule") or {}
-        folds, confidence = rule.get("folds", 0), rule.get("confidence", 0.0)
-        # a fit's provenance, not scoring settings: a file naming others still loads
-        folds = folds if valid_folds(folds) else 0
-        confidence = confidence if valid_confidence(confidence) else 0.0
-        config = {"calibration_folds": folds, "false_alarm_confidence": confidence, **meta["config"]}
+        config = {**rule_settings(meta.get("threshold_rule")), **meta["config"]}
         return saved_settings(config, meta.get("vi_stream_version", "?")).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise ModelError(f"model metadata has a bad config: {err}") from err

@@ -1,7 +1,7 @@
 """The model registry: model files in the store, by content hash, named ``name@X.Y``, with aliases.
 
 A version is a model file (checked by loading it, self-check included) plus what a site
-asks of it later: backbone, taps, tile, threshold rule and false-alarm target, the
+asks of it later: backbone, taps, tile, threshold rule (false-alarm target and confidence), the
 training set's digest and size, the calibration scores, who registered it and when.
 Aliases (``production``, ``candidate``, any other word) point at versions, as MLflow's
 ``models:/name@production`` do; every move is logged (who, when, from, to, why). A move

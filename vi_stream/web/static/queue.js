@@ -19,7 +19,9 @@ async function loadQueue() {
   try { data = await api("GET", "/api/history?verdict=anomalous&decision=none&sort=processed_at&order=asc&limit=100"); }
   catch (e) {
     if (asked !== loads || !$("#queue")) return;
-    $("#queue-message").textContent = "Could not read the queue: " + e.message; $("#queue-message").hidden = false; return;
+    $("#queue-message").textContent = "Could not read the queue: " + e.message; $("#queue-message").hidden = false;
+    timer = setTimeout(loadQueue, 5000);   // tried again, as the history is: a daemon restarting answers soon
+    return;
   }
   if (asked !== loads || !$("#queue")) return;
   $("#queue tbody").replaceChildren(...data.sides.map((r) => {
