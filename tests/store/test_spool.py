@@ -60,7 +60,10 @@ def test_spool_refuses_a_second_user_and_flags_corrupt_records(tmp_path):
 
 
 def _writer(store, folder, **kw):
-    return StoreWriter(store, Spool(folder), render, queue_size=4, batch=3, retry=(0.05, 0.2), **kw)
+    # At the priority of the test's own threads: the writer's lower one (nice 10, so that scoring wins the CPU) is
+    # not what these tests check, and on a loaded machine it starved the writer past every wait (an outage of 24
+    # results took 5 s alone and over 60 s beside other work).
+    return StoreWriter(store, Spool(folder), render, queue_size=4, batch=3, retry=(0.05, 0.2), nice=0, **kw)
 
 
 def _writer_on_a_disk(store, folder, monkeypatch):
