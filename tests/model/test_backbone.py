@@ -45,7 +45,7 @@ def test_weights_load_strictly_and_every_parameter_is_used(classifier):
 
 def test_folded_grey_trunk_equals_the_plain_network_on_replicated_grey(classifier):
     fe = FeatureExtractor([4], in_channels=1)
-    x = torch.rand(2, 1, 64, 96)
+    x = torch.rand(2, 1, 64, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours = fe(x)[0]
         y = (x.repeat(1, 3, 1, 1) - INPUT_MEAN) / INPUT_STD
@@ -53,7 +53,9 @@ def test_folded_grey_trunk_equals_the_plain_network_on_replicated_grey(classifie
         for b in classifier._blocks[:5]:
             y = b(y)
     assert ours.shape == y.shape == (2, 40, 8, 12)
-    assert torch.allclose(ours, y, atol=1e-4)
+    # float32 rounding through five blocks, in another order of the sums: about 3e-6 of the activations' range
+    # (1e-4 of 35: a fixed 1e-4 failed once in CI on an unseeded input), where a wrong fold is off by whole units
+    assert float((ours - y).abs().max()) <= 1e-5 * float(y.abs().max())
 
 
 def test_block_table_strides():
