@@ -16,11 +16,15 @@ from vi_stream.search import exact_nn_distance
 
 from ..helpers import SMALL_CONFIG, SMALL_SHAPE
 
+ONE_TILE = (SMALL_CONFIG.tile, SMALL_CONFIG.tile)
+
 
 @pytest.fixture(scope="module")
 def test_set():
-    goods = [synthetic.module_image(SMALL_SHAPE, seed=5000 + i) for i in range(5)]
-    bads = [synthetic.module_image(SMALL_SHAPE, seed=6000 + 10 * k + i, defects=(t,))
+    """Test images one tile in size: the exhaustive search's cost grows with the query patches, and one
+    tile's 1600 are a quarter of a training image's (the bank stays every training patch)."""
+    goods = [synthetic.module_image(ONE_TILE, seed=5000 + i) for i in range(5)]
+    bads = [synthetic.module_image(ONE_TILE, seed=6000 + 10 * k + i, defects=(t,))
             for k, t in enumerate(synthetic.DEFECT_TYPES) for i in range(2)]
     return goods + bads
 
