@@ -28,7 +28,7 @@ from vi_stream.model import aggregate, lattice
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
-from vi_stream.model.config import RULE_SETTINGS, ModelConfig
+from vi_stream.model.config import RULE_SETTINGS, ModelConfig, rule_record
 from vi_stream.model.calibration import FoldCache, calibrated_threshold, holds_out
 
 
@@ -242,8 +242,7 @@ class AnomalyModel:
             "calibration_scores": [round(v, 6) for v in scores],
             "lattice": lat,
             "threshold_rule": {"rule": "gumbel", "false_alarm_one_in": config.false_alarm_one_in,
-                               "confidence": config.false_alarm_confidence,
-                               "calibration_images": len(calib), "folds": config.calibration_folds},
+                               "calibration_images": len(calib), **rule_record(config)},
             "fit_seconds": round(time.perf_counter() - started, 3),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "vi_stream_version": _version(),

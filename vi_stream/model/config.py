@@ -102,6 +102,11 @@ RULE_SETTINGS = {"calibration_folds": ("folds", valid_folds),
                  "false_alarm_confidence": ("confidence", valid_confidence)}
 
 
+def rule_record(config: ModelConfig) -> dict:
+    """Those settings as a fit writes them into its ``threshold_rule`` (``rule_settings`` reads them)."""
+    return {key: getattr(config, field) for field, (key, _valid) in RULE_SETTINGS.items()}
+
+
 def rule_settings(rule: dict) -> dict:
     """The settings a model file keeps in its ``threshold_rule``, not in its config (they act at the fit
     only, and a vi_stream from before them, a worker not yet upgraded, refuses settings it does not

@@ -1,8 +1,8 @@
 // Batches run on Slurm: the list, and one batch's record as tables (its fields, its tasks as seen, log tails).
-import { $, api, kv, rows, toast, when } from "./core.js";
+import { $, api, kv, latest, rows, toast, when } from "./core.js";
 
 // ------------------------------------------------------------------ batches on Slurm
-let shown = 0;   // the latest batch clicked: an earlier one's record that comes later is dropped
+const ask = latest();   // the latest batch clicked: an earlier one's record that comes later is dropped
 
 export async function batchesView(root) {
   root.append($("#t-batches").content.cloneNode(true));
@@ -13,9 +13,9 @@ export async function batchesView(root) {
     a.href = "#/batches"; a.textContent = b.id;
     a.onclick = async (ev) => {
       ev.preventDefault();
-      const asked = ++shown;
-      try { const r = await api("GET", "/api/batches/" + encodeURIComponent(b.id)); if (asked === shown) showBatch(r.batch); }
-      catch (e) { if (asked === shown) toast(e.message); }
+      const current = ask();
+      try { const r = await api("GET", "/api/batches/" + encodeURIComponent(b.id)); if (current()) showBatch(r.batch); }
+      catch (e) { if (current()) toast(e.message); }
     };
     return [a, b.state, b.inputs.length, b.progress || "", b.stored ?? "", b.jobs.length,
             when(b.created_at), b.created_by, b.error || ""];

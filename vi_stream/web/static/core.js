@@ -27,6 +27,16 @@ export async function api(method, path, body, contentType) {
   return data;
 }
 
+// ------------------------------------------------------------------ the latest request
+// A view's requests may answer out of order: an older, slower answer after a newer one's would draw what
+// the operator no longer asked for (another filter, range, tile, or a side decided since). Each view
+// keeps `const ask = latest()`; each load takes `const current = ask()` and draws only while `current()`,
+// that is while no newer load of that view has started.
+export function latest() {
+  let asked = 0;
+  return () => { const mine = ++asked; return () => mine === asked; };
+}
+
 export function toast(text, ok = false) {
   const t = $("#toast");
   t.textContent = text; t.className = ok ? "ok" : ""; t.hidden = false;

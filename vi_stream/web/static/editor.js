@@ -1,9 +1,9 @@
 // The tile editor and the 8-bit grey PNG it saves.
-import { $, api, image, openLogin, toast, when } from "./core.js";
+import { $, api, image, latest, openLogin, toast, when } from "./core.js";
 import { drawSides, keepSaved, link, review } from "./module.js";
 
 export const editor = {
-  box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null, loads: 0,
+  box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null, loads: latest(),
 
   side() { return review.sides[review.side]; },   // the acquisition shown on the page (maybe not the newest)
 
@@ -16,7 +16,7 @@ export const editor = {
   },
 
   async load() {
-    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile, asked = ++this.loads;
+    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile, current = this.loads();
     this.box = [x, y, w, h];
     this.mask = null;                       // no strokes, save or verify until this tile's mask is in
     delete $("#editor").dataset.ready;
@@ -35,7 +35,7 @@ export const editor = {
     };
     const [bg, m] = await Promise.all([crop(review.layer), crop("corrected_mask")]);
     // another tile or layer was asked meanwhile (the same tile on another layer: its pictures may come first)
-    if (asked !== this.loads || review.tile !== tile || this.side() !== s) return;
+    if (!current() || review.tile !== tile || this.side() !== s) return;
     this.background = bg;
     const d = m.getContext("2d").getImageData(0, 0, w, h).data;
     this.mask = new Uint8Array(w * h);

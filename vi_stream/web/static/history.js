@@ -1,11 +1,12 @@
 // History: stored sides, filtered and paged. The filters live in the URL (#/history?verdict=good&...), so a
 // view can be bookmarked and shared and the back button returns to the previous filters; the page
 // refreshes itself every few seconds, so new sides appear.
-import { $, api, fmt, hashParams, toLocal, toast, when } from "./core.js";
+import { $, api, fmt, hashParams, latest, toast, toLocal, when } from "./core.js";
 
 const FIELDS = ["from", "to", "verdict", "reviewed", "decision", "tag", "module", "model_version", "sort", "order"];
 const LIMIT = 50, REFRESH_MS = 5000;
-let timer = null, loads = 0;   // loads: the latest list asked for: an earlier answer that comes later is dropped
+let timer = null;
+const ask = latest();   // the latest list asked for: an earlier answer that comes later is dropped
 
 export function historyView(root) {
   root.append($("#t-history").content.cloneNode(true));
@@ -45,7 +46,7 @@ function impossible(p) {
 
 async function loadHistory(params, skip) {
   clearTimeout(timer);
-  const asked = ++loads;   // a refresh in flight when other filters were applied must not draw its rows under them
+  const current = ask();   // a refresh in flight when other filters were applied must not draw its rows under them
   const table = $("#history");
   if (!table) return;                      // another view is shown: stop refreshing
   const p = new URLSearchParams();
@@ -58,12 +59,12 @@ async function loadHistory(params, skip) {
   }
   let data;
   try { data = await api("GET", "/api/history?" + p); } catch (e) {
-    if (asked !== loads) return;
+    if (!current()) return;
     message.textContent = "Could not read the history: " + e.message; message.hidden = false;
     timer = setTimeout(() => loadHistory(params, skip), REFRESH_MS);
     return;
   }
-  if (asked !== loads || !$("#history")) return;
+  if (!current() || !$("#history")) return;
   const back = location.hash;
   $("#history tbody").replaceChildren(...data.sides.map((r) => historyRow(r, back)));
   const first = data.total ? data.skip + 1 : 0, last = data.skip + data.sides.length;

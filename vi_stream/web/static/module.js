@@ -1,17 +1,17 @@
 // A module's page: both sides together, each on the acquisition asked for (the newest by default; every
 // acquisition is listed and reachable), with a zoomable full-resolution view (defect boxes and their list),
 // tiles as buttons (keyboard), the verified state in words, the operator's decision, and a way back.
-import { $, act, api, fmt, hashParams, image, when } from "./core.js";
+import { $, act, api, fmt, hashParams, image, latest, when } from "./core.js";
 import { editor, setupEditor } from "./editor.js";
 
 export const review = { module: null, sides: {}, newer: {}, side: null, tile: 0, layer: "original" };
 const VERDICTS = ["pass", "fail", "rework"];
 const CATEGORIES = ["scratch", "particle", "stain", "pad damage", "corrosion", "misalignment", "other"];
 
-let views = 0;   // the latest module page asked for: an earlier one's answers that come later are dropped
+const ask = latest();   // the latest module page asked for: an earlier one's answers that come later are dropped
 
 export async function moduleView(root, name) {
-  const asked = ++views;
+  const current = ask();
   root.append($("#t-module").content.cloneNode(true));
   const params = hashParams();
   $("#module-name").textContent = name;
@@ -24,7 +24,7 @@ export async function moduleView(root, name) {
   setupEditor();
   let module;
   try { module = (await api("GET", "/api/modules/" + encodeURIComponent(name))).module; }
-  catch (e) { if (asked === views) $("#sides").textContent = e.message; return; }
+  catch (e) { if (current()) $("#sides").textContent = e.message; return; }
   const sides = {}, newer = {};   // gathered apart: a later page (back button, another acquisition) may be drawn meanwhile
   for (const s of ["left", "right"]) {
     const want = params.get(s);
@@ -35,7 +35,7 @@ export async function moduleView(root, name) {
       } catch (e) { sides[s] = module[s]; }
     } else sides[s] = module[s];
   }
-  if (asked !== views) return;
+  if (!current()) return;
   Object.assign(review, { module, sides, newer });
   drawSides();
 }

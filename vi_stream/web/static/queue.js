@@ -1,8 +1,9 @@
 // The review queue: anomalous sides without a decision, oldest first; each opens on the acquisition to decide.
-import { $, api, fmt, when } from "./core.js";
+import { $, api, fmt, latest, when } from "./core.js";
 import { decisionText, moduleLink, thumb, verdictCell } from "./history.js";
 
-let timer = null, loads = 0;   // loads: the latest queue asked for (loadQueue)
+let timer = null;
+const ask = latest();   // the latest queue asked for (loadQueue)
 
 export function queueView(root) {
   root.append($("#t-queue").content.cloneNode(true));
@@ -14,16 +15,16 @@ async function loadQueue() {
   if (!$("#queue")) return;
   // the latest list asked for: a request in flight when the operator left and came back (or the timer fired) may
   // answer after a newer one, and would draw a side decided since back into the queue
-  const asked = ++loads;
+  const current = ask();
   let data;
   try { data = await api("GET", "/api/history?verdict=anomalous&decision=none&sort=processed_at&order=asc&limit=100"); }
   catch (e) {
-    if (asked !== loads || !$("#queue")) return;
+    if (!current() || !$("#queue")) return;
     $("#queue-message").textContent = "Could not read the queue: " + e.message; $("#queue-message").hidden = false;
     timer = setTimeout(loadQueue, 5000);   // tried again, as the history is: a daemon restarting answers soon
     return;
   }
-  if (asked !== loads || !$("#queue")) return;
+  if (!current() || !$("#queue")) return;
   $("#queue tbody").replaceChildren(...data.sides.map((r) => {
     const tr = document.createElement("tr");
     const td = () => { const c = document.createElement("td"); tr.append(c); return c; };

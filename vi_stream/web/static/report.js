@@ -1,5 +1,5 @@
 // The shift report: every result processed in a time range with its verdict and decision; printable, and as CSV.
-import { $, api, fmt, hashParams, toLocal, when } from "./core.js";
+import { $, api, fmt, hashParams, latest, toLocal, when } from "./core.js";
 
 export function reportView(root) {
   root.append($("#t-report").content.cloneNode(true));
@@ -17,17 +17,17 @@ export function reportView(root) {
   load(from, to);
 }
 
-let loads = 0;   // the latest range asked for: an earlier answer that comes later is dropped
+const ask = latest();   // the latest range asked for: an earlier answer that comes later is dropped
 
 async function load(from, to) {
-  const asked = ++loads;
+  const current = ask();
   const q = new URLSearchParams({ from, to });
   $("#report-csv").href = "/api/report.csv?" + q;
   $("#report-range").textContent = `${when(from)} to ${when(to)}`;
   let data;
   try { data = await api("GET", "/api/report?" + q); }
-  catch (e) { if (asked !== loads) return; $("#report-message").textContent = e.message; $("#report-message").hidden = false; return; }
-  if (asked !== loads || !$("#report")) return;   // another range was asked meanwhile (or another view shown)
+  catch (e) { if (!current()) return; $("#report-message").textContent = e.message; $("#report-message").hidden = false; return; }
+  if (!current() || !$("#report")) return;   // another range was asked meanwhile (or another view shown)
   const rows = data.rows, count = (f) => rows.filter(f).length;
   $("#report-summary").textContent = `${rows.length} results: ${count((r) => r.verdict === "anomalous")} anomalous, ` +
     `${count((r) => r.decision === "pass")} passed, ${count((r) => r.decision === "fail")} failed, ` +

@@ -1,7 +1,7 @@
 // Trend plots, hand-written on canvas (no library): axes with values, a time range read from the store
 // (GET /api/trends: the trends survive a restart), threshold and critical-value lines dashed, model
 // changes marked, the values under the pointer shown beside the plot, and a text alternative on each.
-import { $, api, fmt, toast } from "./core.js";
+import { $, api, fmt, latest, toast } from "./core.js";
 
 let L = null;   // the live state (live.js)
 export function bindTrends(live) { L = live; }
@@ -17,22 +17,22 @@ export function trendsFromStatus(s) {
   if (L.trends.length && L.trends[0].t < since) L.trends = L.trends.filter((b) => b.t >= since);
 }
 
-let loads = 0;   // the latest range asked for: an earlier answer that comes later is dropped
+const ask = latest();   // the latest range asked for: an earlier answer that comes later is dropped
 
 // The range takes effect when its bins are in: until then the plots keep the range they show (a
 // redraw in between would put the old range's bins on the new range's axis).
 export async function loadRange(seconds) {
-  const asked = ++loads;
+  const current = ask();
   const from = new Date(Date.now() - seconds * 1000).toISOString();
   try {
     const t = await api("GET", "/api/trends?from=" + encodeURIComponent(from));
-    if (asked !== loads) return;
+    if (!current()) return;
     L.range = seconds; L.binS = t.bin_s; L.trends = t.bins; L.drift = t.drift;
     if ($("#trend-note")) $("#trend-note").textContent = t.stored ? `${t.bins.length} bins of ${t.bin_s} s, kept in the store`
       : "the store is not reachable: only what this daemon holds in memory";
     drawTrends();
   } catch (e) {
-    if (asked === loads && $("#trend-range")) $("#trend-range").value = String(L.range);   // the range still shown
+    if (current() && $("#trend-range")) $("#trend-range").value = String(L.range);   // the range still shown
     toast(e.message);
   }
 }
