@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import statistics
 import sys
 
 from vi_stream.model.config import ModelConfig, saved_settings
@@ -508,15 +509,68 @@ def false_alarms() -> str:
         rows = [[label, _settings(v["overrides"], v.get("config")), f"{v['false_alarms']} / {v['images']}",
                  f"**{v['rate']}** ({v['rate_95'][0]}–{v['rate_95'][1]})", " ".join(map(str, v["per_fit"])),
                  " ".join(map(str, v["highest_over_threshold"]))] for label, v in d["variants"].items()]
-        out.append(f"## False alarms on fresh good images, {d['module']} module at {d['size']}²: `{d['command']}` "
-                   f"({_when(d)})\n\n"
-                   f"Each of {d['fits']} fits draws its own {d['good']} good images (its bank and the images "
-                   f"that set its threshold), then scores the same {d['test']} fresh good images; the target is "
+        lines = d["module"].startswith("lines:")
+        what = (f"study lines {d['module'][6:]}, one fit on each: {d['good']} good images of the line (its bank "
+                f"and the images that set its threshold), then {d['test']} fresh good images of the same line"
+                if lines else f"{d['module']} module: each of {d['fits']} fits draws its own {d['good']} good images "
+                f"(its bank and the images that set its threshold), then scores the same {d['test']} fresh good images")
+        out.append(f"## False alarms on fresh good images, {d['module'] if lines else d['module'] + ' module'} at "
+                   f"{d['size']}²: `{d['command']}` ({_when(d)})\n\n"
+                   f"The {what}; the target is "
                    f"{d['target']} per good image (one in 20), at most, for the share of training sets its "
                    "confidence names (the settings' `false_alarm_confidence`). Interval: Wilson 95%.\n\n"
                    + _table(["variant", "settings", "false alarms / images", "per good image (95%)", "per fit",
-                             "highest score / threshold, per fit"], rows) + "\n" + _by_confidence(d))
+                             "highest score / threshold, per fit"], rows) + "\n" + _by_confidence(d)
+                   + (_by_line(d) if lines else ""))
     return "\n".join(out)
+
+
+LINE_PROPERTIES = ("pitch", "rotation", "blur", "noise", "texture", "gradient", "vignetting")
+
+
+def _by_line(d: dict) -> str:
+    """A study of lines: each line's false alarms beside its properties, and how each property ranks
+    with the line's good scores against its threshold (Spearman's rho over the lines)."""
+    out = []
+    for label, v in d["variants"].items():
+        fits = v["fits"]
+        shift = [statistics.median(f["test_scores"]) / statistics.median(f["calibration_scores"]) for f in fits]
+        rows = [[f["line"], f"{k} / {len(f['test_scores'])}", f"{h:.3f}", f"{sh:.3f}",
+                 *(f"{f['variation'][p]:.3g}" for p in LINE_PROPERTIES)]
+                for f, k, h, sh in zip(fits, v["per_fit"], v["highest_over_threshold"], shift)]
+        over = [statistics.median(f["test_scores"]) / f["threshold"] for f in fits]
+        rho = [[p, f"{_spearman([f['variation'][p] for f in fits], over):.2f}",
+                f"{_spearman([f['variation'][p] for f in fits], shift):.2f}"] for p in LINE_PROPERTIES]
+        out.append(f"\nLine by line ({label}): the median good test score over the median calibration score "
+                   "(calibration scores are out of fold: each scored against a bank without its fold) and the line's "
+                   "properties (synthetic.Variation):\n\n"
+                   + _table(["line", "false alarms", "highest / threshold", "test / calibration (medians)",
+                             *LINE_PROPERTIES], rows)
+                   + f"\n\nSpearman's rho over the {len(fits)} lines, each property against the median good test "
+                   "score over the threshold, and against the test / calibration shift:\n\n"
+                   + _table(["property", "rho with test / threshold", "rho with test / calibration"], rho) + "\n")
+    return "".join(out)
+
+
+def _spearman(x: list, y: list) -> float:
+    """Spearman's rank correlation (tied values share their mean rank); 0 where either side is constant."""
+    def ranks(v):
+        order = sorted(range(len(v)), key=v.__getitem__)
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+    rx, ry = ranks(x), ranks(y)
+    try:
+        return statistics.correlation(rx, ry)
+    except statistics.StatisticsError:
+        return 0.0
 
 
 def _rule(config: dict) -> str:

@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import common
 import false_alarms
+import report
 
 sys.path.pop(0)
 
@@ -53,6 +54,45 @@ def test_a_run_counts_every_fresh_good_image_of_every_fit(tmp_path, monkeypatch)
     assert strict["overrides"] == ["false_alarm_one_in=1000"] and strict["config"]["false_alarm_one_in"] == 1000
     # a stricter target cannot flag more of the same images than the defaults' threshold over the same fits
     assert all(s <= t for s, t in zip(strict["highest_over_threshold"], d["variants"]["defaults"]["highest_over_threshold"]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lines", "7-9"], "--lines is FIRST-LAST within 100-199 (lines drawn for this study alone), got '7-9'"),
+    (["--lines", "150-120"], "--lines is FIRST-LAST within 100-199 (lines drawn for this study alone), got '150-120'"),
+    (["--lines", "100-101", "--fits", "2"], "--lines fits once on each line it names: give it or --module and "
+                                            "--fits, not both")])
+def test_study_lines_outside_their_range_or_beside_module_are_refused_in_one_line(args, message):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "false_alarms.py"), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == f"false_alarms.py: error: {message}", p.stderr
+
+
+def test_a_study_of_lines_fits_once_on_each_line_and_reports_it_beside_its_properties(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS", str(tmp_path))
+    false_alarms.main(["--lines", "100-101", "--size", "256", "--good", "10", "--test", "3", "--defaults-only",
+                       "--name", "false_alarms-lines"])
+    d = json.loads((tmp_path / "false_alarms-lines.json").read_text())
+    assert d["module"] == "lines:100-101" and d["fits"] == 2 and list(d["variants"]) == ["defaults"]
+    assert d["command"] == ("python bench/false_alarms.py --lines 100-101 --size 256 --good 10 --test 3 "
+                            "--defaults-only --name false_alarms-lines")
+    fits = d["variants"]["defaults"]["fits"]
+    assert [f["line"] for f in fits] == [100, 101]
+    for f, line in zip(fits, (100, 101)):   # each fit's images are of its own line, and say which properties
+        assert f["variation"]["pitch"] == round(false_alarms.synthetic.Variation.draw(line).pitch, 4)
+        assert len(f["test_scores"]) == 3 and len(f["calibration_scores"]) == 10
+    assert fits[0]["test_scores"] != fits[1]["test_scores"]
+    monkeypatch.setattr(report, "RESULTS", str(tmp_path))
+    text = report.false_alarms()
+    assert "The study lines 100-101, one fit on each" in text and "Line by line (defaults)" in text
+    table = text[text.index("Line by line"):]
+    assert "| 100 |" in table and "| 101 |" in table and "Spearman's rho over the 2 lines" in table
+
+
+def test_spearman_ranks_ties_as_scipy_does():
+    assert report._spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert report._spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert report._spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(0.8660254)   # scipy.stats.spearmanr's
+    assert report._spearman([1, 1], [1, 2]) == 0.0                              # one side constant
 
 
 def test_too_few_good_images_to_hold_any_out_is_refused():

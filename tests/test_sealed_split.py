@@ -13,6 +13,7 @@ from vi_stream.evaluation import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+import false_alarms
 import generalise
 import genset
 import report
@@ -107,10 +108,13 @@ def test_building_the_tuning_sets_never_draws_a_sealed_line_or_seed(tmp_path, mo
     # the other tuning lines of bench/structural.py --line are none of the sealed ones, nor draw them
     assert not set(structural.TUNING_LINES) & set(sealed.SEALED_LINES)
     assert not {synthetic.Variation.draw(line) for line in structural.TUNING_LINES} & lines
+    # nor are the lines bench/false_alarms.py --lines studies
+    assert not set(false_alarms.STUDY_LINES) & (set(sealed.SEALED_LINES) | set(structural.TUNING_LINES))
+    assert not {synthetic.Variation.draw(line) for line in false_alarms.STUDY_LINES} & lines
     assert not {f for _s, _v, d in drawn for f in d} & set(synthetic.RESERVED)
     assert set(synthetic.RESERVED) <= set(sealed.SEALED_FAMILIES) and not set(synthetic.RESERVED) & set(generalise.TUNING)
     # and no tuning script imports the sealed split
-    for name in ("genset.py", "generalise.py", "structural.py", "quality.py", "dims.py"):
+    for name in ("genset.py", "generalise.py", "structural.py", "quality.py", "dims.py", "false_alarms.py"):
         with open(os.path.join(ROOT, "bench", name)) as f:
             src = f.read()
         assert "import sealed" not in src and "SEALED" not in src, name
