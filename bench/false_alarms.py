@@ -85,7 +85,12 @@ def module(text: str):
     if kind != "line" or not line.isdigit() or int(line) not in TUNING_LINES:
         raise argparse.ArgumentTypeError(f"--module is 'classic' or 'line:L' with L one of "
                                          f"{', '.join(map(str, TUNING_LINES))}, got {text!r}")
-    return lambda shape, seed: genset.image(shape, seed, int(line)).image
+    return line_images(int(line))
+
+
+def line_images(line: int):
+    """Good modules of ``line`` (bench/genset.py's generator) as a function (shape, seed) -> image."""
+    return lambda shape, seed: genset.image(shape, seed, line).image
 
 
 def study_lines(text: str) -> list[int]:
@@ -138,7 +143,7 @@ def main(argv=None) -> None:
             for label, items in variants}
     for fit in range(a.fits):
         if lines:           # the line's own training and test images
-            draw = (lambda line: lambda shape, seed: genset.image(shape, seed, line).image)(lines[fit])
+            draw = line_images(lines[fit])
             test = fresh(draw)
         train = [draw(shape, 100_000 * (fit + 1) + i) for i in range(a.good)]
         for label, config in configs.items():

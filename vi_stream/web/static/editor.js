@@ -3,7 +3,7 @@ import { $, api, image, latest, openLogin, toast, when } from "./core.js";
 import { drawSides, keepSaved, link, review } from "./module.js";
 
 export const editor = {
-  box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null, loads: latest(),
+  box: null, mask: null, background: null, undo: [], redo: [], drawing: false, last: null, ask: latest(),
 
   side() { return review.sides[review.side]; },   // the acquisition shown on the page (maybe not the newest)
 
@@ -16,7 +16,7 @@ export const editor = {
   },
 
   async load() {
-    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile, current = this.loads();
+    const s = this.side(), [x, y, w, h] = s.tiles[review.tile], tile = review.tile, current = this.ask();
     this.box = [x, y, w, h];
     this.mask = null;                       // no strokes, save or verify until this tile's mask is in
     delete $("#editor").dataset.ready;
