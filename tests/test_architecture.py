@@ -191,7 +191,8 @@ def test_the_control_interface_speaks_in_results_not_internals():
 
 TESTS = pathlib.Path(__file__).resolve().parent
 WHOLE_PROJECT = {"test_architecture.py", "test_docs.py", "test_packaging.py", "test_bench_report.py", "test_sealed_split.py",
-                 "test_bench_structural.py", "test_bench_false_alarms.py", "test_bench_threshold_laws.py"}
+                 "test_bench_structural.py", "test_bench_false_alarms.py", "test_bench_threshold_laws.py",
+                 "test_bench_trunk_calls.py"}
 
 
 def test_tests_mirror_the_package_and_never_import_one_another():
