@@ -418,12 +418,12 @@ def trunk_calls() -> str:
              f"{r['pixels_vs_image']}x", f"{r['ms']} ({r['ms_range'][0]}–{r['ms_range'][1]})",
              f"{r['vs_tiles']} ({r['vs_tiles_range'][0]}–{r['vs_tiles_range'][1]})"] for r in d["rows"]]
     return (f"## The trunk's calls: `{d['command']}` ({_when(d)})\n\n"
-            f"The trunk alone, as scoring runs it (traced once, frozen and optimised; a grey image), over one "
-            f"image's pixels cut four ways, {d['rounds']} rounds, each round every way in turn starting with the next: "
-            f"the default tiles ({d['tiles_per_call']} per call), the whole image in one call, bands {d['band']} rows tall "
-            "as wide as the image (at most 1088 px, then side by side; overlapping as tiles do), and the tiles one per "
-            "call. Time per image and the per-round ratio to the default tiles (medians and ranges). Timing only: no "
-            "way but the default is what a model scores with.\n\n"
+            f"The trunk alone, as scoring runs it (traced, frozen and optimised; one trunk per way; one-channel "
+            f"input), over one image's pixels cut four ways, {d['rounds']} rounds, each round every way in a shuffled "
+            f"order: the default tiles ({d['tiles_per_call']} per call), the whole image in one call, bands {d['band']} "
+            f"rows tall as wide as the image (at most {d['band_width']} px, then side by side; overlapping as "
+            "tiles do), and the tiles one per call. Time per image and the per-round ratio to the default tiles "
+            "(medians and ranges). Timing only.\n\n"
             + _table(["size", "way", "calls", "pixels through the trunk / image's", "ms per image", "time vs tiles"], rows) + "\n")
 
 
@@ -551,7 +551,8 @@ def threshold_laws() -> str:
     rows = [[r["law"], r["confidence"], f"{r['level']:.4f}",
              f"{r['study']['false_alarms']} / {r['study']['images']}", f"{r['fresh']['false_alarms']} / {r['fresh']['images']}",
              f"{r['tuning']['false_alarms']} / {r['tuning']['images']}",
-             f"{r['tuning']['detected'] / r['tuning']['defective']:.3f}"] for r in d["laws"]]
+             f"{r['tuning']['detected'] / r['tuning']['defective']:.3f}", r["above_gumbel"],
+             r["unreached"] or ""] for r in d["laws"]]
     ref = next(r["level"] for r in d["laws"] if r["law"] == "gumbel" and r["confidence"] == 0.9)
     same = []
     for law in dict.fromkeys(r["law"] for r in d["laws"]):
@@ -570,9 +571,15 @@ def threshold_laws() -> str:
             f"{d['fits']['tuning']} tuning sets' default models), for at most one false alarm in {d['one_in']} at the "
             "confidence named; the model's rule (`gumbel`) gives the recorded thresholds (largest difference "
             f"{d['reproduced']:.1e}). Level: the mean over all fits of log(threshold / median calibration score), how "
-            "high a law sets thresholds; recall: the tuning sets' defective images above their threshold.\n\n"
+            "high a law sets thresholds; recall: the tuning sets' defective images above their threshold; fits above "
+            "the model's rule: of all fits, those whose threshold is higher than the Gumbel rule's at the same "
+            "confidence; short of the confidence: fits where even the law's 1 - 1e-6 quantile keeps the target in "
+            f"fewer draws of its bootstrap than the confidence asks (that quantile is then taken). The GEV law fits "
+            f"{d['gev_shape']['heavy']} of the {d['gev_shape']['fits']} fits' own scores with a heavy upper tail "
+            "(shape below 0).\n\n"
             + _table(["law", "confidence", "level", "false alarms, study lines", "false alarms, tuning lines (fresh)",
-                      "false alarms, tuning sets", "recall, tuning sets"], rows)
+                      "false alarms, tuning sets", "recall, tuning sets", "fits above the model's rule",
+                      "fits short of the confidence"], rows)
             + f"\n\nAt the level of the model's rule (gumbel at 0.9: {ref:.4f}), the false alarms each law lets through on "
               f"the {n} fresh good images (interpolated between its confidences): a law that knew each fit's own tail "
               "would let through fewer there.\n\n" + _table(["law", "false alarms at the model's level"], same) + "\n")

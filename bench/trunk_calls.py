@@ -6,9 +6,11 @@ Scoring cuts an image into tiles of 320 px overlapping by 64 (the default ``tile
 ``overlap``) and sends ``tiles_per_call`` of them to the trunk per call: at 768² and at 2048²
 that is 1.56x the image's pixels through the backbone. The issue asks whether a larger tile or one
 pass over the whole image (halos only where the receptive field needs them) removes that. Here
-the trunk alone (EfficientNet-Lite0 to its deepest tap, batch norm folded, traced and frozen as
-scoring runs it; a grey image) runs over the same image's pixels cut four ways, each round every
-way in turn (each round starting with the next way) so the machine's drift falls on all alike:
+the trunk alone (EfficientNet-Lite0 to its deepest tap, batch norm folded, traced, frozen and
+optimised as scoring runs it, one trunk per way traced on that way's calls, so that no way's
+timing depends on the shapes another met first; one-channel input of uniform noise, since the
+trunk's time does not depend on the pixels) runs over the same image's pixels cut four ways, each
+round every way in an order shuffled anew (seeded), so the machine's drift falls on all alike:
 
 - ``tiles``: the default, 320 px tiles at 64 px overlap, ``tiles_per_call`` per call;
 - ``whole``: one call on the whole image (no recomputation);
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -54,23 +57,27 @@ def ways(size: int, band: int, overlap: int, tile: int, per_call: int) -> dict[s
 def run(sizes, rounds: int, band: int) -> dict:
     from vi_stream.model.features import PatchFeatures
     config = ModelConfig()
-    pf = PatchFeatures(config.backbone, config.taps, 1)
-    per_call = tiles_per_call(config, pf.device)
+    per_call = tiles_per_call(config, "cpu")
+    rng = random.Random(0)
     out = []
     for size in sizes:
         plan = ways(size, band, config.overlap, config.tile, per_call)
         inputs = {c: torch.rand(*c[:1], 1, *c[1:]).contiguous(memory_format=torch.channels_last)
                   for calls in plan.values() for c in calls}
-        for x in inputs.values():        # scoring's own trunk (traced once, frozen, optimised), warmed per shape
-            for _ in range(3):
-                pf.trunk_forward(x)
+        trunks = {}
+        for name, calls in plan.items():  # scoring's own trunk, one per way, traced on its first call and warmed
+            trunks[name] = PatchFeatures(config.backbone, config.taps, 1, "cpu")
+            for c in dict.fromkeys(calls):
+                for _ in range(3):
+                    trunks[name].trunk_forward(inputs[c])
         times = {name: [] for name in plan}
         names = list(plan)
-        for r in range(rounds):          # each round starts with the next way: no way always runs first
-            for name in names[r % len(names):] + names[:r % len(names)]:
+        for _r in range(rounds):
+            rng.shuffle(names)           # no way always runs first, or after the same other
+            for name in names:
                 t = time.perf_counter()
                 for c in plan[name]:
-                    pf.trunk_forward(inputs[c])
+                    trunks[name].trunk_forward(inputs[c])
                 times[name].append(time.perf_counter() - t)
         for name, calls in plan.items():
             px = sum(n * h * w for n, h, w in calls)
@@ -82,7 +89,7 @@ def run(sizes, rounds: int, band: int) -> dict:
                         "vs_tiles": round(statistics.median(ratio), 3),
                         "vs_tiles_range": [round(min(ratio), 3), round(max(ratio), 3)]})
             print(json.dumps(out[-1]))
-    return {"rounds": rounds, "band": band, "tiles_per_call": per_call, "rows": out}
+    return {"rounds": rounds, "band": band, "band_width": BAND_WIDTH, "tiles_per_call": per_call, "rows": out}
 
 
 def main(argv=None) -> None:

@@ -26,6 +26,14 @@ def test_each_way_covers_the_image_and_counts_its_pixels():
 
 
 def test_a_run_times_every_way_and_writes_its_record(tmp_path, monkeypatch):
+    from vi_stream.model.features import PatchFeatures
+    calls = []
+    real = PatchFeatures.trunk_forward
+
+    def counted(self, x):
+        calls.append((id(self), tuple(x.shape)))
+        return real(self, x)
+    monkeypatch.setattr(PatchFeatures, "trunk_forward", counted)
     monkeypatch.setattr(common, "RESULTS", str(tmp_path))
     trunk_calls.main(["--sizes", "320", "--rounds", "2", "--band", "192", "--name", "tc"])
     d = json.loads((tmp_path / "tc.json").read_text())
@@ -34,6 +42,13 @@ def test_a_run_times_every_way_and_writes_its_record(tmp_path, monkeypatch):
     tiles = d["rows"][0]
     assert tiles["vs_tiles"] == 1.0 and tiles["pixels_vs_image"] == 1.0 and tiles["ms"] > 0
     assert d["rows"][2]["calls"] == 2 and d["rows"][2]["pixels_vs_image"] == 1.2   # 2 bands of 192 rows: 384 / 320
+    # each way has its own trunk, and every timed round sends each way's calls through it
+    trunks = {}
+    for t, shape in calls:
+        trunks.setdefault(t, []).append(shape)
+    assert sorted(map(sorted, (set(v) for v in trunks.values()))) == sorted(
+        [[(1, 1, 320, 320)], [(1, 1, 320, 320)], [(1, 1, 192, 320)], [(1, 1, 320, 320)]])
+    assert sorted(len(v) for v in trunks.values()) == [3 + 2, 3 + 2, 3 + 2, 3 + 2 * 2]   # 3 warm-up calls a shape
 
 
 def test_a_band_that_is_not_a_multiple_of_16_above_the_overlap_is_refused():
