@@ -29,9 +29,11 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d")}
 
 
-def write(name: str, result: dict) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, f"{name}.json")
+def write(name: str, result: dict, folder: str | None = None) -> str:
+    """``result`` with the machine's description as ``folder``/``name``.json (folder: RESULTS)."""
+    folder = folder or RESULTS
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{name}.json")
     with open(path, "w") as f:
         json.dump({"machine": machine(), **result}, f, indent=2)
     print(json.dumps(result, indent=2))
@@ -47,10 +49,11 @@ def recorded_config(model) -> dict:
             **rule_settings(model.meta["threshold_rule"])}
 
 
-def read(name: str, machine: bool = False) -> dict:
-    """The last results written under ``name`` (without the machine block unless ``machine``), or {}."""
+def read(name: str, machine: bool = False, folder: str | None = None) -> dict:
+    """The last results written under ``name`` in ``folder`` (RESULTS by default), without the machine
+    block unless ``machine``, or {}."""
     try:
-        with open(os.path.join(RESULTS, f"{name}.json")) as f:
+        with open(os.path.join(folder or RESULTS, f"{name}.json")) as f:
             d = json.load(f)
     except (OSError, ValueError):
         return {}

@@ -90,10 +90,6 @@ def gev_exceedance(x, loc, scale, k):
     return -np.expm1(-(y ** (1 / k)))
 
 
-def gev(scores, confidence: float) -> float:
-    return gev_detail(scores, confidence)[0]
-
-
 def gev_detail(scores, confidence: float) -> tuple[float, bool]:
     """The GEV law's threshold, and whether the confidence was reached: where even the law's
     1 - 1e-6 quantile keeps the target for fewer than that share of the bootstrap's draws (a shape
@@ -118,19 +114,20 @@ def gev_detail(scores, confidence: float) -> tuple[float, bool]:
     return float(max(gev_quantile(loc, scale, k, hi), floor(s, ONE_IN))), reached
 
 
-LAWS = {"gumbel": gumbel, "log-gumbel": log_gumbel, "gev": gev}
+# each law as scores, confidence -> (threshold, whether the confidence was reached)
+LAWS = {"gumbel": lambda s, c: (gumbel(s, c), True), "log-gumbel": lambda s, c: (log_gumbel(s, c), True),
+        "gev": gev_detail}
 
 
 def fits(results: str) -> dict:
     """The recorded fits: (calibration scores, fresh good scores, defective scores or None, the
     recorded threshold, the confidence it was set at), grouped by where they come from."""
     def rec(name):
-        path = os.path.join(results, name + ".json")
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except FileNotFoundError:
-            raise SystemExit(f"{path} is missing: run the benchmark that writes it (its command is in bench/README.md)")
+        d = common.read(name, folder=results)
+        if not d:
+            raise SystemExit(f"{os.path.join(results, name + '.json')} is missing: run the benchmark that writes it "
+                             "(its command is in bench/README.md)")
+        return d
     out = {"study": [], "fresh": [], "tuning": []}
     for key, names in (("study", (STUDY,)), ("fresh", FRESH)):
         for name in names:
@@ -164,7 +161,7 @@ def evaluate(groups: dict) -> list[dict]:
             for key in ("study", "fresh", "tuning"):
                 fa = n = hits = defects = 0
                 for cal, good, bad, _thr, _conf in groups[key]:
-                    t, reached = gev_detail(cal, conf) if law == "gev" else (rule(cal, conf), True)
+                    t, reached = rule(cal, conf)
                     unreached += not reached
                     above += t > gumbel(cal, conf)
                     fa += int(np.sum(np.asarray(good) > t))
@@ -204,11 +201,8 @@ def main(argv=None) -> None:
               "gev_shape": heavy_tailed(groups), "laws": evaluate(groups)}
     if a.no_write:
         print(json.dumps(result, indent=2))
-        return
-    path = os.path.join(a.results, "threshold_laws.json")
-    with open(path, "w") as f:
-        json.dump({"machine": common.machine(), **result}, f, indent=2)
-    print(f"wrote {path}")
+    else:
+        common.write("threshold_laws", result, a.results)
 
 
 if __name__ == "__main__":

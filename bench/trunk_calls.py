@@ -46,8 +46,8 @@ def ways(size: int, band: int, overlap: int, tile: int, per_call: int) -> dict[s
     """Each way as its calls: (tiles in the call, height, width)."""
     g = make_grid(size, size, tile, overlap)
     tiles = [(min(per_call, g.count - i), tile, tile) for i in range(0, g.count, per_call)]
-    bw = size if size <= BAND_WIDTH else BAND_WIDTH
-    bx = 1 if size <= BAND_WIDTH else make_grid(1, size, bw, overlap).nx
+    bw = min(size, BAND_WIDTH)
+    bx = make_grid(1, size, bw, overlap).nx           # bands side by side: 1 while the image fits one
     by = make_grid(size, 1, band, overlap).ny
     pad16 = lambda n: -(-n // 16) * 16     # the deepest tap's stride: a call's sides are whole multiples of it
     return {"tiles": tiles, "whole": [(1, pad16(size), pad16(size))],

@@ -73,7 +73,7 @@ def test_the_gev_fit_recovers_a_known_law_and_its_threshold_keeps_the_target():
     p95 = threshold_laws.gev_quantile(loc, scale, k, 0.95)
     assert math.isclose(threshold_laws.gev_exceedance(p95, loc, scale, k), 0.05, rel_tol=1e-9)
     # from 40 scores, thresholds at confidence 0.9 keep the share above at most 1/20 in about 9 fits of 10
-    rates = [threshold_laws.gev_exceedance(threshold_laws.gev(x[40 * i:40 * (i + 1)], 0.9), loc, scale, k)
+    rates = [threshold_laws.gev_exceedance(threshold_laws.gev_detail(x[40 * i:40 * (i + 1)], 0.9)[0], loc, scale, k)
              for i in range(60)]
     assert 0.75 <= np.mean(np.asarray(rates) <= 0.05) <= 0.98
 
