@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from vi_stream.errors import ModelError
 from vi_stream.evaluation import synthetic
 from vi_stream.io.files import write_image
-from vi_stream.model import lattice, load, read_meta
+from vi_stream.model import lattice, lattice_spread, load, read_meta
 
 from ..helpers.cli import SMALL_FIT as FIT
 from ..helpers.cli import good_images
@@ -37,7 +38,17 @@ def folders(tmp_path_factory):
 def lattice_model(folders):
     out = folders / "lattice.npz"
     p = vi("train", "--images", folders / "good", "--out", out, "--lattice", "on", *FIT)
-    assert "lattice score: on, found on 6 of 6 good images" in p.stdout, p.stdout
+    assert ("lattice score: on, found on 6 of 6 good images, each map over its spread where the module looks "
+            "alike") in p.stdout, p.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def plain_spread_model(folders):
+    """The lattice on, its maps read as they are (``--lattice-spread off``)."""
+    out = folders / "no-spread.npz"
+    p = vi("train", "--images", folders / "good", "--out", out, "--lattice", "on", "--lattice-spread", "off", *FIT)
+    assert "lattice score: on, found on 6 of 6 good images\n" in p.stdout, p.stdout
     return out
 
 
@@ -46,6 +57,12 @@ def test_train_with_the_lattice_saves_its_calibration_under_the_digest(lattice_m
     lat = meta["lattice"]
     assert meta["config"]["lattice"] is True and lat["enabled"] and min(lat["gains"]) > 0
     assert lat["maps"] == list(lattice.MAPS) and len(lat["gains"]) == len(lattice.MAPS)
+    # each map but "moved" over its spread per appearance bin; the setting is named, so an older
+    # vi_stream, which would read the maps as they are, refuses the file
+    assert meta["config"]["lattice_spread"] is True
+    tables = np.asarray(lat["spread"]["tables"])
+    assert tables.shape == (len(lattice.MAPS), lattice_spread.BINS) and (tables > 0).all()
+    assert (tables[0] == 1).all() and lat["spread"]["maps"] == ["cut", "fine", "coarse", "wide"]
     # the threshold was set on the fused maps: each calibration score is at least its kNN part
     assert meta["threshold"] >= max(meta["calibration_scores"])
     # the gain is bound by the digest: a file whose gain was edited is refused
@@ -68,18 +85,40 @@ def test_score_reports_each_images_lattice_or_why_it_had_none(lattice_model, fol
     assert r.lattice["used"] and r.lattice["found"] and 10 < r.lattice["pitch_px"] < 22 and "lattice" in r.timings
 
 
-def test_the_lattice_map_is_fused_into_the_heatmap(lattice_model):
-    """The fused heatmap is the largest of the kNN map and the scaled lattice maps, pixel by pixel."""
-    model = load(str(lattice_model))
+@pytest.mark.parametrize("spread", [True, False], ids=["over-the-spread", "as-they-are"])
+def test_the_lattice_map_is_fused_into_the_heatmap(lattice_model, plain_spread_model, spread):
+    """The fused heatmap is the largest of the kNN map and the scaled lattice maps, pixel by pixel;
+    with the spread, each map over its table's entry at the pixel's appearance bin (the brightness and
+    edge strength of its neighbours' median, computed here with numpy apart from the model's kernels)."""
+    path = str(lattice_model if spread else plain_spread_model)
+    model = load(path)
     img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
     fused = model.score(img).heatmap
     model.lattice = {"enabled": False, "reason": "test"}
     knn = model.score(img).heatmap
-    maps, _lat = lattice.lattice_map(img, 0, 255)
+    maps, parts, _lat = lattice.work_parts(img, 0, 255)
+    assert maps.shape[1:] == img.shape                      # at this pitch the maps are at the image's size
+    cal = read_meta(path)["lattice"]
+    if spread:
+        ref = parts.b - parts.d
+        gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3) / 8
+        gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3) / 8
+        mag = cv2.GaussianBlur(np.sqrt(gx * gx + gy * gy), (0, 0), 1.5, borderType=cv2.BORDER_REPLICATE)
+        bright = cv2.GaussianBlur(ref, (0, 0), 1.5, borderType=cv2.BORDER_REPLICATE)
+        i = np.searchsorted(np.asarray(cal["spread"]["intensity_edges"]), bright, side="left")
+        j = np.searchsorted(np.asarray(cal["spread"]["gradient_edges"]), mag, side="left")
+        bins = i * (len(cal["spread"]["gradient_edges"]) + 1) + j
+        # the appearance may differ in the last float bit at a bin's edge: compare where it agrees
+        agree = bins == lattice_spread.appearance(parts.b, parts.d)
+        assert agree.mean() > 0.999
+        maps = maps / np.asarray(cal["spread"]["tables"], np.float32)[:, bins]
+    else:
+        assert "spread" not in cal
+        agree = np.ones(img.shape, bool)
     expected = knn
-    for g, m in zip(read_meta(str(lattice_model))["lattice"]["gains"], maps, strict=True):
+    for g, m in zip(cal["gains"], maps, strict=True):
         expected = np.maximum(expected, np.float32(g) * m)
-    assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
+    assert np.allclose(fused[agree], expected[agree], rtol=1e-5, atol=1e-5)
     assert (fused > knn + 1e-3).any()
 
 
@@ -88,8 +127,9 @@ def test_a_lattice_model_with_two_maps_scores_as_it_was_calibrated(lattice_model
     holds two gains) is scored with those two maps at their blur, so an upgrade does not move its
     scores; a calibration naming a map this vi_stream does not know is refused in one line."""
     def two_maps(meta):
-        for k in ("maps", "blur_px"):
+        for k in ("maps", "blur_px", "spread"):
             meta["lattice"].pop(k)
+        meta["config"].pop("lattice_spread")
         meta["lattice"]["gains"] = [150.0, 300.0]
     model = load(rewrite_model(str(lattice_model), str(tmp_path / "two-maps.npz"), meta_change(two_maps)))
     img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
@@ -108,7 +148,7 @@ def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp
     # as an older vi_stream wrote it: no lattice setting, no lattice calibration, digest over that
     meta = read_meta(str(out))
     # with the lattice off the file names no lattice setting: an older vi_stream loads it
-    assert "lattice" not in meta["config"] and "lattice_weight" not in meta["config"]
+    assert not {"lattice", "lattice_weight", "lattice_spread"} & set(meta["config"])
     model = load(rewrite_model(str(out), str(tmp_path / "old.npz"), meta_change(lambda m: m.pop("lattice"))))
     assert model.config.lattice is False and not model.lattice["enabled"]
     r = model.score(synthetic.module_image(SHAPE, seed=5).image)
@@ -189,3 +229,35 @@ def test_a_lattice_calibration_naming_a_blur_or_maps_no_fit_writes_is_refused_at
     with pytest.raises(ModelError, match=f"bad lattice calibration: {named} ") as err:
         load(bad)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda lat: lat["spread"]["tables"][1].__setitem__(3, 0.0), "spread tables"),
+    (lambda lat: lat["spread"]["tables"][2].__setitem__(0, float("nan")), "spread tables"),
+    (lambda lat: lat["spread"]["tables"].pop(), "spread tables"),
+    (lambda lat: lat["spread"]["tables"][0].append(1.0), "spread tables"),
+    (lambda lat: lat["spread"].__setitem__("tables", "wide"), "spread tables"),
+    (lambda lat: lat["spread"]["gradient_edges"].__setitem__(0, 0.5), "spread gradient_edges"),
+    (lambda lat: lat["spread"].pop("intensity_edges"), "spread intensity_edges"),
+    (lambda lat: lat.__setitem__("spread", [1, 2]), "spread "),
+    (lambda lat: lat.pop("spread"), "the lattice_spread setting is on but the calibration has no spread tables")],
+    ids=["a-zero", "nan", "a-map-short", "a-bin-more", "not-a-table", "other-edges", "no-edges", "a-list",
+         "no-spread"])
+def test_a_spread_no_fit_writes_is_refused_at_load_in_one_line(lattice_model, tmp_path, edit, named):
+    """Re-digested, a spread table with a zero would divide a map by it (an infinite heatmap), one of another
+    shape would be read past its end in compiled code, and other bin edges would read every pixel in
+    another bin: each is refused before it scores, naming the field."""
+    bad = rewrite_model(str(lattice_model), str(tmp_path / "bad.npz"), meta_change(lambda m: edit(m["lattice"])))
+    with pytest.raises(ModelError, match=f"bad lattice calibration: {named}") as err:
+        load(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_spread_tables_with_the_setting_off_are_refused(plain_spread_model, lattice_model, tmp_path):
+    """A file whose setting says its maps are read as they are but whose calibration has tables (or the
+    converse) was calibrated one way and would score the other: refused."""
+    tables = read_meta(str(lattice_model))["lattice"]["spread"]
+    bad = rewrite_model(str(plain_spread_model), str(tmp_path / "bad.npz"),
+                        meta_change(lambda m: m["lattice"].__setitem__("spread", tables)))
+    with pytest.raises(ModelError, match="the lattice_spread setting is off but the calibration has spread tables"):
+        load(bad)

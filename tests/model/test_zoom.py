@@ -91,9 +91,12 @@ def _images(kind: str, shape=(190, 203)):
 @pytest.mark.parametrize("kind,zoom,lat", [("grey8", 1.37, False), ("rgb16", 1.5, False), ("float", 1.5, True)])
 def test_a_zoomed_model_scores_its_held_out_images_as_its_fit_did(kind, zoom, lat):
     """Fit and score see the image through the same zoom: a held-out image scored exhaustively (gate 0)
-    gets the calibration score the fit gave it, at any size, type and with the lattice score."""
+    gets the calibration score the fit gave it, at any size, type and with the lattice score (its maps
+    as they are: over their spread, a calibration image is read over the other folds' spread, and
+    scoring over every good image's, by design: tests/model/test_lattice_spread.py)."""
     imgs = _images(kind)
-    config = ModelConfig(**TINY, zoom=zoom, lattice=lat, calibration_folds=0)   # held out: the model scores them
+    config = ModelConfig(**TINY, zoom=zoom, lattice=lat, lattice_spread=False,
+                         calibration_folds=0)   # held out: the model scores them
     model = AnomalyModel.fit(imgs, config)
     model.index.gate = 0.0
     held = calibration_indices(len(imgs), config)

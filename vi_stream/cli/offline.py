@@ -55,8 +55,9 @@ _MODEL_OPTIONS = (  # ModelConfig field, its type, help (its default is appended
 def _model_config(args: argparse.Namespace):
     from vi_stream.model import ModelConfig
     over = {k: getattr(args, k) for k, _t, _h in _MODEL_OPTIONS if getattr(args, k, None) is not None}
-    if getattr(args, "lattice", None) is not None:
-        over["lattice"] = args.lattice == "on"
+    for name in ("lattice", "lattice_spread"):
+        if getattr(args, name, None) is not None:
+            over[name] = getattr(args, name) == "on"
     return replace(ModelConfig(), **over).validate()
 
 
@@ -69,6 +70,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lattice", choices=("on", "off"),
                    help="fuse the lattice (cell-to-cell) score with the kNN map; an image without a lattice "
                         f"is scored by the kNN map alone (default {'on' if ModelConfig().lattice else 'off'})")
+    g.add_argument("--lattice-spread", dest="lattice_spread", choices=("on", "off"),
+                   help="read each lattice map over its spread on the good images at places that look alike "
+                        "(brightness, edge strength): quiet places, such as a plain trace, are watched more "
+                        f"closely than a pad's grain (default {'on' if ModelConfig().lattice_spread else 'off'})")
 
 
 def add_parsers(sub) -> None:
@@ -128,7 +133,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"zoom {model.config.zoom:g}: images are enlarged {model.config.zoom:g}x before the backbone "
               f"({model.config.zoom ** 2:.2g}x its work per image)")
     lat = m.get("lattice", {})
-    print(f"lattice score: on, found on {lat['found']} of {lat['images']} good images" if lat.get("enabled")
+    spread = ", each map over its spread where the module looks alike" if "spread" in lat else ""
+    print(f"lattice score: on, found on {lat['found']} of {lat['images']} good images{spread}" if lat.get("enabled")
           else f"lattice score: off ({lat.get('reason', 'off')})")
     rule = m["threshold_rule"]
     folds = rule.get("folds")

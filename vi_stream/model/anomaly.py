@@ -24,7 +24,7 @@ import torch
 from vi_stream.model import postprocess
 from vi_stream.errors import ConfigError, InputError
 from vi_stream.model.tiling import at_size, make_grid, owned_cells, stitch, tile, zoomed, zoomed_shape
-from vi_stream.model import aggregate, lattice
+from vi_stream.model import aggregate, lattice, lattice_spread
 from vi_stream.model.features import FEATURE_STRIDE, PatchFeatures
 from vi_stream.model.index import PatchIndex
 from vi_stream.model.stats import Moments, Reservoir
@@ -131,6 +131,8 @@ class AnomalyModel:
     def lattice(self, calibration: dict) -> None:
         # the maps and blur it names, read once here rather than per frame (a file's were checked at load)
         self._lattice_spec = lattice.spec(calibration) if calibration.get("enabled") else None
+        self._lattice_spread = (lattice_spread.read(calibration.get("spread"), len(self._lattice_spec[0]))
+                                if self._lattice_spec else None)
         self._lattice = calibration
 
     # ------------------------------------------------------------------ identity
@@ -157,7 +159,8 @@ class AnomalyModel:
         reservoir: Reservoir | None = None
         calib: list[tuple[tuple[int, int], np.ndarray, list | None]] = []  # held out: (shape, rows, lattice maxima)
         folds = FoldCache(config.calibration_folds, config.seed) if config.calibration_folds else None
-        lattice_max: list[list[float] | None] = []              # each good image's lattice maps' maxima
+        lattice_max: list = []        # each good image's lattice maps' maxima (per appearance bin with the spread)
+        spread = lattice_spread.SpreadStats(lattice.MAPS) if config.lattice and config.lattice_spread else None
         channels = intensity = None
         n_images = n_tiles = 0
         for i, image in enumerate(images):
@@ -176,7 +179,7 @@ class AnomalyModel:
             n_tiles += raw.shape[0]
             lmax = None
             if config.lattice:
-                lmax = lattice.maxima(lattice.work_maps(image, intensity.lo, intensity.hi)[0])
+                lmax = _lattice_maxima(i, image, intensity, spread)
                 lattice_max.append(lmax)
             if held_out:
                 calib.append((image.shape[:2], _owned_rows(raw, image.shape[:2], config), lmax))
@@ -217,7 +220,12 @@ class AnomalyModel:
             index.labels = None
         else:
             scores = [_calibration_score(index, shape, rows, mean, components, config) for shape, rows, _l in calib]
-        lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight) if config.lattice
+        spread_record = None
+        if spread is not None:     # the maxima per bin, read over the spread the other folds' images set
+            spread_record = spread.tables()
+            lattice_max = [spread.maxima(m) for m in lattice_max]
+            calib = [(shape, rows, spread.maxima(m)) for shape, rows, m in calib]
+        lat = (lattice.calibrate(scores, lattice_max, config.lattice_weight, spread_record) if config.lattice
                else {"enabled": False, "reason": "off (lattice=False)"})
         if lat["enabled"]:   # an image's fused maximum is the largest of its maps' maxima (kNN, gained lattice)
             scores = [lattice.fused_maximum(s, c[2], lat["gains"]) for s, c in zip(scores, calib)]
@@ -287,7 +295,7 @@ class AnomalyModel:
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
             heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
-                                     self.lattice["gains"], *self._lattice_spec)
+                                     self.lattice["gains"], *self._lattice_spec, self._lattice_spread)
             timings["lattice"] = time.perf_counter() - t6
         else:
             lat = {"used": False, "reason": self.lattice.get("reason", "off")}
@@ -341,6 +349,15 @@ def raw_features(feats: PatchFeatures, image: np.ndarray, config: ModelConfig, i
     return np.concatenate(out)
 
 
+def _lattice_maxima(i: int, image: np.ndarray, intensity: Intensity, spread: lattice_spread.SpreadStats | None):
+    """Good image ``i``'s lattice maps' maxima (None without a lattice); with ``spread``, its fold and
+    maxima per appearance bin (:meth:`~.lattice_spread.SpreadStats.add`, which also gathers its spread)."""
+    if spread is None:
+        return lattice.maxima(lattice.work_maps(image, intensity.lo, intensity.hi)[0])
+    maps, parts, _lat = lattice.work_parts(image, intensity.lo, intensity.hi)
+    return None if maps is None else spread.add(i, maps, lattice_spread.appearance(parts.b, parts.d), parts.d)
+
+
 def _feature_grid(shape: tuple[int, int], config: ModelConfig):
     """The size of the image the backbone sees (at the config's zoom) and its tiles' feature grid."""
     zshape = zoomed_shape(shape, config.zoom)
@@ -384,10 +401,13 @@ def _saved_config(config: ModelConfig) -> dict:
     """The config as the file keeps it. With the lattice score off and its weight at the default, the
     two lattice settings are left out, and so is a zoom of 1: an older vi_stream (a worker, a Slurm
     node not yet upgraded) refuses a file naming settings it does not know, and reading such a file
-    takes them as off (and the zoom as 1)."""
+    takes them as off (and the zoom as 1). ``lattice_spread`` is left out where reading takes it as
+    written: off with the lattice on, the default with the lattice off (where it is moot)."""
     d = _jsonable(asdict(config))
     for name in RULE_SETTINGS:      # kept in threshold_rule: they act at the fit only (config.rule_settings)
         d.pop(name)
+    if config.lattice_spread == (ModelConfig().lattice_spread if not config.lattice else False):
+        d.pop("lattice_spread")
     if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
         d.pop("lattice")
         d.pop("lattice_weight")

@@ -45,6 +45,8 @@ class ModelConfig:
     lattice: bool = True
     lattice_weight: float = 1.0   # each lattice map's good-image maxima (90th percentile) as a share of the
                                   # kNN map's (median): lattice.calibrate
+    lattice_spread: bool = True   # each lattice map but "moved" over its spread on the good images at places
+                                  # that look alike (model/lattice_spread.py)
     # The image is enlarged this many times before the backbone sees it (its map is brought back to
     # the image's size), at the square of the cost; the lattice score reads the image at its own size.
     # Experimental: thin cuts were found better on the tuning line, not on the sealed lines (docs/model.md).
@@ -71,6 +73,8 @@ class ModelConfig:
             raise ConfigError(f"gate_fraction must be in [0, 1], got {self.gate_fraction}")
         if not isinstance(self.lattice, bool):
             raise ConfigError(f"lattice must be true or false, got {self.lattice!r}")
+        if not isinstance(self.lattice_spread, bool):
+            raise ConfigError(f"lattice_spread must be true or false, got {self.lattice_spread!r}")
         if isinstance(self.zoom, bool) or not isinstance(self.zoom, (int, float)) or not 1 <= self.zoom <= MAX_ZOOM:
             raise ConfigError(f"zoom must be a number from 1 to {MAX_ZOOM:g}, got {self.zoom!r}")
         if not valid_confidence(self.false_alarm_confidence):
@@ -123,12 +127,15 @@ def rule_settings(rule: dict) -> dict:
 def saved_settings(config: dict, version: str = "?") -> ModelConfig:
     """The settings of a config as a model file (or a benchmark's record of one) keeps it, not yet
     validated. A setting it leaves out takes what its absence meant when written: the lattice score
-    off (files from before it, and files with it off, name no lattice), the threshold from held-out
+    off (files from before it, and files with it off, name no lattice), its maps read as they are
+    (lattice_spread off: files from before it), the threshold from held-out
     images (calibration_folds 0) for the target on average (false_alarm_confidence 0), every other its
     default."""
     c = dict(config)
     c["taps"] = tuple(c["taps"])
     c.setdefault("lattice", False)
+    # files from before it read their maps as they are; with the lattice off it is moot, and left out
+    c.setdefault("lattice_spread", False if c["lattice"] else ModelConfig().lattice_spread)
     for field in RULE_SETTINGS:             # files name these in threshold_rule (config_from_meta)
         c.setdefault(field, 0)
     unknown = sorted(set(c) - set(ModelConfig.__dataclass_fields__))

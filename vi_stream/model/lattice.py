@@ -28,9 +28,11 @@ lattice sees them, because the same place one period away looks different. Steps
    calibrated for (``LEGACY_MAPS``: the magnitude of ``d`` smoothed over 3 px, and ``coarse``),
    at its blur: its scores do not change with an upgrade.
 
-The maps are in reflectance units; :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to
-the kNN map's units with a gain fitted on the training images (:func:`calibrate`: the median image
-maximum of the kNN map on the good images that set the threshold over the GOOD_QUANTILE-th percentile of that of
+The maps are in reflectance units. With ``lattice_spread`` on (the default), a map but ``moved``
+is first read over its spread on the good images at places that look alike
+(:mod:`.lattice_spread`). :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to the kNN
+map's units with a gain fitted on the training images (:func:`calibrate`: the median image maximum
+of the kNN map on the good images that set the threshold over the GOOD_QUANTILE-th percentile of that of
 the lattice map on all good ones) and fuses them by a pixelwise maximum (:func:`fuse`).
 """
 from __future__ import annotations
@@ -40,6 +42,7 @@ import functools
 import cv2
 import numpy as np
 
+from vi_stream.model import lattice_spread
 from vi_stream.model.lattice_estimate import Lattice, estimate, grey
 from vi_stream.model.lattice_kernels import gained_maximum, median_residual, tolerant_residual
 
@@ -59,13 +62,18 @@ SMOOTHING = {"cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0
 def residual(g: np.ndarray, lat: Lattice, maps=MAPS, blur: float = BLUR) -> np.ndarray:
     """The lattice maps (len(maps), H, W), float32, reflectance units, named by ``maps`` (the
     module's docstring says what each shows)."""
+    return _residual_parts(g, lat, maps, blur)[0]
+
+
+def _residual_parts(g: np.ndarray, lat: Lattice, maps, blur: float) -> tuple[np.ndarray, "_Parts"]:
+    """:func:`residual`'s maps and what they were made of (the appearance of their places is read from it)."""
     b = cv2.GaussianBlur(g, (0, 0), blur) if blur > 0 else np.ascontiguousarray(g, np.float32)
     d = median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
     parts = _Parts(b, d)
     out = np.empty((len(maps),) + d.shape, np.float32)
     for i, name in enumerate(maps):          # each map written in its place (a stack would copy them all)
         _MAP[name](parts, out[i])
-    return out
+    return out, parts
 
 
 class _Parts:
@@ -144,17 +152,24 @@ def work_maps(image: np.ndarray, lo: float, hi: float, maps=MAPS, blur: float = 
     pitch is WORK_PITCH-2x WORK_PITCH px, and the lattice. An image whose pitch is longer is first
     shrunk by a whole factor (a 2048 px image of a 768 px one's field: 4x), so the cost follows
     the number of cells, not of pixels, and the smoothing stays the same share of a cell."""
+    out, _parts, lat = work_parts(image, lo, hi, maps, blur)
+    return out, lat
+
+
+def work_parts(image: np.ndarray, lo: float, hi: float, maps=MAPS, blur: float = BLUR
+               ) -> tuple[np.ndarray | None, "_Parts | None", Lattice]:
+    """:func:`work_maps`, with what the maps were made of (its ``b`` and ``d``: None without a lattice)."""
     g = grey(image, lo, hi)
     lat = estimate(g)
     if not lat.found:
-        return None, lat
+        return None, None, lat
     f = max(1, int(lat.pitch // WORK_PITCH))
     if f == 1:
-        return residual(g, lat, maps, blur), lat
+        return (*_residual_parts(g, lat, maps, blur), lat)
     h, w = g.shape
     small = cv2.resize(g, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
     shrunk = Lattice(True, lat.ax * small.shape[1] / w, lat.ay * small.shape[0] / h, lat.peak)
-    return residual(small, shrunk, maps, blur), lat
+    return (*_residual_parts(small, shrunk, maps, blur), lat)
 
 
 def lattice_map(image: np.ndarray, lo: float, hi: float, maps=MAPS, blur: float = BLUR
@@ -172,7 +187,7 @@ def maxima(maps: np.ndarray | None) -> list[float] | None:
     return None if maps is None else [float(m.max()) for m in maps]
 
 
-def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
+def calibrate(knn_maxima, lattice_maxima, weight: float, spread: dict | None = None) -> dict:
     """The lattice score's calibration from good images: ``gains`` bring each lattice map to the kNN
     map's units, so that the GOOD_QUANTILE-th percentile of the image maxima of gain x map on good
     images (``lattice_maxima``: :func:`maxima` of every good image, None where no lattice was found)
@@ -180,7 +195,8 @@ def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     (``knn_maxima``). The percentile rather than the median: the coarse maps' good maxima have a
     long tail (substrate texture that differs from cell to cell), which the median let through as
     false alarms. Off (``enabled`` False, with the reason) when the lattice was found on fewer than
-    half the good images."""
+    half the good images. ``spread`` (:meth:`.lattice_spread.SpreadStats.tables`), when the maxima are
+    of the maps over their spread, is kept in the calibration for scoring to read them so."""
     found = [m for m in lattice_maxima if m is not None]
     n = len(lattice_maxima)
     if n == 0 or 2 * len(found) < n:
@@ -190,7 +206,8 @@ def calibrate(knn_maxima, lattice_maxima, weight: float) -> dict:
     knn = float(np.median(knn_maxima))
     return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
             "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE,
-            "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR}
+            "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR,
+            **({"spread": spread} if spread is not None else {})}
 
 
 def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> float:
@@ -198,16 +215,21 @@ def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> flo
     return max([knn_max] + ([g * m for g, m in zip(gains, lattice_max)] if lattice_max is not None else []))
 
 
-def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float
-         ) -> tuple[np.ndarray, dict]:
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float,
+         spread: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """``heat`` (the kNN map) and each lattice map (``maps`` at ``blur``, as :func:`spec` reads a
-    calibration) times its gain (the calibration's ``gains``), pixelwise maximum; the kNN map alone
-    when the image has no lattice. Returns the map and what the image's lattice was. The gained
-    maps are combined where they were computed and brought to the image's size once."""
-    maps, lat = work_maps(image, lo, hi, maps, blur)
+    calibration) times its gain (the calibration's ``gains``), over its spread at the pixel's
+    appearance when the calibration has ``spread`` tables (:func:`.lattice_spread.read`), pixelwise
+    maximum; the kNN map alone when the image has no lattice. Returns the map and what the image's
+    lattice was. The gained maps are combined where they were computed and brought to the image's
+    size once."""
+    maps, parts, lat = work_parts(image, lo, hi, maps, blur)
     if maps is None:
         return heat, {**lat.describe(), "used": False}
-    comb = gained_maximum(maps, np.asarray(gains, np.float32))
+    if spread is None:
+        comb = gained_maximum(maps, np.asarray(gains, np.float32))
+    else:
+        comb = lattice_spread.normalised_maximum(maps, gains, spread, lattice_spread.appearance(parts.b, parts.d))
     if comb.shape != heat.shape:
         comb = cv2.resize(comb, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.maximum(heat, comb, out=comb), {**lat.describe(), "used": True}

@@ -121,8 +121,9 @@ def _check_lattice(meta: dict, config, path: str) -> None:
     """The lattice score's calibration (model/lattice.py) is what a fit writes: with the setting on,
     ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes at a blur a fit
     writes (:func:`~vi_stream.model.lattice.spec`) and one finite positive gain per map (a
-    calibration fitted when the score had two maps names none: two)."""
-    from vi_stream.model import lattice as lattice_score
+    calibration fitted when the score had two maps names none: two), and spread tables this
+    vi_stream reads when, and only when, ``lattice_spread`` is on (:func:`~vi_stream.model.lattice_spread.read`)."""
+    from vi_stream.model import lattice as lattice_score, lattice_spread
     lat = meta.get("lattice")
     problem = None
     if not config.lattice:
@@ -142,6 +143,14 @@ def _check_lattice(meta: dict, config, path: str) -> None:
                     and all(isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g < float("inf")
                             for g in gains)):
                 problem = f"lattice gains {gains!r} are not {len(maps)} finite positive numbers (one per map)"
+            elif config.lattice_spread != ("spread" in lat):
+                problem = (f"the lattice_spread setting is {'on' if config.lattice_spread else 'off'} but the "
+                           f"calibration {'has no' if config.lattice_spread else 'has'} spread tables")
+            else:
+                try:
+                    lattice_spread.read(lat.get("spread"), len(maps))
+                except ValueError as err:  # the bins or the tables (lattice_spread.read names which)
+                    problem = str(err)
     if problem:
         raise ModelError(f"{path}: bad lattice calibration: {problem}")
 

@@ -1,0 +1,117 @@
+"""The lattice maps over their spread (model/lattice_spread.py): the appearance bins, the tables a fit
+keeps, and the out-of-fold maxima that set the threshold. The model files and the heatmap that use
+them: tests/model/test_lattice_model.py, through the installed command."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vi_stream.model import lattice_spread as ls
+
+MAPS = ("moved", "cut", "fine", "coarse", "wide")
+NG = len(ls.GRADIENT_EDGES) + 1
+
+
+def test_a_flat_place_falls_in_its_brightness_bin_and_an_edge_in_a_strong_gradient_bin():
+    b = np.full((64, 64), 0.30, np.float32)
+    b[:, 32:] = 0.90                                  # a pad's edge: dark substrate, bright metal
+    d = np.zeros_like(b)
+    bins = ls.appearance(b, d)
+    assert bins[:, :20].tolist() == [[int(np.searchsorted(ls.INTENSITY_EDGES, 0.30)) * NG] * 20] * 64
+    assert bins[:, 44:].tolist() == [[int(np.searchsorted(ls.INTENSITY_EDGES, 0.90)) * NG] * 20] * 64
+    assert (bins[:, 31:33] % NG >= NG - 3).all()      # at the edge, a strong gradient bin (0.6 over a pixel)
+    # the appearance is the neighbours' median's (b - d), not the pixel's own: a defect leaves it alone
+    assert (ls.appearance(b + 0.5 * (np.arange(64) == 10)[None, :], 0.5 * (np.arange(64) == 10)[None, :]
+                          .astype(np.float32)) == bins).all()
+
+
+def _stats_of(images):
+    """SpreadStats of ``images``: (maps, bins, d) triples, each image i in fold i % FOLDS."""
+    s = ls.SpreadStats(MAPS)
+    return s, [s.add(i, *im) for i, im in enumerate(images)]
+
+
+def _image(rng, bin_a, bin_b, scale_a, scale_b, n=200):
+    """Maps of n x n pixels, the left half in appearance bin ``bin_a`` with |N(0, scale_a)| values on
+    every map, the right half in ``bin_b``; d is 1 (a pair of neighbours) everywhere."""
+    bins = np.full((n, n), bin_a, np.int32)
+    bins[:, n // 2:] = bin_b
+    maps = np.abs(rng.standard_normal((len(MAPS), n, n))).astype(np.float32)
+    maps[:, :, : n // 2] *= scale_a
+    maps[:, :, n // 2:] *= scale_b
+    return maps, bins, np.ones((n, n), np.float32)
+
+
+def test_each_bins_spread_is_its_percentile_on_the_good_images_and_moved_is_left_as_it_is():
+    rng = np.random.default_rng(0)
+    images = [_image(rng, 5, 40, 0.05, 0.2) for _ in range(10)]
+    s, _tops = _stats_of(images)
+    rec = s.tables()
+    t = ls.read(rec, len(MAPS))
+    for i in range(1, len(MAPS)):
+        for b, half in ((5, slice(0, 100)), (40, slice(100, 200))):
+            want = np.percentile(np.concatenate([im[0][i][:, half].ravel() for im in images]), ls.QUANTILE)
+            assert t[i, b] == pytest.approx(want, rel=0.03)       # buckets 1.6% apart
+        # a bin no good pixel fell in takes the map's spread over every pixel
+        whole = np.percentile(np.concatenate([im[0][i].ravel() for im in images]), ls.QUANTILE)
+        assert t[i, 77] == pytest.approx(whole, rel=0.03)
+    assert (t[0] == 1).all() and rec["maps"] == ["cut", "fine", "coarse", "wide"]
+    # pixels without a pair of neighbours (d == 0) are no measure of the spread
+    maps, bins, d = _image(rng, 5, 40, 0.05, 100.0)
+    d[:, 100:] = 0
+    s2, _ = _stats_of([(maps, bins, d)] + images)
+    assert ls.read(s2.tables(), len(MAPS))[1, 40] == pytest.approx(t[1, 40], rel=0.2)
+
+
+def test_a_quiet_bin_is_not_read_below_a_tenth_of_the_maps_whole_spread():
+    rng = np.random.default_rng(1)
+    images = [_image(rng, 5, 40, 1e-5, 1.0) for _ in range(5)]
+    t = ls.read(_stats_of(images)[0].tables(), len(MAPS))
+    whole = np.percentile(np.concatenate([im[0][1].ravel() for im in images]), ls.QUANTILE)
+    assert t[1, 5] == pytest.approx(ls.FLOOR * whole, rel=0.03)
+
+
+def test_an_image_that_sets_the_threshold_is_read_over_the_other_folds_spread():
+    """Image 0 is louder than the others in bin 5: over a spread it set itself its maximum would look
+    ordinary; over the other folds' spread it stands out, as a fresh image as loud would."""
+    rng = np.random.default_rng(2)
+    images = [_image(rng, 5, 40, 0.15 if i == 0 else 0.05, 0.2) for i in range(10)]
+    s, tops = _stats_of(images)
+    own = ls.image_maxima(tops[0][1], ls.read(s.tables(), len(MAPS)))
+    out = s.maxima(tops[0])
+    assert all(o > 1.5 * w for o, w in zip(out[1:], own[1:]))
+    assert out[0] == own[0]                                          # moved: as it is, both ways
+    fold1 = ls.read(s._tables(s.hist.sum(axis=0) - s.hist[1]), len(MAPS))
+    assert s.maxima(tops[6]) == ls.image_maxima(tops[6][1], fold1)   # image 6 is in fold 1
+    assert s.maxima(None) is None
+
+
+def test_the_normalised_maximum_divides_each_map_by_its_bins_entry_before_the_gain():
+    rng = np.random.default_rng(3)
+    maps = rng.random((len(MAPS), 30, 40)).astype(np.float32)
+    bins = rng.integers(0, ls.BINS, (30, 40)).astype(np.int32)
+    tables = rng.uniform(0.1, 2.0, (len(MAPS), ls.BINS)).astype(np.float32)
+    gains = [3.0, 1.0, 2.0, 5.0, 0.5]
+    want = np.max([g * m / t[bins] for g, m, t in zip(gains, maps, tables)], axis=0)
+    assert np.allclose(ls.normalised_maximum(maps, gains, tables, bins), want, rtol=1e-5)
+
+
+def test_an_images_maxima_over_the_spread_are_those_of_the_map_scoring_computes():
+    """What a fit reads of a good image (its per-bin maxima over the tables) is the maximum of the map
+    scoring computes from the same maps, every pixel counted: also where there is no pair of
+    neighbours (d == 0), where the smoothed maps spill and scoring sees them."""
+    rng = np.random.default_rng(4)
+    maps = rng.random((len(MAPS), 50, 60)).astype(np.float32)
+    bins = rng.integers(0, ls.BINS, (50, 60)).astype(np.int32)
+    d = np.ones((50, 60), np.float32)
+    d[:, :10] = 0
+    maps[2, 5, 3] = 50.0                                   # the loudest pixel, where no pair is
+    s = ls.SpreadStats(MAPS)
+    item = s.add(0, maps, bins, d)
+    tables = rng.uniform(0.5, 2.0, (len(MAPS), ls.BINS)).astype(np.float32)
+    got = ls.image_maxima(item[1], tables)
+    for i in range(len(MAPS)):
+        gains = [1.0 if j == i else 1e-9 for j in range(len(MAPS))]
+        assert got[i] == pytest.approx(float(ls.normalised_maximum(maps, gains, tables, bins).max()), rel=1e-5)
+    assert got[2] == pytest.approx(50.0 / tables[2, bins[5, 3]], rel=1e-6)
+    assert s.hist[0].sum() == len(MAPS) * 50 * 50           # the histogram: paired pixels only
