@@ -149,6 +149,10 @@ def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp
     meta = read_meta(str(out))
     # with the lattice off the file names no lattice setting: an older vi_stream loads it
     assert not {"lattice", "lattice_weight", "lattice_spread"} & set(meta["config"])
+    # nor with the spread's setting given too: with the lattice off it is moot
+    out2 = tmp_path / "plain-no-spread.npz"
+    vi("train", "--images", folders / "good", "--out", out2, "--lattice", "off", "--lattice-spread", "off", *FIT)
+    assert not {"lattice", "lattice_weight", "lattice_spread"} & set(read_meta(str(out2))["config"])
     model = load(rewrite_model(str(out), str(tmp_path / "old.npz"), meta_change(lambda m: m.pop("lattice"))))
     assert model.config.lattice is False and not model.lattice["enabled"]
     r = model.score(synthetic.module_image(SHAPE, seed=5).image)
@@ -240,9 +244,14 @@ def test_a_lattice_calibration_naming_a_blur_or_maps_no_fit_writes_is_refused_at
     (lambda lat: lat["spread"]["gradient_edges"].__setitem__(0, 0.5), "spread gradient_edges"),
     (lambda lat: lat["spread"].pop("intensity_edges"), "spread intensity_edges"),
     (lambda lat: lat.__setitem__("spread", [1, 2]), "spread "),
+    (lambda lat: lat["spread"]["tables"][1].__setitem__(7, 1e-50), "spread tables"),     # 0 in float32
+    (lambda lat: lat["spread"]["tables"][1].__setitem__(7, 1e300), "spread tables"),     # inf in float32
+    (lambda lat: lat["spread"]["tables"][1].__setitem__(7, "2.5"), "spread tables"),
+    (lambda lat: lat["spread"]["tables"][1].__setitem__(7, True), "spread tables"),
+    (lambda lat: lat.__setitem__("spread", None), "the lattice_spread setting is on but the calibration has no spread"),
     (lambda lat: lat.pop("spread"), "the lattice_spread setting is on but the calibration has no spread tables")],
     ids=["a-zero", "nan", "a-map-short", "a-bin-more", "not-a-table", "other-edges", "no-edges", "a-list",
-         "no-spread"])
+         "tiny", "huge", "quoted", "a-bool", "null", "no-spread"])
 def test_a_spread_no_fit_writes_is_refused_at_load_in_one_line(lattice_model, tmp_path, edit, named):
     """Re-digested, a spread table with a zero would divide a map by it (an infinite heatmap), one of another
     shape would be read past its end in compiled code, and other bin edges would read every pixel in

@@ -115,3 +115,25 @@ def test_an_images_maxima_over_the_spread_are_those_of_the_map_scoring_computes(
         assert got[i] == pytest.approx(float(ls.normalised_maximum(maps, gains, tables, bins).max()), rel=1e-5)
     assert got[2] == pytest.approx(50.0 / tables[2, bins[5, 3]], rel=1e-6)
     assert s.hist[0].sum() == len(MAPS) * 50 * 50           # the histogram: paired pixels only
+
+
+def test_a_thin_bin_takes_the_spread_of_its_edge_strength_not_a_maximum_of_a_few_pixels():
+    """The 99.99th percentile of a few thousand pixels is their maximum, and another fold's maximum
+    is another number: a good image read over the other folds' spread then scored 63 where its
+    neighbours scored 20 (a line 7 fit, bench/history.md). A bin of fewer than MIN_PIXELS takes the
+    spread of every bin of its edge strength."""
+    rng = np.random.default_rng(5)
+    n = 200
+    images = []
+    for _ in range(10):
+        maps, bins, d = _image(rng, 5, 40, 0.05, 0.2, n)
+        bins[:2, :] = 5 + 2 * NG             # a thin bin (4,000 pixels): brightness 2 bins up, bin 5's edge strength
+        maps[:, :2, :] *= 3.0                # and louder than its edge strength's other bin
+        images.append((maps, bins, d))
+    t = ls.read(_stats_of(images)[0].tables(), len(MAPS))
+    column = np.concatenate([im[0][1][(im[1] % NG) == 5] for im in images])
+    assert t[1, 5 + 2 * NG] == pytest.approx(np.percentile(column, ls.QUANTILE), rel=0.03)
+    own = np.percentile(np.concatenate([im[0][1][im[1] == 5 + 2 * NG] for im in images]), ls.QUANTILE)
+    assert t[1, 5 + 2 * NG] < 0.95 * own            # not the few pixels' own (their maximum, nearly)
+    assert t[1, 5] == pytest.approx(np.percentile(np.concatenate([im[0][1][im[1] == 5] for im in images]),
+                                                  ls.QUANTILE), rel=0.03)

@@ -401,12 +401,13 @@ def _saved_config(config: ModelConfig) -> dict:
     """The config as the file keeps it. With the lattice score off and its weight at the default, the
     two lattice settings are left out, and so is a zoom of 1: an older vi_stream (a worker, a Slurm
     node not yet upgraded) refuses a file naming settings it does not know, and reading such a file
-    takes them as off (and the zoom as 1). ``lattice_spread`` is left out where reading takes it as
-    written: off with the lattice on, the default with the lattice off (where it is moot)."""
+    takes them as off (and the zoom as 1). ``lattice_spread`` is left out when off with the lattice on
+    (reading takes it as off) and whenever the lattice is off (where it is moot: reading takes the
+    default)."""
     d = _jsonable(asdict(config))
     for name in RULE_SETTINGS:      # kept in threshold_rule: they act at the fit only (config.rule_settings)
         d.pop(name)
-    if config.lattice_spread == (ModelConfig().lattice_spread if not config.lattice else False):
+    if not config.lattice or not config.lattice_spread:
         d.pop("lattice_spread")
     if not config.lattice and config.lattice_weight == ModelConfig().lattice_weight:
         d.pop("lattice")

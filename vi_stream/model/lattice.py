@@ -190,7 +190,9 @@ def maxima(maps: np.ndarray | None) -> list[float] | None:
 def calibrate(knn_maxima, lattice_maxima, weight: float, spread: dict | None = None) -> dict:
     """The lattice score's calibration from good images: ``gains`` bring each lattice map to the kNN
     map's units, so that the GOOD_QUANTILE-th percentile of the image maxima of gain x map on good
-    images (``lattice_maxima``: :func:`maxima` of every good image, None where no lattice was found)
+    images (``lattice_maxima``: :func:`maxima` of every good image, or with the spread its maps'
+    maxima over the other folds' spread, :meth:`.lattice_spread.SpreadStats.maxima`; None where no
+    lattice was found)
     is ``weight`` x the median image maximum of the kNN map on the good ones the bank did not see
     (``knn_maxima``). The percentile rather than the median: the coarse maps' good maxima have a
     long tail (substrate texture that differs from cell to cell), which the median let through as

@@ -27,9 +27,11 @@ SPREAD_MAPS = ("cut", "fine", "coarse", "wide")   # the maps read over their spr
 INTENSITY_EDGES = tuple(float(v) for v in np.linspace(0.0, 1.0, 13)[1:-1])   # brightness (grey, 0-1): 12 bins
 GRADIENT_EDGES = tuple(float(v) for v in np.geomspace(0.002, 0.2, 10))       # edge strength (per px): 11 bins
 APPEARANCE_SIGMA = 1.5      # px: both properties are taken smoothed over this
-MIN_PIXELS = 2000           # a bin seen on fewer good pixels than this takes the map's spread over all pixels
+MIN_PIXELS = 100_000        # good pixels a bin needs for its own spread (10 above the percentile): a thinner
+                            # bin takes that of every bin of its edge strength, or, thinner still, the map's
 FLOOR = 0.1                 # no bin's spread below this share of the map's spread over all pixels
-VALUE_LO, VALUE_HI, VALUE_BUCKETS = 1e-6, 10.0, 1024   # log-spaced histogram of a map's values (1.6% apart)
+VALUE_LO, VALUE_HI, VALUE_BUCKETS = 1e-7, 1e4, 2048   # log-spaced histogram of a map's values (1.2% apart;
+                            # grey is 0-1 for integer images, but a float image may pass 1 by any amount)
 BINS = (len(INTENSITY_EDGES) + 1) * (len(GRADIENT_EDGES) + 1)
 
 
@@ -145,8 +147,11 @@ class SpreadStats:
                 tables.append([1.0] * BINS)
                 continue
             whole = max(self._percentile(hist[i].sum(0)), VALUE_LO)
-            row = [max(self._percentile(hist[i, b]), FLOOR * whole) if hist[i, b].sum() >= MIN_PIXELS
-                   else whole for b in range(BINS)]
+            ng = len(GRADIENT_EDGES) + 1
+            by_edge = hist[i].reshape(-1, ng, hist.shape[-1]).sum(axis=0)     # every brightness, per edge strength
+            edge = [self._percentile(by_edge[j]) if by_edge[j].sum() >= MIN_PIXELS else whole for j in range(ng)]
+            row = [max(self._percentile(hist[i, b]) if hist[i, b].sum() >= MIN_PIXELS else edge[b % ng],
+                       FLOOR * whole) for b in range(BINS)]
             tables.append([float(f"{v:.6g}") for v in row])
         return {"quantile": QUANTILE, "maps": [m for m in self.maps if m in SPREAD_MAPS],
                 "intensity_edges": [round(v, 6) for v in INTENSITY_EDGES],
@@ -161,20 +166,26 @@ def read(spread: dict | None, n_maps: int) -> np.ndarray | None:
         return None
     if not isinstance(spread, dict):
         raise ValueError(f"spread {_short(repr(spread))} is not a mapping")
+    tables = spread.get("tables")
+    if not (isinstance(tables, list) and all(isinstance(row, list) for row in tables)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for row in tables for v in row)):
+        raise ValueError(f"spread tables are not lists of numbers (one per map, of {BINS} each)")
     for key, edges in (("intensity_edges", INTENSITY_EDGES), ("gradient_edges", GRADIENT_EDGES)):
         got = spread.get(key)
         if not (isinstance(got, list) and len(got) == len(edges)
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v - e) < 1e-5
                         for v, e in zip(got, edges))):
             raise ValueError(f"spread {key} {_short(repr(got))} are not this vi_stream's; upgrade it or refit")
-    tables = spread.get("tables")
     try:
-        t = np.asarray(tables, np.float64)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):
+            t = np.asarray(tables, np.float32)          # checked as scoring reads them: 1e-50 is 0 in float32
+    except ValueError:                                  # rows of unequal length
         t = None
-    if t is None or t.shape != (n_maps, BINS) or not np.all(np.isfinite(t)) or not np.all(t > 0):
-        raise ValueError(f"spread tables are not {n_maps} rows of {BINS} finite positive numbers (one per map and bin)")
-    return t.astype(np.float32)
+    if (t is None or t.shape != (n_maps, BINS) or not np.all(np.isfinite(t))
+            or not np.all(t >= np.float32(VALUE_LO))):
+        raise ValueError(f"spread tables are not {n_maps} rows of {BINS} finite numbers of at least {VALUE_LO:g} "
+                         "(one per map and bin)")
+    return t
 
 
 def _short(text: str) -> str:

@@ -143,7 +143,7 @@ def _check_lattice(meta: dict, config, path: str) -> None:
                     and all(isinstance(g, (int, float)) and not isinstance(g, bool) and 0 < g < float("inf")
                             for g in gains)):
                 problem = f"lattice gains {gains!r} are not {len(maps)} finite positive numbers (one per map)"
-            elif config.lattice_spread != ("spread" in lat):
+            elif config.lattice_spread != (lat.get("spread") is not None):
                 problem = (f"the lattice_spread setting is {'on' if config.lattice_spread else 'off'} but the "
                            f"calibration {'has no' if config.lattice_spread else 'has'} spread tables")
             else:
