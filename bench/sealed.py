@@ -97,7 +97,7 @@ def settings_digest(config: ModelConfig, sizes: dict) -> str:
 # Settings added to ModelConfig since the ledger's first entry, with their defaults: at its default such a
 # setting is left out of the digest, so settings run before it existed keep their digest (and the ledger
 # still refuses them a second run).
-ADDED_SINCE_LEDGER = {"zoom": 1.0, "calibration_folds": 0, "false_alarm_confidence": 0.0}
+ADDED_SINCE_LEDGER = {"zoom": 1.0, "calibration_folds": 0, "false_alarm_confidence": 0.0, "lattice_spread": False}
 
 
 def config_dict(config: ModelConfig) -> dict:
@@ -110,6 +110,8 @@ def config_dict(config: ModelConfig) -> dict:
             v = float(v)
         if k in ADDED_SINCE_LEDGER and v == ADDED_SINCE_LEDGER[k]:
             continue
+        if k == "lattice_spread" and not config.lattice:
+            continue                  # moot with the lattice off: the same settings either way
         out[k] = list(v) if isinstance(v, tuple) else v
     return out
 

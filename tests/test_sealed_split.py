@@ -359,3 +359,8 @@ def test_every_ledger_entry_still_has_the_digest_of_its_settings():
         assert sealed.settings_digest(config, entry["sizes"]) == entry["settings_digest"], entry["date"]
     assert sealed.settings_digest(sealed.ModelConfig(zoom=2.0), ledger[0]["sizes"]) not in {
         e["settings_digest"] for e in ledger}
+    # the spread (on by default since the ledger's runs) makes new settings; with the lattice off it is moot
+    sizes = ledger[0]["sizes"]
+    assert sealed.settings_digest(sealed.ModelConfig(), sizes) not in {e["settings_digest"] for e in ledger}
+    assert (sealed.settings_digest(sealed.ModelConfig(lattice=False, lattice_spread=True), sizes)
+            == sealed.settings_digest(sealed.ModelConfig(lattice=False, lattice_spread=False), sizes))
