@@ -165,7 +165,7 @@ def read(spread: dict | None, n_maps: int) -> np.ndarray | None:
     if spread is None:
         return None
     if not isinstance(spread, dict):
-        raise ValueError(f"spread {_short(repr(spread))} is not a mapping")
+        raise ValueError(f"spread is a {type(spread).__name__}, not a mapping")
     tables = spread.get("tables")
     if not (isinstance(tables, list) and all(isinstance(row, list) for row in tables)
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for row in tables for v in row)):
@@ -175,7 +175,7 @@ def read(spread: dict | None, n_maps: int) -> np.ndarray | None:
         if not (isinstance(got, list) and len(got) == len(edges)
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v - e) < 1e-5
                         for v, e in zip(got, edges))):
-            raise ValueError(f"spread {key} {_short(repr(got))} are not this vi_stream's; upgrade it or refit")
+            raise ValueError(f"spread {key} are not this vi_stream's bin edges; upgrade it or refit")
     try:
         with np.errstate(over="ignore"):
             t = np.asarray(tables, np.float32)          # checked as scoring reads them: 1e-50 is 0 in float32
@@ -186,10 +186,6 @@ def read(spread: dict | None, n_maps: int) -> np.ndarray | None:
         raise ValueError(f"spread tables are not {n_maps} rows of {BINS} finite numbers of at least {VALUE_LO:g} "
                          "(one per map and bin)")
     return t
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def image_maxima(top: np.ndarray | None, tables: np.ndarray) -> list[float] | None:
