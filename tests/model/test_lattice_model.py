@@ -270,3 +270,51 @@ def test_spread_tables_with_the_setting_off_are_refused(plain_spread_model, latt
                         meta_change(lambda m: m["lattice"].__setitem__("spread", tables)))
     with pytest.raises(ModelError, match="the lattice_spread setting is off but the calibration has spread tables"):
         load(bad)
+
+
+@pytest.mark.parametrize("kind", ["rgb16", "float"])
+def test_the_spread_is_read_in_the_images_own_range_whatever_its_type(lattice_model, folders, tmp_path, kind):
+    """The same good images as 16-bit colour PNGs (x 257, every channel) or 32-bit float TIFFs (/ 255)
+    fit the same spread as the 8-bit grey ones: the maps and their appearance bins are of the image
+    brought to [0, 1] by the model's range, so a table is not in one type's units. Scored, the
+    misplaced pad is over the threshold on every type, as on the 8-bit model."""
+    def as_kind(img):
+        return (np.repeat(img[:, :, None], 3, axis=2).astype(np.uint16) * 257 if kind == "rgb16"
+                else img.astype(np.float32) / 255)
+    suffix = ".png" if kind == "rgb16" else ".tiff"
+    for name in ("good", "test"):
+        (tmp_path / name).mkdir()
+        for f in sorted((folders / name).glob("*.png")):
+            if f.name != "noise.png":
+                assert cv2.imwrite(str(tmp_path / name / (f.stem + suffix)),
+                                   as_kind(cv2.imread(str(f), cv2.IMREAD_UNCHANGED)))
+    out = tmp_path / f"{kind}.npz"
+    vi("train", "--images", tmp_path / "good", "--out", out, "--lattice", "on", *FIT)
+    meta, ref = read_meta(str(out)), read_meta(str(lattice_model))
+    assert meta["intensity"] == ([0.0, 65535.0] if kind == "rgb16" else [0.0, 1.0])
+    got, want = (np.asarray(m["lattice"]["spread"]["tables"]) for m in (meta, ref))
+    # the same pixels in the same bins: the same histogram buckets (1.6 % apart), but for a pixel whose
+    # value moved across a bucket's or bin's edge in the last float bit
+    assert np.mean(np.isclose(got, want, rtol=0.035)) > 0.99, np.abs(got / want - 1).max()
+    vi("score", "--model", out, "--images", tmp_path / "test", "--out", tmp_path / "scored")
+    with open(tmp_path / "scored" / "scores.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["file"] == "pad" + suffix and row["lattice"].startswith("pitch ")
+    assert float(row["score"]) > meta["threshold"], (row, meta["threshold"])
+
+
+def test_held_out_calibration_reads_the_lattice_over_the_same_spread(lattice_model, folders, tmp_path):
+    """With ``--calibration-folds 0`` (every other good image held out of the bank to set the threshold)
+    every good image still gives its maps to the spread, in the same folds: the tables are those of the
+    out-of-fold fit, and the held-out images' maxima are read over the other folds' tables as the
+    out-of-fold ones are. The misplaced pad is over the threshold so set."""
+    out = tmp_path / "held-out.npz"
+    p = vi("train", "--images", folders / "good", "--out", out, "--lattice", "on", *FIT, "--calibration-folds", 0)
+    assert "3 training + 3 calibration images" in p.stdout and "each map over its spread" in p.stdout, p.stdout
+    meta = read_meta(str(out))
+    assert meta["lattice"]["spread"] == read_meta(str(lattice_model))["lattice"]["spread"]
+    assert len(meta["calibration_scores"]) == 3 and meta["threshold"] >= max(meta["calibration_scores"])
+    vi("score", "--model", out, "--images", folders / "test", "--out", tmp_path / "scored")
+    with open(tmp_path / "scored" / "scores.csv") as f:
+        rows = {r["file"]: r for r in csv.DictReader(f)}
+    assert float(rows["pad.png"]["score"]) > meta["threshold"], (rows["pad.png"], meta["threshold"])
