@@ -359,8 +359,10 @@ def test_every_ledger_entry_still_has_the_digest_of_its_settings():
         assert sealed.settings_digest(config, entry["sizes"]) == entry["settings_digest"], entry["date"]
     assert sealed.settings_digest(sealed.ModelConfig(zoom=2.0), ledger[0]["sizes"]) not in {
         e["settings_digest"] for e in ledger}
-    # the spread (on by default since the ledger's runs) makes new settings; with the lattice off it is moot
+    # the spread (added since the first runs) makes settings of its own, the defaults' since it was scored; the
+    # defaults before it keep their digest; with the lattice off it is moot
     sizes = ledger[0]["sizes"]
-    assert sealed.settings_digest(sealed.ModelConfig(), sizes) not in {e["settings_digest"] for e in ledger}
+    spread_on, spread_off = (sealed.settings_digest(sealed.ModelConfig(lattice_spread=v), sizes) for v in (True, False))
+    assert spread_on != spread_off and {spread_on, spread_off} <= {e["settings_digest"] for e in ledger}
     assert (sealed.settings_digest(sealed.ModelConfig(lattice=False, lattice_spread=True), sizes)
             == sealed.settings_digest(sealed.ModelConfig(lattice=False, lattice_spread=False), sizes))
