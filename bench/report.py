@@ -844,7 +844,7 @@ def headline() -> str:
                      "image AUROC (95%) / pixel AUROC / AUPRO",
                      f"{_auroc95(o)} / {o['pixel_auroc_mean']} / {o['aupro_mean']}{peer}; recall "
                      f"{o['recall_at_threshold']} at {o['false_alarms_per_good_image']} false alarms per good image",
-                     f"`{r['command']}`"])
+                     f"`{r['command']}` at {r['run']['commit'][:10]}"])    # the defaults of that commit
     g = load("generalise")
     if g and not sd.get("runs"):   # once the sealed split is scored, quality is quoted from it alone (issue 28)
         o, p = g["ours"], g.get("patchcore")
