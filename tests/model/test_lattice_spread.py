@@ -8,6 +8,8 @@ import pytest
 
 from vi_stream.model import lattice_spread as ls
 
+from ..helpers.lattices import pads
+
 MAPS = ("moved", "cut", "fine", "coarse", "wide")
 NG = len(ls.GRADIENT_EDGES) + 1
 
@@ -146,7 +148,6 @@ def test_a_large_images_maps_are_read_over_the_spread_at_their_working_size():
     stands out over a spread its good neighbours set, further than over the maps as they are."""
     from vi_stream.model import lattice
     from vi_stream.model.anomaly import Intensity, _lattice_maxima
-    from .test_lattice import pads
     shape, unit = (1152, 1536), Intensity(0.0, 1.0)
     s = ls.SpreadStats(lattice.MAPS)
     goods = [pads(shape, 150.0, 0.7, seed=seed) for seed in range(5)]

@@ -266,6 +266,61 @@ def test_mongo_documents_use_objectids_and_dates_as_the_atlas_app():
         assert store.get_image(str(oid)) == data
 
 
+@pytest.mark.parametrize("finishes", ["soon", "as-its-chunks-are-cleared"])
+def test_an_image_another_writer_is_half_way_through_is_written_once(monkeypatch, finishes):
+    """Two workers store the same image at the same moment (a good image's empty mask: one content,
+    one id), and the other has put its chunks, not yet its files document. Finishing soon, it is
+    waited for, not taken for a write cut short and cleared. Finishing just as this write, after
+    PUT_WAIT, clears its chunks, this write puts them back (the same bytes) and takes the other's
+    document as its own: it used to raise FileExists there, and a record of two workers at once
+    went missing (tests/scale/test_scaleout.py)."""
+    import threading
+    from datetime import datetime, timezone
+
+    import mongomock
+    from bson import ObjectId
+
+    from vi_stream.store import mongo
+    monkeypatch.setattr(mongo, "PUT_WAIT", 0.3)
+    with mongomock_store() as store:
+        store.write([make_record(13, "M-K")])        # GridFS's indexes, as on any store written before
+        r = make_record(12, "M-J")
+        key, data = next((k, v) for k, v in r.images.items()
+                         if store.db.fs.files.count_documents({"_id": ObjectId(k)}) == 0)
+        oid = ObjectId(key)
+        assert len(data) < 255 * 1024                # one chunk
+        store.db.fs.chunks.insert_one({"files_id": oid, "n": 0, "data": data})    # the other writer, half way
+        failures, cleared = [], []
+
+        def finish():                                # ... and its files document
+            try:
+                store.db.fs.files.insert_one({"_id": oid, "length": len(data), "chunkSize": 255 * 1024,
+                                              "uploadDate": datetime.now(timezone.utc), "filename": "other.png",
+                                              "contentType": "image/png", "metadata": {}})
+            except Exception as err:                 # the other writer's own write failing
+                failures.append(err)
+        delete_many = mongomock.collection.Collection.delete_many
+
+        def clearing(coll, query, *a, **k):
+            out = delete_many(coll, query, *a, **k)
+            if coll.name == "fs.chunks" and query.get("files_id") == oid:
+                cleared.append(query)
+                if finishes == "as-its-chunks-are-cleared":
+                    finish()
+            return out
+        monkeypatch.setattr(mongomock.collection.Collection, "delete_many", clearing)
+        other = threading.Timer(0.1, finish) if finishes == "soon" else None
+        if other:
+            other.start()
+        store.write([r])
+        if other:
+            other.join()
+        assert not failures and store.get_image(key) == data
+        assert store.db.fs.chunks.count_documents({"files_id": oid}) == 1
+        assert store.get_module("M-J")["left"]["result_id"] == r.id
+        assert len(cleared) == (0 if finishes == "soon" else 1)
+
+
 def _closed_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ families are apart (mongo_models, mongo_records).
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,6 +33,9 @@ from vi_stream.store import mongo_records
 from vi_stream.store import mongo_models
 from vi_stream.store.mongo_models import MongoShelf
 from vi_stream.store.mongo_records import MongoBatches, MongoGateSets, MongoShadow, MongoTrendPoints
+
+PUT_WAIT = 1.0   # s a half-written image may take before its chunks count as a write cut short (_put_once)
+
 
 def _transient(err: Exception) -> bool:
     import pymongo.errors as pe
@@ -153,18 +157,39 @@ class MongoStore:
             ids = [_oid(i) for i in images]
             have = {d["_id"] for d in self.db.fs.files.find({"_id": {"$in": ids}}, {"_id": 1, "length": 1})}
             for i, oid in zip(images, ids):
-                if oid in have:
-                    continue
-                meta = {"module": module, "side": side, "result_id": result_id}
-                try:
-                    fs.put(images[i], _id=oid, filename=f"{i}.png", contentType="image/png", metadata=meta)
-                except gridfs.errors.FileExists:
-                    if self.db.fs.files.count_documents({"_id": oid}, limit=1):
-                        continue  # written meanwhile by another writer: same id, same bytes
-                    # Chunks without a files document are what a write cut short leaves: clear, write again.
-                    self.db.fs.chunks.delete_many({"files_id": oid})
-                    fs.put(images[i], _id=oid, filename=f"{i}.png", contentType="image/png", metadata=meta)
+                if oid not in have:
+                    self._put_once(fs, gridfs.errors.FileExists, oid, images[i], filename=f"{i}.png",
+                                   contentType="image/png", metadata={"module": module, "side": side,
+                                                                       "result_id": result_id})
         self.call("write images", put)
+
+    def _put_once(self, fs, exists: type, oid, data: bytes, **kw) -> None:
+        """``data`` into GridFS under ``oid`` (the bytes' own hash: one id, one content), once however
+        many writers put it at the same moment. A FileExists with no files document is another writer
+        between its chunks and its files document (two workers storing the same empty mask), or a
+        write cut short: wait for the document for up to PUT_WAIT s, then clear the chunks and write
+        again; chunks cleared under another writer are written back with the same bytes. Still
+        nothing: StoreUnavailable (the record is spooled and written again later, never dropped)."""
+        def done() -> bool:
+            return bool(self.db.fs.files.count_documents({"_id": oid}, limit=1))
+        try:
+            fs.put(data, _id=oid, **kw)
+            return
+        except exists:
+            pass
+        waited = time.monotonic() + PUT_WAIT
+        while not done():
+            if time.monotonic() > waited:
+                self.db.fs.chunks.delete_many({"files_id": oid})
+                try:
+                    fs.put(data, _id=oid, **kw)
+                    return
+                except exists:
+                    if done():
+                        return
+                    raise StoreUnavailable(f"MongoDB {self.description}: cannot write image {oid}: another "
+                                           "writer holds it half-written; to be written again") from None
+            time.sleep(0.02)
 
     def write(self, records: list[rec.Record]) -> None:
         if not self._indexed:
