@@ -338,13 +338,12 @@ def test_held_out_calibration_reads_the_lattice_over_the_same_spread(lattice_mod
     model.lattice = {"enabled": False, "reason": "test"}
     model.index.gate = 0.0                  # exhaustive within the probed cells, as the fit scores them
     held = calibration_indices(len(images), model.config)
-    want = [max(model.score(images[i]).score, max(g * m for g, m in zip(gains, stats.maxima(items[i]))))
-            for i in held]
+    want = [lattice.fused_maximum(model.score(images[i]).score, stats.maxima(items[i]), gains) for i in held]
     assert np.allclose(meta["calibration_scores"], want, rtol=1e-4), (meta["calibration_scores"], want)
     # read over every image's tables (its own pixels in them) instead, they would have been other numbers
     whole = lattice_spread.read(stats.tables(), len(lattice.MAPS))
-    own = [max(g * m for g, m in zip(gains, lattice_spread.image_maxima(items[i][1], whole))) for i in held]
-    assert not np.allclose(own, [max(g * m for g, m in zip(gains, stats.maxima(items[i]))) for i in held], rtol=1e-3)
+    own = [lattice.fused_maximum(0.0, lattice_spread.image_maxima(items[i][1], whole), gains) for i in held]
+    assert not np.allclose(own, [lattice.fused_maximum(0.0, stats.maxima(items[i]), gains) for i in held], rtol=1e-3)
     vi("score", "--model", out, "--images", folders / "test", "--out", tmp_path / "scored")
     with open(tmp_path / "scored" / "scores.csv") as f:
         rows = {r["file"]: r for r in csv.DictReader(f)}

@@ -11,7 +11,7 @@ from vi_stream.model import lattice_spread as ls
 from ..helpers.lattices import pads
 
 MAPS = ("moved", "cut", "fine", "coarse", "wide")
-NG = len(ls.GRADIENT_EDGES) + 1
+NG = ls.GRADIENT_BINS
 
 
 def test_a_flat_place_falls_in_its_brightness_bin_and_an_edge_in_a_strong_gradient_bin():

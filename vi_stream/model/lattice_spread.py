@@ -32,7 +32,8 @@ MIN_PIXELS = 100_000        # good pixels a bin needs for its own spread (10 abo
 FLOOR = 0.1                 # no bin's spread below this share of the map's spread over all pixels
 VALUE_LO, VALUE_HI, VALUE_BUCKETS = 1e-7, 1e4, 2048   # log-spaced histogram of a map's values (1.2% apart;
                             # grey is 0-1 for integer images, but a float image may pass 1 by any amount)
-BINS = (len(INTENSITY_EDGES) + 1) * (len(GRADIENT_EDGES) + 1)
+GRADIENT_BINS = len(GRADIENT_EDGES) + 1     # a pixel's bin is brightness bin x GRADIENT_BINS + edge-strength bin
+BINS = (len(INTENSITY_EDGES) + 1) * GRADIENT_BINS
 
 
 def appearance(b: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -147,10 +148,10 @@ class SpreadStats:
                 tables.append([1.0] * BINS)
                 continue
             whole = max(self._percentile(hist[i].sum(0)), VALUE_LO)
-            ng = len(GRADIENT_EDGES) + 1
-            by_edge = hist[i].reshape(-1, ng, hist.shape[-1]).sum(axis=0)     # every brightness, per edge strength
-            edge = [self._percentile(by_edge[j]) if by_edge[j].sum() >= MIN_PIXELS else whole for j in range(ng)]
-            row = [max(self._percentile(hist[i, b]) if hist[i, b].sum() >= MIN_PIXELS else edge[b % ng],
+            by_edge = hist[i].reshape(-1, GRADIENT_BINS, hist.shape[-1]).sum(axis=0)   # every brightness, per edge strength
+            edge = [self._percentile(by_edge[j]) if by_edge[j].sum() >= MIN_PIXELS else whole
+                    for j in range(GRADIENT_BINS)]
+            row = [max(self._percentile(hist[i, b]) if hist[i, b].sum() >= MIN_PIXELS else edge[b % GRADIENT_BINS],
                        FLOOR * whole) for b in range(BINS)]
             tables.append([float(f"{v:.6g}") for v in row])
         return {"quantile": QUANTILE, "maps": [m for m in self.maps if m in SPREAD_MAPS],

@@ -150,7 +150,6 @@ class MongoStore:
     def put_images(self, images: dict[str, bytes], module: str = "", side: str = "", result_id: str = "") -> None:
         if not images:
             return
-        import gridfs
 
         def put():
             fs = self._fs()
@@ -158,33 +157,34 @@ class MongoStore:
             have = {d["_id"] for d in self.db.fs.files.find({"_id": {"$in": ids}}, {"_id": 1, "length": 1})}
             for i, oid in zip(images, ids):
                 if oid not in have:
-                    self._put_once(fs, gridfs.errors.FileExists, oid, images[i], filename=f"{i}.png",
-                                   contentType="image/png", metadata={"module": module, "side": side,
-                                                                       "result_id": result_id})
+                    self._put_once(fs, oid, images[i], filename=f"{i}.png", contentType="image/png",
+                                   metadata={"module": module, "side": side, "result_id": result_id})
         self.call("write images", put)
 
-    def _put_once(self, fs, exists: type, oid, data: bytes, **kw) -> None:
+    def _put_once(self, fs, oid, data: bytes, **kw) -> None:
         """``data`` into GridFS under ``oid`` (the bytes' own hash: one id, one content), once however
         many writers put it at the same moment. A FileExists with no files document is another writer
         between its chunks and its files document (two workers storing the same empty mask), or a
         write cut short: wait for the document for up to PUT_WAIT s, then clear the chunks and write
         again; chunks cleared under another writer are written back with the same bytes. Still
         nothing: StoreUnavailable (the record is spooled and written again later, never dropped)."""
+        from gridfs.errors import FileExists
+
         def done() -> bool:
             return bool(self.db.fs.files.count_documents({"_id": oid}, limit=1))
         try:
             fs.put(data, _id=oid, **kw)
             return
-        except exists:
+        except FileExists:
             pass
-        waited = time.monotonic() + PUT_WAIT
+        deadline = time.monotonic() + PUT_WAIT
         while not done():
-            if time.monotonic() > waited:
+            if time.monotonic() > deadline:
                 self.db.fs.chunks.delete_many({"files_id": oid})
                 try:
                     fs.put(data, _id=oid, **kw)
                     return
-                except exists:
+                except FileExists:
                     if done():
                         return
                     raise StoreUnavailable(f"MongoDB {self.description}: cannot write image {oid}: another "
