@@ -45,8 +45,9 @@ def recorded_config(model) -> dict:
     vi_stream.model.config.saved_settings): the model file's config, less the seed, with the folds
     and the confidence its threshold rule names (a model file keeps them there, not in its config)."""
     from vi_stream.model.config import rule_settings
+    maps = model.lattice.get("maps") if model.lattice.get("enabled") else None
     return {**{k: v for k, v in model.meta["config"].items() if k != "seed"},
-            **rule_settings(model.meta["threshold_rule"])}
+            **rule_settings(model.meta["threshold_rule"]), **({"lattice_maps": list(maps)} if maps else {})}
 
 
 def read(name: str, machine: bool = False, folder: str | None = None) -> dict:

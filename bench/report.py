@@ -48,12 +48,36 @@ def _settings(overrides, config: dict | None = None) -> str:
     """A variant's settings as they differ from today's defaults, read from the whole config its record
     keeps: a default changed since (the lattice score, on by default since 2026-12-07) would make the
     overrides of an older record ("(defaults)" then) say what it was not. A record without its config
-    shows its overrides."""
+    shows its overrides. The lattice maps a fit computed are code, not a setting, but they change the
+    scores as one does: a record with the lattice on names them (``lattice_maps``, common.recorded_config)
+    and is shown with them where they are not today's; one made before records named them computed
+    ``cut`` where today's fit computes ``thin`` (``lattice_maps=before-thin``)."""
     if config is None:
         return " ".join(overrides) or "(defaults)"
-    then, now = dataclasses.asdict(saved_settings(config)), dataclasses.asdict(ModelConfig())
-    return " ".join(f"{k}={v!r}".replace(" ", "") for k, v in then.items() if k != "seed" and v != now[k]) \
-        or "(defaults)"
+    config = dict(config)
+    maps = config.pop("lattice_maps", None)
+    then, now = saved_settings(config), ModelConfig()
+    diff = [f"{k}={v!r}".replace(" ", "") for k, v in dataclasses.asdict(then).items()
+            if k != "seed" and v != getattr(now, k)]
+    if then.lattice and maps is None:
+        diff.append("lattice_maps=before-thin")
+    elif then.lattice and tuple(maps) != lattice_maps():
+        diff.append("lattice_maps=" + ",".join(maps))
+    return " ".join(diff) or "(defaults)"
+
+
+def lattice_maps() -> tuple[str, ...]:
+    """The maps today's fit computes (imported here: the rest of the report needs no numba)."""
+    from vi_stream.model.lattice import MAPS
+    return tuple(MAPS)
+
+
+def _sealed_config(r: dict) -> dict:
+    """A sealed run's config with the lattice maps its line models were calibrated on (the ledger's
+    config is the digest's, which names no maps; each line model's lattice calibration does)."""
+    maps = [m["lattice"].get("maps") for m in r.get("line_models", {}).values()
+            if m.get("lattice", {}).get("enabled")]
+    return {**r["run"]["config"], **({"lattice_maps": maps[0]} if maps else {})}
 
 
 def _code(settings: str) -> str:
@@ -338,7 +362,7 @@ def _by_contrast(runs: list[dict], peers: list[dict]) -> str:
     edges = runs[0]["by_contrast"]["bands"]
     if any(x["by_contrast"]["bands"] != edges for x in runs + [p for p in peers if p.get("by_contrast")]):
         raise SystemExit("sealed.json: records split by different bands of contrast do not compare; run them again")
-    names = [_code(_settings((), r['run']['config'])) for r in runs]
+    names = [_code(_settings((), _sealed_config(r))) for r in runs]
 
     def peer_cell(best, pick):
         if best is None:
@@ -835,12 +859,12 @@ def headline() -> str:
     s, m, st, so = load("speed"), load("memory"), load("stream"), load("soak")
     sd = load("sealed")
     best = _best(sd.get("peers", []))
-    runs = sd.get("runs", [])        # today's defaults first, then the other settings as they were scored
-    for r in sorted(runs, key=lambda r: _settings((), r["run"]["config"]) != "(defaults)"):
+    runs = sd.get("runs", [])        # today's defaults first, then the other runs, the latest first
+    for _i, r in sorted(enumerate(runs), key=lambda ir: (_settings((), _sealed_config(ir[1])) != "(defaults)", -ir[0])):
         o = r["overall"]
         peer = (f" (anomalib PatchCore, its best variant {best['label']}: {_auroc95(best['overall'])} / "
                 f"{best['overall']['pixel_auroc_mean']} / {best['overall']['aupro_mean']})" if best else "")
-        rows.append([f"sealed split (drawn once, by `--final`), {_code(_settings((), r['run']['config']))}: "
+        rows.append([f"sealed split (drawn once, by `--final`), {_code(_settings((), _sealed_config(r)))}: "
                      "image AUROC (95%) / pixel AUROC / AUPRO",
                      f"{_auroc95(o)} / {o['pixel_auroc_mean']} / {o['aupro_mean']}{peer}; recall "
                      f"{o['recall_at_threshold']} at {o['false_alarms_per_good_image']} false alarms per good image",

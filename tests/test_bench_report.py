@@ -28,3 +28,23 @@ def test_every_results_file_has_a_section():
             made_by = re.search(r"bench/(\w+)\.py", command)      # a second record of one script (an A/B)
             script = made_by.group(1) if made_by else name[:-5]
             assert f"bench/{script}.py" in page and (not made_by or command in page), name
+
+
+def test_a_record_made_with_other_lattice_maps_is_not_shown_as_the_defaults():
+    """The maps a fit computes are code, not a setting: a record made before ``thin`` (its config names no
+    maps) or with other maps is labelled with them; one with today's maps is the defaults."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    try:
+        import report
+    finally:
+        sys.path.pop(0)
+    from vi_stream.model import ModelConfig
+    from vi_stream.model.lattice import MAPS
+    config = {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(ModelConfig()).items() if k != "seed"}}
+    assert report._settings((), config) == "lattice_maps=before-thin"
+    assert report._settings((), {**config, "lattice_maps": list(MAPS)}) == "(defaults)"
+    assert report._settings((), {**config, "lattice_maps": ["moved", "cut"]}) == "lattice_maps=moved,cut"
+    assert report._settings((), {**config, "lattice": False}) == "lattice=False"     # no maps without the lattice
+    # a sealed run's maps come from its line models' calibrations
+    run = {"run": {"config": config}, "line_models": {"1": {"lattice": {"enabled": True, "maps": list(MAPS)}}}}
+    assert report._settings((), report._sealed_config(run)) == "(defaults)"

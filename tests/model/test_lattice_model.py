@@ -64,7 +64,7 @@ def test_train_with_the_lattice_saves_its_calibration_under_the_digest(lattice_m
     assert meta["config"]["lattice_spread"] is True
     tables = np.asarray(lat["spread"]["tables"])
     assert tables.shape == (len(lattice.MAPS), lattice_spread.BINS) and (tables > 0).all()
-    assert (tables[0] == 1).all() and lat["spread"]["maps"] == ["cut", "fine", "coarse", "wide"]
+    assert (tables[0] == 1).all() and lat["spread"]["maps"] == ["thin", "fine", "coarse", "wide"]
     # the threshold was set on the fused maps: each calibration score is at least its kNN part
     assert meta["threshold"] >= max(meta["calibration_scores"])
     # the gain is bound by the digest: a file whose gain was edited is refused
@@ -141,6 +141,27 @@ def test_a_lattice_model_with_two_maps_scores_as_it_was_calibrated(lattice_model
     (fine3, coarse), _ = lattice.lattice_map(img, 0, 255, lattice.LEGACY_MAPS, lattice.LEGACY_BLUR)
     expected = np.maximum(np.maximum(knn, np.float32(150.0) * fine3), np.float32(300.0) * coarse)
     assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_file_fitted_with_the_cut_map_scores_with_it(lattice_model, tmp_path):
+    """A model file fitted before the ``thin`` map (its calibration names ``cut``, 1 px less 3 px) is
+    scored with ``cut``, so an upgrade does not move its scores; today's fit names ``thin``."""
+    assert read_meta(str(lattice_model))["lattice"]["maps"][1] == "thin"
+
+    def named_cut(meta):
+        meta["lattice"]["maps"] = ["cut" if m == "thin" else m for m in meta["lattice"]["maps"]]
+    old = load(rewrite_model(str(lattice_model), str(tmp_path / "cut.npz"), meta_change(named_cut)))
+    new = load(str(lattice_model))
+    img = synthetic.module_image(SHAPE, seed=401, defects=("dust",)).image
+    fused_old, fused_new = old.score(img).heatmap, new.score(img).heatmap
+    new.lattice = {"enabled": False, "reason": "test"}
+    knn = new.score(img).heatmap
+    cal = old.lattice
+    for maps, fused in ((("moved", "cut", "fine", "coarse", "wide"), fused_old), (lattice.MAPS, fused_new)):
+        expected, _lat = lattice.fuse(knn.copy(), img, old.intensity.lo, old.intensity.hi, cal["gains"], maps,
+                                      cal["blur_px"], lattice_spread.read(cal["spread"], len(maps)))
+        assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fused_old, fused_new, rtol=1e-3, atol=1e-3)
 
 
 def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp_path):

@@ -18,8 +18,10 @@ lattice sees them, because the same place one period away looks different. Steps
      ``TOLERANCE`` px (its grey dilation and erosion). Pads and traces sit up to a pixel off
      their lattice place from cell to cell; a tolerant comparison forgives that and still sees
      a pad or a warp moved by two pixels or more (the comparison of wafer inspection);
-   - ``cut``: that tolerant difference band-passed (1 px less 3 px): a cut across a trace keeps
-     its contrast, while the substrate's smooth texture, which differs from cell to cell, cancels;
+   - ``thin``: that tolerant difference band-passed (0.7 px less 2.1 px): a cut across a trace
+     keeps its contrast, while the substrate's smooth texture, which differs from cell to cell,
+     cancels (``cut``, the same at 1 px less 3 px, is what models fitted before it compute: the
+     narrower band found faint cuts better on every tuning line, bench/history.md);
    - ``fine``: ``d`` smoothed with its sign over 1.5 px, then the magnitude (a cut, a pad
      missing or extra: one sign over a few pixels, while noise averages out);
    - ``coarse`` and ``wide``: the same over 12 and 24 px (a faint region over many cells).
@@ -50,13 +52,13 @@ NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at th
 BLUR = 0.7            # px: sensor noise off before the comparison
 WORK_PITCH = 48.0     # px: the maps are computed at a size where the pitch is 48-96 px (lattice_map)
 TOLERANCE = 1         # px: how far a neighbour's edge may sit from this cell's before it counts (moved)
-MAPS = ("moved", "cut", "fine", "coarse", "wide")   # what a fit computes and calibrates, in order
+MAPS = ("moved", "thin", "fine", "coarse", "wide")   # what a fit computes and calibrates, in order
 LEGACY_MAPS = ("fine3", "coarse")              # what a model file without "maps" was calibrated for
 LEGACY_BLUR = 1.0
 MAX_BLUR = 8.0        # px: the most blur a calibration may name (a fit writes BLUR; a Gaussian of 1e5 px
                       # takes a minute an image, one of Infinity px asks OpenCV for 8 GiB)
 GOOD_QUANTILE = 90    # percentile of the good images' map maxima matched to the kNN map's median (calibrate)
-SMOOTHING = {"cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
+SMOOTHING = {"thin": 0.7, "cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
 
 
 def residual(g: np.ndarray, lat: Lattice, maps=MAPS, blur: float = BLUR) -> np.ndarray:
@@ -102,19 +104,20 @@ def _signed(d: np.ndarray, sigma: float, out: np.ndarray) -> None:
     np.abs(out, out=out)
 
 
-def _cut(p: _Parts, out: np.ndarray) -> None:
-    """The tolerant difference band-passed (Gaussians of CUT px less 3 CUT px) into ``out``: a thin
-    feature (a cut across a trace) keeps its contrast, the substrate's smooth texture, which
-    differs from cell to cell, cancels."""
-    t = p.tolerant
-    cv2.GaussianBlur(t, (0, 0), SMOOTHING["cut"], dst=out, borderType=cv2.BORDER_REPLICATE)
-    cv2.subtract(out, cv2.GaussianBlur(t, (0, 0), 3 * SMOOTHING["cut"], borderType=cv2.BORDER_REPLICATE), dst=out)
+def _band(p: _Parts, out: np.ndarray, name: str) -> None:
+    """The tolerant difference band-passed (Gaussians of SMOOTHING[name] px less 3 times that) into
+    ``out``: a thin feature (a cut across a trace) keeps its contrast, the substrate's smooth
+    texture, which differs from cell to cell, cancels."""
+    t, sigma = p.tolerant, SMOOTHING[name]
+    cv2.GaussianBlur(t, (0, 0), sigma, dst=out, borderType=cv2.BORDER_REPLICATE)
+    cv2.subtract(out, cv2.GaussianBlur(t, (0, 0), 3 * sigma, borderType=cv2.BORDER_REPLICATE), dst=out)
     np.abs(out, out=out)
 
 
 # each map of the parts, written into the array given
 _MAP = {"moved": lambda p, out: np.abs(p.tolerant, out=out),
-        "cut": _cut,
+        "thin": lambda p, out: _band(p, out, "thin"),
+        "cut": lambda p, out: _band(p, out, "cut"),
         "fine": lambda p, out: _signed(p.d, SMOOTHING["fine"], out),
         "coarse": lambda p, out: _signed(p.d, SMOOTHING["coarse"], out),
         "wide": lambda p, out: _signed(p.d, SMOOTHING["wide"], out),

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 QUANTILE = 99.99            # percentile of a map on good images that a bin's spread is
-SPREAD_MAPS = ("cut", "fine", "coarse", "wide")   # the maps read over their spread (the module's docstring)
+SPREAD_MAPS = ("thin", "cut", "fine", "coarse", "wide")   # the maps read over their spread (the module's docstring)
 INTENSITY_EDGES = tuple(float(v) for v in np.linspace(0.0, 1.0, 13)[1:-1])   # brightness (grey, 0-1): 12 bins
 GRADIENT_EDGES = tuple(float(v) for v in np.geomspace(0.002, 0.2, 10))       # edge strength (per px): 11 bins
 APPEARANCE_SIGMA = 1.5      # px: both properties are taken smoothed over this
