@@ -859,8 +859,8 @@ def headline() -> str:
     s, m, st, so = load("speed"), load("memory"), load("stream"), load("soak")
     sd = load("sealed")
     best = _best(sd.get("peers", []))
-    runs = sd.get("runs", [])        # today's defaults first, then the other runs, the latest first
-    for _i, r in sorted(enumerate(runs), key=lambda ir: (_settings((), _sealed_config(ir[1])) != "(defaults)", -ir[0])):
+    runs = sd.get("runs", [])        # today's defaults first, then the other runs, the latest first (a stable sort)
+    for r in sorted(reversed(runs), key=lambda r: _settings((), _sealed_config(r)) != "(defaults)"):
         o = r["overall"]
         peer = (f" (anomalib PatchCore, its best variant {best['label']}: {_auroc95(best['overall'])} / "
                 f"{best['overall']['pixel_auroc_mean']} / {best['overall']['aupro_mean']})" if best else "")

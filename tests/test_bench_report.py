@@ -40,7 +40,7 @@ def test_a_record_made_with_other_lattice_maps_is_not_shown_as_the_defaults():
         sys.path.pop(0)
     from vi_stream.model import ModelConfig
     from vi_stream.model.lattice import MAPS
-    config = {**{k: list(v) if isinstance(v, tuple) else v for k, v in vars(ModelConfig()).items() if k != "seed"}}
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(ModelConfig()).items() if k != "seed"}
     assert report._settings((), config) == "lattice_maps=before-thin"
     assert report._settings((), {**config, "lattice_maps": list(MAPS)}) == "(defaults)"
     assert report._settings((), {**config, "lattice_maps": ["moved", "cut"]}) == "lattice_maps=moved,cut"
