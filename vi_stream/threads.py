@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import threading
 
-import numba
+from vi_stream.folders import ensure_numba_cache
+
+ensure_numba_cache()   # before numba decorates a kernel: an install it cannot write to (vi_stream.folders)
+
+import numba  # noqa: E402
 
 
 @numba.njit(cache=True, inline="always")

@@ -224,3 +224,37 @@ def test_simulator_send_never_blocks_when_the_receiver_vanishes_after_the_poll()
     finally:
         if not t.is_alive():  # closing the socket under a blocked send would abort the test run
             sim.close()
+
+
+def _read_only_install(cmd: list[str], package: str, env: dict) -> subprocess.CompletedProcess:
+    """``cmd`` as the daemon runs under its unit (ProtectSystem=strict, ProtectHome, DynamicUser): the
+    installed package read-only (a bind mount in a mount namespace of its own) and no writable home."""
+    script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, package, *cmd],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_a_read_only_install_without_a_home_caches_its_kernels_in_the_state_folder(tmp_path):
+    """numba refuses to import a kernel it has nowhere to cache ("no locator available"): with the
+    package read-only and no writable home, the daemon could not even import its model under its unit.
+    Every module with a kernel imports, and a kernel compiled there is cached in $VI_STREAM_STATE_DIR/numba
+    (the unit's StateDirectory). (Only one kernel is compiled: all of them take a minute.)"""
+    import vi_stream
+    package = os.path.dirname(vi_stream.__file__)
+    probe = _read_only_install(["true"], package, dict(os.environ))
+    if probe.returncode != 0:
+        pytest.skip(f"no mount namespace here to make the install read-only: {probe.stderr.strip()}")
+    kernel_modules = sorted({f"vi_stream.{os.path.relpath(os.path.join(d, f), package)[:-3].replace(os.sep, '.')}"
+                             for d, _s, files in os.walk(package) for f in files
+                             if f.endswith(".py") and "cache=True" in open(os.path.join(d, f)).read()})
+    assert "vi_stream.model.tiling" in kernel_modules and "vi_stream.search.scan" in kernel_modules
+    code = (f"import importlib; [importlib.import_module(m) for m in {kernel_modules!r}]; "
+            "import numpy as np; from vi_stream.search.scan import row_sq; "
+            "print(float(row_sq(np.ones((8, 8), np.float32)).sum()))")
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "XDG_"))}
+    env.update(HOME=package, VI_STREAM_STATE_DIR=str(state))      # ~/.cache/numba is read-only too
+    p = _read_only_install([sys.executable, "-c", code], package, env)
+    assert p.returncode == 0 and p.stdout.strip() == "64.0", p.stderr[-2000:]
+    cached = [f for _d, _s, files in os.walk(state / "numba") for f in files]
+    assert any(f.startswith("scan.row_sq") and f.endswith(".nbi") for f in cached), cached

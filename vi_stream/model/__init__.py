@@ -6,7 +6,11 @@ and defects plus the colour maps and overlays that show it (:mod:`.postprocess`)
 its self-check. May import the base modules and ``search``; nothing of the daemon, the store or the
 web: the model knows nothing of where images come from or go.
 """
-from vi_stream.model.config import ModelConfig
+from vi_stream.folders import ensure_numba_cache
+
+ensure_numba_cache()   # before any kernel module: an install numba cannot write to (vi_stream.folders)
+
+from vi_stream.model.config import ModelConfig  # noqa: E402
 
 __all__ = ["AnomalyModel", "ModelConfig", "ScoreResult", "load", "read_meta", "save"]
 

@@ -16,7 +16,11 @@ dimension-major in half precision (:mod:`.layout`); the inner loops are LLVM IR
 :mod:`.kernels`. ``bench/search.py`` measures this against faiss-cpu. May import only the base
 modules (``threads``): the model calls it, it knows nothing of models.
 """
-from vi_stream.search.exact import exact_nn_distance
+from vi_stream.folders import ensure_numba_cache
+
+ensure_numba_cache()   # before any kernel module: an install numba cannot write to (vi_stream.folders)
+
+from vi_stream.search.exact import exact_nn_distance  # noqa: E402
 from vi_stream.search.kernels import BACKEND
 from vi_stream.search.layout import LIST_WIDTH, Lists, by_list, half_precision, list_layout
 from vi_stream.search.scan import nearest_in_lists, row_sq, rows_above, scan_pairs

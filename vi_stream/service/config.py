@@ -10,6 +10,7 @@ from urllib.parse import quote
 from vi_stream.web import guard, operators
 from vi_stream.processing import settings
 from vi_stream.errors import ConfigError, InputError
+from vi_stream.folders import state_dir
 from vi_stream.frame import check_module
 from vi_stream.store.uris import redact
 
@@ -177,15 +178,6 @@ def model_cache_dir(env: dict[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     state = env.get("VI_STREAM_STATE_DIR")
     return os.path.join(state, "models") if state else os.path.expanduser("~/.cache/vi_stream/models")
-
-
-def state_dir(env: dict[str, str] | None = None) -> str:
-    """$VI_STREAM_STATE_DIR (systemd's StateDirectory), else $XDG_STATE_HOME/vi_stream, else ~/.local/state/vi_stream."""
-    env = os.environ if env is None else env
-    if env.get("VI_STREAM_STATE_DIR"):
-        return env["VI_STREAM_STATE_DIR"]
-    base = env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return os.path.join(base, "vi_stream")
 
 
 def mongo_uri_from_env(env: dict[str, str]) -> str | None:
