@@ -215,7 +215,9 @@ def test_two_workers_and_a_merger_deliver_every_pulse_once_in_order_and_a_killed
     merger = None
     try:
         ports = [_ports(p) for p in procs]
-        merger = Merger([f"tcp://127.0.0.1:{out}" for _rest, out in ports], max_wait=1.5, context=ctx)
+        # the two workers' lag behind each other grows with their queues; on a loaded machine it passed 1.5 s
+        # (10 came after 11 and went out late): the wait is a setting, ordering within it is what is tested
+        merger = Merger([f"tcp://127.0.0.1:{out}" for _rest, out in ports], max_wait=6.0, context=ctx)
         out = ctx.socket(zmq.PULL)
         out.setsockopt(zmq.LINGER, 0)
         out.setsockopt(zmq.RCVTIMEO, 200)
@@ -229,13 +231,13 @@ def test_two_workers_and_a_merger_deliver_every_pulse_once_in_order_and_a_killed
                 got.append(codec.main_header(out.recv_multipart())[1])
                 last = time.monotonic()
             except zmq.Again:
-                if not sim._thread.is_alive() and time.monotonic() - last > 4:
+                if not sim._thread.is_alive() and time.monotonic() - last > 4 and not merger.statistics()["buffered"]:
                     break                                 # the camera is done and the merger has given all
             if not killed and len(got) >= 12:
                 procs[1].send_signal(signal.SIGKILL)      # a worker dies with frames in hand
                 killed = True
         st = merger.statistics()
-        assert got == sorted(got) and len(got) == len(set(got)), got            # in order, once each
+        assert got == sorted(got) and len(got) == len(set(got)), (got, st)      # in order, once each
         assert st["late"] == 0 and st["duplicates"] == 0
         missing = sorted(set(range(got[-1] + 1)) - set(got))
         assert len(missing) == st["gaps"] <= 20, (missing, st)                    # lost: only what w2 held
