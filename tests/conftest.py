@@ -1,14 +1,15 @@
-"""Shared fixtures: one small fitted model per session (fit once, ~15 s)."""
+"""Shared fixtures: one small fitted model per run (fit once, ~15 s, shared by the test processes)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 
 import numpy as np
 import pytest
 
 from vi_stream.evaluation import synthetic  # noqa: E402
-from vi_stream.model import AnomalyModel, save  # noqa: E402
+from vi_stream.model import AnomalyModel, load, save  # noqa: E402
 
 from .helpers import SMALL_CONFIG, SMALL_SHAPE  # noqa: E402
 from .helpers.cluster import cluster  # noqa: E402,F401 - one Slurm cluster per session, for every module
@@ -33,8 +34,26 @@ def good_images() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def model(good_images) -> AnomalyModel:
-    return AnomalyModel.fit(good_images, SMALL_CONFIG)
+def model_path(good_images, tmp_path_factory) -> str:
+    """The small model's file, fitted once per run: the processes of ``pytest -n`` share it (the first
+    to need it fits it under a lock, the others load what it saved), instead of each fitting its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = tmp_path_factory.getbasetemp().parent / "shared-model"     # one per run, beside the workers'
+    else:
+        shared = tmp_path_factory.mktemp("model")
+    shared.mkdir(exist_ok=True)
+    path = shared / "model.npz"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.is_file():
+            save(AnomalyModel.fit(good_images, SMALL_CONFIG), str(shared / "model.tmp.npz"))
+            os.replace(shared / "model.tmp.npz", path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def model(model_path) -> AnomalyModel:
+    return load(model_path)
 
 
 BACKENDS = ["local", "mongomock"] + (["mongodb"] if os.environ.get("VI_STREAM_TEST_MONGO_URI") else [])
@@ -55,11 +74,6 @@ def store(request, tmp_path):
         cm = real_mongo_store()
     with cm as s:
         yield s
-
-
-@pytest.fixture(scope="session")
-def model_path(model, tmp_path_factory) -> str:
-    return save(model, str(tmp_path_factory.mktemp("model") / "model.npz"))
 
 
 @pytest.fixture
