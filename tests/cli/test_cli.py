@@ -104,6 +104,20 @@ def test_bad_inputs_give_one_line_errors_and_nonzero_exit(model_path, sets, tmp_
         assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("args, message", [
+    (("run", "tcp://127.0.0.1:9", "CAM", "--model", "m.npz", "--store", "off", "--token", "short"), "token is 5 characters"),
+    (("score", "--model", "m.npz", "--images", "nowhere", "--out", "o"), "not a folder: nowhere"),
+    (("evaluate", "--model", "m.npz", "--images", "nowhere", "--masks", "nomasks"), "not a folder: nomasks"),
+    (("train", "--images", "nowhere", "--out", "m.npz", "--tile", "100"), "tile must be a multiple of 16")])
+def test_a_bad_setting_or_path_is_refused_before_the_scorer_is_imported(args, message, tmp_path):
+    """A typo is told in a fraction of a second: the refusal comes before torch is imported (2-3 s here)."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "vi_stream.cli", *args], capture_output=True,
+                       text=True, timeout=120, cwd=tmp_path)
+    assert p.returncode == 2 and f"vi_stream: error: {message}" in p.stderr, p.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert "vi_stream.cli" in imported and "torch" not in imported
+
+
 def test_usage_errors_exit_2_without_traceback():
     rc, out, err = _run("score", "--model")
     assert rc == 2 and "usage:" in err and "Traceback" not in err

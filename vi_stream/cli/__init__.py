@@ -128,13 +128,13 @@ def _run_daemon(args: argparse.Namespace) -> int:
     import logging
 
     from vi_stream.service import config as config_mod
-    from vi_stream.service.daemon import Daemon
     from vi_stream.service.systemd import Notifier, setup_logging, status_line, supervise, watchdog_interval
 
     flags = config_mod.flags_from(args)
-    cfg = config_mod.build(args.config, **flags)
+    cfg = config_mod.build(args.config, **flags)      # a bad setting is refused before torch is imported
     setup_logging(cfg.log_level, prefix=cfg.prefix)
     cfg = _model_from_sftp(cfg)
+    from vi_stream.service.daemon import Daemon
     notifier = Notifier()
     stop = threading.Event()
 

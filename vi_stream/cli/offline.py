@@ -122,8 +122,9 @@ def _progress(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    config = _model_config(args)          # a bad setting is refused before the scorer is imported
     from vi_stream.evaluation import offline
-    model = offline.train(args.images, args.out, _model_config(args), args.device, _progress(args))
+    model = offline.train(args.images, args.out, config, args.device, _progress(args))
     m = model.meta
     split = (f"{m['good_images']} good images" if model.config.calibration_folds
              else f"{m['training_images']} training + {m['calibration_images']} calibration images")

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -16,7 +16,12 @@ from vi_stream.evaluation import synthetic
 from vi_stream.errors import InputError
 from vi_stream.io import files
 from vi_stream.evaluation.metrics import RegionOverlap, auroc, f1
-from vi_stream.model import AnomalyModel, ModelConfig, load, save
+from vi_stream.model import ModelConfig
+
+if TYPE_CHECKING:
+    from vi_stream.model import AnomalyModel
+
+# The scorer (torch) is imported by each job once its folders are found: a wrong path is told at once.
 
 Progress = Callable[[int], None]
 
@@ -24,6 +29,7 @@ Progress = Callable[[int], None]
 def train(images_dir: str, out: str, config: ModelConfig, device: str | None = None,
           progress_factory: Callable[[int, str], Progress] | None = None) -> AnomalyModel:
     paths = files.list_images(images_dir)
+    from vi_stream.model import AnomalyModel, save
     progress = progress_factory(len(paths), "fit") if progress_factory else None
     model = AnomalyModel.fit(files.iter_images(paths), config, device, progress)
     save(model, out)
@@ -45,8 +51,9 @@ def score(model_path: str, images_dir: str, out_dir: str, threshold: float | Non
           keep_maps: bool = False) -> list[Scored]:
     """Score every image; write ``<stem>_heatmap.tiff`` (float32), ``<stem>_mask.png`` (0/255),
     ``<stem>_overlay.png`` and ``scores.csv``. Unreadable images are reported and skipped."""
-    model = load(model_path, device)
     paths = files.list_images(images_dir)
+    from vi_stream.model import load
+    model = load(model_path, device)
     os.makedirs(out_dir, exist_ok=True)
     progress = progress_factory(len(paths), "score") if progress_factory else None
     rows = []
@@ -107,8 +114,9 @@ def evaluate(model_path: str, images_dir: str, masks_dir: str, out_json: str | N
     """
     if not os.path.isdir(masks_dir):
         raise InputError(f"not a folder: {masks_dir}")
-    model = load(model_path, device)
     paths = files.list_images(images_dir)
+    from vi_stream.model import load
+    model = load(model_path, device)
     progress = progress_factory(len(paths), "evaluate") if progress_factory else None
     labels, scores, pix_y, pix_s, pix_p = [], [], [], [], []
     # AUPRO at full resolution, in fixed memory: scores binned over [0, 4 x threshold]

@@ -14,6 +14,7 @@ from vi_stream.errors import ConfigError, ModelError
 MAX_FOLDS = 20    # each fold rebuilds the index's lists less its rows (model/calibration.py): fit time
 MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.99   # the threshold's confidence: from the median training set to
                                              # all but one in a hundred (calibration.gumbel_k)
+FEATURE_STRIDE = 8  # pixels per cell of the finest feature map (a setting is checked against it without torch)
 MAX_ZOOM = 3.0    # a 4096x4096 image at 3x is 150 MP through the backbone: as far as memory allows
 
 
@@ -55,7 +56,6 @@ class ModelConfig:
     def validate(self) -> "ModelConfig":
         # Here, not at the top: the command line reads the defaults for its help without numba or torch.
         from vi_stream.model import filecheck
-        from vi_stream.model.features import FEATURE_STRIDE
         from vi_stream.model.tiling import check_tiling
         check_tiling(self.tile, self.overlap)
         if self.tile % (2 * FEATURE_STRIDE) or self.overlap % FEATURE_STRIDE:

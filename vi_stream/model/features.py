@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from vi_stream.errors import ModelError
 from vi_stream.model import aggregate
 from vi_stream.model.backbone import FeatureExtractor
-
-FEATURE_STRIDE = 8
+from vi_stream.model.config import FEATURE_STRIDE
 
 
 def resolve_device(device: str | None) -> torch.device:
