@@ -34,11 +34,12 @@ def good_images() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def model_path(good_images, tmp_path_factory) -> str:
+def model_path(good_images, tmp_path_factory, request) -> str:
     """The small model's file, fitted once per run: the processes of ``pytest -n`` share it (the first
     to need it fits it under a lock, the others load what it saved), instead of each fitting its own."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = tmp_path_factory.getbasetemp().parent / "shared-model"     # one per run, beside the workers'
+    worker = getattr(request.config, "workerinput", None)       # a pytest started by a test is not one
+    if worker:
+        shared = tmp_path_factory.getbasetemp().parent / f"shared-model-{worker['testrunuid']}"
     else:
         shared = tmp_path_factory.mktemp("model")
     shared.mkdir(exist_ok=True)

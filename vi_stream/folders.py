@@ -11,7 +11,7 @@ with none it refuses to import the module at all ("cannot cache function ...: no
 available"). That is the daemon under its systemd unit (``DynamicUser``, ``ProtectSystem=strict``,
 ``ProtectHome``: a read-only install and no home) and a container running as a user who does not
 own the install. There the kernels are cached in the state folder (``$VI_STREAM_STATE_DIR/numba``,
-the unit's writable ``StateDirectory``), else in a temporary folder (compiled again each start).
+the unit's writable ``StateDirectory``), else in a private temporary folder.
 
 :func:`ensure_numba_cache` runs before any module with a kernel is imported (from
 ``vi_stream.threads``, ``vi_stream.model`` and ``vi_stream.search``); it does not import numba.
@@ -19,6 +19,7 @@ the unit's writable ``StateDirectory``), else in a temporary folder (compiled ag
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 
@@ -45,22 +46,44 @@ def state_dir(env: dict[str, str] | None = None) -> str:
     return os.path.join(base, "vi_stream")
 
 
-def _candidates() -> list[str]:
-    return [os.path.join(state_dir(), "numba"),
-            os.path.join(tempfile.gettempdir(), f"vi_stream-numba-{os.getuid() if hasattr(os, 'getuid') else 0}")]
+def _private_temp() -> str:
+    """``/tmp/vi_stream-numba-<uid>``, made 0700 and used only while it is this user's own real folder
+    that no one else may write to (numba loads its cache with pickle: a folder another user prepared
+    would run their code); else a new private folder of this process's own."""
+    path = os.path.join(tempfile.gettempdir(), f"vi_stream-numba-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return tempfile.mkdtemp(prefix="vi_stream-numba-")
+    st = os.lstat(path)
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077:
+        return path
+    return tempfile.mkdtemp(prefix="vi_stream-numba-")
+
+
+MARK = "VI_STREAM_NUMBA_CACHE"   # NUMBA_CACHE_DIR was set by this module (a child inherits it: checked again)
 
 
 def ensure_numba_cache() -> str | None:
     """The folder numba caches in when the install is not writable (``None``: numba's own choice,
-    ``NUMBA_CACHE_DIR`` or the package's ``__pycache__``). Decided once per process."""
+    ``NUMBA_CACHE_DIR`` or the package's ``__pycache__``). Decided once per process; a folder chosen
+    here and inherited by a child (a Slurm task on another node, say) is checked again there."""
     if _chosen:
         return _chosen[0]
     choice = None
-    if not os.environ.get("NUMBA_CACHE_DIR") and not _writable(os.path.join(PACKAGE, "model", "__pycache__")):
-        choice = next((c for c in _candidates() if _writable(c)), None)
-        if choice is not None:
-            os.environ["NUMBA_CACHE_DIR"] = choice
-            if "numba" in sys.modules:     # numba read its settings already: tell it too
-                sys.modules["numba"].config.CACHE_DIR = choice
+    given = os.environ.get("NUMBA_CACHE_DIR")
+    inherited = given and given == os.environ.get(MARK) and not _writable(given)
+    if (not given or inherited) and not _writable(os.path.join(PACKAGE, "model", "__pycache__")):
+        state = os.path.join(state_dir(), "numba")
+        choice = state if _writable(state) else _private_temp()
+        os.environ["NUMBA_CACHE_DIR"] = os.environ[MARK] = choice
+        if "numba" in sys.modules:     # numba read its settings already: tell it too
+            sys.modules["numba"].config.CACHE_DIR = choice
+    elif inherited:                    # the install is writable here: numba's own place
+        del os.environ["NUMBA_CACHE_DIR"], os.environ[MARK]
+        if "numba" in sys.modules:
+            sys.modules["numba"].config.CACHE_DIR = ""
     _chosen.append(choice)
     return choice

@@ -228,33 +228,75 @@ def test_simulator_send_never_blocks_when_the_receiver_vanishes_after_the_poll()
 
 def _read_only_install(cmd: list[str], package: str, env: dict) -> subprocess.CompletedProcess:
     """``cmd`` as the daemon runs under its unit (ProtectSystem=strict, ProtectHome, DynamicUser): the
-    installed package read-only (a bind mount in a mount namespace of its own) and no writable home."""
+    installed package read-only (a bind mount in a mount namespace of its own; as root, else in a user
+    namespace too) and no writable home."""
     script = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script, package, *cmd],
-                          capture_output=True, text=True, timeout=300, env=env)
+    for unshare in (["unshare", "-m"], ["unshare", "-rm"]):
+        p = subprocess.run([*unshare, "--propagation", "private", "sh", "-c", script, package, *cmd],
+                           capture_output=True, text=True, timeout=300, env=env)
+        if "unshare failed" not in p.stderr and "mount:" not in p.stderr[:200]:
+            return p
+    return p
 
 
-def test_a_read_only_install_without_a_home_caches_its_kernels_in_the_state_folder(tmp_path):
-    """numba refuses to import a kernel it has nowhere to cache ("no locator available"): with the
-    package read-only and no writable home, the daemon could not even import its model under its unit.
-    Every module with a kernel imports, and a kernel compiled there is cached in $VI_STREAM_STATE_DIR/numba
-    (the unit's StateDirectory). (Only one kernel is compiled: all of them take a minute.)"""
+@pytest.fixture
+def read_only(tmp_path):
+    """(package folder, env, run): the environment of a service with its state in tmp_path/state."""
     import vi_stream
     package = os.path.dirname(vi_stream.__file__)
-    probe = _read_only_install(["true"], package, dict(os.environ))
+    probe = _read_only_install(["sh", "-c", f"touch {package}/x 2>/dev/null && exit 1 || exit 0"], package,
+                               dict(os.environ))
     if probe.returncode != 0:
         pytest.skip(f"no mount namespace here to make the install read-only: {probe.stderr.strip()}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "XDG_", "VI_STREAM_NUMBA"))}
+    env.update(HOME=package, VI_STREAM_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+
+    def run(code: str) -> subprocess.CompletedProcess:
+        return _read_only_install([sys.executable, "-c", code], package, env)
+    return package, env, run
+
+
+@pytest.mark.parametrize("first", ["vi_stream.threads", "vi_stream.search.scan", "vi_stream.model.tiling"])
+def test_a_read_only_install_without_a_home_caches_its_kernels_in_the_state_folder(read_only, tmp_path, first):
+    """numba refuses to import a kernel it has nowhere to cache ("no locator available"): with the
+    package read-only and no writable home, the daemon could not even import its model under its unit.
+    Imported first by each way in, then every module with a kernel: a kernel compiled there is cached
+    in $VI_STREAM_STATE_DIR/numba (the unit's StateDirectory). (One kernel: all of them take a minute.)"""
+    package, _env, run = read_only
     kernel_modules = sorted({f"vi_stream.{os.path.relpath(os.path.join(d, f), package)[:-3].replace(os.sep, '.')}"
                              for d, _s, files in os.walk(package) for f in files
                              if f.endswith(".py") and "cache=True" in open(os.path.join(d, f)).read()})
-    assert "vi_stream.model.tiling" in kernel_modules and "vi_stream.search.scan" in kernel_modules
-    code = (f"import importlib; [importlib.import_module(m) for m in {kernel_modules!r}]; "
+    assert {"vi_stream.threads", "vi_stream.model.tiling", "vi_stream.search.scan"} <= set(kernel_modules)
+    p = run(f"import importlib; importlib.import_module({first!r}); "
+            f"[importlib.import_module(m) for m in {kernel_modules!r}]; "
             "import numpy as np; from vi_stream.search.scan import row_sq; "
             "print(float(row_sq(np.ones((8, 8), np.float32)).sum()))")
-    state = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "XDG_"))}
-    env.update(HOME=package, VI_STREAM_STATE_DIR=str(state))      # ~/.cache/numba is read-only too
-    p = _read_only_install([sys.executable, "-c", code], package, env)
     assert p.returncode == 0 and p.stdout.strip() == "64.0", p.stderr[-2000:]
-    cached = [f for _d, _s, files in os.walk(state / "numba") for f in files]
+    cached = [f for _d, _s, files in os.walk(tmp_path / "state" / "numba") for f in files]
     assert any(f.startswith("scan.row_sq") and f.endswith(".nbi") for f in cached), cached
+
+
+def test_without_a_writable_state_folder_the_kernels_go_to_a_private_temporary_one(read_only, tmp_path):
+    """The state folder read-only too: a temporary folder of this user's own, never one another user
+    made or may write to (numba loads its cache with pickle)."""
+    package, env, run = read_only
+    env["VI_STREAM_STATE_DIR"] = os.path.join(package, "state")            # inside the read-only mount
+    code = "import vi_stream.threads, os; print(os.environ['NUMBA_CACHE_DIR'])"
+    p = run(code)
+    mine = tmp_path / "tmp" / f"vi_stream-numba-{os.getuid()}"
+    assert p.returncode == 0 and p.stdout.strip() == str(mine), p.stderr[-2000:]
+    assert oct(mine.stat().st_mode & 0o777) == "0o700"
+    mine.chmod(0o777)                                                       # made open to everyone: not used
+    p = run(code)
+    chosen = p.stdout.strip()
+    assert p.returncode == 0 and chosen != str(mine) and os.path.basename(chosen).startswith("vi_stream-numba-")
+    assert oct(os.stat(chosen).st_mode & 0o777) == "0o700"
+    # a folder chosen so by a parent (a Slurm task inherits its submitter's environment) is checked again
+    env["NUMBA_CACHE_DIR"] = env["VI_STREAM_NUMBA_CACHE"] = os.path.join(package, "elsewhere")
+    mine.chmod(0o700)
+    p = run(code)
+    assert p.returncode == 0 and p.stdout.strip() == str(mine), p.stderr[-2000:]
+    env["NUMBA_CACHE_DIR"], env["VI_STREAM_NUMBA_CACHE"] = str(tmp_path / "users"), ""   # a user's own: kept
+    p = run(code)
+    assert p.returncode == 0 and p.stdout.strip() == str(tmp_path / "users"), p.stderr[-2000:]
