@@ -38,6 +38,11 @@ def test_commands_that_score_nothing_import_no_torch_or_numba(argv, tmp_path):
 
 
 def test_the_probe_sees_a_heavy_import(tmp_path):
-    """The probe is not blind: a command that scores does import them."""
-    assert heavy_imports("score", "--model", str(tmp_path / "none.npz"), "--images", str(tmp_path),
+    """The probe is not blind: a command that scores does import them (here up to loading the model,
+    which is missing: an image folder without images is refused before)."""
+    import numpy as np
+
+    from vi_stream.io.files import write_image
+    write_image(str(tmp_path / "images" / "a.png"), np.zeros((32, 32), np.uint8))
+    assert heavy_imports("score", "--model", str(tmp_path / "none.npz"), "--images", str(tmp_path / "images"),
                          "--out", str(tmp_path / "out")) == ["torch", "numba"]
