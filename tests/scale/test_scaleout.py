@@ -224,19 +224,21 @@ def test_two_workers_and_a_merger_deliver_every_pulse_once_in_order_and_a_killed
         out.connect(f"tcp://127.0.0.1:{merger.start()}")
         sim.run_in_thread(40)
         got: list[int] = []
-        end, last = time.monotonic() + 120, time.monotonic()
+        end, last = time.monotonic() + 120, None
         killed = False
         while time.monotonic() < end:
             try:
                 got.append(codec.main_header(out.recv_multipart())[1])
                 last = time.monotonic()
-            except zmq.Again:
-                if not sim._thread.is_alive() and time.monotonic() - last > 4 and not merger.statistics()["buffered"]:
+            except zmq.Again:                             # (the first frame may take long on a loaded machine)
+                if last is not None and not sim._thread.is_alive() and time.monotonic() - last > 4 and \
+                        not merger.statistics()["buffered"]:
                     break                                 # the camera is done and the merger has given all
             if not killed and len(got) >= 12:
                 procs[1].send_signal(signal.SIGKILL)      # a worker dies with frames in hand
                 killed = True
         st = merger.statistics()
+        assert got, st
         assert got == sorted(got) and len(got) == len(set(got)), (got, st)      # in order, once each
         assert st["late"] == 0 and st["duplicates"] == 0
         missing = sorted(set(range(got[-1] + 1)) - set(got))
