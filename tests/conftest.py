@@ -46,9 +46,8 @@ def model_path(good_images, tmp_path_factory, request) -> str:
     path = shared / "model.npz"
     with open(shared / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.is_file():
-            save(AnomalyModel.fit(good_images, SMALL_CONFIG), str(shared / "model.tmp.npz"))
-            os.replace(shared / "model.tmp.npz", path)
+        if not path.is_file():                                   # save writes a temp file and renames it
+            save(AnomalyModel.fit(good_images, SMALL_CONFIG), str(path))
     return str(path)
 
 

@@ -18,13 +18,13 @@ the unit's writable ``StateDirectory``), else in a private temporary folder.
 """
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import sys
 import tempfile
 
 PACKAGE = os.path.dirname(os.path.abspath(__file__))
-_chosen: list[str | None] = []
 
 
 def _writable(path: str) -> bool:
@@ -66,12 +66,11 @@ def _private_temp() -> str:
 MARK = "VI_STREAM_NUMBA_CACHE"   # NUMBA_CACHE_DIR was set by this module (a child inherits it: checked again)
 
 
+@functools.cache
 def ensure_numba_cache() -> str | None:
     """The folder numba caches in when the install is not writable (``None``: numba's own choice,
     ``NUMBA_CACHE_DIR`` or the package's ``__pycache__``). Decided once per process; a folder chosen
     here and inherited by a child (a Slurm task on another node, say) is checked again there."""
-    if _chosen:
-        return _chosen[0]
     choice = None
     given = os.environ.get("NUMBA_CACHE_DIR")
     inherited = given and given == os.environ.get(MARK) and not _writable(given)
@@ -85,5 +84,4 @@ def ensure_numba_cache() -> str | None:
         del os.environ["NUMBA_CACHE_DIR"], os.environ[MARK]
         if "numba" in sys.modules:
             sys.modules["numba"].config.CACHE_DIR = ""
-    _chosen.append(choice)
     return choice
