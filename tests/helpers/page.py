@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from .daemon import bound_push, running_daemon
 from .store import make_record
@@ -24,7 +25,16 @@ def processing(pg, daemon) -> None:
     before = -1 if last is None else int(last["pulse_id"])
     pg.goto(pg.base + "/#/monitor")
     if daemon.status() != "processing":
-        pg.click("#start")
+        # Start is disabled while the page shows the line processing: a start still on its way from
+        # the test before (under load) can land between the check above and the click, and a click
+        # would then wait on a disabled button. Click only while the page offers it.
+        pg.wait_for_function("document.querySelector('#state').classList.contains('processing')"
+                             " || !document.querySelector('#start').disabled")
+        if pg.is_enabled("#start"):
+            try:
+                pg.click("#start", timeout=5_000)
+            except PlaywrightTimeout:
+                pass                   # disabled meanwhile: the line is processing (asserted below)
     pg.wait_for_selector("#state.processing")
     pg.wait_for_function(f"(p => p !== '' && +p > {before})(document.querySelector('#frame').dataset.pulse)",
                          timeout=30_000)

@@ -17,7 +17,9 @@ from vi_stream.registry.drift import (
     wasserstein,
 )
 
-from ..helpers import SMALL_CONFIG, SMALL_SHAPE
+from ..helpers import SMALL_CONFIG
+
+SHAPE = (384, 384)     # smaller than the session's images (512): the test fits and scores 115 images
 
 
 def test_ks_and_wasserstein_against_values_worked_by_hand():
@@ -52,7 +54,7 @@ def model() -> AnomalyModel:
     """Fitted on 30 good images, as a model fitted for a line would be: its reference holds their 30 scores
     out of fold. From the session's 15 images each fold's bank holds 12 of them, where the model's holds
     15: the reference sits higher than the scores in use by more than a test of where yellow starts allows."""
-    return AnomalyModel.fit([synthetic.module_image(SMALL_SHAPE, seed=1000 + i).image for i in range(30)],
+    return AnomalyModel.fit([synthetic.module_image(SHAPE, seed=1000 + i).image for i in range(30)],
                             SMALL_CONFIG)
 
 
@@ -63,7 +65,7 @@ def test_a_slowly_brightening_stream_turns_yellow_then_red_and_a_model_fitted_on
     states = []
     with caplog.at_level(logging.INFO, logger="vi_stream.drift"):
         for i in range(60):
-            img = synthetic.module_image(SMALL_SHAPE, seed=5000 + i % 15).image.astype(np.int16)
+            img = synthetic.module_image(SHAPE, seed=5000 + i % 15).image.astype(np.int16)
             bright = np.clip(img + 2 * i, 0, 255).astype(np.uint8)
             watch.result(_result(model.score(bright).score))
             if len(watch.history) > len(states):
@@ -73,12 +75,12 @@ def test_a_slowly_brightening_stream_turns_yellow_then_red_and_a_model_fitted_on
     changes = [r.getMessage() for r in caplog.records if r.name == "vi_stream.drift"]
     assert len(changes) == len([1 for a, b in zip(["green"] + states, states) if a != b])   # one line per change
     # A model fitted on the bright images (the new normal) becomes the reference: green again.
-    bright_good = [np.clip(synthetic.module_image(SMALL_SHAPE, seed=1000 + i).image.astype(np.int16) + 118, 0, 255)
+    bright_good = [np.clip(synthetic.module_image(SHAPE, seed=1000 + i).image.astype(np.int16) + 118, 0, 255)
                    .astype(np.uint8) for i in range(15)]
     refit = AnomalyModel.fit(bright_good, SMALL_CONFIG)
     watch.set_reference(refit.meta["calibration_scores"], refit.threshold, "pads@1.1")
     for i in range(10):
-        img = synthetic.module_image(SMALL_SHAPE, seed=5000 + i).image.astype(np.int16)
+        img = synthetic.module_image(SHAPE, seed=5000 + i).image.astype(np.int16)
         watch.result(_result(refit.score(np.clip(img + 118, 0, 255).astype(np.uint8)).score))
     assert watch.state == "green" and watch.status()["last"]["model_version"] == "pads@1.1"
 

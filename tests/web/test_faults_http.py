@@ -436,9 +436,11 @@ def test_a_client_timing_out_leaves_no_traceback_on_stderr(model_path):
         port = int(wait_for(lambda: p.poll() is None and next(
             (m.group(1) for m in (re.search(r"ready: REST http://127.0.0.1:(\d+)", x) for x in list(lines)) if m),
             None), timeout=120, interval=0.1))
-        for _ in range(3):                                  # half a request, then silence, until dropped
-            s = connect(port, "127.0.0.1", timeout=60)
+        # three clients at once (within an address's cap): half a request each, then silence, until dropped
+        clients = [connect(port, "127.0.0.1", timeout=60) for _ in range(3)]
+        for s in clients:
             s.sendall(b"GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for s in clients:
             while s.recv(4096):
                 pass
             s.close()
