@@ -46,8 +46,9 @@ def recorded_config(model) -> dict:
     and the confidence its threshold rule names (a model file keeps them there, not in its config)."""
     from vi_stream.model.config import rule_settings
     maps = model.lattice.get("maps") if model.lattice.get("enabled") else None
+    lattice = {"lattice_maps": list(maps), "lattice_reach": model.lattice.get("reach_px", 0)} if maps else {}
     return {**{k: v for k, v in model.meta["config"].items() if k != "seed"},
-            **rule_settings(model.meta["threshold_rule"]), **({"lattice_maps": list(maps)} if maps else {})}
+            **rule_settings(model.meta["threshold_rule"]), **lattice}
 
 
 def read(name: str, machine: bool = False, folder: str | None = None) -> dict:

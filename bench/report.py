@@ -51,11 +51,13 @@ def _settings(overrides, config: dict | None = None) -> str:
     shows its overrides. The lattice maps a fit computed are code, not a setting, but they change the
     scores as one does: a record with the lattice on names them (``lattice_maps``, common.recorded_config)
     and is shown with them where they are not today's; one made before records named them computed
-    ``cut`` where today's fit computes ``thin`` (``lattice_maps=before-thin``)."""
+    ``cut`` where today's fit computes ``thin`` (``lattice_maps=before-thin``). So is the reach the
+    lattice maps were spread over (``lattice_reach``; a record made before it: 0, as its fit had none)."""
     if config is None:
         return " ".join(overrides) or "(defaults)"
     config = dict(config)
     maps = config.pop("lattice_maps", None)
+    reach = config.pop("lattice_reach", 0)
     then, now = saved_settings(config), ModelConfig()
     diff = [f"{k}={v!r}".replace(" ", "") for k, v in dataclasses.asdict(then).items()
             if k != "seed" and v != getattr(now, k)]
@@ -63,6 +65,8 @@ def _settings(overrides, config: dict | None = None) -> str:
         diff.append("lattice_maps=before-thin")
     elif then.lattice and tuple(maps) != lattice_maps():
         diff.append("lattice_maps=" + ",".join(maps))
+    if then.lattice and reach != lattice_reach():
+        diff.append(f"lattice_reach={reach}")
     return " ".join(diff) or "(defaults)"
 
 
@@ -72,12 +76,19 @@ def lattice_maps() -> tuple[str, ...]:
     return tuple(MAPS)
 
 
+def lattice_reach() -> int:
+    """The reach (px) today's fit spreads the lattice maps over."""
+    from vi_stream.model.lattice import REACH
+    return REACH
+
+
 def _sealed_config(r: dict) -> dict:
-    """A sealed run's config with the lattice maps its line models were calibrated on (the ledger's
-    config is the digest's, which names no maps; each line model's lattice calibration does)."""
-    maps = [m["lattice"].get("maps") for m in r.get("line_models", {}).values()
-            if m.get("lattice", {}).get("enabled")]
-    return {**r["run"]["config"], **({"lattice_maps": maps[0]} if maps else {})}
+    """A sealed run's config with the lattice maps and reach its line models were calibrated on (the
+    ledger's config is the digest's, which names neither; each line model's lattice calibration does)."""
+    cals = [m["lattice"] for m in r.get("line_models", {}).values() if m.get("lattice", {}).get("enabled")]
+    maps = [c.get("maps") for c in cals]
+    return {**r["run"]["config"],
+            **({"lattice_maps": maps[0], "lattice_reach": cals[0].get("reach_px", 0)} if maps else {})}
 
 
 def _code(settings: str) -> str:

@@ -117,11 +117,21 @@ def test_the_lattice_map_is_fused_into_the_heatmap(lattice_model, plain_spread_m
     else:
         assert "spread" not in cal
         agree = np.ones(img.shape, bool)
-    expected = knn
+    comb = np.zeros_like(knn)
     for g, m in zip(cal["gains"], maps, strict=True):
-        expected = np.maximum(expected, np.float32(g) * m)
+        comb = np.maximum(comb, np.float32(g) * m)
+    # spread over the calibration's reach: each pixel the largest within that many px (edges repeated)
+    r = cal["reach_px"]
+    assert r == lattice.REACH >= 1
+    padded, padded_agree = np.pad(comb, r, mode="edge"), np.pad(agree, r, mode="edge")
+    h, w = comb.shape
+    window = [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
+    comb = np.max([padded[dy:dy + h, dx:dx + w] for dy, dx in window], axis=0)
+    agree = np.min([padded_agree[dy:dy + h, dx:dx + w] for dy, dx in window], axis=0)
+    expected = np.maximum(knn, comb)
     assert np.allclose(fused[agree], expected[agree], rtol=1e-5, atol=1e-5)
     assert (fused > knn + 1e-3).any()
+    assert fused.max() == pytest.approx(max(knn.max(), float(comb.max())), rel=1e-5)
 
 
 def test_a_lattice_model_with_two_maps_scores_as_it_was_calibrated(lattice_model, tmp_path):
@@ -159,9 +169,31 @@ def test_a_model_file_fitted_with_the_cut_map_scores_with_it(lattice_model, tmp_
     cal = old.lattice
     for maps, fused in ((("moved", "cut", "fine", "coarse", "wide"), fused_old), (lattice.MAPS, fused_new)):
         expected, _lat = lattice.fuse(knn.copy(), img, old.intensity.lo, old.intensity.hi, cal["gains"], maps,
-                                      cal["blur_px"], lattice_spread.read(cal["spread"], len(maps)))
+                                      cal["blur_px"], cal["reach_px"], spread=lattice_spread.read(cal["spread"], len(maps)))
         assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
     assert not np.allclose(fused_old, fused_new, rtol=1e-3, atol=1e-3)
+
+
+def test_a_model_file_from_before_the_reach_scores_its_lattice_maps_unspread(lattice_model, tmp_path):
+    """A model file fitted before the reach (its calibration names no ``reach_px``) fuses the lattice
+    maps as they are, so an upgrade does not move its heatmaps; today's fit spreads them over
+    ``REACH`` px, which widens the lattice's marks and leaves the image's score where it was."""
+    def no_reach(meta):
+        meta["lattice"].pop("reach_px")
+    old = load(rewrite_model(str(lattice_model), str(tmp_path / "no-reach.npz"), meta_change(no_reach)))
+    new = load(str(lattice_model))
+    img = synthetic.module_image(SHAPE, seed=399, defects=("misplaced_pad",)).image
+    r_old, r_new = old.score(img), new.score(img)
+    cal = old.lattice
+    new.lattice = {"enabled": False, "reason": "test"}
+    knn = new.score(img).heatmap
+    for reach, fused in ((0, r_old.heatmap), (lattice.REACH, r_new.heatmap)):
+        expected, _lat = lattice.fuse(knn.copy(), img, old.intensity.lo, old.intensity.hi, cal["gains"],
+                                      lattice.MAPS, cal["blur_px"], reach,
+                                      spread=lattice_spread.read(cal["spread"], len(lattice.MAPS)))
+        assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
+    assert r_old.score == pytest.approx(r_new.score, rel=1e-6)
+    assert r_new.mask.sum() > r_old.mask.sum() > 0
 
 
 def test_lattice_off_and_a_model_file_from_before_the_lattice_score(folders, tmp_path):
@@ -237,16 +269,20 @@ FIVE = list(lattice.MAPS)
     ({"blur_px": None}, "blur_px"), ({"blur_px": "abc"}, "blur_px"), ({"blur_px": True}, "blur_px"),
     ({"blur_px": -1.0}, "blur_px"), ({"blur_px": float("nan")}, "blur_px"), ({"blur_px": float("inf")}, "blur_px"),
     ({"blur_px": 1e5}, "blur_px"), ({"blur_px": "0.7"}, "blur_px"), ("no blur_px", "blur_px"),
-    ({"maps": [], "gains": []}, "maps"), ({"maps": "moved"}, "maps"), ({"maps": [["moved"]] + FIVE[1:]}, "maps")],
+    ({"maps": [], "gains": []}, "maps"), ({"maps": "moved"}, "maps"), ({"maps": [["moved"]] + FIVE[1:]}, "maps"),
+    ({"reach_px": -1}, "reach_px"), ({"reach_px": 1.5}, "reach_px"), ({"reach_px": True}, "reach_px"),
+    ({"reach_px": "1"}, "reach_px"), ({"reach_px": 10 ** 6}, "reach_px"), ({"reach_px": None}, "reach_px")],
     ids=["none", "text", "bool", "negative", "nan", "inf", "huge", "quoted", "missing", "no-maps", "a-string",
-         "a-list-in-the-list"])
+         "a-list-in-the-list", "reach-negative", "reach-fraction", "reach-bool", "reach-quoted", "reach-huge",
+         "reach-none"])
 def test_a_lattice_calibration_naming_a_blur_or_maps_no_fit_writes_is_refused_at_load(lattice_model, tmp_path,
                                                                                       edit, named):
     """Re-digested, a calibration that names the maps (a fit since the five maps) but a blur no fit writes,
     or maps that are not a list of names, was loaded: a negative or NaN blur silently skipped the blur, a
     blur of 1e5 px took a minute an image and one of Infinity px had OpenCV ask for 8 GiB (the daemon
     killed); no maps and no gains passed and every score failed on an IndexError. Refused in one line
-    naming the field, as the gains are."""
+    naming the field, as the gains are; so is a reach that is not a whole number of pixels from 0 to
+    MAX_REACH (the window's side is twice the reach, plus one)."""
     def change(meta):
         if edit == "no blur_px":
             meta["lattice"].pop("blur_px")

@@ -161,7 +161,7 @@ def test_a_large_images_maps_are_read_over_the_spread_at_their_working_size():
     zero = np.zeros(shape, np.float32)
 
     def fused(img, spread):
-        return lattice.fuse(zero, img, 0.0, 1.0, gains, lattice.MAPS, lattice.BLUR, spread)
+        return lattice.fuse(zero, img, 0.0, 1.0, gains, lattice.MAPS, lattice.BLUR, spread=spread)
     (g, info), (b, _) = fused(good, tables), fused(bad, tables)
     assert info["used"] and g.shape == b.shape == shape
     y, x = np.unravel_index(int(np.argmax(b)), shape)

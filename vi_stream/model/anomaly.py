@@ -295,7 +295,7 @@ class AnomalyModel:
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
             heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
-                                     self.lattice["gains"], *self._lattice_spec, self._lattice_spread)
+                                     self.lattice["gains"], *self._lattice_spec, spread=self._lattice_spread)
             timings["lattice"] = time.perf_counter() - t6
         else:
             lat = {"used": False, "reason": self.lattice.get("reason", "off")}

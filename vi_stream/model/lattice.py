@@ -57,6 +57,9 @@ LEGACY_MAPS = ("fine3", "coarse")              # what a model file without "maps
 LEGACY_BLUR = 1.0
 MAX_BLUR = 8.0        # px: the most blur a calibration may name (a fit writes BLUR; a Gaussian of 1e5 px
                       # takes a minute an image, one of Infinity px asks OpenCV for 8 GiB)
+REACH = 1             # px at the maps' working size: each pixel of the gained lattice maps takes their largest
+                      # value within this many px (a grey dilation) before the fusion (fuse)
+MAX_REACH = 8         # px: the most reach a calibration may name
 GOOD_QUANTILE = 90    # percentile of the good images' map maxima matched to the kNN map's median (calibrate)
 SMOOTHING = {"thin": 0.7, "cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
 
@@ -125,13 +128,15 @@ _MAP = {"moved": lambda p, out: np.abs(p.tolerant, out=out),
                                                  borderType=cv2.BORDER_REPLICATE)}
 
 
-def spec(calibration: dict | None) -> tuple[tuple[str, ...], float]:
-    """The maps and the blur a model's lattice calibration was made for (:func:`calibrate`); a
-    calibration fitted when the score had two maps names none: LEGACY_MAPS at LEGACY_BLUR.
+def spec(calibration: dict | None) -> tuple[tuple[str, ...], float, int]:
+    """The maps, the blur and the reach a model's lattice calibration was made for (:func:`calibrate`);
+    a calibration fitted when the score had two maps names none: LEGACY_MAPS at LEGACY_BLUR, and one
+    fitted before the reach names none: 0 (the maps fused as they are, so its scores do not move).
     ValueError, naming the field, for maps that are not a non-empty list of map names this
-    vi_stream computes, or a ``blur_px`` that is not a number of pixels from 0 to MAX_BLUR."""
+    vi_stream computes, a ``blur_px`` that is not a number of pixels from 0 to MAX_BLUR, or a
+    ``reach_px`` that is not a whole number of pixels from 0 to MAX_REACH."""
     if not calibration or "maps" not in calibration:
-        return LEGACY_MAPS, LEGACY_BLUR
+        return LEGACY_MAPS, LEGACY_BLUR, 0
     maps, blur = calibration["maps"], calibration.get("blur_px")
     if not (isinstance(maps, list) and maps and all(isinstance(m, str) for m in maps)):
         raise ValueError(f"maps {_short(repr(maps))} is not a list of map names")
@@ -141,7 +146,10 @@ def spec(calibration: dict | None) -> tuple[tuple[str, ...], float]:
                          "upgrade vi_stream or refit the model")
     if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0 <= blur <= MAX_BLUR:
         raise ValueError(f"blur_px {_short(repr(blur))} is not a number of pixels from 0 to {MAX_BLUR:g}")
-    return tuple(maps), float(blur)
+    reach = calibration.get("reach_px", 0)
+    if isinstance(reach, bool) or not isinstance(reach, int) or not 0 <= reach <= MAX_REACH:
+        raise ValueError(f"reach_px {_short(repr(reach))} is not a whole number of pixels from 0 to {MAX_REACH}")
+    return tuple(maps), float(blur), reach
 
 
 def _short(text: str) -> str:
@@ -211,7 +219,7 @@ def calibrate(knn_maxima, lattice_maxima, weight: float, spread: dict | None = N
     knn = float(np.median(knn_maxima))
     return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
             "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE,
-            "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR,
+            "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR, "reach_px": REACH,
             **({"spread": spread} if spread is not None else {})}
 
 
@@ -220,14 +228,14 @@ def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> flo
     return max([knn_max] + ([g * m for g, m in zip(gains, lattice_max)] if lattice_max is not None else []))
 
 
-def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float,
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float, reach: int = 0,
          spread: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """``heat`` (the kNN map) and each lattice map (``maps`` at ``blur``, as :func:`spec` reads a
     calibration) times its gain (the calibration's ``gains``), over its spread at the pixel's
-    appearance when the calibration has ``spread`` tables (:func:`.lattice_spread.read`), pixelwise
-    maximum; the kNN map alone when the image has no lattice. Returns the map and what the image's
-    lattice was. The gained maps are combined where they were computed and brought to the image's
-    size once."""
+    appearance when the calibration has ``spread`` tables (:func:`.lattice_spread.read`), their
+    pixelwise maximum spread over ``reach`` px (:func:`reached`), pixelwise maximum; the kNN map
+    alone when the image has no lattice. Returns the map and what the image's lattice was. The
+    gained maps are combined where they were computed and brought to the image's size once."""
     maps, parts, lat = work_parts(image, lo, hi, maps, blur)
     if maps is None:
         return heat, {**lat.describe(), "used": False}
@@ -235,6 +243,15 @@ def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps,
         comb = gained_maximum(maps, np.asarray(gains, np.float32))
     else:
         comb = lattice_spread.normalised_maximum(maps, gains, spread, lattice_spread.appearance(parts.b, parts.d))
+    comb = reached(comb, reach)
     if comb.shape != heat.shape:
         comb = cv2.resize(comb, (heat.shape[1], heat.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.maximum(heat, comb, out=comb), {**lat.describe(), "used": True}
+
+
+def reached(comb: np.ndarray, reach: int) -> np.ndarray:
+    """Each pixel of ``comb`` as the largest value within ``reach`` px of it (a square window; a grey
+    dilation, so the map's maximum stays what it was); ``comb`` itself at reach 0."""
+    if reach <= 0:
+        return comb
+    return cv2.dilate(comb, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8), borderType=cv2.BORDER_REPLICATE)

@@ -120,7 +120,7 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
 def _check_lattice(meta: dict, config, path: str) -> None:
     """The lattice score's calibration (model/lattice.py) is what a fit writes: with the setting on,
     ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes at a blur a fit
-    writes (:func:`~vi_stream.model.lattice.spec`) and one finite positive gain per map (a
+    writes, spread over a reach a fit writes (:func:`~vi_stream.model.lattice.spec`), and one finite positive gain per map (a
     calibration fitted when the score had two maps names none: two), and spread tables this
     vi_stream reads when, and only when, ``lattice_spread`` is on (:func:`~vi_stream.model.lattice_spread.read`)."""
     from vi_stream.model import lattice as lattice_score, lattice_spread
@@ -135,8 +135,8 @@ def _check_lattice(meta: dict, config, path: str) -> None:
     elif lat["enabled"]:
         gains = lat.get("gains")
         try:
-            maps, _blur = lattice_score.spec(lat)
-        except ValueError as err:          # the maps or the blur (lattice.spec names which)
+            maps, _blur, _reach = lattice_score.spec(lat)
+        except ValueError as err:          # the maps, the blur or the reach (lattice.spec names which)
             problem = str(err)
         else:
             if not (isinstance(gains, list) and len(gains) == len(maps)
