@@ -31,20 +31,26 @@ def test_every_results_file_has_a_section():
 
 
 def test_a_record_made_with_other_lattice_maps_is_not_shown_as_the_defaults():
-    """The maps a fit computes are code, not a setting: a record made before ``thin`` (its config names no
-    maps) or with other maps is labelled with them; one with today's maps is the defaults."""
+    """The maps a fit computes and the reach it spreads them over are code, not settings: a record made
+    before ``thin`` (its config names no maps) or with other maps, or before the reach (it names none: 0),
+    is labelled with them; one with today's maps and reach is the defaults."""
     sys.path.insert(0, os.path.join(ROOT, "bench"))
     try:
         import report
     finally:
         sys.path.pop(0)
     from vi_stream.model import ModelConfig
-    from vi_stream.model.lattice import MAPS
+    from vi_stream.model.lattice import MAPS, REACH
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(ModelConfig()).items() if k != "seed"}
-    assert report._settings((), config) == "lattice_maps=before-thin"
-    assert report._settings((), {**config, "lattice_maps": list(MAPS)}) == "(defaults)"
-    assert report._settings((), {**config, "lattice_maps": ["moved", "cut"]}) == "lattice_maps=moved,cut"
+    assert report._settings((), config) == "lattice_maps=before-thin lattice_reach=0"
+    today = {**config, "lattice_maps": list(MAPS), "lattice_reach": REACH}
+    assert report._settings((), today) == "(defaults)"
+    assert report._settings((), {**config, "lattice_maps": list(MAPS)}) == "lattice_reach=0"
+    assert report._settings((), {**today, "lattice_maps": ["moved", "cut"]}) == "lattice_maps=moved,cut"
     assert report._settings((), {**config, "lattice": False}) == "lattice=False"     # no maps without the lattice
-    # a sealed run's maps come from its line models' calibrations
-    run = {"run": {"config": config}, "line_models": {"1": {"lattice": {"enabled": True, "maps": list(MAPS)}}}}
+    # a sealed run's maps and reach come from its line models' calibrations
+    cal = {"enabled": True, "maps": list(MAPS), "reach_px": REACH}
+    run = {"run": {"config": config}, "line_models": {"1": {"lattice": cal}}}
     assert report._settings((), report._sealed_config(run)) == "(defaults)"
+    run["line_models"]["1"]["lattice"].pop("reach_px")
+    assert report._settings((), report._sealed_config(run)) == "lattice_reach=0"
