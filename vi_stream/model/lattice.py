@@ -12,7 +12,7 @@ lattice sees them, because the same place one period away looks different. Steps
    (+j, -j) while both lie in the image: one odd cell among them does not move a median, and
    symmetric pairs cancel a linear illumination gradient. Within one period of the image's edge
    along ``a`` there is no pair, and the maps are 0 there (the kNN map alone judges that band).
-   Five maps (``MAPS``) come of the difference ``d`` and of that median ``ref``:
+   Six maps (``MAPS``) come of the difference ``d``, of that median ``ref`` and of the image:
 
    - ``moved``: how far the pixel lies outside the range its neighbours' median takes within
      ``TOLERANCE`` px (its grey dilation and erosion). Pads and traces sit up to a pixel off
@@ -24,7 +24,11 @@ lattice sees them, because the same place one period away looks different. Steps
      narrower band found faint cuts better on every tuning line, bench/history.md);
    - ``fine``: ``d`` smoothed with its sign over 1.5 px, then the magnitude (a cut, a pad
      missing or extra: one sign over a few pixels, while noise averages out);
-   - ``coarse`` and ``wide``: the same over 12 and 24 px (a faint region over many cells).
+   - ``coarse`` and ``wide``: the same over 12 and 24 px (a faint region over many cells);
+   - ``gain``: the image's log gain over its template cell (the median of up to GAIN_TRANSLATES
+     translates each way along ``a``), less the lighting, smoothed over 32 px (:func:`_gain`): a
+     region tinted over two to four cells tints the neighbours the maps above compare with, and
+     they light its edge; the template of the whole row does not move, and ``gain`` lights its middle.
 
    A model file fitted when the lattice score had two maps names none and is scored with the two it was
    calibrated for (``LEGACY_MAPS``: the magnitude of ``d`` smoothed over 3 px, and ``coarse``),
@@ -66,6 +70,8 @@ GAIN_TRANSLATES = 10  # translates each way along the lattice its template cell 
 GAIN_MIN_TRANSLATES = 4   # fewer inside the image: no template there (the map is 0)
 GAIN_FLOOR = 0.05     # grey below which a template is too dark for a gain
 GAIN_SMOOTHING = 32.0 # px at the working size
+GAIN_BORDER = 32.0    # px at the working size along the image's border where the gain map is not computed
+GAIN_WEIGHT = 1.0    # the gain map's good maxima are brought to this share of the other maps' level (calibrate)
 SMOOTHING = {"thin": 0.7, "cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
 
 
@@ -146,6 +152,8 @@ def _gain(p: _Parts, out: np.ndarray) -> None:
     tmpl = np.float32(0.5) * (np.take_along_axis(stack, lo_i[..., None], -1)[..., 0]
                               + np.take_along_axis(stack, hi_i[..., None], -1)[..., 0])
     ok = (inside >= GAIN_MIN_TRANSLATES) & (tmpl > GAIN_FLOOR)
+    m = max(1, int(round(GAIN_BORDER / f)))
+    ok[:m], ok[-m:], ok[:, :m], ok[:, -m:] = False, False, False, False   # rows of cells the border cuts
     r = np.zeros((sh, sw), np.float32)
     r[ok] = np.log(np.maximum(small[ok], np.float32(1e-3)) / tmpl[ok])
     fit = ok & (((ys.astype(np.int32) + xs.astype(np.int32)) % 4) == 0)   # a quarter of the pixels fit the lighting
@@ -270,7 +278,9 @@ def calibrate(knn_maxima, lattice_maxima, weight: float, spread: dict | None = N
                 "reason": f"lattice found on {len(found)} of {n} good images"}
     lat = np.percentile(np.asarray(found, np.float64), GOOD_QUANTILE, axis=0)
     knn = float(np.median(knn_maxima))
-    return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
+    share = [GAIN_WEIGHT if name == "gain" else 1.0 for name in MAPS]
+    return {"enabled": True, "gains": [float(weight * s * knn / max(v, 1e-6)) for s, v in zip(share, lat)],
+            "found": len(found),
             "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE,
             "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR, "reach_px": REACH,
             **({"spread": spread} if spread is not None else {})}
