@@ -152,28 +152,6 @@ def test_a_large_faint_region_shows_in_the_coarse_map_more_than_in_the_fine_one(
     assert bc.max() / gc.max() > 2
 
 
-def test_the_gain_map_lights_the_middle_of_a_region_wider_than_the_cells_it_is_compared_with():
-    """A region tinted 8% over six cells across: the cell-to-cell maps compare its middle with cells
-    that are tinted too and light its edge more, the gain map compares it with the template cell of
-    the whole row and lights the middle; the module's lighting (a gradient and a vignetting) lights
-    the good image's gain map far less (away from the image's border, where the pad rows are cut)."""
-    shape, pitch = (384, 768), 40.0
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    lighting = 1 + 0.15 * (((xx - 384) / 384) ** 2 + ((yy - 192) / 192) ** 2)   # vignetting on the gradient
-    good = pads(shape, pitch, 0.5, noise=0.01, gradient=0.2) / lighting
-    r = np.hypot(yy - 192, xx - 384)
-    bad = good * (1 - 0.08 * cv2.GaussianBlur((r < 120).astype(np.float32), (0, 0), 8))
-    gmaps, _ = lattice.lattice_map(good, 0.0, 1.0)
-    bmaps, _ = lattice.lattice_map(bad, 0.0, 1.0)
-    middle, ring = r < 40, (r > 100) & (r < 140)           # a cell either side of the centre; the edge
-    gain, coarse = named(bmaps, "gain"), named(bmaps, "coarse")
-    assert gain[middle].mean() > 0.5 * np.log(1 / 0.92)    # at least half the tint's log gain
-    assert gain[middle].mean() > 4 * named(gmaps, "gain")[middle].mean()
-    assert gain[middle].mean() > gain[ring].mean() and coarse[middle].mean() < coarse[ring].mean()
-    inner = named(gmaps, "gain")[32:-32, 32:-32]
-    assert inner.max() < 0.6 * gain[middle].mean()
-
-
 def test_calibration_matches_each_map_to_the_knn_map_on_good_images_and_is_off_without_a_lattice():
     cal = lattice.calibrate([20.0, 22.0, 24.0], [[0.1, 0.01], [0.11, 0.02], None, [0.09, 0.03]], weight=1.0)
     q = np.percentile([[0.1, 0.01], [0.11, 0.02], [0.09, 0.03]], lattice.GOOD_QUANTILE, axis=0)
@@ -182,10 +160,6 @@ def test_calibration_matches_each_map_to_the_knn_map_on_good_images_and_is_off_w
     half = lattice.calibrate([20.0, 22.0], [[0.1, 0.1], [0.2, 0.2]], weight=0.5)
     q = np.percentile([0.1, 0.2], lattice.GOOD_QUANTILE)
     assert half["gains"] == pytest.approx([0.5 * 21.0 / q] * 2)
-    # the gain map's good maxima are brought to GAIN_WEIGHT of the other maps' level
-    six = lattice.calibrate([20.0, 22.0], [[0.1] * len(lattice.MAPS), [0.2] * len(lattice.MAPS)], weight=1.0)
-    share = [lattice.GAIN_WEIGHT if m == "gain" else 1.0 for m in lattice.MAPS]
-    assert six["gains"] == pytest.approx([s * 21.0 / q for s in share]) and lattice.GAIN_WEIGHT < 1
     off = lattice.calibrate([20.0, 22.0], [None, None, [0.1, 0.1]], weight=1.0)
     assert not off["enabled"] and "1 of 3" in off["reason"]
     assert lattice.fused_maximum(20.0, [0.1, 0.2], [100.0, 150.0]) == pytest.approx(30.0)

@@ -167,8 +167,7 @@ def test_a_model_file_fitted_with_the_cut_map_scores_with_it(lattice_model, tmp_
     new.lattice = {"enabled": False, "reason": "test"}
     knn = new.score(img).heatmap
     cal = old.lattice
-    named = tuple("cut" if m == "thin" else m for m in lattice.MAPS)
-    for maps, fused in ((named, fused_old), (lattice.MAPS, fused_new)):
+    for maps, fused in ((("moved", "cut", "fine", "coarse", "wide"), fused_old), (lattice.MAPS, fused_new)):
         expected, _lat = lattice.fuse(knn.copy(), img, old.intensity.lo, old.intensity.hi, cal["gains"], maps,
                                       cal["blur_px"], cal["reach_px"], spread=lattice_spread.read(cal["spread"], len(maps)))
         assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)

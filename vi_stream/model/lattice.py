@@ -12,7 +12,7 @@ lattice sees them, because the same place one period away looks different. Steps
    (+j, -j) while both lie in the image: one odd cell among them does not move a median, and
    symmetric pairs cancel a linear illumination gradient. Within one period of the image's edge
    along ``a`` there is no pair, and the maps are 0 there (the kNN map alone judges that band).
-   Six maps (``MAPS``) come of the difference ``d``, of that median ``ref`` and of the image:
+   Five maps (``MAPS``) come of the difference ``d`` and of that median ``ref``:
 
    - ``moved``: how far the pixel lies outside the range its neighbours' median takes within
      ``TOLERANCE`` px (its grey dilation and erosion). Pads and traces sit up to a pixel off
@@ -24,11 +24,7 @@ lattice sees them, because the same place one period away looks different. Steps
      narrower band found faint cuts better on every tuning line, bench/history.md);
    - ``fine``: ``d`` smoothed with its sign over 1.5 px, then the magnitude (a cut, a pad
      missing or extra: one sign over a few pixels, while noise averages out);
-   - ``coarse`` and ``wide``: the same over 12 and 24 px (a faint region over many cells);
-   - ``gain``: the image's log gain over its template cell (the median of up to GAIN_TRANSLATES
-     translates each way along ``a``), less the lighting, smoothed over 32 px (:func:`_gain`): a
-     region tinted over two to four cells tints the neighbours the maps above compare with, and
-     they light its edge; the template of the whole row does not move, and ``gain`` lights its middle.
+   - ``coarse`` and ``wide``: the same over 12 and 24 px (a faint region over many cells).
 
    A model file fitted when the lattice score had two maps names none and is scored with the two it was
    calibrated for (``LEGACY_MAPS``: the magnitude of ``d`` smoothed over 3 px, and ``coarse``),
@@ -56,7 +52,7 @@ NEIGHBOURS = 4        # cells compared on each side (up to 8 in all; fewer at th
 BLUR = 0.7            # px: sensor noise off before the comparison
 WORK_PITCH = 48.0     # px: the maps are computed at a size where the pitch is 48-96 px (lattice_map)
 TOLERANCE = 1         # px: how far a neighbour's edge may sit from this cell's before it counts (moved)
-MAPS = ("moved", "thin", "fine", "coarse", "wide", "gain")   # what a fit computes and calibrates, in order
+MAPS = ("moved", "thin", "fine", "coarse", "wide")   # what a fit computes and calibrates, in order
 LEGACY_MAPS = ("fine3", "coarse")              # what a model file without "maps" was calibrated for
 LEGACY_BLUR = 1.0
 MAX_BLUR = 8.0        # px: the most blur a calibration may name (a fit writes BLUR; a Gaussian of 1e5 px
@@ -65,13 +61,6 @@ REACH = 1             # px at the maps' working size: each pixel of the gained l
                       # value within this many px (a grey dilation) before the fusion (fuse)
 MAX_REACH = 8         # px: the most reach a calibration may name
 GOOD_QUANTILE = 90    # percentile of the good images' map maxima matched to the kNN map's median (calibrate)
-GAIN_SHRINK = 4       # the gain map is computed at a quarter of each side of the working size (_gain)
-GAIN_TRANSLATES = 10  # translates each way along the lattice its template cell is the median of
-GAIN_MIN_TRANSLATES = 4   # fewer inside the image: no template there (the map is 0)
-GAIN_FLOOR = 0.05     # grey below which a template is too dark for a gain
-GAIN_SMOOTHING = 32.0 # px at the working size
-GAIN_BORDER = 32.0    # px at the working size along the image's border where the gain map is not computed
-GAIN_WEIGHT = 1.0    # the gain map's good maxima are brought to this share of the other maps' level (calibrate)
 SMOOTHING = {"thin": 0.7, "cut": 1.0, "fine": 1.5, "coarse": 12.0, "wide": 24.0, "fine3": 3.0}   # px, per map
 
 
@@ -85,7 +74,7 @@ def _residual_parts(g: np.ndarray, lat: Lattice, maps, blur: float) -> tuple[np.
     """:func:`residual`'s maps and what they were made of (the appearance of their places is read from it)."""
     b = cv2.GaussianBlur(g, (0, 0), blur) if blur > 0 else np.ascontiguousarray(g, np.float32)
     d = median_residual(np.ascontiguousarray(b, np.float32), np.float32(lat.ax), np.float32(lat.ay), NEIGHBOURS)
-    parts = _Parts(b, d, lat)
+    parts = _Parts(b, d)
     out = np.empty((len(maps),) + d.shape, np.float32)
     for i, name in enumerate(maps):          # each map written in its place (a stack would copy them all)
         _MAP[name](parts, out[i])
@@ -97,8 +86,8 @@ class _Parts:
     ``d`` from the neighbours' median, and ``tolerant``, the signed part of ``b`` outside the range
     that median takes within TOLERANCE px (0 inside it, and where no pair of neighbours is)."""
 
-    def __init__(self, b: np.ndarray, d: np.ndarray, lat: Lattice):
-        self.b, self.d, self.lat = b, d, lat
+    def __init__(self, b: np.ndarray, d: np.ndarray):
+        self.b, self.d = b, d
 
     @functools.cached_property
     def tolerant(self) -> np.ndarray:
@@ -128,55 +117,6 @@ def _band(p: _Parts, out: np.ndarray, name: str) -> None:
     np.abs(out, out=out)
 
 
-def _gain(p: _Parts, out: np.ndarray) -> None:
-    """The image's local gain over its template cell into ``out``: |log(b / template)| less the lighting,
-    smoothed over GAIN_SMOOTHING px. The template is the median of up to GAIN_TRANSLATES translates of
-    ``b`` each way along the lattice (those inside the image, at least GAIN_MIN_TRANSLATES), so a
-    region tinted over two or three cells does not move it; the lighting (the module's gradient and
-    vignetting, both multiplicative) is a quadratic fitted to the log gain with its outliers cut. All
-    of it at a GAIN_SHRINK-th of each side (the map is smooth over 32 px), then brought back."""
-    b, lat = p.b, p.lat
-    h, w = b.shape
-    f = GAIN_SHRINK
-    sh, sw = max(1, h // f), max(1, w // f)
-    small = cv2.resize(b, (sw, sh), interpolation=cv2.INTER_AREA)
-    ax, ay = np.float32(lat.ax * sw / w), np.float32(lat.ay * sh / h)
-    ys, xs = np.mgrid[0:sh, 0:sw].astype(np.float32)
-    ks = [k for k in range(-GAIN_TRANSLATES, GAIN_TRANSLATES + 1) if k]
-    stack = np.stack([cv2.remap(small, xs + k * ax, ys + k * ay, cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_CONSTANT, borderValue=np.nan) for k in ks], axis=-1)
-    inside = np.isfinite(stack).sum(axis=-1)
-    stack.sort(axis=-1)                             # NaN (outside the image) last
-    lo_i = np.maximum(inside - 1, 0) // 2
-    hi_i = inside // 2
-    tmpl = np.float32(0.5) * (np.take_along_axis(stack, lo_i[..., None], -1)[..., 0]
-                              + np.take_along_axis(stack, hi_i[..., None], -1)[..., 0])
-    ok = (inside >= GAIN_MIN_TRANSLATES) & (tmpl > GAIN_FLOOR)
-    m = max(1, int(round(GAIN_BORDER / f)))
-    ok[:m], ok[-m:], ok[:, :m], ok[:, -m:] = False, False, False, False   # rows of cells the border cuts
-    r = np.zeros((sh, sw), np.float32)
-    r[ok] = np.log(np.maximum(small[ok], np.float32(1e-3)) / tmpl[ok])
-    fit = ok & (((ys.astype(np.int32) + xs.astype(np.int32)) % 4) == 0)   # a quarter of the pixels fit the lighting
-    if fit.sum() >= 6:
-        yy, xx = ys[fit] / sh - 0.5, xs[fit] / sw - 0.5
-        design = np.stack([np.ones_like(xx), xx, yy, xx * xx, yy * yy, xx * yy], 1).astype(np.float64)
-        v = r[fit].astype(np.float64)
-        keep = np.ones(len(v), bool)
-        for _ in range(3):                          # the lighting, without the region's own pixels
-            c = np.linalg.lstsq(design[keep], v[keep], rcond=None)[0].astype(np.float32)
-            res = np.abs(v - design @ c)
-            keep = res <= 2.5 * np.median(res[keep]) + 1e-9
-        Y, X = ys / np.float32(sh) - np.float32(0.5), xs / np.float32(sw) - np.float32(0.5)
-        light = c[0] + c[1] * X + c[2] * Y + c[3] * X * X + c[4] * Y * Y + c[5] * X * Y
-        r = np.where(ok, r - light, np.float32(0)).astype(np.float32)
-    weight = ok.astype(np.float32)
-    sigma = GAIN_SMOOTHING / f
-    num = cv2.GaussianBlur(r, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-    den = cv2.GaussianBlur(weight, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
-    g = np.where(den > 0.3, np.abs(num) / np.maximum(den, np.float32(1e-3)), 0).astype(np.float32)
-    cv2.resize(g, (w, h), dst=out, interpolation=cv2.INTER_LINEAR)
-
-
 # each map of the parts, written into the array given
 _MAP = {"moved": lambda p, out: np.abs(p.tolerant, out=out),
         "thin": lambda p, out: _band(p, out, "thin"),
@@ -184,7 +124,6 @@ _MAP = {"moved": lambda p, out: np.abs(p.tolerant, out=out),
         "fine": lambda p, out: _signed(p.d, SMOOTHING["fine"], out),
         "coarse": lambda p, out: _signed(p.d, SMOOTHING["coarse"], out),
         "wide": lambda p, out: _signed(p.d, SMOOTHING["wide"], out),
-        "gain": _gain,
         "fine3": lambda p, out: cv2.GaussianBlur(np.abs(p.d), (0, 0), SMOOTHING["fine3"], dst=out,
                                                  borderType=cv2.BORDER_REPLICATE)}
 
@@ -278,9 +217,7 @@ def calibrate(knn_maxima, lattice_maxima, weight: float, spread: dict | None = N
                 "reason": f"lattice found on {len(found)} of {n} good images"}
     lat = np.percentile(np.asarray(found, np.float64), GOOD_QUANTILE, axis=0)
     knn = float(np.median(knn_maxima))
-    share = [GAIN_WEIGHT if name == "gain" else 1.0 for name in MAPS]
-    return {"enabled": True, "gains": [float(weight * s * knn / max(v, 1e-6)) for s, v in zip(share, lat)],
-            "found": len(found),
+    return {"enabled": True, "gains": [float(weight * knn / max(v, 1e-6)) for v in lat], "found": len(found),
             "images": n, "lattice_max_quantile": [round(float(v), 6) for v in lat], "quantile": GOOD_QUANTILE,
             "knn_max_median": round(knn, 6), "weight": weight, "maps": list(MAPS), "blur_px": BLUR, "reach_px": REACH,
             **({"spread": spread} if spread is not None else {})}

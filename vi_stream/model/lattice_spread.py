@@ -14,8 +14,7 @@ good images, a quiet one only louder than its quiet.
 
 The ``moved`` map is left as it is: it is already a tolerant comparison (a pixel outside what its
 neighbours take within a pixel), zero over most of a good image, so a percentile of it is no
-measure of a place's noise. So is ``gain``: smoothed over 32 px, it is a region's, not a place's,
-and a pixel's appearance says nothing of it. Measured on the tuning lines: bench/history.md.
+measure of a place's noise. Measured on the tuning lines: bench/history.md.
 """
 from __future__ import annotations
 
