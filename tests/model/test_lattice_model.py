@@ -169,7 +169,8 @@ def test_a_model_file_fitted_with_the_cut_map_scores_with_it(lattice_model, tmp_
     cal = old.lattice
     for maps, fused in ((("moved", "cut", "fine", "coarse", "wide"), fused_old), (lattice.MAPS, fused_new)):
         expected, _lat = lattice.fuse(knn.copy(), img, old.intensity.lo, old.intensity.hi, cal["gains"], maps,
-                                      cal["blur_px"], cal["reach_px"], spread=lattice_spread.read(cal["spread"], len(maps)))
+                                      cal["blur_px"], reach=cal["reach_px"],
+                                      spread=lattice_spread.read(cal["spread"], len(maps)))
         assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
     assert not np.allclose(fused_old, fused_new, rtol=1e-3, atol=1e-3)
 
@@ -189,7 +190,7 @@ def test_a_model_file_from_before_the_reach_scores_its_lattice_maps_unspread(lat
     knn = new.score(img).heatmap
     for reach, fused in ((0, r_old.heatmap), (lattice.REACH, r_new.heatmap)):
         expected, _lat = lattice.fuse(knn.copy(), img, old.intensity.lo, old.intensity.hi, cal["gains"],
-                                      lattice.MAPS, cal["blur_px"], reach,
+                                      lattice.MAPS, cal["blur_px"], reach=reach,
                                       spread=lattice_spread.read(cal["spread"], len(lattice.MAPS)))
         assert np.allclose(fused, expected, rtol=1e-5, atol=1e-5)
     assert r_old.score == pytest.approx(r_new.score, rel=1e-6)

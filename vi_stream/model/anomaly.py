@@ -294,8 +294,9 @@ class AnomalyModel:
         heat = _heat(coarse, fgrid, seen.shape, image.shape, cfg)
         if self.lattice.get("enabled"):
             t6 = time.perf_counter()
-            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi,
-                                     self.lattice["gains"], *self._lattice_spec, spread=self._lattice_spread)
+            maps, blur, reach = self._lattice_spec
+            heat, lat = lattice.fuse(heat, image, self.intensity.lo, self.intensity.hi, self.lattice["gains"],
+                                     maps, blur, reach=reach, spread=self._lattice_spread)
             timings["lattice"] = time.perf_counter() - t6
         else:
             lat = {"used": False, "reason": self.lattice.get("reason", "off")}

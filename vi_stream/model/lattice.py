@@ -228,7 +228,7 @@ def fused_maximum(knn_max: float, lattice_max: list[float] | None, gains) -> flo
     return max([knn_max] + ([g * m for g, m in zip(gains, lattice_max)] if lattice_max is not None else []))
 
 
-def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float, reach: int = 0,
+def fuse(heat: np.ndarray, image: np.ndarray, lo: float, hi: float, gains, maps, blur: float, *, reach: int = 0,
          spread: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """``heat`` (the kNN map) and each lattice map (``maps`` at ``blur``, as :func:`spec` reads a
     calibration) times its gain (the calibration's ``gains``), over its spread at the pixel's
