@@ -35,7 +35,11 @@ is first read over its spread on the good images at places that look alike
 (:mod:`.lattice_spread`). :class:`~vi_stream.model.anomaly.AnomalyModel` brings each to the kNN
 map's units with a gain fitted on the training images (:func:`calibrate`: the median image maximum
 of the kNN map on the good images that set the threshold over the GOOD_QUANTILE-th percentile of that of
-the lattice map on all good ones) and fuses them by a pixelwise maximum (:func:`fuse`).
+the lattice map on all good ones) and fuses them by a pixelwise maximum (:func:`fuse`), after spreading
+the gained lattice maps over REACH px (:func:`reached`: their maximum in a 3 x 3 window): a thin cut or
+a moved edge lights a sliver a pixel or two wide, narrower than the defect, and the mask at the
+threshold covered a tenth of a cut's area. The spread keeps each map's maximum (bench/history.md: the
+window was chosen by the masks' overlap with the truth on the tuning lines).
 """
 from __future__ import annotations
 

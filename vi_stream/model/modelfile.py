@@ -119,8 +119,8 @@ def load(path: str, device: str | None = None, allow_unchecked: bool = False) ->
 
 def _check_lattice(meta: dict, config, path: str) -> None:
     """The lattice score's calibration (model/lattice.py) is what a fit writes: with the setting on,
-    ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes at a blur a fit
-    writes, spread over a reach a fit writes (:func:`~vi_stream.model.lattice.spec`), and one finite positive gain per map (a
+    ``lattice`` holds ``enabled`` and, when enabled, maps this vi_stream computes at a blur and a
+    reach a fit writes (:func:`~vi_stream.model.lattice.spec`) and one finite positive gain per map (a
     calibration fitted when the score had two maps names none: two), and spread tables this
     vi_stream reads when, and only when, ``lattice_spread`` is on (:func:`~vi_stream.model.lattice_spread.read`)."""
     from vi_stream.model import lattice as lattice_score, lattice_spread
