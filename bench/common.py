@@ -46,7 +46,10 @@ def recorded_config(model) -> dict:
     and the confidence its threshold rule names (a model file keeps them there, not in its config)."""
     from vi_stream.model.config import rule_settings
     maps = model.lattice.get("maps") if model.lattice.get("enabled") else None
-    lattice = {"lattice_maps": list(maps), "lattice_reach": model.lattice.get("reach_px", 0)} if maps else {}
+    if maps:
+        lattice = {"lattice_maps": list(maps), "lattice_reach": model.lattice.get("reach_px", 0)}
+    else:          # the setting on, but the fit found the lattice on too few good images: it computed none
+        lattice = {"lattice_maps": []} if model.config.lattice else {}
     return {**{k: v for k, v in model.meta["config"].items() if k != "seed"},
             **rule_settings(model.meta["threshold_rule"]), **lattice}
 

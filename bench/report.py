@@ -51,8 +51,10 @@ def _settings(overrides, config: dict | None = None) -> str:
     shows its overrides. The lattice maps a fit computed are code, not a setting, but they change the
     scores as one does: a record with the lattice on names them (``lattice_maps``, common.recorded_config)
     and is shown with them where they are not today's; one made before records named them computed
-    ``cut`` where today's fit computes ``thin`` (``lattice_maps=before-thin``). So is the reach the
-    lattice maps were spread over (``lattice_reach``; a record made before it: 0, as its fit had none)."""
+    ``cut`` where today's fit computes ``thin`` (``lattice_maps=before-thin``), and one whose fit found
+    the lattice on too few good images computed none (``lattice_maps=none``: the kNN map alone). So is
+    the reach the lattice maps were spread over (``lattice_reach``; a record made before it: 0, as its
+    fit had none)."""
     if config is None:
         return " ".join(overrides) or "(defaults)"
     config = dict(config)
@@ -63,6 +65,8 @@ def _settings(overrides, config: dict | None = None) -> str:
             if k != "seed" and v != getattr(now, k)]
     if then.lattice and maps is None:
         diff.append("lattice_maps=before-thin")
+    elif then.lattice and not maps:
+        return " ".join(diff + ["lattice_maps=none"])
     elif then.lattice and tuple(maps) != lattice_maps():
         diff.append("lattice_maps=" + ",".join(maps))
     if then.lattice and reach != lattice_reach():
@@ -85,10 +89,13 @@ def lattice_reach() -> int:
 def _sealed_config(r: dict) -> dict:
     """A sealed run's config with the lattice maps and reach its line models were calibrated on (the
     ledger's config is the digest's, which names neither; each line model's lattice calibration does)."""
-    cals = [m["lattice"] for m in r.get("line_models", {}).values() if m.get("lattice", {}).get("enabled")]
-    maps = [c.get("maps") for c in cals]
-    return {**r["run"]["config"],
-            **({"lattice_maps": maps[0], "lattice_reach": cals[0].get("reach_px", 0)} if maps else {})}
+    models = r.get("line_models", {}).values()
+    cals = [m["lattice"] for m in models if m.get("lattice", {}).get("enabled")]
+    if cals:
+        return {**r["run"]["config"], "lattice_maps": cals[0].get("maps"), "lattice_reach": cals[0].get("reach_px", 0)}
+    if models and all("lattice" in m for m in models) and r["run"]["config"].get("lattice"):
+        return {**r["run"]["config"], "lattice_maps": []}     # the setting on, no line model found its lattice
+    return dict(r["run"]["config"])
 
 
 def _code(settings: str) -> str:

@@ -54,3 +54,7 @@ def test_a_record_made_with_other_lattice_maps_is_not_shown_as_the_defaults():
     assert report._settings((), report._sealed_config(run)) == "(defaults)"
     run["line_models"]["1"]["lattice"].pop("reach_px")
     assert report._settings((), report._sealed_config(run)) == "lattice_reach=0"
+    # a fit with the setting on that found its lattice on too few good images computed no maps
+    assert report._settings((), {**config, "lattice_maps": []}) == "lattice_maps=none"
+    run["line_models"]["1"]["lattice"] = {"enabled": False, "reason": "lattice found on 3 of 10 good images"}
+    assert report._settings((), report._sealed_config(run)) == "lattice_maps=none"
