@@ -152,6 +152,32 @@ def test_a_large_faint_region_shows_in_the_coarse_map_more_than_in_the_fine_one(
     assert bc.max() / gc.max() > 2
 
 
+@pytest.mark.parametrize("shape,pitch", [((384, 512), 40.0), ((1150, 1534), 150.0)], ids=["own-size", "shrunk"])
+def test_the_reach_widens_the_lattices_mark_and_keeps_its_peak(shape, pitch):
+    """Spread over REACH px, the fused lattice map marks a cut wider and keeps the maps' maximum: at
+    the image's own size exactly; where the maps are computed shrunk (a pitch over 96 px; here by 3,
+    to a size the image's is not a whole multiple of, as 2048 px is not of its), the peak the
+    interpolation to the image's size lowered comes through whole, as the fit read it."""
+    good = pads(shape, pitch, 0.7)
+    bad = good.copy()
+    y, x = shape[0] // 2, shape[1] // 2
+    bad[y - 1:y + 2, x - 30:x + 30] = 0.3                  # a thin cut across the pads at the centre
+    zero = np.zeros(shape, np.float32)
+    gains = [1.0] * len(lattice.MAPS)
+    plain = lattice.fuse(zero, bad, 0.0, 1.0, gains, lattice.MAPS, lattice.BLUR, reach=0)[0]
+    spread = lattice.fuse(zero, bad, 0.0, 1.0, gains, lattice.MAPS, lattice.BLUR, reach=lattice.REACH)[0]
+    work, _lat = lattice.work_maps(bad, 0.0, 1.0)
+    peak = float(work.max())                              # what a fit reads of the image (lattice.maxima)
+    assert spread.max() == pytest.approx(peak, rel=1e-6)
+    if work.shape[1:] == shape:
+        assert plain.max() == pytest.approx(peak, rel=1e-6)
+    else:
+        assert plain.max() < peak * (1 - 1e-4)
+    half = 0.5 * peak
+    assert (spread > half).sum() > 1.5 * (plain > half).sum() > 0
+    assert (spread >= plain - 1e-6).all()
+
+
 def test_calibration_matches_each_map_to_the_knn_map_on_good_images_and_is_off_without_a_lattice():
     cal = lattice.calibrate([20.0, 22.0, 24.0], [[0.1, 0.01], [0.11, 0.02], None, [0.09, 0.03]], weight=1.0)
     q = np.percentile([[0.1, 0.01], [0.11, 0.02], [0.09, 0.03]], lattice.GOOD_QUANTILE, axis=0)
